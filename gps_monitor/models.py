@@ -1,0 +1,151 @@
+"""Domain value objects: small, frozen, validated at construction.
+
+Units are in field names; datetimes are timezone-aware UTC. Converting from wire units
+(1/10 km/h, degrees x 1e6, GMT+8 BCD) happens once, at the edge that decodes them.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from typing import Any
+
+from gps_monitor.errors import PayloadError
+
+
+class VehicleClass(enum.StrEnum):
+    """Vehicle classes that decide default limits (DOMAIN.md, Vehicles)."""
+
+    COACH = "coach"  # 客运班车, scheduled long-distance coach
+    TOUR_BUS = "tour_bus"  # 旅游包车
+    HAZMAT = "hazmat"  # 危险货物运输车
+    HEAVY_TRUCK = "heavy_truck"  # 重型载货汽车 / 半挂牵引车
+    FREIGHT = "freight"  # ordinary freight
+
+
+class PlateColor(enum.IntEnum):
+    """JT/T 808 plate colour codes."""
+
+    BLUE = 1
+    YELLOW = 2
+    BLACK = 3
+    WHITE = 4
+    YELLOW_GREEN = 5  # 黄绿色 (new-energy heavy vehicles); JT/T 808-2019 uses 5 for it in practice
+    OTHER = 9
+
+
+class Quality(enum.StrEnum):
+    """Position quality verdict (DOMAIN.md, Position quality). Duplicates are not stored."""
+
+    OK = "ok"
+    INVALID = "invalid"
+    DRIFT = "drift"
+
+
+# JT/T 808 status bits
+STATUS_ACC_ON = 1 << 0
+STATUS_POSITIONED = 1 << 1
+STATUS_SOUTH = 1 << 2
+STATUS_WEST = 1 << 3
+
+
+def _require_utc(name: str, value: datetime) -> None:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise PayloadError("wrong_type", f"{name}: expected a timezone-aware datetime, got naive")
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """One fix of one terminal.
+
+    Attributes:
+        terminal_id: terminal phone number (终端手机号) or gateway id; the topic's id.
+        fix_time: GPS fix time, timezone-aware (normalised to UTC).
+        latitude, longitude: WGS-84 / CGCS2000 degrees.
+        speed_kmh: reported speed, km/h (>= 0).
+        heading_deg: 0-359.x, clockwise from north; None when unknown.
+        altitude_m, satellites, mileage_km: optional terminal readings.
+        fix_valid: JT/T 808 status bit 1 (positioned).
+        acc_on: ignition (status bit 0); None when the source has no such signal.
+        alarm_flags, status_flags: JT/T 808 32-bit fields as sent.
+        extras: other additional items, JSON-serialisable.
+        vehicle_id, company_id: filled by ingest once the terminal is resolved.
+        quality, quality_reason: verdict of :mod:`gps_monitor.quality`.
+        late: older than the vehicle's newest fix when it arrived (blind-area upload).
+        reupload: the sender marked it as a blind-area re-upload (补报).
+        received_at: arrival time at the platform (UTC).
+
+    Raises:
+        PayloadError: a value is out of its physical range or a datetime is naive. Coordinates
+            out of range are *not* an error here: they are a quality verdict (stored, flagged).
+    """
+
+    terminal_id: str
+    fix_time: datetime
+    latitude: float
+    longitude: float
+    speed_kmh: float
+    heading_deg: float | None = None
+    altitude_m: float | None = None
+    satellites: int | None = None
+    fix_valid: bool = True
+    acc_on: bool | None = None
+    alarm_flags: int = 0
+    status_flags: int = 0
+    mileage_km: float | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+    vehicle_id: int | None = None
+    company_id: int | None = None
+    quality: Quality = Quality.OK
+    quality_reason: str | None = None
+    late: bool = False
+    reupload: bool = False
+    received_at: datetime | None = None
+
+    def __post_init__(self) -> None:
+        _require_utc("fix_time", self.fix_time)
+        if self.fix_time.utcoffset() != timezone.utc.utcoffset(None):
+            object.__setattr__(self, "fix_time", self.fix_time.astimezone(timezone.utc))
+        if self.received_at is not None:
+            _require_utc("received_at", self.received_at)
+        if not self.terminal_id:
+            raise PayloadError("missing_field", "terminal_id: expected a non-empty string")
+        if self.speed_kmh < 0:
+            raise PayloadError("out_of_range", f"speed_kmh: expected >= 0, got {self.speed_kmh}")
+        if not (0 <= self.alarm_flags < 2**32 and 0 <= self.status_flags < 2**32):
+            raise PayloadError(
+                "out_of_range",
+                f"alarm_flags/status_flags: expected 32-bit unsigned, got "
+                f"{self.alarm_flags}/{self.status_flags}",
+            )
+
+    def with_verdict(self, quality: Quality, reason: str | None = None) -> Position:
+        """A copy with another quality verdict."""
+        return replace(self, quality=quality, quality_reason=reason)
+
+    def evolve(self, **changes: Any) -> Position:
+        """A copy with some fields changed (validated again)."""
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True, slots=True)
+class Company:
+    """A transport company (运输企业)."""
+
+    id: int
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Vehicle:
+    """A monitored vehicle: plate number + plate colour, one company, one terminal."""
+
+    id: int
+    company_id: int
+    plate_number: str
+    plate_color: PlateColor
+    vehicle_class: VehicleClass
+    terminal_id: str
+    speed_limit_kmh: float | None = None
+    utc_offset_min: int = 480

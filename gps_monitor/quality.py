@@ -1,0 +1,122 @@
+"""Position quality verdicts (DOMAIN.md, Position quality): pure functions, no I/O.
+
+- invalid: fix flag off, (0, 0), latitude/longitude out of range, fix time more than
+  ``future_tolerance_s`` (default 5 min) ahead of arrival -> stored, flagged, excluded from rules.
+- duplicate: same vehicle and fix time -> stored once (the database key does it).
+- drift (漂移): a fix whose implied speed from its neighbours exceeds ``drift_speed_kmh``
+  (default 200 km/h) while the neighbours agree with each other.
+- late: older than the vehicle's newest fix (blind-area upload) -> stored, never moves the
+  live marker back.
+
+Live data only knows the previous fix when a new one arrives, so drift is decided with a small
+state machine (:func:`judge_drift`): a jump away from the last good fix is held as *suspect*
+(flagged drift at once); if the next fix agrees with the suspect rather than with the last good
+fix, the vehicle really is there and the suspect is cleared back to ok.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from gps_monitor.config import QualitySettings
+from gps_monitor.geo import distance_m, implied_speed_kmh
+from gps_monitor.models import Position, Quality
+
+
+def invalid_reason(position: Position, received_at: datetime, settings: QualitySettings) -> str | None:
+    """Why a fix is invalid, or None when it is usable.
+
+    Returns one of ``fix_not_valid``, ``zero_coordinates``, ``latitude_out_of_range``,
+    ``longitude_out_of_range``, ``future_fix_time`` (the latter usually a +/-8 h time-zone
+    mistake in the terminal).
+    """
+    if not position.fix_valid:
+        return "fix_not_valid"
+    if position.latitude == 0 and position.longitude == 0:
+        return "zero_coordinates"
+    if not -90.0 <= position.latitude <= 90.0:
+        return "latitude_out_of_range"
+    if not -180.0 <= position.longitude <= 180.0:
+        return "longitude_out_of_range"
+    if position.fix_time - received_at > timedelta(seconds=settings.future_tolerance_s):
+        return "future_fix_time"
+    return None
+
+
+def is_jump(a: Position, b: Position, settings: QualitySettings) -> bool:
+    """True when going from fix ``a`` to fix ``b`` needs an implausible speed.
+
+    Implausible = implied speed above ``drift_speed_kmh`` over more than ``drift_min_distance_m``.
+    """
+    if distance_m(a.latitude, a.longitude, b.latitude, b.longitude) <= settings.drift_min_distance_m:
+        return False
+    speed = implied_speed_kmh(
+        a.latitude, a.longitude, a.fix_time, b.latitude, b.longitude, b.fix_time
+    )
+    return speed > settings.drift_speed_kmh
+
+
+@dataclass(frozen=True, slots=True)
+class DriftState:
+    """Per-vehicle live drift state.
+
+    anchor: the newest fix judged ok (None before the first one).
+    suspect: a fix flagged drift that the next fix may still clear.
+    """
+
+    anchor: Position | None = None
+    suspect: Position | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DriftVerdict:
+    """Outcome of :func:`judge_drift`.
+
+    quality: verdict for the new fix (ok or drift).
+    cleared: a previously flagged suspect that turns out to be good (re-flag it ok), or None.
+    state: the vehicle's next drift state.
+    """
+
+    quality: Quality
+    cleared: Position | None
+    state: DriftState
+
+
+def judge_drift(state: DriftState, position: Position, settings: QualitySettings) -> DriftVerdict:
+    """Judge a valid, in-order fix against the vehicle's recent fixes.
+
+    Rules, with A = anchor (last ok fix), S = suspect, P = the new fix:
+    - no anchor: P is ok and becomes the anchor.
+    - A -> P plausible: P ok; a pending S stays drift (its neighbours agree: a one-fix jump).
+    - A -> P a jump, S exists and S -> P plausible: the vehicle moved; S is cleared, P ok.
+    - otherwise P is drift and becomes the suspect.
+    """
+    anchor, suspect = state.anchor, state.suspect
+    if anchor is None or not is_jump(anchor, position, settings):
+        return DriftVerdict(Quality.OK, None, DriftState(anchor=position))
+    if suspect is not None and not is_jump(suspect, position, settings):
+        return DriftVerdict(Quality.OK, suspect, DriftState(anchor=position))
+    return DriftVerdict(Quality.DRIFT, None, DriftState(anchor=anchor, suspect=position))
+
+
+def judge_late_drift(
+    before: Position | None, position: Position, after: Position | None, settings: QualitySettings
+) -> Quality:
+    """Verdict for a late (out-of-order) fix judged with its real stored neighbours.
+
+    Drift when it jumps from both neighbours while they agree with each other; with one
+    neighbour only, drift when it jumps from that one.
+    """
+    if before is not None and after is not None:
+        if (
+            is_jump(before, position, settings)
+            and is_jump(position, after, settings)
+            and not is_jump(before, after, settings)
+        ):
+            return Quality.DRIFT
+        return Quality.OK
+    neighbour = before or after
+    if neighbour is not None and is_jump(neighbour, position, settings):
+        return Quality.DRIFT
+    return Quality.OK
