@@ -50,6 +50,19 @@ STATUS_SOUTH = 1 << 2
 STATUS_WEST = 1 << 3
 
 
+def _json_dict(obj: Any) -> dict[str, Any]:
+    """Slots dataclass -> dict with ISO 8601 datetimes and enum values."""
+    out: dict[str, Any] = {}
+    for name in obj.__slots__:
+        value = getattr(obj, name)
+        if isinstance(value, datetime):
+            value = value.isoformat()
+        elif isinstance(value, enum.Enum):
+            value = value.value
+        out[name] = value
+    return out
+
+
 def _require_utc(name: str, value: datetime) -> None:
     if value.tzinfo is None or value.utcoffset() is None:
         raise PayloadError("wrong_type", f"{name}: expected a timezone-aware datetime, got naive")
@@ -128,6 +141,31 @@ class Position:
         """A copy with some fields changed (validated again)."""
         return replace(self, **changes)
 
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict: every field, datetimes as ISO 8601 UTC, enums as their value.
+
+        This is the payload shape of the internal ``positions/v1/...`` topic (a JSON array of
+        these) that ingest publishes after commit and rules and web consume.
+        """
+        return _json_dict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Position:
+        """Inverse of :meth:`to_dict`.
+
+        Raises:
+            PayloadError: a field is missing or of the wrong type.
+        """
+        try:
+            values = dict(data)
+            for name in ("fix_time", "received_at"):
+                if values.get(name) is not None:
+                    values[name] = datetime.fromisoformat(values[name])
+            values["quality"] = Quality(values.get("quality", "ok"))
+            return cls(**values)
+        except (TypeError, ValueError, KeyError) as error:
+            raise PayloadError("wrong_type", f"position dict: {error}") from error
+
 
 @dataclass(frozen=True, slots=True)
 class Company:
@@ -149,3 +187,48 @@ class Vehicle:
     terminal_id: str
     speed_limit_kmh: float | None = None
     utc_offset_min: int = 480
+
+
+class AlarmStatus(enum.StrEnum):
+    """Handling status of an alarm (operators acknowledge and handle; closed = done)."""
+
+    OPEN = "open"
+    ACKNOWLEDGED = "acknowledged"
+    HANDLED = "handled"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True, slots=True)
+class Alarm:
+    """One alarm episode raised by a rule (table ``alarms``; MQTT ``alarms/v1/...``).
+
+    Attributes:
+        alarm_type: overspeed, fatigue_driving, fatigue_warning, daily_driving_limit, night_ban,
+            route_deviation, forbidden_area_entry, keep_in_area_exit, geofence_enter,
+            geofence_exit, offline, offline_displacement, device_alarm.
+        dedup_key: stable identity of the episode (vehicle, type, start, discriminator):
+            reprocessing the same positions yields the same key, so alarms are never duplicated.
+        started_at, ended_at: fix times (UTC); ended_at None while the episode is open.
+        late: raised from late (blind-area) data: stored, never pushed as live.
+        details: rule evidence, JSON-serialisable (limit applied and its source, max speed...).
+        event: on the MQTT topic, ``opened`` or ``closed`` (``updated`` for open-episode changes).
+    """
+
+    alarm_type: str
+    dedup_key: str
+    vehicle_id: int
+    company_id: int
+    terminal_id: str
+    started_at: datetime
+    ended_at: datetime | None = None
+    late: bool = False
+    details: dict[str, Any] = field(default_factory=dict)
+    first_fix_time: datetime | None = None
+    last_fix_time: datetime | None = None
+    status: AlarmStatus = AlarmStatus.OPEN
+    id: int | None = None
+    event: str = "opened"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (ISO 8601 datetimes): the payload of ``alarms/v1/...`` messages."""
+        return _json_dict(self)
