@@ -110,6 +110,78 @@ class QualitySettings(BaseModel):
     )
 
 
+class WebSettings(BaseModel):
+    """Web app: map, REST API, websocket live feed, login tokens (issue 4)."""
+
+    host: str = Field(default="127.0.0.1", description="`gps-monitor web` bind address.")
+    port: int = Field(default=8000, ge=1, le=65535, description="`gps-monitor web` port.")
+    secret_key: str = Field(
+        default="dev-insecure-secret-change-me",
+        description="Keys the HMAC under which login tokens are stored. The default is refused "
+        "when environment=production (set GPS_MONITOR_WEB_SECRET_KEY, 32+ characters).",
+    )
+    token_lifetime_s: int = Field(
+        default=12 * 3600, ge=60, description="Login token / session cookie lifetime (12 h)."
+    )
+    cookie_secure: bool = Field(
+        default=False, description="Mark the session cookie Secure (HTTPS only); on in production."
+    )
+    tile_url_template: str | None = Field(
+        default=None,
+        description="Basemap tile URL template ({z}/{x}/{y}, optional {s}), e.g. OpenStreetMap "
+        "'https://tile.openstreetmap.org/{z}/{x}/{y}.png', Tianditu or AMap. Unset: plain "
+        "background with a scale (works offline).",
+    )
+    tile_crs: Literal["wgs84", "gcj02"] = Field(
+        default="wgs84",
+        description="Datum of the tiles: wgs84 (OSM, Tianditu/CGCS2000) or gcj02 (AMap, "
+        "Tencent): the page converts positions, geofences and routes for display only.",
+    )
+    tile_attribution: str = Field(default="", description="Attribution shown under the tiles.")
+    tile_max_zoom: int = Field(default=18, ge=1, le=22)
+    map_center_lat: float = Field(default=39.9, ge=-90, le=90, description="Initial map centre.")
+    map_center_lon: float = Field(default=116.4, ge=-180, le=180)
+    map_zoom: int = Field(default=10, ge=1, le=22)
+    coalesce_interval_s: float = Field(
+        default=1.0, gt=0, description="At most one position per vehicle per this many seconds "
+        "on the websocket (1 s)."
+    )
+    heartbeat_interval_s: float = Field(
+        default=15.0, gt=0, description="Websocket heartbeat period (15 s)."
+    )
+    client_queue_size: int = Field(
+        default=1000,
+        ge=1,
+        description="Alarm messages buffered per websocket client; a client that falls this far "
+        "behind is disconnected (alarms are never dropped silently). Positions are coalesced per "
+        "vehicle instead of queued, so a slow client loses intermediate positions only.",
+    )
+    send_timeout_s: float = Field(
+        default=10.0, gt=0, description="A websocket send blocked longer than this closes the client."
+    )
+    offline_after_s: float = Field(
+        default=300.0, gt=0, description="Status 'offline' after no message this long (5 min)."
+    )
+    moving_speed_kmh: float = Field(
+        default=5.0, ge=0, description="Status 'moving' at or above this speed (DOMAIN.md 5 km/h)."
+    )
+    track_max_points: int = Field(
+        default=2000,
+        ge=10,
+        description="Longer tracks are simplified server-side to about this many points.",
+    )
+    track_simplify_tolerance_m: float = Field(
+        default=15.0, gt=0, description="Starting Douglas-Peucker tolerance for long tracks (m)."
+    )
+    track_max_window_days: int = Field(
+        default=31, ge=1, description="Longest track window one request may ask for (days)."
+    )
+    mqtt_client_id_prefix: str = Field(
+        default="gps-monitor-web",
+        description="Web processes subscribe with a clean session under this prefix plus pid.",
+    )
+
+
 class Settings(BaseSettings):
     """All settings. ``Settings()`` reads the environment; tests build one explicitly."""
 
@@ -126,6 +198,7 @@ class Settings(BaseSettings):
     mqtt: MqttSettings = MqttSettings()
     ingest: IngestSettings = IngestSettings()
     quality: QualitySettings = QualitySettings()
+    web: WebSettings = WebSettings()
 
 
 @lru_cache(maxsize=1)
