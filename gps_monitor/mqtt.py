@@ -1,0 +1,205 @@
+"""Shared MQTT helpers for every gps-monitor service (aiomqtt 2.x over paho-mqtt 2.x).
+
+What every service needs from the broker, in one place:
+
+- :func:`build_client` makes an ``aiomqtt.Client`` from :class:`~gps_monitor.config.MqttSettings`:
+  credentials, TLS, client id, MQTT v5 by default, and optionally a **persistent session**
+  (v5: ``clean_start=False`` plus a ``SessionExpiryInterval`` of ``session_expiry_s``; v3.1.1:
+  ``clean_session=False``) so the broker keeps QoS 1 messages while the service is down.
+- **Manual acknowledgement** (``manual_ack=True``): aiomqtt 2.x lets paho acknowledge a QoS 1
+  message as soon as it arrives, before the application has stored it, so a crash loses the
+  messages held in memory. paho 2.x has application-controlled acks (``manual_ack_set(True)`` and
+  ``ack(mid, qos)``); aiomqtt does not expose them yet (aiomqtt issue #345, PR #346), so we reach
+  them through the underlying paho client ``client._client``. Call :func:`ack` for every
+  received message once it is durably handled (after the database commit), **in arrival order**
+  (MQTT 3.1.1 section 4.6 / MQTT 5 section 4.6: PUBACKs go out in the order the PUBLISHes came).
+  Unacknowledged messages are redelivered by the broker when the session resumes.
+- :func:`run_with_reconnect` is the explicit reconnect loop: connect, run the session coroutine,
+  and on :class:`aiomqtt.MqttError` wait with exponential backoff (``reconnect_delay_s`` doubling
+  up to ``reconnect_delay_max_s``) and connect again. Anything else propagates.
+
+Typical consumer (rules worker, web feed)::
+
+    async def session(client: aiomqtt.Client) -> None:
+        await client.subscribe(topics.accepted_filter(prefix), qos=1)
+        async for message in client.messages:
+            handle(message)
+            ack(client, message)
+
+    await run_with_reconnect(
+        settings.mqtt, session, client_id="gps-monitor-rules", manual_ack=True
+    )
+
+Broker note (Mosquitto): ``max_queued_messages`` (default 1000 per client) bounds what a
+persistent session keeps while its client is away or slow; beyond it Mosquitto drops QoS 1
+messages. Deployments set it to a size that covers the longest expected outage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from gps_monitor.config import MqttSettings
+from gps_monitor.errors import ConfigurationError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+def require_host(settings: MqttSettings) -> str:
+    """The configured broker host.
+
+    Raises:
+        ConfigurationError: GPS_MONITOR_MQTT_HOST is not set.
+    """
+    if not settings.host:
+        raise ConfigurationError(
+            "GPS_MONITOR_MQTT_HOST is not set: expected a broker host such as 127.0.0.1"
+        )
+    return settings.host
+
+
+def build_client(
+    settings: MqttSettings,
+    *,
+    client_id: str | None = None,
+    persistent: bool = False,
+    manual_ack: bool = False,
+    protocol: aiomqtt.ProtocolVersion = aiomqtt.ProtocolVersion.V5,
+    **kwargs: Any,
+) -> aiomqtt.Client:
+    """An (unconnected) aiomqtt client for the configured broker; use it as ``async with``.
+
+    Args:
+        settings: host, port, credentials, TLS, keepalive, session expiry.
+        client_id: MQTT client identifier; default ``settings.client_id``. A persistent session
+            is kept under this id, so it must be stable across restarts and unique per process.
+        persistent: keep the session (subscriptions and queued QoS 1 messages) on the broker
+            while disconnected: v5 ``clean_start=False`` with ``SessionExpiryInterval =
+            settings.session_expiry_s``; v3.1.1 ``clean_session=False``.
+        manual_ack: do not acknowledge QoS 1/2 messages on arrival; the caller must call
+            :func:`ack` for each one (after it is durably handled).
+        protocol: MQTT version (v5 default; v3.1.1 supported).
+        kwargs: passed to ``aiomqtt.Client`` (e.g. ``max_queued_incoming_messages``).
+
+    Raises:
+        ConfigurationError: no broker host configured, or a TLS CA file that cannot be read.
+    """
+    host = require_host(settings)
+    identifier = client_id or settings.client_id
+    options: dict[str, Any] = {
+        "username": settings.username,
+        "password": settings.password,
+        "identifier": identifier,
+        "protocol": protocol,
+        "keepalive": settings.keepalive_s,
+    }
+    if settings.tls:
+        try:
+            options["tls_context"] = ssl.create_default_context(cafile=settings.tls_ca_file)
+        except (OSError, ssl.SSLError) as error:
+            raise ConfigurationError(
+                f"mqtt.tls_ca_file: expected a readable PEM CA file, got "
+                f"{settings.tls_ca_file!r} ({error})"
+            ) from error
+    if protocol == aiomqtt.ProtocolVersion.V5:
+        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        if persistent:
+            properties.SessionExpiryInterval = settings.session_expiry_s
+            options["clean_start"] = False
+        else:
+            options["clean_start"] = True
+        options["properties"] = properties
+    else:
+        options["clean_session"] = not persistent
+    options.update(kwargs)
+    client = aiomqtt.Client(host, settings.port, **options)
+    if manual_ack:
+        # aiomqtt issue #345 / PR #346: not exposed yet, use paho's own switch.
+        client._client.manual_ack_set(True)
+    return client
+
+
+def ack(client: aiomqtt.Client, message: aiomqtt.Message) -> None:
+    """Acknowledge one received message (PUBACK for QoS 1, PUBCOMP for QoS 2).
+
+    Only meaningful on a client built with ``manual_ack=True``; a no-op for QoS 0. Call it in
+    arrival order, after the message's effects are committed. A message never acknowledged is
+    redelivered (with the DUP flag) when the persistent session resumes.
+    """
+    if message.qos > 0:
+        client._client.ack(message.mid, message.qos)
+
+
+class Backoff:
+    """Exponential reconnect delay: ``initial_s``, doubled per failure, capped at ``max_s``."""
+
+    def __init__(self, initial_s: float, max_s: float) -> None:
+        self.initial_s = initial_s
+        self.max_s = max_s
+        self.delay_s = initial_s
+
+    def next_delay_s(self) -> float:
+        """The delay to wait now (seconds); the following one doubles."""
+        delay = self.delay_s
+        self.delay_s = min(self.delay_s * 2, self.max_s)
+        return delay
+
+    def reset(self) -> None:
+        self.delay_s = self.initial_s
+
+
+async def run_with_reconnect(
+    settings: MqttSettings,
+    session: Callable[[aiomqtt.Client], Awaitable[T]],
+    *,
+    client_factory: Callable[[], aiomqtt.Client] | None = None,
+    on_disconnect: Callable[[aiomqtt.MqttError], None] | None = None,
+    **client_options: Any,
+) -> T:
+    """Run ``session(client)`` on a connected client, reconnecting with backoff when the
+    connection fails or drops; returns what ``session`` returns once it returns normally.
+
+    Args:
+        settings: broker settings; ``reconnect_delay_s`` / ``reconnect_delay_max_s`` set the
+            backoff (seconds).
+        session: coroutine function run on each new connection (subscribe, then consume).
+        client_factory: builds a fresh client per attempt; default
+            ``build_client(settings, **client_options)``.
+        on_disconnect: called with the error each time the connection is lost (e.g. to drop
+            uncommitted, unacknowledged work, which the broker will redeliver).
+
+    Raises:
+        ConfigurationError: no broker host configured.
+        Whatever ``session`` raises other than ``aiomqtt.MqttError``; cancellation.
+    """
+    backoff = Backoff(settings.reconnect_delay_s, settings.reconnect_delay_max_s)
+    factory = client_factory or (lambda: build_client(settings, **client_options))
+    while True:
+        client = factory()
+        try:
+            async with client:
+                log.info("connected to MQTT broker %s:%s", settings.host, settings.port)
+                backoff.reset()
+                return await session(client)
+        except aiomqtt.MqttError as error:
+            if on_disconnect is not None:
+                on_disconnect(error)
+            delay = backoff.next_delay_s()
+            log.warning(
+                "MQTT connection to %s:%s lost or refused (%s); reconnecting in %.1f s",
+                settings.host,
+                settings.port,
+                error,
+                delay,
+            )
+            await asyncio.sleep(delay)

@@ -1,0 +1,173 @@
+"""The inbound MQTT position contract: one JSON object per fix (pydantic model <-> Position).
+
+Published by terminals or a gateway on ``gps/v1/{terminal_id}/position`` (one object) or
+``gps/v1/{terminal_id}/batch`` (a JSON array of them; ``reupload: true`` marks a blind-area
+upload, 补报). Fields and units::
+
+    fix_time      ISO 8601 with a UTC offset ("2026-01-26T15:57:02+00:00") or epoch ms (int)
+    latitude      WGS-84 degrees, north positive          required
+    longitude     WGS-84 degrees, east positive           required
+    speed_kmh     km/h, >= 0                              required
+    heading_deg   degrees clockwise from north, [0, 360]  optional
+    altitude_m    metres                                  optional
+    satellites    count, >= 0                             optional
+    fix_valid     bool, JT/T 808 status bit 1             optional, default true
+    acc_on        bool, JT/T 808 status bit 0             optional
+    alarm_flags   JT/T 808 u32 alarm bit field            optional, default 0
+    status_flags  JT/T 808 u32 status bit field           optional, default 0
+    mileage_km    odometer, km                            optional
+    reupload      bool, blind-area re-upload (0x0704 type 1)  optional, default false
+    extras        JSON object of other additional items   optional
+
+Unknown fields are ignored (a ``terminal_id`` field, as in JSON-lines track files, is allowed and
+must match the topic's when both are present). Latitude/longitude are *not* range-checked here:
+an out-of-range fix is stored and flagged ``invalid`` by :mod:`gps_monitor.quality`.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from gps_monitor.errors import PayloadError
+from gps_monitor.models import Position
+
+_U32 = 2**32 - 1
+# 2000-01-01 .. 2100-01-01 in epoch ms: outside this an integer is not an epoch-ms fix time.
+_EPOCH_MS_MIN = 946_684_800_000
+_EPOCH_MS_MAX = 4_102_444_800_000
+
+
+class PositionPayload(BaseModel):
+    """One position object of the MQTT contract (strict types: "12.5" is not a number)."""
+
+    model_config = ConfigDict(extra="ignore", strict=True, frozen=True)
+
+    fix_time: datetime
+    latitude: float
+    longitude: float
+    speed_kmh: Annotated[float, Field(ge=0)]
+    heading_deg: Annotated[float, Field(ge=0, le=360)] | None = None
+    altitude_m: float | None = None
+    satellites: Annotated[int, Field(ge=0, le=255)] | None = None
+    fix_valid: bool = True
+    acc_on: bool | None = None
+    alarm_flags: Annotated[int, Field(ge=0, le=_U32)] = 0
+    status_flags: Annotated[int, Field(ge=0, le=_U32)] = 0
+    mileage_km: Annotated[float, Field(ge=0)] | None = None
+    reupload: bool = False
+    extras: dict[str, Any] = Field(default_factory=dict)
+    terminal_id: str | None = None
+
+    @field_validator("fix_time", mode="before")
+    @classmethod
+    def _fix_time(cls, value: Any) -> datetime:
+        if isinstance(value, bool):
+            raise ValueError(f"expected ISO 8601 with offset or epoch ms, got {value!r}")
+        if isinstance(value, int):
+            if not _EPOCH_MS_MIN <= value <= _EPOCH_MS_MAX:
+                raise ValueError(f"expected epoch milliseconds between 2000 and 2100, got {value}")
+            return datetime.fromtimestamp(value / 1000, tz=UTC)
+        if isinstance(value, str):
+            try:
+                parsed = datetime.fromisoformat(value)
+            except ValueError:
+                raise ValueError(f"expected ISO 8601 with offset, got {value!r}") from None
+            if parsed.tzinfo is None:
+                raise ValueError(f"expected ISO 8601 with a UTC offset, got {value!r} (no offset)")
+            return parsed.astimezone(UTC)
+        raise ValueError(
+            f"expected ISO 8601 string or epoch ms integer, got {type(value).__name__}"
+        )
+
+    def to_position(self, terminal_id: str, received_at: datetime | None = None) -> Position:
+        """The :class:`Position` of this payload for the topic's terminal.
+
+        Raises:
+            PayloadError(reason="wrong_type"): the payload names another terminal than the topic.
+        """
+        if self.terminal_id is not None and self.terminal_id != terminal_id:
+            raise PayloadError(
+                "wrong_type",
+                f"terminal_id: expected {terminal_id!r} (the topic's), got {self.terminal_id!r}",
+            )
+        return Position(
+            terminal_id=terminal_id,
+            fix_time=self.fix_time,
+            latitude=self.latitude,
+            longitude=self.longitude,
+            speed_kmh=self.speed_kmh,
+            heading_deg=self.heading_deg,
+            altitude_m=self.altitude_m,
+            satellites=self.satellites,
+            fix_valid=self.fix_valid,
+            acc_on=self.acc_on,
+            alarm_flags=self.alarm_flags,
+            status_flags=self.status_flags,
+            mileage_km=self.mileage_km,
+            extras=dict(self.extras),
+            reupload=self.reupload,
+            received_at=received_at,
+        )
+
+
+def payload_error(error: ValidationError, where: str = "") -> PayloadError:
+    """A :class:`PayloadError` naming the first bad field, what was expected and what came.
+
+    ``missing_field`` when a required field is absent, ``wrong_type`` otherwise.
+    """
+    first = error.errors()[0]
+    field = ".".join(str(part) for part in first["loc"]) or "(object)"
+    prefix = f"{where}{field}"
+    if first["type"] == "missing":
+        return PayloadError("missing_field", f"{prefix}: required field is missing")
+    got = first.get("input")
+    got_text = repr(got) if len(repr(got)) <= 80 else repr(got)[:77] + "..."
+    return PayloadError("wrong_type", f"{prefix}: {first['msg']}; got {got_text}")
+
+
+def parse_position(
+    data: Any, terminal_id: str, received_at: datetime | None = None, where: str = ""
+) -> Position:
+    """Validate one decoded JSON value as a position object of ``terminal_id``.
+
+    Raises:
+        PayloadError: ``wrong_type`` (not an object, bad value), ``missing_field``.
+    """
+    if not isinstance(data, dict):
+        raise PayloadError(
+            "wrong_type", f"{where or 'payload'}: expected a JSON object, got {type(data).__name__}"
+        )
+    try:
+        payload = PositionPayload.model_validate(data)
+    except ValidationError as error:
+        raise payload_error(error, where) from None
+    return payload.to_position(terminal_id, received_at)
+
+
+def position_to_payload(position: Position) -> dict[str, Any]:
+    """The contract JSON object (dict) of a position, as a terminal would publish it."""
+    out: dict[str, Any] = {
+        "fix_time": position.fix_time.isoformat(),
+        "latitude": position.latitude,
+        "longitude": position.longitude,
+        "speed_kmh": round(position.speed_kmh, 2),
+        "fix_valid": position.fix_valid,
+        "alarm_flags": position.alarm_flags,
+        "status_flags": position.status_flags,
+    }
+    optional = {
+        "heading_deg": None if position.heading_deg is None else round(position.heading_deg, 1),
+        "altitude_m": position.altitude_m,
+        "satellites": position.satellites,
+        "acc_on": position.acc_on,
+        "mileage_km": position.mileage_km,
+    }
+    out.update({k: v for k, v in optional.items() if v is not None})
+    if position.reupload:
+        out["reupload"] = True
+    if position.extras:
+        out["extras"] = position.extras
+    return out
