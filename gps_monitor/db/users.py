@@ -1,0 +1,204 @@
+"""Web users, roles and login tokens (tables ``users`` and ``user_tokens``, migration 0050).
+
+Passwords are hashed with argon2id (argon2-cffi's :class:`~argon2.PasswordHasher` defaults).
+A login token is 32 random bytes (URL-safe text) given to the client once; the database keeps
+only ``HMAC-SHA256(secret_key, token)``, so a leaked table does not let anyone log in.
+
+Roles (DOMAIN.md, Who uses the system):
+    bureau       county transport bureau: sees and manages everything
+    operator     one transport company: sees and handles only its own vehicles and alarms
+    enforcement  reads everything, records penalty decisions
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from gps_monitor.errors import GpsMonitorError, NotFoundError
+
+_HASHER = PasswordHasher()
+
+
+class Role(enum.StrEnum):
+    """What a user may see and do."""
+
+    BUREAU = "bureau"
+    OPERATOR = "operator"
+    ENFORCEMENT = "enforcement"
+
+
+class UserError(GpsMonitorError):
+    """A user cannot be created as asked (duplicate name, operator without company...)."""
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    """A logged-in (or stored) user. ``company_id`` is set for operators only."""
+
+    id: int
+    username: str
+    role: Role
+    company_id: int | None
+    display_name: str | None = None
+
+    @property
+    def sees_all(self) -> bool:
+        """True for bureau and enforcement (every company); False for an operator."""
+        return self.role is not Role.OPERATOR
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "username": self.username,
+            "role": str(self.role),
+            "company_id": self.company_id,
+            "display_name": self.display_name,
+        }
+
+
+def _user(row: asyncpg.Record) -> User:
+    return User(
+        id=row["id"],
+        username=row["username"],
+        role=Role(row["role"]),
+        company_id=row["company_id"],
+        display_name=row["display_name"],
+    )
+
+
+def hash_password(password: str) -> str:
+    """An argon2id hash string of ``password``."""
+    return _HASHER.hash(password)
+
+
+async def create_user(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    username: str,
+    password: str,
+    role: Role | str,
+    company_id: int | None = None,
+    display_name: str | None = None,
+) -> User:
+    """Store a new user with an argon2 hash of ``password``.
+
+    Raises:
+        UserError: empty name, password shorter than 8 characters, an operator without a company
+            or another role with one, or the username is taken.
+    """
+    role = Role(role)
+    if not username.strip():
+        raise UserError("username: expected a non-empty name")
+    if len(password) < 8:
+        raise UserError(f"password: expected at least 8 characters, got {len(password)}")
+    if (role is Role.OPERATOR) != (company_id is not None):
+        raise UserError(
+            f"role {role}: expected a company for an operator and none for other roles, "
+            f"got company_id={company_id}"
+        )
+    try:
+        row = await conn.fetchrow(
+            "INSERT INTO users (username, password_hash, role, company_id, display_name) "
+            "VALUES ($1, $2, $3, $4, $5) "
+            "RETURNING id, username, role, company_id, display_name",
+            username,
+            hash_password(password),
+            str(role),
+            company_id,
+            display_name,
+        )
+    except asyncpg.UniqueViolationError as error:
+        raise UserError(f"username {username!r}: already exists") from error
+    except asyncpg.ForeignKeyViolationError as error:
+        raise UserError(f"company_id {company_id}: expected an existing company") from error
+    assert row is not None
+    return _user(row)
+
+
+async def authenticate(
+    conn: asyncpg.Connection | asyncpg.Pool, username: str, password: str
+) -> User | None:
+    """The active user if ``password`` matches its argon2 hash, else None (no detail why)."""
+    row = await conn.fetchrow(
+        "SELECT id, username, role, company_id, display_name, password_hash FROM users "
+        "WHERE username = $1 AND active",
+        username,
+    )
+    if row is None:
+        _HASHER.hash(password)  # same cost whether or not the user exists
+        return None
+    try:
+        _HASHER.verify(row["password_hash"], password)
+    except (VerificationError, InvalidHashError):
+        return None
+    if _HASHER.check_needs_rehash(row["password_hash"]):
+        await conn.execute(
+            "UPDATE users SET password_hash = $2 WHERE id = $1", row["id"], hash_password(password)
+        )
+    return _user(row)
+
+
+def token_digest(token: str, secret_key: str) -> str:
+    """Hex HMAC-SHA256 of a token under the web secret key (what the database stores)."""
+    return hmac.new(secret_key.encode(), token.encode(), hashlib.sha256).hexdigest()
+
+
+async def issue_token(
+    conn: asyncpg.Connection | asyncpg.Pool, user: User, secret_key: str, lifetime_s: int
+) -> tuple[str, datetime]:
+    """A new login token for ``user`` and its expiry (UTC). The token is returned only here."""
+    token = secrets.token_urlsafe(32)
+    expires_at = datetime.now(UTC) + timedelta(seconds=lifetime_s)
+    await conn.execute(
+        "INSERT INTO user_tokens (token_hash, user_id, expires_at) VALUES ($1, $2, $3)",
+        token_digest(token, secret_key),
+        user.id,
+        expires_at,
+    )
+    return token, expires_at
+
+
+async def user_for_token(
+    conn: asyncpg.Connection | asyncpg.Pool, token: str, secret_key: str
+) -> User | None:
+    """The active user a valid, unexpired token belongs to, else None."""
+    row = await conn.fetchrow(
+        "SELECT u.id, u.username, u.role, u.company_id, u.display_name "
+        "FROM user_tokens t JOIN users u ON u.id = t.user_id "
+        "WHERE t.token_hash = $1 AND t.expires_at > now() AND u.active",
+        token_digest(token, secret_key),
+    )
+    return None if row is None else _user(row)
+
+
+async def revoke_token(
+    conn: asyncpg.Connection | asyncpg.Pool, token: str, secret_key: str
+) -> None:
+    """Forget a token (logout); expired tokens are purged at the same time."""
+    await conn.execute(
+        "DELETE FROM user_tokens WHERE token_hash = $1 OR expires_at < now()",
+        token_digest(token, secret_key),
+    )
+
+
+async def user_by_name(conn: asyncpg.Connection | asyncpg.Pool, username: str) -> User:
+    """The user of that name.
+
+    Raises:
+        NotFoundError: no such user.
+    """
+    row = await conn.fetchrow(
+        "SELECT id, username, role, company_id, display_name FROM users WHERE username = $1",
+        username,
+    )
+    if row is None:
+        raise NotFoundError(f"user {username!r}: expected an existing user, found none")
+    return _user(row)

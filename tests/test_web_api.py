@@ -1,0 +1,409 @@
+"""REST API against the real database: login, registry, latest positions, tracks, alarms, and
+company isolation of every endpoint (by id guessing, by filter, by bounding box)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import pytest
+from web_helpers import PASSWORD, make_world, rest_client, store_alarm, store_position
+
+from gps_monitor.config import Settings, WebSettings
+from gps_monitor.errors import ConfigurationError
+from web.app import create_app
+
+T0 = datetime(2026, 1, 26, 8, 0, tzinfo=UTC)
+
+
+async def test_login_returns_token_and_cookie_and_rejects_wrong_password(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    await make_world(pool, settings)
+    async with rest_client(settings) as client:
+        bad = await client.post("/api/auth/login", json={"username": "op_a", "password": "nope"})
+        assert bad.status_code == 401
+        ok = await client.post("/api/auth/login", json={"username": "op_a", "password": PASSWORD})
+        assert ok.status_code == 200
+        body = ok.json()
+        assert body["user"]["role"] == "operator"
+        assert "gpsm_token" in ok.cookies
+        # the cookie alone authenticates
+        me = await client.get("/api/auth/me")
+        assert me.status_code == 200 and me.json()["username"] == "op_a"
+        assert me.json()["company_name"] == "甲运输公司"
+        # the bearer token too; after logout it is refused
+        headers = {"Authorization": f"Bearer {body['token']}"}
+        assert (await client.post("/api/auth/logout", headers=headers)).status_code == 204
+        client.cookies.clear()
+        assert (await client.get("/api/auth/me", headers=headers)).status_code == 401
+        assert (await client.get("/api/vehicles")).status_code == 401
+
+
+async def test_passwords_are_stored_as_argon2_hashes(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    await make_world(pool, settings)
+    hashes = await pool.fetch("SELECT password_hash FROM users")
+    assert len(hashes) == 4
+    assert all(h["password_hash"].startswith("$argon2id$") for h in hashes)
+    assert all(PASSWORD not in h["password_hash"] for h in hashes)
+    tokens = await pool.fetch("SELECT token_hash FROM user_tokens")
+    assert all(len(t["token_hash"]) == 64 for t in tokens)
+
+
+def test_production_refuses_the_default_secret_key(settings: Settings) -> None:
+    prod = settings.model_copy(update={"environment": "production"})
+    with pytest.raises(ConfigurationError, match="secret_key"):
+        create_app(prod)
+    good = prod.model_copy(update={"web": WebSettings(secret_key="x" * 40)})
+    assert create_app(good) is not None
+
+
+async def test_operator_sees_only_its_company_in_registry(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    w = await make_world(pool, settings)
+    async with rest_client(settings) as client:
+        companies = (await client.get("/api/companies", headers=w.auth("op_a"))).json()
+        assert [c["id"] for c in companies] == [w.company_a]
+        assert len((await client.get("/api/companies", headers=w.auth("bureau"))).json()) == 2
+        vehicles = (await client.get("/api/vehicles", headers=w.auth("op_a"))).json()
+        assert sorted(v["id"] for v in vehicles) == sorted(w.vehicles_a)
+        # filter by the other company: refused, not silently widened
+        r = await client.get(f"/api/vehicles?company_id={w.company_b}", headers=w.auth("op_a"))
+        assert r.status_code == 403
+        # id guessing: the other company's vehicle does not exist for this operator
+        for vid in w.vehicles_b:
+            assert (
+                await client.get(f"/api/vehicles/{vid}", headers=w.auth("op_a"))
+            ).status_code == 404
+        assert (
+            await client.get(f"/api/vehicles/{w.vehicles_b[0]}", headers=w.auth("op_b"))
+        ).status_code == 200
+        # plate search stays within the company
+        r = await client.get("/api/vehicles?plate=B1000", headers=w.auth("op_a"))
+        assert r.json() == []
+        assert (
+            len(
+                (
+                    await client.get("/api/vehicles?plate=B1000", headers=w.auth("enforcement"))
+                ).json()
+            )
+            == 2
+        )
+
+
+async def test_only_bureau_creates_and_updates_vehicles_and_it_is_audited(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    w = await make_world(pool, settings)
+    new = {
+        "company_id": w.company_a,
+        "plate_number": "渝A99999",
+        "plate_color": 2,
+        "vehicle_class": "coach",
+        "terminal_id": "013900099999",
+    }
+    async with rest_client(settings) as client:
+        for who in ("op_a", "enforcement"):
+            assert (
+                await client.post("/api/vehicles", json=new, headers=w.auth(who))
+            ).status_code == 403
+            r = await client.patch(
+                f"/api/vehicles/{w.vehicles_a[0]}",
+                json={"speed_limit_kmh": 10},
+                headers=w.auth(who),
+            )
+            assert r.status_code == 403
+        r = await client.post("/api/vehicles", json=new, headers=w.auth("bureau"))
+        assert r.status_code == 201, r.text
+        vid = r.json()["id"]
+        assert (
+            await client.post("/api/vehicles", json=new, headers=w.auth("bureau"))
+        ).status_code == 409
+        bad = dict(new, vehicle_class="tank", terminal_id="x1")
+        r = await client.post("/api/vehicles", json=bad, headers=w.auth("bureau"))
+        assert r.status_code == 422 and "vehicle_class" in r.text
+        r = await client.patch(
+            f"/api/vehicles/{vid}", json={"speed_limit_kmh": 80}, headers=w.auth("bureau")
+        )
+        assert r.status_code == 200 and r.json()["speed_limit_kmh"] == 80
+        r = await client.post("/api/companies", json={"name": "丙公司"}, headers=w.auth("bureau"))
+        assert r.status_code == 201
+    actions = [r["action"] for r in await pool.fetch("SELECT action FROM audit_log ORDER BY id")]
+    assert actions == ["vehicle.create", "vehicle.update", "company.create"]
+
+
+async def test_latest_positions_filters_and_company_isolation(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    w = await make_world(pool, settings)
+    now = datetime.now(UTC)
+    # A0 moving in Chongqing, A1 stopped, B0 moving at the same place as A0, B1 in alarm
+    await store_position(pool, w.vehicles_a[0], now, 29.56, 106.55, speed_kmh=50)
+    await store_position(pool, w.vehicles_a[1], now, 29.60, 106.60, speed_kmh=0)
+    await store_position(pool, w.vehicles_b[0], now, 29.56, 106.55, speed_kmh=50)
+    await store_position(pool, w.vehicles_b[1], now, 30.00, 107.00, speed_kmh=70)
+    await store_alarm(pool, w.vehicles_b[1], w.company_b)
+    await pool.execute(
+        "UPDATE latest_positions SET last_message_at = now() - interval '1 hour' "
+        "WHERE vehicle_id = $1",
+        w.vehicles_a[1],
+    )
+    async with rest_client(settings) as client:
+        rows = (await client.get("/api/positions/latest", headers=w.auth("bureau"))).json()
+        status = {r["vehicle_id"]: r["status"] for r in rows}
+        assert status == {
+            w.vehicles_a[0]: "moving",
+            w.vehicles_a[1]: "offline",
+            w.vehicles_b[0]: "moving",
+            w.vehicles_b[1]: "in_alarm",
+        }
+        in_alarm = (
+            await client.get("/api/positions/latest?status=in_alarm", headers=w.auth("bureau"))
+        ).json()
+        assert [r["vehicle_id"] for r in in_alarm] == [w.vehicles_b[1]]
+        # bbox around the shared spot: bureau sees both companies, operator A only its own
+        box = "106.5,29.5,106.56,29.57"
+        both = (
+            await client.get(f"/api/positions/latest?bbox={box}", headers=w.auth("bureau"))
+        ).json()
+        assert sorted(r["vehicle_id"] for r in both) == sorted([w.vehicles_a[0], w.vehicles_b[0]])
+        mine = (
+            await client.get(f"/api/positions/latest?bbox={box}", headers=w.auth("op_a"))
+        ).json()
+        assert [r["vehicle_id"] for r in mine] == [w.vehicles_a[0]]
+        world = "-180,-90,180,90"
+        mine = (
+            await client.get(f"/api/positions/latest?bbox={world}", headers=w.auth("op_a"))
+        ).json()
+        assert {r["company_id"] for r in mine} == {w.company_a}
+        # asking by vehicle id for the other company's vehicle yields nothing
+        r = await client.get(
+            f"/api/positions/latest?vehicle_id={w.vehicles_b[0]}", headers=w.auth("op_a")
+        )
+        assert r.json() == []
+        r = await client.get(
+            f"/api/positions/latest?company_id={w.company_b}", headers=w.auth("op_a")
+        )
+        assert r.status_code == 403
+        r = await client.get("/api/positions/latest?bbox=1,2,3", headers=w.auth("op_a"))
+        assert r.status_code == 422 and "bbox" in r.json()["detail"]
+        r = await client.get("/api/positions/latest?status=parked", headers=w.auth("op_a"))
+        assert r.status_code == 422
+
+
+async def test_track_is_geojson_with_quality_flags_and_overspeed_stretch(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    w = await make_world(pool, settings)
+    vid = w.vehicles_a[0]
+    for i in range(20):
+        await store_position(
+            pool,
+            vid,
+            T0 + timedelta(seconds=10 * i),
+            29.5 + i * 0.001,
+            106.5,
+            speed_kmh=80 if 5 <= i <= 8 else 40,
+        )
+    await store_position(pool, vid, T0 + timedelta(seconds=15), 31.0, 108.0, quality="drift")
+    await store_position(pool, vid, T0 + timedelta(seconds=25), 0.0, 0.0, quality="invalid")
+    await store_alarm(
+        pool,
+        vid,
+        w.company_a,
+        started_at=T0 + timedelta(seconds=50),
+        ended_at=T0 + timedelta(seconds=80),
+        details={"limit_kmh": 60, "max_speed_kmh": 80},
+    )
+    end = (T0 + timedelta(hours=1)).isoformat()
+    window = f"start={T0.isoformat().replace('+', '%2B')}&end={end.replace('+', '%2B')}"
+    async with rest_client(settings) as client:
+        r = await client.get(f"/api/vehicles/{vid}/track?{window}", headers=w.auth("op_a"))
+        assert r.status_code == 200, r.text
+        fc = r.json()
+        assert fc["type"] == "FeatureCollection"
+        track = next(f for f in fc["features"] if f["properties"]["kind"] == "track")
+        assert track["properties"]["points_ok"] == 20
+        assert track["properties"]["points_returned"] == 20
+        assert len(track["geometry"]["coordinates"]) == 20
+        assert track["geometry"]["coordinates"][0] == [106.5, 29.5]
+        flagged = [f for f in fc["features"] if f["properties"]["kind"] == "flagged"]
+        assert sorted(f["properties"]["quality"] for f in flagged) == ["drift", "invalid"]
+        overspeed = [f for f in fc["features"] if f["properties"]["kind"] == "overspeed"]
+        assert len(overspeed) == 1
+        assert len(overspeed[0]["geometry"]["coordinates"]) == 4  # fixes 5..8
+        # other company: not found; naive or too-long window: 422
+        r = await client.get(f"/api/vehicles/{vid}/track?{window}", headers=w.auth("op_b"))
+        assert r.status_code == 404
+        r = await client.get(
+            f"/api/vehicles/{vid}/track?start=2026-01-26T08:00:00&end=2026-01-27T08:00:00",
+            headers=w.auth("op_a"),
+        )
+        assert r.status_code == 422
+        r = await client.get(
+            f"/api/vehicles/{vid}/track?start=2026-01-01T00:00:00Z&end=2026-03-01T00:00:00Z",
+            headers=w.auth("op_a"),
+        )
+        assert r.status_code == 422 and "days" in r.json()["detail"]
+
+
+async def test_long_track_is_simplified_keeping_original_fixes(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    w = await make_world(pool, settings)
+    vid = w.vehicles_a[0]
+    rows = [
+        (
+            vid,
+            T0 + timedelta(seconds=30 * i),
+            T0,
+            29.5 + 0.0005 * i,
+            106.5 + 0.01 * ((i // 200) % 2) * (i % 200) / 200,
+            40.0,
+            0.0,
+            True,
+            "ok",
+            False,
+        )
+        for i in range(6000)
+    ]
+    await pool.copy_records_to_table(
+        "positions",
+        records=rows,
+        columns=[
+            "vehicle_id",
+            "fix_time",
+            "received_at",
+            "latitude",
+            "longitude",
+            "speed_kmh",
+            "heading_deg",
+            "fix_valid",
+            "quality",
+            "late",
+        ],
+    )
+    async with rest_client(settings) as client:
+        r = await client.get(
+            f"/api/vehicles/{vid}/track",
+            params={
+                "start": T0.isoformat(),
+                "end": (T0 + timedelta(days=3)).isoformat(),
+                "max_points": 500,
+            },
+            headers=w.auth("bureau"),
+        )
+    track = r.json()["features"][0]
+    props = track["properties"]
+    assert props["points_ok"] == 6000 and props["simplified"]
+    assert 2 < props["points_returned"] <= 500
+    assert props["tolerance_m"] > 0
+    originals = {(round(r[4], 9), round(r[3], 9)) for r in rows}
+    assert all((round(x, 9), round(y, 9)) in originals for x, y in track["geometry"]["coordinates"])
+    assert props["fix_times"][0] == T0.isoformat()
+    assert props["fix_times"][-1] == (T0 + timedelta(seconds=30 * 5999)).isoformat()
+
+
+async def test_alarm_handling_roles_isolation_and_audit(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    w = await make_world(pool, settings)
+    a_alarm = await store_alarm(pool, w.vehicles_a[0], w.company_a, started_at=T0)
+    b_alarm = await store_alarm(
+        pool, w.vehicles_b[0], w.company_b, started_at=T0, alarm_type="fatigue_driving"
+    )
+    async with rest_client(settings) as client:
+        listed = (await client.get("/api/alarms", headers=w.auth("op_a"))).json()
+        assert [a["id"] for a in listed] == [a_alarm]
+        assert len((await client.get("/api/alarms", headers=w.auth("enforcement"))).json()) == 2
+        r = await client.get("/api/alarms?alarm_type=fatigue_driving", headers=w.auth("op_a"))
+        assert r.json() == []
+        r = await client.get(f"/api/alarms?vehicle_id={w.vehicles_b[0]}", headers=w.auth("op_a"))
+        assert r.json() == []
+        assert (
+            await client.get(f"/api/alarms?company_id={w.company_b}", headers=w.auth("op_a"))
+        ).status_code == 403
+        # id guessing on read and on every change
+        for path in ("", "/audit"):
+            assert (
+                await client.get(f"/api/alarms/{b_alarm}{path}", headers=w.auth("op_a"))
+            ).status_code == 404
+        assert (
+            await client.post(f"/api/alarms/{b_alarm}/acknowledge", headers=w.auth("op_a"))
+        ).status_code == 404
+        assert (
+            await client.post(
+                f"/api/alarms/{b_alarm}/handle", json={"note": "x"}, headers=w.auth("op_a")
+            )
+        ).status_code == 404
+        # enforcement reads but does not acknowledge; operators do not record penalties
+        assert (
+            await client.post(f"/api/alarms/{a_alarm}/acknowledge", headers=w.auth("enforcement"))
+        ).status_code == 403
+        assert (
+            await client.post(
+                f"/api/alarms/{a_alarm}/penalty", json={"decision": "罚款"}, headers=w.auth("op_a")
+            )
+        ).status_code == 403
+        # the flow
+        r = await client.post(f"/api/alarms/{a_alarm}/acknowledge", headers=w.auth("op_a"))
+        assert r.status_code == 200 and r.json()["status"] == "acknowledged"
+        r = await client.post(f"/api/alarms/{a_alarm}/acknowledge", headers=w.auth("op_a"))
+        assert r.status_code == 409 and "expected status open" in r.json()["detail"]
+        r = await client.post(
+            f"/api/alarms/{a_alarm}/handle", json={"note": ""}, headers=w.auth("op_a")
+        )
+        assert r.status_code == 422
+        r = await client.post(
+            f"/api/alarms/{a_alarm}/handle",
+            json={"note": "已电话提醒驾驶员减速"},
+            headers=w.auth("op_a"),
+        )
+        assert r.status_code == 200 and r.json()["handling_note"] == "已电话提醒驾驶员减速"
+        r = await client.post(
+            f"/api/alarms/{a_alarm}/penalty",
+            json={"decision": "罚款", "fine_yuan": 200, "note": "第一次"},
+            headers=w.auth("enforcement"),
+        )
+        assert r.status_code == 201 and r.json()["fine_yuan"] == 200
+        detail = (await client.get(f"/api/alarms/{a_alarm}", headers=w.auth("bureau"))).json()
+        assert detail["status"] == "handled"
+        assert [p["decision"] for p in detail["penalties"]] == ["罚款"]
+        trail = [(e["username"], e["action"]) for e in detail["audit"]]
+        assert trail == [
+            ("op_a", "alarm.acknowledge"),
+            ("op_a", "alarm.handle"),
+            ("enforcement", "alarm.penalty"),
+        ]
+        assert all(e["at"] for e in detail["audit"])
+        # bureau handles any company's alarm
+        r = await client.post(
+            f"/api/alarms/{b_alarm}/handle", json={"note": "督办"}, headers=w.auth("bureau")
+        )
+        assert r.status_code == 200
+    b_row = await pool.fetchrow("SELECT status, handled_by FROM alarms WHERE id = $1", b_alarm)
+    assert b_row["status"] == "handled"
+
+
+async def test_unauthenticated_requests_are_refused_everywhere(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    await make_world(pool, settings)
+    async with rest_client(settings) as client:
+        for method, path in (
+            ("GET", "/api/companies"),
+            ("GET", "/api/vehicles"),
+            ("GET", "/api/vehicles/1"),
+            ("GET", "/api/positions/latest"),
+            ("GET", "/api/alarms"),
+            ("GET", "/api/alarms/1"),
+            ("POST", "/api/alarms/1/acknowledge"),
+        ):
+            r = await client.request(method, path, headers={"Authorization": "Bearer forged"})
+            assert r.status_code == 401, (method, path)
+        page = await client.get("/map")
+        assert page.status_code == 200 and "leaflet" in page.text.lower()
+        assert (await client.get("/api/config")).json()["tile_url_template"] is None

@@ -1,0 +1,111 @@
+"""The FastAPI application factory.
+
+``create_app(settings)`` builds the app: a connection pool and the live-feed hub are opened in
+the lifespan, every router of :data:`ROUTERS` is included, the static map page is mounted under
+``/static``. Another area adds its router with one line in :data:`ROUTERS`.
+
+Errors from the core map to HTTP answers: NotFoundError 404, StateError 409, GeometryError and
+UserError 422; each answer's ``detail`` says what was expected and what came.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+
+from gps_monitor.config import Settings
+from gps_monitor.db.pool import create_pool
+from gps_monitor.db.users import UserError
+from gps_monitor.errors import ConfigurationError, GeometryError, NotFoundError, StateError
+from web.hub import LiveHub
+from web.routers import alarms, auth, geofences, live, pages, positions, registry, tracks
+from web.routers.pages import STATIC_DIR
+
+ROUTERS: tuple[APIRouter, ...] = (
+    auth.router,
+    registry.router,
+    positions.router,
+    tracks.router,
+    alarms.router,
+    geofences.router,
+    live.router,
+    pages.router,
+)
+
+INSECURE_SECRETS = {"", "dev-insecure-secret-change-me", "secret", "changeme", "change-me"}
+
+
+def check_production(settings: Settings) -> None:
+    """Refuse insecure defaults outside development.
+
+    Raises:
+        ConfigurationError: environment=production with the default or a short secret key.
+    """
+    if settings.environment != "production":
+        return
+    key = settings.web.secret_key
+    if key in INSECURE_SECRETS or len(key) < 32:
+        raise ConfigurationError(
+            "web.secret_key: expected a random secret of 32+ characters in production "
+            "(GPS_MONITOR_WEB_SECRET_KEY), got the insecure default or a short one"
+        )
+
+
+def create_app(
+    settings: Settings, *, routers: Sequence[APIRouter] = ROUTERS, live_feed: bool = True
+) -> FastAPI:
+    """The web app for ``settings``.
+
+    Args:
+        routers: the routers to include (default :data:`ROUTERS`).
+        live_feed: subscribe to MQTT for the websocket feed (off in pure REST tests).
+
+    Raises:
+        ConfigurationError: insecure production settings (see :func:`check_production`).
+    """
+    check_production(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.pool = await create_pool(settings.database)
+        app.state.hub = LiveHub(settings, app.state.pool)
+        if live_feed:
+            app.state.hub.start()
+        try:
+            yield
+        finally:
+            await app.state.hub.stop()
+            await app.state.pool.close()
+
+    app = FastAPI(
+        title="gps-monitor",
+        description="Live vehicle monitoring: REST API, websocket feed /ws/live, map at /map.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    for router in routers:
+        app.include_router(router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @app.exception_handler(NotFoundError)
+    async def _not_found(_: Request, error: NotFoundError) -> JSONResponse:
+        return JSONResponse({"detail": str(error)}, status_code=404)
+
+    @app.exception_handler(StateError)
+    async def _state(_: Request, error: StateError) -> JSONResponse:
+        return JSONResponse({"detail": str(error)}, status_code=409)
+
+    @app.exception_handler(GeometryError)
+    async def _geometry(_: Request, error: GeometryError) -> JSONResponse:
+        return JSONResponse({"detail": str(error)}, status_code=422)
+
+    @app.exception_handler(UserError)
+    async def _user(_: Request, error: UserError) -> JSONResponse:
+        return JSONResponse({"detail": str(error)}, status_code=422)
+
+    return app

@@ -1,0 +1,304 @@
+"""The live feed hub: one MQTT subscription per web process fans positions and alarms out to the
+websocket clients of that process.
+
+Because every web process subscribes to the broker itself (clean session, no persistent state),
+the feed works the same with several web processes behind a load balancer.
+
+Per client:
+    * positions are **coalesced**: a dict ``vehicle_id -> newest position`` that the client's
+      sender drains at most once per ``web.coalesce_interval_s``. A slow client therefore loses
+      intermediate positions (each vehicle's newest wins) and its memory stays bounded by the
+      number of vehicles it may see;
+    * alarms go to a FIFO that is never thinned; a client more than ``web.client_queue_size``
+      alarms behind is disconnected (it reconnects and gets a fresh snapshot) rather than
+      silently losing one;
+    * every send runs in the client's own task with a timeout (``web.send_timeout_s``), so a
+      slow or dead client never slows the hub or the others.
+
+Only ``quality == ok`` and non-late positions move the live marker (DOMAIN.md, Late: never moves
+the live marker back); a position older than the newest one seen for that vehicle is dropped
+too. Late alarms are forwarded with ``live: false`` (listed, not popped).
+
+Messages to the client (JSON text frames):
+    {"type": "snapshot", "vehicles": [...], "server_time": ...}
+    {"type": "positions", "positions": [{vehicle_id, company_id, fix_time, latitude, ...}]}
+    {"type": "alarm", "live": bool, "alarm": {...Alarm.to_dict()..., "id": ...}}
+    {"type": "alarm_status", "alarm": {...}}          (acknowledged / handled by a user)
+    {"type": "heartbeat", "server_time": ...}
+    {"type": "subscribed", "filter": {...}}  /  {"type": "error", "detail": ...}
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import json
+import logging
+import os
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import aiomqtt
+import asyncpg
+
+from gps_monitor import topics
+from gps_monitor.config import Settings
+from gps_monitor.db.users import User
+from gps_monitor.mqtt import run_with_reconnect
+from web.live_query import LiveFilter
+
+log = logging.getLogger(__name__)
+
+Sender = Callable[[str], Awaitable[None]]
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def dumps(message: dict[str, Any]) -> str:
+    """Compact JSON with ISO 8601 datetimes."""
+    return json.dumps(message, separators=(",", ":"), ensure_ascii=False, default=_default)
+
+
+class ClientOverflow(Exception):
+    """A client fell more than ``client_queue_size`` alarms behind."""
+
+
+class LiveClient:
+    """One websocket client: its user, filter, coalesced positions and alarm queue."""
+
+    def __init__(self, user: User, send: Sender, settings: Settings) -> None:
+        self.user = user
+        self.id = uuid.uuid4().hex[:8]
+        self._send = send
+        self._web = settings.web
+        self.filter = LiveFilter(company_id=None if user.sees_all else user.company_id)
+        self.pending: dict[int, dict[str, Any]] = {}
+        self.alarms: collections.deque[dict[str, Any]] = collections.deque()
+        self.wake = asyncio.Event()
+        self.last_positions_sent = 0.0
+        self.last_sent = time.monotonic()
+        self.dropped_positions = 0
+        self.overflowed = False
+
+    def may_see(self, company_id: int) -> bool:
+        """The user's own scope (an operator: its company), before any narrowing."""
+        return self.user.sees_all or company_id == self.user.company_id
+
+    def offer_position(self, position: dict[str, Any]) -> None:
+        """Queue a position if it passes the filter; replaces an unsent one of the same vehicle."""
+        if not self.may_see(position["company_id"]) or not self.filter.admits(
+            position["company_id"],
+            position["vehicle_id"],
+            position["latitude"],
+            position["longitude"],
+        ):
+            return
+        was_empty = not self.pending
+        if position["vehicle_id"] in self.pending:
+            self.dropped_positions += 1
+        self.pending[position["vehicle_id"]] = position
+        if was_empty:
+            self.wake.set()
+
+    def offer_message(self, company_id: int, vehicle_id: int, message: dict[str, Any]) -> None:
+        """Queue an alarm message (never thinned) if the user may see that company/vehicle."""
+        if not self.may_see(company_id):
+            return
+        if self.filter.company_id is not None and company_id != self.filter.company_id:
+            return
+        if self.filter.vehicle_ids is not None and vehicle_id not in self.filter.vehicle_ids:
+            return
+        if len(self.alarms) >= self._web.client_queue_size:
+            self.overflowed = True
+        else:
+            self.alarms.append(message)
+        self.wake.set()
+
+    async def _send_json(self, message: dict[str, Any]) -> None:
+        await asyncio.wait_for(self._send(dumps(message)), self._web.send_timeout_s)
+        self.last_sent = time.monotonic()
+
+    async def run_sender(self) -> None:
+        """Send alarms at once, positions at most once per coalesce interval, heartbeats when
+        idle. Returns (or raises) when the client must be closed."""
+        interval = self._web.coalesce_interval_s
+        heartbeat = self._web.heartbeat_interval_s
+        while True:
+            now = time.monotonic()
+            deadlines = [self.last_sent + heartbeat]
+            if self.pending:
+                deadlines.append(self.last_positions_sent + interval)
+            timeout = max(0.0, min(deadlines) - now)
+            if not self.alarms and not self.overflowed:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.wake.wait(), timeout)
+            self.wake.clear()
+            if self.overflowed:
+                raise ClientOverflow(
+                    f"client {self.id}: more than {self._web.client_queue_size} alarms unsent"
+                )
+            while self.alarms:
+                await self._send_json(self.alarms.popleft())
+            now = time.monotonic()
+            if self.pending and now - self.last_positions_sent >= interval:
+                batch, self.pending = self.pending, {}
+                self.last_positions_sent = now
+                await self._send_json({"type": "positions", "positions": list(batch.values())})
+            if time.monotonic() - self.last_sent >= heartbeat:
+                await self._send_json({"type": "heartbeat", "server_time": _now_iso()})
+
+
+class LiveHub:
+    """Receives accepted positions and alarms from MQTT and fans them out to :class:`LiveClient`.
+
+    ``start()`` launches the subscription task (a no-op without a configured broker: the REST API
+    still works, the feed is then empty and says so in the log).
+    """
+
+    def __init__(self, settings: Settings, pool: asyncpg.Pool) -> None:
+        self.settings = settings
+        self.pool = pool
+        self.clients: set[LiveClient] = set()
+        self.newest_fix: dict[int, str] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._client: aiomqtt.Client | None = None
+        self.connected = asyncio.Event()
+        self.received_messages = 0
+
+    @property
+    def _prefix(self) -> str:
+        return self.settings.mqtt.topic_prefix
+
+    def status_topic_filter(self) -> str:
+        return f"{self._prefix}web/v1/alarm-status/#"
+
+    def start(self) -> None:
+        if not self.settings.mqtt.host:
+            log.warning("no MQTT broker configured: the live feed carries no updates")
+            return
+        self._task = asyncio.create_task(self._run(), name="live-hub")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        client_id = (
+            f"{self.settings.web.mqtt_client_id_prefix}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        )
+        await run_with_reconnect(
+            self.settings.mqtt,
+            self._session,
+            client_id=client_id,
+            persistent=False,
+            max_queued_incoming_messages=200000,
+        )
+
+    async def _session(self, client: aiomqtt.Client) -> None:
+        await client.subscribe(topics.accepted_filter(self._prefix), qos=0)
+        await client.subscribe(topics.alarm_filter(self._prefix), qos=1)
+        await client.subscribe(self.status_topic_filter(), qos=1)
+        self._client = client
+        self.connected.set()
+        try:
+            async for message in client.messages:
+                self.received_messages += 1
+                try:
+                    await self.handle(str(message.topic), bytes(message.payload))  # type: ignore[arg-type]
+                except Exception:
+                    log.exception("live feed: could not handle a message on %s", message.topic)
+        finally:
+            self.connected.clear()
+            self._client = None
+
+    async def handle(self, topic: str, payload: bytes) -> None:
+        """Dispatch one MQTT message to the clients (positions, alarms or alarm status)."""
+        rest = topic[len(self._prefix) :]
+        if rest.startswith("positions/v1/"):
+            self.handle_positions(json.loads(payload))
+        elif rest.startswith("alarms/v1/"):
+            await self.handle_alarm(json.loads(payload))
+        elif rest.startswith("web/v1/alarm-status/"):
+            alarm = json.loads(payload)
+            message = {"type": "alarm_status", "alarm": alarm}
+            for client in list(self.clients):
+                client.offer_message(alarm["company_id"], alarm["vehicle_id"], message)
+
+    def handle_positions(self, positions: list[dict[str, Any]] | dict[str, Any]) -> None:
+        """Forward ok, non-late, newer-than-seen positions (a JSON array of Position.to_dict())."""
+        if isinstance(positions, dict):
+            positions = [positions]
+        for p in positions:
+            if p.get("quality", "ok") != "ok" or p.get("late") or p.get("vehicle_id") is None:
+                continue
+            vehicle_id = p["vehicle_id"]
+            fix_time = p["fix_time"]
+            # ISO 8601 UTC strings of one producer compare in time order
+            if self.newest_fix.get(vehicle_id, "") >= fix_time:
+                continue
+            self.newest_fix[vehicle_id] = fix_time
+            compact = {
+                "vehicle_id": vehicle_id,
+                "company_id": p["company_id"],
+                "fix_time": fix_time,
+                "latitude": p["latitude"],
+                "longitude": p["longitude"],
+                "speed_kmh": p["speed_kmh"],
+                "heading_deg": p.get("heading_deg"),
+                "acc_on": p.get("acc_on"),
+            }
+            for client in self.clients:
+                client.offer_position(compact)
+
+    async def handle_alarm(self, alarm: dict[str, Any]) -> None:
+        """Forward an alarm opening/closing; looks its id up by dedup_key when the message has
+        none (the UI needs it to acknowledge)."""
+        if alarm.get("id") is None and alarm.get("dedup_key"):
+            alarm["id"] = await self.pool.fetchval(
+                "SELECT id FROM alarms WHERE dedup_key = $1", alarm["dedup_key"]
+            )
+        message = {"type": "alarm", "live": not alarm.get("late", False), "alarm": alarm}
+        for client in list(self.clients):
+            client.offer_message(alarm["company_id"], alarm["vehicle_id"], message)
+
+    async def announce_alarm_change(self, alarm: dict[str, Any]) -> None:
+        """Tell every web process's clients that a user acknowledged/handled an alarm."""
+        slim = {
+            k: alarm.get(k)
+            for k in (
+                "id",
+                "alarm_type",
+                "vehicle_id",
+                "company_id",
+                "plate_number",
+                "status",
+                "started_at",
+                "ended_at",
+                "late",
+                "handling_note",
+            )
+        }
+        if self._client is not None:
+            topic = f"{self._prefix}web/v1/alarm-status/{alarm['company_id']}/{alarm['vehicle_id']}"
+            try:
+                await self._client.publish(topic, dumps(slim), qos=1)
+                return
+            except aiomqtt.MqttError:
+                log.warning("could not publish alarm status; telling local clients only")
+        message = {"type": "alarm_status", "alarm": json.loads(dumps(slim))}
+        for client in list(self.clients):
+            client.offer_message(alarm["company_id"], alarm["vehicle_id"], message)

@@ -1,0 +1,72 @@
+"""Login, logout and who-am-I. Login answers a bearer token and sets it as an HttpOnly cookie."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request, Response, status
+from pydantic import BaseModel, Field
+
+from gps_monitor.db import users
+from web.deps import COOKIE_NAME, CurrentUser, PoolDep, SettingsDep, token_from
+
+router = APIRouter(prefix="/api/auth", tags=["auth"])
+
+
+class LoginIn(BaseModel):
+    username: str = Field(min_length=1)
+    password: str = Field(min_length=1)
+
+
+@router.post("/login")
+async def login(
+    body: LoginIn, response: Response, pool: PoolDep, settings: SettingsDep
+) -> dict[str, Any]:
+    """Check the password (argon2); answer ``{token, expires_at, user}`` and set the cookie.
+
+    401 when the name or the password is wrong (the answer does not say which).
+    """
+    user = await users.authenticate(pool, body.username, body.password)
+    if user is None:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "wrong username or password")
+    token, expires_at = await users.issue_token(
+        pool, user, settings.web.secret_key, settings.web.token_lifetime_s
+    )
+    response.set_cookie(
+        COOKIE_NAME,
+        token,
+        max_age=settings.web.token_lifetime_s,
+        httponly=True,
+        samesite="strict",
+        secure=settings.web.cookie_secure or settings.environment == "production",
+        path="/",
+    )
+    return {
+        "token": token,
+        "token_type": "bearer",
+        "expires_at": expires_at.isoformat(),
+        "user": user.to_dict(),
+    }
+
+
+@router.post("/logout", status_code=204)
+async def logout(
+    request: Request, response: Response, user: CurrentUser, pool: PoolDep, settings: SettingsDep
+) -> None:
+    """Revoke the token the request was made with and clear the cookie."""
+    token = token_from(request.headers, request.cookies, None)
+    if token:
+        await users.revoke_token(pool, token, settings.web.secret_key)
+    response.delete_cookie(COOKIE_NAME, path="/")
+
+
+@router.get("/me")
+async def me(user: CurrentUser, pool: PoolDep) -> dict[str, Any]:
+    """The logged-in user, with its company name for operators."""
+    out = user.to_dict()
+    out["company_name"] = (
+        await pool.fetchval("SELECT name FROM companies WHERE id = $1", user.company_id)
+        if user.company_id is not None
+        else None
+    )
+    return out

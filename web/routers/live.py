@@ -1,0 +1,172 @@
+"""``/ws/live``: the websocket live feed (see :mod:`web.hub` for the message shapes).
+
+Authentication is the same token as the REST API: the ``gpsm_token`` cookie, an
+``Authorization: Bearer`` header or ``?token=``. Unauthenticated connections are closed with code
+4401 (policy 1008 family) before any data is sent.
+
+Client -> server messages:
+    {"type": "subscribe", "company_id": 3, "vehicle_ids": [1, 2], "bbox": [lon1, lat1, lon2, lat2]}
+        narrows the feed (any field may be null = no narrowing) and answers a new snapshot;
+        an operator asking for another company gets an error and keeps its old filter.
+    {"type": "ping"} -> {"type": "pong"}
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from typing import Any
+
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+
+from gps_monitor.db import users
+from web.hub import ClientOverflow, LiveClient, LiveHub, dumps
+from web.live_query import LiveFilter, latest_positions, parse_bbox
+
+log = logging.getLogger(__name__)
+router = APIRouter(tags=["live"])
+
+CLOSE_UNAUTHORIZED = 4401
+CLOSE_OVERFLOW = 4008
+
+
+def _narrow(client: LiveClient, message: dict[str, Any]) -> LiveFilter:
+    """The filter a subscribe message asks for, within the user's scope.
+
+    Raises:
+        ValueError: a malformed field, or an operator naming another company.
+    """
+    user = client.user
+    company_id = message.get("company_id")
+    if company_id is not None and not isinstance(company_id, int):
+        raise ValueError(f"company_id: expected an integer or null, got {company_id!r}")
+    if not user.sees_all:
+        if company_id is not None and company_id != user.company_id:
+            raise ValueError(
+                f"company_id: expected {user.company_id} (your company) or null, got {company_id}"
+            )
+        company_id = user.company_id
+    vehicle_ids = message.get("vehicle_ids")
+    if vehicle_ids is not None and (
+        not isinstance(vehicle_ids, list) or not all(isinstance(v, int) for v in vehicle_ids)
+    ):
+        raise ValueError(f"vehicle_ids: expected a list of integers or null, got {vehicle_ids!r}")
+    return LiveFilter(
+        company_id=company_id,
+        vehicle_ids=frozenset(vehicle_ids) if vehicle_ids is not None else None,
+        bbox=parse_bbox(message.get("bbox")),
+    )
+
+
+async def _snapshot(websocket: WebSocket, hub: LiveHub, client: LiveClient) -> None:
+    started = time.perf_counter()
+    vehicles = await latest_positions(hub.pool, client.filter, hub.settings.web)
+    await websocket.send_text(
+        dumps(
+            {
+                "type": "snapshot",
+                "vehicles": vehicles,
+                "filter": {
+                    "company_id": client.filter.company_id,
+                    "vehicle_ids": sorted(client.filter.vehicle_ids)
+                    if client.filter.vehicle_ids is not None
+                    else None,
+                    "bbox": client.filter.bbox,
+                },
+                "server_time": time.time(),
+                "query_ms": round((time.perf_counter() - started) * 1000, 1),
+            }
+        )
+    )
+
+
+@router.websocket("/ws/live")
+async def live(websocket: WebSocket) -> None:
+    app = websocket.app
+    hub: LiveHub = app.state.hub
+    settings = app.state.settings
+    auth = websocket.headers.get("authorization", "")
+    token = (
+        (auth[7:].strip() if auth.lower().startswith("bearer ") else None)
+        or websocket.cookies.get("gpsm_token")
+        or websocket.query_params.get("token")
+    )
+    user = (
+        await users.user_for_token(app.state.pool, token, settings.web.secret_key)
+        if token
+        else None
+    )
+    if user is None:
+        await websocket.close(code=CLOSE_UNAUTHORIZED, reason="login required")
+        return
+    await websocket.accept()
+    client = LiveClient(user, websocket.send_text, settings)
+    hub.clients.add(client)  # before the snapshot: nothing published meanwhile is missed
+    sender: asyncio.Task[None] | None = None
+    try:
+        await _snapshot(websocket, hub, client)
+        sender = asyncio.create_task(client.run_sender(), name=f"ws-sender-{client.id}")
+        receiver = asyncio.create_task(
+            _receive(websocket, hub, client), name=f"ws-recv-{client.id}"
+        )
+        done, pending = await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        for task in done:
+            error = task.exception()
+            if isinstance(error, ClientOverflow | TimeoutError):
+                log.warning("closing live client %s (%s): %s", client.id, user.username, error)
+                with contextlib.suppress(Exception):
+                    await websocket.close(code=CLOSE_OVERFLOW, reason="too slow")
+    except WebSocketDisconnect:
+        pass
+    finally:
+        hub.clients.discard(client)
+        if sender is not None and not sender.done():
+            sender.cancel()
+
+
+async def _receive(websocket: WebSocket, hub: LiveHub, client: LiveClient) -> None:
+    """Read client messages until it disconnects."""
+    while True:
+        try:
+            text = await websocket.receive_text()
+        except WebSocketDisconnect:
+            return
+        try:
+            message = json.loads(text)
+            if not isinstance(message, dict):
+                raise ValueError(f"expected a JSON object, got {type(message).__name__}")
+            kind = message.get("type")
+            if kind == "ping":
+                client.alarms.append({"type": "pong"})
+                client.wake.set()
+            elif kind == "subscribe":
+                client.filter = _narrow(client, message)
+                client.pending.clear()
+                # the snapshot is sent through the sender's queue, after any alarms already queued
+                vehicles = await latest_positions(hub.pool, client.filter, hub.settings.web)
+                client.alarms.append(
+                    {
+                        "type": "snapshot",
+                        "vehicles": vehicles,
+                        "filter": {
+                            "company_id": client.filter.company_id,
+                            "vehicle_ids": sorted(client.filter.vehicle_ids)
+                            if client.filter.vehicle_ids is not None
+                            else None,
+                            "bbox": client.filter.bbox,
+                        },
+                    }
+                )
+                client.wake.set()
+            else:
+                raise ValueError(f"type: expected subscribe or ping, got {kind!r}")
+        except ValueError as error:  # json.JSONDecodeError is a ValueError
+            client.alarms.append({"type": "error", "detail": str(error)})
+            client.wake.set()

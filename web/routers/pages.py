@@ -1,0 +1,45 @@
+"""The map page (static, bundled Leaflet, no CDN) and the map configuration it reads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import FileResponse, RedirectResponse
+
+from web.deps import SettingsDep
+
+STATIC_DIR = Path(__file__).resolve().parents[1] / "static"
+router = APIRouter(tags=["map"])
+
+
+@router.get("/", include_in_schema=False)
+async def index() -> RedirectResponse:
+    return RedirectResponse("/map")
+
+
+@router.get("/map", include_in_schema=False)
+async def map_page() -> FileResponse:
+    return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/api/config")
+async def map_config(settings: SettingsDep) -> dict[str, Any]:
+    """Basemap and map settings for the page (no login needed: holds no data).
+
+    ``tile_url_template`` null means no basemap: the page draws a plain background with a scale.
+    ``tile_crs`` gcj02 means the page converts WGS-84 positions to GCJ-02 for display only.
+    """
+    web = settings.web
+    return {
+        "tile_url_template": web.tile_url_template,
+        "tile_crs": web.tile_crs,
+        "tile_attribution": web.tile_attribution,
+        "tile_max_zoom": web.tile_max_zoom,
+        "center": [web.map_center_lat, web.map_center_lon],
+        "zoom": web.map_zoom,
+        "coalesce_interval_s": web.coalesce_interval_s,
+        "offline_after_s": web.offline_after_s,
+        "moving_speed_kmh": web.moving_speed_kmh,
+    }

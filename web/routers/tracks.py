@@ -1,0 +1,65 @@
+"""``GET /api/vehicles/{id}/track``: a vehicle's track over a window as GeoJSON."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query
+
+from web.deps import CurrentUser, PoolDep, SettingsDep
+from web.routers.registry import fetch_vehicle
+from web.track import TrackPoint, track_geojson
+
+router = APIRouter(prefix="/api/vehicles", tags=["tracks"])
+
+
+@router.get("/{vehicle_id}/track")
+async def get_track(
+    vehicle_id: int,
+    user: CurrentUser,
+    pool: PoolDep,
+    settings: SettingsDep,
+    start: Annotated[datetime, Query(description="window start, ISO 8601 with offset")],
+    end: Annotated[datetime, Query(description="window end (exclusive), ISO 8601")],
+    max_points: Annotated[int | None, Query(ge=10, le=50000)] = None,
+) -> dict[str, Any]:
+    """Every stored fix of the vehicle in [start, end), quality flags included, simplified to
+    about ``max_points`` (default ``web.track_max_points``) vertices, with the overspeed
+    alarms of the window as marked stretches. 404 for a vehicle the user may not see; 422 for a
+    naive datetime, an empty window or one longer than ``web.track_max_window_days``."""
+    await fetch_vehicle(pool, user, vehicle_id)
+    if start.tzinfo is None or end.tzinfo is None:
+        raise HTTPException(422, "start/end: expected ISO 8601 with a UTC offset, got a naive time")
+    if end <= start:
+        raise HTTPException(422, f"window: expected end after start, got {start} .. {end}")
+    if end - start > timedelta(days=settings.web.track_max_window_days):
+        raise HTTPException(
+            422,
+            f"window: expected at most {settings.web.track_max_window_days} days, "
+            f"got {(end - start).total_seconds() / 86400:.1f}",
+        )
+    rows = await pool.fetch(
+        "SELECT fix_time, latitude, longitude, speed_kmh, heading_deg, quality, quality_reason, "
+        "late FROM positions WHERE vehicle_id = $1 AND fix_time >= $2 AND fix_time < $3 "
+        "ORDER BY fix_time",
+        vehicle_id,
+        start,
+        end,
+    )
+    points = [TrackPoint(*r) for r in rows]
+    overspeeds = await pool.fetch(
+        "SELECT id, started_at, ended_at, details FROM alarms WHERE vehicle_id = $1 "
+        "AND alarm_type = 'overspeed' AND started_at < $3 "
+        "AND (ended_at IS NULL OR ended_at >= $2) ORDER BY started_at",
+        vehicle_id,
+        start,
+        end,
+    )
+    return track_geojson(
+        vehicle_id,
+        points,
+        [dict(a) for a in overspeeds],
+        max_points=max_points or settings.web.track_max_points,
+        tolerance_m=settings.web.track_simplify_tolerance_m,
+    )
