@@ -22,6 +22,8 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("ingest", "ingest.cli", "run the MQTT ingest worker"),
     ("replay", "ingest.replay", "publish a track file over MQTT as simulated terminals"),
     ("demo", "gps_monitor.demo", "run the whole system on the shipped demo data"),
+    ("jt808", "ingest.jt808.cli", "run the JT/T 808 TCP gateway (terminals -> MQTT)"),
+    ("jt808-sim", "ingest.jt808.sim", "simulated JT/T 808 terminals sending a track file"),
 )
 
 

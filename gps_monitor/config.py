@@ -182,6 +182,62 @@ class WebSettings(BaseModel):
     )
 
 
+class Jt808Settings(BaseModel):
+    """JT/T 808 TCP gateway (`gps-monitor jt808`): terminals speak JT/T 808, positions go out on
+    the MQTT ingest contract. Env: ``GPS_MONITOR_JT808_<FIELD>``, e.g. ``GPS_MONITOR_JT808_PORT``.
+    """
+
+    host: str = Field(default="0.0.0.0", description="Listen address of the TCP server.")
+    port: int = Field(default=8808, ge=1, le=65535, description="Listen port (unprivileged).")
+    idle_timeout_s: float = Field(
+        default=180.0,
+        gt=0,
+        description="A connection that sends no complete valid frame for this long is closed "
+        "(terminals heartbeat every 60 s by default, JT/T 808 parameter 0x0001).",
+    )
+    auth_policy: Literal["registry", "known_terminal"] = Field(
+        default="registry",
+        description="registry: 0x0100 is checked against the vehicle registry and 0x0102 must "
+        "present the auth code the gateway issued; known_terminal: any terminal whose id is a "
+        "registered vehicle's terminal_id may authenticate with any code (terminals provisioned "
+        "by another platform).",
+    )
+    check_plate: bool = Field(
+        default=True,
+        description="0x0100 with a non-empty plate must match the registered plate and colour.",
+    )
+    utc_offset_overrides_min: dict[str, int] = Field(
+        default_factory=dict,
+        description="Per-terminal zone of the BCD fix times, minutes east of UTC, by terminal id "
+        "(JSON, e.g. '{\"13511221122\": 0}'); overrides the vehicle's ``utc_offset_min`` "
+        "column, whose default 480 is JT/T 808's GMT+8.",
+    )
+    max_frame_bytes: int = Field(
+        default=4096,
+        ge=64,
+        description="Bytes buffered without a 0x7E delimiter before the buffer is dropped and "
+        "counted (a full 1023-byte body escapes to at most ~2.1 kB).",
+    )
+    subpackage_timeout_s: float = Field(
+        default=60.0, gt=0, description="Incomplete sub-packaged messages are dropped after this."
+    )
+    publish_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="Longest wait for the broker's PUBACK; on timeout the terminal gets a "
+        "failure reply (result 1) and resends.",
+    )
+    max_inflight_messages: int = Field(
+        default=1000, ge=1, description="QoS 1 publishes awaiting PUBACK at once (paho)."
+    )
+    client_id: str = Field(
+        default="gps-monitor-jt808", description="MQTT client id of the gateway."
+    )
+    stats_interval_s: float = Field(
+        default=60.0, gt=0, description="How often the gateway logs its counters."
+    )
+
+
 class Settings(BaseSettings):
     """All settings. ``Settings()`` reads the environment; tests build one explicitly."""
 
@@ -199,6 +255,7 @@ class Settings(BaseSettings):
     ingest: IngestSettings = IngestSettings()
     quality: QualitySettings = QualitySettings()
     web: WebSettings = WebSettings()
+    jt808: Jt808Settings = Jt808Settings()
 
 
 @lru_cache(maxsize=1)

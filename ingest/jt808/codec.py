@@ -1,0 +1,377 @@
+"""JT/T 808 framing: 0x7E delimiters, 0x7D escaping, XOR checksum, message header, stream splitter.
+
+Wire layout of one frame (JT/T 808-2013 section 4.4, JT/T 808-2019 section 4.4)::
+
+    7E | header | body | checksum | 7E            (everything between the 7Es escaped)
+
+    header 2011/2013: msg_id u16, props u16, phone BCD[6],  serial u16 [, total u16, index u16]
+    header 2019:      msg_id u16, props u16, version u8, phone BCD[10], serial u16 [, ...]
+    props: bits 0-9 body length, 10-12 encryption (bit 10 = RSA), 13 sub-packaged,
+           14 version flag (2019 header), 15 reserved
+    checksum: XOR of every byte of header and body (before escaping)
+    escaping: 7E -> 7D 02, 7D -> 7D 01
+
+Bad frames raise :class:`FrameError` with a short ``reason`` (``checksum``, ``length``,
+``escape``, ``truncated``); the server drops and counts them and keeps the connection.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from functools import reduce
+from operator import xor
+
+from gps_monitor.errors import PayloadError
+
+DELIMITER = 0x7E
+ESCAPE = 0x7D
+
+PROPS_LENGTH_MASK = 0x03FF
+PROPS_ENCRYPTION_MASK = 0x1C00
+PROPS_SUBPACKAGE = 1 << 13
+PROPS_VERSION_FLAG = 1 << 14
+
+PHONE_BYTES_2013 = 6
+PHONE_BYTES_2019 = 10
+MAX_BODY_BYTES = PROPS_LENGTH_MASK
+
+
+class FrameError(PayloadError):
+    """A frame that cannot be decoded; ``reason`` is checksum, length, escape or truncated."""
+
+
+def checksum(data: bytes | bytearray | memoryview) -> int:
+    """XOR of all bytes (the JT/T 808 check code); 0 for empty input."""
+    return reduce(xor, data, 0)
+
+
+def escape(data: bytes) -> bytes:
+    """Escape header+body+checksum for the wire: 7D -> 7D 01 first, then 7E -> 7D 02."""
+    return data.replace(b"\x7d", b"\x7d\x01").replace(b"\x7e", b"\x7d\x02")
+
+
+def unescape(data: bytes) -> bytes:
+    """Inverse of :func:`escape` on the bytes between the delimiters.
+
+    Raises:
+        FrameError(reason="escape"): a 7D not followed by 01 or 02 (an unescaped byte), or a
+            trailing 7D.
+    """
+    if b"\x7d" not in data:
+        return data
+    out = bytearray()
+    i = 0
+    n = len(data)
+    while i < n:
+        byte = data[i]
+        if byte != ESCAPE:
+            out.append(byte)
+            i += 1
+            continue
+        if i + 1 >= n or data[i + 1] not in (1, 2):
+            got = data[i : i + 2].hex()
+            raise FrameError("escape", f"expected 7d01 or 7d02 at offset {i}, got {got}")
+        out.append(ESCAPE if data[i + 1] == 1 else DELIMITER)
+        i += 2
+    return bytes(out)
+
+
+def bcd_to_digits(data: bytes) -> str:
+    """BCD bytes -> decimal digit string, two digits per byte, leading zeros kept.
+
+    Raises:
+        FrameError(reason="bcd"): a nibble above 9.
+    """
+    text = data.hex()
+    if not text.isdigit():
+        raise FrameError("bcd", f"expected BCD digits, got {text}")
+    return text
+
+
+def digits_to_bcd(digits: str, size: int) -> bytes:
+    """Decimal digit string -> ``size`` BCD bytes, left-padded with zeros.
+
+    Raises:
+        PayloadError(reason="bad_terminal_id"): not digits, or more than ``2 * size`` of them.
+    """
+    if not digits.isdigit() or len(digits) > 2 * size:
+        raise PayloadError(
+            "bad_terminal_id",
+            f"expected at most {2 * size} decimal digits for a BCD[{size}] field, got {digits!r}",
+        )
+    return bytes.fromhex(digits.rjust(2 * size, "0"))
+
+
+def terminal_id_from_phone(phone_digits: str) -> str:
+    """The terminal id used on MQTT and in ``vehicles.terminal_id``: the BCD phone number's
+    digits with leading zeros stripped ("013511221122" and "00000000013511221122" are both
+    "13511221122", so a terminal keeps its id across the 2013 and 2019 headers); "0" if all zero.
+    """
+    return phone_digits.lstrip("0") or "0"
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    """A decoded message header.
+
+    Attributes:
+        msg_id: message id (0x0200 location report...).
+        phone: terminal phone number as BCD digits, leading zeros kept (12 or 20 digits).
+        serial: message serial number (流水号), u16.
+        version: protocol version byte of a 2019 header (1 = 2019), None for 2011/2013.
+        encryption: props bits 10-12 (0 = plain, 1 = RSA).
+        subpackage_total, subpackage_index: 1-based packet index and packet count of a
+            sub-packaged message, None otherwise.
+        body_length: body length from props (bytes).
+    """
+
+    msg_id: int
+    phone: str
+    serial: int
+    version: int | None = None
+    encryption: int = 0
+    subpackage_total: int | None = None
+    subpackage_index: int | None = None
+    body_length: int = 0
+
+    @property
+    def is_2019(self) -> bool:
+        return self.version is not None
+
+    @property
+    def terminal_id(self) -> str:
+        return terminal_id_from_phone(self.phone)
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One decoded frame: header, body (unescaped) and the wire bytes it came from."""
+
+    header: Header
+    body: bytes
+    wire: bytes
+
+
+def decode_frame(content: bytes, wire: bytes | None = None) -> Frame:
+    """Decode the escaped bytes between two 0x7E delimiters.
+
+    Args:
+        content: escaped bytes, delimiters excluded.
+        wire: the frame as received (with delimiters) kept as evidence; default rebuilt from
+            ``content``.
+
+    Raises:
+        FrameError: ``escape`` (bad 7D sequence), ``truncated`` (shorter than its header),
+            ``checksum`` (XOR mismatch), ``length`` (body length differs from the header's).
+    """
+    data = unescape(content)
+    if len(data) < 2 + 2 + PHONE_BYTES_2013 + 2 + 1:
+        raise FrameError(
+            "truncated", f"expected at least 13 bytes of header+checksum, got {len(data)}"
+        )
+    expected_sum = checksum(memoryview(data)[:-1])
+    if expected_sum != data[-1]:
+        raise FrameError(
+            "checksum", f"expected XOR check code {expected_sum:02x}, got {data[-1]:02x}"
+        )
+    msg_id, props = struct.unpack_from(">HH", data, 0)
+    offset = 4
+    version: int | None = None
+    phone_bytes = PHONE_BYTES_2013
+    if props & PROPS_VERSION_FLAG:
+        version = data[offset]
+        offset += 1
+        phone_bytes = PHONE_BYTES_2019
+    header_end = offset + phone_bytes + 2
+    subpackaged = bool(props & PROPS_SUBPACKAGE)
+    if subpackaged:
+        header_end += 4
+    if len(data) - 1 < header_end:
+        raise FrameError(
+            "truncated", f"expected a {header_end}-byte header, got {len(data) - 1} bytes"
+        )
+    phone = bcd_to_digits(data[offset : offset + phone_bytes])
+    offset += phone_bytes
+    (serial,) = struct.unpack_from(">H", data, offset)
+    offset += 2
+    total = index = None
+    if subpackaged:
+        total, index = struct.unpack_from(">HH", data, offset)
+        offset += 4
+    body = data[offset:-1]
+    body_length = props & PROPS_LENGTH_MASK
+    if len(body) != body_length:
+        raise FrameError(
+            "length", f"expected a {body_length}-byte body (header), got {len(body)} bytes"
+        )
+    header = Header(
+        msg_id=msg_id,
+        phone=phone,
+        serial=serial,
+        version=version,
+        encryption=(props & PROPS_ENCRYPTION_MASK) >> 10,
+        subpackage_total=total,
+        subpackage_index=index,
+        body_length=body_length,
+    )
+    if wire is None:
+        wire = b"\x7e" + content + b"\x7e"
+    return Frame(header=header, body=body, wire=wire)
+
+
+def encode_frame(
+    msg_id: int,
+    phone: str,
+    serial: int,
+    body: bytes = b"",
+    *,
+    version: int | None = None,
+    subpackage: tuple[int, int] | None = None,
+) -> bytes:
+    """Build a complete wire frame (delimiters, escaping, checksum).
+
+    Args:
+        msg_id: message id.
+        phone: BCD digits of the terminal phone (padded to 12 or, with ``version``, 20 digits).
+        serial: message serial number, taken modulo 65536.
+        body: message body, at most 1023 bytes.
+        version: 2019 protocol version byte (sets the version flag), None for a 2013 header.
+        subpackage: (total, index) for one packet of a sub-packaged message.
+
+    Raises:
+        PayloadError: body longer than 1023 bytes or a phone that is not BCD digits.
+    """
+    if len(body) > MAX_BODY_BYTES:
+        raise PayloadError("oversize", f"expected a body of at most 1023 bytes, got {len(body)}")
+    props = len(body)
+    if version is not None:
+        props |= PROPS_VERSION_FLAG
+        phone_field = bytes([version]) + digits_to_bcd(phone, PHONE_BYTES_2019)
+    else:
+        phone_field = digits_to_bcd(phone, PHONE_BYTES_2013)
+    if subpackage is not None:
+        props |= PROPS_SUBPACKAGE
+    parts = [struct.pack(">HH", msg_id, props), phone_field, struct.pack(">H", serial & 0xFFFF)]
+    if subpackage is not None:
+        parts.append(struct.pack(">HH", *subpackage))
+    parts.append(body)
+    data = b"".join(parts)
+    return b"\x7e" + escape(data + bytes([checksum(data)])) + b"\x7e"
+
+
+class FrameSplitter:
+    """Cuts a TCP byte stream into frame contents at 0x7E delimiters.
+
+    Every 0x7E is a boundary; the bytes between two consecutive 0x7Es are one candidate frame
+    (empty candidates, i.e. ``7E 7E`` between back-to-back frames, are skipped). Bytes before
+    the first 0x7E of the stream cannot be a frame and are counted in ``garbage_bytes``; bytes
+    between a closing and the next opening 0x7E come out as a candidate that fails to decode,
+    so garbage never hides the next frame. A buffer that grows past ``max_frame_bytes`` without
+    a delimiter is dropped (``overflows``) and the splitter waits for the next 0x7E.
+
+    ``feed(data)`` returns ``[(content, wire)]`` for each complete candidate: ``content`` is
+    the escaped bytes between the delimiters, ``wire`` the same with the delimiters.
+    """
+
+    __slots__ = ("_buffer", "_synced", "garbage_bytes", "max_frame_bytes", "overflows")
+
+    def __init__(self, max_frame_bytes: int = 4096) -> None:
+        self._buffer = b""
+        self._synced = False
+        self.max_frame_bytes = max_frame_bytes
+        self.garbage_bytes = 0
+        self.overflows = 0
+
+    def feed(self, data: bytes) -> list[tuple[bytes, bytes]]:
+        """Append received bytes; return the complete candidate frames, oldest first."""
+        buffer = self._buffer + data if self._buffer else data
+        parts = buffer.split(b"\x7e")
+        self._buffer = parts.pop()
+        out: list[tuple[bytes, bytes]] = []
+        if parts:
+            if not self._synced:
+                self.garbage_bytes += len(parts[0])
+                parts = parts[1:]
+                self._synced = True
+            out = [(p, b"\x7e" + p + b"\x7e") for p in parts if p]
+        if len(self._buffer) > self.max_frame_bytes:
+            self.overflows += 1
+            self._buffer = b""
+            self._synced = False
+        return out
+
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes held waiting for a delimiter."""
+        return len(self._buffer)
+
+
+class SubpackageAssembler:
+    """Reassembles sub-packaged messages (props bit 13) of one connection.
+
+    Packets of one message share ``msg_id`` and ``total`` and carry consecutive serial numbers
+    (JT/T 808-2013 section 4.4.3; 2019's 0x8003 names the first packet's serial), so the key is
+    (msg_id, total, serial of packet 1). Incomplete messages older than ``timeout_s`` and the
+    oldest beyond ``max_pending`` are dropped and counted in ``expired``.
+    """
+
+    __slots__ = ("_pending", "expired", "max_pending", "timeout_s")
+
+    def __init__(self, timeout_s: float = 60.0, max_pending: int = 16) -> None:
+        self._pending: dict[tuple[int, int, int], tuple[float, dict[int, Frame]]] = {}
+        self.timeout_s = timeout_s
+        self.max_pending = max_pending
+        self.expired = 0
+
+    def add(self, frame: Frame, now_s: float) -> Frame | None:
+        """Add one packet; return the whole message once every packet is in, else None.
+
+        The returned frame has the first packet's header without sub-package fields, the
+        concatenated body and the packets' wire bytes concatenated in index order.
+
+        Raises:
+            FrameError(reason="subpackage"): index 0, index above total, or total 0.
+        """
+        header = frame.header
+        total, index = header.subpackage_total, header.subpackage_index
+        if total is None or index is None:
+            return frame
+        if total == 0 or not 1 <= index <= total:
+            raise FrameError("subpackage", f"expected 1 <= index <= total, got {index}/{total}")
+        self._expire(now_s)
+        key = (header.msg_id, total, (header.serial - (index - 1)) & 0xFFFF)
+        _started, packets = self._pending.setdefault(key, (now_s, {}))
+        packets[index] = frame
+        if len(packets) < total:
+            if len(self._pending) > self.max_pending:
+                oldest = min(self._pending, key=lambda k: self._pending[k][0])
+                del self._pending[oldest]
+                self.expired += 1
+            return None
+        del self._pending[key]
+        ordered = [packets[i] for i in range(1, total + 1)]
+        first = ordered[0].header
+        whole = Header(
+            msg_id=first.msg_id,
+            phone=first.phone,
+            serial=first.serial,
+            version=first.version,
+            encryption=first.encryption,
+            body_length=sum(len(p.body) for p in ordered),
+        )
+        return Frame(
+            header=whole,
+            body=b"".join(p.body for p in ordered),
+            wire=b"".join(p.wire for p in ordered),
+        )
+
+    def _expire(self, now_s: float) -> None:
+        stale = [k for k, (t, _) in self._pending.items() if now_s - t > self.timeout_s]
+        for key in stale:
+            del self._pending[key]
+            self.expired += 1
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)

@@ -1,0 +1,367 @@
+"""The JT/T 808 gateway: an asyncio TCP server speaking JT/T 808 to terminals and publishing
+their positions on the MQTT ingest contract (``gps/v1/{terminal_id}/position|batch``).
+
+Per connection (one :class:`Session`): the byte stream is cut at 0x7E, each frame decoded; a bad
+frame (checksum, length, escaping, truncation) is dropped and counted and the connection stays
+up. A connection that sends no valid frame for ``jt808.idle_timeout_s`` is closed (this also
+ends slow-loris connections that trickle bytes but never complete a frame). Frames of one
+connection are handled in order; the 0x8001 reply to a location report or batch is sent only
+after the broker acknowledged the MQTT publish (QoS 1 PUBACK, see
+:mod:`ingest.jt808.publisher`), with result 1 (failure) when it did not, so the terminal resends.
+
+Handled: 0x0100 register (-> 0x8100), 0x0102 authenticate, 0x0003 logout, 0x0002 heartbeat,
+0x0200 location, 0x0704 batch / blind-area upload (-> 0x8001 each); sub-packaged messages are
+reassembled first (each packet is answered as it arrives). Location data from a connection that
+has not authenticated as that terminal is refused (0x8001 result 1) and never published.
+Terminal replies (0x0001) get no answer; other messages get 0x8001 result 3 (unsupported).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from gps_monitor import topics
+from gps_monitor.config import Settings
+from gps_monitor.errors import PayloadError
+from ingest.jt808 import messages as m
+from ingest.jt808.auth import TerminalAuthenticator
+from ingest.jt808.codec import (
+    Frame,
+    FrameError,
+    FrameSplitter,
+    SubpackageAssembler,
+    decode_frame,
+    encode_frame,
+)
+from ingest.jt808.publisher import PublishError
+
+log = logging.getLogger(__name__)
+
+READ_CHUNK_BYTES = 16384
+
+
+class Publisher(Protocol):
+    async def publish(self, topic: str, payload: bytes) -> None:
+        """Publish at QoS 1; return once the broker acknowledged, else raise PublishError."""
+
+
+@dataclass(slots=True)
+class GatewayStats:
+    """Counters of one gateway process (logged every ``stats_interval_s``)."""
+
+    connections_open: int = 0
+    connections_total: int = 0
+    idle_closed: int = 0
+    frames_ok: int = 0
+    frames_bad: Counter[str] = field(default_factory=Counter)
+    garbage_bytes: int = 0
+    buffer_overflows: int = 0
+    subpackages_expired: int = 0
+    positions_published: int = 0
+    positions_bad_time: int = 0
+    publish_failures: int = 0
+    unauthenticated_refused: int = 0
+    registrations: Counter[int] = field(default_factory=Counter)
+    auth_ok: int = 0
+    auth_refused: int = 0
+    handler_errors: int = 0
+    unsupported: int = 0
+
+    def snapshot(self) -> dict[str, Any]:
+        """Plain dict of the counters (frames_bad by reason, registrations by result code)."""
+        out = {name: getattr(self, name) for name in self.__slots__}
+        out["frames_bad"] = dict(self.frames_bad)
+        out["registrations"] = dict(self.registrations)
+        return out
+
+
+class Session:
+    """State of one terminal connection."""
+
+    __slots__ = (
+        "assembler",
+        "peer",
+        "reply_serial",
+        "splitter",
+        "terminal_id",
+        "utc_offset_min",
+        "vehicle_id",
+    )
+
+    def __init__(self, peer: str, max_frame_bytes: int, subpackage_timeout_s: float) -> None:
+        self.peer = peer
+        self.splitter = FrameSplitter(max_frame_bytes)
+        self.assembler = SubpackageAssembler(subpackage_timeout_s)
+        self.terminal_id: str | None = None  # set once authenticated
+        self.vehicle_id: int | None = None
+        self.utc_offset_min = 480
+        self.reply_serial = 0
+
+    @property
+    def authenticated(self) -> bool:
+        return self.terminal_id is not None
+
+    def next_serial(self) -> int:
+        serial = self.reply_serial
+        self.reply_serial = (serial + 1) & 0xFFFF
+        return serial
+
+
+def _json(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+class Jt808Gateway:
+    """The TCP server. ``await gateway.start()`` returns the listening ``asyncio.Server``.
+
+    Args:
+        settings: ``settings.jt808`` (port, timeouts, limits, auth policy) and
+            ``settings.mqtt.topic_prefix``.
+        authenticator: registry checks for 0x0100 / 0x0102 / 0x0003.
+        publisher: QoS 1 publisher that returns once the broker has the message.
+    """
+
+    def __init__(
+        self, settings: Settings, authenticator: TerminalAuthenticator, publisher: Publisher
+    ) -> None:
+        self.settings = settings
+        self.jt = settings.jt808
+        self.prefix = settings.mqtt.topic_prefix
+        self.authenticator = authenticator
+        self.publisher = publisher
+        self.stats = GatewayStats()
+        self._handlers: dict[int, Callable[[Session, Frame], Awaitable[bytes | None]]] = {
+            m.MSG_HEARTBEAT: self._on_heartbeat,
+            m.MSG_REGISTER: self._on_register,
+            m.MSG_AUTHENTICATE: self._on_authenticate,
+            m.MSG_LOGOUT: self._on_logout,
+            m.MSG_LOCATION: self._on_location,
+            m.MSG_BATCH: self._on_batch,
+        }
+
+    async def start(self, host: str | None = None, port: int | None = None) -> asyncio.Server:
+        """Listen on ``host:port`` (default from settings; port 0 = any free port)."""
+        return await asyncio.start_server(
+            self.handle_connection,
+            host if host is not None else self.jt.host,
+            self.jt.port if port is None else port,
+            limit=READ_CHUNK_BYTES,
+            backlog=4096,
+        )
+
+    async def handle_connection(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        """Serve one terminal until it disconnects or stays idle too long."""
+        peer = str(writer.get_extra_info("peername"))
+        session = Session(peer, self.jt.max_frame_bytes, self.jt.subpackage_timeout_s)
+        stats = self.stats
+        stats.connections_open += 1
+        stats.connections_total += 1
+        loop = asyncio.get_running_loop()
+        idle_s = self.jt.idle_timeout_s
+        splitter = session.splitter
+        try:
+            async with asyncio.timeout_at(loop.time() + idle_s) as deadline:
+                while True:
+                    data = await reader.read(READ_CHUNK_BYTES)
+                    if not data:
+                        break
+                    garbage, overflows = splitter.garbage_bytes, splitter.overflows
+                    candidates = splitter.feed(data)
+                    stats.garbage_bytes += splitter.garbage_bytes - garbage
+                    stats.buffer_overflows += splitter.overflows - overflows
+                    for content, wire in candidates:
+                        frame = self._decode(session, content, wire)
+                        if frame is None:
+                            continue
+                        deadline.reschedule(loop.time() + idle_s)
+                        reply = await self._dispatch(session, frame, loop.time())
+                        if reply is not None:
+                            writer.write(reply)
+                    await writer.drain()
+        except TimeoutError:
+            stats.idle_closed += 1
+            log.info("jt808 %s (%s): idle for %.0f s, closed", peer, session.terminal_id, idle_s)
+        except (ConnectionError, OSError) as error:
+            log.debug("jt808 %s: connection lost (%s)", peer, error)
+        finally:
+            stats.connections_open -= 1
+            stats.subpackages_expired += session.assembler.expired
+            writer.close()
+            with contextlib.suppress(ConnectionError, OSError):
+                await writer.wait_closed()
+
+    def _decode(self, session: Session, content: bytes, wire: bytes) -> Frame | None:
+        try:
+            frame = decode_frame(content, wire)
+        except FrameError as error:
+            self.stats.frames_bad[error.reason] += 1
+            log.info("jt808 %s: bad frame dropped (%s): %s", session.peer, error, wire.hex())
+            return None
+        self.stats.frames_ok += 1
+        return frame
+
+    async def _dispatch(self, session: Session, frame: Frame, now_s: float) -> bytes | None:
+        header = frame.header
+        try:
+            if header.subpackage_total is not None:
+                whole = session.assembler.add(frame, now_s)
+                if whole is None:
+                    return self._general_reply(session, frame, m.RESULT_OK)
+                frame = whole
+            if frame.header.encryption:
+                self.stats.unsupported += 1
+                return self._general_reply(session, frame, m.RESULT_UNSUPPORTED)
+            handler = self._handlers.get(frame.header.msg_id)
+            if handler is None:
+                if frame.header.msg_id == m.MSG_TERMINAL_REPLY:
+                    return None
+                self.stats.unsupported += 1
+                return self._general_reply(session, frame, m.RESULT_UNSUPPORTED)
+            return await handler(session, frame)
+        except FrameError as error:
+            self.stats.frames_bad[error.reason] += 1
+            log.info("jt808 %s: bad message body (%s): %s", session.peer, error, frame.wire.hex())
+            return self._general_reply(session, frame, m.RESULT_MESSAGE_ERROR)
+        except Exception:
+            self.stats.handler_errors += 1
+            log.exception(
+                "jt808 %s: handling 0x%04x failed: %s",
+                session.peer,
+                header.msg_id,
+                frame.wire.hex(),
+            )
+            return self._general_reply(session, frame, m.RESULT_FAILURE)
+
+    # ---------------------------------------------------------------------------- replies
+
+    def _reply(self, session: Session, frame: Frame, msg_id: int, body: bytes) -> bytes:
+        header = frame.header
+        return encode_frame(
+            msg_id, header.phone, session.next_serial(), body, version=header.version
+        )
+
+    def _general_reply(self, session: Session, frame: Frame, result: int) -> bytes:
+        header = frame.header
+        body = m.encode_general_reply(header.serial, header.msg_id, result)
+        return self._reply(session, frame, m.MSG_PLATFORM_REPLY, body)
+
+    # --------------------------------------------------------------------------- handlers
+
+    async def _on_heartbeat(self, session: Session, frame: Frame) -> bytes:
+        return self._general_reply(session, frame, m.RESULT_OK)
+
+    async def _on_register(self, session: Session, frame: Frame) -> bytes:
+        header = frame.header
+        request = m.decode_register(frame.body, is_2019=header.is_2019)
+        outcome = await self.authenticator.register(header.terminal_id, header.phone, request)
+        self.stats.registrations[outcome.result] += 1
+        log.info("jt808 %s: register -> %d (%s)", session.peer, outcome.result, outcome.detail)
+        body = m.encode_register_reply(header.serial, outcome.result, outcome.auth_code)
+        return self._reply(session, frame, m.MSG_REGISTER_REPLY, body)
+
+    async def _on_authenticate(self, session: Session, frame: Frame) -> bytes:
+        header = frame.header
+        request = m.decode_auth(frame.body, is_2019=header.is_2019)
+        vehicle = await self.authenticator.authenticate(header.terminal_id, request)
+        if vehicle is None:
+            self.stats.auth_refused += 1
+            session.terminal_id = None
+            log.info("jt808 %s: terminal %s refused", session.peer, header.terminal_id)
+            return self._general_reply(session, frame, m.RESULT_FAILURE)
+        self.stats.auth_ok += 1
+        session.terminal_id = header.terminal_id
+        session.vehicle_id = vehicle.id
+        session.utc_offset_min = self.jt.utc_offset_overrides_min.get(
+            header.terminal_id, vehicle.utc_offset_min
+        )
+        return self._general_reply(session, frame, m.RESULT_OK)
+
+    async def _on_logout(self, session: Session, frame: Frame) -> bytes:
+        terminal_id = frame.header.terminal_id
+        if session.terminal_id == terminal_id:
+            await self.authenticator.unregister(terminal_id)
+            session.terminal_id = None
+        return self._general_reply(session, frame, m.RESULT_OK)
+
+    def _refuse_unauthenticated(self, session: Session, frame: Frame) -> bytes | None:
+        if session.terminal_id == frame.header.terminal_id:
+            return None
+        self.stats.unauthenticated_refused += 1
+        log.info(
+            "jt808 %s: 0x%04x from terminal %s refused: not authenticated on this connection",
+            session.peer,
+            frame.header.msg_id,
+            frame.header.terminal_id,
+        )
+        return self._general_reply(session, frame, m.RESULT_FAILURE)
+
+    async def _on_location(self, session: Session, frame: Frame) -> bytes:
+        refused = self._refuse_unauthenticated(session, frame)
+        if refused is not None:
+            return refused
+        report = m.decode_location(frame.body)
+        position = m.to_contract(
+            report, utc_offset_min=session.utc_offset_min, raw_frame_hex=frame.wire.hex()
+        )
+        if position["fix_time"] is None:
+            self.stats.positions_bad_time += 1
+        topic = topics.position_topic(frame.header.terminal_id, self.prefix)
+        return await self._publish_then_reply(session, frame, [(topic, _json(position), 1)])
+
+    async def _on_batch(self, session: Session, frame: Frame) -> bytes:
+        refused = self._refuse_unauthenticated(session, frame)
+        if refused is not None:
+            return refused
+        batch = m.decode_batch(frame.body)
+        terminal_id = frame.header.terminal_id
+        raw_hex = frame.wire.hex()
+        good: list[dict[str, Any]] = []
+        messages: list[tuple[str, bytes, int]] = []
+        for report in batch.reports:
+            position = m.to_contract(
+                report,
+                utc_offset_min=session.utc_offset_min,
+                raw_frame_hex=raw_hex,
+                reupload=batch.reupload,
+            )
+            if position["fix_time"] is None:
+                # Alone on the position topic, so ingest rejects only this one (with its raw
+                # frame) instead of the whole batch.
+                self.stats.positions_bad_time += 1
+                topic = topics.position_topic(terminal_id, self.prefix)
+                messages.append((topic, _json(position), 1))
+            else:
+                good.append(position)
+        if good:
+            topic = topics.batch_topic(terminal_id, self.prefix)
+            messages.insert(0, (topic, _json(good), len(good)))
+        return await self._publish_then_reply(session, frame, messages)
+
+    async def _publish_then_reply(
+        self, session: Session, frame: Frame, messages: list[tuple[str, bytes, int]]
+    ) -> bytes:
+        try:
+            for topic, payload, count in messages:
+                await self.publisher.publish(topic, payload)
+                self.stats.positions_published += count
+        except (PublishError, PayloadError) as error:
+            self.stats.publish_failures += 1
+            log.warning("jt808 %s: %s; terminal told to resend", session.peer, error)
+            return self._general_reply(session, frame, m.RESULT_FAILURE)
+        return self._general_reply(session, frame, m.RESULT_OK)
+
+
+async def log_stats_forever(gateway: Jt808Gateway, interval_s: float) -> None:
+    """Log the gateway counters every ``interval_s`` seconds."""
+    while True:
+        await asyncio.sleep(interval_s)
+        log.info("jt808 stats %s", json.dumps(gateway.stats.snapshot()))
