@@ -1,0 +1,477 @@
+// gps-monitor live map: vehicles (clustered, coloured by status, heading arrow), vehicle card,
+// plate search, alarm panel (acknowledge / handle), track playback with overspeed stretches,
+// geofences and routes (bureau users draw and edit them). Positions arrive in WGS-84 and are
+// converted for display only when the tiles are GCJ-02.
+(function () {
+  "use strict";
+  const t = (k) => GpsmI18n.t(k);
+  const state = {
+    config: null, user: null, map: null, cluster: null, ws: null, wsBackoff: 1000,
+    vehicles: new Map(), markers: new Map(), alarms: new Map(), lastMessageAt: 0,
+    fences: null, track: null, drawing: null, received: { snapshot: 0, positions: 0, alarm: 0 },
+  };
+  window.gpsm = state;
+
+  const esc = (s) => String(s == null ? "" : s).replace(/[&<>"']/g, (c) => (
+    { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
+  const $ = (id) => document.getElementById(id);
+
+  async function api(path, options) {
+    const opts = Object.assign({ credentials: "same-origin", headers: { "Content-Type": "application/json" } }, options || {});
+    const r = await fetch(path, opts);
+    if (r.status === 401 && !path.startsWith("/api/auth/login")) { showLogin(); throw new Error("401"); }
+    if (!r.ok) {
+      const body = await r.json().catch(() => ({}));
+      throw new Error(typeof body.detail === "string" ? body.detail : JSON.stringify(body.detail || r.statusText));
+    }
+    return r.status === 204 ? null : r.json();
+  }
+
+  function disp(lat, lon) {
+    return state.config && state.config.tile_crs === "gcj02" ? GpsmCoords.wgs84ToGcj02(lat, lon) : [lat, lon];
+  }
+  function fmtTime(iso) {
+    if (!iso) return "-";
+    return new Intl.DateTimeFormat(GpsmI18n.lang === "en" ? "en-GB" : "zh-CN", {
+      timeZone: "Asia/Shanghai", year: "numeric", month: "2-digit", day: "2-digit",
+      hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false,
+    }).format(new Date(iso));
+  }
+
+  // ---------------------------------------------------------------- login
+  function showLogin() {
+    $("login").style.display = "flex";
+    if (state.ws) { state.ws.onclose = null; state.ws.close(); state.ws = null; }
+  }
+  $("login-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    $("login-error").textContent = "";
+    try {
+      await api("/api/auth/login", { method: "POST", body: JSON.stringify({
+        username: $("login-username").value, password: $("login-password").value }) });
+      $("login").style.display = "none";
+      await start();
+    } catch (err) {
+      $("login-error").textContent = t("login_failed");
+    }
+  });
+  $("logout").addEventListener("click", async () => {
+    await api("/api/auth/logout", { method: "POST" }).catch(() => null);
+    location.reload();
+  });
+  $("lang").addEventListener("change", (e) => { GpsmI18n.setLang(e.target.value); renderAlarms(); renderList(); });
+
+  // ---------------------------------------------------------------- map
+  function initMap() {
+    if (state.map) return;
+    const c = state.config;
+    state.map = L.map("map", { preferCanvas: true, zoomControl: true }).setView(disp(c.center[0], c.center[1]), c.zoom);
+    if (c.tile_url_template) {
+      L.tileLayer(c.tile_url_template, { maxZoom: c.tile_max_zoom, attribution: esc(c.tile_attribution) }).addTo(state.map);
+    } else {
+      $("map").classList.add("no-tiles");
+      const note = document.createElement("div");
+      note.className = "notice"; note.dataset.i18n = "no_tiles"; note.textContent = t("no_tiles");
+      document.body.appendChild(note);
+    }
+    L.control.scale({ imperial: false, metric: true }).addTo(state.map);
+    state.cluster = L.markerClusterGroup({ chunkedLoading: true, maxClusterRadius: 50, disableClusteringAtZoom: 15 });
+    state.map.addLayer(state.cluster);
+    state.fences = L.layerGroup().addTo(state.map);
+    state.map.on("click", onMapClick);
+  }
+
+  function statusOf(v) {
+    const now = Date.now();
+    if (!v.last_seen || now - v.last_seen > state.config.offline_after_s * 1000) return "offline";
+    if (openAlarmVehicles().has(v.vehicle_id)) return "in_alarm";
+    return (v.speed_kmh || 0) >= state.config.moving_speed_kmh ? "moving" : "stopped";
+  }
+  let openAlarmCache = null;
+  function openAlarmVehicles() {
+    if (openAlarmCache) return openAlarmCache;
+    openAlarmCache = new Set();
+    state.alarms.forEach((a) => {
+      if (!a.ended_at && (a.status === "open" || a.status === "acknowledged")) openAlarmCache.add(a.vehicle_id);
+    });
+    return openAlarmCache;
+  }
+  function icon(v) {
+    return L.divIcon({
+      className: "", iconSize: [22, 22], iconAnchor: [11, 11],
+      html: `<div class="veh st-${v.status}" data-vehicle-id="${v.vehicle_id}" data-status="${v.status}">` +
+        `<div class="arrow" style="transform:rotate(${Math.round(v.heading_deg || 0)}deg)"></div>` +
+        `<div class="label">${esc(v.plate_number)}</div></div>`,
+    });
+  }
+  function upsertMarker(v, batch) {
+    const ll = disp(v.latitude, v.longitude);
+    let m = state.markers.get(v.vehicle_id);
+    if (!m) {
+      m = L.marker(ll, { icon: icon(v), title: v.plate_number });
+      m.vehicleId = v.vehicle_id;
+      m.iconKey = v.status + ":" + Math.round((v.heading_deg || 0) / 10);
+      m.on("click", () => openCard(v.vehicle_id));
+      state.markers.set(v.vehicle_id, m);
+      if (batch) batch.push(m); else state.cluster.addLayer(m);
+      return;
+    }
+    m.setLatLng(ll);
+    const key = v.status + ":" + Math.round((v.heading_deg || 0) / 10);
+    if (key !== m.iconKey) { m.iconKey = key; m.setIcon(icon(v)); }
+  }
+
+  // ---------------------------------------------------------------- live feed
+  function connect() {
+    const ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws/live");
+    state.ws = ws;
+    ws.onopen = () => { state.wsBackoff = 1000; };
+    ws.onmessage = (e) => { state.lastMessageAt = Date.now(); onMessage(JSON.parse(e.data)); };
+    ws.onclose = (e) => {
+      $("conn").classList.remove("up"); $("conn").textContent = t("disconnected");
+      if (e.code === 4401) { showLogin(); return; }
+      setTimeout(connect, state.wsBackoff);
+      state.wsBackoff = Math.min(state.wsBackoff * 2, 30000);
+    };
+  }
+  setInterval(() => {  // watchdog: heartbeats stopped -> reconnect
+    if (state.ws && state.ws.readyState === 1 && Date.now() - state.lastMessageAt > 45000) state.ws.close();
+  }, 5000);
+
+  function onMessage(msg) {
+    state.received[msg.type] = (state.received[msg.type] || 0) + 1;
+    if (msg.type === "snapshot") {
+      $("conn").classList.add("up"); $("conn").textContent = t("connected");
+      applySnapshot(msg.vehicles);
+    } else if (msg.type === "positions") {
+      msg.positions.forEach(applyPosition);
+      scheduleList();
+    } else if (msg.type === "alarm") {
+      onAlarm(msg.alarm, msg.live);
+    } else if (msg.type === "alarm_status") {
+      const a = state.alarms.get(msg.alarm.id);
+      if (a) { Object.assign(a, msg.alarm); openAlarmCache = null; renderAlarms(); refreshVehicle(a.vehicle_id); }
+    }
+  }
+  function applySnapshot(rows) {
+    state.cluster.clearLayers();
+    state.markers.clear();
+    state.vehicles.clear();
+    const batch = [];
+    rows.forEach((r) => {
+      const v = Object.assign({}, r, { last_seen: r.last_message_at ? Date.parse(r.last_message_at) : 0 });
+      state.vehicles.set(v.vehicle_id, v);
+      v.status = r.status;
+      upsertMarker(v, batch);
+    });
+    state.cluster.addLayers(batch);
+    if (rows.length && !state.fitted) {
+      state.fitted = true;
+      const b = L.latLngBounds(rows.map((r) => disp(r.latitude, r.longitude)));
+      state.map.fitBounds(b.pad(0.2), { maxZoom: 15 });
+    }
+    renderList();
+  }
+  async function applyPosition(p) {
+    let v = state.vehicles.get(p.vehicle_id);
+    if (!v) {
+      v = { vehicle_id: p.vehicle_id, company_id: p.company_id, plate_number: "#" + p.vehicle_id };
+      state.vehicles.set(p.vehicle_id, v);
+      api("/api/vehicles/" + p.vehicle_id).then((info) => {
+        v.plate_number = info.plate_number; v.vehicle_class = info.vehicle_class;
+        const m = state.markers.get(v.vehicle_id); if (m) { m.setIcon(icon(v)); }
+        scheduleList();
+      }).catch(() => null);
+    }
+    if (v.fix_time && p.fix_time <= v.fix_time) return;  // never move back
+    Object.assign(v, p, { last_seen: Date.now() });
+    v.status = statusOf(v);
+    upsertMarker(v);
+    if (state.track && state.track.followLive === v.vehicle_id) { /* playback shows history only */ }
+  }
+  function refreshVehicle(id) {
+    const v = state.vehicles.get(id);
+    if (!v || v.latitude == null) return;
+    v.status = statusOf(v);
+    upsertMarker(v);
+  }
+  setInterval(() => { state.vehicles.forEach((v) => { if (v.latitude != null) refreshVehicle(v.vehicle_id); }); scheduleList(); }, 30000);
+
+  // ---------------------------------------------------------------- vehicle list and card
+  let listTimer = null;
+  function scheduleList() { if (!listTimer) listTimer = setTimeout(() => { listTimer = null; renderList(); }, 1000); }
+  function renderList() {
+    const q = $("plate-search").value.trim().toUpperCase();
+    const items = [];
+    for (const v of state.vehicles.values()) {
+      if (q && !String(v.plate_number).toUpperCase().includes(q)) continue;
+      items.push(v);
+    }
+    items.sort((a, b) => String(a.plate_number).localeCompare(String(b.plate_number)));
+    $("vehicle-count").textContent = `(${items.length})`;
+    $("vehicle-list").innerHTML = items.slice(0, 200).map((v) =>
+      `<li data-vehicle-id="${v.vehicle_id}"><span class="dot st-${v.status || "offline"}"></span>` +
+      `<span class="plate">${esc(v.plate_number)}</span> <small>${esc(t(v.status || "offline"))}</small></li>`).join("");
+  }
+  $("plate-search").addEventListener("input", renderList);
+  $("vehicle-list").addEventListener("click", (e) => {
+    const li = e.target.closest("li"); if (!li) return;
+    const id = Number(li.dataset.vehicleId);
+    const m = state.markers.get(id);
+    if (m) { state.cluster.zoomToShowLayer(m, () => openCard(id)); } else { openCard(id); }
+  });
+
+  async function openCard(id) {
+    const info = await api("/api/vehicles/" + id);
+    const v = state.vehicles.get(id) || {};
+    const latest = info.latest || {};
+    const alarms = info.open_alarms.length
+      ? info.open_alarms.map((a) => `${esc(t(a.alarm_type))} ${fmtTime(a.started_at)}`).join("<br>") : t("none");
+    const html = `<table class="card" data-card-vehicle="${id}">` +
+      `<tr><td>${t("plate")}</td><td><b>${esc(info.plate_number)}</b></td></tr>` +
+      `<tr><td>${t("company")}</td><td>${esc(info.company_name)}</td></tr>` +
+      `<tr><td>${t("vehicle_class")}</td><td>${esc(t(info.vehicle_class))}</td></tr>` +
+      `<tr><td>${t("speed")}</td><td>${v.speed_kmh != null ? v.speed_kmh : (latest.speed_kmh ?? "-")} ${t("kmh")}</td></tr>` +
+      `<tr><td>${t("last_fix")}</td><td>${fmtTime(v.fix_time || latest.fix_time)}</td></tr>` +
+      `<tr><td>${t("open_alarms")}</td><td>${alarms}</td></tr></table>` +
+      `<button class="btn-track" data-vehicle-id="${id}">${t("track")}</button>`;
+    const m = state.markers.get(id);
+    const ll = m ? m.getLatLng() : (latest.latitude != null ? disp(latest.latitude, latest.longitude) : state.map.getCenter());
+    L.popup().setLatLng(ll).setContent(html).openOn(state.map);
+  }
+  document.addEventListener("click", (e) => {
+    const b = e.target.closest(".btn-track"); if (b) openPlayback(Number(b.dataset.vehicleId));
+  });
+
+  // ---------------------------------------------------------------- alarms
+  async function loadAlarms() {
+    const rows = await api("/api/alarms?limit=200");
+    rows.forEach((a) => state.alarms.set(a.id, a));
+    openAlarmCache = null;
+    renderAlarms();
+  }
+  function onAlarm(a, live) {
+    if (a.id == null) return;
+    const known = state.alarms.get(a.id) || {};
+    const merged = Object.assign({}, known, a);
+    if (known.status && known.status !== "open" && a.status === "open") merged.status = known.status;
+    merged.isNew = live && a.event === "opened" && !a.late;
+    merged.plate_number = merged.plate_number || (state.vehicles.get(a.vehicle_id) || {}).plate_number;
+    state.alarms.set(a.id, merged);
+    openAlarmCache = null;
+    renderAlarms();
+    refreshVehicle(a.vehicle_id);
+    if (merged.isNew) setTimeout(() => { merged.isNew = false; }, 8000);
+  }
+  function renderAlarms() {
+    const canHandle = state.user && (state.user.role === "bureau" || state.user.role === "operator");
+    const rows = Array.from(state.alarms.values()).sort((a, b) => (a.started_at < b.started_at ? 1 : -1)).slice(0, 300);
+    $("alarm-list").innerHTML = rows.map((a) => {
+      const cls = ["alarm-item", a.isNew ? "new" : "", a.late ? "late" : ""].join(" ");
+      const actions = canHandle && (a.status === "open" || a.status === "acknowledged")
+        ? (a.status === "open" ? `<button class="btn-ack" data-alarm-id="${a.id}">${t("acknowledge")}</button>` : "") +
+          `<button class="btn-handle" data-alarm-id="${a.id}">${t("handle")}</button>` : "";
+      return `<li class="${cls}" data-alarm-id="${a.id}" data-status="${esc(a.status)}">` +
+        `<b>${esc(t(a.alarm_type))}</b> ${esc(a.plate_number || "#" + a.vehicle_id)}` +
+        `${a.late ? ` <small>[${t("late")}]</small>` : ""}<div class="meta">${fmtTime(a.started_at)}` +
+        `${a.ended_at ? " – " + fmtTime(a.ended_at) : ""} · <span class="alarm-status">${esc(t(a.status))}</span></div>` +
+        `${a.handling_note ? `<div class="meta">${esc(a.handling_note)}</div>` : ""}${actions}</li>`;
+    }).join("");
+  }
+  $("alarm-list").addEventListener("click", async (e) => {
+    const ack = e.target.closest(".btn-ack");
+    const handle = e.target.closest(".btn-handle");
+    const item = e.target.closest(".alarm-item");
+    try {
+      if (ack) {
+        const a = await api(`/api/alarms/${ack.dataset.alarmId}/acknowledge`, { method: "POST" });
+        state.alarms.set(a.id, Object.assign(state.alarms.get(a.id) || {}, a, { isNew: false }));
+      } else if (handle) {
+        const note = prompt(t("handle_note"));
+        if (!note) return;
+        const a = await api(`/api/alarms/${handle.dataset.alarmId}/handle`, { method: "POST", body: JSON.stringify({ note }) });
+        state.alarms.set(a.id, Object.assign(state.alarms.get(a.id) || {}, a, { isNew: false }));
+      } else if (item) {
+        const a = state.alarms.get(Number(item.dataset.alarmId));
+        const m = a && state.markers.get(a.vehicle_id);
+        if (m) state.cluster.zoomToShowLayer(m, () => openCard(a.vehicle_id));
+        return;
+      } else { return; }
+      openAlarmCache = null;
+      renderAlarms();
+    } catch (err) { alert(err.message); }
+  });
+
+  // ---------------------------------------------------------------- track playback
+  function localInput(d) {
+    const s = new Date(d.getTime() + 8 * 3600e3).toISOString();  // Asia/Shanghai wall time
+    return s.slice(0, 16);
+  }
+  function fromLocalInput(s) { return new Date(Date.parse(s + ":00Z") - 8 * 3600e3).toISOString(); }
+  function openPlayback(id) {
+    const v = state.vehicles.get(id) || {};
+    state.track = state.track || {};
+    state.track.vehicleId = id;
+    $("pb-plate").textContent = v.plate_number || "#" + id;
+    const end = v.fix_time ? new Date(Date.parse(v.fix_time) + 60e3) : new Date();
+    $("pb-end").value = localInput(end);
+    $("pb-start").value = localInput(new Date(end.getTime() - 24 * 3600e3));
+    $("playback").style.display = "block";
+  }
+  $("pb-close").addEventListener("click", () => { clearTrack(); $("playback").style.display = "none"; });
+  function clearTrack() {
+    if (state.track && state.track.layer) state.map.removeLayer(state.track.layer);
+    if (state.track && state.track.timer) clearInterval(state.track.timer);
+  }
+  $("pb-load").addEventListener("click", async () => {
+    clearTrack();
+    const id = state.track.vehicleId;
+    const q = new URLSearchParams({ start: fromLocalInput($("pb-start").value), end: fromLocalInput($("pb-end").value) });
+    const fc = await api(`/api/vehicles/${id}/track?${q}`).catch((err) => { alert(err.message); return null; });
+    if (!fc) return;
+    const layer = L.layerGroup().addTo(state.map);
+    const track = fc.features.find((f) => f.properties.kind === "track");
+    const pts = track.geometry.coordinates.map(([lon, lat]) => disp(lat, lon));
+    if (pts.length) L.polyline(pts, { color: "#2f6fd0", weight: 3 }).addTo(layer);
+    fc.features.filter((f) => f.properties.kind === "overspeed").forEach((f) => {
+      const seg = f.geometry.coordinates.map(([lon, lat]) => disp(lat, lon));
+      if (seg.length) L.polyline(seg, { color: "#e02424", weight: 6, opacity: 0.8, className: "overspeed-stretch" })
+        .bindTooltip(t("overspeed_stretch") + " " + fmtTime(f.properties.started_at)).addTo(layer);
+    });
+    fc.features.filter((f) => f.properties.kind === "flagged" && f.geometry).forEach((f) => {
+      const [lon, lat] = f.geometry.coordinates;
+      L.circleMarker(disp(lat, lon), { radius: 4, color: "#888", fillOpacity: 0.6 })
+        .bindTooltip(`${f.properties.quality} ${f.properties.quality_reason || ""} ${fmtTime(f.properties.fix_time)}`).addTo(layer);
+    });
+    const cursor = L.circleMarker(pts[0] || state.map.getCenter(), { radius: 7, color: "#000", fillColor: "#ff0", fillOpacity: 1 }).addTo(layer);
+    Object.assign(state.track, { layer, pts, props: track.properties, cursor, i: 0 });
+    $("pb-slider").max = Math.max(0, pts.length - 1); $("pb-slider").value = 0;
+    showStep(0);
+    if (pts.length) state.map.fitBounds(L.latLngBounds(pts).pad(0.1));
+  });
+  function showStep(i) {
+    const tr = state.track; if (!tr || !tr.pts || !tr.pts.length) { $("pb-info").textContent = "0 " + t("points"); return; }
+    tr.i = i; tr.cursor.setLatLng(tr.pts[i]);
+    $("pb-info").textContent = `${fmtTime(tr.props.fix_times[i])} ${tr.props.speeds_kmh[i]} ${t("kmh")} · ` +
+      `${tr.props.points_returned}/${tr.props.points_ok} ${t("points")}${tr.props.simplified ? " (" + t("simplified") + ")" : ""}`;
+  }
+  $("pb-slider").addEventListener("input", (e) => showStep(Number(e.target.value)));
+  $("pb-play").addEventListener("click", () => {
+    const tr = state.track; if (!tr || !tr.pts) return;
+    if (tr.timer) { clearInterval(tr.timer); tr.timer = null; $("pb-play").textContent = t("play"); return; }
+    $("pb-play").textContent = t("pause");
+    tr.timer = setInterval(() => {
+      if (tr.i >= tr.pts.length - 1) { clearInterval(tr.timer); tr.timer = null; $("pb-play").textContent = t("play"); return; }
+      $("pb-slider").value = tr.i + 1; showStep(tr.i + 1);
+    }, 100);
+  });
+
+  // ---------------------------------------------------------------- geofences and routes
+  async function loadFences() {
+    let fc;
+    try { fc = await api("/api/geofences"); } catch (err) { return; }
+    state.fences.clearLayers();
+    (fc.features || []).forEach(drawFence);
+  }
+  function toDisplay(coords) {
+    if (typeof coords[0] === "number") { const [lat, lon] = disp(coords[1], coords[0]); return [lon, lat]; }
+    return coords.map(toDisplay);
+  }
+  function drawFence(f) {
+    const p = f.properties || {};
+    const geom = Object.assign({}, f.geometry, { coordinates: toDisplay(f.geometry.coordinates) });
+    const isRoute = p.kind === "route";
+    const color = { forbidden: "#d33", keep_in: "#2a7", speed_zone: "#e90", watch: "#36c", route: "#83c" }[p.kind] || "#36c";
+    let layer;
+    if (geom.type === "Point" && p.radius_m) {
+      layer = L.circle([geom.coordinates[1], geom.coordinates[0]], { radius: p.radius_m, color });
+    } else {
+      layer = L.geoJSON(geom, { style: { color, weight: isRoute ? 4 : 2, dashArray: isRoute ? "8 6" : null, fillOpacity: 0.1 } });
+    }
+    let html = `<b>${esc(p.name || p.id)}</b><br>${esc(p.kind)}${p.corridor_m ? " ±" + p.corridor_m + " m" : ""}`;
+    if (state.user && state.user.role === "bureau") {
+      html += `<br><button class="btn-fence-rename" data-id="${esc(p.db_id)}" data-type="${isRoute ? "routes" : "geofences"}">${t("name")}</button>` +
+        `<button class="btn-fence-delete" data-id="${esc(p.db_id)}" data-type="${isRoute ? "routes" : "geofences"}">${t("delete")}</button>`;
+    }
+    layer.bindPopup(html);
+    state.fences.addLayer(layer);
+  }
+  document.addEventListener("click", async (e) => {
+    const del = e.target.closest(".btn-fence-delete");
+    const ren = e.target.closest(".btn-fence-rename");
+    try {
+      if (del) { await api(`/api/${del.dataset.type}/${del.dataset.id}`, { method: "DELETE" }); state.map.closePopup(); loadFences(); }
+      if (ren) {
+        const name = prompt(t("name")); if (!name) return;
+        await api(`/api/${ren.dataset.type}/${ren.dataset.id}`, { method: "PATCH", body: JSON.stringify({ name }) });
+        state.map.closePopup(); loadFences();
+      }
+    } catch (err) { alert(err.message); }
+  });
+  function startDrawing(kind) {
+    cancelDrawing();
+    state.drawing = { kind, points: [], layer: L.polyline([], { color: "#f0f", dashArray: "4 4" }).addTo(state.map) };
+    $("draw-finish").disabled = false; $("draw-cancel").disabled = false;
+    $("map").style.cursor = "crosshair";
+  }
+  function cancelDrawing() {
+    if (state.drawing) state.map.removeLayer(state.drawing.layer);
+    state.drawing = null;
+    $("draw-finish").disabled = true; $("draw-cancel").disabled = true;
+    $("map").style.cursor = "";
+  }
+  function onMapClick(e) {
+    if (!state.drawing) return;
+    state.drawing.points.push([e.latlng.lng, e.latlng.lat]);  // display CRS; server converts back
+    state.drawing.layer.setLatLngs(state.drawing.points.map(([x, y]) => [y, x]));
+  }
+  $("draw-polygon").addEventListener("click", () => startDrawing("polygon"));
+  $("draw-route").addEventListener("click", () => startDrawing("route"));
+  $("draw-cancel").addEventListener("click", cancelDrawing);
+  $("draw-finish").addEventListener("click", async () => {
+    const d = state.drawing; if (!d) return;
+    const name = prompt(t("name")); if (!name) return;
+    let body;
+    if (d.kind === "polygon") {
+      if (d.points.length < 3) { alert("polygon: expected at least 3 points"); return; }
+      const kind = prompt(t("kind") + " (forbidden / keep_in / speed_zone / watch)", "forbidden") || "forbidden";
+      const props = { name, kind };
+      if (kind === "speed_zone") props.speed_limit_kmh = Number(prompt("speed_limit_kmh", "60"));
+      body = { feature: { type: "Feature", properties: props,
+        geometry: { type: "Polygon", coordinates: [[...d.points, d.points[0]]] } } };
+    } else {
+      if (d.points.length < 2) { alert("route: expected at least 2 points"); return; }
+      const corridor = Number(prompt("corridor_m", "100"));
+      body = { feature: { type: "Feature", properties: { name, kind: "route", corridor_m: corridor },
+        geometry: { type: "LineString", coordinates: d.points } } };
+    }
+    body.coordinates_crs = state.config.tile_crs;
+    try {
+      await api(d.kind === "polygon" ? "/api/geofences" : "/api/routes", { method: "POST", body: JSON.stringify(body) });
+      cancelDrawing(); loadFences();
+    } catch (err) { alert(err.message); }
+  });
+
+  // ---------------------------------------------------------------- start
+  async function start() {
+    state.user = await api("/api/auth/me");
+    $("who").textContent = `${state.user.username} · ${t("role_" + state.user.role)}` +
+      (state.user.company_name ? ` · ${state.user.company_name}` : "");
+    initMap();
+    if (state.user.role === "bureau") $("draw-bar").style.display = "block";
+    await loadAlarms();
+    loadFences();
+    connect();
+  }
+  async function boot() {
+    $("lang").value = GpsmI18n.lang;
+    GpsmI18n.apply();
+    state.config = await api("/api/config");
+    try {
+      await api("/api/auth/me");
+      $("login").style.display = "none";
+      await start();
+    } catch (err) { showLogin(); }
+  }
+  boot();
+})();

@@ -1,0 +1,71 @@
+// UI labels: zh-CN by default, English available (toggle in the top bar, kept in localStorage).
+(function (global) {
+  "use strict";
+  const LABELS = {
+    "zh-CN": {
+      title: "车辆动态监控", login: "登录", username: "用户名", password: "密码",
+      login_failed: "用户名或密码错误", logout: "退出", search_plate: "按车牌搜索",
+      vehicles: "车辆", alarms: "报警", acknowledge: "确认", handle: "处理",
+      handle_note: "处理情况（如：已电话提醒驾驶员）", acknowledged: "已确认", handled: "已处理",
+      open: "未处理", closed: "已关闭", late: "补报", plate: "车牌", company: "企业",
+      vehicle_class: "车辆类型", speed: "速度", last_fix: "最后定位", open_alarms: "未处理报警",
+      none: "无", track: "轨迹回放", load: "加载", play: "播放", pause: "暂停",
+      start: "开始", end: "结束", moving: "行驶", stopped: "停车", offline: "离线",
+      in_alarm: "报警中", connected: "实时连接", disconnected: "连接中断", kmh: "km/h",
+      geofences: "电子围栏", draw_polygon: "画多边形", draw_route: "画路线", finish: "完成",
+      cancel: "取消", name: "名称", kind: "类型", delete: "删除", role_bureau: "交通运输局",
+      role_operator: "运输企业", role_enforcement: "执法人员", overspeed_stretch: "超速路段",
+      no_tiles: "未配置底图：显示空白背景与比例尺", points: "点", simplified: "已抽稀",
+      coach: "客运班车", tour_bus: "旅游包车", hazmat: "危险货物运输车", heavy_truck: "重型货车",
+      freight: "普通货车", overspeed: "超速", fatigue_driving: "疲劳驾驶",
+      fatigue_warning: "疲劳预警", daily_driving_limit: "日累计驾驶超时", night_ban: "凌晨2-5时违规运行",
+      route_deviation: "偏离路线", forbidden_area_entry: "驶入禁入区域", keep_in_area_exit: "驶出限定区域",
+      geofence_enter: "进入围栏", geofence_exit: "离开围栏", offline_displacement: "离线位移",
+      device_alarm: "终端报警", penalty: "处罚", vehicles_shown: "辆",
+    },
+    en: {
+      title: "Live vehicle monitoring", login: "Log in", username: "Username", password: "Password",
+      login_failed: "Wrong username or password", logout: "Log out", search_plate: "Search plate",
+      vehicles: "Vehicles", alarms: "Alarms", acknowledge: "Acknowledge", handle: "Handle",
+      handle_note: "What was done (e.g. called the driver)", acknowledged: "acknowledged",
+      handled: "handled", open: "open", closed: "closed", late: "late", plate: "Plate",
+      company: "Company", vehicle_class: "Class", speed: "Speed", last_fix: "Last fix",
+      open_alarms: "Open alarms", none: "none", track: "Track playback", load: "Load",
+      play: "Play", pause: "Pause", start: "Start", end: "End", moving: "moving",
+      stopped: "stopped", offline: "offline", in_alarm: "in alarm", connected: "live",
+      disconnected: "disconnected", kmh: "km/h", geofences: "Geofences",
+      draw_polygon: "Draw polygon", draw_route: "Draw route", finish: "Finish", cancel: "Cancel",
+      name: "Name", kind: "Kind", delete: "Delete", role_bureau: "Transport bureau",
+      role_operator: "Operator", role_enforcement: "Enforcement", overspeed_stretch: "overspeed",
+      no_tiles: "No basemap configured: plain background with a scale", points: "points",
+      simplified: "simplified", coach: "coach", tour_bus: "tour bus", hazmat: "hazmat",
+      heavy_truck: "heavy truck", freight: "freight", overspeed: "overspeed",
+      fatigue_driving: "fatigue driving", fatigue_warning: "fatigue warning",
+      daily_driving_limit: "daily driving limit", night_ban: "night ban 02-05",
+      route_deviation: "route deviation", forbidden_area_entry: "forbidden area entry",
+      keep_in_area_exit: "keep-in area exit", geofence_enter: "geofence enter",
+      geofence_exit: "geofence exit", offline_displacement: "offline displacement",
+      device_alarm: "device alarm", penalty: "Penalty", vehicles_shown: "vehicles",
+    },
+  };
+  let lang = localStorage.getItem("gpsm_lang") || "zh-CN";
+  function t(key) {
+    return (LABELS[lang] && LABELS[lang][key]) || LABELS.en[key] || key;
+  }
+  function apply(root) {
+    (root || document).querySelectorAll("[data-i18n]").forEach((el) => {
+      el.textContent = t(el.dataset.i18n);
+    });
+    (root || document).querySelectorAll("[data-i18n-placeholder]").forEach((el) => {
+      el.placeholder = t(el.dataset.i18nPlaceholder);
+    });
+    document.documentElement.lang = lang;
+    document.title = "gps-monitor · " + t("title");
+  }
+  function setLang(value) {
+    lang = value;
+    localStorage.setItem("gpsm_lang", value);
+    apply();
+  }
+  global.GpsmI18n = { t, apply, setLang, get lang() { return lang; } };
+})(window);
