@@ -238,6 +238,79 @@ class Jt808Settings(BaseModel):
     )
 
 
+class ReportsSettings(BaseModel):
+    """Evidence and KPI reports, legal holds (issue 5; DOMAIN.md, KPIs and Retention)."""
+
+    cjk_font_path: str = Field(
+        default="/usr/share/fonts/truetype/wqy/wqy-microhei.ttc",
+        description="CJK font (TrueType outlines, TTF/TTC) embedded in PDFs and used on charts. "
+        "Default: Debian fonts-wqy-microhei (scripts/install-system.sh installs it). CFF-outline "
+        "fonts such as Noto Sans CJK render too, but pypdf cannot extract their text.",
+    )
+    cjk_font_bold_path: str = Field(
+        default="",
+        description="Optional bold face; empty or missing: the regular face is used for headings.",
+    )
+    cjk_font_index: int = Field(
+        default=0, ge=0, description="Face index in a TTC collection (WenQuanYi Micro Hei: 0)."
+    )
+    display_timezone: str = Field(
+        default="Asia/Shanghai", description="Zone for local times, day boundaries and display."
+    )
+    issuer_name: str = Field(
+        default="交通运输局 道路运输车辆动态监控平台",
+        description="Organisation printed at the top of every report.",
+    )
+    context_before_s: float = Field(
+        default=300.0, ge=0, description="Positions shown before an episode (5 min)."
+    )
+    context_after_s: float = Field(
+        default=300.0, ge=0, description="Positions shown after an episode (5 min)."
+    )
+    context_min_fixes: int = Field(
+        default=3,
+        ge=0,
+        description="On sparse data, widen the context to at least this many fixes either side...",
+    )
+    context_max_s: float = Field(
+        default=1800.0,
+        ge=0,
+        description="...but never further than this from the episode (30 min).",
+    )
+    max_positions: int = Field(
+        default=50_000, ge=10, description="Largest evidence window, in positions; larger fails."
+    )
+    kpi_gap_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="轨迹完整率: a stretch between two ok fixes is incomplete when longer than "
+        "this (5 min) AND longer than kpi_gap_m (DOMAIN.md, configurable).",
+    )
+    kpi_gap_m: float = Field(
+        default=1000.0, gt=0, description="轨迹完整率: distance half of the gap test (1 km)."
+    )
+    kpi_overspeed_alarm_types: tuple[str, ...] = Field(
+        default=("overspeed",), description="Alarm types counted as overspeed alarms."
+    )
+    kpi_fatigue_alarm_types: tuple[str, ...] = Field(
+        default=("fatigue_driving",),
+        description="Alarm types whose duration counts as fatigue driving hours.",
+    )
+    kpi_violation_alarm_types: tuple[str, ...] = Field(
+        default=(
+            "overspeed",
+            "fatigue_driving",
+            "daily_driving_limit",
+            "night_ban",
+            "route_deviation",
+            "forbidden_area_entry",
+            "keep_in_area_exit",
+            "offline_displacement",
+        ),
+        description="处理率: alarm types that are violations (denominator).",
+    )
+
+
 class Settings(BaseSettings):
     """All settings. ``Settings()`` reads the environment; tests build one explicitly."""
 
@@ -256,6 +329,7 @@ class Settings(BaseSettings):
     quality: QualitySettings = QualitySettings()
     web: WebSettings = WebSettings()
     jt808: Jt808Settings = Jt808Settings()
+    reports: ReportsSettings = ReportsSettings()
 
 
 @lru_cache(maxsize=1)

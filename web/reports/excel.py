@@ -1,0 +1,135 @@
+"""Evidence and KPI reports as Excel workbooks (openpyxl; GB/T 35658 asks for Excel export).
+
+Evidence workbook: sheet 报告 (summary, the track map and the speed chart as images), sheet
+定位数据 (the positions: the 16 canonical columns as text, exactly as the digest defines them,
+then local time and episode flag), sheet 校验 (digest and how to recompute it).
+KPI workbook: sheet 汇总 (county and companies), sheet 日趋势 (per day), sheet 说明 (definitions).
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+from openpyxl import Workbook
+from openpyxl.drawing.image import Image as XlImage
+from openpyxl.styles import Alignment, Font, PatternFill
+from openpyxl.utils import get_column_letter
+
+from gps_monitor.config import ReportsSettings
+from web.reports import charts
+from web.reports.evidence import CANONICAL_COLUMNS, CANONICAL_VERSION, EvidenceReport
+
+_BOLD = Font(bold=True)
+_EPISODE_FILL = PatternFill("solid", fgColor="FDE2E2")
+_HEADER_FILL = PatternFill("solid", fgColor="DDDDDD")
+
+
+def _widths(sheet: Any, widths: list[int]) -> None:
+    for i, width in enumerate(widths, start=1):
+        sheet.column_dimensions[get_column_letter(i)].width = width
+
+
+def render_evidence_xlsx(
+    report: EvidenceReport, settings: ReportsSettings, *, images: bool = True
+) -> bytes:
+    """The evidence report as .xlsx bytes (see module docstring)."""
+    wb = Workbook()
+    summary = wb.active
+    assert summary is not None
+    summary.title = "报告"
+    summary.append([report.issuer])
+    summary.append(["道路运输车辆动态监控 违法证据报告 Evidence report"])
+    summary["A2"].font = Font(bold=True, size=14)
+    summary.append([])
+    for label, value in report.summary():
+        summary.append([label, value])
+        summary.cell(row=summary.max_row, column=1).font = _BOLD
+    _widths(summary, [26, 90])
+    if images:
+        anchor_row = summary.max_row + 2
+        track = XlImage(io.BytesIO(charts.track_map_png(report, settings.cjk_font_path)))
+        track.width, track.height = 720, 500
+        summary.add_image(track, f"A{anchor_row}")
+        speed = XlImage(io.BytesIO(charts.speed_chart_png(report, settings.cjk_font_path)))
+        speed.width, speed.height = 720, 280
+        summary.add_image(speed, f"A{anchor_row + 27}")
+
+    sheet = wb.create_sheet("定位数据")
+    header = [*CANONICAL_COLUMNS, "fix_time_local", "in_episode"]
+    sheet.append(header)
+    for cell in sheet[1]:
+        cell.font = _BOLD
+        cell.fill = _HEADER_FILL
+    for p in report.positions:
+        sheet.append([*p.canonical_fields(), report.local(p.fix_time), p.in_episode])
+        if p.in_episode:
+            for cell in sheet[sheet.max_row]:
+                cell.fill = _EPISODE_FILL
+    sheet.freeze_panes = "A2"
+    _widths(sheet, [10, 28, 12, 12, 9, 9, 9, 8, 8, 8, 10, 10, 10, 8, 7, 66, 20, 10])
+
+    check = wb.create_sheet("校验")
+    check.append(["SHA-256", report.digest_sha256])
+    check.append(["canonical form", CANONICAL_VERSION])
+    check.append(["positions", len(report.positions)])
+    check.append(
+        [
+            "how to verify",
+            "Sheet 定位数据, columns A-P as text, rows in order: join each row's 16 values with "
+            "',' and end with LF, UTF-8, SHA-256 over all rows.",
+        ]
+    )
+    check["B4"].alignment = Alignment(wrap_text=True)
+    _widths(check, [18, 80])
+    buffer = io.BytesIO()
+    wb.save(buffer)
+    return buffer.getvalue()
+
+
+def render_kpi_xlsx(report: dict[str, Any]) -> bytes:
+    """A KPI report dict (:func:`web.reports.kpi.KpiReport.to_dict`) as .xlsx bytes."""
+    from web.reports.kpi import KPI_LABELS  # local: avoids an import cycle at module load
+
+    wb = Workbook()
+    sheet = wb.active
+    assert sheet is not None
+    sheet.title = "汇总"
+    sheet.append([f"联网联控考核指标 KPI report {report['report_number']}"])
+    sheet["A1"].font = Font(bold=True, size=13)
+    sheet.append(
+        [
+            f"期间 period: {report['period']['from_local']} — {report['period']['to_local']}"
+            f" ({report['period']['timezone']}); 生成 {report['generated_at']} "
+            f"by {report['generated_by']}"
+        ]
+    )
+    sheet.append([])
+    keys = list(KPI_LABELS)
+    sheet.append(["单位 Unit", *[KPI_LABELS[k] for k in keys]])
+    for cell in sheet[sheet.max_row]:
+        cell.font = _BOLD
+        cell.fill = _HEADER_FILL
+        cell.alignment = Alignment(wrap_text=True)
+    for entry in [report["county"], *report["companies"]]:
+        sheet.append([entry["name"], *[entry["kpis"].get(k) for k in keys]])
+    _widths(sheet, [28, *[14] * len(keys)])
+
+    trend = wb.create_sheet("日趋势")
+    trend.append(["日期 day", *[KPI_LABELS[k] for k in keys]])
+    for cell in trend[1]:
+        cell.font = _BOLD
+        cell.fill = _HEADER_FILL
+        cell.alignment = Alignment(wrap_text=True)
+    for day in report["county"]["days"]:
+        trend.append([day["day"], *[day["kpis"].get(k) for k in keys]])
+    _widths(trend, [14, *[14] * len(keys)])
+
+    notes = wb.create_sheet("说明")
+    for key, text in report["definitions"].items():
+        notes.append([KPI_LABELS.get(key, key), text])
+    notes.append(["thresholds", str(report["thresholds"])])
+    _widths(notes, [24, 120])
+    buffer = io.BytesIO()
+    wb.save(buffer)
+    return buffer.getvalue()

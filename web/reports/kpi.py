@@ -1,0 +1,367 @@
+"""The assessment KPIs (联网联控考核, DOMAIN.md "KPIs the authorities assess") per company and for
+the whole county over a period of local days, with a per-day trend.
+
+Only vehicles with ``vehicles.must_connect`` count (the monitored set). Days are local days in
+``reports.display_timezone`` (Asia/Shanghai). Definitions (each a ratio; ``None`` when its
+denominator is 0; rates in percent, 2 decimals):
+
+- 入网率 connection_rate = must-connect vehicles with at least one valid (quality ok) record
+  before the period end / must-connect vehicles.
+- 上线率 online_rate = sum over the period's days of connected vehicles with at least one record
+  that day / sum over the days of vehicles connected by the end of that day (vehicle-days, the
+  usual daily-average method: a vehicle offline half the period counts half).
+- 轨迹完整率 track_completeness = mileage covered by a complete track / total mileage. Mileage is
+  the sum of ``positions.distance_m`` of ok fixes (geodesic from the previous ok fix) in the
+  period; a stretch whose ``interval_s`` > ``reports.kpi_gap_s`` (300 s) AND ``distance_m`` >
+  ``reports.kpi_gap_m`` (1 km) is incomplete.
+- 数据合格率 data_quality = ok records / all records in the period.
+- 漂移车辆率 drift_rate = vehicles with at least one drift record / online vehicles (at least one
+  record in the period).
+- overspeed_per_vehicle = alarms of ``reports.kpi_overspeed_alarm_types`` started in the period
+  / online vehicles.
+- fatigue_hours_per_vehicle = hours of ``reports.kpi_fatigue_alarm_types`` episodes inside the
+  period (open episodes run to their last fix) / online vehicles.
+- 处理率 handling_rate = violations (``reports.kpi_violation_alarm_types``, started in the
+  period) with a recorded handling (status handled/closed or ``handled_at``) or a penalty
+  decision (``alarm_penalties``) / violations.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import asyncpg
+
+from gps_monitor.config import ReportsSettings
+
+KPI_LABELS: dict[str, str] = {
+    "connection_rate": "入网率 %",
+    "online_rate": "上线率 %",
+    "track_completeness": "轨迹完整率 %",
+    "data_quality": "数据合格率 %",
+    "drift_rate": "漂移车辆率 %",
+    "overspeed_per_vehicle": "超速报警 次/车",
+    "fatigue_hours_per_vehicle": "疲劳驾驶 小时/车",
+    "handling_rate": "处理率 %",
+}
+DEFINITIONS: dict[str, str] = {
+    "connection_rate": "发送过至少一条有效定位的应入网车辆 / 应入网车辆",
+    "online_rate": "Σ每日上线车辆 / Σ每日已入网车辆 (车·日)",
+    "track_completeness": "完整轨迹里程 / 总里程; 相邻有效点间隔 > 阈值时长且距离 > 阈值距离视为不完整",
+    "data_quality": "有效定位记录 / 全部定位记录",
+    "drift_rate": "有漂移记录的车辆 / 上线车辆",
+    "overspeed_per_vehicle": "期间开始的超速报警数 / 上线车辆",
+    "fatigue_hours_per_vehicle": "期间内疲劳驾驶时长 (小时) / 上线车辆",
+    "handling_rate": "有处理记录或处罚决定的违法报警 / 违法报警",
+}
+
+
+def _pct(numerator: float, denominator: float) -> float | None:
+    return None if denominator == 0 else round(100.0 * numerator / denominator, 2)
+
+
+def _per(numerator: float, denominator: float) -> float | None:
+    return None if denominator == 0 else round(numerator / denominator, 3)
+
+
+@dataclass(slots=True)
+class Counts:
+    """Raw counts behind the KPIs of one unit (company or county) over a period or a day."""
+
+    must_connect: int = 0
+    connected: int = 0
+    connected_vehicle_days: int = 0
+    online_vehicle_days: int = 0
+    online_vehicles: int = 0
+    drift_vehicles: int = 0
+    records: int = 0
+    valid_records: int = 0
+    distance_m: float = 0.0
+    incomplete_distance_m: float = 0.0
+    overspeed_alarms: int = 0
+    fatigue_s: float = 0.0
+    violations: int = 0
+    handled_violations: int = 0
+
+    def kpis(self) -> dict[str, float | None]:
+        """The KPI values (see the module docstring)."""
+        return {
+            "connection_rate": _pct(self.connected, self.must_connect),
+            "online_rate": _pct(self.online_vehicle_days, self.connected_vehicle_days),
+            "track_completeness": _pct(
+                self.distance_m - self.incomplete_distance_m, self.distance_m
+            ),
+            "data_quality": _pct(self.valid_records, self.records),
+            "drift_rate": _pct(self.drift_vehicles, self.online_vehicles),
+            "overspeed_per_vehicle": _per(self.overspeed_alarms, self.online_vehicles),
+            "fatigue_hours_per_vehicle": _per(self.fatigue_s / 3600.0, self.online_vehicles),
+            "handling_rate": _pct(self.handled_violations, self.violations),
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {name: getattr(self, name) for name in self.__slots__}  # type: ignore[attr-defined]
+        out["distance_km"] = round(self.distance_m / 1000, 3)
+        out["complete_distance_km"] = round(
+            (self.distance_m - self.incomplete_distance_m) / 1000, 3
+        )
+        out["fatigue_hours"] = round(self.fatigue_s / 3600, 3)
+        return out
+
+
+@dataclass(slots=True)
+class Unit:
+    """KPIs of one company (id, name) or of the county (id None): the period and each day."""
+
+    id: int | None
+    name: str
+    period: Counts = field(default_factory=Counts)
+    days: dict[date, Counts] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "kpis": self.period.kpis(),
+            "counts": self.period.to_dict(),
+            "days": [
+                {"day": d.isoformat(), "kpis": c.kpis(), "counts": c.to_dict()}
+                for d, c in sorted(self.days.items())
+            ],
+        }
+
+
+@dataclass(slots=True)
+class KpiReport:
+    """The KPI report: county and per-company units over [first_day, last_day] local."""
+
+    report_number: str
+    generated_at: datetime
+    generated_by: str
+    first_day: date
+    last_day: date
+    timezone: str
+    thresholds: dict[str, Any]
+    county: Unit
+    companies: list[Unit]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "report_number": self.report_number,
+            "generated_at": self.generated_at.isoformat(),
+            "generated_by": self.generated_by,
+            "period": {
+                "from_local": self.first_day.isoformat(),
+                "to_local": self.last_day.isoformat(),
+                "timezone": self.timezone,
+                "days": (self.last_day - self.first_day).days + 1,
+            },
+            "thresholds": self.thresholds,
+            "definitions": DEFINITIONS,
+            "labels": KPI_LABELS,
+            "county": self.county.to_dict(),
+            "companies": [c.to_dict() for c in self.companies],
+        }
+
+
+def local_day_bounds(day: date, tz: ZoneInfo) -> tuple[datetime, datetime]:
+    """[start, end) of a local day, as UTC datetimes."""
+    start = datetime.combine(day, time(0), tzinfo=tz)
+    end = datetime.combine(day + timedelta(days=1), time(0), tzinfo=tz)
+    return start.astimezone(UTC), end.astimezone(UTC)
+
+
+def _overlap_by_day(
+    start: datetime, end: datetime, days: list[date], tz: ZoneInfo
+) -> dict[date, float]:
+    """Seconds of [start, end) falling in each local day of ``days``."""
+    out: dict[date, float] = {}
+    for day in days:
+        lo, hi = local_day_bounds(day, tz)
+        seconds = (min(end, hi) - max(start, lo)).total_seconds()
+        if seconds > 0:
+            out[day] = seconds
+    return out
+
+
+async def compute_kpis(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    first_day: date,
+    last_day: date,
+    settings: ReportsSettings,
+    *,
+    company_id: int | None = None,
+    generated_by: str = "system",
+    report_number: str = "",
+) -> KpiReport:
+    """KPIs for local days first_day..last_day inclusive, for one company or all (see module doc).
+
+    Raises:
+        ValueError: last_day before first_day.
+    """
+    if last_day < first_day:
+        raise ValueError(f"period: expected to >= from, got {first_day} .. {last_day}")
+    tz = ZoneInfo(settings.display_timezone)
+    days = [first_day + timedelta(days=i) for i in range((last_day - first_day).days + 1)]
+    period_start, _ = local_day_bounds(first_day, tz)
+    _, period_end = local_day_bounds(last_day, tz)
+
+    vehicles = await conn.fetch(
+        "SELECT v.id, v.company_id, c.name AS company_name, "
+        " (SELECT p.fix_time FROM positions p WHERE p.vehicle_id = v.id AND p.quality = 'ok' "
+        "  AND p.fix_time < $2 ORDER BY p.fix_time LIMIT 1) AS first_ok "
+        "FROM vehicles v JOIN companies c ON c.id = v.company_id "
+        "WHERE v.must_connect AND ($1::bigint IS NULL OR v.company_id = $1) ORDER BY v.id",
+        company_id,
+        period_end,
+    )
+    if company_id is not None:
+        names = {
+            company_id: await conn.fetchval("SELECT name FROM companies WHERE id = $1", company_id)
+        }
+    else:
+        names = {r["id"]: r["name"] for r in await conn.fetch("SELECT id, name FROM companies")}
+    county = Unit(None, "全县 County" if company_id is None else "合计 Total")
+    units: dict[int, Unit] = {cid: Unit(cid, str(name)) for cid, name in names.items()}
+    company_of = {r["id"]: r["company_id"] for r in vehicles}
+    first_ok = {r["id"]: r["first_ok"] for r in vehicles}
+
+    def targets(vehicle_id: int) -> tuple[Unit, Unit]:
+        return county, units[company_of[vehicle_id]]
+
+    def day_counts(unit: Unit, day: date) -> Counts:
+        counts = unit.days.get(day)
+        if counts is None:
+            counts = unit.days[day] = Counts()
+        return counts
+
+    for unit in (county, *units.values()):
+        for day in days:
+            day_counts(unit, day)
+    for vid in company_of:
+        for unit in targets(vid):
+            unit.period.must_connect += 1
+            if first_ok[vid] is not None:
+                unit.period.connected += 1
+            for day in days:
+                counts = day_counts(unit, day)
+                counts.must_connect += 1
+                _, day_end = local_day_bounds(day, tz)
+                if first_ok[vid] is not None and first_ok[vid] < day_end:
+                    counts.connected += 1
+                    counts.connected_vehicle_days += 1
+                    unit.period.connected_vehicle_days += 1
+
+    rows = await conn.fetch(
+        "SELECT vehicle_id, (fix_time AT TIME ZONE $3)::date AS day, count(*) AS n, "
+        " count(*) FILTER (WHERE quality = 'ok') AS n_ok, "
+        " count(*) FILTER (WHERE quality = 'drift') AS n_drift, "
+        " coalesce(sum(distance_m) FILTER (WHERE quality = 'ok'), 0) AS dist, "
+        " coalesce(sum(distance_m) FILTER (WHERE quality = 'ok' AND interval_s > $4 "
+        "   AND distance_m > $5), 0) AS dist_gap "
+        "FROM positions WHERE fix_time >= $1 AND fix_time < $2 "
+        "AND vehicle_id = ANY($6::bigint[]) GROUP BY 1, 2",
+        period_start,
+        period_end,
+        settings.display_timezone,
+        settings.kpi_gap_s,
+        settings.kpi_gap_m,
+        list(company_of),
+    )
+    online: dict[int, bool] = {}
+    drifted: set[int] = set()
+    for row in rows:
+        vid = row["vehicle_id"]
+        online[vid] = True
+        if row["n_drift"]:
+            drifted.add(vid)
+        for unit in targets(vid):
+            for counts in (unit.period, day_counts(unit, row["day"])):
+                counts.records += row["n"]
+                counts.valid_records += row["n_ok"]
+                counts.distance_m += row["dist"]
+                counts.incomplete_distance_m += row["dist_gap"]
+            day = day_counts(unit, row["day"])
+            day.online_vehicles += 1
+            day.drift_vehicles += 1 if row["n_drift"] else 0
+            if first_ok[vid] is not None:
+                day.online_vehicle_days += 1
+                unit.period.online_vehicle_days += 1
+    for vid in online:
+        for unit in targets(vid):
+            unit.period.online_vehicles += 1
+            unit.period.drift_vehicles += 1 if vid in drifted else 0
+
+    await _add_alarms(
+        conn, settings, tz, days, period_start, period_end, company_of, targets, day_counts
+    )
+    return KpiReport(
+        report_number=report_number,
+        generated_at=datetime.now(UTC),
+        generated_by=generated_by,
+        first_day=first_day,
+        last_day=last_day,
+        timezone=settings.display_timezone,
+        thresholds={"kpi_gap_s": settings.kpi_gap_s, "kpi_gap_m": settings.kpi_gap_m},
+        county=county,
+        companies=sorted(units.values(), key=lambda u: u.name),
+    )
+
+
+async def _add_alarms(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    settings: ReportsSettings,
+    tz: ZoneInfo,
+    days: list[date],
+    period_start: datetime,
+    period_end: datetime,
+    company_of: dict[int, int],
+    targets: Any,
+    day_counts: Any,
+) -> None:
+    has_penalties = await conn.fetchval("SELECT to_regclass('alarm_penalties') IS NOT NULL")
+    handled_sql = "a.status IN ('handled', 'closed')"
+    if has_penalties:
+        handled_sql += (
+            " OR a.handled_at IS NOT NULL"
+            " OR EXISTS (SELECT 1 FROM alarm_penalties ap WHERE ap.alarm_id = a.id)"
+        )
+    types = sorted(
+        set(settings.kpi_overspeed_alarm_types)
+        | set(settings.kpi_fatigue_alarm_types)
+        | set(settings.kpi_violation_alarm_types)
+    )
+    rows = await conn.fetch(
+        f"SELECT a.vehicle_id, a.alarm_type, a.started_at, "
+        f" coalesce(a.ended_at, a.last_fix_time, a.started_at) AS until, ({handled_sql}) AS handled "
+        "FROM alarms a WHERE a.alarm_type = ANY($1::text[]) AND a.vehicle_id = ANY($2::bigint[]) "
+        "AND a.started_at < $4 AND coalesce(a.ended_at, a.last_fix_time, a.started_at) >= $3",
+        types,
+        list(company_of),
+        period_start,
+        period_end,
+    )
+    for row in rows:
+        vid = row["vehicle_id"]
+        kind = row["alarm_type"]
+        started_in_period = period_start <= row["started_at"] < period_end
+        start_day = row["started_at"].astimezone(tz).date()
+        for unit in targets(vid):
+            if started_in_period and kind in settings.kpi_overspeed_alarm_types:
+                unit.period.overspeed_alarms += 1
+                day_counts(unit, start_day).overspeed_alarms += 1
+            if started_in_period and kind in settings.kpi_violation_alarm_types:
+                unit.period.violations += 1
+                day_counts(unit, start_day).violations += 1
+                if row["handled"]:
+                    unit.period.handled_violations += 1
+                    day_counts(unit, start_day).handled_violations += 1
+            if kind in settings.kpi_fatigue_alarm_types:
+                for day, seconds in _overlap_by_day(
+                    row["started_at"], row["until"], days, tz
+                ).items():
+                    unit.period.fatigue_s += seconds
+                    day_counts(unit, day).fatigue_s += seconds
