@@ -89,6 +89,17 @@ class IngestSettings(BaseModel):
         ge=1,
         description="Unacknowledged QoS 1 messages the worker accepts before it stops reading.",
     )
+    terminal_cache_ttl_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="How long a resolved terminal -> vehicle entry is trusted (seconds).",
+    )
+    unknown_terminal_retry_s: float = Field(
+        default=10.0,
+        ge=0,
+        description="An unregistered terminal is looked up again after this long (seconds), so "
+        "new registrations are picked up without a restart.",
+    )
 
 
 class QualitySettings(BaseModel):

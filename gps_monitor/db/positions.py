@@ -1,0 +1,396 @@
+"""Positions: the batched writer (COPY, exactly-once by the (vehicle_id, fix_time) key) and the
+position queries other services use.
+
+One :func:`write_batch` call is one transaction:
+
+1. every accepted MQTT message goes to ``raw_messages`` exactly as received (ids drawn from
+   ``raw_messages_id_seq``), and each position references its message by ``raw_message_id``;
+2. positions are COPYed into a temporary table, then ``INSERT ... ON CONFLICT (vehicle_id,
+   fix_time) DO NOTHING``: a redelivered or duplicate fix is stored once;
+3. drift suspects cleared by a later fix are re-flagged ``ok``;
+4. ``latest_positions`` is upserted: the live marker only moves forward in fix time (late data
+   never moves it back), ``last_message_at`` always advances;
+5. rejected messages go to ``rejected_messages`` (raw bytes, topic, reason, detail).
+
+The caller acknowledges the source MQTT messages only after this returns.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import asyncpg
+
+from gps_monitor.models import Position, Quality
+
+
+@dataclass(frozen=True, slots=True)
+class RawMessage:
+    """One accepted MQTT message as received."""
+
+    topic: str
+    payload: bytes
+    received_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RejectedMessage:
+    """One message that could not become positions; ``reason`` is a PayloadError reason code."""
+
+    topic: str
+    payload: bytes
+    received_at: datetime
+    reason: str
+    detail: str
+    terminal_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PositionRow:
+    """A judged position ready to store.
+
+    raw_index: index of its message in :attr:`WriteBatch.raw`.
+    distance_m, interval_s: from the previous ok fix (ok fixes only), metres and seconds.
+    """
+
+    position: Position
+    raw_index: int
+    distance_m: float | None = None
+    interval_s: float | None = None
+
+
+@dataclass(slots=True)
+class WriteBatch:
+    """What one transaction writes."""
+
+    raw: list[RawMessage] = field(default_factory=list)
+    positions: list[PositionRow] = field(default_factory=list)
+    rejected: list[RejectedMessage] = field(default_factory=list)
+    cleared: list[tuple[int, datetime]] = field(default_factory=list)  # (vehicle_id, fix_time)
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    """Outcome of :func:`write_batch`.
+
+    inserted: positions stored by this call.
+    already_stored: positions of the batch whose (vehicle, fix time) was stored before, as
+        stored (their stored quality and late flag), e.g. after a redelivery.
+    """
+
+    inserted: list[Position]
+    already_stored: list[Position]
+
+
+POSITION_COLUMNS = (
+    "vehicle_id", "fix_time", "received_at", "latitude", "longitude", "speed_kmh", "heading_deg",
+    "altitude_m", "satellites", "fix_valid", "acc_on", "alarm_flags", "status_flags",
+    "mileage_km", "extras", "quality", "quality_reason", "late", "reupload", "distance_m",
+    "interval_s", "raw_message_id",
+)  # fmt: skip
+_LATEST_VALUE_COLUMNS = (
+    "fix_time", "received_at", "latitude", "longitude", "speed_kmh", "heading_deg", "acc_on",
+    "alarm_flags", "status_flags", "mileage_km",
+)  # fmt: skip
+
+_CREATE_STAGING = """
+CREATE TEMP TABLE IF NOT EXISTS positions_staging (
+    vehicle_id bigint, fix_time timestamptz, received_at timestamptz, latitude double precision,
+    longitude double precision, speed_kmh real, heading_deg real, altitude_m real,
+    satellites smallint, fix_valid boolean, acc_on boolean, alarm_flags bigint,
+    status_flags bigint, mileage_km double precision, extras text, quality text,
+    quality_reason text, late boolean, reupload boolean, distance_m double precision,
+    interval_s double precision, raw_message_id bigint, ord integer
+) ON COMMIT DELETE ROWS
+"""
+_INSERT_FROM_STAGING = f"""
+INSERT INTO positions ({", ".join(POSITION_COLUMNS)})
+SELECT DISTINCT ON (vehicle_id, fix_time) {
+    ", ".join("extras::jsonb" if c == "extras" else c for c in POSITION_COLUMNS)
+}
+FROM positions_staging ORDER BY vehicle_id, fix_time, ord
+ON CONFLICT (vehicle_id, fix_time) DO NOTHING
+RETURNING vehicle_id, fix_time
+"""
+_UPSERT_LATEST = f"""
+INSERT INTO latest_positions AS l (vehicle_id, last_message_at, {", ".join(_LATEST_VALUE_COLUMNS)})
+SELECT * FROM unnest($1::bigint[], $2::timestamptz[], $3::timestamptz[], $4::timestamptz[],
+    $5::float8[], $6::float8[], $7::real[], $8::real[], $9::bool[], $10::bigint[], $11::bigint[],
+    $12::float8[])
+ON CONFLICT (vehicle_id) DO UPDATE SET
+    last_message_at = greatest(l.last_message_at, EXCLUDED.last_message_at),
+    {
+    ", ".join(
+        f"{c} = CASE WHEN EXCLUDED.fix_time IS NOT NULL AND "
+        f"(l.fix_time IS NULL OR EXCLUDED.fix_time > l.fix_time) THEN EXCLUDED.{c} ELSE l.{c} END"
+        for c in _LATEST_VALUE_COLUMNS
+    )
+}
+"""
+
+
+async def write_batch(conn: asyncpg.Connection, batch: WriteBatch) -> WriteResult:
+    """Store one batch in one transaction (see the module docstring); returns what was new.
+
+    Positions with the same (vehicle, fix time) inside the batch: the first one is kept.
+
+    Raises:
+        asyncpg.PostgresError / OSError: the transaction failed and was rolled back; nothing
+            of the batch is stored (the caller does not acknowledge, the broker redelivers).
+    """
+    async with conn.transaction():
+        raw_ids: list[int] = []
+        if batch.raw:
+            raw_ids = [
+                r[0]
+                for r in await conn.fetch(
+                    "SELECT nextval('raw_messages_id_seq') FROM generate_series(1, $1)",
+                    len(batch.raw),
+                )
+            ]
+            await conn.copy_records_to_table(
+                "raw_messages",
+                records=[
+                    (raw_id, m.received_at, m.topic, m.payload)
+                    for raw_id, m in zip(raw_ids, batch.raw, strict=True)
+                ],
+                columns=("id", "received_at", "topic", "payload"),
+            )
+        inserted: list[Position] = []
+        already: list[Position] = []
+        if batch.positions:
+            await conn.execute(_CREATE_STAGING)
+            await conn.copy_records_to_table(
+                "positions_staging",
+                records=[
+                    _staging_record(row, raw_ids[row.raw_index], i)
+                    for i, row in enumerate(batch.positions)
+                ],
+                columns=(*POSITION_COLUMNS, "ord"),
+            )
+            keys = {
+                (r["vehicle_id"], r["fix_time"]) for r in await conn.fetch(_INSERT_FROM_STAGING)
+            }
+            seen: set[tuple[int, datetime]] = set()
+            missing: list[PositionRow] = []
+            for row in batch.positions:
+                p = row.position
+                key = (p.vehicle_id, p.fix_time)
+                if key in seen:
+                    continue
+                seen.add(key)  # type: ignore[arg-type]
+                if key in keys:
+                    inserted.append(p)
+                else:
+                    missing.append(row)
+            if missing:
+                already = await _stored(conn, [r.position for r in missing])
+        if batch.cleared:
+            await conn.execute(
+                "UPDATE positions p SET quality = 'ok', quality_reason = NULL "
+                "FROM unnest($1::bigint[], $2::timestamptz[]) AS c(vehicle_id, fix_time) "
+                "WHERE p.vehicle_id = c.vehicle_id AND p.fix_time = c.fix_time "
+                "AND p.quality = 'drift'",
+                [v for v, _ in batch.cleared],
+                [t for _, t in batch.cleared],
+            )
+        await _upsert_latest(conn, batch)
+        if batch.rejected:
+            await conn.copy_records_to_table(
+                "rejected_messages",
+                records=[
+                    (r.received_at, r.topic, r.payload, r.terminal_id, r.reason, r.detail)
+                    for r in batch.rejected
+                ],
+                columns=("received_at", "topic", "payload", "terminal_id", "reason", "detail"),
+            )
+    return WriteResult(inserted=inserted, already_stored=already)
+
+
+def _staging_record(row: PositionRow, raw_id: int, order: int) -> tuple[object, ...]:
+    p = row.position
+    return (
+        p.vehicle_id, p.fix_time, p.received_at, p.latitude, p.longitude, p.speed_kmh,
+        p.heading_deg, p.altitude_m, p.satellites, p.fix_valid, p.acc_on, p.alarm_flags,
+        p.status_flags, p.mileage_km, json.dumps(p.extras) if p.extras else None,
+        str(p.quality), p.quality_reason, p.late, p.reupload, row.distance_m, row.interval_s,
+        raw_id, order,
+    )  # fmt: skip
+
+
+async def _upsert_latest(conn: asyncpg.Connection, batch: WriteBatch) -> None:
+    """Per vehicle of the batch: its newest ok fix (if any) and its newest arrival time."""
+    newest: dict[int, Position | None] = {}
+    last_message: dict[int, datetime] = {}
+    for row in batch.positions:
+        p = row.position
+        vid = p.vehicle_id
+        assert vid is not None and p.received_at is not None
+        if vid not in last_message or p.received_at > last_message[vid]:
+            last_message[vid] = p.received_at
+        current = newest.get(vid)
+        if p.quality == Quality.OK and (current is None or p.fix_time > current.fix_time):
+            newest[vid] = p
+        else:
+            newest.setdefault(vid, None)
+    if not last_message:
+        return
+    vids = list(last_message)
+    picks = [newest[v] for v in vids]
+
+    def col(name: str) -> list[object]:
+        return [getattr(p, name) if p is not None else None for p in picks]
+
+    await conn.execute(
+        _UPSERT_LATEST,
+        vids,
+        [last_message[v] for v in vids],
+        *(col(c) for c in _LATEST_VALUE_COLUMNS),
+    )
+
+
+_SELECT_POSITION = (
+    "SELECT p.*, v.terminal_id, v.company_id FROM positions p "
+    "JOIN vehicles v ON v.id = p.vehicle_id "
+)
+
+
+def position_from_row(row: asyncpg.Record) -> Position:
+    """A :class:`Position` from a row of ``positions`` joined with ``vehicles``
+    (``terminal_id``, ``company_id``)."""
+    extras = row["extras"]
+    if isinstance(extras, str):
+        extras = json.loads(extras)
+    return Position(
+        terminal_id=row["terminal_id"],
+        fix_time=row["fix_time"],
+        latitude=row["latitude"],
+        longitude=row["longitude"],
+        speed_kmh=float(row["speed_kmh"]),
+        heading_deg=row["heading_deg"],
+        altitude_m=row["altitude_m"],
+        satellites=row["satellites"],
+        fix_valid=row["fix_valid"],
+        acc_on=row["acc_on"],
+        alarm_flags=row["alarm_flags"],
+        status_flags=row["status_flags"],
+        mileage_km=row["mileage_km"],
+        extras=extras or {},
+        vehicle_id=row["vehicle_id"],
+        company_id=row["company_id"],
+        quality=Quality(row["quality"]),
+        quality_reason=row["quality_reason"],
+        late=row["late"],
+        reupload=row["reupload"],
+        received_at=row["received_at"],
+    )
+
+
+async def _stored(conn: asyncpg.Connection, positions: Sequence[Position]) -> list[Position]:
+    rows = await conn.fetch(
+        _SELECT_POSITION + "JOIN unnest($1::bigint[], $2::timestamptz[]) AS k(vehicle_id, fix_time)"
+        " ON p.vehicle_id = k.vehicle_id AND p.fix_time = k.fix_time",
+        [p.vehicle_id for p in positions],
+        [p.fix_time for p in positions],
+    )
+    return [position_from_row(r) for r in rows]
+
+
+async def vehicle_positions(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    vehicle_id: int,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    *,
+    quality: Quality | None = None,
+) -> list[Position]:
+    """Stored positions of one vehicle in fix-time order, optionally in ``[start, end)`` and of
+    one quality."""
+    rows = await conn.fetch(
+        _SELECT_POSITION + "WHERE p.vehicle_id = $1 AND ($2::timestamptz IS NULL OR "
+        "p.fix_time >= $2) AND ($3::timestamptz IS NULL OR p.fix_time < $3) AND "
+        "($4::text IS NULL OR p.quality = $4) ORDER BY p.fix_time",
+        vehicle_id,
+        start,
+        end,
+        None if quality is None else str(quality),
+    )
+    return [position_from_row(r) for r in rows]
+
+
+async def latest_position(
+    conn: asyncpg.Connection | asyncpg.Pool, vehicle_id: int
+) -> asyncpg.Record | None:
+    """The ``latest_positions`` row of a vehicle (live marker and ``last_message_at``), or None."""
+    return await conn.fetchrow("SELECT * FROM latest_positions WHERE vehicle_id = $1", vehicle_id)
+
+
+async def neighbour_ok_fixes(
+    conn: asyncpg.Connection | asyncpg.Pool, vehicle_id: int, fix_time: datetime
+) -> tuple[Position | None, Position | None]:
+    """The stored ok fixes of a vehicle just before and just after ``fix_time`` (either None)."""
+    before = await conn.fetchrow(
+        _SELECT_POSITION + "WHERE p.vehicle_id = $1 AND p.fix_time < $2 AND p.quality = 'ok' "
+        "ORDER BY p.fix_time DESC LIMIT 1",
+        vehicle_id,
+        fix_time,
+    )
+    after = await conn.fetchrow(
+        _SELECT_POSITION + "WHERE p.vehicle_id = $1 AND p.fix_time > $2 AND p.quality = 'ok' "
+        "ORDER BY p.fix_time LIMIT 1",
+        vehicle_id,
+        fix_time,
+    )
+    return (
+        position_from_row(before) if before else None,
+        position_from_row(after) if after else None,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class VehicleTail:
+    """The recent stored history of one vehicle, to resume live quality judgement.
+
+    newest_fix_time: newest fix that is not invalid (None: nothing stored).
+    anchor: newest ok fix. suspect: newest drift fix newer than the anchor (may still clear).
+    """
+
+    newest_fix_time: datetime | None
+    anchor: Position | None
+    suspect: Position | None
+
+
+async def vehicle_tail(conn: asyncpg.Connection | asyncpg.Pool, vehicle_id: int) -> VehicleTail:
+    """The :class:`VehicleTail` of a vehicle from the stored positions."""
+    newest = await conn.fetchval(
+        "SELECT max(fix_time) FROM positions WHERE vehicle_id = $1 AND quality <> 'invalid'",
+        vehicle_id,
+    )
+    anchor_row = await conn.fetchrow(
+        _SELECT_POSITION + "WHERE p.vehicle_id = $1 AND p.quality = 'ok' "
+        "ORDER BY p.fix_time DESC LIMIT 1",
+        vehicle_id,
+    )
+    anchor = position_from_row(anchor_row) if anchor_row else None
+    suspect_row = await conn.fetchrow(
+        _SELECT_POSITION + "WHERE p.vehicle_id = $1 AND p.quality = 'drift' "
+        "AND ($2::timestamptz IS NULL OR p.fix_time > $2) ORDER BY p.fix_time DESC LIMIT 1",
+        vehicle_id,
+        anchor.fix_time if anchor else None,
+    )
+    return VehicleTail(
+        newest_fix_time=newest,
+        anchor=anchor,
+        suspect=position_from_row(suspect_row) if suspect_row else None,
+    )
+
+
+async def count_positions(conn: asyncpg.Connection | asyncpg.Pool) -> dict[str, int]:
+    """Stored positions by quality (``{"ok": n, "invalid": n, "drift": n}``, zeros included)."""
+    rows = await conn.fetch("SELECT quality, count(*) AS n FROM positions GROUP BY quality")
+    counts = {str(q): 0 for q in Quality}
+    counts.update({r["quality"]: r["n"] for r in rows})
+    return counts

@@ -1,0 +1,47 @@
+"""``gps-monitor ingest``: run the MQTT ingest worker until interrupted."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+
+from gps_monitor.config import Settings
+from gps_monitor.db import migrate
+from gps_monitor.db.pool import connect
+from gps_monitor.mqtt import require_host
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--no-upgrade",
+        action="store_true",
+        help="do not apply pending database migrations at start",
+    )
+
+
+async def serve(settings: Settings, *, upgrade: bool = True) -> None:
+    """Run the worker until cancelled (SIGTERM/SIGINT end it cleanly)."""
+    from ingest.worker import IngestWorker
+
+    require_host(settings.mqtt)
+    if upgrade:
+        conn = await connect(settings.database)
+        try:
+            await migrate.upgrade(conn, settings.database)
+        finally:
+            await conn.close()
+    worker = IngestWorker(settings)
+    task = asyncio.create_task(worker.run())
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, task.cancel)
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    asyncio.run(serve(settings, upgrade=not args.no_upgrade))
+    return 0

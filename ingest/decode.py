@@ -1,0 +1,76 @@
+"""MQTT message -> positions: size, JSON and contract checks (gps_monitor.payload).
+
+A message is accepted or rejected as a whole: one bad element rejects a batch message (its raw
+bytes are kept in ``rejected_messages`` with the index and field of the first bad element).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from gps_monitor.config import IngestSettings
+from gps_monitor.errors import PayloadError
+from gps_monitor.models import Position
+from gps_monitor.payload import parse_position
+from gps_monitor.topics import InboundKind
+
+
+def check_size(payload: bytes, settings: IngestSettings) -> None:
+    """Raises PayloadError(reason="oversize") above ``max_payload_bytes``."""
+    if len(payload) > settings.max_payload_bytes:
+        raise PayloadError(
+            "oversize",
+            f"payload: expected at most {settings.max_payload_bytes} bytes, got {len(payload)}",
+        )
+
+
+def decode_positions(
+    payload: bytes,
+    kind: InboundKind,
+    terminal_id: str,
+    received_at: datetime,
+    settings: IngestSettings,
+) -> list[Position]:
+    """Decode one inbound message into its positions (in message order).
+
+    Args:
+        payload: the raw MQTT payload (UTF-8 JSON).
+        kind: ``position`` (one JSON object) or ``batch`` (a non-empty JSON array of them).
+        terminal_id: the topic's terminal.
+        received_at: arrival time (UTC), stamped on every position.
+
+    Raises:
+        PayloadError: ``oversize`` (bytes, or more than ``max_batch_positions`` elements),
+            ``malformed_json`` (not UTF-8 JSON), ``wrong_type`` (not an object / array, a value
+            of the wrong type or range), ``missing_field``.
+    """
+    check_size(payload, settings)
+    try:
+        data: Any = json.loads(payload)
+    except UnicodeDecodeError as error:
+        raise PayloadError("malformed_json", f"payload: expected UTF-8 JSON, got {error}") from None
+    except json.JSONDecodeError as error:
+        raise PayloadError(
+            "malformed_json",
+            f"payload: expected JSON, got {error.msg} at line {error.lineno} column {error.colno}",
+        ) from None
+    if kind == "position":
+        return [parse_position(data, terminal_id, received_at)]
+    if not isinstance(data, list):
+        raise PayloadError(
+            "wrong_type", f"batch payload: expected a JSON array, got {type(data).__name__}"
+        )
+    if not data:
+        raise PayloadError("wrong_type", "batch payload: expected a non-empty array, got []")
+    if len(data) > settings.max_batch_positions:
+        raise PayloadError(
+            "oversize",
+            f"batch payload: expected at most {settings.max_batch_positions} positions, "
+            f"got {len(data)}",
+        )
+    return [
+        parse_position(item, terminal_id, received_at, where=f"[{i}].")
+        for i, item in enumerate(data)
+    ]

@@ -1,0 +1,224 @@
+"""The ingest worker: MQTT (QoS 1, persistent session, manual ack) -> judged positions in the
+database, then the accepted positions on ``positions/v1/{company_id}/{vehicle_id}``.
+
+Delivery: at-least-once from the broker, exactly-once in the database.
+
+- The worker subscribes at QoS 1 with a persistent session (:mod:`gps_monitor.mqtt`), so the
+  broker queues messages while it is down.
+- Messages are acknowledged manually, only after the batch that holds them is committed and its
+  positions are published on the accepted topic. A crash before that leaves them unacknowledged:
+  the broker redelivers them when the session resumes.
+- A redelivered position meets the (vehicle_id, fix_time) key: ``ON CONFLICT DO NOTHING``
+  stores it once; the stored row is published again (consumers dedupe by vehicle and fix time).
+
+Batching: messages are read until the broker has nothing more queued for us (or ``batch_size``
+positions / ``max_in_flight_messages`` messages / ``flush_interval_s`` is reached), then the
+batch is written in one transaction. Under load batches grow by themselves; when idle every
+message is committed at once. Note: Mosquitto's ``max_inflight_messages`` (default 20) caps how
+many unacknowledged messages it sends one client, so with manual acks that setting bounds the
+batch size and the throughput of one worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import aiomqtt
+import asyncpg
+
+from gps_monitor import mqtt, topics
+from gps_monitor.config import Settings
+from gps_monitor.db import positions as positions_db
+from gps_monitor.db.pool import connect
+from gps_monitor.db.positions import RawMessage, RejectedMessage, WriteBatch
+from gps_monitor.errors import PayloadError
+from gps_monitor.models import Position
+from ingest.decode import check_size, decode_positions
+from ingest.pipeline import Pipeline
+from ingest.terminals import TerminalCache
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class WorkerStats:
+    """Counters since start."""
+
+    messages: int = 0
+    rejected: int = 0
+    stored: int = 0
+    already_stored: int = 0
+    batches: int = 0
+    rejected_by_reason: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+
+@dataclass(slots=True)
+class _OpenBatch:
+    write: WriteBatch = field(default_factory=WriteBatch)
+    messages: list[aiomqtt.Message] = field(default_factory=list)
+    keys: dict[tuple[int, datetime], int] = field(default_factory=dict)
+    started: float = 0.0
+
+
+class IngestWorker:
+    """Consume inbound positions, store them, publish the accepted ones, then acknowledge.
+
+    Use :meth:`run` (reconnects forever) or :meth:`session` on a connected client (tests).
+    ``on_commit`` (optional) is called with each committed batch's stored positions.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.prefix = settings.mqtt.topic_prefix
+        self.pipeline = Pipeline(settings.quality)
+        self.stats = WorkerStats()
+        self._conn: asyncpg.Connection | None = None
+        self._terminals: TerminalCache | None = None
+        self._batch = _OpenBatch()
+        self.ready = asyncio.Event()
+
+    async def _db(self) -> asyncpg.Connection:
+        if self._conn is None or self._conn.is_closed():
+            self._conn = await connect(self.settings.database)
+            self._terminals = TerminalCache(self._conn, self.settings.ingest)
+            self.pipeline.reset()
+        return self._conn
+
+    async def close(self) -> None:
+        if self._conn is not None and not self._conn.is_closed():
+            await self._conn.close()
+
+    async def run(self) -> None:
+        """Run until cancelled: connect, consume, reconnect with backoff on broker loss."""
+        try:
+            await mqtt.run_with_reconnect(
+                self.settings.mqtt,
+                self.session,
+                persistent=True,
+                manual_ack=True,
+                on_disconnect=lambda _error: self._abandon_batch(),
+            )
+        finally:
+            await self.close()
+
+    def _abandon_batch(self) -> None:
+        """Drop the uncommitted batch: it is unacknowledged, so the broker redelivers it."""
+        if self._batch.messages:
+            log.warning(
+                "abandoning %d uncommitted message(s); the broker redelivers them",
+                len(self._batch.messages),
+            )
+        self._batch = _OpenBatch()
+        self.pipeline.reset()
+
+    async def session(self, client: aiomqtt.Client) -> None:
+        """Subscribe and consume on one connection (returns only by an exception)."""
+        self._abandon_batch()
+        await client.subscribe(topics.inbound_filter(self.prefix), qos=1)
+        log.info("ingest subscribed to %s", topics.inbound_filter(self.prefix))
+        self.ready.set()
+        messages = client.messages
+        ingest = self.settings.ingest
+        while True:
+            message = await anext(messages)
+            await self._handle(message)
+            batch = self._batch
+            if (
+                len(messages) == 0
+                or len(batch.write.positions) >= ingest.batch_size
+                or len(batch.messages) >= ingest.max_in_flight_messages
+                or time.monotonic() - batch.started >= ingest.flush_interval_s
+            ):
+                await self._flush(client)
+
+    async def _handle(self, message: aiomqtt.Message) -> None:
+        batch = self._batch
+        if not batch.messages:
+            batch.started = time.monotonic()
+        batch.messages.append(message)
+        self.stats.messages += 1
+        received_at = datetime.now(UTC)
+        topic = message.topic.value
+        payload = (
+            message.payload
+            if isinstance(message.payload, bytes)
+            else (str(message.payload).encode())
+        )
+        terminal_id: str | None = None
+        try:
+            check_size(payload, self.settings.ingest)
+            inbound = topics.parse_inbound(topic, self.prefix)
+            terminal_id = inbound.terminal_id
+            conn = await self._db()
+            assert self._terminals is not None
+            vehicle = await self._terminals.vehicle(terminal_id)
+            if vehicle is None:
+                raise PayloadError(
+                    "unknown_terminal",
+                    f"terminal {terminal_id!r}: expected a registered vehicle, found none",
+                )
+            positions = decode_positions(
+                payload, inbound.kind, terminal_id, received_at, self.settings.ingest
+            )
+        except PayloadError as error:
+            self.stats.rejected += 1
+            self.stats.rejected_by_reason[error.reason] += 1
+            log.info("rejected message on %s: %s", topic, error)
+            batch.write.rejected.append(
+                RejectedMessage(topic, payload, received_at, error.reason, error.detail,
+                                terminal_id)
+            )  # fmt: skip
+            return
+        raw_index = len(batch.write.raw)
+        batch.write.raw.append(RawMessage(topic, payload, received_at))
+        await self.pipeline.judge(conn, vehicle, positions, raw_index, batch.write, batch.keys)
+
+    async def _flush(self, client: aiomqtt.Client) -> None:
+        """Commit the open batch, publish its positions, then acknowledge its messages."""
+        batch = self._batch
+        if not batch.messages:
+            return
+        conn = await self._db()
+        try:
+            result = await positions_db.write_batch(conn, batch.write)
+        except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as error:
+            log.error(
+                "batch of %d message(s) not stored (%s); retrying after reconnect",
+                len(batch.messages),
+                error,
+            )
+            if self._conn is not None:
+                await self._conn.close()
+            self._conn = None
+            # Unacknowledged: force an MQTT reconnect so the broker redelivers them.
+            raise aiomqtt.MqttError(f"database write failed: {error}") from error
+        self._batch = _OpenBatch()
+        self.stats.batches += 1
+        self.stats.stored += len(result.inserted)
+        self.stats.already_stored += len(result.already_stored)
+        await self._publish_accepted(client, [*result.inserted, *result.already_stored])
+        for message in batch.messages:
+            mqtt.ack(client, message)
+
+    async def _publish_accepted(self, client: aiomqtt.Client, stored: list[Position]) -> None:
+        """One QoS 1 message per vehicle: a JSON array of ``Position.to_dict()``."""
+        by_vehicle: dict[tuple[int, int], list[Position]] = defaultdict(list)
+        for p in stored:
+            assert p.company_id is not None and p.vehicle_id is not None
+            by_vehicle[(p.company_id, p.vehicle_id)].append(p)
+        await asyncio.gather(
+            *(
+                client.publish(
+                    topics.accepted_topic(company_id, vehicle_id, self.prefix),
+                    json.dumps([p.to_dict() for p in sorted(ps, key=lambda p: p.fix_time)]),
+                    qos=1,
+                )
+                for (company_id, vehicle_id), ps in by_vehicle.items()
+            )
+        )
