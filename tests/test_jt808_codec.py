@@ -214,7 +214,7 @@ def test_subpackaged_message_is_reassembled_in_index_order():
     assert whole is not None
     assert whole.body == body
     assert whole.wire == first + second
-    assert whole.header.subpackage_total is None and whole.header.serial == 40
+    assert whole.header.subpackage_total is None and whole.header.serial == 40  # completed by 1
     batch = m.decode_batch(whole.body)
     assert batch.reupload and len(batch.reports) == 2
     assert assembler.pending == 0

@@ -327,7 +327,8 @@ class SubpackageAssembler:
     def add(self, frame: Frame, now_s: float) -> Frame | None:
         """Add one packet; return the whole message once every packet is in, else None.
 
-        The returned frame has the first packet's header without sub-package fields, the
+        The returned frame has the first packet's header without sub-package fields and with
+        the serial of the packet that completed the message (the one to answer), the
         concatenated body and the packets' wire bytes concatenated in index order.
 
         Raises:
@@ -355,7 +356,7 @@ class SubpackageAssembler:
         whole = Header(
             msg_id=first.msg_id,
             phone=first.phone,
-            serial=first.serial,
+            serial=header.serial,  # the packet that completed it: the one the reply answers
             version=first.version,
             encryption=first.encryption,
             body_length=sum(len(p.body) for p in ordered),

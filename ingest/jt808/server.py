@@ -137,6 +137,7 @@ class Jt808Gateway:
         self.authenticator = authenticator
         self.publisher = publisher
         self.stats = GatewayStats()
+        self._connections: dict[asyncio.Task[Any], asyncio.StreamWriter] = {}
         self._handlers: dict[int, Callable[[Session, Frame], Awaitable[bytes | None]]] = {
             m.MSG_HEARTBEAT: self._on_heartbeat,
             m.MSG_REGISTER: self._on_register,
@@ -160,6 +161,9 @@ class Jt808Gateway:
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
         """Serve one terminal until it disconnects or stays idle too long."""
+        task = asyncio.current_task()
+        assert task is not None
+        self._connections[task] = writer
         peer = str(writer.get_extra_info("peername"))
         session = Session(peer, self.jt.max_frame_bytes, self.jt.subpackage_timeout_s)
         stats = self.stats
@@ -193,11 +197,20 @@ class Jt808Gateway:
         except (ConnectionError, OSError) as error:
             log.debug("jt808 %s: connection lost (%s)", peer, error)
         finally:
+            self._connections.pop(task, None)
             stats.connections_open -= 1
             stats.subpackages_expired += session.assembler.expired
             writer.close()
             with contextlib.suppress(ConnectionError, OSError):
                 await writer.wait_closed()
+
+    async def close_connections(self) -> None:
+        """Close every terminal connection and wait for their handlers to finish (shutdown)."""
+        tasks = list(self._connections)
+        for writer in self._connections.values():
+            writer.close()
+        if tasks:
+            await asyncio.wait(tasks, timeout=5)
 
     def _decode(self, session: Session, content: bytes, wire: bytes) -> Frame | None:
         try:
