@@ -249,6 +249,192 @@ class Jt808Settings(BaseModel):
     )
 
 
+class RulesSettings(BaseModel):
+    """Rules engine thresholds (DOMAIN.md, Rules the platform must evaluate).
+
+    Env: ``GPS_MONITOR_RULES_<FIELD>``, e.g. ``GPS_MONITOR_RULES_OVERSPEED_MIN_DURATION_S``.
+    ``gps-monitor evaluate --set overspeed.min_duration_s=20`` overrides one field
+    (``rule.key`` is ``<rule>_<key>`` here). Local times are Asia/Shanghai (``timezone``).
+    """
+
+    timezone: str = Field(
+        default="Asia/Shanghai", description="Zone of day boundaries and night windows."
+    )
+    # overspeed
+    overspeed_min_duration_s: float = Field(
+        default=10.0,
+        ge=0,
+        description="Speed above the limit at least this long before an episode opens "
+        "(DOMAIN.md; JT/T 808 parameter 0x0056). Measured between fixes above the limit.",
+    )
+    overspeed_max_fix_gap_s: float = Field(
+        default=900.0,
+        gt=0,
+        description="A gap between two fixes longer than this ends an episode at the last fix "
+        "before it (configurable; above the 600 s of sparse taxi data).",
+    )
+    night_speed_factor: float = Field(
+        default=0.8,
+        gt=0,
+        le=1,
+        description="Coach/tour bus night limit = this x day limit (DOMAIN.md: 80 %).",
+    )
+    night_start_local: str = Field(default="22:00", description="Night begins (DOMAIN.md).")
+    night_end_local: str = Field(default="06:00", description="Night ends (DOMAIN.md).")
+    night_vehicle_classes: list[str] = Field(
+        default=["coach", "tour_bus"],
+        description="Classes with the night speed factor and the 2 h night fatigue limit.",
+    )
+    coach_speed_limit_kmh: float = Field(
+        default=100.0, gt=0, description="Coach default limit (DOMAIN.md: buses 100 km/h)."
+    )
+    tour_bus_speed_limit_kmh: float = Field(
+        default=100.0, gt=0, description="Tour bus default limit (DOMAIN.md: buses 100 km/h)."
+    )
+    heavy_truck_speed_limit_kmh: float = Field(
+        default=100.0, gt=0, description="Heavy truck default limit (DOMAIN.md: trucks 100)."
+    )
+    freight_speed_limit_kmh: float = Field(
+        default=100.0, gt=0, description="Freight default limit (DOMAIN.md: trucks 100)."
+    )
+    hazmat_expressway_speed_limit_kmh: float = Field(
+        default=80.0, gt=0, description="Hazardous goods on expressways (DOMAIN.md: 80 km/h)."
+    )
+    hazmat_other_road_speed_limit_kmh: float = Field(
+        default=60.0,
+        gt=0,
+        description="Hazardous goods on other roads (DOMAIN.md: 60 km/h); applied inside speed "
+        "zones whose road_class is not 'expressway'.",
+    )
+    # fatigue
+    moving_speed_kmh: float = Field(
+        default=5.0, ge=0, description="Above this a vehicle is moving/driving (DOMAIN.md)."
+    )
+    fatigue_day_limit_s: float = Field(
+        default=4 * 3600.0, gt=0, description="Continuous driving limit by day (DOMAIN.md: 4 h)."
+    )
+    fatigue_night_limit_s: float = Field(
+        default=2 * 3600.0,
+        gt=0,
+        description="Continuous driving limit at night for coach/tour bus (DOMAIN.md: 2 h).",
+    )
+    fatigue_min_rest_s: float = Field(
+        default=20 * 60.0, gt=0, description="A stop this long resets continuous driving (20 min)."
+    )
+    fatigue_warning_before_s: float = Field(
+        default=30 * 60.0,
+        ge=0,
+        description="fatigue_warning this long before the limit (JT/T 808 0x005C: 30 min).",
+    )
+    daily_driving_limit_s: float = Field(
+        default=8 * 3600.0,
+        gt=0,
+        description="Driving per local day (split at local midnight) above this raises "
+        "daily_driving_limit (DOMAIN.md: 8 h; JT/T 808 0x0058).",
+    )
+    fatigue_gap_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="An interval between fixes longer than this is a data gap, judged by the "
+        "evidence (DOMAIN.md; same 5 min as offline).",
+    )
+    fatigue_gap_driving_speed_kmh: float = Field(
+        default=20.0,
+        gt=0,
+        description="A gap covered at this implied speed or more is driving (road speed; "
+        "configurable).",
+    )
+    fatigue_gap_stationary_m: float = Field(
+        default=200.0,
+        ge=0,
+        description="A gap that ends within this distance of where it began is rest.",
+    )
+    # night ban
+    night_ban_start_local: str = Field(
+        default="02:00", description="Long-distance coach ban begins (DOMAIN.md: 02:00)."
+    )
+    night_ban_end_local: str = Field(
+        default="05:00", description="Long-distance coach ban ends (DOMAIN.md: 05:00)."
+    )
+    night_ban_vehicle_classes: list[str] = Field(
+        default=["coach"], description="Classes the 02:00-05:00 ban applies to."
+    )
+    night_ban_stop_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="Standing still this long ends a night_ban episode (configurable).",
+    )
+    # route deviation
+    route_deviation_min_duration_s: float = Field(
+        default=60.0, ge=0, description="Outside the corridor this long = deviation (DOMAIN.md)."
+    )
+    route_deviation_min_distance_m: float | None = Field(
+        default=None,
+        description="Optionally also fire after this distance driven outside (None = off).",
+    )
+    route_return_fraction: float = Field(
+        default=0.75,
+        gt=0,
+        le=1,
+        description="Back on route only within this fraction of the corridor (hysteresis, 75 %).",
+    )
+    route_end_margin_m: float = Field(
+        default=300.0,
+        ge=0,
+        description="Leaving the corridor within this distance of the route's end finishes the "
+        "trip (depot/yard): no deviation.",
+    )
+    # geofences
+    geofence_hysteresis_m: float = Field(
+        default=30.0,
+        ge=0,
+        description="Enter only this far inside, exit only this far outside the boundary "
+        "(parked GPS drift; configurable).",
+    )
+    geofence_dwell_s: float = Field(
+        default=0.0, ge=0, description="A new inside/outside state must last this long."
+    )
+    # offline
+    offline_after_s: float = Field(
+        default=300.0, gt=0, description="No message this long = offline (DOMAIN.md: 5 min)."
+    )
+    offline_check_interval_s: float = Field(
+        default=5.0, gt=0, description="Live service: offline timer period."
+    )
+    offline_displacement_m: float = Field(
+        default=1000.0,
+        gt=0,
+        description="Hazmat vehicle reappearing this far away after offline = "
+        "offline_displacement (configurable; the 1 km of track completeness).",
+    )
+    offline_displacement_vehicle_classes: list[str] = Field(
+        default=["hazmat"], description="Classes offline_displacement applies to."
+    )
+    # device alarms
+    device_alarm_bits: list[int] = Field(
+        default=[0, 1, 2, 13, 14, 18, 19, 20, 21, 22, 23, 28],
+        description="JT/T 808 alarm flag bits that become device_alarm alarms (DOMAIN.md).",
+    )
+    # live service
+    client_id: str = Field(
+        default="gps-monitor-rules", description="MQTT client id of the rules worker."
+    )
+    batch_max_messages: int = Field(
+        default=500, ge=1, description="Messages processed per database transaction."
+    )
+    batch_wait_s: float = Field(
+        default=0.02, ge=0, description="Longest wait to fill a batch once one message is in."
+    )
+    reload_interval_s: float = Field(
+        default=30.0, gt=0, description="Reload vehicles, geofences and routes this often."
+    )
+    late_context_s: float = Field(
+        default=3600.0,
+        ge=0,
+        description="Late positions are re-evaluated with stored neighbours this far around.",
+    )
+
+
 class ReportsSettings(BaseModel):
     """Evidence and KPI reports, legal holds (issue 5; DOMAIN.md, KPIs and Retention)."""
 
@@ -340,6 +526,7 @@ class Settings(BaseSettings):
     quality: QualitySettings = QualitySettings()
     web: WebSettings = WebSettings()
     jt808: Jt808Settings = Jt808Settings()
+    rules: RulesSettings = RulesSettings()
     reports: ReportsSettings = ReportsSettings()
 
 

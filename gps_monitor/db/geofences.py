@@ -1,0 +1,170 @@
+"""Geofences, routes and their vehicle assignments (migration 0020).
+
+Everything is validated (:mod:`gps_monitor.geofences`) before it is written; a batch of
+features is saved all or nothing (one transaction).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import asyncpg
+from shapely.geometry import mapping, shape
+
+from gps_monitor.errors import NotFoundError
+from gps_monitor.geofences import Geofence, GeofenceKind, Route, TimeWindow
+
+Kind = Literal["geofence", "route"]
+_ASSIGN = {
+    "geofence": ("geofence_vehicles", "geofence_id", "geofences"),
+    "route": ("route_vehicles", "route_id", "routes"),
+}
+
+
+async def save_geofences(conn: asyncpg.Connection, fences: list[Geofence]) -> None:
+    """Insert or replace geofences (and, when a geofence lists vehicle_ids, its assignments)."""
+    async with conn.transaction():
+        for f in fences:
+            await conn.execute(
+                "INSERT INTO geofences (id, name, kind, geometry, radius_m, corridor_m, "
+                "speed_limit_kmh, road_class, vehicle_classes, active_hours) "
+                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) "
+                "ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, kind = EXCLUDED.kind, "
+                "geometry = EXCLUDED.geometry, radius_m = EXCLUDED.radius_m, "
+                "corridor_m = EXCLUDED.corridor_m, speed_limit_kmh = EXCLUDED.speed_limit_kmh, "
+                "road_class = EXCLUDED.road_class, vehicle_classes = EXCLUDED.vehicle_classes, "
+                "active_hours = EXCLUDED.active_hours, updated_at = now()",
+                f.id,
+                f.name,
+                str(f.kind),
+                mapping(f.geometry),
+                f.radius_m,
+                f.corridor_m,
+                f.speed_limit_kmh,
+                f.road_class,
+                list(f.vehicle_classes),
+                str(f.active_hours) if f.active_hours else None,
+            )
+            if f.vehicle_ids:
+                await _set_assignments(conn, "geofence", f.id, sorted(f.vehicle_ids))
+
+
+async def save_routes(conn: asyncpg.Connection, routes: list[Route]) -> None:
+    """Insert or replace routes (and their assignments when they list vehicle_ids)."""
+    async with conn.transaction():
+        for r in routes:
+            await conn.execute(
+                "INSERT INTO routes (id, name, line, corridor_m, speed_limit_kmh, active_hours) "
+                "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO UPDATE SET "
+                "name = EXCLUDED.name, line = EXCLUDED.line, corridor_m = EXCLUDED.corridor_m, "
+                "speed_limit_kmh = EXCLUDED.speed_limit_kmh, "
+                "active_hours = EXCLUDED.active_hours, updated_at = now()",
+                r.id,
+                r.name,
+                mapping(r.line),
+                r.corridor_m,
+                r.speed_limit_kmh,
+                str(r.active_hours) if r.active_hours else None,
+            )
+            if r.vehicle_ids:
+                await _set_assignments(conn, "route", r.id, sorted(r.vehicle_ids))
+
+
+async def _set_assignments(
+    conn: asyncpg.Connection, kind: Kind, item_id: str, vehicle_ids: list[int]
+) -> None:
+    table, column, _ = _ASSIGN[kind]
+    await conn.execute(f"DELETE FROM {table} WHERE {column} = $1", item_id)
+    await conn.executemany(
+        f"INSERT INTO {table} ({column}, vehicle_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        [(item_id, v) for v in vehicle_ids],
+    )
+
+
+async def assign(
+    conn: asyncpg.Connection, kind: Kind, item_id: str, plates: list[str], *, replace: bool = False
+) -> list[int]:
+    """Assign a geofence or route to the vehicles with these plate numbers (all plate colours).
+
+    Returns the vehicle ids assigned.
+
+    Raises:
+        NotFoundError: the geofence/route or a plate number does not exist (nothing changed).
+    """
+    table, column, items = _ASSIGN[kind]
+    async with conn.transaction():
+        if not await conn.fetchval(f"SELECT EXISTS (SELECT 1 FROM {items} WHERE id = $1)", item_id):
+            raise NotFoundError(f"{kind} {item_id!r}: expected an existing {kind}, found none")
+        ids: list[int] = []
+        for plate in plates:
+            rows = await conn.fetch("SELECT id FROM vehicles WHERE plate_number = $1", plate)
+            if not rows:
+                raise NotFoundError(f"plate {plate!r}: expected a registered vehicle, found none")
+            ids += [r["id"] for r in rows]
+        if replace:
+            await conn.execute(f"DELETE FROM {table} WHERE {column} = $1", item_id)
+        await conn.executemany(
+            f"INSERT INTO {table} ({column}, vehicle_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            [(item_id, v) for v in ids],
+        )
+    return ids
+
+
+async def delete(conn: asyncpg.Connection, kind: Kind, item_id: str) -> None:
+    """Delete a geofence or route (its assignments go with it).
+
+    Raises:
+        NotFoundError: no such geofence/route.
+    """
+    _, _, items = _ASSIGN[kind]
+    status = await conn.execute(f"DELETE FROM {items} WHERE id = $1", item_id)
+    if status.endswith(" 0"):
+        raise NotFoundError(f"{kind} {item_id!r}: expected an existing {kind}, found none")
+
+
+async def _assignments(conn: Any, kind: Kind) -> dict[str, frozenset[int]]:
+    table, column, _ = _ASSIGN[kind]
+    found: dict[str, set[int]] = {}
+    for row in await conn.fetch(f"SELECT {column} AS item, vehicle_id FROM {table}"):
+        found.setdefault(row["item"], set()).add(row["vehicle_id"])
+    return {k: frozenset(v) for k, v in found.items()}
+
+
+async def load_geofences(conn: asyncpg.Connection | asyncpg.Pool) -> list[Geofence]:
+    """Every geofence with its assigned vehicle ids, by id."""
+    assigned = await _assignments(conn, "geofence")
+    rows = await conn.fetch("SELECT * FROM geofences ORDER BY id")
+    return [
+        Geofence(
+            id=r["id"],
+            name=r["name"],
+            kind=GeofenceKind(r["kind"]),
+            geometry=shape(r["geometry"]),
+            radius_m=r["radius_m"],
+            corridor_m=r["corridor_m"],
+            speed_limit_kmh=r["speed_limit_kmh"],
+            road_class=r["road_class"],
+            vehicle_classes=tuple(r["vehicle_classes"]),
+            active_hours=TimeWindow.parse(r["active_hours"]) if r["active_hours"] else None,
+            vehicle_ids=assigned.get(r["id"], frozenset()),
+        )
+        for r in rows
+    ]
+
+
+async def load_routes(conn: asyncpg.Connection | asyncpg.Pool) -> list[Route]:
+    """Every route with its assigned vehicle ids, by id."""
+    assigned = await _assignments(conn, "route")
+    rows = await conn.fetch("SELECT * FROM routes ORDER BY id")
+    return [
+        Route(
+            id=r["id"],
+            name=r["name"],
+            line=shape(r["line"]),
+            corridor_m=r["corridor_m"],
+            speed_limit_kmh=r["speed_limit_kmh"],
+            active_hours=TimeWindow.parse(r["active_hours"]) if r["active_hours"] else None,
+            vehicle_ids=assigned.get(r["id"], frozenset()),
+        )
+        for r in rows
+    ]

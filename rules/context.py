@@ -1,0 +1,262 @@
+"""What every rule sees: the vehicle profile, the current fix with its step from the previous
+one, the geofences/routes in force, local time, and how alarms are built.
+
+The engine builds one :class:`Fix` per evaluated position (projection, local time, distance and
+implied speed from the previous fix computed once) and one :class:`RuleContext` per vehicle and
+settings; rules only read them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from gps_monitor.config import QualitySettings, RulesSettings
+from gps_monitor.geo import ZonedIndex, ZoneKey, ZoneShapes, projection_of_zone, zone_key
+from gps_monitor.geofences import Geofence, Route, TimeWindow
+from gps_monitor.models import Alarm, Position
+
+
+@dataclass(frozen=True, slots=True)
+class VehicleProfile:
+    """The vehicle facts rules need.
+
+    Attributes:
+        vehicle_id, company_id: registry ids (0 in offline ``evaluate``).
+        terminal_id: the terminal (alarm output names it).
+        vehicle_class: coach, tour_bus, hazmat, heavy_truck, freight.
+        speed_limit_kmh: the vehicle's own limit, None = its class default.
+        night_ban_exempt: exempt from the 02:00-05:00 coach ban (relay drivers).
+        route_ids: routes assigned to it.
+    """
+
+    vehicle_id: int
+    company_id: int
+    terminal_id: str
+    vehicle_class: str
+    speed_limit_kmh: float | None = None
+    night_ban_exempt: bool = False
+    route_ids: tuple[str, ...] = ()
+
+
+@lru_cache(maxsize=8)
+def _zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
+
+
+class LocalClock:
+    """Epoch seconds -> local minute of day / local date, with the UTC offset cached per hour
+    (zoneinfo per call would dominate the per-position cost)."""
+
+    def __init__(self, timezone: str) -> None:
+        self.tz = _zone(timezone)
+        self._offsets: dict[int, int] = {}
+
+    def offset_s(self, t: float) -> int:
+        hour = int(t // 3600)
+        offset = self._offsets.get(hour)
+        if offset is None:
+            utcoffset = datetime.fromtimestamp(hour * 3600, self.tz).utcoffset()
+            offset = int(utcoffset.total_seconds()) if utcoffset else 0
+            if len(self._offsets) > 10_000:
+                self._offsets.clear()
+            self._offsets[hour] = offset
+        return offset
+
+    def minute_of_day(self, t: float) -> int:
+        return int((t + self.offset_s(t)) // 60) % 1440
+
+    def day_number(self, t: float) -> int:
+        """Local calendar day as days since 1970-01-01 (local)."""
+        return int((t + self.offset_s(t)) // 86400)
+
+    def next_midnight(self, t: float) -> float:
+        """Epoch seconds of the next local midnight after ``t``."""
+        offset = self.offset_s(t)
+        return (int((t + offset) // 86400) + 1) * 86400 - offset
+
+    @staticmethod
+    def day_iso(day_number: int) -> str:
+        return (datetime(1970, 1, 1) + timedelta(days=day_number)).date().isoformat()
+
+
+def utc(t: float) -> datetime:
+    """Epoch seconds -> aware UTC datetime."""
+    return datetime.fromtimestamp(t, UTC)
+
+
+@dataclass(slots=True)
+class Fix:
+    """One position as the rules see it.
+
+    Attributes:
+        position: the position.
+        t: fix time, epoch seconds.
+        minute_of_day: local minute after midnight (settings.timezone).
+        zone, x, y: local projected zone and metres.
+        prev_t, prev_lat, prev_lon, prev_speed_kmh: the previous evaluated fix (None at first).
+        dt_s: seconds since the previous fix (0 at first).
+        step_m: distance from the previous fix, metres.
+        implied_speed_kmh: step_m / dt_s in km/h (0 when dt_s is 0).
+    """
+
+    position: Position
+    t: float
+    minute_of_day: int
+    zone: ZoneKey
+    x: float
+    y: float
+    prev_t: float | None = None
+    prev_lat: float | None = None
+    prev_lon: float | None = None
+    prev_speed_kmh: float | None = None
+    prev_x: float | None = None
+    prev_y: float | None = None
+    dt_s: float = 0.0
+    step_m: float = 0.0
+    implied_speed_kmh: float = 0.0
+    _fence_hits: list[tuple[Geofence, float]] | None = None
+
+
+class GeoContext:
+    """The geofences and routes in force, indexed for lookup per zone.
+
+    Args:
+        geofences: every geofence (applicability per vehicle is checked per fix).
+        routes: every route (applies only to vehicles listing it in ``route_ids``).
+    """
+
+    def __init__(self, geofences: list[Geofence], routes: list[Route]) -> None:
+        self.geofences = geofences
+        self.routes = {r.id: r for r in routes}
+        self.fence_index = ZonedIndex(
+            [f.geometry for f in geofences], [f.buffer_m for f in geofences]
+        )
+        self._route_list = list(self.routes.values())
+        self._route_pos = {r.id: i for i, r in enumerate(self._route_list)}
+        self.route_index = ZonedIndex([r.line for r in self._route_list])
+        self.fence_pos = {f.id: i for i, f in enumerate(geofences)}
+        self.keep_in_positions = [i for i, f in enumerate(geofences) if f.kind == "keep_in"]
+
+    def fence_zone(self, key: ZoneKey) -> ZoneShapes:
+        return self.fence_index.zone(key)
+
+    def route_geometry(self, route_id: str, key: ZoneKey) -> Any:
+        """The route's projected LineString in a zone, or None when unknown / out of zone."""
+        pos = self._route_pos.get(route_id)
+        if pos is None:
+            return None
+        return self.route_index.zone(key).geometries[pos]
+
+
+EMPTY_GEO = GeoContext([], [])
+
+
+@dataclass(slots=True)
+class RuleContext:
+    """Everything a rule reads besides its own state and the fix.
+
+    ``late``: the positions are blind-area uploads: alarms are marked late.
+    ``clock``: ``fix`` (offline measured on fix times: ``evaluate``) or ``wall`` (live service:
+    offline on arrival time, checked by a timer).
+    """
+
+    vehicle: VehicleProfile
+    settings: RulesSettings
+    quality: QualitySettings
+    geo: GeoContext = EMPTY_GEO
+    local: LocalClock = field(default_factory=lambda: LocalClock("Asia/Shanghai"))
+    late: bool = False
+    clock: str = "fix"
+
+    def in_window(self, window: TimeWindow | None, t_minute: int) -> bool:
+        return window is None or window.contains(t_minute)
+
+    def alarm(
+        self,
+        alarm_type: str,
+        started_t: float,
+        *,
+        discriminator: str = "",
+        ended_t: float | None = None,
+        details: dict[str, Any] | None = None,
+        first_fix_t: float | None = None,
+        last_fix_t: float | None = None,
+        event: str = "opened",
+    ) -> Alarm:
+        """Build an alarm of this vehicle. The dedup key is vehicle + type + discriminator +
+        start, so the same episode always gets the same key."""
+        started = utc(started_t)
+        vehicle = self.vehicle
+        who = str(vehicle.vehicle_id) if vehicle.vehicle_id else f"t:{vehicle.terminal_id}"
+        key = f"{who}|{alarm_type}|{discriminator}|{started.isoformat()}"
+        return Alarm(
+            alarm_type=alarm_type,
+            dedup_key=key,
+            vehicle_id=vehicle.vehicle_id,
+            company_id=vehicle.company_id,
+            terminal_id=vehicle.terminal_id,
+            started_at=started,
+            ended_at=utc(ended_t) if ended_t is not None else None,
+            late=self.late,
+            details=details or {},
+            first_fix_time=utc(first_fix_t) if first_fix_t is not None else None,
+            last_fix_time=utc(last_fix_t) if last_fix_t is not None else None,
+            event=event,
+        )
+
+
+def make_fix(
+    position: Position,
+    prev: tuple[float, float, float, float] | None,
+    local: LocalClock,
+) -> Fix:
+    """Build the :class:`Fix` of a position given the previous fix ``(t, lat, lon, speed)``."""
+    from gps_monitor.geo import fast_distance_m
+
+    t = position.fix_time.timestamp()
+    lon, lat = position.longitude, position.latitude
+    key = zone_key(lon, lat)
+    x, y = projection_of_zone(key).xy(lon, lat)
+    fix = Fix(position=position, t=t, minute_of_day=local.minute_of_day(t), zone=key, x=x, y=y)
+    if prev is not None:
+        pt, plat, plon, pspeed = prev
+        fix.prev_t, fix.prev_lat, fix.prev_lon, fix.prev_speed_kmh = pt, plat, plon, pspeed
+        fix.dt_s = t - pt
+        fix.step_m = fast_distance_m(plat, plon, lat, lon)
+        fix.implied_speed_kmh = fix.step_m / fix.dt_s * 3.6 if fix.dt_s > 0 else 0.0
+        if zone_key(plon, plat) == key:
+            fix.prev_x, fix.prev_y = projection_of_zone(key).xy(plon, plat)
+    return fix
+
+
+def fence_hits(fix: Fix, ctx: RuleContext) -> list[tuple[Geofence, float]]:
+    """Geofences in force for this vehicle whose envelope holds the fix, with the signed
+    distance to their boundary in metres (negative = inside). Computed once per fix, cached."""
+    if fix._fence_hits is not None:
+        return fix._fence_hits
+    geo = ctx.geo
+    hits: list[tuple[Geofence, float]] = []
+    if geo.geofences:
+        zone = geo.fence_zone(fix.zone)
+        vehicle = ctx.vehicle
+        for i in zone.candidates(fix.x, fix.y):
+            fence = geo.geofences[i]
+            if not fence.applies_to(vehicle.vehicle_class, vehicle.vehicle_id):
+                continue
+            if fence.active_hours is not None and not fence.active_hours.contains(
+                fix.minute_of_day
+            ):
+                continue
+            hits.append((fence, zone.signed_distance_m(i, fix.x, fix.y)))
+    fix._fence_hits = hits
+    return hits
+
+
+@lru_cache(maxsize=32)
+def night_window(start: str, end: str) -> TimeWindow:
+    """The cached :class:`TimeWindow` of two ``HH:MM`` local times."""
+    return TimeWindow.parse(f"{start}-{end}")

@@ -1,0 +1,175 @@
+"""The rules engine: every evaluated position runs through :data:`RULES`, in this order.
+
+Per vehicle, positions are evaluated strictly in fix-time order. For one position
+(:meth:`Engine.process`):
+
+1. any message: ``offline.seen`` (closes an offline episode); with the ``fix`` clock
+   (``evaluate``) the offline timer first runs at the fix time;
+2. invalid fixes stop here (stored, flagged, excluded from rules: DOMAIN.md, Position quality);
+   a fix not newer than the vehicle's last evaluated fix is a duplicate (same fix time) or late
+   (older: the caller re-evaluates it with its neighbours, see ``rules.late``) and stops here;
+   drift fixes stop here (they never start or extend an episode);
+3. each rule of :data:`RULES` steps its own state: ``process(state, fix, ctx) -> (state,
+   alarms)``. A rule that raises is logged with the vehicle and skipped (its state unchanged);
+   the others still run.
+
+:meth:`Engine.tick` is the offline timer of the live service (wall clock).
+State is a :class:`VehicleState`: small, explicit and JSON-serialisable (:meth:`to_json`).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+from gps_monitor.models import Alarm, Position, Quality
+from rules import device_alarm, fatigue, geofence, night_ban, offline, overspeed, route_deviation
+from rules.context import RuleContext, make_fix
+
+log = logging.getLogger(__name__)
+
+# The rule order, in one place (read top to bottom). Each module has NAME, State, process,
+# dump and load.
+RULES: tuple[ModuleType, ...] = (
+    offline,  # remembers the last fix; offline displacement on reappearance
+    device_alarm,  # bits the terminal set itself
+    overspeed,  # limit: speed zone > route > vehicle > class, night factor
+    fatigue,  # fatigue_driving, fatigue_warning, daily_driving_limit
+    night_ban,  # coaches 02:00-05:00
+    route_deviation,  # assigned routes
+    geofence,  # forbidden / keep-in / watch (speed zones feed overspeed)
+)
+
+
+@dataclass(slots=True)
+class VehicleState:
+    """One vehicle's evaluation state.
+
+    Attributes:
+        last: the last evaluated fix ``(epoch_s, lat, lon, speed_kmh)`` or None.
+        rules: rule NAME -> that rule's frozen state object.
+    """
+
+    last: tuple[float, float, float, float] | None = None
+    rules: dict[str, Any] = field(default_factory=dict)
+
+    def rule(self, module: ModuleType) -> Any:
+        found = self.rules.get(module.NAME)
+        return found if found is not None else module.State()
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready dict (what ``rule_state.state`` stores)."""
+        return {
+            "last": list(self.last) if self.last is not None else None,
+            "rules": {m.NAME: m.dump(self.rules[m.NAME]) for m in RULES if m.NAME in self.rules},
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> VehicleState:
+        """Inverse of :meth:`to_json`; unknown rules are ignored, missing ones start fresh."""
+        last = data.get("last")
+        rules_data = data.get("rules") or {}
+        rules = {m.NAME: m.load(rules_data[m.NAME]) for m in RULES if m.NAME in rules_data}
+        return cls(last=tuple(last) if last else None, rules=rules)  # type: ignore[arg-type]
+
+
+class Engine:
+    """Runs :data:`RULES` over positions. Stateless itself: state in, state out.
+
+    ``rules`` may be overridden (tests: a rule that raises); default :data:`RULES`.
+    """
+
+    def __init__(self, rules: tuple[ModuleType, ...] = RULES) -> None:
+        self.rules = rules
+        self.errors = 0
+
+    @staticmethod
+    def order(state: VehicleState, position: Position) -> str:
+        """``new``, ``duplicate`` (same fix time as the last evaluated fix) or ``late``."""
+        if state.last is None:
+            return "new"
+        t = position.fix_time.timestamp()
+        if t > state.last[0]:
+            return "new"
+        return "duplicate" if t == state.last[0] else "late"
+
+    def process(
+        self, state: VehicleState, position: Position, ctx: RuleContext
+    ) -> tuple[VehicleState, list[Alarm]]:
+        """Evaluate one position of the vehicle of ``ctx`` (module docstring for the steps).
+
+        Returns the new state (a new object; ``state`` is not modified) and the alarm events
+        (``opened``/``closed``) in the order the rules raised them.
+        """
+        rules = dict(state.rules)
+        alarms: list[Alarm] = []
+        t = position.fix_time.timestamp()
+        off = rules.get(offline.NAME) or offline.State()
+        if ctx.clock == "fix":
+            off, out = offline.tick(off, t, ctx)
+            alarms += out
+            seen_t = t
+        else:
+            received = position.received_at
+            seen_t = received.timestamp() if received is not None else t
+        off, out = offline.seen(off, seen_t, ctx)
+        alarms += out
+        rules[offline.NAME] = off
+        if (
+            position.quality is Quality.INVALID
+            or (state.last is not None and t <= state.last[0])
+            or position.quality is Quality.DRIFT
+        ):
+            return VehicleState(last=state.last, rules=rules), alarms
+        fix = make_fix(position, state.last, ctx.local)
+        for module in self.rules:
+            name = module.NAME
+            current = rules.get(name)
+            if current is None:
+                current = module.State()
+            try:
+                new, out = module.process(current, fix, ctx)
+            except Exception:
+                self.errors += 1
+                log.exception(
+                    "rule %s failed for vehicle %s (terminal %s) at %s; skipped",
+                    name,
+                    ctx.vehicle.vehicle_id,
+                    ctx.vehicle.terminal_id,
+                    position.fix_time.isoformat(),
+                )
+                continue
+            rules[name] = new
+            alarms += out
+        last = (t, position.latitude, position.longitude, position.speed_kmh)
+        return VehicleState(last=last, rules=rules), alarms
+
+    def tick(
+        self, state: VehicleState, now_t: float, ctx: RuleContext
+    ) -> tuple[VehicleState, list[Alarm]]:
+        """The offline timer at clock time ``now_t`` (epoch seconds)."""
+        off = state.rules.get(offline.NAME)
+        if off is None:
+            return state, []
+        new, alarms = offline.tick(off, now_t, ctx)
+        if new is off:
+            return state, alarms
+        rules = dict(state.rules)
+        rules[offline.NAME] = new
+        return VehicleState(last=state.last, rules=rules), alarms
+
+
+def merge_events(events: list[Alarm]) -> list[Alarm]:
+    """Collapse opened/closed events into one alarm per dedup key (the latest event wins,
+    keeping the first ``first_fix_time``), ordered by start, then type, then key."""
+    merged: dict[str, Alarm] = {}
+    for alarm in events:
+        previous = merged.get(alarm.dedup_key)
+        if previous is not None and previous.first_fix_time is not None:
+            from dataclasses import replace
+
+            alarm = replace(alarm, first_fix_time=previous.first_fix_time)
+        merged[alarm.dedup_key] = alarm
+    return sorted(merged.values(), key=lambda a: (a.started_at, a.alarm_type, a.dedup_key))

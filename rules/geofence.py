@@ -1,0 +1,242 @@
+"""Geofence (电子围栏) enter/exit, forbidden areas and keep-in areas.
+
+Regulation (DOMAIN.md, Geofences; GB/T 35658-2017 makes area alarms a platform duty):
+
+- ``forbidden`` (禁入): ``forbidden_area_entry`` opens on entry, closes on exit;
+- ``keep_in`` (禁出): ``keep_in_area_exit`` opens on leaving (or at the first fix outside),
+  closes on return;
+- ``watch``: ``geofence_enter`` / ``geofence_exit``, instantaneous (ended_at = started_at);
+- ``speed_zone``: no alarm of its own; its limit is used by overspeed.
+
+Flapping: a vehicle counts as inside only ``geofence_hysteresis_m`` (30 m) inside the boundary and
+as outside only that far outside it; between the two its state is unchanged, so a parked vehicle
+whose GPS drifts across the boundary raises nothing. ``geofence_dwell_s`` (default 0) optionally
+requires the new state to last that long (the event keeps its first fix's time).
+
+Sparse fixes: when both fixes are outside a forbidden or watch fence but the straight segment
+between them passes through it (deeper than the hysteresis), the pass is reported with times
+interpolated along the segment and ``"inferred_from_segment": true``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import shapely
+from shapely import LineString
+
+from gps_monitor.geofences import Geofence, GeofenceKind
+from gps_monitor.models import Alarm
+from rules.context import Fix, RuleContext, fence_hits
+
+NAME = "geofence"
+_ALARM_ON_INSIDE = {GeofenceKind.FORBIDDEN: "forbidden_area_entry"}
+_ALARM_ON_OUTSIDE = {GeofenceKind.KEEP_IN: "keep_in_area_exit"}
+
+
+@dataclass(frozen=True, slots=True)
+class FenceTrack:
+    """The vehicle's state for one geofence: inside or not, a pending change, an open alarm."""
+
+    inside: bool
+    since_t: float
+    pending_t: float | None = None
+    open_t: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class State:
+    """Per geofence id, a :class:`FenceTrack` (only fences the vehicle is inside of, keep-in
+    fences it is outside of, and fences with a pending change)."""
+
+    fences: dict[str, FenceTrack] | None = None
+
+
+def _details(fence: Geofence, **extra: Any) -> dict[str, Any]:
+    return {"geofence_id": fence.id, "geofence_name": fence.name, "kind": str(fence.kind)} | extra
+
+
+def _transition(
+    fence: Geofence,
+    inside: bool,
+    at_t: float,
+    track: FenceTrack | None,
+    ctx: RuleContext,
+    fix: Fix,
+    alarms: list[Alarm],
+) -> FenceTrack:
+    kind = fence.kind
+    if kind is GeofenceKind.WATCH:
+        alarm_type = "geofence_enter" if inside else "geofence_exit"
+        alarms.append(
+            ctx.alarm(
+                alarm_type,
+                at_t,
+                discriminator=fence.id,
+                ended_t=at_t,
+                details=_details(fence),
+                first_fix_t=at_t,
+                last_fix_t=at_t,
+            )
+        )
+        return FenceTrack(inside=inside, since_t=at_t)
+    opening = _ALARM_ON_INSIDE.get(kind) if inside else _ALARM_ON_OUTSIDE.get(kind)
+    closing = _ALARM_ON_OUTSIDE.get(kind) if inside else _ALARM_ON_INSIDE.get(kind)
+    if closing and track is not None and track.open_t is not None:
+        alarms.append(
+            ctx.alarm(
+                closing,
+                track.open_t,
+                discriminator=fence.id,
+                ended_t=at_t,
+                details=_details(fence),
+                first_fix_t=track.open_t,
+                last_fix_t=fix.t,
+                event="closed",
+            )
+        )
+    if opening:
+        alarms.append(
+            ctx.alarm(
+                opening,
+                at_t,
+                discriminator=fence.id,
+                details=_details(fence),
+                first_fix_t=at_t,
+                last_fix_t=fix.t,
+            )
+        )
+        return FenceTrack(inside=inside, since_t=at_t, open_t=at_t)
+    return FenceTrack(inside=inside, since_t=at_t)
+
+
+def _segment_passes(fix: Fix, ctx: RuleContext, tracked: set[str], alarms: list[Alarm]) -> None:
+    """Report fences the segment from the previous fix crossed though both ends are outside."""
+    if fix.prev_x is None or fix.prev_y is None or fix.prev_t is None:
+        return
+    geo = ctx.geo
+    h = ctx.settings.geofence_hysteresis_m
+    if fix.step_m <= 2 * h + 1.0:
+        return
+    zone = geo.fence_zone(fix.zone)
+    vehicle = ctx.vehicle
+    segment: LineString | None = None
+    for i in zone.crossed(fix.prev_x, fix.prev_y, fix.x, fix.y):
+        fence = geo.geofences[i]
+        if fence.kind not in (GeofenceKind.FORBIDDEN, GeofenceKind.WATCH):
+            continue
+        if fence.id in tracked or not fence.applies_to(vehicle.vehicle_class, vehicle.vehicle_id):
+            continue
+        if fence.active_hours is not None and not fence.active_hours.contains(fix.minute_of_day):
+            continue
+        geom = zone.geometries[i]
+        assert geom is not None
+        inner = geom.buffer(-h) if h > 0 else geom
+        segment = segment or LineString([(fix.prev_x, fix.prev_y), (fix.x, fix.y)])
+        crossing = segment.intersection(inner)
+        if crossing.is_empty:
+            continue
+        ends = shapely.line_locate_point(segment, shapely.points(shapely.get_coordinates(crossing)))
+        length = segment.length or 1.0
+        t0 = fix.prev_t + fix.dt_s * float(ends.min()) / length
+        t1 = fix.prev_t + fix.dt_s * float(ends.max()) / length
+        extra = {"inferred_from_segment": True}
+        if fence.kind is GeofenceKind.WATCH:
+            for alarm_type, at in (("geofence_enter", t0), ("geofence_exit", t1)):
+                alarms.append(
+                    ctx.alarm(
+                        alarm_type,
+                        at,
+                        discriminator=fence.id,
+                        ended_t=at,
+                        details=_details(fence, **extra),
+                        first_fix_t=fix.prev_t,
+                        last_fix_t=fix.t,
+                    )
+                )
+        else:
+            alarms.append(
+                ctx.alarm(
+                    "forbidden_area_entry",
+                    t0,
+                    discriminator=fence.id,
+                    ended_t=t1,
+                    details=_details(fence, **extra),
+                    first_fix_t=fix.prev_t,
+                    last_fix_t=fix.t,
+                )
+            )
+
+
+def process(state: State, fix: Fix, ctx: RuleContext) -> tuple[State, list[Alarm]]:
+    """Step every geofence near the fix, and those the vehicle was inside of (module
+    docstring)."""
+    geo = ctx.geo
+    if not geo.geofences:
+        return state, []
+    old = state.fences or {}
+    h = ctx.settings.geofence_hysteresis_m
+    dwell = ctx.settings.geofence_dwell_s
+    distances: dict[str, tuple[Geofence, float]] = {
+        fence.id: (fence, signed)
+        for fence, signed in fence_hits(fix, ctx)
+        if fence.kind is not GeofenceKind.SPEED_ZONE
+    }
+    zone = geo.fence_zone(fix.zone)
+    vehicle = ctx.vehicle
+    for fence_id in old:
+        if fence_id not in distances and fence_id in geo.fence_pos:
+            i = geo.fence_pos[fence_id]
+            distances[fence_id] = (geo.geofences[i], zone.signed_distance_m(i, fix.x, fix.y))
+    for i in geo.keep_in_positions:
+        fence = geo.geofences[i]
+        if (
+            fence.id not in distances
+            and fence.applies_to(vehicle.vehicle_class, vehicle.vehicle_id)
+            and (fence.active_hours is None or fence.active_hours.contains(fix.minute_of_day))
+        ):
+            distances[fence.id] = (fence, zone.signed_distance_m(i, fix.x, fix.y))
+    alarms: list[Alarm] = []
+    new: dict[str, FenceTrack] = {}
+    for fence_id, (fence, signed_m) in distances.items():
+        track = old.get(fence_id)
+        inside_now = track.inside if track is not None else fence.kind is GeofenceKind.KEEP_IN
+        if math.isinf(signed_m):
+            signed_m = math.inf
+        if inside_now and signed_m > h:
+            wanted = False
+        elif not inside_now and signed_m < -h:
+            wanted = True
+        else:
+            wanted = inside_now
+        if wanted == inside_now:
+            if track is not None and track.pending_t is not None:
+                track = FenceTrack(track.inside, track.since_t, None, track.open_t)
+        elif dwell > 0:
+            pending = track.pending_t if track is not None and track.pending_t else fix.t
+            if fix.t - pending >= dwell:
+                track = _transition(fence, wanted, pending, track, ctx, fix, alarms)
+            else:
+                base = track or FenceTrack(inside=inside_now, since_t=fix.t)
+                track = FenceTrack(base.inside, base.since_t, pending, base.open_t)
+        else:
+            track = _transition(fence, wanted, fix.t, track, ctx, fix, alarms)
+        if track is not None and (
+            track.inside != (fence.kind is GeofenceKind.KEEP_IN)
+            or track.pending_t is not None
+            or track.open_t is not None
+        ):
+            new[fence_id] = track
+    _segment_passes(fix, ctx, set(old) | set(new), alarms)
+    return (State(fences=new or None) if new != old else state), alarms
+
+
+def dump(state: State) -> dict[str, Any]:
+    return {"fences": {k: asdict(v) for k, v in (state.fences or {}).items()}}
+
+
+def load(data: dict[str, Any]) -> State:
+    fences = {k: FenceTrack(**v) for k, v in (data.get("fences") or {}).items()}
+    return State(fences=fences or None)

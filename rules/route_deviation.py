@@ -1,0 +1,141 @@
+"""Route deviation (偏离路线).
+
+Regulation (DOMAIN.md, Route deviation; GB/T 35658-2017 makes it a platform duty): a route is a
+polyline with a corridor half-width (m), an optional daily time window and assigned vehicles.
+Deviation = outside the corridor for at least ``route_deviation_min_duration_s`` (60 s) or,
+when set, ``route_deviation_min_distance_m`` driven outside. Back on route only once well inside:
+within ``route_return_fraction`` (75 %) of the corridor half-width (hysteresis).
+
+No alarm before the trip has joined the route (first fix well inside the corridor, not in the
+last ``route_end_margin_m`` of it) or after it has left it at the end: leaving the corridor when
+the last fix inside was within ``route_end_margin_m`` of the route's end finishes the trip (depot,
+yard); the vehicle must join again.
+
+Time outside is measured between fixes (first fix outside to the latest), as for overspeed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+from shapely import Point
+
+from gps_monitor.models import Alarm
+from rules.context import Fix, RuleContext
+
+NAME = "route_deviation"
+
+
+@dataclass(frozen=True, slots=True)
+class Track:
+    """Progress of the vehicle on one route."""
+
+    joined: bool = False
+    along_m: float = 0.0
+    outside_since_t: float | None = None
+    outside_m: float = 0.0
+    open_t: float | None = None
+    max_offset_m: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class State:
+    """Per assigned route id, its :class:`Track`."""
+
+    routes: dict[str, Track] | None = None
+
+
+def _alarm(
+    route_id: str, track: Track, ctx: RuleContext, fix: Fix, corridor_m: float, closed: bool
+) -> Alarm:
+    assert track.outside_since_t is not None
+    return ctx.alarm(
+        NAME,
+        track.outside_since_t,
+        discriminator=route_id,
+        ended_t=fix.t if closed else None,
+        details={
+            "route_id": route_id,
+            "corridor_m": corridor_m,
+            "max_offset_m": round(track.max_offset_m, 1),
+            "outside_distance_m": round(track.outside_m, 1),
+            "left_route_at_m": round(track.along_m, 1),
+        },
+        first_fix_t=track.outside_since_t,
+        last_fix_t=fix.t,
+        event="closed" if closed else "opened",
+    )
+
+
+def _step(route_id: str, track: Track, fix: Fix, ctx: RuleContext, alarms: list[Alarm]) -> Track:
+    route = ctx.geo.routes.get(route_id)
+    line = ctx.geo.route_geometry(route_id, fix.zone) if route is not None else None
+    if route is None or line is None:
+        return track
+    s = ctx.settings
+    if not ctx.in_window(route.active_hours, fix.minute_of_day):
+        if track.open_t is not None:
+            alarms.append(_alarm(route_id, track, ctx, fix, route.corridor_m, closed=True))
+        return Track()
+    point = Point(fix.x, fix.y)
+    offset_m = float(line.distance(point))
+    half = route.corridor_m
+    well_inside = offset_m <= half * s.route_return_fraction
+    end_m = float(line.length) - s.route_end_margin_m
+    if not track.joined:
+        if well_inside:
+            along = float(line.project(point))
+            if along < end_m:
+                return Track(joined=True, along_m=along)
+        return track
+    if well_inside or (offset_m <= half and track.outside_since_t is None):
+        if track.open_t is not None:
+            alarms.append(_alarm(route_id, track, ctx, fix, half, closed=True))
+        return Track(joined=True, along_m=float(line.project(point)))
+    # outside the corridor, or in the hysteresis band after being outside: still outside
+    if track.outside_since_t is None:
+        if track.along_m >= end_m:
+            return Track()  # left at the end of the route: trip finished
+        track = replace(track, outside_since_t=fix.t, max_offset_m=offset_m)
+    else:
+        track = replace(
+            track,
+            outside_m=track.outside_m + fix.step_m,
+            max_offset_m=max(track.max_offset_m, offset_m),
+        )
+    assert track.outside_since_t is not None
+    if track.open_t is None:
+        long_enough = fix.t - track.outside_since_t >= s.route_deviation_min_duration_s
+        far_enough = (
+            s.route_deviation_min_distance_m is not None
+            and track.outside_m >= s.route_deviation_min_distance_m
+        )
+        if long_enough or far_enough:
+            track = replace(track, open_t=track.outside_since_t)
+            alarms.append(_alarm(route_id, track, ctx, fix, half, closed=False))
+    return track
+
+
+def process(state: State, fix: Fix, ctx: RuleContext) -> tuple[State, list[Alarm]]:
+    """Step every route assigned to the vehicle with one fix (module docstring)."""
+    route_ids = ctx.vehicle.route_ids
+    if not route_ids and not state.routes:
+        return state, []
+    alarms: list[Alarm] = []
+    old = state.routes or {}
+    new: dict[str, Track] = {}
+    for route_id in route_ids:
+        track = _step(route_id, old.get(route_id, Track()), fix, ctx, alarms)
+        if track != Track():
+            new[route_id] = track
+    return (State(routes=new or None) if new != old else state), alarms
+
+
+def dump(state: State) -> dict[str, Any]:
+    return {"routes": {k: asdict(v) for k, v in (state.routes or {}).items()}}
+
+
+def load(data: dict[str, Any]) -> State:
+    routes = {k: Track(**v) for k, v in (data.get("routes") or {}).items()}
+    return State(routes=routes or None)
