@@ -99,10 +99,11 @@ async def live(websocket: WebSocket) -> None:
         if token
         else None
     )
+    await websocket.accept()
     if user is None:
+        # accepted then closed with a code the page understands (a refused handshake is 1006)
         await websocket.close(code=CLOSE_UNAUTHORIZED, reason="login required")
         return
-    await websocket.accept()
     client = LiveClient(user, websocket.send_text, settings)
     hub.clients.add(client)  # before the snapshot: nothing published meanwhile is missed
     sender: asyncio.Task[None] | None = None
