@@ -30,8 +30,10 @@ def test_gcj02_to_wgs84_inverts_to_below_a_millimetre(wgs_lat, wgs_lon, gcj_lat,
 
 def test_outside_china_is_identity_and_geojson_polygons_convert() -> None:
     assert wgs84_to_gcj02(53.4, -2.98) == (53.4, -2.98)  # Liverpool
-    gcj = [list(reversed(wgs84_to_gcj02(lat, lon))) for lat, lon in
-           ((29.5, 106.5), (29.5, 106.6), (29.6, 106.6), (29.5, 106.5))]
+    gcj = [
+        list(reversed(wgs84_to_gcj02(lat, lon)))
+        for lat, lon in ((29.5, 106.5), (29.5, 106.6), (29.6, 106.6), (29.5, 106.5))
+    ]
     back = geojson_gcj02_to_wgs84({"type": "Polygon", "coordinates": [gcj]})
     expected = [[106.5, 29.5], [106.6, 29.5], [106.6, 29.6], [106.5, 29.5]]
     for (lon, lat), (elon, elat) in zip(back["coordinates"][0], expected, strict=True):
