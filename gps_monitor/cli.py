@@ -24,6 +24,9 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("demo", "gps_monitor.demo", "run the whole system on the shipped demo data"),
     ("jt808", "ingest.jt808.cli", "run the JT/T 808 TCP gateway (terminals -> MQTT)"),
     ("jt808-sim", "ingest.jt808.sim", "simulated JT/T 808 terminals sending a track file"),
+    ("report", "web.reports.cli", "reports: `report evidence`, `report kpi`"),
+    ("hold", "gps_monitor.db.holds_cli", "legal holds: `hold seal`, `hold list`, `hold release`"),
+    ("retention", "gps_monitor.db.retention", "delete data past retention, never sealed data"),
 )
 
 

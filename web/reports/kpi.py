@@ -15,8 +15,8 @@ denominator is 0; rates in percent, 2 decimals):
   period; a stretch whose ``interval_s`` > ``reports.kpi_gap_s`` (300 s) AND ``distance_m`` >
   ``reports.kpi_gap_m`` (1 km) is incomplete.
 - 数据合格率 data_quality = ok records / all records in the period.
-- 漂移车辆率 drift_rate = vehicles with at least one drift record / online vehicles (at least one
-  record in the period).
+- 漂移车辆率 drift_rate = vehicles with at least one drift record / online vehicles (connected
+  vehicles with at least one record in the period).
 - overspeed_per_vehicle = alarms of ``reports.kpi_overspeed_alarm_types`` started in the period
   / online vehicles.
 - fatigue_hours_per_vehicle = hours of ``reports.kpi_fatigue_alarm_types`` episodes inside the
@@ -284,13 +284,13 @@ async def compute_kpis(
                 counts.valid_records += row["n_ok"]
                 counts.distance_m += row["dist"]
                 counts.incomplete_distance_m += row["dist_gap"]
-            day = day_counts(unit, row["day"])
-            day.online_vehicles += 1
-            day.drift_vehicles += 1 if row["n_drift"] else 0
-            if first_ok[vid] is not None:
+            if first_ok[vid] is not None:  # online = a connected vehicle with a record
+                day = day_counts(unit, row["day"])
+                day.online_vehicles += 1
+                day.drift_vehicles += 1 if row["n_drift"] else 0
                 day.online_vehicle_days += 1
                 unit.period.online_vehicle_days += 1
-    for vid in online:
+    for vid in (v for v in online if first_ok[v] is not None):
         for unit in targets(vid):
             unit.period.online_vehicles += 1
             unit.period.drift_vehicles += 1 if vid in drifted else 0
