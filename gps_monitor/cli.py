@@ -27,6 +27,8 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("report", "web.reports.cli", "reports: `report evidence`, `report kpi`"),
     ("hold", "gps_monitor.db.holds_cli", "legal holds: `hold seal`, `hold list`, `hold release`"),
     ("retention", "gps_monitor.db.retention", "delete data past retention, never sealed data"),
+    ("web", "web.cli", "serve the live map, REST API and websocket feed"),
+    ("user", "web.user_cli", "web users: `user create NAME --role ...`"),
 )
 
 
