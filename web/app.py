@@ -23,6 +23,7 @@ from gps_monitor.db.users import UserError
 from gps_monitor.errors import ConfigurationError, GeometryError, NotFoundError, StateError
 from web.hub import LiveHub
 from web.routers import alarms, auth, geofences, live, pages, positions, registry, tracks
+from web.routers import reports as reports_router
 from web.routers.pages import STATIC_DIR
 
 ROUTERS: tuple[APIRouter, ...] = (
@@ -34,6 +35,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     geofences.router,
     live.router,
     pages.router,
+    reports_router.router,
 )
 
 INSECURE_SECRETS = {"", "dev-insecure-secret-change-me", "secret", "changeme", "change-me"}

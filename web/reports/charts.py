@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import math
+import threading
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -28,6 +29,8 @@ from pyproj import Transformer  # noqa: E402
 from web.reports.evidence import EvidencePosition, EvidenceReport, Shape  # noqa: E402
 
 DPI = 150
+# pyplot keeps global state: reports rendered in worker threads (the API) draw one at a time
+_DRAW_LOCK = threading.Lock()
 
 
 @lru_cache(maxsize=4)
@@ -86,6 +89,11 @@ def track_map_png(
     report: EvidenceReport, font_path: str, size_in: tuple[float, float] = (7.2, 5.0)
 ) -> bytes:
     """PNG bytes of the track map (see module docstring)."""
+    with _DRAW_LOCK:
+        return _track_map_png(report, font_path, size_in)
+
+
+def _track_map_png(report: EvidenceReport, font_path: str, size_in: tuple[float, float]) -> bytes:
     ok = [p for p in report.positions if p.quality == "ok"]
     drift = [p for p in report.positions if p.quality == "drift"]
     with plt.rc_context(_style(font_path)):
@@ -252,6 +260,11 @@ def speed_chart_png(
 ) -> bytes:
     """PNG bytes of reported speed over local fix time, the limit as a dashed line and the
     episode shaded. Invalid fixes are left out; drift fixes shown as grey crosses."""
+    with _DRAW_LOCK:
+        return _speed_chart_png(report, font_path, size_in)
+
+
+def _speed_chart_png(report: EvidenceReport, font_path: str, size_in: tuple[float, float]) -> bytes:
     tz = report.tz
     ok = [p for p in report.positions if p.quality == "ok"]
     drift = [p for p in report.positions if p.quality == "drift"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import date, datetime
 from typing import Any
 
@@ -70,7 +71,7 @@ async def evidence_report(
             pool, vehicle_id, start, end, settings,
             generated_by=generated_by, speed_limit_kmh=speed_limit_kmh,
         )  # fmt: skip
-    data = render_evidence(report, fmt, settings)
+    data = await asyncio.to_thread(render_evidence, report, fmt, settings)
     await report_log.record(
         pool,
         report_number=report.report_number,
