@@ -52,6 +52,11 @@ class MqttSettings(BaseModel):
     password: str | None = None
     tls: bool = False
     tls_ca_file: str | None = None
+    protocol_version: Literal["5", "3.1.1"] = Field(
+        default="5",
+        description="MQTT protocol version of every client (the embedded demo broker, amqtt, "
+        "speaks 3.1.1 only).",
+    )
     client_id: str = Field(
         default="gps-monitor-ingest",
         description="Stable client id: the broker keeps the persistent session under it.",

@@ -74,7 +74,7 @@ def build_client(
     client_id: str | None = None,
     persistent: bool = False,
     manual_ack: bool = False,
-    protocol: aiomqtt.ProtocolVersion = aiomqtt.ProtocolVersion.V5,
+    protocol: aiomqtt.ProtocolVersion | None = None,
     **kwargs: Any,
 ) -> aiomqtt.Client:
     """An (unconnected) aiomqtt client for the configured broker; use it as ``async with``.
@@ -88,13 +88,19 @@ def build_client(
             settings.session_expiry_s``; v3.1.1 ``clean_session=False``.
         manual_ack: do not acknowledge QoS 1/2 messages on arrival; the caller must call
             :func:`ack` for each one (after it is durably handled).
-        protocol: MQTT version (v5 default; v3.1.1 supported).
+        protocol: MQTT version; default from ``settings.protocol_version`` (5 or 3.1.1).
         kwargs: passed to ``aiomqtt.Client`` (e.g. ``max_queued_incoming_messages``).
 
     Raises:
         ConfigurationError: no broker host configured, or a TLS CA file that cannot be read.
     """
     host = require_host(settings)
+    if protocol is None:
+        protocol = (
+            aiomqtt.ProtocolVersion.V5
+            if settings.protocol_version == "5"
+            else aiomqtt.ProtocolVersion.V311
+        )
     identifier = client_id or settings.client_id
     options: dict[str, Any] = {
         "username": settings.username,

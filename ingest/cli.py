@@ -21,8 +21,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-async def serve(settings: Settings, *, upgrade: bool = True) -> None:
-    """Run the worker until cancelled (SIGTERM/SIGINT end it cleanly)."""
+async def serve(
+    settings: Settings, ready: asyncio.Event | None = None, *, upgrade: bool = False
+) -> None:
+    """Run the ingest worker until cancelled; ``ready`` is set once it is subscribed.
+
+    This is the service entry point ``gps-monitor demo`` starts (see ``SERVICES`` there).
+
+    Raises:
+        ConfigurationError: no database URL or broker host configured.
+    """
     from ingest.worker import IngestWorker
 
     require_host(settings.mqtt)
@@ -33,7 +41,19 @@ async def serve(settings: Settings, *, upgrade: bool = True) -> None:
         finally:
             await conn.close()
     worker = IngestWorker(settings)
-    task = asyncio.create_task(worker.run())
+    waiter: asyncio.Task[bool] | None = None
+    if ready is not None:
+        waiter = asyncio.create_task(worker.ready.wait())
+        waiter.add_done_callback(lambda t: None if t.cancelled() else ready.set())
+    try:
+        await worker.run()
+    finally:
+        if waiter is not None:
+            waiter.cancel()
+
+
+async def _main(settings: Settings, upgrade: bool) -> None:
+    task = asyncio.create_task(serve(settings, upgrade=upgrade))
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError):
@@ -43,5 +63,5 @@ async def serve(settings: Settings, *, upgrade: bool = True) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    asyncio.run(serve(settings, upgrade=not args.no_upgrade))
+    asyncio.run(_main(settings, upgrade=not args.no_upgrade))
     return 0

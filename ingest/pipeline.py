@@ -99,13 +99,15 @@ class Pipeline:
         """
         state = await self._state(conn, vehicle.id)
         appended = 0
-        for position in sorted(positions, key=lambda p: p.fix_time):
+        ordered = sorted(positions, key=lambda p: p.fix_time)
+        for i, position in enumerate(ordered):
             p = position.evolve(vehicle_id=vehicle.id, company_id=vehicle.company_id)
             key = (vehicle.id, p.fix_time)
             if key in pending_keys:
                 self.stats.duplicate_in_batch += 1
                 continue
-            row = await self._judge_one(conn, state, p, raw_index, batch, pending_keys)
+            following = ordered[i + 1 :]
+            row = await self._judge_one(conn, state, p, raw_index, batch, pending_keys, following)
             pending_keys[key] = len(batch.positions)
             batch.positions.append(row)
             appended += 1
@@ -119,6 +121,7 @@ class Pipeline:
         raw_index: int,
         batch: WriteBatch,
         pending_keys: dict[tuple[int, datetime], int],
+        following: list[Position],
     ) -> PositionRow:
         assert p.received_at is not None and p.vehicle_id is not None
         reason = invalid_reason(p, p.received_at, self.settings)
@@ -130,7 +133,7 @@ class Pipeline:
             )
         if late:
             self.stats.late += 1
-            before, after = await self._neighbours(conn, p, batch, pending_keys)
+            before, after = await self._neighbours(conn, p, batch, pending_keys, following)
             quality = judge_late_drift(before, p, after, self.settings)
             return self._row(
                 p.evolve(quality=quality, quality_reason=_drift_reason(quality), late=True),
@@ -189,8 +192,10 @@ class Pipeline:
         p: Position,
         batch: WriteBatch,
         pending_keys: dict[tuple[int, datetime], int],
+        following: list[Position],
     ) -> tuple[Position | None, Position | None]:
-        """Nearest ok fixes before and after ``p``: stored ones and those in the open batch."""
+        """Nearest fixes before and after ``p``: stored and pending ok ones, and the next valid
+        fix of the same message (a blind-area upload carries its own neighbours)."""
         assert p.vehicle_id is not None
         before, after = await positions_db.neighbour_ok_fixes(conn, p.vehicle_id, p.fix_time)
         for (vid, fix_time), index in pending_keys.items():
@@ -203,6 +208,14 @@ class Pipeline:
                 before = candidate
             elif fix_time > p.fix_time and (after is None or fix_time < after.fix_time):
                 after = candidate
+        for candidate in following:
+            if candidate.fix_time <= p.fix_time:
+                continue
+            if invalid_reason(candidate, p.received_at or candidate.fix_time, self.settings):
+                continue
+            if after is None or candidate.fix_time < after.fix_time:
+                after = candidate
+            break
         return before, after
 
 
