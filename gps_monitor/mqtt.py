@@ -118,7 +118,7 @@ def build_client(
                 f"{settings.tls_ca_file!r} ({error})"
             ) from error
     if protocol == aiomqtt.ProtocolVersion.V5:
-        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        properties = Properties(PacketTypes.CONNECT)
         if persistent:
             properties.SessionExpiryInterval = settings.session_expiry_s
             options["clean_start"] = False

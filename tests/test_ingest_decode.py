@@ -1,0 +1,86 @@
+"""Decoding MQTT payloads of the contract into positions (no broker needed: pure)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from gps_monitor.config import IngestSettings
+from gps_monitor.errors import PayloadError
+from gps_monitor.payload import position_to_payload
+from ingest.decode import decode_positions
+
+SETTINGS = IngestSettings()
+NOW = datetime(2026, 1, 26, 0, 5, tzinfo=UTC)
+
+
+def _decode(payload: object, kind: str = "position") -> list:  # type: ignore[type-arg]
+    raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    return decode_positions(raw, kind, "013800000001", NOW, SETTINGS)  # type: ignore[arg-type]
+
+
+def test_epoch_ms_and_iso_offset_give_the_same_utc_fix_time() -> None:
+    a = _decode({"fix_time": 1769385600000, "latitude": 29.5, "longitude": 106.5, "speed_kmh": 0})
+    b = _decode(
+        {"fix_time": "2026-01-26T08:00:00+08:00", "latitude": 29.5, "longitude": 106.5,
+         "speed_kmh": 0}
+    )  # fmt: skip
+    assert a[0].fix_time == b[0].fix_time == datetime(2026, 1, 26, tzinfo=UTC)
+    assert a[0].received_at == NOW and a[0].terminal_id == "013800000001"
+
+
+def test_all_contract_fields_are_carried() -> None:
+    payload = {
+        "fix_time": "2026-01-26T08:00:00+08:00", "latitude": 29.5, "longitude": 106.5,
+        "speed_kmh": 62.5, "heading_deg": 271, "altitude_m": 310, "satellites": 11,
+        "fix_valid": True, "acc_on": True, "alarm_flags": 0b10, "status_flags": 0b11,
+        "mileage_km": 12345.6, "extras": {"fuel_l": 80.5},
+    }  # fmt: skip
+    (p,) = _decode(payload)
+    assert (p.speed_kmh, p.heading_deg, p.altitude_m, p.satellites) == (62.5, 271, 310, 11)
+    assert (p.acc_on, p.alarm_flags, p.status_flags, p.mileage_km) == (True, 2, 3, 12345.6)
+    assert p.extras == {"fuel_l": 80.5}
+    # and back: the replay tool publishes what ingest reads
+    assert position_to_payload(p)["heading_deg"] == 271
+
+
+def test_a_blind_area_batch_keeps_every_position_and_its_reupload_flag() -> None:
+    items = [
+        {"fix_time": f"2026-01-26T08:00:0{i}+08:00", "latitude": 29.5, "longitude": 106.5,
+         "speed_kmh": 10, "reupload": True}
+        for i in range(3)
+    ]  # fmt: skip
+    positions = _decode(items, "batch")
+    assert len(positions) == 3 and all(p.reupload for p in positions)
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason", "detail"),
+    [
+        ({"fix_time": "2026-01-26T08:00:00+08:00", "latitude": 29.5, "longitude": 106.5,
+          "speed_kmh": -3}, "wrong_type", "speed_kmh"),
+        ({"fix_time": "2026-01-26T08:00:00+08:00", "latitude": 29.5, "longitude": 106.5,
+          "speed_kmh": 3, "alarm_flags": 2**32}, "wrong_type", "alarm_flags"),
+        ({"fix_time": 12, "latitude": 29.5, "longitude": 106.5, "speed_kmh": 3},
+         "wrong_type", "epoch milliseconds"),
+        ({"fix_time": "2026-01-26T08:00:00+08:00", "latitude": 29.5, "longitude": 106.5,
+          "speed_kmh": 3, "terminal_id": "013899999999"}, "wrong_type", "the topic's"),
+        ({"fix_time": "2026-01-26T08:00:00+08:00", "latitude": True, "longitude": 106.5,
+          "speed_kmh": 3}, "wrong_type", "latitude"),
+    ],
+)  # fmt: skip
+def test_bad_values_are_rejected_with_the_field_named(
+    payload: dict[str, object], reason: str, detail: str
+) -> None:
+    with pytest.raises(PayloadError) as caught:
+        _decode(payload)
+    assert caught.value.reason == reason
+    assert detail in caught.value.detail
+
+
+def test_out_of_range_coordinates_are_not_a_decoding_error() -> None:
+    # stored and flagged invalid by the quality pipeline instead (DOMAIN.md)
+    (p,) = _decode({"fix_time": 1769385600000, "latitude": 123.4, "longitude": 0, "speed_kmh": 0})
+    assert p.latitude == 123.4

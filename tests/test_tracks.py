@@ -1,0 +1,134 @@
+"""Track file readers: real files from ../shared/data and small hand-written ones per format."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from itertools import pairwise
+from pathlib import Path
+
+import pytest
+
+from gps_monitor.errors import GpsMonitorError, PayloadError
+from gps_monitor.geo import distance_m
+from gps_monitor.tracks import read_track, replay_order
+
+
+def test_tdrive_times_are_beijing_local_and_speed_is_derived(shared_data: Path) -> None:
+    tracks = read_track(shared_data / "tdrive_beijing_taxi_1.txt", "tdrive")
+    track = tracks["tdrive-1"]
+    assert len(track) == 588 and len({p.fix_time for p in track}) == 564
+    # first row: 1,2008-02-02 15:36:08,116.51172,39.92123 (longitude first)
+    assert track[0].fix_time == datetime(2008, 2, 2, 7, 36, 8, tzinfo=UTC)
+    assert (track[0].latitude, track[0].longitude) == (39.92123, 116.51172)
+    second = track[1]
+    expected_kmh = distance_m(39.92123, 116.51172, 39.93883, 116.51135) / 600 * 3.6
+    assert second.speed_kmh == pytest.approx(expected_kmh)
+    assert second.heading_deg is not None and (second.heading_deg > 350 or second.heading_deg < 10)
+    assert all(a.fix_time <= b.fix_time for a, b in pairwise(track))
+
+
+def test_bods_groups_the_8_buses_in_fix_time_order(shared_data: Path) -> None:
+    tracks = read_track(shared_data / "bods_liverpool_bus_route14_outbound.csv", "bods")
+    assert len(tracks) == 8
+    assert sum(len(t) for t in tracks.values()) == 1533
+    first = tracks["bods-4716"][0]
+    assert first.fix_time == datetime(2026, 1, 26, 15, 57, 2, tzinfo=UTC)  # timestamps are UTC
+    assert first.heading_deg is None  # empty bearing while stationary, nothing to derive from
+    assert tracks["bods-4716"][1].heading_deg == 53.0  # the file's bearing is kept
+    merged = replay_order(tracks)
+    assert all(a.fix_time <= b.fix_time for a, b in pairwise(merged))
+
+
+def test_csv_with_optional_columns(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text(
+        "terminal_id,fix_time,latitude,longitude,speed_kmh,heading_deg,acc_on,fix_valid\n"
+        "013800000001,2026-01-26T08:00:10+08:00,29.5601,106.55,,,1,true\n"
+        "013800000001,2026-01-26T08:00:00+08:00,29.56,106.55,12.5,90,1,true\n"
+        "013800000002,2026-01-26T00:00:05Z,29.57,106.56,0,,0,0\n"
+    )
+    tracks = read_track(path, "csv")
+    one = tracks["013800000001"]
+    assert [p.fix_time.isoformat() for p in one] == [
+        "2026-01-26T00:00:00+00:00",
+        "2026-01-26T00:00:10+00:00",
+    ]
+    assert one[0].speed_kmh == 12.5 and one[0].heading_deg == 90
+    # no speed in the file for the second fix: ~11 m in 10 s
+    assert one[1].speed_kmh == pytest.approx(distance_m(29.56, 106.55, 29.5601, 106.55) / 10 * 3.6)
+    assert one[1].heading_deg == pytest.approx(0, abs=1)
+    two = tracks["013800000002"][0]
+    assert two.acc_on is False and two.fix_valid is False
+
+
+def test_csv_without_the_optional_columns(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text("terminal_id,fix_time,latitude,longitude\nT1,2026-01-26T08:00:00+08:00,1,2\n")
+    assert read_track(path, "csv")["T1"][0].speed_kmh == 0.0
+
+
+def test_jsonl_lines_follow_the_mqtt_contract(tmp_path: Path) -> None:
+    path = tmp_path / "t.jsonl"
+    lines = [
+        {"terminal_id": "T1", "fix_time": 1769385600000, "latitude": 29.56, "longitude": 106.55,
+         "speed_kmh": 40.0, "alarm_flags": 2, "mileage_km": 1200.5},
+        {"terminal_id": "T1", "fix_time": "2026-01-26T08:00:30+08:00", "latitude": 29.561,
+         "longitude": 106.55, "speed_kmh": 41.0},
+    ]  # fmt: skip
+    path.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    track = read_track(path, "jsonl")["T1"]
+    assert track[0].fix_time == datetime(2026, 1, 26, 0, 0, tzinfo=UTC)
+    assert track[0].alarm_flags == 2 and track[0].mileage_km == 1200.5
+    assert track[1].speed_kmh == 41.0  # the file's speed is kept, not derived
+
+
+def test_geolife_plt(tmp_path: Path) -> None:
+    path = tmp_path / "20081023025304.plt"
+    path.write_text(
+        "Geolife trajectory\nWGS 84\nAltitude is in Feet\nReserved 3\n"
+        "0,2,255,My Track,0,0,2,8421376\n0\n"
+        "39.984702,116.318417,0,492,39744.1201851852,2008-10-23,02:53:04\n"
+        "39.984683,116.31845,0,-777,39744.1202546296,2008-10-23,02:53:10\n"
+    )
+    track = read_track(path, "geolife")["geolife-20081023025304"]
+    assert track[0].fix_time == datetime(2008, 10, 23, 2, 53, 4, tzinfo=UTC)
+    assert track[0].altitude_m == pytest.approx(492 * 0.3048)
+    assert track[1].altitude_m is None  # -777 = unknown
+    assert track[1].speed_kmh > 0
+
+
+@pytest.mark.parametrize(
+    ("fmt", "text", "message"),
+    [
+        ("csv", "id,time,lat,lon\n", "line 1: expected header terminal_id,fix_time"),
+        ("csv", "terminal_id,fix_time,latitude,longitude\nT1,2026-01-26 08:00:00,1,2\n",
+         "line 2: expected fix_time with a UTC offset"),
+        ("csv", "terminal_id,fix_time,latitude,longitude\nT1,2026-01-26T08:00:00Z,north,2\n",
+         "line 2: expected latitude as a number, got 'north'"),
+        ("tdrive", "1,2008-02-02 15:36:08,116.5,39.9\n1,2008/02/02 15:46,116.5,39.9\n",
+         "line 2: expected time as YYYY-MM-DD HH:MM:SS (Beijing time)"),
+        ("tdrive", "1,2008-02-02 15:36:08,116.5\n", "line 1: expected taxi_id,YYYY-MM-DD"),
+        ("jsonl", '{"terminal_id": "T1", "fix_time": 1769385600000}\n',
+         "line 1: expected an MQTT-contract position (latitude: required field is missing)"),
+        ("jsonl", "not json\n", "line 1: expected one JSON object per line"),
+    ],
+)  # fmt: skip
+def test_bad_lines_name_the_line_what_was_expected_and_what_came(
+    tmp_path: Path, fmt: str, text: str, message: str
+) -> None:
+    path = tmp_path / f"bad.{fmt}"
+    path.write_text(text)
+    with pytest.raises(PayloadError) as caught:
+        read_track(path, fmt)
+    assert caught.value.reason == "bad_track"
+    assert message in str(caught.value)
+
+
+def test_unknown_format_and_empty_file_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "empty.txt"
+    path.write_text("")
+    with pytest.raises(GpsMonitorError, match="expected one of csv, jsonl, tdrive"):
+        read_track(path, "gpx")
+    with pytest.raises(GpsMonitorError, match="expected at least one fix"):
+        read_track(path, "tdrive")
