@@ -29,6 +29,10 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("retention", "gps_monitor.db.retention", "delete data past retention, never sealed data"),
     ("web", "web.cli", "serve the live map, REST API and websocket feed"),
     ("user", "web.user_cli", "web users: `user create NAME --role ...`"),
+    ("rules", "rules.cli", "run the rules engine service (positions in, alarms out)"),
+    ("evaluate", "rules.evaluate", "run the rules engine offline over a track file"),
+    ("geofence", "rules.fences_cli", "geofences: `geofence import|export|assign|list|delete`"),
+    ("route", "rules.fences_cli", "routes: `route import|export|assign|list|delete`"),
 )
 
 

@@ -422,7 +422,9 @@ class RulesSettings(BaseModel):
     )
     # live service
     client_id: str = Field(
-        default="gps-monitor-rules", description="MQTT client id of the rules worker."
+        default="",
+        description="MQTT client id of the rules worker (persistent session). Empty: the "
+        "mqtt client id with 'ingest' replaced by 'rules' (gps-monitor-rules by default).",
     )
     batch_max_messages: int = Field(
         default=500, ge=1, description="Messages processed per database transaction."

@@ -13,7 +13,6 @@ from functools import lru_cache
 
 import numpy as np
 import shapely
-import shapely.ops
 from pyproj import CRS, Geod, Transformer
 from shapely import LineString, Point, STRtree
 from shapely.geometry.base import BaseGeometry
@@ -108,11 +107,11 @@ class LocalProjection:
 
     def geometry(self, geom: BaseGeometry) -> BaseGeometry:
         """A WGS-84 shapely geometry (x = lon, y = lat) in this zone's metres."""
-        return shapely.ops.transform(self._forward.transform, geom)
+        return shapely.transform(geom, self._forward.transform, interleaved=False)
 
     def geometry_to_lonlat(self, geom: BaseGeometry) -> BaseGeometry:
         """A geometry in this zone's metres back in WGS-84 degrees."""
-        return shapely.ops.transform(self._inverse.transform, geom)
+        return shapely.transform(geom, self._inverse.transform, interleaved=False)
 
 
 @lru_cache(maxsize=64)

@@ -1,0 +1,381 @@
+"""The live rules service: accepted positions in (MQTT), alarms out (database + MQTT).
+
+Input: ``{prefix}positions/v1/{company_id}/{vehicle_id}``, a JSON array of
+:meth:`Position.to_dict` objects, published by ingest after its commit (QoS 1). The worker holds
+a persistent session and acknowledges manually (:mod:`gps_monitor.mqtt`), so nothing is lost
+while it is down or crashes:
+
+1. read every message already queued (up to ``rules.batch_max_messages``);
+2. per vehicle, in fix-time order: new fixes run through the engine; a fix not newer than the
+   vehicle's last evaluated one is a duplicate or a redelivery (skipped) unless ingest marked it
+   ``late`` (blind-area upload): late fixes are re-evaluated with their stored neighbours
+   (:meth:`RulesWorker.evaluate_late`) and their alarms are marked late;
+3. one transaction: alarm events upserted by dedup key, changed vehicle states written;
+4. after the commit: changed alarms published QoS 1 on
+   ``{prefix}alarms/v1/{company_id}/{vehicle_id}/{type}`` as :meth:`Alarm.to_dict`, then the
+   messages acknowledged in arrival order.
+
+A crash before 3 loses nothing (the broker redelivers); after 3, redelivered fixes are older
+than the committed state and skipped, so a restarted worker gives the same alarms as one that ran
+through. The offline timer runs every ``rules.offline_check_interval_s`` on the wall clock.
+A database error retries the batch (states are only replaced after a commit).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from datetime import timedelta
+from typing import Any
+
+import aiomqtt
+import asyncpg
+
+from gps_monitor import mqtt, topics
+from gps_monitor.config import Settings
+from gps_monitor.db.alarms import overlapping_alarm_exists, save_alarm_events
+from gps_monitor.db.geofences import load_geofences, load_routes
+from gps_monitor.db.pool import create_pool
+from gps_monitor.errors import PayloadError
+from gps_monitor.models import Alarm, Position, Quality
+from rules.context import GeoContext, LocalClock, RuleContext, VehicleProfile
+from rules.engine import Engine, VehicleState, merge_events
+from rules.state import load_states, save_states
+
+log = logging.getLogger(__name__)
+
+_NOT_FROM_LATE_DATA = ("offline", "offline_displacement")
+
+
+def rules_client_id(settings: Settings) -> str:
+    """The rules worker's MQTT client id (stable: the broker keeps its session under it)."""
+    if settings.rules.client_id:
+        return settings.rules.client_id
+    base = settings.mqtt.client_id
+    return base.replace("ingest", "rules") if "ingest" in base else f"{base}-rules"
+
+
+def parse_accepted_topic(topic: str, prefix: str) -> tuple[int, int]:
+    """``{prefix}positions/v1/{company_id}/{vehicle_id}`` -> (company_id, vehicle_id).
+
+    Raises:
+        PayloadError(reason="bad_topic"): anything else.
+    """
+    rest = topic[len(prefix) :] if topic.startswith(prefix) else ""
+    parts = rest.split("/")
+    if len(parts) != 4 or parts[:2] != ["positions", "v1"]:
+        raise PayloadError(
+            "bad_topic", f"expected {prefix}positions/v1/COMPANY/VEHICLE, got {topic!r}"
+        )
+    try:
+        return int(parts[2]), int(parts[3])
+    except ValueError:
+        raise PayloadError("bad_topic", f"expected integer ids in {topic!r}") from None
+
+
+def parse_positions(payload: bytes | bytearray | str) -> list[Position]:
+    """A JSON array of ``Position.to_dict()`` objects -> positions.
+
+    Raises:
+        PayloadError: not JSON, not an array, or an element that is not a position.
+    """
+    try:
+        data = json.loads(payload)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise PayloadError("malformed_json", f"expected a JSON array ({error})") from None
+    if not isinstance(data, list):
+        raise PayloadError("wrong_type", f"expected a JSON array, got {type(data).__name__}")
+    return [Position.from_dict(item) for item in data]
+
+
+def _position_from_row(row: asyncpg.Record, terminal_id: str) -> Position:
+    return Position(
+        terminal_id=terminal_id,
+        fix_time=row["fix_time"],
+        latitude=row["latitude"],
+        longitude=row["longitude"],
+        speed_kmh=row["speed_kmh"],
+        heading_deg=row["heading_deg"],
+        fix_valid=row["fix_valid"],
+        acc_on=row["acc_on"],
+        alarm_flags=row["alarm_flags"],
+        status_flags=row["status_flags"],
+        quality=Quality(row["quality"]),
+        late=row["late"],
+        received_at=row["received_at"],
+    )
+
+
+class RulesWorker:
+    """The rules service. :meth:`run` reconnects forever; :meth:`session` serves one
+    connection (tests). ``ready`` is set once subscribed."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.prefix = settings.mqtt.topic_prefix
+        self.engine = Engine()
+        self.local = LocalClock(settings.rules.timezone)
+        self.states: dict[int, VehicleState] = {}
+        self.written: dict[int, str] = {}
+        self.profiles: dict[int, VehicleProfile] = {}
+        self.geo = GeoContext([], [])
+        self.ready = asyncio.Event()
+        self.lock = asyncio.Lock()
+        self.processed_positions = 0
+        self._pool: asyncpg.Pool | None = None
+        self._loaded_at = 0.0
+
+    # --- setup ---------------------------------------------------------------------------
+
+    async def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            self._pool = await create_pool(self.settings.database, min_size=1, max_size=4)
+        return self._pool
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    async def reload(self) -> None:
+        """Vehicles, route assignments, geofences and routes from the database."""
+        pool = await self.pool()
+        rows = await pool.fetch(
+            "SELECT id, company_id, terminal_id, vehicle_class, speed_limit_kmh, "
+            "night_ban_exempt FROM vehicles"
+        )
+        routes = await load_routes(pool)
+        fences = await load_geofences(pool)
+        by_vehicle: dict[int, list[str]] = {}
+        for route in routes:
+            for vehicle_id in route.vehicle_ids:
+                by_vehicle.setdefault(vehicle_id, []).append(route.id)
+        self.profiles = {
+            r["id"]: VehicleProfile(
+                vehicle_id=r["id"],
+                company_id=r["company_id"],
+                terminal_id=r["terminal_id"],
+                vehicle_class=r["vehicle_class"],
+                speed_limit_kmh=r["speed_limit_kmh"],
+                night_ban_exempt=r["night_ban_exempt"],
+                route_ids=tuple(sorted(by_vehicle.get(r["id"], ()))),
+            )
+            for r in rows
+        }
+        self.geo = GeoContext(fences, routes)
+        self._loaded_at = time.monotonic()
+
+    async def restore(self) -> None:
+        """Vehicle states as last committed."""
+        stored = await load_states(await self.pool())
+        self.states = {vid: state for vid, (state, _) in stored.items()}
+        self.written = {vid: text for vid, (_, text) in stored.items()}
+        log.info("rules worker restored the state of %d vehicle(s)", len(self.states))
+
+    def context(self, profile: VehicleProfile, *, late: bool = False) -> RuleContext:
+        return RuleContext(
+            vehicle=profile,
+            settings=self.settings.rules,
+            quality=self.settings.quality,
+            geo=self.geo,
+            local=self.local,
+            late=late,
+            clock="fix" if late else "wall",
+        )
+
+    # --- service -------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Run until cancelled (connect, consume, reconnect with backoff)."""
+        try:
+            await self.reload()
+            await self.restore()
+            await mqtt.run_with_reconnect(
+                self.settings.mqtt,
+                self.session,
+                client_id=rules_client_id(self.settings),
+                persistent=True,
+                manual_ack=True,
+            )
+        finally:
+            await self.close()
+
+    async def session(self, client: aiomqtt.Client) -> None:
+        """Subscribe and consume on one connection (returns only by an exception)."""
+        await client.subscribe(topics.accepted_filter(self.prefix), qos=1)
+        log.info("rules worker subscribed to %s", topics.accepted_filter(self.prefix))
+        self.ready.set()
+        timer = asyncio.create_task(self._offline_timer(client))
+        try:
+            messages = client.messages
+            limit = self.settings.rules.batch_max_messages
+            while True:
+                batch = [await anext(messages)]
+                while len(messages) > 0 and len(batch) < limit:
+                    batch.append(await anext(messages))
+                await self.handle_batch(client, batch)
+        finally:
+            timer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await timer
+
+    async def handle_batch(self, client: aiomqtt.Client, batch: list[aiomqtt.Message]) -> None:
+        """Evaluate, commit, publish, acknowledge (module docstring)."""
+        by_vehicle: dict[int, list[Position]] = {}
+        for message in batch:
+            try:
+                _, vehicle_id = parse_accepted_topic(str(message.topic), self.prefix)
+                positions = parse_positions(message.payload)  # type: ignore[arg-type]
+            except PayloadError as error:
+                log.warning("rules: skipping message on %s: %s", message.topic, error)
+                continue
+            by_vehicle.setdefault(vehicle_id, []).extend(positions)
+        if time.monotonic() - self._loaded_at > self.settings.rules.reload_interval_s or any(
+            v not in self.profiles for v in by_vehicle
+        ):
+            await self._retry(self.reload)
+        changed = await self._retry(lambda: self._evaluate_and_commit(by_vehicle))
+        for alarm in changed:
+            await self.publish(client, alarm)
+        for message in batch:
+            mqtt.ack(client, message)
+
+    async def _retry(self, action: Any) -> Any:
+        delay = 0.5
+        while True:
+            try:
+                return await action()
+            except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as error:
+                log.error("rules: database error (%s); retrying in %.1f s", error, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+
+    async def _evaluate_and_commit(self, by_vehicle: dict[int, list[Position]]) -> list[Alarm]:
+        async with self.lock:
+            events: list[Alarm] = []
+            new_states: dict[int, VehicleState] = {}
+            late_jobs: list[tuple[VehicleProfile, list[Position]]] = []
+            for vehicle_id, positions in by_vehicle.items():
+                profile = self.profiles.get(vehicle_id)
+                if profile is None:
+                    log.warning(
+                        "rules: vehicle %s is not registered; positions skipped", vehicle_id
+                    )
+                    continue
+                ctx = self.context(profile)
+                state = self.states.get(vehicle_id) or VehicleState()
+                late: list[Position] = []
+                for position in sorted(positions, key=lambda p: p.fix_time):
+                    order = self.engine.order(state, position)
+                    if order == "new":
+                        state, out = self.engine.process(state, position, ctx)
+                        events += out
+                        self.processed_positions += 1
+                    elif order == "late" and position.late:
+                        late.append(position)
+                new_states[vehicle_id] = state
+                if late:
+                    late_jobs.append((profile, late))
+            pool = await self.pool()
+            async with pool.acquire() as conn, conn.transaction():
+                for profile, late in late_jobs:
+                    events += await self.evaluate_late(conn, profile, late)
+                changed = await save_alarm_events(conn, events)
+                written = await save_states(conn, new_states, self.written)
+            self.states.update(new_states)
+            self.written.update(written)
+            return changed
+
+    async def evaluate_late(
+        self, conn: asyncpg.Connection, profile: VehicleProfile, late: list[Position]
+    ) -> list[Alarm]:
+        """Re-evaluate late fixes with their stored neighbours (``rules.late_context_s`` either
+        side), from a fresh state; keep the alarms that start within the late fixes' span, have
+        ended within the window, and overlap no alarm already raised. Marked ``late``."""
+        t_min = min(p.fix_time for p in late)
+        t_max = max(p.fix_time for p in late)
+        margin = timedelta(seconds=self.settings.rules.late_context_s)
+        rows = await conn.fetch(
+            "SELECT * FROM positions WHERE vehicle_id = $1 AND fix_time BETWEEN $2 AND $3 "
+            "ORDER BY fix_time",
+            profile.vehicle_id,
+            t_min - margin,
+            t_max + margin,
+        )
+        stored = {r["fix_time"]: _position_from_row(r, profile.terminal_id) for r in rows}
+        for position in late:  # in case ingest has not stored them (should not happen)
+            stored.setdefault(position.fix_time, position)
+        ctx = self.context(profile, late=True)
+        state = VehicleState()
+        events: list[Alarm] = []
+        for fix_time in sorted(stored):
+            state, out = self.engine.process(state, stored[fix_time], ctx)
+            events += out
+        kept: list[Alarm] = []
+        for alarm in merge_events(events):
+            if alarm.alarm_type in _NOT_FROM_LATE_DATA or alarm.ended_at is None:
+                continue
+            if not t_min <= alarm.started_at <= t_max:
+                continue
+            if await overlapping_alarm_exists(conn, alarm):
+                continue
+            kept.append(alarm)
+        if kept:
+            log.info("rules: %d late alarm(s) for vehicle %s", len(kept), profile.vehicle_id)
+        return kept
+
+    async def publish(self, client: aiomqtt.Client, alarm: Alarm) -> None:
+        topic = topics.alarm_topic(
+            alarm.company_id, alarm.vehicle_id, alarm.alarm_type, self.prefix
+        )
+        await client.publish(topic, json.dumps(alarm.to_dict(), ensure_ascii=False), qos=1)
+
+    async def _offline_timer(self, client: aiomqtt.Client) -> None:
+        interval = self.settings.rules.offline_check_interval_s
+        while True:
+            await asyncio.sleep(interval)
+            changed = await self._retry(self._tick)
+            for alarm in changed:
+                await self.publish(client, alarm)
+
+    async def _tick(self) -> list[Alarm]:
+        async with self.lock:
+            now = time.time()
+            events: list[Alarm] = []
+            new_states: dict[int, VehicleState] = {}
+            for vehicle_id, state in self.states.items():
+                profile = self.profiles.get(vehicle_id)
+                if profile is None:
+                    continue
+                new, out = self.engine.tick(state, now, self.context(profile))
+                if out:
+                    events += out
+                    new_states[vehicle_id] = new
+            if not events:
+                return []
+            pool = await self.pool()
+            async with pool.acquire() as conn, conn.transaction():
+                changed = await save_alarm_events(conn, events)
+                written = await save_states(conn, new_states, self.written)
+            self.states.update(new_states)
+            self.written.update(written)
+            return changed
+
+
+async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
+    """Run the rules worker until cancelled; ``ready`` is set once it is subscribed (the
+    service entry point of ``gps-monitor demo``)."""
+    mqtt.require_host(settings.mqtt)
+    worker = RulesWorker(settings)
+    waiter: asyncio.Task[bool] | None = None
+    if ready is not None:
+        waiter = asyncio.create_task(worker.ready.wait())
+        waiter.add_done_callback(lambda t: None if t.cancelled() else ready.set())
+    try:
+        await worker.run()
+    finally:
+        if waiter is not None:
+            waiter.cancel()

@@ -1,0 +1,172 @@
+"""Fatigue driving, warning and daily driving limit step tests (DOMAIN.md, Fatigue driving):
+4 h by day, 2 h at night for coaches/tour buses, 20 min rest resets, 8 h per local day,
+warning 30 min before, moving above 5 km/h, gaps driven vs parked vs ambiguous."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from rules_factory import LAT0, LON0, Runner, context, drive, no_offline, position
+
+
+def test_fatigue_fires_at_4_hours_not_one_fix_before() -> None:
+    run = Runner(context(rules=no_offline()))
+    track = drive("2024-01-10 08:00:00", [(4 * 3600, 60)], interval_s=60)
+    run.feed(track[:-1])  # up to 11:59: 3 h 59 min of driving
+    assert run.of("fatigue_driving") == []
+    run.feed(track[-1:])
+    assert run.raised_at("fatigue_driving") == [datetime(2024, 1, 10, 12, 0)]
+    (alarm,) = run.of("fatigue_driving")
+    assert alarm.details["limit_s"] == 4 * 3600
+    assert alarm.started_at == datetime.fromisoformat("2024-01-10T04:00:00+00:00")
+
+
+def test_fatigue_warning_30_min_before_the_limit_closes_when_limit_reached() -> None:
+    run = Runner(context(rules=no_offline()))
+    run.feed(drive("2024-01-10 08:00:00", [(4 * 3600, 60)], interval_s=60))
+    assert run.raised_at("fatigue_warning") == [datetime(2024, 1, 10, 11, 30)]
+    (closed,) = run.of("fatigue_warning", "closed")
+    assert closed.ended_at == datetime.fromisoformat("2024-01-10T04:00:00+00:00")
+
+
+def test_coach_night_limit_is_2_hours_day_limit_4() -> None:
+    night = Runner(context("coach", rules=no_offline()))
+    night.feed(drive("2024-01-10 22:30:00", [(2 * 3600, 60)], interval_s=60))
+    assert night.raised_at("fatigue_driving") == [datetime(2024, 1, 11, 0, 30)]
+    day = Runner(context("coach", rules=no_offline()))
+    day.feed(drive("2024-01-10 10:00:00", [(3 * 3600, 60)], interval_s=60))
+    assert day.of("fatigue_driving") == []
+    freight_night = Runner(context("freight", rules=no_offline()))
+    freight_night.feed(drive("2024-01-10 22:30:00", [(3 * 3600, 60)], interval_s=60))
+    assert freight_night.of("fatigue_driving") == []
+
+
+def _drive_stop_drive(stop_min: int) -> Runner:
+    run = Runner(context(rules=no_offline()))
+    first = drive("2024-01-10 06:00:00", [(3 * 3600, 60)], interval_s=60)
+    last = first[-1]
+    stop_start = last.fix_time
+    stopped = [
+        position(stop_start + timedelta(minutes=m), lat=last.latitude, lon=last.longitude)
+        for m in range(1, stop_min + 1)
+    ]
+    again = drive(
+        stopped[-1].fix_time,
+        [(2 * 3600, 60)],
+        interval_s=60,
+        lat=last.latitude,
+        lon=last.longitude,
+        include_start=False,
+    )
+    run.feed(first + stopped + again)
+    return run
+
+
+def test_stop_of_20_min_resets_continuous_driving_19_min_does_not() -> None:
+    assert _drive_stop_drive(20).of("fatigue_driving") == []
+    short = _drive_stop_drive(19)
+    # 3 h + 1 h after a 19 min stop: fires 4 h of driving after 06:00, i.e. at 10:19
+    assert short.raised_at("fatigue_driving") == [datetime(2024, 1, 10, 10, 19)]
+
+
+def test_rest_closes_the_fatigue_alarm_at_the_start_of_the_rest() -> None:
+    run = Runner(context(rules=no_offline()))
+    track = drive("2024-01-10 06:00:00", [(5 * 3600, 60)], interval_s=60)
+    last = track[-1]
+    rest = [
+        position(last.fix_time + timedelta(minutes=m), lat=last.latitude, lon=last.longitude)
+        for m in range(1, 21)
+    ]
+    run.feed(track + rest)
+    (closed,) = run.of("fatigue_driving", "closed")
+    assert closed.ended_at == last.fix_time
+
+
+def test_midnight_does_not_reset_continuous_driving() -> None:
+    run = Runner(context(rules=no_offline()))
+    run.feed(drive("2024-01-10 21:00:00", [(4 * 3600, 60)], interval_s=60))
+    assert run.raised_at("fatigue_driving") == [datetime(2024, 1, 11, 1, 0)]
+
+
+def test_daily_limit_8_hours_per_local_day_split_at_midnight() -> None:
+    # 4 h driving, 20 min rest, 4 h 1 min driving on the same local day: daily limit after 8 h
+    rules = no_offline()
+    run = Runner(context(rules=rules))
+    first = drive("2024-01-10 06:00:00", [(4 * 3600, 60)], interval_s=60)
+    end = first[-1]
+    rest = [
+        position(end.fix_time + timedelta(minutes=m), lat=end.latitude, lon=end.longitude)
+        for m in range(1, 21)
+    ]
+    second = drive(
+        rest[-1].fix_time,
+        [(4 * 3600 + 60, 60)],
+        interval_s=60,
+        lat=end.latitude,
+        lon=end.longitude,
+        include_start=False,
+    )
+    run.feed(first + rest + second[:-2])  # 7 h 59 min driven
+    assert run.of("daily_driving_limit") == []
+    run.feed(second[-2:])
+    assert run.raised_at("daily_driving_limit") == [datetime(2024, 1, 10, 14, 21)]
+    # 8 h across midnight (20:00-04:00 with rests) is 4 h on each local day: no daily alarm
+    split = Runner(context(rules=rules))
+    a = drive("2024-01-10 20:00:00", [(3 * 3600 + 1800, 60)], interval_s=60)
+    e = a[-1]
+    r = [
+        position(e.fix_time + timedelta(minutes=m), lat=e.latitude, lon=e.longitude)
+        for m in range(1, 21)
+    ]
+    b = drive(
+        r[-1].fix_time,
+        [(4 * 3600 + 1800, 60)],
+        interval_s=60,
+        lat=e.latitude,
+        lon=e.longitude,
+        include_start=False,
+    )
+    split.feed(a + r + b)
+    assert split.of("daily_driving_limit") == []
+
+
+def _gap_case(gap_m: float, gap_s: float = 1800) -> Runner:
+    run = Runner(context(rules=no_offline()))
+    first = drive("2024-01-10 06:00:00", [(3 * 3600, 60)], interval_s=60)
+    e = first[-1]
+    lat, lon = e.latitude, e.longitude + gap_m / (111_195.0 * 0.7671)
+    after_gap = position(e.fix_time + timedelta(seconds=gap_s), lat=lat, lon=lon, speed_kmh=60)
+    rest = drive(
+        after_gap.fix_time, [(3600, 60)], interval_s=60, lat=lat, lon=lon, include_start=False
+    )
+    run.feed([*first, after_gap, *rest])
+    return run
+
+
+def test_gap_covered_at_road_speed_is_driving() -> None:
+    run = _gap_case(gap_m=30_000)  # 30 km in 30 min: driven
+    (alarm,) = run.of("fatigue_driving", "opened")
+    assert "ambiguous_gaps" not in alarm.details
+    # 3 h + 30 min gap + 30 min: 4 h at 10:00 (as a parked gap it would have reset)
+    assert run.raised_at("fatigue_driving") == [datetime(2024, 1, 10, 10, 0)]
+
+
+def test_gap_standing_still_is_rest() -> None:
+    assert _gap_case(gap_m=50).of("fatigue_driving") == []
+
+
+def test_ambiguous_gap_counts_as_driving_and_says_so() -> None:
+    run = _gap_case(gap_m=3_000)  # 3 km in 30 min: neither clearly driven nor parked
+    (alarm,) = run.of("fatigue_driving", "opened")
+    assert alarm.details["ambiguous_gaps"] == 1
+    assert "ambiguous" in alarm.details["evidence"]
+
+
+def test_moving_threshold_5_kmh() -> None:
+    run = Runner(context(rules=no_offline()))
+    # creeping at 5 km/h (not above the threshold) for 5 h is not driving
+    run.feed(drive("2024-01-10 06:00:00", [(5 * 3600, 5)], interval_s=60, lat=LAT0, lon=LON0))
+    assert run.of("fatigue_driving") == []
+    run2 = Runner(context(rules=no_offline()))
+    run2.feed(drive("2024-01-10 06:00:00", [(5 * 3600, 5.5)], interval_s=60))
+    assert len(run2.of("fatigue_driving", "opened")) == 1
