@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
-import shutil
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
 import pytest
 from openpyxl import load_workbook
+from test_reports_support import BEIJING, Fix, insert_alarm, store_fixes
 from web_helpers import PASSWORD, make_world, rest_client, served_app
 
 from gps_monitor.config import Settings
-from test_reports_support import BEIJING, Fix, insert_alarm, store_fixes
 from web.reports import export
 
 DAY = date(2026, 3, 2)
@@ -159,7 +159,7 @@ async def test_kpi_api_scope_and_holds_roles(settings: Settings, world) -> None:
 
 @pytest.mark.browser
 async def test_dashboard_renders_in_headless_chromium(settings: Settings, world) -> None:  # type: ignore[no-untyped-def]
-    if not Path(CHROMIUM).exists():
+    if not await asyncio.to_thread(Path(CHROMIUM).exists):
         pytest.skip(f"{CHROMIUM} not installed (scripts/install-system.sh)")
     from playwright.async_api import async_playwright
 
@@ -188,4 +188,3 @@ async def test_dashboard_renders_in_headless_chromium(settings: Settings, world)
             assert errors == []
         finally:
             await browser.close()
-    assert shutil.which("chromium") or Path(CHROMIUM).exists()

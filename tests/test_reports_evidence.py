@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import json
@@ -14,11 +15,11 @@ import asyncpg
 import pytest
 from openpyxl import load_workbook
 from pypdf import PdfReader
+from test_reports_support import BEIJING, insert_alarm, read_tdrive, store_fixes
 
 from gps_monitor.config import Settings
 from gps_monitor.db import registry
 from gps_monitor.models import PlateColor, VehicleClass
-from test_reports_support import BEIJING, read_tdrive, store_fixes, insert_alarm
 from web.reports import evidence, excel, export, pdf
 
 LIMIT_KMH = 30.0  # the taxi's derived speeds never exceed 47.5 km/h, so 60 would raise nothing
@@ -189,17 +190,17 @@ async def test_window_report_and_pdf_pages_convert_to_png(
     )
     assert report.violation.alarm_type == "window"
     assert all(start <= p.fix_time <= start + timedelta(hours=4) for p in report.positions)
-    for name, rep in (("window", report),):
-        path = tmp_path / f"{name}.pdf"
-        path.write_bytes(pdf.render_pdf(rep, settings.reports))
-        subprocess.run(
-            ["pdftoppm", "-r", "60", "-png", str(path), str(tmp_path / name)],
-            check=True,
-            capture_output=True,
-            timeout=120,
-        )
-        pages = sorted(tmp_path.glob(f"{name}-*.png"))
-        assert len(pages) >= 3
-        ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        for page in pages:
-            shutil.copy(page, ARTIFACTS / page.name)
+    path = tmp_path / "window.pdf"
+    path.write_bytes(pdf.render_pdf(report, settings.reports))
+    await asyncio.to_thread(
+        subprocess.run,
+        ["pdftoppm", "-r", "60", "-png", str(path), str(tmp_path / "window")],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    pages = sorted(await asyncio.to_thread(lambda: list(tmp_path.glob("window-*.png"))))
+    assert len(pages) >= 3  # summary, map and speed chart, positions and integrity
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    for page in pages:
+        shutil.copy(page, ARTIFACTS / page.name)

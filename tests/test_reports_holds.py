@@ -9,11 +9,11 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from test_reports_support import BEIJING, read_tdrive, store_fixes
 
 from gps_monitor.config import Settings
 from gps_monitor.db import holds, holds_cli, registry, retention
 from gps_monitor.errors import StateError
-from test_reports_support import BEIJING, read_tdrive, store_fixes
 from web.reports import cli as report_cli
 from web.reports import evidence, export
 

@@ -9,11 +9,11 @@ from datetime import date, datetime, timedelta
 import asyncpg
 import pytest
 from openpyxl import load_workbook
+from test_reports_support import BEIJING, Fix, insert_alarm, store_fixes
 
 from gps_monitor.config import Settings
 from gps_monitor.db import registry
 from gps_monitor.models import Quality
-from test_reports_support import BEIJING, Fix, insert_alarm, store_fixes
 from web.reports import kpi, service
 
 FIRST, LAST = date(2026, 3, 1), date(2026, 3, 4)  # four local days

@@ -1,8 +1,9 @@
 """``gps-monitor hold seal|list|release``: legal holds (see :mod:`gps_monitor.db.holds`).
 
-    gps-monitor hold seal --vehicle-id N | --plate 京A12345 --from T --to T --reason TEXT [--case NO]
-    gps-monitor hold list [--vehicle-id N] [--active]
-    gps-monitor hold release HOLD_ID --reason TEXT
+gps-monitor hold seal (--vehicle-id N | --plate 京A12345) --from T --to T --reason TEXT
+    [--case NO]
+gps-monitor hold list [--vehicle-id N] [--active]
+gps-monitor hold release HOLD_ID --reason TEXT
 """
 
 from __future__ import annotations
@@ -56,7 +57,9 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
             if vehicle_id is None:
                 if not args.plate:
                     raise ConfigurationError("expected --vehicle-id or --plate")
-                rows = await conn.fetch("SELECT id FROM vehicles WHERE plate_number = $1", args.plate)
+                rows = await conn.fetch(
+                    "SELECT id FROM vehicles WHERE plate_number = $1", args.plate
+                )
                 if len(rows) != 1:
                     raise NotFoundError(
                         f"plate {args.plate}: expected one vehicle, found {len(rows)}"

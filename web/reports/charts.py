@@ -13,20 +13,22 @@ import io
 import math
 import threading
 from collections.abc import Sequence
+from datetime import datetime, tzinfo
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.dates as mdates  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib import font_manager  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from pyproj import Transformer  # noqa: E402
+import matplotlib.dates as mdates
+import matplotlib.pyplot as plt
+from matplotlib import font_manager
+from matplotlib.figure import Figure
+from pyproj import Transformer
 
-from web.reports.evidence import EvidencePosition, EvidenceReport, Shape  # noqa: E402
+from web.reports.evidence import EvidencePosition, EvidenceReport, Shape
 
 DPI = 150
 # pyplot keeps global state: reports rendered in worker threads (the API) draw one at a time
@@ -42,9 +44,9 @@ def _font_family(font_path: str) -> str | None:
     return font_manager.FontProperties(fname=font_path).get_name()
 
 
-def _style(font_path: str) -> dict[str, object]:
+def _style(font_path: str) -> dict[str, Any]:
     family = _font_family(font_path)
-    style: dict[str, object] = {"axes.unicode_minus": False, "font.size": 8}
+    style: dict[str, Any] = {"axes.unicode_minus": False, "font.size": 8}
     if family:
         style["font.family"] = [family, "DejaVu Sans"]
     return style
@@ -60,6 +62,11 @@ def _nice_length(span_m: float) -> float:
     return float(exponent)
 
 
+def _num(moment: datetime, tz: tzinfo) -> float:
+    """Matplotlib date number of a time shown in local time (naive local on the axis)."""
+    return float(mdates.date2num(moment.astimezone(tz).replace(tzinfo=None)))
+
+
 def _png(fig: Figure) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=DPI)
@@ -68,14 +75,11 @@ def _png(fig: Figure) -> bytes:
 
 
 def _segments(points: Sequence[EvidencePosition], flag: Sequence[bool]) -> list[list[int]]:
-    """Runs of consecutive indices where ``flag`` is true (each run extended by one index on the
-    left so highlighted runs join the track)."""
+    """Runs of consecutive indices where ``flag`` is true."""
     runs: list[list[int]] = []
     current: list[int] = []
     for i, on in enumerate(flag):
         if on:
-            if not current and i > 0:
-                current.append(i - 1)
             current.append(i)
         elif current:
             runs.append(current)
@@ -96,7 +100,7 @@ def track_map_png(
 def _track_map_png(report: EvidenceReport, font_path: str, size_in: tuple[float, float]) -> bytes:
     ok = [p for p in report.positions if p.quality == "ok"]
     drift = [p for p in report.positions if p.quality == "drift"]
-    with plt.rc_context(_style(font_path)):
+    with plt.rc_context(_style(font_path)):  # type: ignore[arg-type]
         fig = plt.figure(figsize=size_in)
         ax = fig.add_axes((0.02, 0.02, 0.96, 0.9))
         ax.set_title(f"{report.plate_number} 轨迹图 Track map", fontsize=10)
@@ -126,6 +130,7 @@ def _track_map_png(report: EvidenceReport, font_path: str, size_in: tuple[float,
                 "-",
                 color="#d62728",
                 linewidth=3.0,
+                marker="o" if len(run) == 1 else None,
                 label=label,
                 zorder=3,
             )
@@ -167,12 +172,13 @@ def _track_map_png(report: EvidenceReport, font_path: str, size_in: tuple[float,
             zorder=5,
             label=f"终点 end {report.local(ok[-1].fix_time)[11:]}",
         )
-        ax.set_aspect("equal", adjustable="datalim")
-        span = max(max(xs) - min(xs), max(ys) - min(ys), 200.0)
-        pad = span * 0.12
+        # limits with the axes' own aspect ratio, so metres are equal on both axes
+        box = ax.get_position()
+        ratio = (box.height * size_in[1]) / (box.width * size_in[0])
+        width = max(max(xs) - min(xs), (max(ys) - min(ys)) / ratio, 200.0) * 1.25
         cx, cy = (max(xs) + min(xs)) / 2, (max(ys) + min(ys)) / 2
-        ax.set_xlim(cx - span / 2 - pad, cx + span / 2 + pad)
-        ax.set_ylim(cy - span / 2 - pad, cy + span / 2 + pad)
+        ax.set_xlim(cx - width / 2, cx + width / 2)
+        ax.set_ylim(cy - width * ratio / 2, cy + width * ratio / 2)
         ax.set_xticks([])
         ax.set_yticks([])
         ax.grid(False)
@@ -250,7 +256,6 @@ def _north_arrow(ax: plt.Axes) -> None:
         ha="center",
         va="top",
         fontsize=8,
-        fontweight="bold",
         zorder=6,
     )
 
@@ -268,11 +273,11 @@ def _speed_chart_png(report: EvidenceReport, font_path: str, size_in: tuple[floa
     tz = report.tz
     ok = [p for p in report.positions if p.quality == "ok"]
     drift = [p for p in report.positions if p.quality == "drift"]
-    with plt.rc_context(_style(font_path)):
+    with plt.rc_context(_style(font_path)):  # type: ignore[arg-type]
         fig = plt.figure(figsize=size_in)
         ax = fig.add_axes((0.08, 0.17, 0.9, 0.72))
         ax.set_title("速度曲线 Speed over time", fontsize=10)
-        times = [p.fix_time.astimezone(tz).replace(tzinfo=None) for p in ok]
+        times = [_num(p.fix_time, tz) for p in ok]
         ax.plot(
             times,
             [p.speed_kmh for p in ok],
@@ -285,7 +290,7 @@ def _speed_chart_png(report: EvidenceReport, font_path: str, size_in: tuple[floa
         )
         if drift:
             ax.scatter(
-                [p.fix_time.astimezone(tz).replace(tzinfo=None) for p in drift],
+                [_num(p.fix_time, tz) for p in drift],
                 [p.speed_kmh for p in drift],
                 marker="x",
                 color="#888888",
@@ -293,8 +298,8 @@ def _speed_chart_png(report: EvidenceReport, font_path: str, size_in: tuple[floa
                 label="漂移 drift",
             )
         v = report.violation
-        start = v.started_at.astimezone(tz).replace(tzinfo=None)
-        end = (v.ended_at or report.window_end).astimezone(tz).replace(tzinfo=None)
+        start = _num(v.started_at, tz)
+        end = _num(v.ended_at or report.window_end, tz)
         ax.axvspan(start, end, color="#d62728", alpha=0.12, label="违法时段 episode")
         if v.limit_kmh is not None:
             ax.axhline(

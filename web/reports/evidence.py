@@ -46,6 +46,7 @@ check each raw_sha256 against the stored raw message.
 from __future__ import annotations
 
 import hashlib
+import itertools
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -91,7 +92,8 @@ ALARM_TYPES = {
 }
 # The regulation or standard behind each rule (DOMAIN.md, Rules the platform must evaluate).
 ALARM_BASIS = {
-    "overspeed": "《中华人民共和国道路交通安全法》第四十二条; GB/T 35658-2017; JT/T 808 0x0055/0x0056",
+    "overspeed": "《中华人民共和国道路交通安全法》第四十二条; GB/T 35658-2017; "
+    "JT/T 808 0x0055/0x0056",
     "fatigue_driving": "《道路交通安全法实施条例》第六十二条: 连续驾驶不得超过4小时 "
     "(客运夜间2小时), 停车休息不少于20分钟",
     "daily_driving_limit": "《道路交通安全法实施条例》第六十二条; 24小时内累计驾驶不超过8小时",
@@ -344,7 +346,7 @@ class EvidenceReport:
 def _duration_text(seconds: float | None) -> str:
     if seconds is None:
         return "-"
-    total = int(round(seconds))
+    total = round(seconds)
     hours, rest = divmod(total, 3600)
     minutes, secs = divmod(rest, 60)
     return f"{hours:d}:{minutes:02d}:{secs:02d} ({total} s)"
@@ -504,7 +506,7 @@ def episode_stats(
         return 0.0, None, None
     dist = sum(
         distance_m(a.latitude, a.longitude, b.latitude, b.longitude)
-        for a, b in zip(ok, ok[1:], strict=False)
+        for a, b in itertools.pairwise(ok)
     )
     speeds = [p.speed_kmh for p in ok]
     return dist, max(speeds), sum(speeds) / len(speeds)

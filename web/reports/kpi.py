@@ -28,7 +28,6 @@ denominator is 0; rates in percent, 2 decimals):
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -51,7 +50,8 @@ KPI_LABELS: dict[str, str] = {
 DEFINITIONS: dict[str, str] = {
     "connection_rate": "发送过至少一条有效定位的应入网车辆 / 应入网车辆",
     "online_rate": "Σ每日上线车辆 / Σ每日已入网车辆 (车·日)",
-    "track_completeness": "完整轨迹里程 / 总里程; 相邻有效点间隔 > 阈值时长且距离 > 阈值距离视为不完整",
+    "track_completeness": "完整轨迹里程 / 总里程; "
+    "相邻有效点间隔 > 阈值时长且距离 > 阈值距离视为不完整",
     "data_quality": "有效定位记录 / 全部定位记录",
     "drift_rate": "有漂移记录的车辆 / 上线车辆",
     "overspeed_per_vehicle": "期间开始的超速报警数 / 上线车辆",
@@ -103,7 +103,7 @@ class Counts:
         }
 
     def to_dict(self) -> dict[str, Any]:
-        out = {name: getattr(self, name) for name in self.__slots__}  # type: ignore[attr-defined]
+        out = {name: getattr(self, name) for name in self.__slots__}
         out["distance_km"] = round(self.distance_m / 1000, 3)
         out["complete_distance_km"] = round(
             (self.distance_m - self.incomplete_distance_m) / 1000, 3
@@ -285,10 +285,10 @@ async def compute_kpis(
                 counts.distance_m += row["dist"]
                 counts.incomplete_distance_m += row["dist_gap"]
             if first_ok[vid] is not None:  # online = a connected vehicle with a record
-                day = day_counts(unit, row["day"])
-                day.online_vehicles += 1
-                day.drift_vehicles += 1 if row["n_drift"] else 0
-                day.online_vehicle_days += 1
+                today = day_counts(unit, row["day"])
+                today.online_vehicles += 1
+                today.drift_vehicles += 1 if row["n_drift"] else 0
+                today.online_vehicle_days += 1
                 unit.period.online_vehicle_days += 1
     for vid in (v for v in online if first_ok[v] is not None):
         for unit in targets(vid):
@@ -336,7 +336,8 @@ async def _add_alarms(
     )
     rows = await conn.fetch(
         f"SELECT a.vehicle_id, a.alarm_type, a.started_at, "
-        f" coalesce(a.ended_at, a.last_fix_time, a.started_at) AS until, ({handled_sql}) AS handled "
+        " coalesce(a.ended_at, a.last_fix_time, a.started_at) AS until, "
+        f"({handled_sql}) AS handled "
         "FROM alarms a WHERE a.alarm_type = ANY($1::text[]) AND a.vehicle_id = ANY($2::bigint[]) "
         "AND a.started_at < $4 AND coalesce(a.ended_at, a.last_fix_time, a.started_at) >= $3",
         types,

@@ -34,7 +34,7 @@ def lines_from_geojson(
 ) -> tuple[tuple[tuple[tuple[float, float], ...], ...], bool]:
     """(lines as (lon, lat) tuples, closed) for a GeoJSON geometry; ((), False) if unsupported."""
     kind = geometry.get("type")
-    coords = geometry.get("coordinates")
+    coords: Any = geometry.get("coordinates") or []
     if kind == "Point" and radius_m:
         lon, lat = coords[0], coords[1]
         ring = []
