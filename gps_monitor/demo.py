@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 # (name, module, one-line description): module.serve(settings, ready) runs the service.
 SERVICES: tuple[tuple[str, str, str], ...] = (
     ("ingest", "ingest.cli", "MQTT ingest worker: positions -> database"),
+    ("rules", "rules.worker", "rules engine: accepted positions -> alarms"),
 )
 
 DEMO_FILE = "bods_liverpool_bus_route14_outbound.csv"

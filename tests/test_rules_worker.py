@@ -1,0 +1,281 @@
+"""The live rules service against the real Mosquitto and PostgreSQL: alarms stored and published
+as they open and close, reprocessing never duplicates, late (blind-area) fixes re-evaluated with
+their stored neighbours and marked late, and SIGKILL + restart of a real ``gps-monitor rules``
+process gives the same alarms as a run straight through."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import asyncpg
+import pytest
+from ingest_helpers import drop_session, wait_for, worker_env
+from rules_factory import drive
+
+from gps_monitor import mqtt, topics
+from gps_monitor.config import Settings
+from gps_monitor.db.registry import ensure_company, ensure_vehicle
+from gps_monitor.models import Position, VehicleClass
+from rules.context import GeoContext, LocalClock, RuleContext, VehicleProfile
+from rules.engine import Engine, VehicleState, merge_events
+from rules.worker import RulesWorker, rules_client_id
+
+
+def _quiet(settings: Settings) -> Settings:
+    """Offline out of the way (the wall clock of a test run is not what these tests check)."""
+    rules = settings.rules.model_copy(update={"offline_after_s": 86400.0})
+    return settings.model_copy(update={"rules": rules})
+
+
+async def _vehicle(pool: asyncpg.Pool) -> tuple[int, int]:
+    company = await ensure_company(pool, "Rules Test Co")
+    vehicle = await ensure_vehicle(
+        pool,
+        company_id=company.id,
+        plate_number="渝A12345",
+        terminal_id="013800000001",
+        vehicle_class=VehicleClass.FREIGHT,
+        speed_limit_kmh=60,
+    )
+    return company.id, vehicle.id
+
+
+def _accepted(positions: list[Position], company_id: int, vehicle_id: int) -> list[Position]:
+    now = datetime.now(UTC)
+    return [
+        p.evolve(
+            vehicle_id=vehicle_id,
+            company_id=company_id,
+            terminal_id="013800000001",
+            received_at=now,
+        )
+        for p in positions
+    ]
+
+
+async def _publish(
+    settings: Settings,
+    company_id: int,
+    vehicle_id: int,
+    chunks: list[list[Position]],
+    rate_per_s: float = 0.0,
+) -> None:
+    topic = topics.accepted_topic(company_id, vehicle_id, settings.mqtt.topic_prefix)
+    async with mqtt.build_client(settings.mqtt, client_id=f"{settings.mqtt.client_id}-pub") as c:
+        for chunk in chunks:
+            await c.publish(topic, json.dumps([p.to_dict() for p in chunk]), qos=1)
+            if rate_per_s:
+                await asyncio.sleep(1.0 / rate_per_s)
+
+
+@contextlib.asynccontextmanager
+async def _running(settings: Settings) -> AsyncIterator[RulesWorker]:
+    worker = RulesWorker(settings)
+    task = asyncio.create_task(worker.run())
+    try:
+        await asyncio.wait_for(worker.ready.wait(), 15)
+        yield worker
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await drop_session(settings, rules_client_id(settings))
+
+
+def _spawn(env: dict[str, str], out: object) -> subprocess.Popen[bytes]:
+    """A real ``gps-monitor rules`` process."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "gps_monitor.cli", "rules", "--no-upgrade"],
+        env=env,
+        stdout=out,  # type: ignore[arg-type]
+        stderr=out,  # type: ignore[arg-type]
+    )
+
+
+async def _alarm_rows(pool: asyncpg.Pool) -> list[asyncpg.Record]:
+    return await pool.fetch("SELECT * FROM alarms ORDER BY started_at, alarm_type, dedup_key")
+
+
+async def test_worker_stores_and_publishes_alarms_as_they_open_and_close_once(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    settings = _quiet(settings)
+    company_id, vehicle_id = await _vehicle(pool)
+    track = _accepted(
+        drive("2024-01-10 10:00:00", [(20, 50), (30, 75), (20, 50)]), company_id, vehicle_id
+    )
+    received: list[dict[str, object]] = []
+
+    async def listen(ready: asyncio.Event) -> None:
+        async with mqtt.build_client(settings.mqtt, client_id=f"{settings.mqtt.client_id}-l") as c:
+            await c.subscribe(topics.alarm_filter(settings.mqtt.topic_prefix), qos=1)
+            ready.set()
+            async for message in c.messages:
+                received.append({"topic": str(message.topic), **json.loads(message.payload)})  # type: ignore[arg-type]
+
+    ready = asyncio.Event()
+    listener = asyncio.create_task(listen(ready))
+    await ready.wait()
+    try:
+        async with _running(settings):
+            await _publish(
+                settings,
+                company_id,
+                vehicle_id,
+                [track[i : i + 10] for i in range(0, len(track), 10)],
+            )
+            rows = await wait_for(
+                lambda: _alarm_rows(pool), lambda r: len(r) == 1 and r[0]["ended_at"] is not None
+            )
+            await wait_for(lambda: asyncio.sleep(0, len(received)), lambda n: n >= 2)
+            # the same positions again (e.g. redelivery): nothing new stored or published
+            await _publish(settings, company_id, vehicle_id, [track])
+            await asyncio.sleep(1.0)
+            again = await _alarm_rows(pool)
+    finally:
+        listener.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await listener
+    assert [(r["alarm_type"], r["late"]) for r in rows] == [("overspeed", False)]
+    assert rows[0]["details"]["limit_source"] == "vehicle"
+    assert len(again) == 1 and again[0]["updated_at"] == rows[0]["updated_at"]
+    assert [m["event"] for m in received] == ["opened", "closed"]
+    expected_topic = topics.alarm_topic(
+        company_id, vehicle_id, "overspeed", settings.mqtt.topic_prefix
+    )
+    assert {m["topic"] for m in received} == {expected_topic}
+    assert received[1]["ended_at"] == rows[0]["ended_at"].isoformat()
+
+
+async def _store_positions(pool: asyncpg.Pool, positions: list[Position]) -> None:
+    await pool.executemany(
+        "INSERT INTO positions (vehicle_id, fix_time, received_at, latitude, longitude, "
+        "speed_kmh, fix_valid, quality, late) VALUES ($1, $2, $3, $4, $5, $6, true, 'ok', $7)",
+        [
+            (p.vehicle_id, p.fix_time, p.received_at, p.latitude, p.longitude, p.speed_kmh, p.late)
+            for p in positions
+        ],
+    )
+
+
+async def test_late_fixes_are_evaluated_with_their_neighbours_and_marked_late(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    settings = _quiet(settings)
+    company_id, vehicle_id = await _vehicle(pool)
+    track = _accepted(
+        drive("2024-01-10 10:00:00", [(60, 50), (30, 80), (60, 50)]), company_id, vehicle_id
+    )
+    live = track[:30] + track[120:]
+    blind = [p.evolve(late=True) for p in track[30:120]]  # a blind-area upload of the middle
+    await _store_positions(pool, track[:30] + blind + track[120:])  # as ingest stores them
+    async with _running(settings):
+        await _publish(settings, company_id, vehicle_id, [live])
+        await asyncio.sleep(0.5)
+        assert await _alarm_rows(pool) == []  # live data alone: no overspeed
+        await _publish(settings, company_id, vehicle_id, [blind[:45], blind[45:]])
+        rows = await wait_for(lambda: _alarm_rows(pool), lambda r: len(r) >= 1)
+        await asyncio.sleep(0.5)
+        rows = await _alarm_rows(pool)
+    assert [(r["alarm_type"], r["late"]) for r in rows] == [("overspeed", True)]
+    start = datetime.fromisoformat("2024-01-10T10:01:01+08:00")
+    assert rows[0]["started_at"] == start
+    assert rows[0]["ended_at"] == start + timedelta(seconds=30)
+
+
+@pytest.mark.slow
+async def test_sigkill_and_restart_gives_the_same_alarms_as_running_through(
+    settings: Settings, pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    company_id, vehicle_id = await _vehicle(pool)
+    # 40 min at 1 Hz: 30 s above the limit every 2 min -> 20 overspeed episodes, plus fatigue
+    # warning thresholds lowered so fatigue alarms open and close along the way
+    legs = [(90, 50), (30, 75)] * 20
+    track = _accepted(drive("2024-01-10 10:00:00", legs), company_id, vehicle_id)
+    chunks = [track[i : i + 20] for i in range(0, len(track), 20)]
+    overrides = {
+        "offline_after_s": 86400.0,
+        "fatigue_day_limit_s": 1200.0,
+        "fatigue_warning_before_s": 300.0,
+        "fatigue_min_rest_s": 600.0,
+    }
+
+    # the reference: the same engine straight through, in process
+    rules = settings.rules.model_copy(update=overrides)
+    ctx = RuleContext(
+        vehicle=VehicleProfile(
+            vehicle_id=vehicle_id,
+            company_id=company_id,
+            terminal_id="013800000001",
+            vehicle_class="freight",
+            speed_limit_kmh=60,
+        ),
+        settings=rules,
+        quality=settings.quality,
+        geo=GeoContext([], []),
+        local=LocalClock(rules.timezone),
+        clock="wall",
+    )
+    state, events, engine = VehicleState(), [], Engine()
+    for p in track:
+        state, out = engine.process(state, p, ctx)
+        events += out
+    reference = merge_events(events)
+    assert len([a for a in reference if a.alarm_type == "overspeed"]) == 20
+    assert any(a.alarm_type == "fatigue_driving" for a in reference)
+
+    env = worker_env(settings) | {
+        f"GPS_MONITOR_RULES_{k.upper()}": str(v) for k, v in overrides.items()
+    }
+    log = tmp_path / "rules.log"
+    last_fix = lambda: pool.fetchval("SELECT last_fix_time FROM rule_state")  # noqa: E731
+
+    async def start() -> subprocess.Popen[bytes]:
+        with log.open("ab") as out:
+            proc = _spawn(env, out)
+        deadline = time.monotonic() + 30
+        while log.read_bytes().count(b"rules worker subscribed") < starts + 1:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail(f"rules worker did not subscribe:\n{log.read_text()[-3000:]}")
+            await asyncio.sleep(0.05)
+        return proc
+
+    starts = 0
+    worker = await start()
+    starts += 1
+    try:
+        publishing = asyncio.create_task(
+            _publish(settings, company_id, vehicle_id, chunks, rate_per_s=40)
+        )
+        third = track[len(track) // 3].fix_time
+        await wait_for(last_fix, lambda t: t is not None and t >= third)
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(10)
+        killed_at = await last_fix()
+        assert not publishing.done()  # killed in the middle of the track
+        worker = await start()
+        await publishing
+        final = await wait_for(last_fix, lambda t: t == track[-1].fix_time, timeout_s=60)
+        await asyncio.sleep(0.5)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(10)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+        await drop_session(settings, rules_client_id(settings))
+    assert killed_at < track[-1].fix_time and final == track[-1].fix_time
+    rows = await _alarm_rows(pool)
+    got = sorted((r["dedup_key"], r["started_at"], r["ended_at"], r["details"]) for r in rows)
+    want = sorted((a.dedup_key, a.started_at, a.ended_at, a.details) for a in reference)
+    assert got == want
