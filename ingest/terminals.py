@@ -50,3 +50,33 @@ class TerminalCache:
             self._entries.clear()
         self._entries[terminal_id] = (found, now + ttl)
         return found
+
+    async def vehicles(self, terminal_ids: set[str]) -> dict[str, Vehicle | None]:
+        """Resolve many terminal ids at once (one query for all cache misses)."""
+        now = self._clock()
+        out: dict[str, Vehicle | None] = {}
+        missing: list[str] = []
+        for terminal_id in terminal_ids:
+            entry = self._entries.get(terminal_id)
+            if entry is not None and entry[1] > now:
+                out[terminal_id] = entry[0]
+            else:
+                missing.append(terminal_id)
+        if missing:
+            rows = await self._db.fetch(
+                "SELECT * FROM vehicles WHERE terminal_id = ANY($1)",
+                missing,
+            )
+            found = {row["terminal_id"]: registry.vehicle_from_row(row) for row in rows}
+            if len(self._entries) > 1_000_000:
+                self._entries.clear()
+            for terminal_id in missing:
+                vehicle = found.get(terminal_id)
+                ttl = (
+                    self._settings.terminal_cache_ttl_s
+                    if vehicle is not None
+                    else self._settings.unknown_terminal_retry_s
+                )
+                self._entries[terminal_id] = (vehicle, now + ttl)
+                out[terminal_id] = vehicle
+        return out

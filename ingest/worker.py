@@ -38,7 +38,7 @@ from gps_monitor.db import positions as positions_db
 from gps_monitor.db.pool import connect
 from gps_monitor.db.positions import RawMessage, RejectedMessage, WriteBatch
 from gps_monitor.errors import PayloadError
-from gps_monitor.models import Position
+from gps_monitor.models import Position, Vehicle
 from ingest.decode import check_size, decode_positions
 from ingest.pipeline import Pipeline
 from ingest.terminals import TerminalCache
@@ -60,10 +60,18 @@ class WorkerStats:
 
 @dataclass(slots=True)
 class _OpenBatch:
-    write: WriteBatch = field(default_factory=WriteBatch)
     messages: list[aiomqtt.Message] = field(default_factory=list)
-    keys: dict[tuple[int, datetime], int] = field(default_factory=dict)
+    received_at: list[datetime] = field(default_factory=list)
     started: float = 0.0
+
+
+@dataclass(slots=True)
+class _Inbound:
+    topic: str
+    payload: bytes
+    received_at: datetime
+    terminal_id: str
+    kind: topics.InboundKind
 
 
 class IngestWorker:
@@ -127,66 +135,96 @@ class IngestWorker:
         ingest = self.settings.ingest
         while True:
             message = await anext(messages)
-            await self._handle(message)
             batch = self._batch
+            if not batch.messages:
+                batch.started = time.monotonic()
+            batch.messages.append(message)
+            batch.received_at.append(datetime.now(UTC))
             if (
                 len(messages) == 0
-                or len(batch.write.positions) >= ingest.batch_size
+                or len(batch.messages) >= ingest.batch_size
                 or len(batch.messages) >= ingest.max_in_flight_messages
                 or time.monotonic() - batch.started >= ingest.flush_interval_s
             ):
                 await self._flush(client)
 
-    async def _handle(self, message: aiomqtt.Message) -> None:
-        batch = self._batch
-        if not batch.messages:
-            batch.started = time.monotonic()
-        batch.messages.append(message)
-        self.stats.messages += 1
-        received_at = datetime.now(UTC)
-        topic = message.topic.value
-        payload = (
-            message.payload
-            if isinstance(message.payload, bytes)
-            else (str(message.payload).encode())
+    def _reject(
+        self, rejects: list[tuple[int, RejectedMessage]], index: int, topic: str, payload: bytes,
+        received_at: datetime, error: PayloadError, terminal_id: str | None,
+    ) -> None:  # fmt: skip
+        self.stats.rejected += 1
+        self.stats.rejected_by_reason[error.reason] += 1
+        log.info("rejected message on %s: %s", topic, error)
+        rejects.append(
+            (index, RejectedMessage(topic, payload, received_at, error.reason, error.detail,
+                                    terminal_id))
+        )  # fmt: skip
+
+    async def _prepare(self, batch: _OpenBatch) -> WriteBatch:
+        """Decode, resolve and judge the messages of a batch (in arrival order)."""
+        write = WriteBatch()
+        conn = await self._db()
+        assert self._terminals is not None
+        inbound: list[_Inbound | None] = []
+        rejects: list[tuple[int, RejectedMessage]] = []
+        for index, (message, received_at) in enumerate(
+            zip(batch.messages, batch.received_at, strict=True)
+        ):
+            topic = message.topic.value
+            payload = message.payload
+            if not isinstance(payload, bytes):
+                payload = str(payload).encode()
+            try:
+                check_size(payload, self.settings.ingest)
+                parsed = topics.parse_inbound(topic, self.prefix)
+            except PayloadError as error:
+                self._reject(rejects, index, topic, payload, received_at, error, None)
+                inbound.append(None)
+                continue
+            inbound.append(_Inbound(topic, payload, received_at, parsed.terminal_id, parsed.kind))
+        vehicles = await self._terminals.vehicles(
+            {item.terminal_id for item in inbound if item is not None}
         )
-        terminal_id: str | None = None
-        try:
-            check_size(payload, self.settings.ingest)
-            inbound = topics.parse_inbound(topic, self.prefix)
-            terminal_id = inbound.terminal_id
-            conn = await self._db()
-            assert self._terminals is not None
-            vehicle = await self._terminals.vehicle(terminal_id)
-            if vehicle is None:
-                raise PayloadError(
-                    "unknown_terminal",
-                    f"terminal {terminal_id!r}: expected a registered vehicle, found none",
-                )
-            positions = decode_positions(
-                payload, inbound.kind, terminal_id, received_at, self.settings.ingest
-            )
-        except PayloadError as error:
-            self.stats.rejected += 1
-            self.stats.rejected_by_reason[error.reason] += 1
-            log.info("rejected message on %s: %s", topic, error)
-            batch.write.rejected.append(
-                RejectedMessage(topic, payload, received_at, error.reason, error.detail,
-                                terminal_id)
-            )  # fmt: skip
-            return
-        raw_index = len(batch.write.raw)
-        batch.write.raw.append(RawMessage(topic, payload, received_at))
-        await self.pipeline.judge(conn, vehicle, positions, raw_index, batch.write, batch.keys)
+        decoded: list[tuple[_Inbound, Vehicle, list[Position]]] = []
+        for index, item in enumerate(inbound):
+            if item is None:
+                continue
+            vehicle = vehicles.get(item.terminal_id)
+            try:
+                if vehicle is None:
+                    raise PayloadError(
+                        "unknown_terminal",
+                        f"terminal {item.terminal_id!r}: expected a registered vehicle, found none",
+                    )
+                positions = decode_positions(
+                    item.payload, item.kind, item.terminal_id, item.received_at,
+                    self.settings.ingest,
+                )  # fmt: skip
+            except PayloadError as error:
+                self._reject(
+                    rejects, index, item.topic, item.payload, item.received_at, error,
+                    item.terminal_id,
+                )  # fmt: skip
+                continue
+            decoded.append((item, vehicle, positions))
+        write.rejected.extend(r for _, r in sorted(rejects, key=lambda pair: pair[0]))
+        await self.pipeline.preload(conn, {vehicle.id for _, vehicle, _ in decoded})
+        keys: dict[tuple[int, datetime], int] = {}
+        for item, vehicle, positions in decoded:
+            raw_index = len(write.raw)
+            write.raw.append(RawMessage(item.topic, item.payload, item.received_at))
+            await self.pipeline.judge(conn, vehicle, positions, raw_index, write, keys)
+        return write
 
     async def _flush(self, client: aiomqtt.Client) -> None:
-        """Commit the open batch, publish its positions, then acknowledge its messages."""
+        """Judge and commit the open batch, publish its positions, then acknowledge it."""
         batch = self._batch
         if not batch.messages:
             return
-        conn = await self._db()
+        self._batch = _OpenBatch()
         try:
-            result = await positions_db.write_batch(conn, batch.write)
+            write = await self._prepare(batch)
+            result = await positions_db.write_batch(await self._db(), write)
         except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as error:
             log.error(
                 "batch of %d message(s) not stored (%s); retrying after reconnect",
@@ -196,9 +234,10 @@ class IngestWorker:
             if self._conn is not None:
                 await self._conn.close()
             self._conn = None
+            self.pipeline.reset()
             # Unacknowledged: force an MQTT reconnect so the broker redelivers them.
             raise aiomqtt.MqttError(f"database write failed: {error}") from error
-        self._batch = _OpenBatch()
+        self.stats.messages += len(batch.messages)
         self.stats.batches += 1
         self.stats.stored += len(result.inserted)
         self.stats.already_stored += len(result.already_stored)

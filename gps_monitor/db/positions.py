@@ -388,6 +388,42 @@ async def vehicle_tail(conn: asyncpg.Connection | asyncpg.Pool, vehicle_id: int)
     )
 
 
+async def vehicle_tails(
+    conn: asyncpg.Connection | asyncpg.Pool, vehicle_ids: Sequence[int]
+) -> dict[int, VehicleTail]:
+    """:class:`VehicleTail` of many vehicles in three index lookups per vehicle, three queries
+    in all (vehicles with no stored position get an empty tail)."""
+    ids = list(vehicle_ids)
+    newest = {
+        r["vid"]: r["newest"]
+        for r in await conn.fetch(
+            "SELECT k.vid, (SELECT p.fix_time FROM positions p WHERE p.vehicle_id = k.vid "
+            "AND p.quality <> 'invalid' ORDER BY p.fix_time DESC LIMIT 1) AS newest "
+            "FROM unnest($1::bigint[]) AS k(vid)",
+            ids,
+        )
+    }
+    latest_of = (
+        "SELECT p.*, v.terminal_id, v.company_id FROM unnest($1::bigint[]) AS k(vid) "
+        "JOIN LATERAL (SELECT * FROM positions q WHERE q.vehicle_id = k.vid AND q.quality = $2 "
+        "ORDER BY q.fix_time DESC LIMIT 1) p ON true JOIN vehicles v ON v.id = p.vehicle_id"
+    )
+    anchors = {
+        r["vehicle_id"]: position_from_row(r) for r in await conn.fetch(latest_of, ids, "ok")
+    }
+    suspects = {
+        r["vehicle_id"]: position_from_row(r) for r in await conn.fetch(latest_of, ids, "drift")
+    }
+    tails: dict[int, VehicleTail] = {}
+    for vid in ids:
+        anchor = anchors.get(vid)
+        suspect = suspects.get(vid)
+        if suspect is not None and anchor is not None and suspect.fix_time < anchor.fix_time:
+            suspect = None
+        tails[vid] = VehicleTail(newest.get(vid), anchor, suspect)
+    return tails
+
+
 async def count_positions(conn: asyncpg.Connection | asyncpg.Pool) -> dict[str, int]:
     """Stored positions by quality (``{"ok": n, "invalid": n, "drift": n}``, zeros included)."""
     rows = await conn.fetch("SELECT quality, count(*) AS n FROM positions GROUP BY quality")
