@@ -15,7 +15,7 @@ import asyncpg
 import pytest
 from openpyxl import load_workbook
 from pypdf import PdfReader
-from test_reports_support import BEIJING, insert_alarm, read_tdrive, store_fixes
+from test_reports_support import BEIJING, Fix, store_fixes
 
 from gps_monitor.config import Settings
 from gps_monitor.db import registry
@@ -24,29 +24,20 @@ from web.reports import evidence, excel, export, pdf
 
 LIMIT_KMH = 30.0  # the taxi's derived speeds never exceed 47.5 km/h, so 60 would raise nothing
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "reports"
-
-
-def _episode(fixes: list, limit: float) -> tuple[int, int]:
-    """Indices (first above, first back at or below) of the longest run of consecutive fixes
-    above the limit (>= 2 fixes: one fix has no measured duration)."""
-    best: tuple[int, int] = (0, 0)
-    i = 0
-    while i < len(fixes):
-        if fixes[i].speed_kmh > limit:
-            j = i
-            while j < len(fixes) and fixes[j].speed_kmh > limit:
-                j += 1
-            if j - i >= 2 and j - i > best[1] - best[0]:
-                best = (i, j)
-            i = j
-        i += 1
-    return best
+_ENGINE_RUN: dict[str, list] = {}
 
 
 @pytest.fixture
-async def taxi(pool: asyncpg.Pool, shared_data: Path) -> dict:
-    """The T-Drive taxi stored as ingest stores it, and one overspeed alarm over its longest
-    run above 30 km/h, with details in the rules engine's shape."""
+async def taxi(pool: asyncpg.Pool, settings: Settings, shared_data: Path) -> dict:
+    """The T-Drive taxi stored as ingest stores it (one raw MQTT message per fix), and the
+    overspeed alarms the rules engine raises on it with a 30 km/h vehicle limit, stored as the
+    rules worker stores them (gps_monitor.db.alarms)."""
+    from dataclasses import replace
+
+    from gps_monitor.db.alarms import save_alarm_events
+    from gps_monitor.tracks import read_track
+    from rules.evaluate import evaluate_track, prepare_track
+
     company = await registry.ensure_company(pool, "北京出租汽车公司")
     vehicle = await registry.ensure_vehicle(
         pool,
@@ -57,33 +48,40 @@ async def taxi(pool: asyncpg.Pool, shared_data: Path) -> dict:
         plate_color=PlateColor.YELLOW,
         speed_limit_kmh=LIMIT_KMH,
     )
-    fixes = read_tdrive(shared_data / "tdrive_beijing_taxi_1.txt")
+    path = shared_data / "tdrive_beijing_taxi_1.txt"
+    tracks = read_track(path, "tdrive")
+    if "alarms" not in _ENGINE_RUN:  # the engine is deterministic: run it once per session
+        at_60 = evaluate_track(tracks, settings, fmt="tdrive", speed_limit_kmh=60.0)
+        assert [a for a in at_60 if a.alarm_type == "overspeed"] == []  # max derived 47.5 km/h
+        _ENGINE_RUN["alarms"] = [
+            a
+            for a in evaluate_track(tracks, settings, fmt="tdrive", speed_limit_kmh=LIMIT_KMH)
+            if a.alarm_type == "overspeed"
+        ]
+    alarms = _ENGINE_RUN["alarms"]
+    # the positions with the speeds the engine judged (derived from the previous good fix)
+    (track,) = tracks.values()
+    judged = prepare_track(track, "tdrive", settings)
+    fixes = [Fix(p.fix_time, p.latitude, p.longitude, p.speed_kmh, p.heading_deg,
+                 quality=p.quality) for p in judged]  # fmt: skip
     await store_fixes(pool, vehicle.id, company.id, vehicle.terminal_id, fixes)
-    first, back = _episode(fixes, LIMIT_KMH)
-    run = fixes[first:back]
-    alarm_id = await insert_alarm(
-        pool,
-        vehicle_id=vehicle.id,
-        company_id=company.id,
-        alarm_type="overspeed",
-        started_at=run[0].fix_time,
-        ended_at=fixes[back].fix_time,
-        first_fix_time=run[0].fix_time,
-        last_fix_time=run[-1].fix_time,
-        details={
-            "limit_kmh": LIMIT_KMH,
-            "limit_source": "vehicle",
-            "max_speed_kmh": max(f.speed_kmh for f in run),
-            "duration_s": (run[-1].fix_time - run[0].fix_time).total_seconds(),
-        },
-    )
+    async with pool.acquire() as conn, conn.transaction():
+        stored = await save_alarm_events(
+            conn,
+            [replace(a, vehicle_id=vehicle.id, company_id=company.id,
+                     dedup_key=f"{vehicle.id}:{a.dedup_key}") for a in alarms],
+        )  # fmt: skip
+    first = stored[0]
+    run = [f for f in fixes if first.started_at <= f.fix_time <= first.last_fix_time]
+    back = next(f for f in fixes if f.fix_time == first.ended_at)
     return {
         "vehicle": vehicle,
         "company": company,
         "fixes": fixes,
+        "alarms": stored,
         "run": run,
-        "back": fixes[back],
-        "alarm_id": alarm_id,
+        "back": back,
+        "alarm_id": stored[0].id,
     }
 
 
@@ -94,9 +92,19 @@ async def test_evidence_pdf_text_holds_plate_times_speeds_limit_and_digest(
         pool, taxi["alarm_id"], settings.reports, generated_by="执法人员 张三"
     )
     run = taxi["run"]
-    # the episode found in the real track: 2008-02-06 afternoon, three fixes above 30 km/h
-    assert run[0].fix_time == datetime(2008, 2, 6, 14, 27, 43, tzinfo=BEIJING)
-    assert [f.speed_kmh for f in run] == [38.7, 47.5, 35.7]
+
+    # the engine's first episode in the real track: 2008-02-06 14:27:43-14:57:43 local, three
+    # fixes above 30 km/h (10-minute sampling), max 47.46 km/h, 1,800 s
+    # all three episodes at 30 km/h (local start, end), checked against the derived speeds
+    def local(*parts: int) -> datetime:
+        return datetime(*parts, tzinfo=BEIJING)  # type: ignore[misc]
+
+    assert [(a.started_at, a.ended_at) for a in taxi["alarms"]] == [
+        (local(2008, 2, 6, 14, 27, 43), local(2008, 2, 6, 14, 57, 43)),
+        (local(2008, 2, 7, 19, 4, 53), local(2008, 2, 7, 19, 24, 52)),
+        (local(2008, 2, 8, 10, 44, 48), local(2008, 2, 8, 10, 54, 48)),
+    ]
+    assert [round(f.speed_kmh, 1) for f in run] == [38.7, 47.5, 35.6]
     data = pdf.render_pdf(report, settings.reports)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     (ARTIFACTS / "evidence_tdrive.pdf").write_bytes(data)
@@ -105,17 +113,34 @@ async def test_evidence_pdf_text_holds_plate_times_speeds_limit_and_digest(
     assert "京B12345" in text
     assert "2008-02-0614:27:43" in compact  # start, local time
     assert "2008-02-0614:57:43" in compact  # end: the first fix back at or below the limit
-    assert "47.5km/h" in compact  # max speed
+    assert "0:30:00(1800s)" in compact  # duration
+    assert "47.5km/h" in compact  # max speed (47.46)
     assert "30.0km/h" in compact  # limit
+    assert "[vehicle]" in compact  # limit source: the vehicle's own limit
+    assert "13.85km" in compact  # distance of the episode as the engine measured it
     assert report.digest_sha256 in compact
     assert report.report_number in text
     assert "执法人员张三" in compact
     # every position of the episode is in the table with its speed
     for fix in run:
-        assert fix.fix_time.strftime("%Y-%m-%d%H:%M:%S") in compact
-    # context: 5 minutes either side of the 10-minute sampled episode adds no fix before it
-    assert report.positions[0].fix_time <= run[0].fix_time
-    assert report.positions[-1].fix_time >= taxi["back"].fix_time
+        assert report.local(fix.fix_time).replace(" ", "") in compact
+        assert f"{fix.speed_kmh:.1f}超" in compact  # above the limit: marked
+    # sparse data: the context reaches 3 fixes either side (within 30 min)
+    before = [p for p in report.positions if p.fix_time < run[0].fix_time]
+    after = [p for p in report.positions if p.fix_time > taxi["back"].fix_time]
+    assert len(before) == len(after) == 3
+
+    # every other overspeed episode the engine raised renders with its own times and speeds
+    for alarm in taxi["alarms"][1:]:
+        other = await evidence.build_for_alarm(pool, alarm.id, settings.reports,
+                                               generated_by="t")  # fmt: skip
+        body = "".join(
+            page.extract_text()
+            for page in PdfReader(io.BytesIO(pdf.render_pdf(other, settings.reports))).pages
+        ).replace(" ", "")
+        assert other.local(alarm.started_at).replace(" ", "") in body
+        assert f"{alarm.details['max_speed_kmh']:.1f}km/h" in body
+        assert other.digest_sha256 in body
 
 
 async def test_digest_recomputed_from_csv_export_matches(
@@ -168,7 +193,7 @@ async def test_excel_and_json_hold_the_same_content(
     body = json.loads(export.render_json(report))
     assert body["vehicle"]["plate_number"] == "京B12345"
     assert body["violation"]["limit_kmh"] == 30.0
-    assert body["violation"]["max_speed_kmh"] == 47.5
+    assert body["violation"]["max_speed_kmh"] == 47.46  # as the rules engine recorded it
     assert body["integrity"]["digest_sha256"] == report.digest_sha256
     assert [p["canonical"] for p in body["positions"]] == report.canonical_rows()
 
