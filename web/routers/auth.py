@@ -60,6 +60,15 @@ async def logout(
     response.delete_cookie(COOKIE_NAME, path="/")
 
 
+@router.get("/session")
+async def session(request: Request, pool: PoolDep, settings: SettingsDep) -> dict[str, Any]:
+    """``{"user": {...}}`` when the request carries a valid token, else ``{"user": null}``
+    (lets the page decide whether to show the login form without provoking a 401)."""
+    token = token_from(request.headers, request.cookies, None)
+    user = await users.user_for_token(pool, token, settings.web.secret_key) if token else None
+    return {"user": user.to_dict() if user else None}
+
+
 @router.get("/me")
 async def me(user: CurrentUser, pool: PoolDep) -> dict[str, Any]:
     """The logged-in user, with its company name for operators."""

@@ -49,11 +49,12 @@
     try {
       await api("/api/auth/login", { method: "POST", body: JSON.stringify({
         username: $("login-username").value, password: $("login-password").value }) });
-      $("login").style.display = "none";
-      await start();
     } catch (err) {
       $("login-error").textContent = t("login_failed");
+      return;
     }
+    $("login").style.display = "none";
+    await start();
   });
   $("logout").addEventListener("click", async () => {
     await api("/api/auth/logout", { method: "POST" }).catch(() => null);
@@ -65,14 +66,18 @@
   function initMap() {
     if (state.map) return;
     const c = state.config;
-    state.map = L.map("map", { preferCanvas: true, zoomControl: true }).setView(disp(c.center[0], c.center[1]), c.zoom);
+    state.map = L.map("map", { preferCanvas: true, zoomControl: true, maxZoom: c.tile_max_zoom, minZoom: 2 }).setView(disp(c.center[0], c.center[1]), c.zoom);
     if (c.tile_url_template) {
       L.tileLayer(c.tile_url_template, { maxZoom: c.tile_max_zoom, attribution: esc(c.tile_attribution) }).addTo(state.map);
     } else {
       $("map").classList.add("no-tiles");
-      const note = document.createElement("div");
-      note.className = "notice"; note.dataset.i18n = "no_tiles"; note.textContent = t("no_tiles");
-      document.body.appendChild(note);
+      const note = L.control({ position: "topright" });
+      note.onAdd = () => {
+        const div = L.DomUtil.create("div", "notice");
+        div.dataset.i18n = "no_tiles"; div.textContent = t("no_tiles");
+        return div;
+      };
+      note.addTo(state.map);
     }
     L.control.scale({ imperial: false, metric: true }).addTo(state.map);
     state.cluster = L.markerClusterGroup({ chunkedLoading: true, maxClusterRadius: 50, disableClusteringAtZoom: 15 });
@@ -150,7 +155,7 @@
       onAlarm(msg.alarm, msg.live);
     } else if (msg.type === "alarm_status") {
       const a = state.alarms.get(msg.alarm.id);
-      if (a) { Object.assign(a, msg.alarm); openAlarmCache = null; renderAlarms(); refreshVehicle(a.vehicle_id); }
+      if (a) { Object.assign(a, msg.alarm, { isNew: a.isNew && msg.alarm.status === "open" }); openAlarmCache = null; renderAlarms(); refreshVehicle(a.vehicle_id); }
     }
   }
   function applySnapshot(rows) {
@@ -165,12 +170,19 @@
       upsertMarker(v, batch);
     });
     state.cluster.addLayers(batch);
-    if (rows.length && !state.fitted) {
-      state.fitted = true;
-      const b = L.latLngBounds(rows.map((r) => disp(r.latitude, r.longitude)));
-      state.map.fitBounds(b.pad(0.2), { maxZoom: 15 });
-    }
+    scheduleFit();
     renderList();
+  }
+  function scheduleFit() {  // once: frame the user's vehicles when the first ones are known
+    if (state.fitted || state.fitTimer) return;
+    state.fitTimer = setTimeout(() => {
+      state.fitTimer = null;
+      const pts = Array.from(state.vehicles.values()).filter((v) => v.latitude != null)
+        .map((v) => disp(v.latitude, v.longitude));
+      if (!pts.length) return;
+      state.fitted = true;
+      state.map.fitBounds(L.latLngBounds(pts).pad(0.3), { maxZoom: 15 });
+    }, 500);
   }
   async function applyPosition(p) {
     let v = state.vehicles.get(p.vehicle_id);
@@ -187,7 +199,7 @@
     Object.assign(v, p, { last_seen: Date.now() });
     v.status = statusOf(v);
     upsertMarker(v);
-    if (state.track && state.track.followLive === v.vehicle_id) { /* playback shows history only */ }
+    scheduleFit();
   }
   function refreshVehicle(id) {
     const v = state.vehicles.get(id);
@@ -255,13 +267,13 @@
     const known = state.alarms.get(a.id) || {};
     const merged = Object.assign({}, known, a);
     if (known.status && known.status !== "open" && a.status === "open") merged.status = known.status;
-    merged.isNew = live && a.event === "opened" && !a.late;
+    // highlighted from its live opening until someone acknowledges, handles or opens it
+    merged.isNew = Boolean(known.isNew) || (live && a.event === "opened" && !a.late && merged.status === "open");
     merged.plate_number = merged.plate_number || (state.vehicles.get(a.vehicle_id) || {}).plate_number;
     state.alarms.set(a.id, merged);
     openAlarmCache = null;
     renderAlarms();
     refreshVehicle(a.vehicle_id);
-    if (merged.isNew) setTimeout(() => { merged.isNew = false; }, 8000);
   }
   function renderAlarms() {
     const canHandle = state.user && (state.user.role === "bureau" || state.user.role === "operator");
@@ -293,6 +305,7 @@
         state.alarms.set(a.id, Object.assign(state.alarms.get(a.id) || {}, a, { isNew: false }));
       } else if (item) {
         const a = state.alarms.get(Number(item.dataset.alarmId));
+        if (a && a.isNew) { a.isNew = false; renderAlarms(); }
         const m = a && state.markers.get(a.vehicle_id);
         if (m) state.cluster.zoomToShowLayer(m, () => openCard(a.vehicle_id));
         return;
@@ -467,11 +480,10 @@
     $("lang").value = GpsmI18n.lang;
     GpsmI18n.apply();
     state.config = await api("/api/config");
-    try {
-      await api("/api/auth/me");
-      $("login").style.display = "none";
-      await start();
-    } catch (err) { showLogin(); }
+    const session = await api("/api/auth/session");
+    if (!session.user) { showLogin(); return; }
+    $("login").style.display = "none";
+    await start();
   }
   boot();
 })();
