@@ -76,7 +76,7 @@ async def run_retention(
         if mode == "timescale":
             for table in ("positions", "raw_messages"):
                 dropped = await conn.fetch(
-                    "SELECT drop_chunks($1, older_than => $2)", table, cutoff
+                    "SELECT drop_chunks($1::regclass, older_than => $2::timestamptz)", table, cutoff
                 )
                 chunks += len(dropped)
         else:
