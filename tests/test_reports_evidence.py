@@ -149,7 +149,10 @@ async def test_digest_recomputed_from_csv_export_matches(
     report = await evidence.build_for_alarm(
         pool, taxi["alarm_id"], settings.reports, generated_by="cli"
     )
-    rows = export.read_csv_rows(export.render_csv(report))
+    csv_bytes = export.render_csv(report)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    (ARTIFACTS / "evidence_tdrive.csv").write_bytes(csv_bytes)
+    rows = export.read_csv_rows(csv_bytes)
     assert len(rows) == len(report.positions) > 0
     recomputed = hashlib.sha256(
         "".join(",".join(row[:16]) + "\n" for row in rows).encode("utf-8")
