@@ -1,0 +1,379 @@
+"""Deployment files: docker-compose.yml, Dockerfile and the Mosquitto configuration.
+
+No Docker engine runs here, so the compose file is checked as data (PyYAML; plus `docker compose
+config` where the compose plugin exists), and the Mosquitto configuration is checked for real: a
+second Debian mosquitto on a free port with a test copy of deploy/mosquitto/mosquitto.conf (the
+real ACL file, a password file built by deploy/mosquitto/make-passwd.sh and mosquitto_passwd),
+and real clients that try what terminals and services may and may not do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import shlex
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+import pytest
+import yaml
+
+from gps_monitor import cli
+from gps_monitor.config import Settings
+
+REPO = Path(__file__).resolve().parents[1]
+COMPOSE = REPO / "docker-compose.yml"
+MOSQUITTO_DIR = REPO / "deploy" / "mosquitto"
+MOSQUITTO_BIN = "/usr/sbin/mosquitto"
+GPS_MONITOR_SERVICES = {"migrate", "ingest", "rules", "web", "jt808"}
+SERVICE_PASSWORDS = {
+    "ingest": "ingest-pw",
+    "rules": "rules-pw",
+    "web": "web-pw",
+    "jt808": "jt808-pw",
+    "healthcheck": "health-pw",
+}
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    data = yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))
+    assert isinstance(data, dict) and isinstance(data.get("services"), dict)
+    return data
+
+
+def _long_running(service: dict[str, Any]) -> bool:
+    return str(service.get("restart", "no")) != "no"
+
+
+def test_compose_services_and_images_are_the_documented_ones(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    assert set(services) >= {"timescaledb", "mosquitto", *GPS_MONITOR_SERVICES}
+    image = services["timescaledb"]["image"]
+    assert re.fullmatch(r"timescale/timescaledb(-ha)?:latest-pg(1[6-9]|[2-9]\d)", image), image
+    assert services["mosquitto"]["image"] == "eclipse-mosquitto:2"
+    for name in GPS_MONITOR_SERVICES:
+        assert services[name]["image"] == "gps-monitor:latest", name
+        assert services[name]["build"]["dockerfile"] == "Dockerfile", name
+
+
+def test_compose_commands_are_gps_monitor_commands(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    commands = {name for name, _, _ in cli.COMMANDS}
+    assert services["migrate"]["command"] == ["db", "upgrade"]
+    assert services["ingest"]["command"] == ["ingest"]
+    assert services["rules"]["command"] == ["rules"]
+    assert services["web"]["command"] == ["web", "--host", "0.0.0.0", "--port", "8000"]
+    assert services["jt808"]["command"] == ["jt808"]
+    for name in GPS_MONITOR_SERVICES:
+        assert services[name]["command"][0] in commands, name
+    assert "8808:8808" in services["jt808"]["ports"]
+    assert "8000:8000" in services["web"]["ports"]
+
+
+def test_every_dependency_waits_for_health_or_completion(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    for name, service in services.items():
+        for target, spec in (service.get("depends_on") or {}).items():
+            assert isinstance(spec, dict), f"{name} -> {target}: expected a condition"
+            condition = spec.get("condition")
+            if condition == "service_healthy":
+                assert "healthcheck" in services[target], f"{target} has no healthcheck"
+            else:
+                assert condition == "service_completed_successfully", (name, target, condition)
+                assert not _long_running(services[target]), f"{target} is not a one-shot"
+    for name in GPS_MONITOR_SERVICES - {"migrate"}:
+        deps = services[name]["depends_on"]
+        assert deps["timescaledb"]["condition"] == "service_healthy", name
+        assert deps["mosquitto"]["condition"] == "service_healthy", name
+        assert deps["migrate"]["condition"] == "service_completed_successfully", name
+    assert services["migrate"]["depends_on"]["timescaledb"]["condition"] == "service_healthy"
+
+
+def test_every_long_running_service_has_a_healthcheck(compose: dict[str, Any]) -> None:
+    running = [n for n, s in compose["services"].items() if _long_running(s)]
+    assert set(running) >= {"timescaledb", "mosquitto", "ingest", "rules", "web", "jt808"}
+    for name in running:
+        check = compose["services"][name].get("healthcheck")
+        assert check and check.get("test"), f"{name}: no healthcheck"
+        assert check["test"][0] in ("CMD", "CMD-SHELL"), name
+
+
+def test_service_environment_names_are_real_settings(compose: dict[str, Any]) -> None:
+    """Each GPS_MONITOR_* variable must name a settings field (a typo would be silently ignored
+    by pydantic-settings), and the production values must parse."""
+    nested = {name: f.annotation for name, f in Settings.model_fields.items()}
+    for name in GPS_MONITOR_SERVICES:
+        env = compose["services"][name]["environment"]
+        assert env["GPS_MONITOR_ENVIRONMENT"] == "production"
+        for key in env:
+            assert key.startswith("GPS_MONITOR_"), key
+            concern, _, field = key.removeprefix("GPS_MONITOR_").lower().partition("_")
+            if concern in ("environment", "log") and key in (
+                "GPS_MONITOR_ENVIRONMENT",
+                "GPS_MONITOR_LOG_LEVEL",
+            ):
+                continue
+            model = nested.get(concern)
+            assert model is not None, f"{key}: no settings concern {concern!r}"
+            assert field in model.model_fields, f"{key}: {model.__name__} has no field {field!r}"
+    # the values, with placeholders filled in, make a valid Settings
+    env = {
+        k: re.sub(r"\$\{[^}]*\}", "x" * 40, str(v))
+        for k, v in compose["services"]["web"]["environment"].items()
+    }
+    env["GPS_MONITOR_DATABASE_RETENTION_MONTHS"] = "6"
+    env["GPS_MONITOR_DATABASE_COMPRESS_AFTER_DAYS"] = "7"
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        settings = Settings()
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    assert settings.environment == "production"
+    assert settings.database.timescale == "on"
+    assert settings.mqtt.host == "mosquitto" and settings.mqtt.username == "web"
+
+
+def test_dockerfile_builds_the_package_on_python_311_slim() -> None:
+    text = (REPO / "Dockerfile").read_text(encoding="utf-8")
+    assert re.search(r"^FROM python:3\.11-slim\s*$", text, re.MULTILINE)
+    assert "pip install ." in text
+    assert "COPY deploy/healthcheck.py /usr/local/bin/gps-monitor-healthcheck" in text
+    assert 'ENTRYPOINT ["gps-monitor"]' in text
+    ignored = (REPO / ".dockerignore").read_text(encoding="utf-8").split()
+    assert ".env" in ignored and ".venv" in ignored
+
+
+def test_mosquitto_config_has_persistence_passwords_and_the_per_terminal_acl() -> None:
+    conf = _conf_lines(MOSQUITTO_DIR / "mosquitto.conf")
+    assert ("persistence", "true") in conf
+    assert ("allow_anonymous", "false") in conf
+    assert any(k == "password_file" for k, _ in conf)
+    assert any(k == "acl_file" for k, _ in conf)
+    acl = (MOSQUITTO_DIR / "acl").read_text(encoding="utf-8").splitlines()
+    assert "pattern write gps/v1/%u/#" in [line.strip() for line in acl]
+
+
+@pytest.mark.skipif(shutil.which("docker") is None, reason="docker CLI not installed")
+def test_docker_compose_config_accepts_the_file(tmp_path: Path) -> None:
+    probe = subprocess.run(["docker", "compose", "version"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        pytest.skip("the docker compose plugin is not installed (docker compose version failed)")
+    env_file = tmp_path / ".env"
+    env_file.write_text((REPO / "deploy" / "env.example").read_text(encoding="utf-8"))
+    result = subprocess.run(
+        ["docker", "compose", "-f", str(COMPOSE), "--env-file", str(env_file), "config", "-q"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+# --- a real broker with the deploy configuration ---------------------------------------------
+
+
+def _conf_lines(path: Path) -> list[tuple[str, str]]:
+    out = []
+    for raw in path.read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
+        if line and not line.startswith("#"):
+            key, _, value = line.partition(" ")
+            out.append((key, value.strip()))
+    return out
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass(frozen=True, slots=True)
+class Broker:
+    port: int
+    passwd_file: Path
+    log_file: Path
+
+
+@pytest.fixture
+def deploy_broker(tmp_path: Path) -> Iterator[Broker]:
+    """Debian's mosquitto on a free port with a test copy of deploy/mosquitto/mosquitto.conf:
+    same settings and the real ACL file; listener, password file, persistence and log moved
+    into tmp_path. Killed after the test."""
+    for tool in (MOSQUITTO_BIN, "mosquitto_passwd", "mosquitto_sub"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} not installed (Debian package mosquitto / mosquitto-clients)")
+    port = _free_port()
+    passwd = tmp_path / "passwd"
+    subprocess.run(
+        ["sh", str(MOSQUITTO_DIR / "make-passwd.sh")],
+        env={
+            **os.environ,
+            "PASSWD_FILE": str(passwd),
+            **{f"MQTT_{u.upper()}_PASSWORD": pw for u, pw in SERVICE_PASSWORDS.items()},
+        },
+        check=True,
+        capture_output=True,
+    )
+    for terminal_id in ("13800000001", "13800000002"):
+        subprocess.run(
+            ["mosquitto_passwd", "-b", str(passwd), terminal_id, f"pw-{terminal_id}"],
+            check=True,
+            capture_output=True,
+        )
+    data = tmp_path / "data"
+    data.mkdir()
+    replaced = {
+        "listener": f"{port} 127.0.0.1",
+        "persistence_location": f"{data}/",
+        "password_file": str(passwd),
+        "acl_file": str(MOSQUITTO_DIR / "acl"),
+        "log_dest": f"file {tmp_path / 'mosquitto.log'}",
+    }
+    lines = [f"{k} {replaced.get(k, v)}" for k, v in _conf_lines(MOSQUITTO_DIR / "mosquitto.conf")]
+    assert set(replaced) <= {line.split()[0] for line in lines}, "deploy conf lost a key"
+    lines.append("user root")  # the test runs as root; keep the tmp files readable
+    conf = tmp_path / "mosquitto.conf"
+    conf.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    if os.geteuid() != 0:
+        lines.pop()
+        conf.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    proc = subprocess.Popen(
+        [MOSQUITTO_BIN, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        for _ in range(100):
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+                break
+            if proc.poll() is not None:
+                _, err = proc.communicate()
+                pytest.fail(f"mosquitto exited {proc.returncode}: {err.decode(errors='replace')}")
+            time.sleep(0.1)
+        else:
+            pytest.fail(f"mosquitto did not listen on {port}")
+        yield Broker(port, passwd, tmp_path / "mosquitto.log")
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+        if proc.stderr is not None:
+            proc.stderr.close()
+
+
+@contextlib.asynccontextmanager
+async def _client(
+    broker: Broker, username: str | None, password: str | None
+) -> AsyncIterator[aiomqtt.Client]:
+    async with aiomqtt.Client(
+        "127.0.0.1",
+        broker.port,
+        username=username,
+        password=password,
+        identifier=f"test-{username}-{uuid.uuid4().hex[:8]}",
+        protocol=aiomqtt.ProtocolVersion.V5,
+    ) as client:
+        yield client
+
+
+async def _collect_until(client: aiomqtt.Client, sentinel: bytes) -> list[tuple[str, bytes]]:
+    got: list[tuple[str, bytes]] = []
+    async with asyncio.timeout(20):
+        async for message in client.messages:
+            payload = bytes(message.payload)  # type: ignore[arg-type]
+            got.append((str(message.topic), payload))
+            if payload == sentinel:
+                return got
+    return got
+
+
+async def _received_within(client: aiomqtt.Client, seconds: float) -> list[str]:
+    """Topics of the messages that arrive within ``seconds`` (a wait for absence)."""
+    got: list[str] = []
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            async for message in client.messages:
+                got.append(str(message.topic))
+    return got
+
+
+async def test_terminal_publishes_only_under_its_own_topic(deploy_broker: Broker) -> None:
+    async with (
+        _client(deploy_broker, "ingest", SERVICE_PASSWORDS["ingest"]) as ingest,
+        _client(deploy_broker, "13800000002", "pw-13800000002") as other_terminal,
+        _client(deploy_broker, "rules", SERVICE_PASSWORDS["rules"]) as rules,
+    ):
+        await ingest.subscribe("gps/v1/#", qos=1)
+        await other_terminal.subscribe("gps/v1/#", qos=1)  # terminals may not read anything
+        await rules.subscribe("gps/v1/#", qos=1)  # rules reads positions/v1 only
+        async with _client(deploy_broker, "13800000001", "pw-13800000001") as terminal:
+            await terminal.publish("gps/v1/13800000001/position", b"own", qos=1)
+            await terminal.publish("gps/v1/13800000002/position", b"forged", qos=1)
+            await terminal.publish("positions/v1/1/1", b"internal", qos=1)
+            await terminal.publish("gps/v1/13800000001/batch", b"end", qos=1)
+        got = await _collect_until(ingest, b"end")
+        assert got == [
+            ("gps/v1/13800000001/position", b"own"),
+            ("gps/v1/13800000001/batch", b"end"),
+        ]
+        # the gateway publishes for any terminal; the service users reach their topics
+        async with _client(deploy_broker, "jt808", SERVICE_PASSWORDS["jt808"]) as jt808:
+            await jt808.publish("gps/v1/13800000002/position", b"via-gateway", qos=1)
+        assert await _collect_until(ingest, b"via-gateway") == [
+            ("gps/v1/13800000002/position", b"via-gateway")
+        ]
+        # neither the other terminal nor the rules user got anything from gps/v1/#
+        assert await _received_within(other_terminal, 0.5) == []
+        assert await _received_within(rules, 0.2) == []
+
+
+async def test_service_users_reach_their_topics_and_strangers_are_refused(
+    deploy_broker: Broker,
+) -> None:
+    async with (
+        _client(deploy_broker, "web", SERVICE_PASSWORDS["web"]) as web,
+        _client(deploy_broker, "rules", SERVICE_PASSWORDS["rules"]) as rules,
+    ):
+        await web.subscribe("alarms/v1/#", qos=1)
+        await rules.subscribe("positions/v1/#", qos=1)
+        async with _client(deploy_broker, "ingest", SERVICE_PASSWORDS["ingest"]) as ingest:
+            await ingest.publish("positions/v1/7/42", b"accepted", qos=1)
+        assert await _collect_until(rules, b"accepted") == [("positions/v1/7/42", b"accepted")]
+        await rules.publish("alarms/v1/7/42/overspeed", b"alarm", qos=1)
+        assert await _collect_until(web, b"alarm") == [("alarms/v1/7/42/overspeed", b"alarm")]
+
+    for username, password in ((None, None), ("ingest", "wrong"), ("99999999999", "x")):
+        with pytest.raises(aiomqtt.MqttError):
+            async with _client(deploy_broker, username, password):
+                pass
+
+
+def test_compose_broker_healthcheck_command_passes(
+    deploy_broker: Broker, compose: dict[str, Any]
+) -> None:
+    test = compose["services"]["mosquitto"]["healthcheck"]["test"]
+    assert test[0] == "CMD-SHELL"
+    command = test[1].replace("$$", "$").replace("-p 1883", f"-p {deploy_broker.port}")
+    env = {**os.environ, "MQTT_HEALTHCHECK_PASSWORD": SERVICE_PASSWORDS["healthcheck"]}
+    result = subprocess.run(
+        ["sh", "-c", command], env=env, capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 0, (shlex.quote(command), result.stderr)
+    assert result.stdout.strip().endswith("seconds"), result.stdout
+    bad = {**env, "MQTT_HEALTHCHECK_PASSWORD": "wrong"}
+    failed = subprocess.run(["sh", "-c", command], env=bad, capture_output=True, timeout=30)
+    assert failed.returncode != 0
