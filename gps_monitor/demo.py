@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 SERVICES: tuple[tuple[str, str, str], ...] = (
     ("ingest", "ingest.cli", "MQTT ingest worker: positions -> database"),
     ("rules", "rules.worker", "rules engine: accepted positions -> alarms"),
+    ("web", "web.demo", "live map, REST API and websocket feed (prints users and address)"),
 )
 
 DEMO_FILE = "bods_liverpool_bus_route14_outbound.csv"

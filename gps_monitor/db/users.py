@@ -189,6 +189,27 @@ async def revoke_token(
     )
 
 
+async def set_password(
+    conn: asyncpg.Connection | asyncpg.Pool, username: str, password: str
+) -> None:
+    """Replace a user's password (argon2 hash) and revoke its tokens.
+
+    Raises:
+        UserError: password shorter than 8 characters.
+        NotFoundError: no such user.
+    """
+    if len(password) < 8:
+        raise UserError(f"password: expected at least 8 characters, got {len(password)}")
+    user_id = await conn.fetchval(
+        "UPDATE users SET password_hash = $2 WHERE username = $1 RETURNING id",
+        username,
+        hash_password(password),
+    )
+    if user_id is None:
+        raise NotFoundError(f"user {username!r}: expected an existing user, found none")
+    await conn.execute("DELETE FROM user_tokens WHERE user_id = $1", user_id)
+
+
 async def user_by_name(conn: asyncpg.Connection | asyncpg.Pool, username: str) -> User:
     """The user of that name.
 
