@@ -1,0 +1,75 @@
+"""`gps-monitor user create`, the demo's web service and its users, on the real database."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+import httpx
+import pytest
+
+from gps_monitor.cli import main
+from gps_monitor.config import Settings
+from gps_monitor.db import users
+from gps_monitor.db.registry import ensure_company
+from web.service import ensure_demo_users, serve
+
+
+async def test_user_create_command_hashes_and_scopes(
+    settings: Settings, pool: asyncpg.Pool, capsys: pytest.CaptureFixture[str]
+) -> None:
+    company = await ensure_company(pool, "渝运物流")
+
+    def cli(*argv: str) -> int:
+        return main(list(argv), settings=settings)
+
+    code = await asyncio.to_thread(
+        cli, "user", "create", "op1", "--role", "operator", "--company", "渝运物流",
+        "--password", "secret-pass-1",
+    )  # fmt: skip
+    assert code == 0
+    user = await users.authenticate(pool, "op1", "secret-pass-1")
+    assert user is not None and user.role == "operator" and user.company_id == company.id
+    # generated password is printed once and works
+    assert await asyncio.to_thread(cli, "user", "create", "chief", "--role", "bureau") == 0
+    out = capsys.readouterr().out
+    password = out.strip().splitlines()[-1].rsplit("password: ", 1)[1]
+    assert await users.authenticate(pool, "chief", password) is not None
+    # bad input: exit 2 with the reason
+    assert await asyncio.to_thread(cli, "user", "create", "op2", "--role", "operator") == 2
+    assert await asyncio.to_thread(
+        cli, "user", "create", "op3", "--role", "operator", "--company", "无此公司",
+        "--password", "secret-pass-1",
+    ) == 2  # fmt: skip
+    assert (
+        await asyncio.to_thread(
+            cli, "user", "create", "op1", "--role", "bureau", "--password", "secret-pass-1"
+        )
+        == 2
+    )
+    assert "already exists" in capsys.readouterr().err
+
+
+async def test_demo_service_serves_the_map_with_one_user_per_role(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    credentials = await ensure_demo_users(settings, "Liverpool demo buses (BODS, OGL v3.0)")
+    assert [role for _, role, _ in credentials] == ["bureau", "operator", "enforcement"]
+    again = await ensure_demo_users(settings, "Liverpool demo buses (BODS, OGL v3.0)")
+    assert [p for *_, p in again] != [p for *_, p in credentials]  # fresh passwords each run
+    ready = asyncio.Event()
+    bound: dict[str, str] = {}
+    task = asyncio.create_task(serve(settings, ready, port=0, bound=bound))
+    await asyncio.wait_for(ready.wait(), 20)
+    try:
+        async with httpx.AsyncClient(base_url=bound["address"]) as http:
+            assert (await http.get("/map")).status_code == 200
+            for username, role, password in again:
+                r = await http.post(
+                    "/api/auth/login", json={"username": username, "password": password}
+                )
+                assert r.status_code == 200 and r.json()["user"]["role"] == role
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
