@@ -14,6 +14,7 @@ Checked against the published pairs of the eviltransform test suite (tests/test_
 from __future__ import annotations
 
 import math
+from typing import Any
 
 _A = 6378245.0  # Krasovsky 1940 semi-major axis, m
 _EE = 0.00669342162296594323  # its first eccentricity squared
@@ -69,11 +70,11 @@ def gcj02_to_wgs84(lat: float, lon: float, tolerance_deg: float = 1e-9) -> tuple
     return w_lat, w_lon
 
 
-def geojson_gcj02_to_wgs84(geometry: dict) -> dict:  # type: ignore[type-arg]
+def geojson_gcj02_to_wgs84(geometry: dict[str, Any]) -> dict[str, Any]:
     """A GeoJSON geometry (coordinates ``[lon, lat]`` in GCJ-02) with every position converted to
     WGS-84; other members are kept."""
 
-    def convert(coords):  # type: ignore[no-untyped-def]
+    def convert(coords: Any) -> Any:
         if coords and isinstance(coords[0], int | float):
             lat, lon = gcj02_to_wgs84(float(coords[1]), float(coords[0]))
             return [lon, lat, *coords[2:]]

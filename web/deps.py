@@ -7,6 +7,7 @@ accepts either, or ``?token=``).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Annotated
 
 import asyncpg
@@ -20,11 +21,11 @@ COOKIE_NAME = "gpsm_token"
 
 
 def get_settings_dep(request: Request) -> Settings:
-    return request.app.state.settings  # type: ignore[no-any-return]
+    return request.app.state.settings
 
 
 def get_pool(request: Request) -> asyncpg.Pool:
-    return request.app.state.pool  # type: ignore[no-any-return]
+    return request.app.state.pool
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
@@ -32,10 +33,10 @@ PoolDep = Annotated[asyncpg.Pool, Depends(get_pool)]
 
 
 def token_from(
-    headers: dict[str, str] | object, cookies: dict[str, str], query: str | None
+    headers: Mapping[str, str], cookies: Mapping[str, str], query: str | None
 ) -> str | None:
     """The login token of a request: bearer header, then cookie, then ``token`` query value."""
-    auth = headers.get("authorization") if hasattr(headers, "get") else None  # type: ignore[attr-defined]
+    auth = headers.get("authorization")
     if auth and auth.lower().startswith("bearer "):
         return str(auth[7:].strip()) or None
     return cookies.get(COOKIE_NAME) or query or None
@@ -64,7 +65,7 @@ async def get_current_user(request: Request, pool: PoolDep, settings: SettingsDe
 CurrentUser = Annotated[User, Depends(get_current_user)]
 
 
-def require_roles(*roles: Role):  # type: ignore[no-untyped-def]
+def require_roles(*roles: Role) -> Callable[[User], Awaitable[User]]:
     """Dependency factory: 403 unless the current user has one of ``roles``."""
 
     async def check(user: CurrentUser) -> User:

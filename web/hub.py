@@ -218,7 +218,7 @@ class LiveHub:
             async for message in client.messages:
                 self.received_messages += 1
                 try:
-                    await self.handle(str(message.topic), bytes(message.payload))  # type: ignore[arg-type]
+                    await self.handle(str(message.topic), bytes(message.payload))  # type: ignore[arg-type,unused-ignore]
                 except Exception:
                     log.exception("live feed: could not handle a message on %s", message.topic)
         finally:
