@@ -232,3 +232,44 @@ async def test_window_report_and_pdf_pages_convert_to_png(
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     for page in pages:
         shutil.copy(page, ARTIFACTS / page.name)
+
+
+async def test_geofence_and_route_of_an_alarm_are_drawn(
+    pool: asyncpg.Pool, settings: Settings, taxi: dict
+) -> None:
+    run = taxi["run"]
+    lats = [f.latitude for f in run]
+    lons = [f.longitude for f in run]
+    ring = [[min(lons) - 0.01, min(lats) - 0.01], [max(lons) + 0.01, min(lats) - 0.01],
+            [max(lons) + 0.01, max(lats) + 0.01], [min(lons) - 0.01, max(lats) + 0.01],
+            [min(lons) - 0.01, min(lats) - 0.01]]  # fmt: skip
+    await pool.execute(
+        "INSERT INTO geofences (id, name, kind, geometry) VALUES ('wz-1', '水源保护区', "
+        "'forbidden', $1)",
+        {"type": "Polygon", "coordinates": [ring]},
+    )
+    await pool.execute(
+        "INSERT INTO routes (id, name, line, corridor_m) VALUES ('r-9', '危化品核定线路', $1, 100)",
+        {"type": "LineString", "coordinates": [[f.longitude, f.latitude] for f in run]},
+    )
+    vehicle = taxi["vehicle"]
+    for alarm_type, details in (
+        ("forbidden_area_entry", {"geofence_id": "wz-1", "geofence_name": "水源保护区"}),
+        ("route_deviation", {"route_id": "r-9"}),
+    ):
+        alarm_id = await pool.fetchval(
+            "INSERT INTO alarms (vehicle_id, company_id, alarm_type, dedup_key, started_at, "
+            "ended_at, details) VALUES ($1, $2, $3, $3, $4, $5, $6) RETURNING id",
+            vehicle.id, vehicle.company_id, alarm_type, run[0].fix_time, run[-1].fix_time,
+            details,
+        )  # fmt: skip
+        report = await evidence.build_for_alarm(pool, alarm_id, settings.reports, generated_by="t")
+        (shape,) = report.shapes
+        assert shape.name == ("水源保护区" if alarm_type != "route_deviation" else "危化品核定线路")
+        assert shape.closed is (alarm_type != "route_deviation")
+        data = pdf.render_pdf(report, settings.reports)
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        (ARTIFACTS / f"evidence_{alarm_type}.pdf").write_bytes(data)
+        text = "".join(p.extract_text() for p in PdfReader(io.BytesIO(data)).pages)
+        assert evidence.ALARM_TYPES[alarm_type] in text
+        assert "GB/T35658-2017" in text.replace(" ", "")

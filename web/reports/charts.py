@@ -206,6 +206,10 @@ def _draw_shape(ax: plt.Axes, shape: Shape, to_local: Transformer) -> None:
         lx, ly = to_local.transform([c[0] for c in line], [c[1] for c in line])
         if shape.closed:
             ax.fill(lx, ly, color=color, alpha=0.12, zorder=1)
+        else:  # a route: a wide band under the track, so it shows where they coincide
+            ax.plot(
+                lx, ly, "-", color=color, linewidth=8, alpha=0.3, zorder=1, solid_capstyle="round"
+            )
         ax.plot(lx, ly, "--", color=color, linewidth=1.2, zorder=1, label=label)
         label = "_"
 

@@ -2,9 +2,9 @@
 
 The rules issue owns the ``geofences`` and ``routes`` tables; this module only reads them. An
 alarm's ``details`` name the object by ``geofence_id`` / ``route_id``; the geometry is read from
-the table's GeoJSON column (``geometry`` or ``geojson``). A circle (GeoJSON Point with
-``radius_m``) is drawn as a 72-gon. Missing tables or ids give no shape, never an error: the map
-is then drawn without it.
+the table's GeoJSON column (``geometry`` for geofences, ``line`` for routes). A circle (GeoJSON
+Point with ``radius_m``) is drawn as a 72-gon. Missing tables or ids give no shape, never an
+error: the map is then drawn without it.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import asyncpg
 from gps_monitor.geo import WGS84
 from web.reports.evidence import Shape
 
-_GEOMETRY_COLUMNS = ("geometry", "geojson", "geom_geojson")
+_GEOMETRY_COLUMNS = ("geometry", "line", "geojson")
 
 
 async def _columns(conn: asyncpg.Connection | asyncpg.Pool, table: str) -> set[str]:
