@@ -5,10 +5,12 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup system services demo test lint bench clean
+PYTEST_ARGS ?=
+
+.PHONY: setup system services demo test lint clean
 
 $(STAMP): pyproject.toml
-	python3 -m venv $(VENV)
+	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
@@ -24,8 +26,12 @@ services:        ## start PostgreSQL and Mosquitto when they are not running
 demo: setup
 	$(VENV)/bin/gps-monitor demo
 
+# pytest prints its standard closing line ("N passed, M skipped in Ts"). Exit code 5 (no test
+# collected) means the suite is broken, so it fails with a message instead of passing silently.
 test: setup system services
-	$(VENV)/bin/pytest
+	@$(VENV)/bin/pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no test (exit 5): the suite is broken" >&2; exit 1; fi; \
+	exit $$rc
 
 lint: setup
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy

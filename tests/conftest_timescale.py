@@ -20,7 +20,8 @@ Limits of the WebAssembly server that callers must respect:
 - no background workers: policies are registered but never run by themselves.
 
 The fixture skips the test with the reason when Node.js or ``tools/pglite/node_modules`` (``npm
-ci`` there, which ``scripts/install-system.sh`` does) are absent.
+ci`` there, which ``scripts/install-system.sh`` does) are absent; under CI (``CI`` set) with npm
+present it fails instead, so TimescaleDB mode cannot go untested unnoticed.
 """
 
 from __future__ import annotations
@@ -119,6 +120,10 @@ def timescale_database_url() -> Iterator[str]:
     """
     reason = pglite_missing()
     if reason is not None:
+        if os.environ.get("CI") and shutil.which("npm") is not None:
+            # CI has npm, so scripts/install-system.sh should have installed the server:
+            # a skip there would hide that TimescaleDB mode went untested
+            pytest.fail(f"CI with npm present, but {reason}")
         pytest.skip(reason)
     with pglite_server() as url:
         yield url
