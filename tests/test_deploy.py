@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import http.server
 import os
 import re
 import shlex
 import shutil
 import socket
 import subprocess
+import sys
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -377,3 +381,46 @@ def test_compose_broker_healthcheck_command_passes(
     bad = {**env, "MQTT_HEALTHCHECK_PASSWORD": "wrong"}
     failed = subprocess.run(["sh", "-c", command], env=bad, capture_output=True, timeout=30)
     assert failed.returncode != 0
+
+
+# --- the container health-check script ---------------------------------------------------------
+
+
+def _healthcheck(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(REPO / "deploy" / "healthcheck.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=env,
+    )
+
+
+def test_healthcheck_script_probes_http_tcp_and_the_worker_process(tmp_path: Path) -> None:
+    (tmp_path / "ok.json").write_text("{}")
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(Handler, directory=str(tmp_path))
+    )
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        port = server.server_address[1]
+        assert _healthcheck("http", f"http://127.0.0.1:{port}/ok.json").returncode == 0
+        missing = _healthcheck("http", f"http://127.0.0.1:{port}/absent")
+        assert missing.returncode == 1 and "404" in missing.stderr
+        assert _healthcheck("tcp", "127.0.0.1", str(port)).returncode == 0
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+    closed = _healthcheck("tcp", "127.0.0.1", str(_free_port()))
+    assert closed.returncode == 1 and "unhealthy" in closed.stderr
+    # here PID 1 is not `gps-monitor ingest`: unhealthy, and it says why
+    worker = _healthcheck("worker", "ingest")
+    assert worker.returncode == 1 and "PID 1" in worker.stderr
+    assert _healthcheck("bogus").returncode == 2
