@@ -231,10 +231,21 @@ async def orchestrate(args: argparse.Namespace) -> None:
         "GPS_MONITOR_LOG_LEVEL": "WARNING",
     }
     runner = (
-        "import argparse,sys,logging;from gps_monitor.config import Settings;"
-        "from ingest.jt808 import cli;logging.basicConfig(level='WARNING');"
-        "cli.run(argparse.Namespace(host=None,port=None),Settings())"
+        "import argparse,sys,logging,gc,time\n"
+        "from gps_monitor.config import Settings\n"
+        "from ingest.jt808 import cli\n"
+        "logging.basicConfig(level='WARNING')\n"
+        "t0=[0.0]\n"
+        "def gc_watch(phase, info):\n"
+        "    if phase == 'start': t0[0] = time.perf_counter(); return\n"
+        "    ms = (time.perf_counter() - t0[0]) * 1000\n"
+        "    if ms > 20: print(f'GC pause gen{info[\"generation\"]} {ms:.0f} ms', "
+        "file=sys.stderr, flush=True)\n"
+        "gc.callbacks.append(gc_watch)\n"
+        "cli.run(argparse.Namespace(host=None,port=None),Settings())\n"
     )
+    if os.environ.get("JT808_BENCH_RUNNER"):
+        runner = open(os.environ["JT808_BENCH_RUNNER"]).read()  # noqa: ASYNC230, SIM115
     gateway = start_gateway(runner, env, args.gateway_log)
     clients: list[asyncio.subprocess.Process] = []
     received: list[tuple[float, int]] = []
@@ -350,6 +361,19 @@ async def orchestrate(args: argparse.Namespace) -> None:
         f"{per_conn / 1024:.1f} KiB per connection"
     )
     print(f"gateway CPU: {gateway_cpu:.0f} % of one core during the window")
+    if args.timeline_s:
+        print(f"timeline ({args.timeline_s:g} s buckets): count, p50 ms, p99 ms, max ms")
+        buckets: dict[int, list[float]] = {}
+        for t, lat in received:
+            if window_start <= t < window_end:
+                buckets.setdefault(int((t - window_start) // args.timeline_s), []).append(lat / 1e6)
+        for key in sorted(buckets):
+            values = buckets[key]
+            print(
+                f"  {key * args.timeline_s:5.0f} s  {len(values):6d}  "
+                f"{percentile(values, 50):7.1f}  {percentile(values, 99):7.1f}  "
+                f"{max(values):7.1f}"
+            )
 
 
 def main() -> None:
@@ -370,6 +394,7 @@ def main() -> None:
             "GPS_MONITOR_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
         ),
     )
+    parser.add_argument("--timeline-s", type=float, default=0.0, help="print latency per bucket")
     parser.add_argument("--gateway-log", default="/tmp/jt808-bench-gateway.log")
     # client role
     parser.add_argument("--first", type=int, default=0)

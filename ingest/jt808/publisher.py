@@ -1,16 +1,27 @@
 """MQTT publishing for the gateway: QoS 1, and a publish returns only once the broker has the
 message.
 
-What ``aiomqtt.Client.publish(qos=1)`` awaits (aiomqtt 2.5, paho-mqtt 2.x, read in their
+What ``aiomqtt.Client.publish(qos=1)`` awaits (aiomqtt 2.5.1 over paho-mqtt 2.2, read in their
 source): aiomqtt calls paho's ``publish`` and then waits for paho's ``on_publish`` callback for
-that message id. paho fires ``on_publish`` for QoS 0 when the packet is written to the socket,
-but for QoS 1 only when the broker's **PUBACK** arrives (``_handle_pubackcomp`` ->
-``_do_on_publish``). So ``await client.publish(topic, payload, qos=1)`` returning means the
-broker acknowledged the message: for Mosquitto that is after it has accepted it (and, with
-persistence on, queued it for the persistent ingest session). Only then does the gateway send
-the terminal its 0x8001 reply; a timeout or a lost connection gives the terminal a failure reply
-(result 1) so it sends the data again (at-least-once; ingest stores a fix once per vehicle and
-fix time).
+that message id. paho fires ``on_publish`` for QoS 0 as soon as the packet is written to the
+socket, but for QoS 1 only when the broker's **PUBACK** arrives (``_handle_pubackcomp`` ->
+``_do_on_publish``). So aiomqtt's QoS 1 publish does wait for the PUBACK.
+
+We still do not call it: per call it walks every pending call (``len(list(self._pending_calls))``)
+and logs a warning once more than 10 are pending, which is quadratic under load; with a few
+hundred publishes in flight (10,000 terminals) the gateway spent its time there and collapsed in
+the benchmark. The gateway uses the same mechanism directly: paho's ``publish`` returns a
+``MQTTMessageInfo`` with the message id, and our ``on_publish`` hook (chained in front of
+aiomqtt's) resolves the future waiting for that id when the PUBACK comes, failing it when the
+PUBACK carries an MQTT 5 failure reason code or the connection drops. paho runs on the event
+loop thread (aiomqtt drives its socket with ``add_reader``/``add_writer``), so no locking is
+needed. paho's in-flight window is unlimited (``max_inflight_messages`` 0): every terminal waits
+for its reply before its next report, so at most one publish per connection is in flight.
+
+Guarantee: the terminal's 0x8001 result 0 means the broker acknowledged the message (for
+Mosquitto: accepted it and queued it for the persistent ingest session). A timeout, a refusal or
+a lost connection gives the terminal result 1, so it resends (at-least-once; ingest stores a fix
+once per vehicle and fix time).
 """
 
 from __future__ import annotations
@@ -18,8 +29,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from typing import Any
 
 import aiomqtt
+import paho.mqtt.client as mqtt
+from paho.mqtt.reasoncodes import ReasonCode
 
 from gps_monitor.config import Settings
 from gps_monitor.mqtt import run_with_reconnect
@@ -42,7 +56,8 @@ class MqttPublisher:
     def __init__(self, settings: Settings, *, connect_timeout_s: float = 10.0) -> None:
         self.settings = settings
         self.connect_timeout_s = connect_timeout_s
-        self._client: aiomqtt.Client | None = None
+        self._paho: mqtt.Client | None = None
+        self._acks: dict[int, asyncio.Future[None]] = {}
         self._connected = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.published = 0
@@ -70,7 +85,26 @@ class MqttPublisher:
         jt = self.settings.jt808
 
         async def session(client: aiomqtt.Client) -> None:
-            self._client = client
+            paho = client._client
+            chained = paho.on_publish
+
+            def on_publish(
+                c: mqtt.Client, userdata: Any, mid: int, reason: ReasonCode, props: Any
+            ) -> None:
+                future = self._acks.pop(mid, None)
+                if future is None:
+                    if chained is not None:
+                        chained(c, userdata, mid, reason, props)  # type: ignore[call-arg]
+                    return
+                if future.done():
+                    return
+                if reason.is_failure:
+                    future.set_exception(PublishError(f"broker refused the message: {reason}"))
+                else:
+                    future.set_result(None)
+
+            paho.on_publish = on_publish
+            self._paho = paho
             self._connected.set()
             try:
                 # aiomqtt keeps a future that fails when the connection drops; waiting on it
@@ -78,7 +112,8 @@ class MqttPublisher:
                 await asyncio.shield(client._disconnected)
             finally:
                 self._connected.clear()
-                self._client = None
+                self._paho = None
+                self._fail_pending("connection to the MQTT broker lost")
 
         while True:  # a clean disconnect returns from run_with_reconnect: connect again
             await run_with_reconnect(
@@ -89,26 +124,48 @@ class MqttPublisher:
             )
             await asyncio.sleep(self.settings.mqtt.reconnect_delay_s)
 
+    def _fail_pending(self, reason: str) -> None:
+        acks, self._acks = self._acks, {}
+        for future in acks.values():
+            if not future.done():
+                future.set_exception(PublishError(reason))
+
     @property
     def connected(self) -> bool:
-        return self._client is not None
+        return self._paho is not None
+
+    @property
+    def in_flight(self) -> int:
+        """Publishes waiting for their PUBACK."""
+        return len(self._acks)
 
     async def publish(self, topic: str, payload: bytes) -> None:
         """Publish at QoS 1 and return once the broker's PUBACK is in.
 
         Raises:
-            PublishError: not connected, refused by paho, or no PUBACK within
-                ``jt808.publish_timeout_s``.
+            PublishError: not connected, refused by paho or by the broker (MQTT 5 reason code),
+                connection lost, or no PUBACK within ``jt808.publish_timeout_s``.
         """
-        client = self._client
-        if client is None:
+        paho = self._paho
+        if paho is None:
             self.failed += 1
             raise PublishError("not connected to the MQTT broker")
-        try:
-            await client.publish(
-                topic, payload, qos=1, timeout=self.settings.jt808.publish_timeout_s
-            )
-        except aiomqtt.MqttError as error:
+        info = paho.publish(topic, payload, qos=1)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
             self.failed += 1
-            raise PublishError(f"publish to {topic} not acknowledged: {error}") from error
+            raise PublishError(f"publish to {topic} refused by paho: {mqtt.error_string(info.rc)}")
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._acks[info.mid] = future
+        try:
+            async with asyncio.timeout(self.settings.jt808.publish_timeout_s):
+                await future
+        except TimeoutError:
+            self._acks.pop(info.mid, None)
+            self.failed += 1
+            raise PublishError(
+                f"publish to {topic}: no PUBACK within {self.settings.jt808.publish_timeout_s} s"
+            ) from None
+        except PublishError:
+            self.failed += 1
+            raise
         self.published += 1
