@@ -19,10 +19,9 @@ Terminal replies (0x0001) get no answer; other messages get 0x8001 result 3 (uns
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -44,7 +43,7 @@ from ingest.jt808.publisher import PublishError
 
 log = logging.getLogger(__name__)
 
-READ_CHUNK_BYTES = 16384
+MAX_QUEUED_FRAMES = 64  # frames waiting on one connection before reading pauses
 
 
 class Publisher(Protocol):
@@ -137,7 +136,7 @@ class Jt808Gateway:
         self.authenticator = authenticator
         self.publisher = publisher
         self.stats = GatewayStats()
-        self._connections: dict[asyncio.Task[Any], asyncio.StreamWriter] = {}
+        self._connections: set[TerminalConnection] = set()
         self._handlers: dict[int, Callable[[Session, Frame], Awaitable[bytes | None]]] = {
             m.MSG_HEARTBEAT: self._on_heartbeat,
             m.MSG_REGISTER: self._on_register,
@@ -149,66 +148,20 @@ class Jt808Gateway:
 
     async def start(self, host: str | None = None, port: int | None = None) -> asyncio.Server:
         """Listen on ``host:port`` (default from settings; port 0 = any free port)."""
-        return await asyncio.start_server(
-            self.handle_connection,
+        loop = asyncio.get_running_loop()
+        return await loop.create_server(
+            lambda: TerminalConnection(self),
             host if host is not None else self.jt.host,
             self.jt.port if port is None else port,
-            limit=READ_CHUNK_BYTES,
             backlog=4096,
         )
 
-    async def handle_connection(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        """Serve one terminal until it disconnects or stays idle too long."""
-        task = asyncio.current_task()
-        assert task is not None
-        self._connections[task] = writer
-        peer = str(writer.get_extra_info("peername"))
-        session = Session(peer, self.jt.max_frame_bytes, self.jt.subpackage_timeout_s)
-        stats = self.stats
-        stats.connections_open += 1
-        stats.connections_total += 1
-        loop = asyncio.get_running_loop()
-        idle_s = self.jt.idle_timeout_s
-        splitter = session.splitter
-        try:
-            async with asyncio.timeout_at(loop.time() + idle_s) as deadline:
-                while True:
-                    data = await reader.read(READ_CHUNK_BYTES)
-                    if not data:
-                        break
-                    garbage, overflows = splitter.garbage_bytes, splitter.overflows
-                    candidates = splitter.feed(data)
-                    stats.garbage_bytes += splitter.garbage_bytes - garbage
-                    stats.buffer_overflows += splitter.overflows - overflows
-                    for content, wire in candidates:
-                        frame = self._decode(session, content, wire)
-                        if frame is None:
-                            continue
-                        deadline.reschedule(loop.time() + idle_s)
-                        reply = await self._dispatch(session, frame, loop.time())
-                        if reply is not None:
-                            writer.write(reply)
-                    await writer.drain()
-        except TimeoutError:
-            stats.idle_closed += 1
-            log.info("jt808 %s (%s): idle for %.0f s, closed", peer, session.terminal_id, idle_s)
-        except (ConnectionError, OSError) as error:
-            log.debug("jt808 %s: connection lost (%s)", peer, error)
-        finally:
-            self._connections.pop(task, None)
-            stats.connections_open -= 1
-            stats.subpackages_expired += session.assembler.expired
-            writer.close()
-            with contextlib.suppress(ConnectionError, OSError):
-                await writer.wait_closed()
-
     async def close_connections(self) -> None:
-        """Close every terminal connection and wait for their handlers to finish (shutdown)."""
-        tasks = list(self._connections)
-        for writer in self._connections.values():
-            writer.close()
+        """Close every terminal connection and wait for frames being handled (shutdown)."""
+        connections = list(self._connections)
+        for connection in connections:
+            connection.close()
+        tasks = [c.task for c in connections if c.task is not None]
         if tasks:
             await asyncio.wait(tasks, timeout=5)
 
@@ -371,6 +324,122 @@ class Jt808Gateway:
             log.warning("jt808 %s: %s; terminal told to resend", session.peer, error)
             return self._general_reply(session, frame, m.RESULT_FAILURE)
         return self._general_reply(session, frame, m.RESULT_OK)
+
+
+class TerminalConnection(asyncio.Protocol):
+    """One terminal's TCP connection (an asyncio protocol: no task while it is idle).
+
+    Bytes are split and decoded as they arrive; valid frames queue up and one task at a time
+    handles them in order (started when a frame arrives, ending when the queue is empty).
+    Reading pauses while more than ``MAX_QUEUED_FRAMES`` wait. The idle timer is one timer
+    handle, re-armed lazily: a valid frame only records the time.
+    """
+
+    __slots__ = (
+        "gateway",
+        "last_valid_s",
+        "loop",
+        "queue",
+        "session",
+        "task",
+        "timer",
+        "transport",
+    )
+
+    def __init__(self, gateway: Jt808Gateway) -> None:
+        self.gateway = gateway
+        self.loop = asyncio.get_running_loop()
+        self.transport: asyncio.Transport | None = None
+        self.session: Session | None = None
+        self.queue: deque[Frame] = deque()
+        self.task: asyncio.Task[None] | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.last_valid_s = self.loop.time()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        gateway = self.gateway
+        self.transport = transport
+        jt = gateway.jt
+        self.session = Session(
+            str(transport.get_extra_info("peername")), jt.max_frame_bytes, jt.subpackage_timeout_s
+        )
+        gateway._connections.add(self)
+        gateway.stats.connections_open += 1
+        gateway.stats.connections_total += 1
+        self.timer = self.loop.call_at(self.last_valid_s + jt.idle_timeout_s, self._check_idle)
+
+    def data_received(self, data: bytes) -> None:
+        session = self.session
+        assert session is not None
+        stats = self.gateway.stats
+        splitter = session.splitter
+        garbage, overflows = splitter.garbage_bytes, splitter.overflows
+        candidates = splitter.feed(data)
+        stats.garbage_bytes += splitter.garbage_bytes - garbage
+        stats.buffer_overflows += splitter.overflows - overflows
+        for content, wire in candidates:
+            frame = self.gateway._decode(session, content, wire)
+            if frame is not None:
+                self.last_valid_s = self.loop.time()
+                self.queue.append(frame)
+        if self.queue and self.task is None:
+            self.task = self.loop.create_task(self._handle_queue())
+        if len(self.queue) > MAX_QUEUED_FRAMES and self.transport is not None:
+            self.transport.pause_reading()
+
+    async def _handle_queue(self) -> None:
+        session = self.session
+        assert session is not None
+        try:
+            while self.queue:
+                frame = self.queue.popleft()
+                reply = await self.gateway._dispatch(session, frame, self.loop.time())
+                transport = self.transport
+                if transport is None or transport.is_closing():
+                    return
+                if reply is not None:
+                    transport.write(reply)
+                if len(self.queue) <= MAX_QUEUED_FRAMES // 2:
+                    transport.resume_reading()
+        finally:
+            self.task = None
+
+    def _check_idle(self) -> None:
+        idle_s = self.gateway.jt.idle_timeout_s
+        deadline = self.last_valid_s + idle_s
+        if self.loop.time() < deadline:
+            self.timer = self.loop.call_at(deadline, self._check_idle)
+            return
+        self.timer = None
+        self.gateway.stats.idle_closed += 1
+        session = self.session
+        log.info(
+            "jt808 %s (%s): no valid frame for %.0f s, closed",
+            session.peer if session else "?",
+            session.terminal_id if session else None,
+            idle_s,
+        )
+        self.close()
+
+    def close(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        gateway = self.gateway
+        if self in gateway._connections:
+            gateway._connections.discard(self)
+            gateway.stats.connections_open -= 1
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if self.session is not None:
+            gateway.stats.subpackages_expired += self.session.assembler.expired
+        self.queue.clear()
+        self.transport = None
+        if exc is not None:
+            log.debug("jt808 connection lost: %s", exc)
 
 
 async def log_stats_forever(gateway: Jt808Gateway, interval_s: float) -> None:
