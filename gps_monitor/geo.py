@@ -211,41 +211,102 @@ class ZonedIndex:
 
 
 class ZoneShapes:
-    """The shapes of a :class:`ZonedIndex` projected into one zone (metres)."""
+    """The shapes of a :class:`ZonedIndex` projected into one zone (metres).
+
+    Candidate lookup: the zone's STRtree is queried once per grid cell of ``CELL_M`` metres
+    (cached); a point then only costs a dict lookup and an envelope check per shape of its cell,
+    instead of building a shapely geometry and querying the tree per position.
+    """
+
+    CELL_M = 500.0
+    _MAX_CELLS = 200_000
 
     def __init__(self, index: ZonedIndex, key: ZoneKey) -> None:
         self.projection = projection_of_zone(key)
         west, east = zone_lon_range(key)
         self.geometries: list[BaseGeometry | None] = []
+        self.bounds: list[tuple[float, float, float, float]] = []
         members: list[int] = []
         for i, (shape, buffer_m) in enumerate(zip(index.shapes, index.buffers_m, strict=True)):
             minx, _, maxx, _ = shape.bounds
             if maxx < west or minx > east:
                 self.geometries.append(None)
+                self.bounds.append((math.inf, math.inf, -math.inf, -math.inf))
                 continue
             projected = self.projection.geometry(shape)
             if buffer_m > 0:
                 projected = projected.buffer(buffer_m, quad_segs=16)
             shapely.prepare(projected)
             self.geometries.append(projected)
+            self.bounds.append(tuple(projected.bounds))  # type: ignore[arg-type]
             members.append(i)
         self._members = np.asarray(members, dtype=np.int64)
         self._tree = STRtree([self.geometries[i] for i in members]) if members else None
         self._boundaries: dict[int, BaseGeometry] = {}
+        self._cells: dict[tuple[int, int], tuple[int, ...]] = {}
+
+    def _cell(self, cx: int, cy: int) -> tuple[int, ...]:
+        found = self._cells.get((cx, cy))
+        if found is None:
+            if self._tree is None:
+                found = ()
+            else:
+                size = self.CELL_M
+                cell = shapely.box(cx * size, cy * size, (cx + 1) * size, (cy + 1) * size)
+                found = tuple(sorted(self._members[self._tree.query(cell)].tolist()))
+            if len(self._cells) >= self._MAX_CELLS:
+                self._cells.clear()
+            self._cells[(cx, cy)] = found
+        return found
 
     def candidates(self, x: float, y: float) -> list[int]:
         """Indices of shapes whose envelope contains the projected point."""
+        size = self.CELL_M
+        ids = self._cell(int(x // size), int(y // size))
+        if not ids:
+            return []
+        bounds = self.bounds
+        out = []
+        for i in ids:
+            b = bounds[i]
+            if b[0] <= x <= b[2] and b[1] <= y <= b[3]:
+                out.append(i)
+        return out
+
+    def crossed(
+        self, x0: float, y0: float, x1: float, y1: float, among: frozenset[int] | None = None
+    ) -> list[int]:
+        """Indices of shapes (optionally only those in ``among``) that the straight segment
+        between two projected points intersects."""
         if self._tree is None:
             return []
-        return self._members[self._tree.query(Point(x, y))].tolist()  # type: ignore[no-any-return]
-
-    def crossed(self, x0: float, y0: float, x1: float, y1: float) -> list[int]:
-        """Indices of shapes the straight segment between two projected points intersects."""
-        if self._tree is None:
+        size = self.CELL_M
+        cx0, cx1 = sorted((int(x0 // size), int(x1 // size)))
+        cy0, cy1 = sorted((int(y0 // size), int(y1 // size)))
+        minx, maxx = min(x0, x1), max(x0, x1)
+        miny, maxy = min(y0, y1), max(y0, y1)
+        if (cx1 - cx0 + 1) * (cy1 - cy0 + 1) > 64:  # a long jump: ask the tree directly
+            segment = LineString([(x0, y0), (x1, y1)])
+            ids = self._members[self._tree.query(segment, predicate="intersects")].tolist()
+            return sorted(i for i in ids if among is None or i in among)
+        found: set[int] = set()
+        for cx in range(cx0, cx1 + 1):
+            for cy in range(cy0, cy1 + 1):
+                found.update(self._cell(cx, cy))
+        bounds = self.bounds
+        near = [
+            i
+            for i in found
+            if (among is None or i in among)
+            and bounds[i][0] <= maxx
+            and bounds[i][2] >= minx
+            and bounds[i][1] <= maxy
+            and bounds[i][3] >= miny
+        ]
+        if not near:
             return []
         segment = LineString([(x0, y0), (x1, y1)])
-        hits = self._tree.query(segment, predicate="intersects")
-        return self._members[hits].tolist()  # type: ignore[no-any-return]
+        return sorted(i for i in near if self.geometries[i].intersects(segment))  # type: ignore[union-attr]
 
     def signed_distance_m(self, i: int, x: float, y: float) -> float:
         """Metres from the boundary of shape ``i``: negative inside, positive outside."""

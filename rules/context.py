@@ -14,6 +14,8 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from shapely import Point
+
 from gps_monitor.config import QualitySettings, RulesSettings
 from gps_monitor.geo import ZonedIndex, ZoneKey, ZoneShapes, projection_of_zone, zone_key
 from gps_monitor.geofences import Geofence, Route, TimeWindow
@@ -113,12 +115,28 @@ class Fix:
     prev_lat: float | None = None
     prev_lon: float | None = None
     prev_speed_kmh: float | None = None
-    prev_x: float | None = None
-    prev_y: float | None = None
     dt_s: float = 0.0
     step_m: float = 0.0
     implied_speed_kmh: float = 0.0
-    _fence_hits: list[tuple[Geofence, float]] | None = None
+    _fence_hits: list[tuple[Geofence, int, bool]] | None = None
+    _point: Any = None
+    _routes: dict[str, tuple[float, float]] | None = None
+
+    def prev_xy(self) -> tuple[float, float] | None:
+        """The previous fix projected into this fix's zone (None at the first fix or when it
+        lies in another zone)."""
+        if self.prev_lat is None or self.prev_lon is None:
+            return None
+        if zone_key(self.prev_lon, self.prev_lat) != self.zone:
+            return None
+        return projection_of_zone(self.zone).xy(self.prev_lon, self.prev_lat)
+
+    @property
+    def point(self) -> Any:
+        """The projected shapely Point (created once per fix)."""
+        if self._point is None:
+            self._point = Point(self.x, self.y)
+        return self._point
 
 
 class GeoContext:
@@ -140,6 +158,32 @@ class GeoContext:
         self.route_index = ZonedIndex([r.line for r in self._route_list])
         self.fence_pos = {f.id: i for i, f in enumerate(geofences)}
         self.keep_in_positions = [i for i, f in enumerate(geofences) if f.kind == "keep_in"]
+        self._restricted = [
+            i for i, f in enumerate(geofences) if f.vehicle_classes or f.vehicle_ids
+        ]
+        self._excluded: dict[tuple[int, str], frozenset[int]] = {}
+        # forbidden / watch fences only, for the segment test between sparse fixes
+        self.pass_positions = [
+            i for i, f in enumerate(geofences) if f.kind in ("forbidden", "watch")
+        ]
+        self.pass_index = ZonedIndex(
+            [geofences[i].geometry for i in self.pass_positions],
+            [geofences[i].buffer_m for i in self.pass_positions],
+        )
+
+    def excluded_for(self, vehicle: VehicleProfile) -> frozenset[int]:
+        """Indices of geofences that do not apply to the vehicle (class or assignment),
+        computed once per vehicle."""
+        key = (vehicle.vehicle_id, vehicle.vehicle_class)
+        found = self._excluded.get(key)
+        if found is None:
+            found = frozenset(
+                i
+                for i in self._restricted
+                if not self.geofences[i].applies_to(vehicle.vehicle_class, vehicle.vehicle_id)
+            )
+            self._excluded[key] = found
+        return found
 
     def fence_zone(self, key: ZoneKey) -> ZoneShapes:
         return self.fence_index.zone(key)
@@ -228,30 +272,30 @@ def make_fix(
         fix.dt_s = t - pt
         fix.step_m = fast_distance_m(plat, plon, lat, lon)
         fix.implied_speed_kmh = fix.step_m / fix.dt_s * 3.6 if fix.dt_s > 0 else 0.0
-        if zone_key(plon, plat) == key:
-            fix.prev_x, fix.prev_y = projection_of_zone(key).xy(plon, plat)
     return fix
 
 
-def fence_hits(fix: Fix, ctx: RuleContext) -> list[tuple[Geofence, float]]:
-    """Geofences in force for this vehicle whose envelope holds the fix, with the signed
-    distance to their boundary in metres (negative = inside). Computed once per fix, cached."""
+def fence_hits(fix: Fix, ctx: RuleContext) -> list[tuple[Geofence, int, bool]]:
+    """Geofences in force for this vehicle whose envelope holds the fix:
+    ``(geofence, index in ctx.geo.geofences, fix inside it)``. Computed once per fix, cached.
+    Distances to the boundary are left to the caller (``ctx.geo.fence_zone(fix.zone)
+    .signed_distance_m``), which needs them only when the state may change."""
     if fix._fence_hits is not None:
         return fix._fence_hits
     geo = ctx.geo
-    hits: list[tuple[Geofence, float]] = []
+    hits: list[tuple[Geofence, int, bool]] = []
     if geo.geofences:
         zone = geo.fence_zone(fix.zone)
-        vehicle = ctx.vehicle
+        excluded = geo.excluded_for(ctx.vehicle)
         for i in zone.candidates(fix.x, fix.y):
-            fence = geo.geofences[i]
-            if not fence.applies_to(vehicle.vehicle_class, vehicle.vehicle_id):
+            if i in excluded:
                 continue
+            fence = geo.geofences[i]
             if fence.active_hours is not None and not fence.active_hours.contains(
                 fix.minute_of_day
             ):
                 continue
-            hits.append((fence, zone.signed_distance_m(i, fix.x, fix.y)))
+            hits.append((fence, i, zone.contains(i, fix.x, fix.y)))
     fix._fence_hits = hits
     return hits
 
@@ -260,3 +304,33 @@ def fence_hits(fix: Fix, ctx: RuleContext) -> list[tuple[Geofence, float]]:
 def night_window(start: str, end: str) -> TimeWindow:
     """The cached :class:`TimeWindow` of two ``HH:MM`` local times."""
     return TimeWindow.parse(f"{start}-{end}")
+
+
+def route_offset(fix: Fix, ctx: RuleContext, route_id: str) -> tuple[float, float] | None:
+    """``(offset_m, length_m)``: distance of the fix from a route's line and the line's length,
+    in the fix's zone; None when the route is unknown or outside the zone. Cached on the fix
+    (overspeed and route_deviation both ask)."""
+    cache = fix._routes
+    if cache is None:
+        cache = fix._routes = {}
+    found = cache.get(route_id)
+    if found is None:
+        line = ctx.geo.route_geometry(route_id, fix.zone)
+        if line is None:
+            return None
+        found = (float(line.distance(fix.point)), float(line.length))
+        cache[route_id] = found
+    return found
+
+
+def route_along(fix: Fix, ctx: RuleContext, route_id: str, *, previous: bool = False) -> float:
+    """Metres along the route's line of the fix (or of the previous fix) projected onto it."""
+    line = ctx.geo.route_geometry(route_id, fix.zone)
+    if line is None:
+        return 0.0
+    if previous:
+        xy = fix.prev_xy()
+        if xy is None:
+            return 0.0
+        return float(line.project(Point(*xy)))
+    return float(line.project(fix.point))

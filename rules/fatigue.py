@@ -27,7 +27,7 @@ Each interval between two consecutive fixes is classified:
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from gps_monitor.models import Alarm
@@ -37,9 +37,13 @@ NAME = "fatigue"
 NAME_ALARM = "fatigue_driving"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class State:
-    """Continuous driving run, current rest, open episodes, and the local day's total."""
+    """Continuous driving run, current rest, open episodes, and the local day's total.
+
+    Not frozen for speed: :func:`process` works on a private copy and never mutates the state
+    it was given (callers may keep and compare old states).
+    """
 
     run_start_t: float | None = None
     run_driving_s: float = 0.0
@@ -53,6 +57,30 @@ class State:
     day: int | None = None
     day_driving_s: float = 0.0
     daily_alarm_t: float | None = None
+
+
+def _copy(state: State) -> State:
+    return State(
+        state.run_start_t,
+        state.run_driving_s,
+        state.rest_s,
+        state.rest_start_t,
+        state.ambiguous_gaps,
+        state.ambiguous_s,
+        state.warning_t,
+        state.alarm_t,
+        state.alarm_limit_s,
+        state.day,
+        state.day_driving_s,
+        state.daily_alarm_t,
+    )
+
+
+def replace(state: State, **changes: Any) -> State:
+    """Set fields on the private working copy (see :class:`State`)."""
+    for name, value in changes.items():
+        setattr(state, name, value)
+    return state
 
 
 def classify(fix: Fix, ctx: RuleContext) -> str:
@@ -198,8 +226,9 @@ def process(state: State, fix: Fix, ctx: RuleContext) -> tuple[State, list[Alarm
     alarms: list[Alarm] = []
     if fix.prev_t is None or fix.dt_s <= 0:
         if state.day is None:
-            state = replace(state, day=ctx.local.day_number(fix.t))
+            state = replace(_copy(state), day=ctx.local.day_number(fix.t))
         return state, alarms
+    state = _copy(state)
     s = ctx.settings
     kind = classify(fix, ctx)
     prev_t = fix.prev_t

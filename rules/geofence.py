@@ -20,7 +20,6 @@ interpolated along the segment and ``"inferred_from_segment": true``.
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -114,27 +113,31 @@ def _transition(
 
 def _segment_passes(fix: Fix, ctx: RuleContext, tracked: set[str], alarms: list[Alarm]) -> None:
     """Report fences the segment from the previous fix crossed though both ends are outside."""
-    if fix.prev_x is None or fix.prev_y is None or fix.prev_t is None:
+    if fix.prev_t is None:
         return
     geo = ctx.geo
     h = ctx.settings.geofence_hysteresis_m
     if fix.step_m <= 2 * h + 1.0:
         return
-    zone = geo.fence_zone(fix.zone)
+    prev_xy = fix.prev_xy()
+    if prev_xy is None:
+        return
+    prev_x, prev_y = prev_xy
+    zone = geo.pass_index.zone(fix.zone)
     vehicle = ctx.vehicle
     segment: LineString | None = None
-    for i in zone.crossed(fix.prev_x, fix.prev_y, fix.x, fix.y):
-        fence = geo.geofences[i]
+    for j in zone.crossed(prev_x, prev_y, fix.x, fix.y):
+        fence = geo.geofences[geo.pass_positions[j]]
         if fence.kind not in (GeofenceKind.FORBIDDEN, GeofenceKind.WATCH):
             continue
         if fence.id in tracked or not fence.applies_to(vehicle.vehicle_class, vehicle.vehicle_id):
             continue
         if fence.active_hours is not None and not fence.active_hours.contains(fix.minute_of_day):
             continue
-        geom = zone.geometries[i]
+        geom = zone.geometries[j]
         assert geom is not None
         inner = geom.buffer(-h) if h > 0 else geom
-        segment = segment or LineString([(fix.prev_x, fix.prev_y), (fix.x, fix.y)])
+        segment = segment or LineString([(prev_x, prev_y), (fix.x, fix.y)])
         crossing = segment.intersection(inner)
         if crossing.is_empty:
             continue
@@ -179,38 +182,39 @@ def process(state: State, fix: Fix, ctx: RuleContext) -> tuple[State, list[Alarm
     old = state.fences or {}
     h = ctx.settings.geofence_hysteresis_m
     dwell = ctx.settings.geofence_dwell_s
-    distances: dict[str, tuple[Geofence, float]] = {
-        fence.id: (fence, signed)
-        for fence, signed in fence_hits(fix, ctx)
+    # fence id -> (fence, index, fix inside it); distances only where the state may change
+    near: dict[str, tuple[Geofence, int, bool]] = {
+        fence.id: (fence, i, inside)
+        for fence, i, inside in fence_hits(fix, ctx)
         if fence.kind is not GeofenceKind.SPEED_ZONE
     }
     zone = geo.fence_zone(fix.zone)
     vehicle = ctx.vehicle
     for fence_id in old:
-        if fence_id not in distances and fence_id in geo.fence_pos:
+        if fence_id not in near and fence_id in geo.fence_pos:
             i = geo.fence_pos[fence_id]
-            distances[fence_id] = (geo.geofences[i], zone.signed_distance_m(i, fix.x, fix.y))
+            near[fence_id] = (geo.geofences[i], i, zone.contains(i, fix.x, fix.y))
+    excluded = geo.excluded_for(vehicle)
     for i in geo.keep_in_positions:
         fence = geo.geofences[i]
         if (
-            fence.id not in distances
-            and fence.applies_to(vehicle.vehicle_class, vehicle.vehicle_id)
+            i not in excluded
+            and fence.id not in near
             and (fence.active_hours is None or fence.active_hours.contains(fix.minute_of_day))
         ):
-            distances[fence.id] = (fence, zone.signed_distance_m(i, fix.x, fix.y))
+            near[fence.id] = (fence, i, False)
     alarms: list[Alarm] = []
     new: dict[str, FenceTrack] = {}
-    for fence_id, (fence, signed_m) in distances.items():
+    for fence_id, (fence, i, inside) in near.items():
         track = old.get(fence_id)
         inside_now = track.inside if track is not None else fence.kind is GeofenceKind.KEEP_IN
-        if math.isinf(signed_m):
-            signed_m = math.inf
-        if inside_now and signed_m > h:
-            wanted = False
-        elif not inside_now and signed_m < -h:
-            wanted = True
-        else:
-            wanted = inside_now
+        wanted = inside_now
+        if inside != inside_now:  # across the boundary: beyond the hysteresis band?
+            signed_m = zone.signed_distance_m(i, fix.x, fix.y)
+            if inside_now and signed_m > h:
+                wanted = False
+            elif not inside_now and signed_m < -h:
+                wanted = True
         if wanted == inside_now:
             if track is not None and track.pending_t is not None:
                 track = FenceTrack(track.inside, track.since_t, None, track.open_t)

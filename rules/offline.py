@@ -74,9 +74,10 @@ def seen(state: State, seen_t: float, ctx: RuleContext) -> tuple[State, list[Ala
             )
         )
     last = state.last_seen_t
-    return replace(
-        state, last_seen_t=seen_t if last is None else max(last, seen_t), open_t=None
-    ), alarms
+    seen = seen_t if last is None or seen_t > last else last
+    if seen == last and state.open_t is None:
+        return state, alarms
+    return State(seen, state.last_fix_t, state.last_lat, state.last_lon, None), alarms
 
 
 def process(state: State, fix: Fix, ctx: RuleContext) -> tuple[State, list[Alarm]]:
@@ -114,9 +115,8 @@ def process(state: State, fix: Fix, ctx: RuleContext) -> tuple[State, list[Alarm
                     last_fix_t=fix.t,
                 )
             )
-    state = replace(
-        state, last_fix_t=fix.t, last_lat=fix.position.latitude, last_lon=fix.position.longitude
-    )
+    position = fix.position
+    state = State(state.last_seen_t, fix.t, position.latitude, position.longitude, state.open_t)
     return state, alarms
 
 

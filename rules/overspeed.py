@@ -24,11 +24,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from shapely import Point
-
 from gps_monitor.geofences import GeofenceKind
 from gps_monitor.models import Alarm
-from rules.context import Fix, RuleContext, fence_hits, night_window
+from rules.context import Fix, RuleContext, fence_hits, night_window, route_offset
 
 NAME = "overspeed"
 _CROSS_CHECK_MAX_INTERVAL_S = 60.0
@@ -69,8 +67,8 @@ def resolve_limit(fix: Fix, ctx: RuleContext) -> tuple[float, str]:
     limit: float | None = None
     source = ""
     hazmat_road = "expressway"
-    for fence, signed_m in fence_hits(fix, ctx):
-        if fence.kind is GeofenceKind.SPEED_ZONE and signed_m < 0 and fence.speed_limit_kmh:
+    for fence, _, inside in fence_hits(fix, ctx):
+        if inside and fence.kind is GeofenceKind.SPEED_ZONE and fence.speed_limit_kmh:
             zone_limit = fence.speed_limit_kmh
             if vehicle.vehicle_class == "hazmat":
                 zone_limit = min(zone_limit, class_default_kmh("hazmat", fence.road_class, ctx))
@@ -81,10 +79,10 @@ def resolve_limit(fix: Fix, ctx: RuleContext) -> tuple[float, str]:
             route = ctx.geo.routes.get(route_id)
             if route is None or route.speed_limit_kmh is None:
                 continue
-            line = ctx.geo.route_geometry(route_id, fix.zone)
-            if line is None or not ctx.in_window(route.active_hours, fix.minute_of_day):
+            if not ctx.in_window(route.active_hours, fix.minute_of_day):
                 continue
-            if line.distance(Point(fix.x, fix.y)) <= route.corridor_m:
+            offset = route_offset(fix, ctx, route_id)
+            if offset is not None and offset[0] <= route.corridor_m:
                 limit, source = route.speed_limit_kmh, f"route:{route.id}"
                 break
     if limit is None and vehicle.speed_limit_kmh:

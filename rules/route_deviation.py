@@ -19,10 +19,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from shapely import Point
-
 from gps_monitor.models import Alarm
-from rules.context import Fix, RuleContext
+from rules.context import Fix, RuleContext, route_along, route_offset
 
 NAME = "route_deviation"
 
@@ -70,32 +68,38 @@ def _alarm(
 
 def _step(route_id: str, track: Track, fix: Fix, ctx: RuleContext, alarms: list[Alarm]) -> Track:
     route = ctx.geo.routes.get(route_id)
-    line = ctx.geo.route_geometry(route_id, fix.zone) if route is not None else None
-    if route is None or line is None:
+    if route is None:
         return track
     s = ctx.settings
     if not ctx.in_window(route.active_hours, fix.minute_of_day):
         if track.open_t is not None:
             alarms.append(_alarm(route_id, track, ctx, fix, route.corridor_m, closed=True))
         return Track()
-    point = Point(fix.x, fix.y)
-    offset_m = float(line.distance(point))
+    offset = route_offset(fix, ctx, route_id)
+    if offset is None:
+        return track
+    offset_m, length_m = offset
     half = route.corridor_m
     well_inside = offset_m <= half * s.route_return_fraction
-    end_m = float(line.length) - s.route_end_margin_m
+    end_m = length_m - s.route_end_margin_m
     if not track.joined:
         if well_inside:
-            along = float(line.project(point))
-            if along < end_m:
-                return Track(joined=True, along_m=along)
+            along_m = route_along(fix, ctx, route_id)
+            if along_m < end_m:
+                return Track(joined=True, along_m=along_m)
         return track
     if well_inside or (offset_m <= half and track.outside_since_t is None):
         if track.open_t is not None:
             alarms.append(_alarm(route_id, track, ctx, fix, half, closed=True))
-        return Track(joined=True, along_m=float(line.project(point)))
+        if track.outside_since_t is None and track.open_t is None:
+            return track
+        return Track(joined=True)
     # outside the corridor, or in the hysteresis band after being outside: still outside
     if track.outside_since_t is None:
-        if track.along_m >= end_m:
+        # where it left the route: the last fix (inside) projected onto the line
+        along_m = route_along(fix, ctx, route_id, previous=True)
+        track = replace(track, along_m=along_m)
+        if along_m >= end_m:
             return Track()  # left at the end of the route: trip finished
         track = replace(track, outside_since_t=fix.t, max_offset_m=offset_m)
     else:

@@ -1,0 +1,356 @@
+"""Rules engine benchmarks; prints figures, asserts nothing.
+
+1. ``engine``: the pure engine alone (one process, one core) over ``--vehicles`` vehicles
+   (default 10,000) driving around Beijing among ``--geofences`` geofences (default 1,000:
+   polygons with holes, circles, corridors; forbidden / keep-in / speed zones / watch) and
+   ``--routes`` routes (default 100, each assigned to a tenth of the vehicles): positions per
+   second per core.
+2. ``live``: a real ``gps-monitor rules`` process on the real broker and a scratch database,
+   fed ``--rate`` positions/s (default 5,000) on the accepted-positions topics for
+   ``--seconds`` s; every vehicle's SOS bit toggles every ``--sos-every`` fixes, so alarms open
+   and close all along; latency = alarm message received - the publish of the message carrying
+   the fix that raised it (p50 / p99).
+
+    .venv/bin/python benchmarks/rules.py engine --positions 200000
+    .venv/bin/python benchmarks/rules.py live --rate 5000 --seconds 10
+
+``live`` needs PostgreSQL (GPS_MONITOR_TEST_DATABASE_URL, default
+postgresql://postgres@127.0.0.1:5432/postgres) and Mosquitto (127.0.0.1:1883).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import random
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from shapely.geometry import LineString, Point, Polygon  # noqa: E402
+
+from gps_monitor.config import QualitySettings, RulesSettings  # noqa: E402
+from gps_monitor.geofences import Geofence, GeofenceKind, Route  # noqa: E402
+from gps_monitor.models import Position  # noqa: E402
+from rules.context import GeoContext, LocalClock, RuleContext, VehicleProfile  # noqa: E402
+from rules.engine import Engine, VehicleState  # noqa: E402
+
+LAT0, LON0 = 39.75, 116.15  # south-west corner of a ~50 km x 50 km box over Beijing
+SPAN_DEG = 0.5
+M_PER_DEG_LAT = 111_195.0
+CLASSES = ("freight", "heavy_truck", "hazmat", "coach", "tour_bus")
+
+
+def _m_to_deg_lon(m: float, lat: float) -> float:
+    return m / (M_PER_DEG_LAT * math.cos(math.radians(lat)))
+
+
+def make_geofences(n: int, rng: random.Random) -> list[Geofence]:
+    kinds = [GeofenceKind.FORBIDDEN, GeofenceKind.KEEP_IN, GeofenceKind.SPEED_ZONE,
+             GeofenceKind.WATCH]
+    out: list[Geofence] = []
+    for i in range(n):
+        lat = LAT0 + rng.random() * SPAN_DEG
+        lon = LON0 + rng.random() * SPAN_DEG
+        kind = kinds[i % 4] if i % 50 else GeofenceKind.KEEP_IN
+        if kind is GeofenceKind.KEEP_IN and i % 50:
+            kind = GeofenceKind.WATCH
+        shape = i % 3
+        size_m = rng.uniform(200, 1500)
+        common = {"id": f"g{i}", "name": f"fence {i}", "kind": kind,
+                  "speed_limit_kmh": 40.0 if kind is GeofenceKind.SPEED_ZONE else None}
+        if kind is GeofenceKind.KEEP_IN:  # a few big keep-in areas (every vehicle checks them)
+            r = 0.4
+            geom = Polygon([(LON0 - 0.1, LAT0 - 0.1), (LON0 + r + 0.2, LAT0 - 0.1),
+                            (LON0 + r + 0.2, LAT0 + r + 0.2), (LON0 - 0.1, LAT0 + r + 0.2)])
+            # assigned to a twentieth of the vehicles each (keep-in areas are per vehicle)
+            assigned = frozenset(range(i // 50, 10_000, 20))
+            out.append(Geofence(geometry=geom, vehicle_classes=("hazmat",),
+                                vehicle_ids=assigned, **common))
+            continue
+        if shape == 0:
+            dlat = size_m / M_PER_DEG_LAT
+            dlon = _m_to_deg_lon(size_m, lat)
+            outer = [(lon, lat), (lon + dlon, lat), (lon + dlon, lat + dlat), (lon, lat + dlat)]
+            hole = [(lon + dlon * 0.4, lat + dlat * 0.4), (lon + dlon * 0.6, lat + dlat * 0.4),
+                    (lon + dlon * 0.6, lat + dlat * 0.6), (lon + dlon * 0.4, lat + dlat * 0.6)]
+            out.append(Geofence(geometry=Polygon(outer, [hole]), **common))
+        elif shape == 1:
+            out.append(Geofence(geometry=Point(lon, lat), radius_m=size_m / 2, **common))
+        else:
+            end = (lon + _m_to_deg_lon(size_m * 2, lat), lat + size_m / M_PER_DEG_LAT)
+            out.append(Geofence(geometry=LineString([(lon, lat), end]), corridor_m=50, **common))
+    return out
+
+
+def make_routes(n: int, vehicles: int, rng: random.Random) -> list[Route]:
+    routes = []
+    for i in range(n):
+        lat = LAT0 + rng.random() * SPAN_DEG
+        lon = LON0 + rng.random() * SPAN_DEG
+        points = [(lon, lat)]
+        for _ in range(30):
+            lon += _m_to_deg_lon(rng.uniform(200, 800), lat)
+            lat += rng.uniform(-300, 300) / M_PER_DEG_LAT
+            points.append((lon, lat))
+        routes.append(Route(id=f"r{i}", name=f"route {i}", line=LineString(points),
+                            corridor_m=100, speed_limit_kmh=80,
+                            vehicle_ids=frozenset(range(i, vehicles, n))))
+    return routes
+
+
+def make_tracks(vehicles: int, per_vehicle: int, rng: random.Random) -> list[list[Position]]:
+    start = datetime(2024, 1, 10, 0, 0, tzinfo=UTC)
+    tracks = []
+    for v in range(vehicles):
+        lat = LAT0 + rng.random() * SPAN_DEG
+        lon = LON0 + rng.random() * SPAN_DEG
+        heading = rng.uniform(0, 2 * math.pi)
+        speed = rng.uniform(20, 110)
+        t = start + timedelta(seconds=rng.uniform(0, 30))
+        track = []
+        for _ in range(per_vehicle):
+            t += timedelta(seconds=10)
+            heading += rng.uniform(-0.3, 0.3)
+            speed = min(130.0, max(0.0, speed + rng.uniform(-8, 8)))
+            step = speed / 3.6 * 10
+            lat += step * math.cos(heading) / M_PER_DEG_LAT
+            lon += _m_to_deg_lon(step * math.sin(heading), lat)
+            track.append(Position(terminal_id=f"T{v}", fix_time=t, latitude=lat, longitude=lon,
+                                  speed_kmh=speed, vehicle_id=v, company_id=1))
+        tracks.append(track)
+    return tracks
+
+
+def bench_engine(args: argparse.Namespace) -> None:
+    rng = random.Random(42)
+    per_vehicle = max(1, args.positions // args.vehicles)
+    t0 = time.perf_counter()
+    fences = make_geofences(args.geofences, rng)
+    routes = make_routes(args.routes, args.vehicles, rng)
+    tracks = make_tracks(args.vehicles, per_vehicle, rng)
+    geo = GeoContext(fences, routes)
+    settings, quality = RulesSettings(), QualitySettings()
+    local = LocalClock(settings.timezone)
+    route_of: dict[int, tuple[str, ...]] = {}
+    for r in routes:
+        for v in r.vehicle_ids:
+            route_of.setdefault(v, ())
+            route_of[v] += (r.id,)
+    contexts = [
+        RuleContext(
+            vehicle=VehicleProfile(vehicle_id=v, company_id=1, terminal_id=f"T{v}",
+                                   vehicle_class=CLASSES[v % len(CLASSES)],
+                                   route_ids=route_of.get(v, ())),
+            settings=settings, quality=quality, geo=geo, local=local,
+        )
+        for v in range(args.vehicles)
+    ]
+    setup_s = time.perf_counter() - t0
+    engine = Engine()
+    states = [VehicleState() for _ in range(args.vehicles)]
+    # interleave vehicles as a live feed would (round-robin by fix index)
+    total = 0
+    alarms = 0
+    # warm-up pass builds the projected zone index (reported separately)
+    t1 = time.perf_counter()
+    states[0], _ = engine.process(states[0], tracks[0][0], contexts[0])
+    warm_s = time.perf_counter() - t1
+    t2 = time.perf_counter()
+    cpu2 = time.process_time()
+    for i in range(1 if per_vehicle > 1 else 0, per_vehicle):
+        for v in range(args.vehicles):
+            states[v], out = engine.process(states[v], tracks[v][i], contexts[v])
+            alarms += len(out)
+            total += 1
+    elapsed = time.perf_counter() - t2
+    cpu = time.process_time() - cpu2
+    print(f"engine: {args.vehicles} vehicles, {len(fences)} geofences, {len(routes)} routes")
+    print(f"  setup (synthetic data) {setup_s:.1f} s; zone index build on first fix {warm_s:.2f} s")
+    print(f"  {total} positions in {elapsed:.2f} s wall = {total / elapsed:,.0f} positions/s")
+    print(f"  CPU time {cpu:.2f} s = {total / cpu:,.0f} positions per CPU-second (one core; "
+          "the figure that does not depend on other load on a shared machine)")
+    print(f"  {alarms} alarm events; rule errors: {engine.errors}")
+    state_bytes = sum(len(json.dumps(s.to_json())) for s in states) / len(states)
+    print(f"  mean state size {state_bytes:.0f} bytes of JSON per vehicle")
+
+
+# --- live -----------------------------------------------------------------------------------
+
+
+async def bench_live(args: argparse.Namespace) -> None:
+    import asyncpg
+
+    from gps_monitor import mqtt, topics
+    from gps_monitor.config import DatabaseSettings, MqttSettings
+    from gps_monitor.db import migrate
+    from gps_monitor.db.pool import init_connection
+
+    admin_url = os.environ.get(
+        "GPS_MONITOR_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+    )
+    name = f"gpsm_bench_{uuid.uuid4().hex[:8]}"
+    url = admin_url.rpartition("/")[0] + "/" + name
+    tag = uuid.uuid4().hex[:8]
+    prefix = f"bench-{tag}/"
+    mqtt_settings = MqttSettings(host=args.mqtt_host, port=args.mqtt_port,
+                                 client_id=f"bench-{tag}", topic_prefix=prefix)
+    admin = await asyncpg.connect(admin_url)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    await admin.close()
+    proc: subprocess.Popen[bytes] | None = None
+    log_path = Path(f"/tmp/{name}.log")
+    try:
+        conn = await asyncpg.connect(url)
+        await init_connection(conn)
+        await migrate.upgrade(conn, DatabaseSettings(url=url, timescale="off"))
+        company = await conn.fetchval("INSERT INTO companies (name) VALUES ('bench') RETURNING id")
+        await conn.executemany(
+            "INSERT INTO vehicles (id, company_id, plate_number, vehicle_class, terminal_id) "
+            "VALUES ($1, $2, $3, 'freight', $4)",
+            [(v + 1, company, f"B{v:05d}", f"T{v}") for v in range(args.vehicles)],
+        )
+        await conn.close()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GPS_MONITOR_")}
+        env.update(GPS_MONITOR_DATABASE_URL=url, GPS_MONITOR_MQTT_HOST=args.mqtt_host,
+                   GPS_MONITOR_MQTT_PORT=str(args.mqtt_port),
+                   GPS_MONITOR_MQTT_CLIENT_ID=f"bench-{tag}",
+                   GPS_MONITOR_MQTT_TOPIC_PREFIX=prefix, GPS_MONITOR_LOG_LEVEL="WARNING")
+        with log_path.open("wb") as out:
+            proc = subprocess.Popen([sys.executable, "-m", "gps_monitor.cli", "--log-level",
+                                     "INFO", "rules", "--no-upgrade"], env=env, stdout=out,
+                                    stderr=out)
+        deadline = time.monotonic() + 30
+        while b"rules worker subscribed" not in log_path.read_bytes():
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise SystemExit(f"rules worker did not start:\n{log_path.read_text()[-2000:]}")
+            await asyncio.sleep(0.1)
+
+        sent_at: dict[tuple[int, str], float] = {}
+        latencies: list[float] = []
+        received = 0
+
+        async def listen(ready: asyncio.Event) -> None:
+            nonlocal received
+            async with mqtt.build_client(mqtt_settings, client_id=f"bench-{tag}-l") as c:
+                await c.subscribe(topics.alarm_filter(prefix), qos=1)
+                ready.set()
+                async for message in c.messages:
+                    now = time.perf_counter()
+                    alarm = json.loads(message.payload)  # type: ignore[arg-type]
+                    received += 1
+                    key_time = alarm["started_at"] if alarm["event"] == "opened" else alarm["ended_at"]
+                    sent = sent_at.get((alarm["vehicle_id"], key_time))
+                    if sent is not None:
+                        latencies.append(now - sent)
+
+        ready = asyncio.Event()
+        listener = asyncio.create_task(listen(ready))
+        await ready.wait()
+        rng = random.Random(7)
+        start = datetime.now(UTC).replace(microsecond=0)
+        per_message = max(1, args.rate // (args.vehicles * args.messages_per_vehicle_per_s))
+        msgs_per_s = args.vehicles * args.messages_per_vehicle_per_s
+        interval = 1.0 / msgs_per_s
+        positions_sent = 0
+        fix_index = [0] * args.vehicles
+        lat = [LAT0 + rng.random() * SPAN_DEG for _ in range(args.vehicles)]
+        lon = [LON0 + rng.random() * SPAN_DEG for _ in range(args.vehicles)]
+        async with mqtt.build_client(mqtt_settings, client_id=f"bench-{tag}-p") as pub:
+            t_begin = time.perf_counter()
+            n = 0
+            while time.perf_counter() - t_begin < args.seconds:
+                v = n % args.vehicles
+                batch = []
+                sos_fix_times = []
+                for _ in range(per_message):
+                    i = fix_index[v]
+                    fix_index[v] += 1
+                    lon[v] += 0.00005
+                    fix_time = start + timedelta(milliseconds=200 * i)
+                    sos = (i // args.sos_every) % 2 == 1
+                    if i % args.sos_every == 0 and i > 0:
+                        sos_fix_times.append(fix_time.isoformat())
+                    batch.append(Position(terminal_id=f"T{v}", fix_time=fix_time,
+                                          latitude=lat[v], longitude=lon[v], speed_kmh=40.0,
+                                          alarm_flags=1 if sos else 0, vehicle_id=v + 1,
+                                          company_id=company,
+                                          received_at=datetime.now(UTC)).to_dict())
+                payload = json.dumps(batch)
+                now = time.perf_counter()
+                for ft in sos_fix_times:
+                    sent_at[(v + 1, ft)] = now
+                await pub.publish(topics.accepted_topic(company, v + 1, prefix), payload, qos=1)
+                positions_sent += len(batch)
+                n += 1
+                lag = t_begin + n * interval - time.perf_counter()
+                if lag > 0:
+                    await asyncio.sleep(lag)
+            publish_s = time.perf_counter() - t_begin
+        expected = sum(1 for key in sent_at)
+        deadline = time.monotonic() + 60
+        while len(latencies) < expected and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+        listener.cancel()
+        print(f"live: {args.vehicles} vehicles, {positions_sent} positions published in "
+              f"{publish_s:.1f} s = {positions_sent / publish_s:,.0f} positions/s "
+              f"({per_message} per message)")
+        print(f"  alarm messages received {received}; latencies measured {len(latencies)} of "
+              f"{expected}")
+        if latencies:
+            latencies.sort()
+            p50 = statistics.median(latencies) * 1000
+            p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000
+            print(f"  publish -> alarm published: p50 {p50:.0f} ms, p99 {p99:.0f} ms, "
+                  f"max {latencies[-1] * 1000:.0f} ms")
+    finally:
+        if proc is not None:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        from gps_monitor import mqtt as _mqtt
+
+        async with _mqtt.build_client(MqttSettings(host=args.mqtt_host, port=args.mqtt_port),
+                                      client_id=f"bench-{tag}-rules", persistent=False):
+            pass
+        admin = await asyncpg.connect(admin_url)
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="which", required=True)
+    e = sub.add_parser("engine")
+    e.add_argument("--vehicles", type=int, default=10_000)
+    e.add_argument("--geofences", type=int, default=1_000)
+    e.add_argument("--routes", type=int, default=100)
+    e.add_argument("--positions", type=int, default=200_000)
+    live = sub.add_parser("live")
+    live.add_argument("--vehicles", type=int, default=500)
+    live.add_argument("--rate", type=int, default=5_000, help="positions per second")
+    live.add_argument("--messages-per-vehicle-per-s", type=int, default=1)
+    live.add_argument("--seconds", type=float, default=10.0)
+    live.add_argument("--sos-every", type=int, default=25, help="toggle SOS every N fixes")
+    live.add_argument("--mqtt-host", default="127.0.0.1")
+    live.add_argument("--mqtt-port", type=int, default=1883)
+    args = parser.parse_args()
+    if args.which == "engine":
+        bench_engine(args)
+    else:
+        asyncio.run(bench_live(args))
+
+
+if __name__ == "__main__":
+    main()
