@@ -85,10 +85,11 @@ class Session:
     """State of one terminal connection."""
 
     __slots__ = (
-        "assembler",
+        "_assembler",
         "peer",
         "reply_serial",
         "splitter",
+        "subpackage_timeout_s",
         "terminal_id",
         "utc_offset_min",
         "vehicle_id",
@@ -97,11 +98,22 @@ class Session:
     def __init__(self, peer: str, max_frame_bytes: int, subpackage_timeout_s: float) -> None:
         self.peer = peer
         self.splitter = FrameSplitter(max_frame_bytes)
-        self.assembler = SubpackageAssembler(subpackage_timeout_s)
+        self.subpackage_timeout_s = subpackage_timeout_s
+        self._assembler: SubpackageAssembler | None = None  # created on the first sub-package
         self.terminal_id: str | None = None  # set once authenticated
         self.vehicle_id: int | None = None
         self.utc_offset_min = 480
         self.reply_serial = 0
+
+    @property
+    def assembler(self) -> SubpackageAssembler:
+        if self._assembler is None:
+            self._assembler = SubpackageAssembler(self.subpackage_timeout_s)
+        return self._assembler
+
+    @property
+    def subpackages_expired(self) -> int:
+        return self._assembler.expired if self._assembler is not None else 0
 
     @property
     def authenticated(self) -> bool:
@@ -435,7 +447,7 @@ class TerminalConnection(asyncio.Protocol):
             self.timer.cancel()
             self.timer = None
         if self.session is not None:
-            gateway.stats.subpackages_expired += self.session.assembler.expired
+            gateway.stats.subpackages_expired += self.session.subpackages_expired
         self.queue.clear()
         self.transport = None
         if exc is not None:
