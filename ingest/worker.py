@@ -25,7 +25,7 @@ import asyncio
 import json
 import logging
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -55,6 +55,9 @@ class WorkerStats:
     stored: int = 0
     already_stored: int = 0
     batches: int = 0
+    prepare_s: float = 0.0  # decoding, terminal lookups, quality judgement
+    write_s: float = 0.0  # the database transaction
+    publish_s: float = 0.0  # accepted-topic publishes until their PUBACKs
     rejected_by_reason: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
 
@@ -81,6 +84,8 @@ class IngestWorker:
     ``on_commit`` (optional) is called with each committed batch's stored positions.
     """
 
+    PIPELINE_DEPTH = 4  # committed batches publishing/acking at once
+
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.prefix = settings.mqtt.topic_prefix
@@ -90,6 +95,9 @@ class IngestWorker:
         self._terminals: TerminalCache | None = None
         self._batch = _OpenBatch()
         self.ready = asyncio.Event()
+        self._last_report = time.monotonic()
+        # committed batches whose accepted-topic publishes and acks are under way, oldest first
+        self._acks: deque[asyncio.Task[None]] = deque()
 
     async def _db(self) -> asyncpg.Connection:
         if self._conn is None or self._conn.is_closed():
@@ -110,9 +118,14 @@ class IngestWorker:
                 self.session,
                 persistent=True,
                 manual_ack=True,
+                # accepted-topic publishes of a batch go out together, not 20 at a time
+                max_inflight_messages=1000,
                 on_disconnect=lambda _error: self._abandon_batch(),
             )
         finally:
+            for task in self._acks:
+                task.cancel()
+            self._report()
             await self.close()
 
     def _abandon_batch(self) -> None:
@@ -124,10 +137,14 @@ class IngestWorker:
             )
         self._batch = _OpenBatch()
         self.pipeline.reset()
+        for task in self._acks:
+            task.cancel()  # their messages are redelivered on the next connection
+        self._acks.clear()
 
     async def session(self, client: aiomqtt.Client) -> None:
         """Subscribe and consume on one connection (returns only by an exception)."""
         self._abandon_batch()
+        client.pending_calls_threshold = 100_000  # one accepted publish per vehicle per batch
         await client.subscribe(topics.inbound_filter(self.prefix), qos=1)
         log.info("ingest subscribed to %s", topics.inbound_filter(self.prefix))
         self.ready.set()
@@ -135,6 +152,8 @@ class IngestWorker:
         ingest = self.settings.ingest
         while True:
             message = await anext(messages)
+            while self._acks and self._acks[0].done():
+                self._acks.popleft().result()  # raises if publishing failed
             batch = self._batch
             if not batch.messages:
                 batch.started = time.monotonic()
@@ -223,8 +242,12 @@ class IngestWorker:
             return
         self._batch = _OpenBatch()
         try:
+            t0 = time.perf_counter()
             write = await self._prepare(batch)
+            t1 = time.perf_counter()
             result = await positions_db.write_batch(await self._db(), write)
+            self.stats.prepare_s += t1 - t0
+            self.stats.write_s += time.perf_counter() - t1
         except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as error:
             log.error(
                 "batch of %d message(s) not stored (%s); retrying after reconnect",
@@ -241,9 +264,45 @@ class IngestWorker:
         self.stats.batches += 1
         self.stats.stored += len(result.inserted)
         self.stats.already_stored += len(result.already_stored)
-        await self._publish_accepted(client, [*result.inserted, *result.already_stored])
-        for message in batch.messages:
+        # Publish and acknowledge in the background so the next batch is read and written
+        # meanwhile; acks stay in arrival order because each task first waits for the previous.
+        previous = self._acks[-1] if self._acks else None
+        self._acks.append(
+            asyncio.create_task(
+                self._publish_then_ack(
+                    client, [*result.inserted, *result.already_stored], batch.messages, previous
+                )
+            )
+        )
+        while len(self._acks) > self.PIPELINE_DEPTH:
+            await self._acks.popleft()
+        if time.monotonic() - self._last_report >= 10.0:
+            self._last_report = time.monotonic()
+            self._report()
+
+    async def _publish_then_ack(
+        self,
+        client: aiomqtt.Client,
+        stored: list[Position],
+        messages: list[aiomqtt.Message],
+        previous: asyncio.Task[None] | None,
+    ) -> None:
+        t0 = time.perf_counter()
+        await self._publish_accepted(client, stored)
+        self.stats.publish_s += time.perf_counter() - t0
+        if previous is not None:
+            await previous  # raises when an earlier batch failed: then nothing more is acked
+        for message in messages:
             mqtt.ack(client, message)
+
+    def _report(self) -> None:
+        s = self.stats
+        log.info(
+            "ingest: %d messages in %d batches (mean %.1f), %d positions stored, %d already "
+            "stored, %d rejected; time in prepare %.1f s, write %.1f s, publish %.1f s",
+            s.messages, s.batches, s.messages / max(s.batches, 1), s.stored, s.already_stored,
+            s.rejected, s.prepare_s, s.write_s, s.publish_s,
+        )  # fmt: skip
 
     async def _publish_accepted(self, client: aiomqtt.Client, stored: list[Position]) -> None:
         """One QoS 1 message per vehicle: a JSON array of ``Position.to_dict()``."""
