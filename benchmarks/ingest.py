@@ -96,7 +96,7 @@ async def _publish(
     semaphore = asyncio.Semaphore(500)
     published = 0
     async with client:
-        while time.time() < start_at:
+        while time.time() < start_at:  # noqa: ASYNC110 (wall-clock start line shared by processes)
             await asyncio.sleep(0.001)
         t0 = time.monotonic()
         tasks: set[asyncio.Task[None]] = set()
@@ -138,7 +138,7 @@ async def _publish(
 def _run_publishers(
     settings: MqttSettings, terminals: list[str], rate: float, duration: float, prefix: str,
     processes: int,
-) -> tuple[int, float, list[mp.Process], Any]:  # fmt: skip
+) -> tuple[int, float, list[Any], Any]:  # fmt: skip
     ctx = mp.get_context("spawn")
     out = ctx.Queue()
     start_at = time.time() + 2.0
@@ -194,7 +194,7 @@ async def _listen_accepted(
         ready.set()
         async for message in c.messages:
             now = time.time()
-            for p in json.loads(message.payload):  # type: ignore[arg-type]
+            for p in json.loads(message.payload):
                 sent = p.get("extras", {}).get("sent_at")
                 if sent is not None:
                     latencies.append(now - sent)
@@ -213,7 +213,7 @@ async def ingest_run(args: argparse.Namespace, settings: Settings, log: Path) ->
         GPS_MONITOR_LOG_LEVEL="WARNING",
     )
     with log.open("wb") as out:
-        worker = subprocess.Popen(
+        worker = subprocess.Popen(  # noqa: ASYNC220
             [sys.executable,
              *(["-m", "cProfile", "-o", args.profile_worker] if args.profile_worker else []),
              "-m", "gps_monitor.cli", "--log-level", "INFO", "ingest", "--no-upgrade"],
@@ -221,9 +221,9 @@ async def ingest_run(args: argparse.Namespace, settings: Settings, log: Path) ->
         )  # fmt: skip
     try:
         deadline = time.monotonic() + 30
-        while b"ingest subscribed" not in log.read_bytes():
+        while b"ingest subscribed" not in log.read_bytes():  # noqa: ASYNC240
             if worker.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"worker did not start:\n{log.read_text()[-2000:]}")
+                raise RuntimeError(f"worker did not start:\n{log.read_text()[-2000:]}")  # noqa: ASYNC240
             await asyncio.sleep(0.05)
         rss = _RssWatch(worker.pid)
         rss.start()

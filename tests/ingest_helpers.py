@@ -49,7 +49,7 @@ async def publish_raw(settings: Settings, items: list[tuple[str, bytes | str]]) 
             await c.publish(settings.mqtt.topic_prefix + topic, payload, qos=1)
 
 
-def position_json(fix_time: str, latitude: float, longitude: float, **fields: Any) -> str:
+def position_json(fix_time: str, latitude: Any, longitude: Any, **fields: Any) -> str:
     """A contract position object as JSON text."""
     return json.dumps(
         {

@@ -16,7 +16,7 @@ SETTINGS = IngestSettings()
 NOW = datetime(2026, 1, 26, 0, 5, tzinfo=UTC)
 
 
-def _decode(payload: object, kind: str = "position") -> list:  # type: ignore[type-arg]
+def _decode(payload: object, kind: str = "position") -> list:
     raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
     return decode_positions(raw, kind, "013800000001", NOW, SETTINGS)  # type: ignore[arg-type]
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import operator
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import asyncpg
@@ -51,7 +53,7 @@ async def test_quality_verdicts_late_batch_and_live_marker(
                 assert message.topic.value == topics.accepted_topic(
                     company.id, vehicle.id, settings.mqtt.topic_prefix
                 )
-                accepted.extend(json.loads(message.payload))  # type: ignore[arg-type]
+                accepted.extend(json.loads(bytes(message.payload)))
 
     ready = asyncio.Event()
     listener = asyncio.create_task(listen(ready))
@@ -145,7 +147,7 @@ async def test_latest_position_never_moves_back_across_batches(
     async with running_worker(settings):
         for n, second in enumerate((100, 50, 200, 150, 10, 300, 250), start=1):
             await publish_raw(settings, [(topic, position_json(at(second), 29.56, 106.55))])
-            assert await wait_for(positions, lambda c, n=n: c >= n) == n
+            assert await wait_for(positions, partial(operator.le, n)) == n
             row = await latest_position(pool, vehicle.id)
             assert row is not None
             seen.append(row["fix_time"])
