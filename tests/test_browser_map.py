@@ -198,3 +198,89 @@ async def test_operator_watches_its_vehicles_move_and_acknowledges_an_alarm(
             assert lon == pytest.approx(116.38404722455657, abs=1e-9)
         finally:
             await browser.close()
+
+
+async def test_bureau_plays_back_a_track_with_overspeed_and_draws_a_geofence(
+    settings: Settings, pool: asyncpg.Pool, chromium: str
+) -> None:
+    from playwright.async_api import async_playwright
+    from web_helpers import store_alarm, store_position
+
+    from gps_monitor.db import geofences as fence_store
+
+    company = await ensure_company(pool, "渝运物流")
+    vehicle = await ensure_vehicle(
+        pool,
+        company_id=company.id,
+        plate_number="渝A30003",
+        terminal_id="013900000030",
+        vehicle_class=VehicleClass.COACH,
+    )
+    await users.create_user(pool, "chief", PASSWORD, "bureau")
+    t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=20)
+    for i in range(60):
+        await store_position(
+            pool,
+            vehicle.id,
+            t0 + timedelta(seconds=10 * i),
+            29.55 + 0.0008 * i,
+            106.50 + 0.0003 * i,
+            speed_kmh=110 if 20 <= i <= 30 else 60,
+        )
+    await store_position(
+        pool, vehicle.id, t0 + timedelta(seconds=255), 30.5, 107.9, quality="drift"
+    )
+    await store_alarm(
+        pool,
+        vehicle.id,
+        company.id,
+        started_at=t0 + timedelta(seconds=200),
+        ended_at=t0 + timedelta(seconds=300),
+        details={"limit_kmh": 100, "max_speed_kmh": 110},
+    )
+
+    async with served_app(settings) as (base, _), async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        try:
+            page = await browser.new_page(viewport={"width": 1400, "height": 850})
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            answers: list[str] = []
+            page.on("dialog", lambda d: asyncio.ensure_future(d.accept(answers.pop(0))))
+            await login(page, base, "chief")
+            await page.wait_for_function(f"window.gpsm.vehicles.has({vehicle.id})")
+            # search by plate, open the card, play the track back
+            await page.fill("#plate-search", "30003")
+            await page.click(f'#vehicle-list li[data-vehicle-id="{vehicle.id}"]')
+            await page.click(f'.btn-track[data-vehicle-id="{vehicle.id}"]')
+            await page.click("#pb-load")
+            await page.wait_for_selector("path.overspeed-stretch")
+            assert "60/60" in await page.inner_text("#pb-info")
+            await page.fill("#pb-slider", "25")
+            await page.dispatch_event("#pb-slider", "input")
+            assert "110 km/h" in await page.inner_text("#pb-info")
+            await page.wait_for_timeout(800)  # fitBounds zoom animation
+            await page.screenshot(path=str(ARTIFACTS / "map_bureau_playback.png"))
+            # draw a forbidden area with four clicks
+            await page.click("#pb-close")
+            await page.click("#draw-polygon")
+            box = await page.locator("#map").bounding_box()
+            assert box is not None
+            for dx, dy in ((0.3, 0.3), (0.6, 0.3), (0.6, 0.6), (0.3, 0.6)):
+                await page.mouse.click(box["x"] + box["width"] * dx, box["y"] + box["height"] * dy)
+                await page.wait_for_timeout(300)
+            answers += ["水源保护区", "forbidden"]
+            await page.click("#draw-finish")
+            await page.wait_for_function("window.gpsm.fences.getLayers().length === 1")
+            fences = await fence_store.load_geofences(pool)
+            assert [(f.name, str(f.kind)) for f in fences] == [("水源保护区", "forbidden")]
+            assert len(fences[0].geometry.exterior.coords) == 5  # four clicks, closed ring
+            minx, miny, maxx, maxy = fences[0].geometry.bounds
+            assert 106.4 < minx < maxx < 106.6 and 29.5 < miny < maxy < 29.65
+            # English labels on demand
+            await page.select_option("#lang", "en")
+            assert await page.inner_text("#alarm-panel h2") == "Alarms"
+            await page.screenshot(path=str(ARTIFACTS / "map_bureau_geofence_en.png"))
+            assert errors == []
+        finally:
+            await browser.close()

@@ -60,7 +60,19 @@
     await api("/api/auth/logout", { method: "POST" }).catch(() => null);
     location.reload();
   });
-  $("lang").addEventListener("change", (e) => { GpsmI18n.setLang(e.target.value); renderAlarms(); renderList(); });
+  function renderConn() {
+    const up = Boolean(state.ws && state.ws.readyState === 1 && state.received.snapshot);
+    $("conn").classList.toggle("up", up);
+    $("conn").textContent = t(up ? "connected" : "disconnected");
+  }
+  function renderWho() {
+    if (!state.user) return;
+    $("who").textContent = `${state.user.username} · ${t("role_" + state.user.role)}` +
+      (state.user.company_name ? ` · ${state.user.company_name}` : "");
+  }
+  $("lang").addEventListener("change", (e) => {
+    GpsmI18n.setLang(e.target.value); renderAlarms(); renderList(); renderConn(); renderWho();
+  });
 
   // ---------------------------------------------------------------- map
   function initMap() {
@@ -83,6 +95,7 @@
     state.cluster = L.markerClusterGroup({ chunkedLoading: true, maxClusterRadius: 50, disableClusteringAtZoom: 15 });
     state.map.addLayer(state.cluster);
     state.fences = L.layerGroup().addTo(state.map);
+    state.svg = L.svg();  // tracks and fences as SVG (few, styled, testable); markers on canvas
     state.map.on("click", onMapClick);
   }
 
@@ -133,7 +146,7 @@
     ws.onopen = () => { state.wsBackoff = 1000; };
     ws.onmessage = (e) => { state.lastMessageAt = Date.now(); onMessage(JSON.parse(e.data)); };
     ws.onclose = (e) => {
-      $("conn").classList.remove("up"); $("conn").textContent = t("disconnected");
+      renderConn();
       if (e.code === 4401) { showLogin(); return; }
       setTimeout(connect, state.wsBackoff);
       state.wsBackoff = Math.min(state.wsBackoff * 2, 30000);
@@ -146,7 +159,7 @@
   function onMessage(msg) {
     state.received[msg.type] = (state.received[msg.type] || 0) + 1;
     if (msg.type === "snapshot") {
-      $("conn").classList.add("up"); $("conn").textContent = t("connected");
+      renderConn();
       applySnapshot(msg.vehicles);
     } else if (msg.type === "positions") {
       msg.positions.forEach(applyPosition);
@@ -177,6 +190,7 @@
     if (state.fitted || state.fitTimer) return;
     state.fitTimer = setTimeout(() => {
       state.fitTimer = null;
+      if (state.fitted) return;
       const pts = Array.from(state.vehicles.values()).filter((v) => v.latitude != null)
         .map((v) => disp(v.latitude, v.longitude));
       if (!pts.length) return;
@@ -228,11 +242,16 @@
   $("plate-search").addEventListener("input", renderList);
   $("vehicle-list").addEventListener("click", (e) => {
     const li = e.target.closest("li"); if (!li) return;
-    const id = Number(li.dataset.vehicleId);
-    const m = state.markers.get(id);
-    if (m) { state.cluster.zoomToShowLayer(m, () => openCard(id)); } else { openCard(id); }
+    showVehicle(Number(li.dataset.vehicleId));
   });
 
+  function showVehicle(id) {
+    // centre at a zoom where clustering is off, then open the card (no lingering listeners)
+    const m = state.markers.get(id);
+    state.fitted = true;  // the user chose a view: no automatic framing after this
+    if (m) state.map.setView(m.getLatLng(), Math.max(state.map.getZoom(), 15), { animate: false });
+    openCard(id);
+  }
   async function openCard(id) {
     const info = await api("/api/vehicles/" + id);
     const v = state.vehicles.get(id) || {};
@@ -306,8 +325,7 @@
       } else if (item) {
         const a = state.alarms.get(Number(item.dataset.alarmId));
         if (a && a.isNew) { a.isNew = false; renderAlarms(); }
-        const m = a && state.markers.get(a.vehicle_id);
-        if (m) state.cluster.zoomToShowLayer(m, () => openCard(a.vehicle_id));
+        if (a) showVehicle(a.vehicle_id);
         return;
       } else { return; }
       openAlarmCache = null;
@@ -342,25 +360,27 @@
     const q = new URLSearchParams({ start: fromLocalInput($("pb-start").value), end: fromLocalInput($("pb-end").value) });
     const fc = await api(`/api/vehicles/${id}/track?${q}`).catch((err) => { alert(err.message); return null; });
     if (!fc) return;
+    state.map.closePopup();
     const layer = L.layerGroup().addTo(state.map);
     const track = fc.features.find((f) => f.properties.kind === "track");
     const pts = track.geometry.coordinates.map(([lon, lat]) => disp(lat, lon));
-    if (pts.length) L.polyline(pts, { color: "#2f6fd0", weight: 3 }).addTo(layer);
+    if (pts.length) L.polyline(pts, { color: "#2f6fd0", weight: 3, renderer: state.svg, className: "track-line" }).addTo(layer);
     fc.features.filter((f) => f.properties.kind === "overspeed").forEach((f) => {
       const seg = f.geometry.coordinates.map(([lon, lat]) => disp(lat, lon));
-      if (seg.length) L.polyline(seg, { color: "#e02424", weight: 6, opacity: 0.8, className: "overspeed-stretch" })
+      if (seg.length) L.polyline(seg, { color: "#e02424", weight: 6, opacity: 0.8, className: "overspeed-stretch", renderer: state.svg })
         .bindTooltip(t("overspeed_stretch") + " " + fmtTime(f.properties.started_at)).addTo(layer);
     });
     fc.features.filter((f) => f.properties.kind === "flagged" && f.geometry).forEach((f) => {
       const [lon, lat] = f.geometry.coordinates;
-      L.circleMarker(disp(lat, lon), { radius: 4, color: "#888", fillOpacity: 0.6 })
+      L.circleMarker(disp(lat, lon), { radius: 4, color: "#888", fillOpacity: 0.6, renderer: state.svg, className: "flagged-fix" })
         .bindTooltip(`${f.properties.quality} ${f.properties.quality_reason || ""} ${fmtTime(f.properties.fix_time)}`).addTo(layer);
     });
-    const cursor = L.circleMarker(pts[0] || state.map.getCenter(), { radius: 7, color: "#000", fillColor: "#ff0", fillOpacity: 1 }).addTo(layer);
+    const cursor = L.circleMarker(pts[0] || state.map.getCenter(), { radius: 7, color: "#000", fillColor: "#ff0", fillOpacity: 1, renderer: state.svg }).addTo(layer);
     Object.assign(state.track, { layer, pts, props: track.properties, cursor, i: 0 });
     $("pb-slider").max = Math.max(0, pts.length - 1); $("pb-slider").value = 0;
     showStep(0);
-    if (pts.length) state.map.fitBounds(L.latLngBounds(pts).pad(0.1));
+    state.fitted = true;
+    if (pts.length) state.map.fitBounds(L.latLngBounds(pts).pad(0.1), { animate: false });
   });
   function showStep(i) {
     const tr = state.track; if (!tr || !tr.pts || !tr.pts.length) { $("pb-info").textContent = "0 " + t("points"); return; }
@@ -397,9 +417,9 @@
     const color = { forbidden: "#d33", keep_in: "#2a7", speed_zone: "#e90", watch: "#36c", route: "#83c" }[p.kind] || "#36c";
     let layer;
     if (geom.type === "Point" && p.radius_m) {
-      layer = L.circle([geom.coordinates[1], geom.coordinates[0]], { radius: p.radius_m, color });
+      layer = L.circle([geom.coordinates[1], geom.coordinates[0]], { radius: p.radius_m, color, renderer: state.svg });
     } else {
-      layer = L.geoJSON(geom, { style: { color, weight: isRoute ? 4 : 2, dashArray: isRoute ? "8 6" : null, fillOpacity: 0.1 } });
+      layer = L.geoJSON(geom, { style: { color, weight: isRoute ? 4 : 2, dashArray: isRoute ? "8 6" : null, fillOpacity: 0.1, renderer: state.svg, className: "fence fence-" + p.kind } });
     }
     let html = `<b>${esc(p.name || p.id)}</b><br>${esc(p.kind)}${p.corridor_m ? " ±" + p.corridor_m + " m" : ""}`;
     if (state.user && state.user.role === "bureau") {
@@ -423,15 +443,17 @@
   });
   function startDrawing(kind) {
     cancelDrawing();
-    state.drawing = { kind, points: [], layer: L.polyline([], { color: "#f0f", dashArray: "4 4" }).addTo(state.map) };
+    state.drawing = { kind, points: [], layer: L.polyline([], { color: "#f0f", dashArray: "4 4", renderer: state.svg }).addTo(state.map) };
     $("draw-finish").disabled = false; $("draw-cancel").disabled = false;
     $("map").style.cursor = "crosshair";
+    state.map.doubleClickZoom.disable();
   }
   function cancelDrawing() {
     if (state.drawing) state.map.removeLayer(state.drawing.layer);
     state.drawing = null;
     $("draw-finish").disabled = true; $("draw-cancel").disabled = true;
     $("map").style.cursor = "";
+    if (state.map) state.map.doubleClickZoom.enable();
   }
   function onMapClick(e) {
     if (!state.drawing) return;
@@ -468,8 +490,7 @@
   // ---------------------------------------------------------------- start
   async function start() {
     state.user = await api("/api/auth/me");
-    $("who").textContent = `${state.user.username} · ${t("role_" + state.user.role)}` +
-      (state.user.company_name ? ` · ${state.user.company_name}` : "");
+    renderWho();
     initMap();
     if (state.user.role === "bureau") $("draw-bar").style.display = "block";
     await loadAlarms();
@@ -479,6 +500,7 @@
   async function boot() {
     $("lang").value = GpsmI18n.lang;
     GpsmI18n.apply();
+    renderConn();
     state.config = await api("/api/config");
     const session = await api("/api/auth/session");
     if (!session.user) { showLogin(); return; }
