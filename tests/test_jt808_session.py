@@ -62,3 +62,46 @@ async def test_tdrive_track_through_the_gateway_is_stored_once_per_fix(
         and abs(r["longitude"] - by_time[r["fix_time"]].longitude) < 1e-6
         for r in rows
     )
+
+
+async def test_jt808_sim_command_sends_the_liverpool_buses_over_2019_batches(
+    settings: Settings, pool: asyncpg.Pool, shared_data: Path
+) -> None:
+    import argparse
+    import csv
+
+    from ingest.jt808.sim import simulate
+
+    path = shared_data / "bods_liverpool_bus_route14_outbound.csv"
+    with path.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    expected = len({(r["vehicle_id"], r["timestamp"]) for r in rows})
+    async with (
+        running_worker(settings),
+        running_gateway(settings, pool) as (gateway, port),
+    ):
+        args = argparse.Namespace(
+            file=str(path),
+            format="bods",
+            host="127.0.0.1",
+            port=port,
+            protocol="2019",
+            batch=5,
+            reupload=False,
+            speedup=0.0,
+            phone_base=13800000000,
+            register=True,
+        )
+        stats = await simulate(args, settings)
+        stored = await wait_for(
+            count_probe(pool, "SELECT count(*) FROM positions"), lambda n: n >= expected
+        )
+    assert (stats.sent, stats.accepted, stats.refused) == (len(rows), len(rows), 0)
+    assert stored == expected
+    assert gateway.stats.registrations == {0: 8} and gateway.stats.auth_ok == 8
+    vehicles = await pool.fetch(
+        "SELECT v.terminal_id, v.plate_number, t.layout FROM vehicles v "
+        "JOIN jt808_terminals t USING (terminal_id) ORDER BY v.terminal_id"
+    )
+    assert [v["terminal_id"] for v in vehicles] == [str(13800000001 + i) for i in range(8)]
+    assert all(v["layout"] == "2019" and v["plate_number"].startswith("测A") for v in vehicles)

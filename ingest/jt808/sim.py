@@ -3,7 +3,8 @@
 Each terminal of the track file opens its own TCP connection to the gateway, registers (0x0100),
 authenticates (0x0102) with the code it got in 0x8100, sends its fixes in fix-time order as
 0x0200 location reports (or, with ``--batch N``, as 0x0704 uploads of N fixes; ``--reupload``
-marks them as blind-area re-uploads), waits for each 0x8001 reply, and logs out.
+marks them as blind-area re-uploads), waits for each 0x8001 reply, and disconnects (it does not
+send 0x0003, which deregisters a terminal and withdraws its auth code).
 
 Terminal ids: the track's terminal id is used as the phone number when it is all digits (at
 most 12, or 20 with ``--protocol 2019``); otherwise terminals get ``--phone-base`` + 1, + 2, ...
@@ -243,7 +244,7 @@ async def run_terminal(
     plate_color: int = 0,
     stats: SimStats | None = None,
 ) -> SimStats:
-    """Register, authenticate, send ``positions`` and log out; returns the counts.
+    """Register, authenticate, send ``positions`` and disconnect; returns the counts.
 
     Raises:
         TerminalError: registration or authentication refused, or the gateway went away.
@@ -272,7 +273,6 @@ async def run_terminal(
                 stats.accepted += len(chunk)
             else:
                 stats.refused += len(chunk)
-        await terminal.logout()
     finally:
         await terminal.close()
     return stats
