@@ -298,7 +298,7 @@ async def _collect_until(client: aiomqtt.Client, sentinel: bytes) -> list[tuple[
     got: list[tuple[str, bytes]] = []
     async with asyncio.timeout(20):
         async for message in client.messages:
-            payload = bytes(message.payload)  # type: ignore[arg-type]
+            payload = bytes(message.payload)
             got.append((str(message.topic), payload))
             if payload == sentinel:
                 return got
