@@ -43,7 +43,7 @@ _EPOCH_MS_MAX = 4_102_444_800_000
 class PositionPayload(BaseModel):
     """One position object of the MQTT contract (strict types: "12.5" is not a number)."""
 
-    model_config = ConfigDict(extra="ignore", strict=True, frozen=True)
+    model_config = ConfigDict(extra="ignore", strict=True, frozen=True, allow_inf_nan=False)
 
     fix_time: datetime
     latitude: float

@@ -225,6 +225,14 @@ class IngestWorker:
                     item.terminal_id,
                 )  # fmt: skip
                 continue
+            except Exception as error:  # a decoder bug must not crash-loop on redelivery
+                log.exception("could not decode message on %s", item.topic)
+                self._reject(
+                    rejects, index, item.topic, item.payload, item.received_at,
+                    PayloadError("internal_error", f"decoder failed: {error!r}"),
+                    item.terminal_id,
+                )  # fmt: skip
+                continue
             decoded.append((item, vehicle, positions))
         write.rejected.extend(r for _, r in sorted(rejects, key=lambda pair: pair[0]))
         await self.pipeline.preload(conn, {vehicle.id for _, vehicle, _ in decoded})

@@ -69,6 +69,8 @@ def test_a_blind_area_batch_keeps_every_position_and_its_reupload_flag() -> None
           "speed_kmh": 3, "terminal_id": "013899999999"}, "wrong_type", "the topic's"),
         ({"fix_time": "2026-01-26T08:00:00+08:00", "latitude": True, "longitude": 106.5,
           "speed_kmh": 3}, "wrong_type", "latitude"),
+        ({"fix_time": "2026-01-26T08:00:00+08:00", "latitude": float("nan"), "longitude": 106.5,
+          "speed_kmh": 3}, "wrong_type", "finite number"),
     ],
 )  # fmt: skip
 def test_bad_values_are_rejected_with_the_field_named(
