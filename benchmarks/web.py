@@ -15,7 +15,9 @@ GPS_MONITOR_TEST_MQTT_HOST, defaults 127.0.0.1):
      ``--period-s`` seconds on ``positions/v1/{company}/{vehicle}`` as ingest does (fix_time =
      publish time), for ``--duration-s``;
   5. prints p50/p99/max publish-to-client latency over every position delivered, positions
-     delivered, and the web process RSS (peak sampled every second).
+     delivered, and the web process RSS (peak sampled every second);
+  6. stores ``--track-days`` of one vehicle at one fix per ``--track-interval-s`` and times
+     ``GET /api/vehicles/{id}/track`` over the whole window (simplified server-side).
 
 Latency includes the 1 s coalescing window by design (at most one update per vehicle per second).
 """
@@ -163,6 +165,50 @@ async def client_loop(
                 latencies.append(now - datetime.fromisoformat(p["fix_time"]).timestamp())
 
 
+async def bench_track(args: argparse.Namespace, name: str, port: int, token: str) -> None:
+    """A month (default) of one vehicle, then the track endpoint over the whole window."""
+    import httpx
+
+    conn = await asyncpg.connect(db_url(name))
+    vehicle_id = await conn.fetchval("SELECT min(id) FROM vehicles")
+    n = int(args.track_days * 86400 / args.track_interval_s)
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    await conn.execute(
+        "INSERT INTO positions (vehicle_id, fix_time, received_at, latitude, longitude, speed_kmh, "
+        "heading_deg, fix_valid, quality) "
+        "SELECT $1, $2::timestamptz + make_interval(secs => g * $3::float8), now(), "
+        "29.5 + 0.05 * sin(g / 500.0), 106.5 + 0.05 * cos(g / 700.0), 40 + 30 * sin(g / 50.0), "
+        "90, true, 'ok' FROM generate_series(0, $4 - 1) g",
+        vehicle_id,
+        start,
+        args.track_interval_s,
+        n,
+    )
+    await conn.execute("ANALYZE positions")
+    await conn.close()
+    end = start.timestamp() + args.track_days * 86400
+    params = {"start": start.isoformat(), "end": datetime.fromtimestamp(end, UTC).isoformat()}
+    times = []
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60) as http:
+        for _ in range(5):
+            t0 = time.perf_counter()
+            r = await http.get(
+                f"/api/vehicles/{vehicle_id}/track",
+                params=params,
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            r.raise_for_status()
+            body = r.json()
+            times.append((time.perf_counter() - t0) * 1000)
+    props = body["features"][0]["properties"]
+    print(
+        f"track of {args.track_days:g} days ({n} fixes, 1 per {args.track_interval_s:g} s): "
+        f"median {statistics.median(times):.0f} ms (min {min(times):.0f}, max {max(times):.0f}), "
+        f"{props['points_returned']} points returned, tolerance {props['tolerance_m']:.0f} m, "
+        f"{len(r.content) / 1024:.0f} KiB"
+    )
+
+
 async def run(args: argparse.Namespace) -> None:
     secret = uuid.uuid4().hex * 2
     name = f"gpsm_bench_web_{os.getpid()}"
@@ -280,6 +326,7 @@ async def run(args: argparse.Namespace) -> None:
             f"web process RSS: peak {peak_rss / 2**20:.0f} MB, end "
             f"{proc.memory_info().rss / 2**20:.0f} MB"
         )
+        await bench_track(args, name, port, tokens["bureau"])
         print(f"machine: {psutil.cpu_count()} cores, load average {os.getloadavg()}")
     finally:
         server.terminate()
@@ -297,6 +344,8 @@ def main() -> None:
     parser.add_argument("--bureau-clients", type=int, default=10)
     parser.add_argument("--companies", type=int, default=20)
     parser.add_argument("--duration-s", type=float, default=60.0)
+    parser.add_argument("--track-days", type=float, default=31.0)
+    parser.add_argument("--track-interval-s", type=float, default=30.0)
     args = parser.parse_args()
     if args.bureau_clients > args.clients:
         parser.error("--bureau-clients: expected at most --clients")

@@ -8,9 +8,10 @@ every returned vertex keeps its fix time, speed and flags.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -20,7 +21,7 @@ from pyproj import Transformer
 
 @dataclass(frozen=True, slots=True)
 class TrackPoint:
-    """One stored fix (WGS-84 degrees, km/h) and its quality flags."""
+    """One stored fix that is not ``ok`` (invalid or drift), with its flags (WGS-84, km/h)."""
 
     fix_time: datetime
     latitude: float
@@ -32,6 +33,27 @@ class TrackPoint:
     late: bool
 
 
+@dataclass(frozen=True, slots=True)
+class OkFixes:
+    """The ``ok`` fixes of a window as parallel columns in fix-time order: ``epoch_s`` (UTC
+    seconds), ``latitude``/``longitude`` (WGS-84 degrees), ``speed_kmh``, ``heading_deg``
+    (None when unknown), ``late``. Columns keep a month of fixes cheap to load and simplify."""
+
+    epoch_s: list[float]
+    latitude: list[float]
+    longitude: list[float]
+    speed_kmh: list[float]
+    heading_deg: list[float | None]
+    late: list[bool]
+
+    def __len__(self) -> int:
+        return len(self.epoch_s)
+
+
+def _iso(epoch_s: float) -> str:
+    return datetime.fromtimestamp(epoch_s, UTC).isoformat()
+
+
 def simplify_indices(
     lats: Sequence[float], lons: Sequence[float], max_points: int, tolerance_m: float
 ) -> tuple[list[int], float]:
@@ -40,16 +62,16 @@ def simplify_indices(
     n = len(lats)
     if n <= max_points:
         return list(range(n)), 0.0
-    lon0 = float(np.mean(lons))
-    lat0 = float(np.mean(lats))
+    lon_arr = np.asarray(lons, dtype=float)
+    lat_arr = np.asarray(lats, dtype=float)
     proj = Transformer.from_crs(
         "EPSG:4326",
-        f"+proj=tmerc +lat_0={lat0:.6f} +lon_0={lon0:.6f} +k=1 +x_0=0 +y_0=0 +ellps=WGS84 +units=m",
+        f"+proj=tmerc +lat_0={float(lat_arr.mean()):.6f} +lon_0={float(lon_arr.mean()):.6f} "
+        "+k=1 +x_0=0 +y_0=0 +ellps=WGS84 +units=m",
         always_xy=True,
     )
-    xs, ys = proj.transform(np.asarray(lons, dtype=float), np.asarray(lats, dtype=float))
-    coords = np.column_stack([xs, ys])
-    line = shapely.linestrings(coords)
+    xs, ys = proj.transform(lon_arr, lat_arr)
+    line = shapely.linestrings(np.column_stack([xs, ys]))
     tolerance = tolerance_m
     while True:
         kept = shapely.get_coordinates(shapely.simplify(line, tolerance, preserve_topology=False))
@@ -58,9 +80,10 @@ def simplify_indices(
         tolerance *= 2
     # Douglas-Peucker keeps original vertices in order: walk both sequences to get indices.
     indices: list[int] = []
-    j = 0
-    for i in range(n):
-        if j < len(kept) and coords[i, 0] == kept[j, 0] and coords[i, 1] == kept[j, 1]:
+    kx, ky = kept[:, 0].tolist(), kept[:, 1].tolist()
+    j, m = 0, len(kx)
+    for i, (x, y) in enumerate(zip(xs.tolist(), ys.tolist(), strict=True)):
+        if j < m and x == kx[j] and y == ky[j]:
             indices.append(i)
             j += 1
     if indices and indices[-1] != n - 1:
@@ -70,7 +93,8 @@ def simplify_indices(
 
 def track_geojson(
     vehicle_id: int,
-    points: Sequence[TrackPoint],
+    ok: OkFixes,
+    flagged: Sequence[TrackPoint],
     overspeeds: Sequence[dict[str, Any]],
     *,
     max_points: int,
@@ -88,32 +112,27 @@ def track_geojson(
             unsimplified up to 500 vertices) with ``alarm_id``, ``started_at``, ``ended_at``,
             and the alarm's ``details``.
     """
-    ok = [p for p in points if p.quality == "ok"]
-    flagged = [p for p in points if p.quality != "ok"]
-    keep, used_tolerance = simplify_indices(
-        [p.latitude for p in ok], [p.longitude for p in ok], max_points, tolerance_m
-    )
-    kept = [ok[i] for i in keep]
+    keep, used_tolerance = simplify_indices(ok.latitude, ok.longitude, max_points, tolerance_m)
     features: list[dict[str, Any]] = [
         {
             "type": "Feature",
             "geometry": {
                 "type": "LineString",
-                "coordinates": [[p.longitude, p.latitude] for p in kept],
+                "coordinates": [[ok.longitude[i], ok.latitude[i]] for i in keep],
             },
             "properties": {
                 "kind": "track",
                 "vehicle_id": vehicle_id,
-                "points_total": len(points),
+                "points_total": len(ok) + len(flagged),
                 "points_ok": len(ok),
                 "points_flagged": len(flagged),
-                "points_returned": len(kept),
-                "simplified": len(kept) < len(ok),
+                "points_returned": len(keep),
+                "simplified": len(keep) < len(ok),
                 "tolerance_m": used_tolerance,
-                "fix_times": [p.fix_time.isoformat() for p in kept],
-                "speeds_kmh": [round(p.speed_kmh, 1) for p in kept],
-                "headings_deg": [p.heading_deg for p in kept],
-                "late": [p.late for p in kept],
+                "fix_times": [_iso(ok.epoch_s[i]) for i in keep],
+                "speeds_kmh": [round(ok.speed_kmh[i], 1) for i in keep],
+                "headings_deg": [ok.heading_deg[i] for i in keep],
+                "late": [ok.late[i] for i in keep],
             },
         }
     ]
@@ -137,7 +156,9 @@ def track_geojson(
         )
     for alarm in overspeeds:
         start, end = alarm["started_at"], alarm["ended_at"]
-        stretch = [p for p in ok if p.fix_time >= start and (end is None or p.fix_time <= end)]
+        lo = bisect.bisect_left(ok.epoch_s, start.timestamp())
+        hi = len(ok) if end is None else bisect.bisect_right(ok.epoch_s, end.timestamp())
+        stretch = list(range(lo, hi))
         if len(stretch) > 500:
             stretch = [*stretch[:: len(stretch) // 500 + 1], stretch[-1]]
         features.append(
@@ -145,7 +166,7 @@ def track_geojson(
                 "type": "Feature",
                 "geometry": {
                     "type": "LineString",
-                    "coordinates": [[p.longitude, p.latitude] for p in stretch],
+                    "coordinates": [[ok.longitude[i], ok.latitude[i]] for i in stretch],
                 },
                 "properties": {
                     "kind": "overspeed",
