@@ -23,6 +23,7 @@ import sys
 import threading
 import time
 import uuid
+import zipfile
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -161,6 +162,45 @@ def test_dockerfile_builds_the_package_on_python_311_slim() -> None:
     assert 'ENTRYPOINT ["gps-monitor"]' in text
     ignored = (REPO / ".dockerignore").read_text(encoding="utf-8").split()
     assert ".env" in ignored and ".venv" in ignored
+
+
+def test_image_build_context_packages_every_tracked_file(tmp_path: Path) -> None:
+    """What the Dockerfile copies builds a wheel (as `pip install .` in the image does) holding
+    every tracked file of the packages: migrations, static files, demo data included."""
+    copies = re.findall(r"^COPY (.+) \./\S*\s*$", (REPO / "Dockerfile").read_text(), re.MULTILINE)
+    sources = [src for line in copies for src in line.split()]
+    assert {"pyproject.toml", "gps_monitor", "ingest", "rules", "web"} <= set(sources)
+    ignored = set((REPO / ".dockerignore").read_text(encoding="utf-8").split())
+    assert not ignored & set(sources), "the Dockerfile copies something .dockerignore drops"
+    context = tmp_path / "context"
+    context.mkdir()
+    for src in sources:
+        if (REPO / src).is_dir():
+            shutil.copytree(
+                REPO / src, context / src, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
+            )
+        else:
+            shutil.copy2(REPO / src, context / src)
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), "."],
+        cwd=context,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert built.returncode == 0, built.stderr[-3000:]
+    (wheel,) = tmp_path.glob("gps_monitor-*.whl")
+    packaged = set(zipfile.ZipFile(wheel).namelist())
+    tracked = subprocess.run(
+        ["git", "ls-files", "gps_monitor", "ingest", "rules", "web"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert tracked, "git ls-files found no package file"
+    assert [f for f in tracked if f not in packaged] == []
+    assert any(name.startswith("gps_monitor/db/migrations/") for name in packaged)
 
 
 def test_mosquitto_config_has_persistence_passwords_and_the_per_terminal_acl() -> None:
