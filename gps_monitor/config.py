@@ -244,7 +244,10 @@ class Jt808Settings(BaseModel):
         "failure reply (result 1) and resends.",
     )
     max_inflight_messages: int = Field(
-        default=1000, ge=1, description="QoS 1 publishes awaiting PUBACK at once (paho)."
+        default=0,
+        ge=0,
+        description="QoS 1 publishes awaiting PUBACK at once (paho); 0 = unlimited, which is "
+        "bounded anyway by one report in flight per terminal connection.",
     )
     client_id: str = Field(
         default="gps-monitor-jt808", description="MQTT client id of the gateway."
