@@ -248,7 +248,7 @@ async def orchestrate(args: argparse.Namespace) -> None:
         "    if ms > 20: print(f'GC pause gen{info[\"generation\"]} {ms:.0f} ms', "
         "file=sys.stderr, flush=True)\n"
         "gc.callbacks.append(gc_watch)\n"
-        "cli.run(argparse.Namespace(host=None,port=None),Settings())\n"
+        "cli.run(argparse.Namespace(host=None,port=None,no_upgrade=True),Settings())\n"
     )
     if os.environ.get("JT808_BENCH_RUNNER"):
         runner = open(os.environ["JT808_BENCH_RUNNER"]).read()  # noqa: ASYNC230, SIM115

@@ -26,7 +26,7 @@ from ingest.jt808.auth import TerminalAuthenticator
 from ingest.jt808.codec import encode_frame, escape
 from ingest.jt808.publisher import MqttPublisher
 from ingest.jt808.server import Jt808Gateway
-from ingest.jt808.sim import SimTerminal
+from ingest.jt808.sim import SimTerminal, TerminalError
 
 # Real frames from ../shared/data/jt808_frames.tsv (traccar test suite, real devices).
 LOCATION_13833501744 = bytes.fromhex(
@@ -448,3 +448,90 @@ def _closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+async def test_register_refusal_reply_byte_for_byte(settings, pool):
+    async with running_gateway(settings, pool) as (_gateway, port):
+        terminal = SimTerminal("013511221122")
+        await terminal.connect("127.0.0.1", port)
+        await terminal.send_raw(REGISTER_13511221122)  # no vehicle carries this terminal
+        reply = await terminal.read_frame()
+        await terminal.close()
+    # 8100, props 0003, phone, platform serial 0, answered serial 0005, result 4, no auth code
+    fields = "810000030135112211220000000504"
+    code = reduce(lambda a, b: a ^ b, bytes.fromhex(fields))
+    assert code != 0
+    assert reply.wire == bytes.fromhex("7e" + fields + f"{code:02x}" + "7e")
+
+
+async def test_unsupported_and_encrypted_messages_get_result_3(settings, pool):
+    await add_vehicle(pool, "13800000001", "测A00001")
+    async with running_gateway(settings, pool) as (gateway, port):
+        terminal = await authenticated(port, "13800000001")
+        assert await terminal.general(0x0900, b"\x01transparent") == m.RESULT_UNSUPPORTED
+        # props bit 10: RSA-encrypted body
+        body = m.encode_location(_report())
+        plain = bytearray(unescape_frame(encode_frame(m.MSG_LOCATION, "13800000001", 77, body)))
+        plain[2] |= 0x04
+        plain[-1] = _xor(plain[:-1])
+        await terminal.send_raw(b"\x7e" + escape(bytes(plain)) + b"\x7e")
+        assert general_reply_of(await terminal.read_frame()) == (77, 0x0200, m.RESULT_UNSUPPORTED)
+        assert await terminal.heartbeat() == m.RESULT_OK
+        await terminal.close()
+    assert gateway.stats.unsupported == 2 and gateway.stats.positions_published == 0
+
+
+async def test_known_terminal_policy_accepts_codes_issued_elsewhere(settings, pool):
+    await add_vehicle(pool, "13800000001", "测A00001")
+    authenticator = TerminalAuthenticator(pool, policy="known_terminal", check_plate=True)
+    async with MqttPublisher(settings, connect_timeout_s=5) as publisher:
+        gateway = Jt808Gateway(settings, authenticator, publisher)
+        server = await gateway.start("127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        known = SimTerminal("13800000001")
+        await known.connect("127.0.0.1", port)
+        assert await known.authenticate("code-from-the-old-platform") == m.RESULT_OK
+        assert await known.send_location(_report()) == m.RESULT_OK
+        unknown = SimTerminal("13800000002")
+        await unknown.connect("127.0.0.1", port)
+        assert await unknown.authenticate("code-from-the-old-platform") == m.RESULT_FAILURE
+        await known.close()
+        await unknown.close()
+        server.close()
+        await gateway.close_connections()
+        await server.wait_closed()
+
+
+async def test_jt808_command_serves_until_cancelled(settings, pool):
+    from ingest.jt808.cli import serve
+
+    await add_vehicle(pool, "13800000001", "测A00001")
+    port = _closed_port()
+    configured = settings.model_copy(
+        update={
+            "jt808": Jt808Settings(
+                host="127.0.0.1", port=port, client_id=f"{settings.mqtt.client_id}-gw"
+            )
+        }
+    )
+    ready = asyncio.Event()
+    async with subscription(settings) as queue:
+        task = asyncio.create_task(serve(configured, ready, upgrade=True))
+        await asyncio.wait_for(ready.wait(), 10)
+        terminal = await authenticated(port, "13800000001")
+        assert await terminal.send_location(_report()) == m.RESULT_OK
+        topic, _ = await next_message(queue)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        # the gateway closed the terminal's connection on its way down
+        with pytest.raises(TerminalError):
+            await terminal.heartbeat()
+        await terminal.close()
+    assert topic.endswith("/13800000001/position")
+
+
+def unescape_frame(wire: bytes) -> bytes:
+    from ingest.jt808.codec import unescape
+
+    return unescape(wire[1:-1])

@@ -1,4 +1,5 @@
-"""``gps-monitor jt808``: run the JT/T 808 TCP gateway (settings ``GPS_MONITOR_JT808_*``)."""
+"""``gps-monitor jt808``: run the JT/T 808 TCP gateway (settings ``GPS_MONITOR_JT808_*``) until
+interrupted (SIGINT/SIGTERM close the listener and the terminal connections)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,11 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import signal
 
 from gps_monitor.config import Settings
-from gps_monitor.db.pool import create_pool
+from gps_monitor.db import migrate
+from gps_monitor.db.pool import connect, create_pool
 from gps_monitor.mqtt import require_host
 from ingest.jt808.auth import TerminalAuthenticator
 from ingest.jt808.publisher import MqttPublisher
@@ -20,15 +23,33 @@ log = logging.getLogger(__name__)
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default=None, help="listen address (default jt808.host)")
     parser.add_argument("--port", type=int, default=None, help="listen port (default 8808)")
+    parser.add_argument(
+        "--no-upgrade",
+        action="store_true",
+        help="do not apply pending database migrations at start",
+    )
 
 
-async def serve(settings: Settings, host: str | None = None, port: int | None = None) -> None:
-    """Run the gateway until cancelled.
+async def serve(
+    settings: Settings,
+    ready: asyncio.Event | None = None,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    upgrade: bool = False,
+) -> None:
+    """Run the gateway until cancelled; ``ready`` is set once it listens.
 
     Raises:
         ConfigurationError: no database URL or broker host configured.
     """
     require_host(settings.mqtt)
+    if upgrade:
+        conn = await connect(settings.database)
+        try:
+            await migrate.upgrade(conn, settings.database)
+        finally:
+            await conn.close()
     pool = await create_pool(settings.database)
     try:
         authenticator = TerminalAuthenticator(
@@ -42,17 +63,32 @@ async def serve(settings: Settings, host: str | None = None, port: int | None = 
             stats_task = asyncio.create_task(
                 log_stats_forever(gateway, settings.jt808.stats_interval_s)
             )
+            if ready is not None:
+                ready.set()
             try:
                 async with server:
                     await server.serve_forever()
             finally:
                 stats_task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await stats_task
+                server.close()
+                await gateway.close_connections()
+                log.info("jt808 gateway stopped: %s", gateway.stats.snapshot())
     finally:
         await pool.close()
 
 
+async def _main(settings: Settings, args: argparse.Namespace) -> None:
+    task = asyncio.create_task(
+        serve(settings, host=args.host, port=args.port, upgrade=not args.no_upgrade)
+    )
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, task.cancel)
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    asyncio.run(serve(settings, args.host, args.port))
+    asyncio.run(_main(settings, args))
     return 0
