@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import functools
 import http.server
+import json
 import os
 import re
 import shlex
@@ -26,6 +27,7 @@ import uuid
 import zipfile
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -489,3 +491,166 @@ def test_healthcheck_script_probes_http_tcp_and_the_worker_process(tmp_path: Pat
     worker = _healthcheck("worker", "ingest")
     assert worker.returncode == 1 and "PID 1" in worker.stderr
     assert _healthcheck("bogus").returncode == 2
+
+
+# --- the services themselves, configured as docker-compose.yml configures them -------------------
+
+
+def _service_env(
+    compose: dict[str, Any], service: str, broker: Broker, database_url: str
+) -> dict[str, str]:
+    """The service's compose environment with the secrets of this test filled in, pointed at
+    the test database (plain mode) and the test broker."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GPS_MONITOR_")}
+    for key, raw in compose["services"][service]["environment"].items():
+        value = re.sub(
+            r"\$\{MQTT_(\w+)_PASSWORD[^}]*\}",
+            lambda m: SERVICE_PASSWORDS[m.group(1).lower()],
+            str(raw),
+        )
+        value = re.sub(r"\$\{GPS_MONITOR_WEB_SECRET_KEY[^}]*\}", "k" * 48, value)
+        value = re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", value)
+        env[key] = value
+    env.update(
+        GPS_MONITOR_DATABASE_URL=database_url,
+        GPS_MONITOR_DATABASE_TIMESCALE="off",  # this machine's PostgreSQL has no TimescaleDB
+        GPS_MONITOR_MQTT_HOST="127.0.0.1",
+        GPS_MONITOR_MQTT_PORT=str(broker.port),
+    )
+    leftover = [k for k, v in env.items() if k.startswith("GPS_MONITOR_") and "${" in v]
+    assert leftover == [], f"unfilled compose variables in {service}: {leftover}"
+    return env
+
+
+@contextlib.contextmanager
+def _services(
+    compose: dict[str, Any], broker: Broker, database_url: str, log_dir: Path, web_port: int
+) -> Iterator[dict[str, tuple[subprocess.Popen[bytes], Path]]]:
+    """ingest, rules and web started with their compose command and environment."""
+    procs: dict[str, tuple[subprocess.Popen[bytes], Path]] = {}
+    try:
+        for name in ("ingest", "rules", "web"):
+            command = [str(a) for a in compose["services"][name]["command"]]
+            if name == "web":
+                command[command.index("--port") + 1] = str(web_port)
+                command[command.index("--host") + 1] = "127.0.0.1"
+            log = log_dir / f"{name}.log"
+            with open(log, "wb") as out:
+                procs[name] = (
+                    subprocess.Popen(
+                        [sys.executable, "-m", "gps_monitor.cli", *command],
+                        env=_service_env(compose, name, broker, database_url),
+                        stdout=out,
+                        stderr=subprocess.STDOUT,
+                    ),
+                    log,
+                )
+        yield procs
+    finally:
+        for proc, _ in procs.values():
+            proc.terminate()
+        for proc, _ in procs.values():
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+
+
+async def _wait_for_line(
+    procs: dict[str, tuple[subprocess.Popen[bytes], Path]], name: str, text: str
+) -> None:
+    proc, log = procs[name]
+    for _ in range(600):
+        if text in log.read_text(errors="replace"):
+            return
+        if proc.poll() is not None:
+            break
+        await asyncio.sleep(0.1)
+    pytest.fail(f"{name} never logged {text!r} (exit {proc.poll()}):\n{log.read_text()[-3000:]}")
+
+
+@pytest.mark.slow
+async def test_services_work_under_the_deploy_acl_with_their_compose_environment(
+    deploy_broker: Broker, compose: dict[str, Any], database_url: str, tmp_path: Path
+) -> None:
+    """A terminal's SOS position goes terminal -> ingest (reads gps/v1) -> database and
+    positions/v1 -> rules -> alarms/v1, every hop under its own broker user and the deploy ACL;
+    web starts in production mode and its health check passes."""
+    import asyncpg
+
+    conn = await asyncpg.connect(database_url)
+    try:
+        company_id = await conn.fetchval(
+            "INSERT INTO companies (name) VALUES ('ACL 测试客运') RETURNING id"
+        )
+        vehicle_id = await conn.fetchval(
+            "INSERT INTO vehicles (company_id, plate_number, vehicle_class, terminal_id) "
+            "VALUES ($1, '粤A12345', 'coach', '13800000001') RETURNING id",
+            company_id,
+        )
+    finally:
+        await conn.close()
+    web_port = _free_port()
+    with _services(compose, deploy_broker, database_url, tmp_path, web_port) as procs:
+        async with _client(deploy_broker, "web", SERVICE_PASSWORDS["web"]) as watcher:
+            await watcher.subscribe("positions/v1/#", qos=1)
+            await watcher.subscribe("alarms/v1/#", qos=1)
+            await _wait_for_line(procs, "ingest", "ingest subscribed to")
+            await _wait_for_line(procs, "rules", "rules worker subscribed to")
+            seen: list[str] = []
+            async with _client(deploy_broker, "13800000001", "pw-13800000001") as terminal:
+                for attempt in range(10):
+                    fix_time = datetime.now(UTC) - timedelta(seconds=10 - attempt)
+                    position = {
+                        "fix_time": fix_time.isoformat(),
+                        "latitude": 23.1291,
+                        "longitude": 113.2644,
+                        "speed_kmh": 0.0,
+                        "fix_valid": True,
+                        "acc_on": True,
+                        "alarm_flags": 1,  # JT/T 808 bit 0: SOS, a device alarm
+                        "status_flags": 3,
+                    }
+                    await terminal.publish(
+                        "gps/v1/13800000001/position", json.dumps(position), qos=1
+                    )
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(3):
+                            async for message in watcher.messages:
+                                seen.append(str(message.topic))
+                                if str(message.topic).startswith("alarms/v1/"):
+                                    break
+                    if any(t.startswith("alarms/v1/") for t in seen):
+                        break
+            assert f"positions/v1/{company_id}/{vehicle_id}" in seen
+            assert any(t.startswith(f"alarms/v1/{company_id}/{vehicle_id}/") for t in seen), seen
+        conn = await asyncpg.connect(database_url)
+        try:
+            assert (
+                await conn.fetchval(
+                    "SELECT count(*) FROM positions WHERE vehicle_id = $1", vehicle_id
+                )
+                >= 1
+            )
+            assert (
+                await conn.fetchval("SELECT count(*) FROM alarms WHERE vehicle_id = $1", vehicle_id)
+                >= 1
+            )
+        finally:
+            await conn.close()
+        health: subprocess.CompletedProcess[str] | None = None
+        for _ in range(100):
+            health = await asyncio.to_thread(
+                _healthcheck, "http", f"http://127.0.0.1:{web_port}/api/config"
+            )
+            if health.returncode == 0 or procs["web"][0].poll() is not None:
+                break
+            await asyncio.sleep(0.3)
+        assert health is not None and health.returncode == 0, (
+            health and health.stderr,
+            procs["web"][1].read_text()[-3000:],
+        )
+        for name, (proc, log) in procs.items():
+            assert proc.poll() is None, f"{name} exited:\n{log.read_text()[-3000:]}"
+            assert "not authori" not in log.read_text().lower(), log.read_text()[-3000:]
