@@ -244,6 +244,7 @@ class ZoneShapes:
         self._tree = STRtree([self.geometries[i] for i in members]) if members else None
         self._boundaries: dict[int, BaseGeometry] = {}
         self._cells: dict[tuple[int, int], tuple[int, ...]] = {}
+        self._inner: dict[tuple[int, float], BaseGeometry] = {}
 
     def _cell(self, cx: int, cy: int) -> tuple[int, ...]:
         found = self._cells.get((cx, cy))
@@ -320,6 +321,18 @@ class ZoneShapes:
                 shapely.prepare(boundary)
             return -float(boundary.distance(Point(x, y)))
         return float(geom.distance(Point(x, y)))
+
+    def inner(self, i: int, depth_m: float) -> BaseGeometry | None:
+        """Shape ``i`` shrunk by ``depth_m`` metres (cached; the shape itself when 0)."""
+        geom = self.geometries[i]
+        if geom is None or depth_m <= 0:
+            return geom
+        key = (i, depth_m)
+        found = self._inner.get(key)
+        if found is None:
+            found = self._inner[key] = geom.buffer(-depth_m)
+            shapely.prepare(found)
+        return found
 
     def contains(self, i: int, x: float, y: float) -> bool:
         geom = self.geometries[i]

@@ -14,6 +14,7 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import shapely
 from shapely import Point
 
 from gps_monitor.config import QualitySettings, RulesSettings
@@ -120,7 +121,7 @@ class Fix:
     implied_speed_kmh: float = 0.0
     _fence_hits: list[tuple[Geofence, int, bool]] | None = None
     _point: Any = None
-    _routes: dict[str, tuple[float, float]] | None = None
+    _routes: dict[tuple[str, float], bool] | None = None
 
     def prev_xy(self) -> tuple[float, float] | None:
         """The previous fix projected into this fix's zone (None at the first fix or when it
@@ -156,12 +157,27 @@ class GeoContext:
         self._route_list = list(self.routes.values())
         self._route_pos = {r.id: i for i, r in enumerate(self._route_list)}
         self.route_index = ZonedIndex([r.line for r in self._route_list])
+        self._route_bands: dict[tuple[str, ZoneKey, float], Any] = {}
         self.fence_pos = {f.id: i for i, f in enumerate(geofences)}
-        self.keep_in_positions = [i for i, f in enumerate(geofences) if f.kind == "keep_in"]
-        self._restricted = [
-            i for i, f in enumerate(geofences) if f.vehicle_classes or f.vehicle_ids
+        # fences grouped by who they apply to (classes, assigned vehicles): one index per group,
+        # so a vehicle only looks up the groups that concern it
+        groups: dict[tuple[tuple[str, ...], frozenset[int]], list[int]] = {}
+        for i, f in enumerate(geofences):
+            groups.setdefault((f.vehicle_classes, f.vehicle_ids), []).append(i)
+        self._groups = [
+            (
+                classes,
+                ids,
+                members,
+                ZonedIndex(
+                    [geofences[i].geometry for i in members],
+                    [geofences[i].buffer_m for i in members],
+                ),
+            )
+            for (classes, ids), members in groups.items()
         ]
-        self._excluded: dict[tuple[int, str], frozenset[int]] = {}
+        self._vehicle_groups: dict[tuple[int, str], list[tuple[list[int], ZonedIndex]]] = {}
+        self._vehicle_keep_ins: dict[tuple[int, str], list[int]] = {}
         # forbidden / watch fences only, for the segment test between sparse fixes
         self.pass_positions = [
             i for i, f in enumerate(geofences) if f.kind in ("forbidden", "watch")
@@ -171,22 +187,55 @@ class GeoContext:
             [geofences[i].buffer_m for i in self.pass_positions],
         )
 
-    def excluded_for(self, vehicle: VehicleProfile) -> frozenset[int]:
-        """Indices of geofences that do not apply to the vehicle (class or assignment),
-        computed once per vehicle."""
+    def groups_for(self, vehicle: VehicleProfile) -> list[tuple[list[int], ZonedIndex]]:
+        """The fence groups (global indices, index) that apply to the vehicle; cached."""
         key = (vehicle.vehicle_id, vehicle.vehicle_class)
-        found = self._excluded.get(key)
+        found = self._vehicle_groups.get(key)
         if found is None:
-            found = frozenset(
+            found = [
+                (members, index)
+                for classes, ids, members, index in self._groups
+                if (not classes or vehicle.vehicle_class in classes)
+                and (not ids or vehicle.vehicle_id in ids)
+            ]
+            self._vehicle_groups[key] = found
+        return found
+
+    def keep_ins_for(self, vehicle: VehicleProfile) -> list[int]:
+        """Indices of the keep-in geofences that apply to the vehicle; cached."""
+        key = (vehicle.vehicle_id, vehicle.vehicle_class)
+        found = self._vehicle_keep_ins.get(key)
+        if found is None:
+            found = sorted(
                 i
-                for i in self._restricted
-                if not self.geofences[i].applies_to(vehicle.vehicle_class, vehicle.vehicle_id)
+                for members, _ in self.groups_for(vehicle)
+                for i in members
+                if self.geofences[i].kind == "keep_in"
             )
-            self._excluded[key] = found
+            self._vehicle_keep_ins[key] = found
         return found
 
     def fence_zone(self, key: ZoneKey) -> ZoneShapes:
         return self.fence_index.zone(key)
+
+    def route_well_inside(self, route_id: str, key: ZoneKey, fraction: float) -> Any:
+        """The prepared polygon of points within ``fraction`` x corridor of the route's line in
+        a zone (fast containment before any exact distance), or None."""
+        cache_key = (route_id, key, fraction)
+        found = self._route_bands.get(cache_key)
+        if found is None:
+            line = self.route_geometry(route_id, key)
+            if line is None:
+                return None
+            found = line.buffer(self.routes[route_id].corridor_m * fraction, quad_segs=8)
+            shapely.prepare(found)
+            self._route_bands[cache_key] = found
+        return found
+
+    def route_length(self, route_id: str, key: ZoneKey) -> float:
+        """Length in metres of the route's line in a zone (0 when unknown)."""
+        line = self.route_geometry(route_id, key)
+        return float(line.length) if line is not None else 0.0
 
     def route_geometry(self, route_id: str, key: ZoneKey) -> Any:
         """The route's projected LineString in a zone, or None when unknown / out of zone."""
@@ -285,17 +334,16 @@ def fence_hits(fix: Fix, ctx: RuleContext) -> list[tuple[Geofence, int, bool]]:
     geo = ctx.geo
     hits: list[tuple[Geofence, int, bool]] = []
     if geo.geofences:
-        zone = geo.fence_zone(fix.zone)
-        excluded = geo.excluded_for(ctx.vehicle)
-        for i in zone.candidates(fix.x, fix.y):
-            if i in excluded:
-                continue
-            fence = geo.geofences[i]
-            if fence.active_hours is not None and not fence.active_hours.contains(
-                fix.minute_of_day
-            ):
-                continue
-            hits.append((fence, i, zone.contains(i, fix.x, fix.y)))
+        minute = fix.minute_of_day
+        x, y = fix.x, fix.y
+        for members, index in geo.groups_for(ctx.vehicle):
+            zone = index.zone(fix.zone)
+            for j in zone.candidates(x, y):
+                i = members[j]
+                fence = geo.geofences[i]
+                if fence.active_hours is not None and not fence.active_hours.contains(minute):
+                    continue
+                hits.append((fence, i, zone.contains(j, x, y)))
     fix._fence_hits = hits
     return hits
 
@@ -306,21 +354,30 @@ def night_window(start: str, end: str) -> TimeWindow:
     return TimeWindow.parse(f"{start}-{end}")
 
 
-def route_offset(fix: Fix, ctx: RuleContext, route_id: str) -> tuple[float, float] | None:
-    """``(offset_m, length_m)``: distance of the fix from a route's line and the line's length,
-    in the fix's zone; None when the route is unknown or outside the zone. Cached on the fix
-    (overspeed and route_deviation both ask)."""
+def route_inside(fix: Fix, ctx: RuleContext, route_id: str, fraction: float) -> bool | None:
+    """Whether the fix lies within ``fraction`` x the route's corridor half-width of its line
+    (prepared-polygon containment, no distance computed); None when the route is unknown or
+    outside the fix's zone. Cached on the fix."""
     cache = fix._routes
     if cache is None:
         cache = fix._routes = {}
-    found = cache.get(route_id)
+    key = (route_id, fraction)
+    found = cache.get(key)
     if found is None:
-        line = ctx.geo.route_geometry(route_id, fix.zone)
-        if line is None:
+        band = ctx.geo.route_well_inside(route_id, fix.zone, fraction)
+        if band is None:
             return None
-        found = (float(line.distance(fix.point)), float(line.length))
-        cache[route_id] = found
+        found = cache[key] = bool(shapely.contains_xy(band, fix.x, fix.y))
     return found
+
+
+def route_offset(fix: Fix, ctx: RuleContext, route_id: str) -> tuple[float, float] | None:
+    """``(offset_m, length_m)``: exact distance of the fix from a route's line and the line's
+    length, in the fix's zone; None when the route is unknown or outside the zone."""
+    line = ctx.geo.route_geometry(route_id, fix.zone)
+    if line is None:
+        return None
+    return float(line.distance(fix.point)), float(line.length)
 
 
 def route_along(fix: Fix, ctx: RuleContext, route_id: str, *, previous: bool = False) -> float:

@@ -134,9 +134,9 @@ def _segment_passes(fix: Fix, ctx: RuleContext, tracked: set[str], alarms: list[
             continue
         if fence.active_hours is not None and not fence.active_hours.contains(fix.minute_of_day):
             continue
-        geom = zone.geometries[j]
-        assert geom is not None
-        inner = geom.buffer(-h) if h > 0 else geom
+        inner = zone.inner(j, h)
+        if inner is None or inner.is_empty:
+            continue
         segment = segment or LineString([(prev_x, prev_y), (fix.x, fix.y)])
         crossing = segment.intersection(inner)
         if crossing.is_empty:
@@ -189,18 +189,14 @@ def process(state: State, fix: Fix, ctx: RuleContext) -> tuple[State, list[Alarm
         if fence.kind is not GeofenceKind.SPEED_ZONE
     }
     zone = geo.fence_zone(fix.zone)
-    vehicle = ctx.vehicle
     for fence_id in old:
         if fence_id not in near and fence_id in geo.fence_pos:
             i = geo.fence_pos[fence_id]
             near[fence_id] = (geo.geofences[i], i, zone.contains(i, fix.x, fix.y))
-    excluded = geo.excluded_for(vehicle)
-    for i in geo.keep_in_positions:
+    for i in geo.keep_ins_for(ctx.vehicle):
         fence = geo.geofences[i]
-        if (
-            i not in excluded
-            and fence.id not in near
-            and (fence.active_hours is None or fence.active_hours.contains(fix.minute_of_day))
+        if fence.id not in near and (
+            fence.active_hours is None or fence.active_hours.contains(fix.minute_of_day)
         ):
             near[fence.id] = (fence, i, False)
     alarms: list[Alarm] = []

@@ -26,7 +26,7 @@ from typing import Any
 
 from gps_monitor.geofences import GeofenceKind
 from gps_monitor.models import Alarm
-from rules.context import Fix, RuleContext, fence_hits, night_window, route_offset
+from rules.context import Fix, RuleContext, fence_hits, night_window, route_inside
 
 NAME = "overspeed"
 _CROSS_CHECK_MAX_INTERVAL_S = 60.0
@@ -81,8 +81,7 @@ def resolve_limit(fix: Fix, ctx: RuleContext) -> tuple[float, str]:
                 continue
             if not ctx.in_window(route.active_hours, fix.minute_of_day):
                 continue
-            offset = route_offset(fix, ctx, route_id)
-            if offset is not None and offset[0] <= route.corridor_m:
+            if route_inside(fix, ctx, route_id, 1.0):
                 limit, source = route.speed_limit_kmh, f"route:{route.id}"
                 break
     if limit is None and vehicle.speed_limit_kmh:

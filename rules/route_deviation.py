@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from gps_monitor.models import Alarm
-from rules.context import Fix, RuleContext, route_along, route_offset
+from rules.context import Fix, RuleContext, route_along, route_inside, route_offset
 
 NAME = "route_deviation"
 
@@ -75,19 +75,24 @@ def _step(route_id: str, track: Track, fix: Fix, ctx: RuleContext, alarms: list[
         if track.open_t is not None:
             alarms.append(_alarm(route_id, track, ctx, fix, route.corridor_m, closed=True))
         return Track()
-    offset = route_offset(fix, ctx, route_id)
-    if offset is None:
+    well_inside = route_inside(fix, ctx, route_id, s.route_return_fraction)
+    if well_inside is None:
         return track
-    offset_m, length_m = offset
     half = route.corridor_m
-    well_inside = offset_m <= half * s.route_return_fraction
-    end_m = length_m - s.route_end_margin_m
     if not track.joined:
         if well_inside:
             along_m = route_along(fix, ctx, route_id)
-            if along_m < end_m:
+            if along_m < ctx.geo.route_length(route_id, fix.zone) - s.route_end_margin_m:
                 return Track(joined=True, along_m=along_m)
         return track
+    if well_inside:
+        offset_m = 0.0
+    else:
+        offset = route_offset(fix, ctx, route_id)
+        if offset is None:
+            return track
+        offset_m = offset[0]
+    end_m = ctx.geo.route_length(route_id, fix.zone) - s.route_end_margin_m
     if well_inside or (offset_m <= half and track.outside_since_t is None):
         if track.open_t is not None:
             alarms.append(_alarm(route_id, track, ctx, fix, half, closed=True))

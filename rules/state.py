@@ -43,10 +43,11 @@ async def save_states(
             continue
         changed[vehicle_id] = text
         last = datetime.fromtimestamp(state.last[0], UTC) if state.last else None
-        rows.append((vehicle_id, json.loads(text), last))
+        rows.append((vehicle_id, text, last))
     if rows:
         await conn.executemany(
-            "INSERT INTO rule_state (vehicle_id, state, last_fix_time) VALUES ($1, $2, $3) "
+            "INSERT INTO rule_state (vehicle_id, state, last_fix_time) "
+            "VALUES ($1, $2::text::jsonb, $3) "
             "ON CONFLICT (vehicle_id) DO UPDATE SET state = EXCLUDED.state, "
             "last_fix_time = EXCLUDED.last_fix_time, updated_at = now()",
             rows,

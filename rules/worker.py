@@ -127,6 +127,9 @@ class RulesWorker:
         self.processed_positions = 0
         self._pool: asyncpg.Pool | None = None
         self._loaded_at = 0.0
+        self._stats: list[float] = [0, 0, 0, 0.0]
+        self._stats_since = time.monotonic()
+        self._max_lag_s = 0.0
 
     # --- setup ---------------------------------------------------------------------------
 
@@ -237,11 +240,48 @@ class RulesWorker:
             v not in self.profiles for v in by_vehicle
         ):
             await self._retry(self.reload)
+        started = time.perf_counter()
         changed = await self._retry(lambda: self._evaluate_and_commit(by_vehicle))
         for alarm in changed:
             await self.publish(client, alarm)
         for message in batch:
             mqtt.ack(client, message)
+        lags = [
+            time.time() - p.received_at.timestamp()
+            for positions in by_vehicle.values()
+            for p in positions[-1:]
+            if p.received_at is not None
+        ]
+        self._report(len(batch), sum(len(p) for p in by_vehicle.values()), started, lags)
+
+    def _report(self, messages: int, positions: int, started: float, lags: list[float]) -> None:
+        """Log throughput, batch time and lag (now - received_at of the newest position of
+        each vehicle, i.e. ingest + broker + queueing) every 10 s (INFO)."""
+        if lags:
+            self._max_lag_s = max(self._max_lag_s, max(lags))
+        stats = self._stats
+        stats[0] += 1
+        stats[1] += messages
+        stats[2] += positions
+        stats[3] += time.perf_counter() - started
+        now = time.monotonic()
+        if now - self._stats_since >= 10.0:
+            batches, msgs, count, busy = stats
+            log.info(
+                "rules: %d positions in %d messages, %d batches in %.0f s (%.0f positions/s, "
+                "mean batch %.1f ms, busy %.0f %%, max lag since received_at %.0f ms)",
+                count,
+                msgs,
+                batches,
+                now - self._stats_since,
+                count / (now - self._stats_since),
+                busy / batches * 1000,
+                busy / (now - self._stats_since) * 100,
+                self._max_lag_s * 1000,
+            )
+            self._max_lag_s = 0.0
+            self._stats = [0, 0, 0, 0.0]
+            self._stats_since = now
 
     async def _retry(self, action: Any) -> Any:
         delay = 0.5
