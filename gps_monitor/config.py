@@ -211,6 +211,12 @@ class Jt808Settings(BaseModel):
         description="A connection that sends no complete valid frame for this long is closed "
         "(terminals heartbeat every 60 s by default, JT/T 808 parameter 0x0001).",
     )
+    auth_timeout_s: float = Field(
+        default=120.0,
+        gt=0,
+        description="A connection not authenticated (0x0102 accepted) this long after it opened "
+        "is closed, so unregistered devices cannot hold sockets with heartbeats.",
+    )
     auth_policy: Literal["registry", "known_terminal"] = Field(
         default="registry",
         description="registry: 0x0100 is checked against the vehicle registry and 0x0102 must "

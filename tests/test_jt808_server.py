@@ -535,3 +535,20 @@ def unescape_frame(wire: bytes) -> bytes:
     from ingest.jt808.codec import unescape
 
     return unescape(wire[1:-1])
+
+
+async def test_connection_that_never_authenticates_is_closed(settings, pool):
+    async with running_gateway(settings, pool, auth_timeout_s=0.5) as (gateway, port):
+        terminal = SimTerminal("13800000009")
+        await terminal.connect("127.0.0.1", port)
+        closed = False
+        for _ in range(20):  # valid heartbeats keep it from idling, not from the auth deadline
+            try:
+                assert await terminal.heartbeat() == m.RESULT_OK
+            except (TerminalError, ConnectionError):
+                closed = True
+                break
+            await asyncio.sleep(0.1)
+        await terminal.close()
+    assert closed
+    assert gateway.stats.unauthenticated_closed == 1 and gateway.stats.idle_closed == 0

@@ -58,6 +58,7 @@ class GatewayStats:
     connections_open: int = 0
     connections_total: int = 0
     idle_closed: int = 0
+    unauthenticated_closed: int = 0
     frames_ok: int = 0
     frames_bad: Counter[str] = field(default_factory=Counter)
     garbage_bytes: int = 0
@@ -348,6 +349,7 @@ class TerminalConnection(asyncio.Protocol):
     """
 
     __slots__ = (
+        "connected_s",
         "gateway",
         "last_valid_s",
         "loop",
@@ -366,7 +368,7 @@ class TerminalConnection(asyncio.Protocol):
         self.queue: deque[Frame] = deque()
         self.task: asyncio.Task[None] | None = None
         self.timer: asyncio.TimerHandle | None = None
-        self.last_valid_s = self.loop.time()
+        self.last_valid_s = self.connected_s = self.loop.time()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -379,7 +381,8 @@ class TerminalConnection(asyncio.Protocol):
         gateway._connections.add(self)
         gateway.stats.connections_open += 1
         gateway.stats.connections_total += 1
-        self.timer = self.loop.call_at(self.last_valid_s + jt.idle_timeout_s, self._check_idle)
+        first_check_s = min(jt.idle_timeout_s, jt.auth_timeout_s)
+        self.timer = self.loop.call_at(self.connected_s + first_check_s, self._check_idle)
 
     def data_received(self, data: bytes) -> None:
         session = self.session
@@ -418,19 +421,28 @@ class TerminalConnection(asyncio.Protocol):
             self.task = None
 
     def _check_idle(self) -> None:
-        idle_s = self.gateway.jt.idle_timeout_s
-        deadline = self.last_valid_s + idle_s
-        if self.loop.time() < deadline:
-            self.timer = self.loop.call_at(deadline, self._check_idle)
+        jt = self.gateway.jt
+        session = self.session
+        now_s = self.loop.time()
+        idle_deadline_s = self.last_valid_s + jt.idle_timeout_s
+        authenticated = session is not None and session.authenticated
+        auth_deadline_s = self.connected_s + jt.auth_timeout_s
+        if now_s >= idle_deadline_s:
+            self.gateway.stats.idle_closed += 1
+            reason = f"no valid frame for {jt.idle_timeout_s:.0f} s"
+        elif not authenticated and now_s >= auth_deadline_s:
+            self.gateway.stats.unauthenticated_closed += 1
+            reason = f"not authenticated within {jt.auth_timeout_s:.0f} s"
+        else:
+            next_s = idle_deadline_s if authenticated else min(idle_deadline_s, auth_deadline_s)
+            self.timer = self.loop.call_at(next_s, self._check_idle)
             return
         self.timer = None
-        self.gateway.stats.idle_closed += 1
-        session = self.session
         log.info(
-            "jt808 %s (%s): no valid frame for %.0f s, closed",
+            "jt808 %s (%s): %s, closed",
             session.peer if session else "?",
             session.terminal_id if session else None,
-            idle_s,
+            reason,
         )
         self.close()
 
