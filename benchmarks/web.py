@@ -298,6 +298,9 @@ async def run(args: argparse.Namespace) -> None:
             target=publisher, args=({**env}, vehicles, args.period_s, args.duration_s)
         )
         pub.start()
+        me = psutil.Process()
+        proc.cpu_percent(None)
+        me.cpu_percent(None)
         started = time.monotonic()
         warmup_done = False
         while pub.is_alive():
@@ -306,6 +309,7 @@ async def run(args: argparse.Namespace) -> None:
             if not warmup_done and time.monotonic() - started > min(5.0, args.duration_s / 4):
                 latencies.clear()  # drop the connection warm-up
                 warmup_done = True
+        web_cpu, client_cpu = proc.cpu_percent(None), me.cpu_percent(None)
         await asyncio.sleep(2.0)
         stop.set()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -321,6 +325,10 @@ async def run(args: argparse.Namespace) -> None:
         print(
             f"publish-to-client latency: p50 {q[49] * 1000:.0f} ms, p99 {q[98] * 1000:.0f} ms, "
             f"max {lat[-1] * 1000:.0f} ms"
+        )
+        print(
+            f"CPU during publishing: web process {web_cpu:.0f} %, benchmark clients "
+            f"{client_cpu:.0f} % (100 % = one core)"
         )
         print(
             f"web process RSS: peak {peak_rss / 2**20:.0f} MB, end "

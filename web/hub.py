@@ -83,8 +83,11 @@ class LiveClient:
         self.id = uuid.uuid4().hex[:8]
         self._send = send
         self._web = settings.web
+        self.scope_company: int | None = None
         self.filter = LiveFilter(company_id=None if user.sees_all else user.company_id)
-        self.pending: dict[int, dict[str, Any]] = {}
+        # vehicle_id -> that vehicle's newest unsent position, already JSON (encoded once by
+        # the hub for every client)
+        self.pending: dict[int, str] = {}
         self.alarms: collections.deque[dict[str, Any]] = collections.deque()
         self.wake = asyncio.Event()
         self.last_positions_sent = 0.0
@@ -92,23 +95,38 @@ class LiveClient:
         self.dropped_positions = 0
         self.overflowed = False
 
+    @property
+    def filter(self) -> LiveFilter:
+        """What this client asked for, within its user's scope."""
+        return self._filter
+
+    @filter.setter
+    def filter(self, value: LiveFilter) -> None:
+        self._filter = value
+        # the only company this client can receive anything of (None: any company)
+        self.scope_company = (
+            value.company_id
+            if value.company_id is not None
+            else (None if self.user.sees_all else self.user.company_id)
+        )
+
     def may_see(self, company_id: int) -> bool:
         """The user's own scope (an operator: its company), before any narrowing."""
         return self.user.sees_all or company_id == self.user.company_id
 
-    def offer_position(self, position: dict[str, Any]) -> None:
-        """Queue a position if it passes the filter; replaces an unsent one of the same vehicle."""
-        if not self.may_see(position["company_id"]) or not self.filter.admits(
-            position["company_id"],
-            position["vehicle_id"],
-            position["latitude"],
-            position["longitude"],
+    def offer_position(
+        self, company_id: int, vehicle_id: int, lat: float, lon: float, fragment: str
+    ) -> None:
+        """Queue a position (``fragment``: its JSON) if it passes the filter; replaces an unsent
+        one of the same vehicle (that is the coalescing)."""
+        if not self.may_see(company_id) or not self._filter.admits(
+            company_id, vehicle_id, lat, lon
         ):
             return
         was_empty = not self.pending
-        if position["vehicle_id"] in self.pending:
+        if vehicle_id in self.pending:
             self.dropped_positions += 1
-        self.pending[position["vehicle_id"]] = position
+        self.pending[vehicle_id] = fragment
         if was_empty:
             self.wake.set()
 
@@ -127,7 +145,10 @@ class LiveClient:
         self.wake.set()
 
     async def _send_json(self, message: dict[str, Any]) -> None:
-        await asyncio.wait_for(self._send(dumps(message)), self._web.send_timeout_s)
+        await self._send_text(dumps(message))
+
+    async def _send_text(self, text: str) -> None:
+        await asyncio.wait_for(self._send(text), self._web.send_timeout_s)
         self.last_sent = time.monotonic()
 
     async def run_sender(self) -> None:
@@ -155,7 +176,9 @@ class LiveClient:
             if self.pending and now - self.last_positions_sent >= interval:
                 batch, self.pending = self.pending, {}
                 self.last_positions_sent = now
-                await self._send_json({"type": "positions", "positions": list(batch.values())})
+                await self._send_text(
+                    '{"type":"positions","positions":[' + ",".join(batch.values()) + "]}"
+                )
             if time.monotonic() - self.last_sent >= heartbeat:
                 await self._send_json({"type": "heartbeat", "server_time": _now_iso()})
 
@@ -251,18 +274,23 @@ class LiveHub:
             if self.newest_fix.get(vehicle_id, "") >= fix_time:
                 continue
             self.newest_fix[vehicle_id] = fix_time
-            compact = {
-                "vehicle_id": vehicle_id,
-                "company_id": p["company_id"],
-                "fix_time": fix_time,
-                "latitude": p["latitude"],
-                "longitude": p["longitude"],
-                "speed_kmh": p["speed_kmh"],
-                "heading_deg": p.get("heading_deg"),
-                "acc_on": p.get("acc_on"),
-            }
+            company_id, lat, lon = p["company_id"], p["latitude"], p["longitude"]
+            fragment = dumps(
+                {
+                    "vehicle_id": vehicle_id,
+                    "company_id": company_id,
+                    "fix_time": fix_time,
+                    "latitude": lat,
+                    "longitude": lon,
+                    "speed_kmh": p["speed_kmh"],
+                    "heading_deg": p.get("heading_deg"),
+                    "acc_on": p.get("acc_on"),
+                }
+            )
             for client in self.clients:
-                client.offer_position(compact)
+                scope = client.scope_company
+                if scope is None or scope == company_id:
+                    client.offer_position(company_id, vehicle_id, lat, lon, fragment)
 
     async def handle_alarm(self, alarm: dict[str, Any]) -> None:
         """Forward an alarm opening/closing; looks its id up by dedup_key when the message has
