@@ -524,22 +524,31 @@ def _service_env(
 
 @contextlib.contextmanager
 def _services(
-    compose: dict[str, Any], broker: Broker, database_url: str, log_dir: Path, web_port: int
+    compose: dict[str, Any],
+    broker: Broker,
+    database_url: str,
+    log_dir: Path,
+    names: tuple[str, ...],
+    port: int = 0,
 ) -> Iterator[dict[str, tuple[subprocess.Popen[bytes], Path]]]:
-    """ingest, rules and web started with their compose command and environment."""
+    """The named services started with their compose command and environment (web and jt808
+    on ``port`` of 127.0.0.1 instead of their container port)."""
     procs: dict[str, tuple[subprocess.Popen[bytes], Path]] = {}
     try:
-        for name in ("ingest", "rules", "web"):
+        for name in names:
             command = [str(a) for a in compose["services"][name]["command"]]
+            env = _service_env(compose, name, broker, database_url)
             if name == "web":
-                command[command.index("--port") + 1] = str(web_port)
+                command[command.index("--port") + 1] = str(port)
                 command[command.index("--host") + 1] = "127.0.0.1"
+            if name == "jt808":
+                env.update(GPS_MONITOR_JT808_PORT=str(port), GPS_MONITOR_JT808_HOST="127.0.0.1")
             log = log_dir / f"{name}.log"
             with open(log, "wb") as out:
                 procs[name] = (
                     subprocess.Popen(
                         [sys.executable, "-m", "gps_monitor.cli", *command],
-                        env=_service_env(compose, name, broker, database_url),
+                        env=env,
                         stdout=out,
                         stderr=subprocess.STDOUT,
                     ),
@@ -592,7 +601,8 @@ async def test_services_work_under_the_deploy_acl_with_their_compose_environment
     finally:
         await conn.close()
     web_port = _free_port()
-    with _services(compose, deploy_broker, database_url, tmp_path, web_port) as procs:
+    services = ("ingest", "rules", "web")
+    with _services(compose, deploy_broker, database_url, tmp_path, services, web_port) as procs:
         async with _client(deploy_broker, "web", SERVICE_PASSWORDS["web"]) as watcher:
             await watcher.subscribe("positions/v1/#", qos=1)
             await watcher.subscribe("alarms/v1/#", qos=1)
@@ -654,3 +664,73 @@ async def test_services_work_under_the_deploy_acl_with_their_compose_environment
         for name, (proc, log) in procs.items():
             assert proc.poll() is None, f"{name} exited:\n{log.read_text()[-3000:]}"
             assert "not authori" not in log.read_text().lower(), log.read_text()[-3000:]
+
+
+@pytest.mark.slow
+async def test_jt808_gateway_publishes_for_terminals_under_its_broker_user(
+    deploy_broker: Broker, compose: dict[str, Any], database_url: str, tmp_path: Path
+) -> None:
+    """JT/T 808 terminals -> gateway (broker user jt808, writes gps/v1/#) -> ingest -> database,
+    both services with their compose environment; the gateway's health check passes."""
+    import asyncpg
+
+    track = tmp_path / "track.csv"
+    start = datetime.now(UTC) - timedelta(minutes=5)
+    rows = [
+        f"13900000001,{(start + timedelta(seconds=10 * i)).isoformat()},"
+        f"{23.1291 + 0.0005 * i:.6f},113.2644,36.0,0,true,true"
+        for i in range(6)
+    ]
+    track.write_text(
+        "terminal_id,fix_time,latitude,longitude,speed_kmh,heading_deg,acc_on,fix_valid\n"
+        + "\n".join(rows)
+        + "\n"
+    )
+    port = _free_port()
+    with _services(
+        compose, deploy_broker, database_url, tmp_path, ("ingest", "jt808"), port
+    ) as procs:
+        await _wait_for_line(procs, "ingest", "ingest subscribed to")
+        health: subprocess.CompletedProcess[str] | None = None
+        for _ in range(100):
+            health = await asyncio.to_thread(_healthcheck, "tcp", "127.0.0.1", str(port))
+            if health.returncode == 0 or procs["jt808"][0].poll() is not None:
+                break
+            await asyncio.sleep(0.3)
+        assert health is not None and health.returncode == 0, procs["jt808"][1].read_text()
+        sim = await asyncio.to_thread(
+            subprocess.run,
+            [
+                sys.executable,
+                "-m",
+                "gps_monitor.cli",
+                "jt808-sim",
+                str(track),
+                "--format",
+                "csv",
+                "--port",
+                str(port),
+                "--register",
+            ],
+            env=_service_env(compose, "jt808", deploy_broker, database_url),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert sim.returncode == 0, sim.stdout + sim.stderr
+        conn = await asyncpg.connect(database_url)
+        try:
+            stored = 0
+            for _ in range(100):
+                stored = await conn.fetchval(
+                    "SELECT count(*) FROM positions p JOIN vehicles v ON v.id = p.vehicle_id "
+                    "WHERE v.terminal_id = '13900000001'"
+                )
+                if stored == len(rows):
+                    break
+                await asyncio.sleep(0.2)
+            assert stored == len(rows), procs["jt808"][1].read_text()[-3000:]
+        finally:
+            await conn.close()
+        for name, (proc, log) in procs.items():
+            assert proc.poll() is None, f"{name} exited:\n{log.read_text()[-3000:]}"
