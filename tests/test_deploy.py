@@ -734,3 +734,46 @@ async def test_jt808_gateway_publishes_for_terminals_under_its_broker_user(
             await conn.close()
         for name, (proc, log) in procs.items():
             assert proc.poll() is None, f"{name} exited:\n{log.read_text()[-3000:]}"
+
+
+async def test_compose_migrate_refuses_a_database_without_timescaledb(
+    compose: dict[str, Any], deploy_broker: Broker, tmp_path: Path
+) -> None:
+    """The migrate service forces TimescaleDB mode: pointed at plain PostgreSQL (this machine's)
+    it fails and says why, instead of quietly building the plain schema in production."""
+    import asyncpg
+    from conftest import ADMIN_URL, _url_for
+
+    name = f"gpsm_deploy_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(ADMIN_URL)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    try:
+        env = _service_env(compose, "migrate", deploy_broker, _url_for(name))
+        env["GPS_MONITOR_DATABASE_TIMESCALE"] = compose["services"]["migrate"]["environment"][
+            "GPS_MONITOR_DATABASE_TIMESCALE"
+        ]
+        assert env["GPS_MONITOR_DATABASE_TIMESCALE"] == "on"
+        done = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "gps_monitor.cli", *compose["services"]["migrate"]["command"]],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode != 0
+        assert "timescaledb" in done.stderr, done.stderr[-2000:]
+        conn = await asyncpg.connect(_url_for(name))
+        try:
+            assert await conn.fetchval("SELECT to_regclass('positions')") is None
+        finally:
+            await conn.close()
+    finally:
+        admin = await asyncpg.connect(ADMIN_URL)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
