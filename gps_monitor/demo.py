@@ -192,7 +192,7 @@ async def replay_demo(demo: Demo, speedup: float) -> tuple[int, int]:
     return published, distinct
 
 
-async def wait_stored(demo: Demo, expected: int, *, idle_timeout_s: float = 15.0) -> dict[str, Any]:
+async def wait_stored(demo: Demo, expected: int, *, idle_timeout_s: float = 30.0) -> dict[str, Any]:
     """Wait until the demo company's stored positions reach ``expected`` (or stop growing for
     ``idle_timeout_s``); returns the summary of what is stored."""
     conn = await connect(demo.settings.database)
