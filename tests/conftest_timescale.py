@@ -114,7 +114,7 @@ def pglite_server() -> Iterator[str]:
 
 @pytest.fixture
 def timescale_database_url() -> Iterator[str]:
-    """URL of a fresh, empty TimescaleDB (extension loaded, no migrations), one per test.
+    """URL of a fresh, empty TimescaleDB (extension available, not yet created), one per test.
 
     Skips the test, saying why, when Node.js or the npm packages are absent.
     """

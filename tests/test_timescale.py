@@ -55,7 +55,15 @@ async def test_upgrade_builds_hypertables_compression_policies_and_daily_aggrega
     ts_conn: asyncpg.Connection,
 ) -> None:
     conn = ts_conn
+    assert await migrate.storage_mode(conn) is None
+    assert await migrate.timescale_available(conn)
+    assert (
+        await conn.fetchval("SELECT count(*) FROM pg_extension WHERE extname = 'timescaledb'") == 0
+    )
     applied = await migrate.upgrade(conn, SETTINGS)
+    assert await conn.fetchval(
+        "SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'"
+    ), "the upgrade did not create the timescaledb extension"
     assert "0001_core" in applied
     assert "0002_positions_storage.timescale" in applied
     assert not any(key.endswith(".plain") for key in applied)

@@ -6,9 +6,10 @@
 //   node tools/pglite/server.mjs [PORT] [--host HOST] [--db PATH]
 //   PGLITE_PORT / PGLITE_HOST / PGLITE_DB in the environment do the same.
 //
-// Prints one line `PGLITE READY postgresql://postgres@HOST:PORT/postgres` on stdout when it
-// accepts connections (the test fixture waits for it), and has the timescaledb extension loaded
-// (CREATE EXTENSION timescaledb works; the migrations run it themselves).
+// Prints one line `PGLITE READY postgresql://postgres@HOST:PORT/postgres?sslmode=disable ...`
+// on stdout when it
+// accepts connections (the test fixture waits for it). The timescaledb extension is loaded
+// (CREATE EXTENSION timescaledb works) but not created: the migrations create it.
 //
 // Limits seen with this build, which the callers must respect:
 //   - every client shares ONE database session; pglite-socket serves one connection at a time
@@ -35,11 +36,16 @@ if (!Number.isInteger(port) || port < 1 || port > 65535) {
   process.exit(2)
 }
 
+// The extension bundle is loaded, so `CREATE EXTENSION timescaledb` works; it is not created
+// here: the migrations create it, as on a real server.
 const db = await PGlite.create(values.db, { extensions: { timescaledb } })
-await db.exec('CREATE EXTENSION IF NOT EXISTS timescaledb')
 const version = await db.query(
-  "SELECT current_setting('server_version') AS pg, extversion AS ts FROM pg_extension WHERE extname = 'timescaledb'",
+  "SELECT current_setting('server_version') AS pg, default_version AS ts FROM pg_available_extensions WHERE name = 'timescaledb'",
 )
+if (version.rows.length === 0) {
+  console.error('pglite server: the timescaledb extension is not available in this build')
+  process.exit(1)
+}
 
 const server = new PGLiteSocketServer({ db, port, host: values.host })
 server.addEventListener('error', (event) => console.error('pglite server error:', event.detail))
