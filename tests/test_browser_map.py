@@ -284,3 +284,74 @@ async def test_bureau_plays_back_a_track_with_overspeed_and_draws_a_geofence(
             assert errors == []
         finally:
             await browser.close()
+
+
+async def test_gcj02_tiles_show_converted_positions_and_store_wgs84(
+    settings: Settings, pool: asyncpg.Pool, chromium: str
+) -> None:
+    """With web.tile_crs=gcj02 the page draws a WGS-84 fix at its GCJ-02 place (display only),
+    and a polygon drawn there is stored back in WGS-84."""
+    from playwright.async_api import async_playwright
+    from web_helpers import store_position
+
+    from gps_monitor.db import geofences as fence_store
+    from web.coords import gcj02_to_wgs84
+
+    settings = settings.model_copy(
+        update={"web": settings.web.model_copy(update={"tile_crs": "gcj02"})}
+    )
+    company = await ensure_company(pool, "京运")
+    vehicle = await ensure_vehicle(
+        pool,
+        company_id=company.id,
+        plate_number="京A00001",
+        terminal_id="013900000099",
+        vehicle_class=VehicleClass.COACH,
+    )
+    await users.create_user(pool, "chief", PASSWORD, "bureau")
+    # eviltransform's published Beijing pair: WGS-84 -> GCJ-02
+    await store_position(pool, vehicle.id, datetime.now(UTC), 39.911954, 116.377817)
+    async with served_app(settings) as (base, _), async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        try:
+            page = await browser.new_page(viewport={"width": 1200, "height": 800})
+            answers = ["drawn on gcj02", "watch"]
+            page.on("dialog", lambda d: asyncio.ensure_future(d.accept(answers.pop(0))))
+            await login(page, base, "chief")
+            await page.wait_for_function(f"window.gpsm.markers.has({vehicle.id})")
+            lat, lng = await page.evaluate(
+                f"(() => {{ const p = window.gpsm.markers.get({vehicle.id}).getLatLng();"
+                " return [p.lat, p.lng]; })()"
+            )
+            assert lat == pytest.approx(39.91334545536069, abs=1e-9)
+            assert lng == pytest.approx(116.38404722455657, abs=1e-9)
+            # the stored position itself is untouched
+            row = await pool.fetchrow("SELECT latitude, longitude FROM latest_positions")
+            assert (row["latitude"], row["longitude"]) == (39.911954, 116.377817)
+            await page.click("#draw-polygon")
+            box = await page.locator("#map").bounding_box()
+            assert box is not None
+            clicked = []
+            for dx, dy in ((0.3, 0.3), (0.7, 0.3), (0.5, 0.7)):
+                x, y = round(box["width"] * dx), round(box["height"] * dy)
+                clicked.append(
+                    await page.evaluate(
+                        f"(() => {{ const p = window.gpsm.map.containerPointToLatLng([{x}, {y}]);"
+                        " return [p.lat, p.lng]; })()"
+                    )
+                )
+                await page.mouse.click(box["x"] + x, box["y"] + y)
+                await page.wait_for_timeout(300)
+            await page.click("#draw-finish")
+            await page.wait_for_function("window.gpsm.fences.getLayers().length === 1")
+            (fence,) = await fence_store.load_geofences(pool)
+            stored = list(fence.geometry.exterior.coords)[:3]
+            for (lon, lat_), (glat, glng) in zip(stored, clicked, strict=True):
+                wlat, wlng = gcj02_to_wgs84(glat, glng)
+                assert lat_ == pytest.approx(wlat, abs=1e-7) and lon == pytest.approx(
+                    wlng, abs=1e-7
+                )
+                assert abs(lon - glng) > 1e-3  # really converted (~600 m here), not stored as drawn
+            await page.screenshot(path=str(ARTIFACTS / "map_gcj02.png"))
+        finally:
+            await browser.close()

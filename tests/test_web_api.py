@@ -407,3 +407,64 @@ async def test_unauthenticated_requests_are_refused_everywhere(
         page = await client.get("/map")
         assert page.status_code == 200 and "leaflet" in page.text.lower()
         assert (await client.get("/api/config")).json()["tile_url_template"] is None
+
+
+async def test_operator_and_enforcement_cannot_change_registry_or_geofences(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    """Every changing endpoint refuses an operator (and enforcement) whatever the target id."""
+    w = await make_world(pool, settings)
+    square = [[106.5, 29.5], [106.6, 29.5], [106.6, 29.6], [106.5, 29.5]]
+    fence = {
+        "feature": {
+            "type": "Feature",
+            "properties": {"id": "f1", "kind": "watch"},
+            "geometry": {"type": "Polygon", "coordinates": [square]},
+        }
+    }
+    route = {
+        "feature": {
+            "type": "Feature",
+            "properties": {"id": "r1", "corridor_m": 50},
+            "geometry": {"type": "LineString", "coordinates": square[:2]},
+        }
+    }
+    async with rest_client(settings) as client:
+        assert (
+            await client.post("/api/geofences", json=fence, headers=w.auth("bureau"))
+        ).status_code == 201
+        assert (
+            await client.post("/api/routes", json=route, headers=w.auth("bureau"))
+        ).status_code == 201
+        calls = [
+            ("POST", "/api/companies", {"name": "新公司"}),
+            ("PATCH", f"/api/companies/{w.company_a}", {"name": "改名"}),
+            ("PATCH", f"/api/companies/{w.company_b}", {"name": "改名"}),
+            (
+                "POST",
+                "/api/vehicles",
+                {
+                    "company_id": w.company_a,
+                    "plate_number": "渝A0",
+                    "vehicle_class": "coach",
+                    "terminal_id": "x",
+                },
+            ),
+            ("PATCH", f"/api/vehicles/{w.vehicles_b[0]}", {"company_id": w.company_a}),
+            ("PUT", "/api/geofences/f1", fence),
+            ("PATCH", "/api/geofences/f1", {"name": "x"}),
+            ("PUT", "/api/geofences/f1/vehicles", {"vehicle_ids": [w.vehicles_a[0]]}),
+            ("DELETE", "/api/geofences/f1", None),
+            ("PUT", "/api/routes/r1", route),
+            ("PATCH", "/api/routes/r1", {"name": "x"}),
+            ("PUT", "/api/routes/r1/vehicles", {"vehicle_ids": [w.vehicles_a[0]]}),
+            ("DELETE", "/api/routes/r1", None),
+        ]
+        for who in ("op_a", "enforcement"):
+            for method, path, body in calls:
+                r = await client.request(method, path, json=body, headers=w.auth(who))
+                assert r.status_code == 403, (who, method, path, r.status_code)
+    names = {r["name"] for r in await pool.fetch("SELECT name FROM companies")}
+    assert names == {"甲运输公司", "乙运输公司"}
+    moved = await pool.fetchval("SELECT company_id FROM vehicles WHERE id = $1", w.vehicles_b[0])
+    assert moved == w.company_b

@@ -97,6 +97,7 @@
     state.fences = L.layerGroup().addTo(state.map);
     state.svg = L.svg();  // tracks and fences as SVG (few, styled, testable); markers on canvas
     state.map.on("click", onMapClick);
+    state.map.on("dragstart", () => { state.fitted = true; });  // the user took over the view
   }
 
   function statusOf(v) {
@@ -443,6 +444,7 @@
   });
   function startDrawing(kind) {
     cancelDrawing();
+    state.fitted = true;  // never move the view under the user's clicks
     state.drawing = { kind, points: [], layer: L.polyline([], { color: "#f0f", dashArray: "4 4", renderer: state.svg }).addTo(state.map) };
     $("draw-finish").disabled = false; $("draw-cancel").disabled = false;
     $("map").style.cursor = "crosshair";
