@@ -7,9 +7,9 @@
 //   PGLITE_PORT / PGLITE_HOST / PGLITE_DB in the environment do the same.
 //
 // Prints one line `PGLITE READY postgresql://postgres@HOST:PORT/postgres?sslmode=disable ...`
-// on stdout when it
-// accepts connections (the test fixture waits for it). The timescaledb extension is loaded
-// (CREATE EXTENSION timescaledb works) but not created: the migrations create it.
+// on stdout when it accepts connections (the test fixture waits for it). The timescaledb
+// extension is loaded (CREATE EXTENSION timescaledb works) but not created: the migrations
+// create it, as on a real server.
 //
 // Limits seen with this build, which the callers must respect:
 //   - every client shares ONE database session; pglite-socket serves one connection at a time
