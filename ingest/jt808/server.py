@@ -1,10 +1,12 @@
 """The JT/T 808 gateway: an asyncio TCP server speaking JT/T 808 to terminals and publishing
 their positions on the MQTT ingest contract (``gps/v1/{terminal_id}/position|batch``).
 
-Per connection (one :class:`Session`): the byte stream is cut at 0x7E, each frame decoded; a bad
-frame (checksum, length, escaping, truncation) is dropped and counted and the connection stays
-up. A connection that sends no valid frame for ``jt808.idle_timeout_s`` is closed (this also
-ends slow-loris connections that trickle bytes but never complete a frame). Frames of one
+Per connection (one :class:`TerminalConnection` protocol holding one :class:`Session`): the
+byte stream is cut at 0x7E, each frame decoded; a bad frame (checksum, length, escaping,
+truncation) is dropped and counted and the connection stays up. A connection that sends no
+valid frame for ``jt808.idle_timeout_s`` is closed (this also ends slow-loris connections that
+trickle bytes but never complete a frame), and so is one not authenticated within
+``jt808.auth_timeout_s`` (heartbeats are answered with result 0 before that). Frames of one
 connection are handled in order; the 0x8001 reply to a location report or batch is sent only
 after the broker acknowledged the MQTT publish (QoS 1 PUBACK, see
 :mod:`ingest.jt808.publisher`), with result 1 (failure) when it did not, so the terminal resends.
