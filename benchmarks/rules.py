@@ -445,7 +445,7 @@ def _listen(
             async def consume() -> None:
                 async for message in client.messages:
                     now = time.time()
-                    alarm = json.loads(message.payload)  # type: ignore[arg-type]
+                    alarm = json.loads(message.payload)
                     key = alarm["started_at"] if alarm["event"] == "opened" else alarm["ended_at"]
                     arrivals.append((alarm["vehicle_id"], key, now))
 

@@ -238,7 +238,7 @@ class ZoneShapes:
                 projected = projected.buffer(buffer_m, quad_segs=16)
             shapely.prepare(projected)
             self.geometries.append(projected)
-            self.bounds.append(tuple(projected.bounds))  # type: ignore[arg-type]
+            self.bounds.append(tuple(projected.bounds))
             members.append(i)
         self._members = np.asarray(members, dtype=np.int64)
         self._tree = STRtree([self.geometries[i] for i in members]) if members else None
@@ -282,10 +282,10 @@ class ZoneShapes:
         if self._tree is None:
             return []
         size = self.CELL_M
-        cx0, cx1 = sorted((int(x0 // size), int(x1 // size)))
-        cy0, cy1 = sorted((int(y0 // size), int(y1 // size)))
-        minx, maxx = min(x0, x1), max(x0, x1)
-        miny, maxy = min(y0, y1), max(y0, y1)
+        minx, maxx = (x0, x1) if x0 <= x1 else (x1, x0)
+        miny, maxy = (y0, y1) if y0 <= y1 else (y1, y0)
+        cx0, cx1 = int(minx // size), int(maxx // size)
+        cy0, cy1 = int(miny // size), int(maxy // size)
         if (cx1 - cx0 + 1) * (cy1 - cy0 + 1) > 64:  # a long jump: ask the tree directly
             segment = LineString([(x0, y0), (x1, y1)])
             ids = self._members[self._tree.query(segment, predicate="intersects")].tolist()

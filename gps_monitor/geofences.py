@@ -250,7 +250,7 @@ def from_feature(feature: dict[str, Any], index: int = 0) -> Geofence | Route:
             vehicle_ids=vehicle_ids,
         )
     try:
-        fence_kind = GeofenceKind(kind)
+        fence_kind = GeofenceKind(str(kind))
     except ValueError:
         raise GeometryError(
             f"{what}: kind: expected one of forbidden, keep_in, speed_zone, watch, route; "

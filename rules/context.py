@@ -158,6 +158,7 @@ class GeoContext:
         self._route_pos = {r.id: i for i, r in enumerate(self._route_list)}
         self.route_index = ZonedIndex([r.line for r in self._route_list])
         self._route_bands: dict[tuple[str, ZoneKey, float], Any] = {}
+        self._band_bounds: dict[int, tuple[float, float, float, float]] = {}
         self.fence_pos = {f.id: i for i, f in enumerate(geofences)}
         # fences grouped by who they apply to (classes, assigned vehicles): one index per group,
         # so a vehicle only looks up the groups that concern it
@@ -230,6 +231,13 @@ class GeoContext:
             found = line.buffer(self.routes[route_id].corridor_m * fraction, quad_segs=8)
             shapely.prepare(found)
             self._route_bands[cache_key] = found
+        return found
+
+    def band_bounds(self, band: Any) -> tuple[float, float, float, float]:
+        """Envelope of a corridor polygon (cached by identity)."""
+        found = self._band_bounds.get(id(band))
+        if found is None:
+            found = self._band_bounds[id(band)] = tuple(band.bounds)
         return found
 
     def route_length(self, route_id: str, key: ZoneKey) -> float:
@@ -367,7 +375,12 @@ def route_inside(fix: Fix, ctx: RuleContext, route_id: str, fraction: float) -> 
         band = ctx.geo.route_well_inside(route_id, fix.zone, fraction)
         if band is None:
             return None
-        found = cache[key] = bool(shapely.contains_xy(band, fix.x, fix.y))
+        minx, miny, maxx, maxy = ctx.geo.band_bounds(band)
+        x, y = fix.x, fix.y
+        if x < minx or x > maxx or y < miny or y > maxy:
+            found = cache[key] = False
+        else:
+            found = cache[key] = bool(shapely.contains_xy(band, x, y))
     return found
 
 

@@ -72,7 +72,7 @@ class VehicleState:
         last = data.get("last")
         rules_data = data.get("rules") or {}
         rules = {m.NAME: m.load(rules_data[m.NAME]) for m in RULES if m.NAME in rules_data}
-        return cls(last=tuple(last) if last else None, rules=rules)  # type: ignore[arg-type]
+        return cls(last=tuple(last) if last else None, rules=rules)
 
 
 class Engine:

@@ -42,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 async def _run(args: argparse.Namespace, settings: Settings) -> int:
-    kind = "route" if args.command == "route" else "geofence"
+    kind: store.Kind = "route" if args.command == "route" else "geofence"
     if args.action == "import":
         try:
             data = json.loads(await asyncio.to_thread(Path(args.file).read_text, encoding="utf-8"))

@@ -183,13 +183,14 @@ def process(state: State, fix: Fix, ctx: RuleContext) -> tuple[State, list[Alarm
             limit_kmh=min(state.limit_kmh, limit),
             limit_source=source if limit < state.limit_kmh else state.limit_source,
         )
-    assert state.start_t is not None
-    if not state.opened and fix.t - state.start_t >= s.overspeed_min_duration_s:
+    start_t = state.start_t
+    assert start_t is not None
+    if not state.opened and fix.t - start_t >= s.overspeed_min_duration_s:
         state = replace(state, opened=True)
         alarms.append(
             ctx.alarm(
                 NAME,
-                state.start_t,
+                start_t,
                 details=_details(state, None),
                 first_fix_t=state.start_t,
                 last_fix_t=fix.t,

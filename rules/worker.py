@@ -231,7 +231,7 @@ class RulesWorker:
         for message in batch:
             try:
                 _, vehicle_id = parse_accepted_topic(str(message.topic), self.prefix)
-                positions = parse_positions(message.payload)  # type: ignore[arg-type]
+                positions = parse_positions(message.payload)
             except PayloadError as error:
                 log.warning("rules: skipping message on %s: %s", message.topic, error)
                 continue

@@ -8,6 +8,7 @@ those speeds so positions and speeds agree (the overspeed cross-check sees real 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -61,7 +62,7 @@ def offset(
 
 def drive(
     start: str | datetime,
-    legs: list[tuple[float, float]],
+    legs: Sequence[tuple[float, float]],
     interval_s: float = 1.0,
     *,
     lat: float = LAT0,

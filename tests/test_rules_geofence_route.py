@@ -12,6 +12,7 @@ from shapely.geometry import LineString, Point, Polygon
 
 from gps_monitor.errors import GeometryError
 from gps_monitor.geofences import Geofence, GeofenceKind, Route, TimeWindow, parse_geojson
+from gps_monitor.models import Position
 
 
 def _square() -> Polygon:
@@ -181,7 +182,7 @@ def _route(corridor_m: float = 100) -> Route:
     )
 
 
-def _at(seconds: int, east_m: float, north_m: float) -> object:
+def _at(seconds: int, east_m: float, north_m: float) -> Position:
     lat, lon = offset(LAT0, LON0, east_m=east_m, north_m=north_m)
     start = datetime.fromisoformat("2024-01-10T10:00:00+08:00")
     return position(start + timedelta(seconds=seconds), lat=lat, lon=lon, speed_kmh=30)
@@ -194,7 +195,7 @@ def test_route_deviation_after_60_s_outside_not_one_fix_before() -> None:
     assert run.of("route_deviation") == []  # 60..110: 50 s outside
     run.feed([_at(120, 1060, 150)])
     (opened,) = run.of("route_deviation", "opened")
-    assert opened.started_at == _at(60, 0, 0).fix_time  # type: ignore[attr-defined]
+    assert opened.started_at == _at(60, 0, 0).fix_time
 
 
 def test_route_back_on_route_only_well_inside_75_percent() -> None:

@@ -15,11 +15,13 @@ import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import IO
 
 import asyncpg
 import pytest
 from ingest_helpers import drop_session, wait_for, worker_env
 from rules_factory import drive
+from rules_factory import position as position_at
 
 from gps_monitor import mqtt, topics
 from gps_monitor.config import Settings
@@ -91,13 +93,13 @@ async def _running(settings: Settings) -> AsyncIterator[RulesWorker]:
         await drop_session(settings, rules_client_id(settings))
 
 
-def _spawn(env: dict[str, str], out: object) -> subprocess.Popen[bytes]:
+def _spawn(env: dict[str, str], out: IO[bytes]) -> subprocess.Popen[bytes]:
     """A real ``gps-monitor rules`` process."""
     return subprocess.Popen(
         [sys.executable, "-m", "gps_monitor.cli", "rules", "--no-upgrade"],
         env=env,
-        stdout=out,  # type: ignore[arg-type]
-        stderr=out,  # type: ignore[arg-type]
+        stdout=out,
+        stderr=out,
     )
 
 
@@ -120,7 +122,7 @@ async def test_worker_stores_and_publishes_alarms_as_they_open_and_close_once(
             await c.subscribe(topics.alarm_filter(settings.mqtt.topic_prefix), qos=1)
             ready.set()
             async for message in c.messages:
-                received.append({"topic": str(message.topic), **json.loads(message.payload)})  # type: ignore[arg-type]
+                received.append({"topic": str(message.topic), **json.loads(message.payload)})
 
     ready = asyncio.Event()
     listener = asyncio.create_task(listen(ready))
@@ -279,3 +281,26 @@ async def test_sigkill_and_restart_gives_the_same_alarms_as_running_through(
     got = sorted((r["dedup_key"], r["started_at"], r["ended_at"], r["details"]) for r in rows)
     want = sorted((a.dedup_key, a.started_at, a.ended_at, a.details) for a in reference)
     assert got == want
+
+
+async def test_offline_is_raised_by_the_timer_without_new_positions(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    rules = settings.rules.model_copy(
+        update={"offline_after_s": 1.0, "offline_check_interval_s": 0.2}
+    )
+    settings = settings.model_copy(update={"rules": rules})
+    company_id, vehicle_id = await _vehicle(pool)
+    first = _accepted([position_at("2024-01-10 10:00:00")], company_id, vehicle_id)
+    async with _running(settings):
+        await _publish(settings, company_id, vehicle_id, [first])
+        rows = await wait_for(lambda: _alarm_rows(pool), lambda r: len(r) == 1, timeout_s=15)
+        assert [(r["alarm_type"], r["ended_at"]) for r in rows] == [("offline", None)]
+        # the vehicle reports again: the episode closes
+        again = _accepted([position_at("2024-01-10 10:00:05")], company_id, vehicle_id)
+        await _publish(settings, company_id, vehicle_id, [again])
+        rows = await wait_for(
+            lambda: _alarm_rows(pool), lambda r: r and r[0]["ended_at"] is not None
+        )
+    assert rows[0]["started_at"] == first[0].received_at
+    assert rows[0]["ended_at"] == again[0].received_at
