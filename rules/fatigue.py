@@ -27,11 +27,11 @@ Each interval between two consecutive fixes is classified:
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from gps_monitor.models import Alarm
-from rules.context import Fix, LocalClock, RuleContext, night_window, utc
+from rules.context import Fix, LocalClock, RuleContext, fields_of, night_window, utc
 
 NAME = "fatigue"
 NAME_ALARM = "fatigue_driving"
@@ -297,7 +297,7 @@ def process(state: State, fix: Fix, ctx: RuleContext) -> tuple[State, list[Alarm
 
 
 def dump(state: State) -> dict[str, Any]:
-    return asdict(state)
+    return fields_of(state)
 
 
 def load(data: dict[str, Any]) -> State:

@@ -20,7 +20,7 @@ interpolated along the segment and ``"inferred_from_segment": true``.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import shapely
@@ -28,7 +28,7 @@ from shapely import LineString
 
 from gps_monitor.geofences import Geofence, GeofenceKind
 from gps_monitor.models import Alarm
-from rules.context import Fix, RuleContext, fence_hits
+from rules.context import Fix, RuleContext, fence_hits, fields_of
 
 NAME = "geofence"
 _ALARM_ON_INSIDE = {GeofenceKind.FORBIDDEN: "forbidden_area_entry"}
@@ -234,7 +234,7 @@ def process(state: State, fix: Fix, ctx: RuleContext) -> tuple[State, list[Alarm
 
 
 def dump(state: State) -> dict[str, Any]:
-    return {"fences": {k: asdict(v) for k, v in (state.fences or {}).items()}}
+    return {"fences": {k: fields_of(v) for k, v in (state.fences or {}).items()}}
 
 
 def load(data: dict[str, Any]) -> State:

@@ -10,11 +10,11 @@ the window's end).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from gps_monitor.models import Alarm
-from rules.context import Fix, RuleContext, night_window
+from rules.context import Fix, RuleContext, fields_of, night_window
 
 NAME = "night_ban"
 
@@ -90,7 +90,7 @@ def process(state: State, fix: Fix, ctx: RuleContext) -> tuple[State, list[Alarm
 
 
 def dump(state: State) -> dict[str, Any]:
-    return asdict(state)
+    return fields_of(state)
 
 
 def load(data: dict[str, Any]) -> State:

@@ -14,12 +14,12 @@ A hazardous-goods vehicle (``offline_displacement_vehicle_classes``) that reappe
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from gps_monitor.geo import distance_m
 from gps_monitor.models import Alarm
-from rules.context import Fix, RuleContext, utc
+from rules.context import Fix, RuleContext, fields_of, utc
 
 NAME = "offline"
 
@@ -121,7 +121,7 @@ def process(state: State, fix: Fix, ctx: RuleContext) -> tuple[State, list[Alarm
 
 
 def dump(state: State) -> dict[str, Any]:
-    return asdict(state)
+    return fields_of(state)
 
 
 def load(data: dict[str, Any]) -> State:

@@ -21,12 +21,12 @@ that bound.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from gps_monitor.geofences import GeofenceKind
 from gps_monitor.models import Alarm
-from rules.context import Fix, RuleContext, fence_hits, night_window, route_inside
+from rules.context import Fix, RuleContext, fence_hits, fields_of, night_window, route_inside
 
 NAME = "overspeed"
 _CROSS_CHECK_MAX_INTERVAL_S = 60.0
@@ -200,7 +200,7 @@ def process(state: State, fix: Fix, ctx: RuleContext) -> tuple[State, list[Alarm
 
 
 def dump(state: State) -> dict[str, Any]:
-    return asdict(state)
+    return fields_of(state)
 
 
 def load(data: dict[str, Any]) -> State:

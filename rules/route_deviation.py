@@ -16,11 +16,11 @@ Time outside is measured between fixes (first fix outside to the latest), as for
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from gps_monitor.models import Alarm
-from rules.context import Fix, RuleContext, route_along, route_inside, route_offset
+from rules.context import Fix, RuleContext, fields_of, route_along, route_inside, route_offset
 
 NAME = "route_deviation"
 
@@ -142,7 +142,7 @@ def process(state: State, fix: Fix, ctx: RuleContext) -> tuple[State, list[Alarm
 
 
 def dump(state: State) -> dict[str, Any]:
-    return {"routes": {k: asdict(v) for k, v in (state.routes or {}).items()}}
+    return {"routes": {k: fields_of(v) for k, v in (state.routes or {}).items()}}
 
 
 def load(data: dict[str, Any]) -> State:

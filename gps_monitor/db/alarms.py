@@ -7,6 +7,7 @@ columns (acknowledged/handled) belong to the web app and are never touched here.
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from typing import Any
 
@@ -15,46 +16,64 @@ import asyncpg
 from gps_monitor.models import Alarm, AlarmStatus
 
 _UPSERT = """
-INSERT INTO alarms (vehicle_id, company_id, alarm_type, dedup_key, started_at, ended_at, late,
-                    details, first_fix_time, last_fix_time)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+INSERT INTO alarms AS a (vehicle_id, company_id, alarm_type, dedup_key, started_at, ended_at,
+                         late, details, first_fix_time, last_fix_time)
+SELECT v, c, t, k, s, e, l, d::jsonb, f, x
+FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::timestamptz[],
+            $6::timestamptz[], $7::boolean[], $8::text[], $9::timestamptz[], $10::timestamptz[])
+     AS u(v, c, t, k, s, e, l, d, f, x)
 ON CONFLICT (dedup_key) DO UPDATE SET
-    ended_at = COALESCE(EXCLUDED.ended_at, alarms.ended_at),
+    ended_at = COALESCE(EXCLUDED.ended_at, a.ended_at),
     details = EXCLUDED.details,
-    first_fix_time = COALESCE(alarms.first_fix_time, EXCLUDED.first_fix_time),
-    last_fix_time = COALESCE(EXCLUDED.last_fix_time, alarms.last_fix_time),
+    first_fix_time = COALESCE(a.first_fix_time, EXCLUDED.first_fix_time),
+    last_fix_time = COALESCE(EXCLUDED.last_fix_time, a.last_fix_time),
     updated_at = now()
-WHERE alarms.ended_at IS DISTINCT FROM COALESCE(EXCLUDED.ended_at, alarms.ended_at)
-   OR alarms.details IS DISTINCT FROM EXCLUDED.details
-RETURNING id, status
+WHERE a.ended_at IS DISTINCT FROM COALESCE(EXCLUDED.ended_at, a.ended_at)
+   OR a.details IS DISTINCT FROM EXCLUDED.details
+RETURNING a.id, a.status, a.dedup_key
 """
 
 
 async def save_alarm_events(conn: asyncpg.Connection, events: list[Alarm]) -> list[Alarm]:
-    """Insert or update each alarm event by dedup key (call inside the caller's transaction).
+    """Insert or update alarm events by dedup key, in one statement (call inside the caller's
+    transaction). Several events of one episode in the list (opened then closed) are written
+    as the last one (keeping the first ``first_fix_time``).
 
-    Returns the events that changed the table (new episode, or an episode now closed or with
-    new details), with their row ``id`` and ``status``; events already stored exactly as they
-    are (reprocessing) are left out, so they are not published twice.
+    Returns, in their original order, the events whose episode changed the table (new, now
+    closed, or new details), with the row ``id`` and ``status``; an episode stored exactly as it
+    is (reprocessing) returns nothing, so it is not published twice.
     """
-    changed: list[Alarm] = []
+    if not events:
+        return []
+    last: dict[str, Alarm] = {}
+    first_fix: dict[str, Any] = {}
     for alarm in events:
-        row = await conn.fetchrow(
-            _UPSERT,
-            alarm.vehicle_id,
-            alarm.company_id,
-            alarm.alarm_type,
-            alarm.dedup_key,
-            alarm.started_at,
-            alarm.ended_at,
-            alarm.late,
-            alarm.details,
-            alarm.first_fix_time,
-            alarm.last_fix_time,
+        last[alarm.dedup_key] = alarm
+        first_fix.setdefault(alarm.dedup_key, alarm.first_fix_time)
+    rows = list(last.values())
+    found = await conn.fetch(
+        _UPSERT,
+        [a.vehicle_id for a in rows],
+        [a.company_id for a in rows],
+        [a.alarm_type for a in rows],
+        [a.dedup_key for a in rows],
+        [a.started_at for a in rows],
+        [a.ended_at for a in rows],
+        [a.late for a in rows],
+        [json.dumps(a.details, ensure_ascii=False, sort_keys=True) for a in rows],
+        [first_fix[a.dedup_key] or a.first_fix_time for a in rows],
+        [a.last_fix_time for a in rows],
+    )
+    changed = {r["dedup_key"]: r for r in found}
+    return [
+        replace(
+            alarm,
+            id=changed[alarm.dedup_key]["id"],
+            status=AlarmStatus(changed[alarm.dedup_key]["status"]),
         )
-        if row is not None:
-            changed.append(replace(alarm, id=row["id"], status=AlarmStatus(row["status"])))
-    return changed
+        for alarm in events
+        if alarm.dedup_key in changed
+    ]
 
 
 async def overlapping_alarm_exists(conn: asyncpg.Connection | asyncpg.Pool, alarm: Alarm) -> bool:
