@@ -62,6 +62,9 @@ def _parse() -> argparse.Namespace:
     )
     p.add_argument("--ceiling-messages", type=int, default=30000, help="messages for ceiling 1")
     p.add_argument("--copy-rows", type=int, default=200000, help="rows for ceiling 2")
+    p.add_argument(
+        "--protocol", default="5", choices=["5", "3.1.1"], help="MQTT version (all clients)"
+    )
     p.add_argument("--profile-worker", default=None, help="write the worker's cProfile here")
     return p.parse_args()
 
@@ -210,6 +213,7 @@ async def ingest_run(args: argparse.Namespace, settings: Settings, log: Path) ->
         GPS_MONITOR_MQTT_PORT=str(settings.mqtt.port),
         GPS_MONITOR_MQTT_CLIENT_ID=settings.mqtt.client_id,
         GPS_MONITOR_MQTT_TOPIC_PREFIX=settings.mqtt.topic_prefix,
+        GPS_MONITOR_MQTT_PROTOCOL_VERSION=settings.mqtt.protocol_version,
         GPS_MONITOR_LOG_LEVEL="WARNING",
     )
     with log.open("wb") as out:
@@ -348,14 +352,16 @@ async def main() -> None:
     settings = Settings(
         database=DatabaseSettings(url=_url_for(args.admin_url, database), timescale="off"),
         mqtt=MqttSettings(host=args.mqtt_host, port=args.mqtt_port,
-                          client_id=f"bench-ingest-{tag}", topic_prefix=f"bench-{tag}/"),
+                          client_id=f"bench-ingest-{tag}", topic_prefix=f"bench-{tag}/",
+                          protocol_version=args.protocol),
     )  # fmt: skip
     try:
         conn = await connect(settings.database)
         await migrate.upgrade(conn, settings.database)
         log = Path(f"/tmp/gpsm-bench-{tag}.log")
         print(f"machine: {os.cpu_count()} cores, shared with other work; "
-              f"broker {args.mqtt_host}:{args.mqtt_port}, database {database}")  # fmt: skip
+              f"broker {args.mqtt_host}:{args.mqtt_port} (MQTT {args.protocol}), "
+              f"database {database}")  # fmt: skip
         run = await ingest_run(args, settings, log)
         bare = await bare_subscriber_ceiling(args, settings.mqtt)
         copy = await copy_ceiling(args, conn)
