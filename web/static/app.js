@@ -307,7 +307,8 @@
         `<b>${esc(t(a.alarm_type))}</b> ${esc(a.plate_number || "#" + a.vehicle_id)}` +
         `${a.late ? ` <small>[${t("late")}]</small>` : ""}<div class="meta">${fmtTime(a.started_at)}` +
         `${a.ended_at ? " – " + fmtTime(a.ended_at) : ""} · <span class="alarm-status">${esc(t(a.status))}</span></div>` +
-        `${a.handling_note ? `<div class="meta">${esc(a.handling_note)}</div>` : ""}${actions}</li>`;
+        `${a.handling_note ? `<div class="meta">${esc(a.handling_note)}</div>` : ""}${actions}` +
+        ` <a class="evidence" target="_blank" href="/api/reports/evidence?alarm_id=${a.id}&format=pdf">${t("evidence")}</a></li>`;
     }).join("");
   }
   $("alarm-list").addEventListener("click", async (e) => {

@@ -21,7 +21,8 @@
       fatigue_warning: "疲劳预警", daily_driving_limit: "日累计驾驶超时", night_ban: "凌晨2-5时违规运行",
       route_deviation: "偏离路线", forbidden_area_entry: "驶入禁入区域", keep_in_area_exit: "驶出限定区域",
       geofence_enter: "进入围栏", geofence_exit: "离开围栏", offline_displacement: "离线位移",
-      device_alarm: "终端报警", penalty: "处罚", vehicles_shown: "辆",
+      device_alarm: "终端报警", penalty: "处罚", vehicles_shown: "辆", kpi: "考核指标",
+      evidence: "证据报告",
     },
     en: {
       title: "Live vehicle monitoring", login: "Log in", username: "Username", password: "Password",
@@ -45,7 +46,8 @@
       route_deviation: "route deviation", forbidden_area_entry: "forbidden area entry",
       keep_in_area_exit: "keep-in area exit", geofence_enter: "geofence enter",
       geofence_exit: "geofence exit", offline_displacement: "offline displacement",
-      device_alarm: "device alarm", penalty: "Penalty", vehicles_shown: "vehicles",
+      device_alarm: "device alarm", penalty: "Penalty", vehicles_shown: "vehicles", kpi: "KPIs",
+      evidence: "evidence report",
     },
   };
   let lang = localStorage.getItem("gpsm_lang") || "zh-CN";
