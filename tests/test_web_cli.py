@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 
 import asyncpg
 import httpx
@@ -73,3 +74,37 @@ async def test_demo_service_serves_the_map_with_one_user_per_role(
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+
+
+async def test_web_command_serves_and_refuses_insecure_production(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    import socket
+    import subprocess
+
+    from ingest_helpers import start_cli, worker_env
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = start_cli(["web", "--port", str(port)], settings, stdout=subprocess.DEVNULL)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+            for _ in range(100):
+                try:
+                    r = await http.get("/api/config")
+                    break
+                except httpx.TransportError:
+                    await asyncio.sleep(0.1)
+            assert r.status_code == 200 and r.json()["tile_crs"] == "wgs84"
+            assert (await http.get("/api/vehicles")).status_code == 401
+    finally:
+        proc.terminate()
+        await asyncio.to_thread(proc.wait, 10)
+    env = worker_env(settings) | {"GPS_MONITOR_ENVIRONMENT": "production"}
+    refused = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "gps_monitor.cli", "web", "--port", str(port)],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert refused.returncode == 2 and "secret_key" in refused.stderr
