@@ -19,8 +19,9 @@ Each interval between two consecutive fixes is classified:
 - up to ``fatigue_gap_s`` long: driving when the fix's speed is above ``moving_speed_kmh``
   (5 km/h), otherwise a stop;
 - longer (a data gap): a stop when the evidence says the vehicle stood still (it ends within
-  ``fatigue_gap_stationary_m`` of where it began, or ACC is off at both ends); driving when the
-  distance was covered at road speed (implied speed >= ``fatigue_gap_driving_speed_kmh``);
+  ``fatigue_gap_stationary_m`` of where it began, or it reappears with ACC off without having
+  covered the distance at road speed); driving when the distance was covered at road speed
+  (implied speed >= ``fatigue_gap_driving_speed_kmh``);
   otherwise *ambiguous*: not rest (DOMAIN.md: a gap is rest only where the evidence says so), so
   counted as driving, and the alarm says how many ambiguous gaps and seconds it includes.
 """
@@ -93,6 +94,8 @@ def classify(fix: Fix, ctx: RuleContext) -> str:
         return "stop"
     if fix.implied_speed_kmh >= s.fatigue_gap_driving_speed_kmh:
         return "driving"
+    if position.acc_on is False:
+        return "stop"  # ignition off when it reappears, and not covered at road speed
     return "ambiguous"
 
 

@@ -130,12 +130,14 @@ def test_daily_limit_8_hours_per_local_day_split_at_midnight() -> None:
     assert split.of("daily_driving_limit") == []
 
 
-def _gap_case(gap_m: float, gap_s: float = 1800) -> Runner:
+def _gap_case(gap_m: float, gap_s: float = 1800, acc_on: bool | None = None) -> Runner:
     run = Runner(context(rules=no_offline()))
     first = drive("2024-01-10 06:00:00", [(3 * 3600, 60)], interval_s=60)
     e = first[-1]
     lat, lon = e.latitude, e.longitude + gap_m / (111_195.0 * 0.7671)
-    after_gap = position(e.fix_time + timedelta(seconds=gap_s), lat=lat, lon=lon, speed_kmh=60)
+    after_gap = position(
+        e.fix_time + timedelta(seconds=gap_s), lat=lat, lon=lon, speed_kmh=60, acc_on=acc_on
+    )
     rest = drive(
         after_gap.fix_time, [(3600, 60)], interval_s=60, lat=lat, lon=lon, include_start=False
     )
@@ -170,3 +172,8 @@ def test_moving_threshold_5_kmh() -> None:
     run2 = Runner(context(rules=no_offline()))
     run2.feed(drive("2024-01-10 06:00:00", [(5 * 3600, 5.5)], interval_s=60))
     assert len(run2.of("fatigue_driving", "opened")) == 1
+
+
+def test_gap_ending_with_acc_off_is_rest_unless_driven_at_road_speed() -> None:
+    assert _gap_case(gap_m=3_000, acc_on=False).of("fatigue_driving") == []
+    assert len(_gap_case(gap_m=30_000, acc_on=False).of("fatigue_driving", "opened")) == 1
