@@ -154,3 +154,42 @@ async def test_latest_position_never_moves_back_across_batches(
     assert [int((t - BASE).total_seconds()) for t in seen] == [100, 100, 200, 200, 200, 300, 300]
     late = await pool.fetch("SELECT fix_time FROM positions WHERE late ORDER BY fix_time")
     assert [int((r["fix_time"] - BASE).total_seconds()) for r in late] == [10, 50, 150, 250]
+
+
+async def test_a_redelivered_position_is_stored_once_and_published_again_as_stored(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    company = await registry.ensure_company(pool, "Redelivery test company")
+    vehicle = await registry.ensure_vehicle(
+        pool, company_id=company.id, plate_number="渝A00012", terminal_id="013800000012"
+    )
+    topic = "gps/v1/013800000012/position"
+    accepted: list[dict[str, Any]] = []
+
+    async def listen(ready: asyncio.Event) -> None:
+        async with mqtt.build_client(settings.mqtt, client_id=settings.mqtt.client_id + "-l") as c:
+            await c.subscribe(topics.accepted_filter(settings.mqtt.topic_prefix), qos=1)
+            ready.set()
+            async for message in c.messages:
+                accepted.extend(json.loads(bytes(message.payload)))  # type: ignore[arg-type]
+
+    ready = asyncio.Event()
+    listener = asyncio.create_task(listen(ready))
+    await asyncio.wait_for(ready.wait(), 10)
+    positions = count_probe(pool, "SELECT count(*) FROM positions")
+    first = position_json(at(0), 29.56, 106.55)
+    async with running_worker(settings) as worker:
+        await publish_raw(settings, [(topic, first), (topic, position_json(at(30), 40.0, 106.55))])
+        assert await wait_for(positions, lambda n: n >= 2) == 2
+        # the same message again, as the broker redelivers it after a crash before the ack
+        await publish_raw(settings, [(topic, first)])
+        await wait_for(lambda: asyncio.sleep(0, len(accepted)), lambda n: n >= 3, 10)
+    listener.cancel()
+    assert await pool.fetchval("SELECT count(*) FROM positions") == 2
+    assert worker.stats.already_stored == 1
+    assert [(p["fix_time"], p["quality"], p["late"]) for p in accepted] == [
+        (at(0), "ok", False),
+        (at(30), "drift", False),  # 1150 km in 30 s
+        (at(0), "ok", False),  # republished as stored, not re-judged as late
+    ]
+    assert {p["vehicle_id"] for p in accepted} == {vehicle.id}
