@@ -171,7 +171,7 @@ async def test_a_redelivered_position_is_stored_once_and_published_again_as_stor
             await c.subscribe(topics.accepted_filter(settings.mqtt.topic_prefix), qos=1)
             ready.set()
             async for message in c.messages:
-                accepted.extend(json.loads(bytes(message.payload)))  # type: ignore[arg-type]
+                accepted.extend(json.loads(bytes(message.payload)))
 
     ready = asyncio.Event()
     listener = asyncio.create_task(listen(ready))
