@@ -12,7 +12,9 @@ connection, gateway CPU.
 
 Needs PostgreSQL (a scratch database is created and dropped) and Mosquitto. The file-descriptor
 limit is raised to the hard limit inside the script (resource.setrlimit); each process needs one
-descriptor per connection.
+descriptor per connection. The gateway's stderr (GC pauses over 20 ms, warnings) goes to
+``--gateway-log``; ``JT808_BENCH_RUNNER=FILE`` runs the gateway with that Python code instead
+(e.g. under cProfile).
 """
 
 from __future__ import annotations
