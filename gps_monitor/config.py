@@ -320,6 +320,29 @@ class RulesSettings(BaseModel):
         description="Hazardous goods on other roads (DOMAIN.md: 60 km/h); applied inside speed "
         "zones whose road_class is not 'expressway'.",
     )
+    unsigned_urban_no_centre_line_speed_limit_kmh: float = Field(
+        default=30.0,
+        gt=0,
+        description="Speed zone road_class 'unsigned_urban_no_centre_line' without its own "
+        "limit (DOMAIN.md: unsigned roads without centre line, urban 30 km/h).",
+    )
+    unsigned_rural_no_centre_line_speed_limit_kmh: float = Field(
+        default=40.0,
+        gt=0,
+        description="road_class 'unsigned_rural_no_centre_line' (DOMAIN.md: rural 40 km/h).",
+    )
+    unsigned_urban_one_lane_speed_limit_kmh: float = Field(
+        default=50.0,
+        gt=0,
+        description="road_class 'unsigned_urban_one_lane' (DOMAIN.md: one lane each way, urban "
+        "50 km/h).",
+    )
+    unsigned_rural_one_lane_speed_limit_kmh: float = Field(
+        default=70.0,
+        gt=0,
+        description="road_class 'unsigned_rural_one_lane' (DOMAIN.md: one lane each way, rural "
+        "70 km/h).",
+    )
     # fatigue
     moving_speed_kmh: float = Field(
         default=5.0, ge=0, description="Above this a vehicle is moving/driving (DOMAIN.md)."

@@ -8,7 +8,9 @@ coordinates ``[lon, lat]``) carry these properties:
     name             display name
     kind             forbidden | keep_in | speed_zone | watch | route
     speed_limit_kmh  speed zone limit (required for speed_zone), route limit (optional)
-    road_class       speed zone: expressway | other (hazmat limit 80 / 60 km/h; default other)
+    road_class       speed zone: expressway | other (hazmat limit 80 / 60 km/h; default other),
+                     or unsigned_{urban,rural}_{no_centre_line,one_lane} (30/40/50/70 km/h,
+                     used when the zone has no speed_limit_kmh)
     corridor_m       half-width in metres: a LineString geofence (corridor) or a route
     radius_m         a Point geofence is a circle of this radius (metres)
     vehicle_classes  list of classes it applies to (empty/absent = all)
@@ -33,6 +35,17 @@ from shapely.geometry.base import BaseGeometry
 from gps_monitor.errors import GeometryError
 from gps_monitor.geo import check_geometry
 from gps_monitor.models import VehicleClass
+
+# Road classes a speed zone may carry: expressway / other decide the hazardous-goods limit
+# (80 / 60 km/h); the unsigned ones carry their statutory limit (DOMAIN.md: 30/40, 50/70 km/h).
+ROAD_CLASSES: tuple[str, ...] = (
+    "expressway",
+    "other",
+    "unsigned_urban_no_centre_line",
+    "unsigned_rural_no_centre_line",
+    "unsigned_urban_one_lane",
+    "unsigned_rural_one_lane",
+)
 
 
 class GeofenceKind(enum.StrEnum):
@@ -190,8 +203,20 @@ def validate_geofence(fence: Geofence) -> None:
             f"{what}: expected Polygon, MultiPolygon, Point (circle) or LineString (corridor), "
             f"got {geom.geom_type}"
         )
-    if fence.kind == GeofenceKind.SPEED_ZONE and not fence.speed_limit_kmh:
-        raise GeometryError(f"{what}: a speed_zone needs speed_limit_kmh > 0")
+    if fence.road_class not in ROAD_CLASSES:
+        raise GeometryError(
+            f"{what}: road_class: expected one of {', '.join(ROAD_CLASSES)}, got "
+            f"{fence.road_class!r}"
+        )
+    if (
+        fence.kind == GeofenceKind.SPEED_ZONE
+        and not fence.speed_limit_kmh
+        and not fence.road_class.startswith("unsigned_")
+    ):
+        raise GeometryError(
+            f"{what}: a speed_zone needs speed_limit_kmh > 0 (or an unsigned road_class, whose "
+            "statutory limit applies)"
+        )
     known = {c.value for c in VehicleClass}
     for vehicle_class in fence.vehicle_classes:
         if vehicle_class not in known:

@@ -68,8 +68,12 @@ def resolve_limit(fix: Fix, ctx: RuleContext) -> tuple[float, str]:
     source = ""
     hazmat_road = "expressway"
     for fence, _, inside in fence_hits(fix, ctx):
-        if inside and fence.kind is GeofenceKind.SPEED_ZONE and fence.speed_limit_kmh:
-            zone_limit = fence.speed_limit_kmh
+        if inside and fence.kind is GeofenceKind.SPEED_ZONE:
+            zone_limit = fence.speed_limit_kmh or getattr(
+                ctx.settings, f"{fence.road_class}_speed_limit_kmh", None
+            )
+            if not zone_limit:
+                continue
             if vehicle.vehicle_class == "hazmat":
                 zone_limit = min(zone_limit, class_default_kmh("hazmat", fence.road_class, ctx))
             if limit is None or zone_limit < limit:

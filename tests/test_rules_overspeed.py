@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import pytest
 from rules_factory import LAT0, LON0, Runner, context, drive, no_offline, offset, position
 from shapely.geometry import LineString, Polygon
 
@@ -183,3 +184,29 @@ def test_gap_longer_than_max_fix_gap_ends_the_episode() -> None:
     run.feed([position("2024-01-10 10:20:00", speed_kmh=70, lon=LON0 + 0.2)])
     (closed,) = run.of("overspeed", "closed")
     assert closed.ended_at == datetime.fromisoformat("2024-01-10T02:00:20+00:00")
+
+
+@pytest.mark.parametrize(
+    ("road_class", "limit_kmh"),
+    [
+        ("unsigned_urban_no_centre_line", 30),
+        ("unsigned_rural_no_centre_line", 40),
+        ("unsigned_urban_one_lane", 50),
+        ("unsigned_rural_one_lane", 70),
+    ],
+)
+def test_unsigned_road_zones_carry_their_statutory_limit(road_class: str, limit_kmh: int) -> None:
+    zone = Geofence(
+        id="lane",
+        name="lane",
+        kind=GeofenceKind.SPEED_ZONE,
+        road_class=road_class,
+        geometry=Polygon([(116.3, 39.8), (116.6, 39.8), (116.6, 40.0), (116.3, 40.0)]),
+    )
+    at = Runner(context(rules=no_offline(), geofences=[zone]))
+    at.feed(drive("2024-01-10 10:00:00", [(30, limit_kmh)]))
+    assert at.of("overspeed") == []
+    above = Runner(context(rules=no_offline(), geofences=[zone]))
+    above.feed(drive("2024-01-10 10:00:00", [(30, limit_kmh + 1)]))
+    (opened,) = above.of("overspeed", "opened")
+    assert opened.details["limit_kmh"] == limit_kmh
