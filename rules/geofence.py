@@ -6,6 +6,7 @@ Regulation (DOMAIN.md, Geofences; GB/T 35658-2017 makes area alarms a platform d
 - ``keep_in`` (禁出): ``keep_in_area_exit`` opens on leaving (or at the first fix outside),
   closes on return;
 - ``watch``: ``geofence_enter`` / ``geofence_exit``, instantaneous (ended_at = started_at);
+  not at a vehicle's very first fix (nothing to compare with: Home Assistant's zone trigger);
 - ``speed_zone``: no alarm of its own; its limit is used by overspeed.
 
 Flapping: a vehicle counts as inside only ``geofence_hysteresis_m`` (30 m) inside the boundary and
@@ -68,6 +69,8 @@ def _transition(
 ) -> FenceTrack:
     kind = fence.kind
     if kind is GeofenceKind.WATCH:
+        if fix.prev_t is None:  # the first fix of the vehicle: no previous state to compare
+            return FenceTrack(inside=inside, since_t=at_t)
         alarm_type = "geofence_enter" if inside else "geofence_exit"
         alarms.append(
             ctx.alarm(

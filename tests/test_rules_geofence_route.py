@@ -215,3 +215,12 @@ def test_no_deviation_before_joining_or_after_leaving_at_the_end() -> None:
     run.feed([_at(300 + s, 9000 + s * 10, 0) for s in range(0, 100, 10)])  # joins near the end
     run.feed([_at(400 + s, 9900, 200 + s * 10) for s in range(0, 300, 10)])  # leaves at the end
     assert run.of("route_deviation") == []
+
+
+def test_watch_fence_raises_nothing_at_a_vehicles_first_fix_inside() -> None:
+    run = Runner(context(rules=no_offline(), geofences=[fence(GeofenceKind.WATCH)]))
+    lat, lon = offset(LAT0, LON0, east_m=1000)
+    run.feed([position("2024-01-10 10:00:00", lat=lat, lon=lon)])
+    assert run.of("geofence_enter") == []
+    run.feed(drive("2024-01-10 10:00:10", [(60, 60)], lat=lat, lon=lon, include_start=False))
+    assert len(run.of("geofence_exit")) == 1
