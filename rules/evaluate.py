@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from dataclasses import replace
 from datetime import datetime
@@ -212,8 +213,13 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         routes=routes_a + routes,
         night_ban_exempt=args.night_ban_exempt,
     )
-    for alarm in alarms:
-        sys.stdout.write(json.dumps(alarm_json(alarm), ensure_ascii=False, sort_keys=False) + "\n")
+    try:
+        for alarm in alarms:
+            sys.stdout.write(json.dumps(alarm_json(alarm), ensure_ascii=False) + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:  # e.g. piped into `head`: the reader has what it wanted
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
     return 0
 
 
