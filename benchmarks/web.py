@@ -16,7 +16,8 @@ GPS_MONITOR_TEST_MQTT_HOST, defaults 127.0.0.1):
      publish time), for ``--duration-s``;
   5. prints p50/p99/max publish-to-client latency over every position delivered, positions
      delivered, and the web process RSS (peak sampled every second);
-  6. stores ``--track-days`` of one vehicle at one fix per ``--track-interval-s`` and times
+  6. with ``--browser``, times the map page in Debian chromium during the run;
+  7. stores ``--track-days`` of one vehicle at one fix per ``--track-interval-s`` and times
      ``GET /api/vehicles/{id}/track`` over the whole window (simplified server-side).
 
 Latency includes the 1 s coalescing window by design (at most one update per vehicle per second).
@@ -127,8 +128,8 @@ def publisher(
                     {
                         "terminal_id": f"T{vid}",
                         "fix_time": now.isoformat(),
-                        "latitude": 29.5,
-                        "longitude": 106.5,
+                        "latitude": 29.0 + (vid * 7919 % 1000) / 1000 + 1e-4 * (i // n),
+                        "longitude": 106.0 + (vid * 104729 % 1000) / 1000,
                         "speed_kmh": 40.0,
                         "heading_deg": 90.0,
                         "vehicle_id": vid,
@@ -163,6 +164,57 @@ async def client_loop(
                 continue
             for p in message["positions"]:
                 latencies.append(now - datetime.fromisoformat(p["fix_time"]).timestamp())
+
+
+async def bench_browser(port: int, vehicles: int, seconds: float) -> str:
+    """Debian chromium as a bureau user: time from login to every vehicle on the map (clustered
+    markers), then frames per second and position batches applied while the feed runs."""
+    from playwright.async_api import async_playwright
+
+    args = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+    ]
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path="/usr/bin/chromium", args=args)
+        try:
+            page = await browser.new_page(viewport={"width": 1400, "height": 850})
+            await page.goto(f"http://127.0.0.1:{port}/map")
+            await page.fill("#login-username", "bench-bureau")
+            await page.fill("#login-password", "bench-password")
+            t0 = time.perf_counter()
+            await page.click("#login-submit")
+            await page.wait_for_function(
+                f"window.gpsm && window.gpsm.markers.size >= {vehicles}", timeout=120000
+            )
+            load_ms = (time.perf_counter() - t0) * 1000
+            stats = await page.evaluate(
+                """(seconds) => new Promise((resolve) => {
+                    const before = window.gpsm.received.positions || 0;
+                    let frames = 0; const start = performance.now();
+                    function tick(now) {
+                        frames++;
+                        if (now - start < seconds * 1000) requestAnimationFrame(tick);
+                        else resolve({fps: frames * 1000 / (now - start),
+                                      batches: (window.gpsm.received.positions || 0) - before});
+                    }
+                    requestAnimationFrame(tick);
+                })""",
+                seconds,
+            )
+            await page.screenshot(path="test-artifacts/bench_map_10k.png")
+        finally:
+            await browser.close()
+    return (
+        f"browser (chromium, bureau, {vehicles} vehicles): login to all markers "
+        f"{load_ms:.0f} ms; while the feed runs {stats['fps']:.0f} frames/s, "
+        f"{stats['batches']} position batches applied in {seconds:g} s"
+    )
 
 
 async def bench_track(args: argparse.Namespace, name: str, port: int, token: str) -> None:
@@ -298,6 +350,9 @@ async def run(args: argparse.Namespace) -> None:
             target=publisher, args=({**env}, vehicles, args.period_s, args.duration_s)
         )
         pub.start()
+        browser_task = (
+            asyncio.create_task(bench_browser(port, args.vehicles, 10.0)) if args.browser else None
+        )
         me = psutil.Process()
         proc.cpu_percent(None)
         me.cpu_percent(None)
@@ -310,6 +365,7 @@ async def run(args: argparse.Namespace) -> None:
                 latencies.clear()  # drop the connection warm-up
                 warmup_done = True
         web_cpu, client_cpu = proc.cpu_percent(None), me.cpu_percent(None)
+        browser_line = await browser_task if browser_task is not None else None
         await asyncio.sleep(2.0)
         stop.set()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -334,6 +390,8 @@ async def run(args: argparse.Namespace) -> None:
             f"web process RSS: peak {peak_rss / 2**20:.0f} MB, end "
             f"{proc.memory_info().rss / 2**20:.0f} MB"
         )
+        if browser_line:
+            print(browser_line)
         await bench_track(args, name, port, tokens["bureau"])
         print(f"machine: {psutil.cpu_count()} cores, load average {os.getloadavg()}")
     finally:
@@ -353,6 +411,11 @@ def main() -> None:
     parser.add_argument("--companies", type=int, default=20)
     parser.add_argument("--duration-s", type=float, default=60.0)
     parser.add_argument("--track-days", type=float, default=31.0)
+    parser.add_argument(
+        "--browser",
+        action="store_true",
+        help="also time the map page in Debian chromium (load of every marker, frames/s)",
+    )
     parser.add_argument("--track-interval-s", type=float, default=30.0)
     args = parser.parse_args()
     if args.bureau_clients > args.clients:
