@@ -374,3 +374,21 @@ async def test_slow_client_loses_intermediate_positions_never_alarms_never_slows
     # backlog: when the fast one got its last positions, the slow one had not had half of its
     fast_done = max(t for t, m in fast_received if m["type"] == "positions")
     assert sum(t <= fast_done for t in slow_times) < len(slow_times) / 2
+
+
+async def test_cookie_login_from_another_origin_is_refused(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    w = await make_world(pool, settings)
+    async with served_app(settings) as (base, _):
+        cookie = {"Cookie": f"gpsm_token={w.tokens['op_a']}"}
+        async with connect(
+            f"ws://{base}/ws/live", additional_headers=cookie | {"Origin": f"http://{base}"}
+        ) as ws:
+            assert json.loads(await asyncio.wait_for(ws.recv(), 5))["type"] == "snapshot"
+        ws = await connect(
+            f"ws://{base}/ws/live", additional_headers=cookie | {"Origin": "http://evil.example"}
+        )
+        with pytest.raises(ConnectionClosed) as closed:
+            await asyncio.wait_for(ws.recv(), 5)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4403

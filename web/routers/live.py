@@ -2,7 +2,8 @@
 
 Authentication is the same token as the REST API: the ``gpsm_token`` cookie, an
 ``Authorization: Bearer`` header or ``?token=``. Unauthenticated connections are closed with code
-4401 (policy 1008 family) before any data is sent.
+4401 before any data is sent; a cookie-authenticated connection from a page of another origin
+(cross-site websocket hijacking) with 4403.
 
 Client -> server messages:
     {"type": "subscribe", "company_id": 3, "vehicle_ids": [1, 2], "bbox": [lon1, lat1, lon2, lat2]}
@@ -19,6 +20,7 @@ import json
 import logging
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
@@ -31,6 +33,15 @@ router = APIRouter(tags=["live"])
 
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_OVERFLOW = 4008
+CLOSE_FORBIDDEN_ORIGIN = 4403
+
+
+def _same_origin(websocket: WebSocket) -> bool:
+    """True without an Origin header (not a browser) or when it names this host."""
+    origin = websocket.headers.get("origin")
+    if not origin:
+        return True
+    return urlsplit(origin).netloc == websocket.headers.get("host", "")
 
 
 def _narrow(client: LiveClient, message: dict[str, Any]) -> LiveFilter:
@@ -89,17 +100,19 @@ async def live(websocket: WebSocket) -> None:
     hub: LiveHub = app.state.hub
     settings = app.state.settings
     auth = websocket.headers.get("authorization", "")
-    token = (
-        (auth[7:].strip() if auth.lower().startswith("bearer ") else None)
-        or websocket.cookies.get("gpsm_token")
-        or websocket.query_params.get("token")
-    )
+    bearer = auth[7:].strip() if auth.lower().startswith("bearer ") else None
+    cookie = websocket.cookies.get("gpsm_token")
+    token = bearer or cookie or websocket.query_params.get("token")
     user = (
         await users.user_for_token(app.state.pool, token, settings.web.secret_key)
         if token
         else None
     )
     await websocket.accept()
+    if user is not None and token == cookie and not _same_origin(websocket):
+        # a cookie rides along with any page's request: refuse another site's page using it
+        await websocket.close(code=CLOSE_FORBIDDEN_ORIGIN, reason="cross-origin")
+        return
     if user is None:
         # accepted then closed with a code the page understands (a refused handshake is 1006)
         await websocket.close(code=CLOSE_UNAUTHORIZED, reason="login required")
