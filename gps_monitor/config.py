@@ -464,6 +464,14 @@ class RulesSettings(BaseModel):
     batch_wait_s: float = Field(
         default=0.02, ge=0, description="Longest wait to fill a batch once one message is in."
     )
+    receive_maximum: int = Field(
+        default=1000,
+        ge=1,
+        le=65535,
+        description="MQTT v5 Receive Maximum: QoS 1 messages the broker may have in flight to "
+        "the worker unacknowledged (acks wait for the commit; Mosquitto otherwise allows 20, "
+        "which caps a batch at 20 messages).",
+    )
     reload_interval_s: float = Field(
         default=30.0, gt=0, description="Reload vehicles, geofences and routes this often."
     )

@@ -33,6 +33,8 @@ from typing import Any
 
 import aiomqtt
 import asyncpg
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from gps_monitor import mqtt, topics
 from gps_monitor.config import Settings
@@ -130,6 +132,7 @@ class RulesWorker:
         self._stats: list[float] = [0, 0, 0, 0.0]
         self._stats_since = time.monotonic()
         self._max_lag_s = 0.0
+        self._phases = [0.0, 0.0, 0.0]
 
     # --- setup ---------------------------------------------------------------------------
 
@@ -202,9 +205,19 @@ class RulesWorker:
                 client_id=rules_client_id(self.settings),
                 persistent=True,
                 manual_ack=True,
+                properties=self._connect_properties(),
             )
         finally:
             await self.close()
+
+    def _connect_properties(self) -> Properties:
+        """CONNECT properties: the persistent session's expiry (as :func:`mqtt.build_client`
+        sets it) plus a Receive Maximum large enough for a batch to fill while acks wait for
+        the commit."""
+        properties = Properties(PacketTypes.CONNECT)
+        properties.SessionExpiryInterval = self.settings.mqtt.session_expiry_s
+        properties.ReceiveMaximum = self.settings.rules.receive_maximum
+        return properties
 
     async def session(self, client: aiomqtt.Client) -> None:
         """Subscribe and consume on one connection (returns only by an exception)."""
@@ -215,10 +228,19 @@ class RulesWorker:
         try:
             messages = client.messages
             limit = self.settings.rules.batch_max_messages
+            wait_s = self.settings.rules.batch_wait_s
             while True:
                 batch = [await anext(messages)]
-                while len(messages) > 0 and len(batch) < limit:
-                    batch.append(await anext(messages))
+                # gather what is queued, waiting up to batch_wait_s for more: fewer, larger
+                # transactions under load (each commit costs a WAL flush)
+                deadline = time.monotonic() + wait_s
+                while len(batch) < limit:
+                    while len(messages) > 0 and len(batch) < limit:
+                        batch.append(await anext(messages))
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    await asyncio.sleep(min(remaining, 0.002))
                 await self.handle_batch(client, batch)
         finally:
             timer.cancel()
@@ -242,10 +264,16 @@ class RulesWorker:
             await self._retry(self.reload)
         started = time.perf_counter()
         changed = await self._retry(lambda: self._evaluate_and_commit(by_vehicle))
-        for alarm in changed:
-            await self.publish(client, alarm)
+        t_commit = time.perf_counter()
+        # sent in this order by paho (MQTT keeps per-topic order); awaited together, not one
+        # PUBACK round trip after the other
+        await asyncio.gather(*(self.publish(client, alarm) for alarm in changed))
+        t_publish = time.perf_counter()
         for message in batch:
             mqtt.ack(client, message)
+        self._phases[0] += t_commit - started
+        self._phases[1] += t_publish - t_commit
+        self._phases[2] += time.perf_counter() - t_publish
         lags = [
             time.time() - p.received_at.timestamp()
             for positions in by_vehicle.values()
@@ -269,7 +297,8 @@ class RulesWorker:
             batches, msgs, count, busy = stats
             log.info(
                 "rules: %d positions in %d messages, %d batches in %.0f s (%.0f positions/s, "
-                "mean batch %.1f ms, busy %.0f %%, max lag since received_at %.0f ms)",
+                "mean batch %.1f ms, busy %.0f %%, max lag since received_at %.0f ms; "
+                "evaluate+commit %.1f s, publish %.1f s, ack %.1f s)",
                 count,
                 msgs,
                 batches,
@@ -278,8 +307,10 @@ class RulesWorker:
                 busy / batches * 1000,
                 busy / (now - self._stats_since) * 100,
                 self._max_lag_s * 1000,
+                *self._phases,
             )
             self._max_lag_s = 0.0
+            self._phases = [0.0, 0.0, 0.0]
             self._stats = [0, 0, 0, 0.0]
             self._stats_since = now
 
@@ -378,8 +409,7 @@ class RulesWorker:
         while True:
             await asyncio.sleep(interval)
             changed = await self._retry(self._tick)
-            for alarm in changed:
-                await self.publish(client, alarm)
+            await asyncio.gather(*(self.publish(client, alarm) for alarm in changed))
 
     async def _tick(self) -> list[Alarm]:
         async with self.lock:
