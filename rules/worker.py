@@ -205,19 +205,22 @@ class RulesWorker:
                 client_id=rules_client_id(self.settings),
                 persistent=True,
                 manual_ack=True,
-                properties=self._connect_properties(),
+                **self._connect_options(),
             )
         finally:
             await self.close()
 
-    def _connect_properties(self) -> Properties:
-        """CONNECT properties: the persistent session's expiry (as :func:`mqtt.build_client`
-        sets it) plus a Receive Maximum large enough for a batch to fill while acks wait for
-        the commit."""
+    def _connect_options(self) -> dict[str, Any]:
+        """MQTT v5: CONNECT properties with the persistent session's expiry (as
+        :func:`mqtt.build_client` sets it) plus a Receive Maximum large enough for a batch to
+        fill while acks wait for the commit. MQTT 3.1.1 (the embedded demo broker) has no
+        properties: nothing to add."""
+        if self.settings.mqtt.protocol_version != "5":
+            return {}
         properties = Properties(PacketTypes.CONNECT)
         properties.SessionExpiryInterval = self.settings.mqtt.session_expiry_s
         properties.ReceiveMaximum = self.settings.rules.receive_maximum
-        return properties
+        return {"properties": properties}
 
     async def session(self, client: aiomqtt.Client) -> None:
         """Subscribe and consume on one connection (returns only by an exception)."""
