@@ -50,6 +50,16 @@ from rules.state import load_states, save_states
 log = logging.getLogger(__name__)
 
 _NOT_FROM_LATE_DATA = ("offline", "offline_displacement")
+# changes when a geofence/route is added, changed or deleted or an assignment changes
+_GEOMETRY_FINGERPRINT = """
+SELECT (SELECT count(*) FROM geofences), (SELECT max(updated_at) FROM geofences),
+       (SELECT count(*) FROM routes), (SELECT max(updated_at) FROM routes),
+       (SELECT count(*) FROM geofence_vehicles),
+       (SELECT coalesce(sum(hashtext(geofence_id || ':' || vehicle_id)), 0)
+          FROM geofence_vehicles),
+       (SELECT count(*) FROM route_vehicles),
+       (SELECT coalesce(sum(hashtext(route_id || ':' || vehicle_id)), 0) FROM route_vehicles)
+"""
 
 
 def rules_client_id(settings: Settings) -> str:
@@ -129,6 +139,7 @@ class RulesWorker:
         self.processed_positions = 0
         self._pool: asyncpg.Pool | None = None
         self._loaded_at = 0.0
+        self._geo_fingerprint: tuple[Any, ...] | None = None
         self._stats: list[float] = [0, 0, 0, 0.0]
         self._stats_since = time.monotonic()
         self._max_lag_s = 0.0
@@ -147,16 +158,20 @@ class RulesWorker:
             self._pool = None
 
     async def reload(self) -> None:
-        """Vehicles, route assignments, geofences and routes from the database."""
+        """Vehicles from the database; geofences, routes and assignments too when they changed
+        since the last load (the geometry indexes are rebuilt only then)."""
         pool = await self.pool()
         rows = await pool.fetch(
             "SELECT id, company_id, terminal_id, vehicle_class, speed_limit_kmh, "
             "night_ban_exempt FROM vehicles"
         )
-        routes = await load_routes(pool)
-        fences = await load_geofences(pool)
+        fingerprint = tuple(await pool.fetchrow(_GEOMETRY_FINGERPRINT) or ())
+        if fingerprint != self._geo_fingerprint:
+            routes = await load_routes(pool)
+            self.geo = GeoContext(await load_geofences(pool), routes)
+            self._geo_fingerprint = fingerprint
         by_vehicle: dict[int, list[str]] = {}
-        for route in routes:
+        for route in self.geo.routes.values():
             for vehicle_id in route.vehicle_ids:
                 by_vehicle.setdefault(vehicle_id, []).append(route.id)
         self.profiles = {
@@ -171,7 +186,6 @@ class RulesWorker:
             )
             for r in rows
         }
-        self.geo = GeoContext(fences, routes)
         self._loaded_at = time.monotonic()
 
     async def restore(self) -> None:

@@ -25,7 +25,9 @@ from rules_factory import position as position_at
 
 from gps_monitor import mqtt, topics
 from gps_monitor.config import Settings
+from gps_monitor.db.geofences import save_geofences
 from gps_monitor.db.registry import ensure_company, ensure_vehicle
+from gps_monitor.geofences import parse_geojson
 from gps_monitor.models import Position, VehicleClass
 from rules.context import GeoContext, LocalClock, RuleContext, VehicleProfile
 from rules.engine import Engine, VehicleState, merge_events
@@ -309,3 +311,41 @@ async def test_offline_is_raised_by_the_timer_without_new_positions(
         )
     assert rows[0]["started_at"] == first[0].received_at
     assert rows[0]["ended_at"] == again[0].received_at
+
+
+async def test_worker_picks_up_a_geofence_saved_while_it_runs(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    rules = settings.rules.model_copy(update={"offline_after_s": 86400.0, "reload_interval_s": 0.1})
+    settings = settings.model_copy(update={"rules": rules})
+    company_id, vehicle_id = await _vehicle(pool)
+    track = _accepted(
+        drive("2024-01-10 10:00:00", [(120, 60)], interval_s=5), company_id, vehicle_id
+    )
+    async with _running(settings):
+        await _publish(settings, company_id, vehicle_id, [track[:2]])
+        await asyncio.sleep(0.3)
+        # a forbidden square 500-1500 m east of the start, saved while the worker runs
+        west, east = track[0].longitude + 0.0059, track[0].longitude + 0.0176
+        south, north = track[0].latitude - 0.0045, track[0].latitude + 0.0045
+        fences, _ = parse_geojson(
+            {
+                "type": "Feature",
+                "properties": {"id": "no-go", "kind": "forbidden"},
+                "geometry": {
+                    "type": "Polygon",
+                    "coordinates": [
+                        [[west, south], [east, south], [east, north], [west, north], [west, south]]
+                    ],
+                },
+            }
+        )
+        async with pool.acquire() as conn:
+            await save_geofences(conn, fences)
+        await asyncio.sleep(0.3)
+        await _publish(settings, company_id, vehicle_id, [track[2:]])
+        rows = await wait_for(
+            lambda: _alarm_rows(pool), lambda r: len(r) == 1 and r[0]["ended_at"] is not None
+        )
+    assert rows[0]["alarm_type"] == "forbidden_area_entry"
+    assert rows[0]["details"]["geofence_id"] == "no-go"
