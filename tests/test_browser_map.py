@@ -277,6 +277,27 @@ async def test_bureau_plays_back_a_track_with_overspeed_and_draws_a_geofence(
             assert len(fences[0].geometry.exterior.coords) == 5  # four clicks, closed ring
             minx, miny, maxx, maxy = fences[0].geometry.bounds
             assert 106.4 < minx < maxx < 106.6 and 29.5 < miny < maxy < 29.65
+            # edit: redraw its shape (three clicks); name and kind stay
+            await page.locator("path.fence").click(position={"x": 12, "y": 12})
+            await page.click(".btn-fence-redraw")
+            for dx, dy in ((0.4, 0.4), (0.5, 0.6), (0.3, 0.6)):
+                await page.mouse.click(box["x"] + box["width"] * dx, box["y"] + box["height"] * dy)
+                await page.wait_for_timeout(300)
+            await page.click("#draw-finish")
+            await page.wait_for_function(
+                "window.gpsm.fences.getLayers().length === 1 && !window.gpsm.drawing"
+            )
+            for _ in range(50):
+                fences = await fence_store.load_geofences(pool)
+                if len(fences[0].geometry.exterior.coords) == 4:
+                    break
+                await asyncio.sleep(0.1)
+            assert [(f.name, str(f.kind)) for f in fences] == [("水源保护区", "forbidden")]
+            assert len(fences[0].geometry.exterior.coords) == 4  # the redrawn triangle
+            audit = [
+                r["action"] for r in await pool.fetch("SELECT action FROM audit_log ORDER BY id")
+            ]
+            assert audit == ["geofence.create", "geofence.update"]
             # English labels on demand
             await page.select_option("#lang", "en")
             assert await page.inner_text("#alarm-panel h2") == "Alarms"

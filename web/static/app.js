@@ -8,7 +8,7 @@
   const state = {
     config: null, user: null, map: null, cluster: null, ws: null, wsBackoff: 1000,
     vehicles: new Map(), markers: new Map(), alarms: new Map(), lastMessageAt: 0,
-    fences: null, track: null, drawing: null, received: { snapshot: 0, positions: 0, alarm: 0 },
+    fences: null, fenceProps: {}, track: null, drawing: null, received: { snapshot: 0, positions: 0, alarm: 0 },
   };
   window.gpsm = state;
 
@@ -425,15 +425,30 @@
     }
     let html = `<b>${esc(p.name || p.id)}</b><br>${esc(p.kind)}${p.corridor_m ? " ±" + p.corridor_m + " m" : ""}`;
     if (state.user && state.user.role === "bureau") {
-      html += `<br><button class="btn-fence-rename" data-id="${esc(p.db_id)}" data-type="${isRoute ? "routes" : "geofences"}">${t("name")}</button>` +
-        `<button class="btn-fence-delete" data-id="${esc(p.db_id)}" data-type="${isRoute ? "routes" : "geofences"}">${t("delete")}</button>`;
+      const type = isRoute ? "routes" : "geofences";
+      state.fenceProps[type + ":" + p.db_id] = p;
+      html += `<br><button class="btn-fence-rename" data-id="${esc(p.db_id)}" data-type="${type}">${t("name")}</button>` +
+        `<button class="btn-fence-redraw" data-id="${esc(p.db_id)}" data-type="${type}">${t("redraw")}</button>` +
+        `<button class="btn-fence-delete" data-id="${esc(p.db_id)}" data-type="${type}">${t("delete")}</button>`;
     }
-    layer.bindPopup(html);
+    // a popup on click, except while drawing: then the click reaches the map and adds a vertex
+    // (bindPopup would stop it)
+    layer.on("click", (e) => {
+      if (!state.drawing) L.popup().setLatLng(e.latlng).setContent(html).openOn(state.map);
+    });
     state.fences.addLayer(layer);
   }
   document.addEventListener("click", async (e) => {
     const del = e.target.closest(".btn-fence-delete");
     const ren = e.target.closest(".btn-fence-rename");
+    const redraw = e.target.closest(".btn-fence-redraw");
+    if (redraw) {  // draw the new shape; Finish replaces the geometry, keeping the properties
+      const type = redraw.dataset.type;
+      state.map.closePopup();
+      startDrawing(type === "routes" ? "route" : "polygon");
+      state.drawing.replace = { type, id: redraw.dataset.id, props: state.fenceProps[type + ":" + redraw.dataset.id] };
+      return;
+    }
     try {
       if (del) { await api(`/api/${del.dataset.type}/${del.dataset.id}`, { method: "DELETE" }); state.map.closePopup(); loadFences(); }
       if (ren) {
@@ -468,6 +483,20 @@
   $("draw-cancel").addEventListener("click", cancelDrawing);
   $("draw-finish").addEventListener("click", async () => {
     const d = state.drawing; if (!d) return;
+    if (d.replace) {
+      const props = Object.assign({}, d.replace.props); delete props.db_id;
+      const closed = d.kind === "polygon";
+      if (d.points.length < (closed ? 3 : 2)) { alert(`${d.kind}: expected at least ${closed ? 3 : 2} points`); return; }
+      delete props.radius_m;
+      const geometry = closed ? { type: "Polygon", coordinates: [[...d.points, d.points[0]]] }
+        : { type: "LineString", coordinates: d.points };
+      try {
+        await api(`/api/${d.replace.type}/${d.replace.id}`, { method: "PUT", body: JSON.stringify({
+          feature: { type: "Feature", properties: props, geometry }, coordinates_crs: state.config.tile_crs }) });
+        cancelDrawing(); loadFences();
+      } catch (err) { alert(err.message); }
+      return;
+    }
     const name = prompt(t("name")); if (!name) return;
     let body;
     if (d.kind === "polygon") {

@@ -22,7 +22,7 @@
       route_deviation: "偏离路线", forbidden_area_entry: "驶入禁入区域", keep_in_area_exit: "驶出限定区域",
       geofence_enter: "进入围栏", geofence_exit: "离开围栏", offline_displacement: "离线位移",
       device_alarm: "终端报警", penalty: "处罚", vehicles_shown: "辆", kpi: "考核指标",
-      evidence: "证据报告",
+      evidence: "证据报告", redraw: "重画形状",
     },
     en: {
       title: "Live vehicle monitoring", login: "Log in", username: "Username", password: "Password",
@@ -47,7 +47,7 @@
       keep_in_area_exit: "keep-in area exit", geofence_enter: "geofence enter",
       geofence_exit: "geofence exit", offline_displacement: "offline displacement",
       device_alarm: "device alarm", penalty: "Penalty", vehicles_shown: "vehicles", kpi: "KPIs",
-      evidence: "evidence report",
+      evidence: "evidence report", redraw: "Redraw",
     },
   };
   let lang = localStorage.getItem("gpsm_lang") || "zh-CN";
