@@ -392,3 +392,40 @@ async def test_cookie_login_from_another_origin_is_refused(
         with pytest.raises(ConnectionClosed) as closed:
             await asyncio.wait_for(ws.recv(), 5)
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 4403
+
+
+async def test_two_web_processes_serve_the_same_feed_and_share_alarm_handling(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    """Two app instances (each its own MQTT subscription, as two web processes would be): a
+    position reaches clients of both; an acknowledgement made through one reaches the other's."""
+    w = await make_world(pool, settings)
+    a0 = w.vehicles_a[0]
+    started = datetime.now(UTC).replace(microsecond=0)
+    alarm_id = await store_alarm(pool, a0, w.company_a, started_at=started)
+    async with served_app(settings) as (base1, _), served_app(settings) as (base2, _):
+        ws1 = await ws_connect(base1, w.tokens["op_a"])
+        ws2 = await ws_connect(base2, w.tokens["bureau"])
+        for ws in (ws1, ws2):
+            await ws.recv()
+        fix = datetime.now(UTC).replace(microsecond=0)
+        await publish_positions(
+            settings, [[position_dict(a0, w.company_a, w.terminals[a0], fix, 29.7, 106.7)]]
+        )
+        for ws in (ws1, ws2):
+            got = positions_of(await receive_until(ws, 5, lambda m: bool(positions_of(m))))
+            assert [(p["vehicle_id"], p["latitude"]) for p in got] == [(a0, 29.7)]
+        async with httpx.AsyncClient(base_url=f"http://{base1}") as http:
+            r = await http.post(f"/api/alarms/{alarm_id}/acknowledge", headers=w.auth("op_a"))
+            assert r.status_code == 200
+        status = [
+            m
+            for m in await receive_until(
+                ws2, 5, lambda m: any(x["type"] == "alarm_status" for x in m)
+            )
+            if m["type"] == "alarm_status"
+        ]
+        assert status and status[0]["alarm"]["id"] == alarm_id
+        assert status[0]["alarm"]["status"] == "acknowledged"
+        await ws1.close()
+        await ws2.close()
