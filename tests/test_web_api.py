@@ -468,3 +468,23 @@ async def test_operator_and_enforcement_cannot_change_registry_or_geofences(
     assert names == {"甲运输公司", "乙运输公司"}
     moved = await pool.fetchval("SELECT company_id FROM vehicles WHERE id = $1", w.vehicles_b[0])
     assert moved == w.company_b
+
+
+async def test_expired_tokens_and_deactivated_users_are_refused(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    w = await make_world(pool, settings)
+    async with rest_client(settings) as client:
+        assert (await client.get("/api/vehicles", headers=w.auth("op_a"))).status_code == 200
+        await pool.execute(
+            "UPDATE user_tokens SET expires_at = now() - interval '1 second' "
+            "WHERE user_id = (SELECT id FROM users WHERE username = 'op_a')"
+        )
+        assert (await client.get("/api/vehicles", headers=w.auth("op_a"))).status_code == 401
+        assert (await client.get("/api/vehicles", headers=w.auth("op_b"))).status_code == 200
+        await pool.execute("UPDATE users SET active = false WHERE username = 'op_b'")
+        assert (await client.get("/api/vehicles", headers=w.auth("op_b"))).status_code == 401
+        r = await client.post("/api/auth/login", json={"username": "op_b", "password": PASSWORD})
+        assert r.status_code == 401
+        session = (await client.get("/api/auth/session", headers=w.auth("op_b"))).json()
+        assert session == {"user": None}
