@@ -429,3 +429,39 @@ async def test_two_web_processes_serve_the_same_feed_and_share_alarm_handling(
         assert status[0]["alarm"]["status"] == "acknowledged"
         await ws1.close()
         await ws2.close()
+
+
+async def test_client_too_far_behind_on_alarms_is_disconnected_not_thinned(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    """With room for 3 queued alarms, a client stuck in a send while 6 arrive is closed
+    (ClientOverflow) instead of silently losing one; what it did get came in order."""
+    from web.hub import ClientOverflow
+
+    settings = fast_settings(settings, client_queue_size=3, heartbeat_interval_s=60)
+    w = await make_world(pool, settings)
+    from gps_monitor.db.users import user_by_name
+
+    bureau = await user_by_name(pool, "bureau")
+    sent: list[str] = []
+    release = asyncio.Event()
+
+    async def stuck_send(text: str) -> None:
+        await release.wait()
+        sent.append(json.loads(text)["alarm"]["dedup_key"])
+
+    hub = LiveHub(settings, pool)
+    client = LiveClient(bureau, stuck_send, settings)
+    hub.clients.add(client)
+    sender = asyncio.create_task(client.run_sender())
+    t0 = datetime(2026, 1, 26, tzinfo=UTC)
+    for i in range(6):
+        await hub.handle_alarm(
+            Alarm(alarm_type="sos", dedup_key=f"k{i}", vehicle_id=w.vehicles_a[0],
+                  company_id=w.company_a, terminal_id="t", started_at=t0).to_dict()
+        )  # fmt: skip
+        await asyncio.sleep(0.01)
+    release.set()
+    with pytest.raises(ClientOverflow):
+        await asyncio.wait_for(sender, 5)
+    assert sent == [f"k{i}" for i in range(len(sent))] and len(sent) < 6
