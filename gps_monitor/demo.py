@@ -34,8 +34,8 @@ from typing import Any
 import asyncpg
 
 from gps_monitor.config import MqttSettings, Settings
-from gps_monitor.db import migrate
 from gps_monitor.db.pool import connect
+from gps_monitor.service import upgrade_schema
 
 log = logging.getLogger(__name__)
 
@@ -132,11 +132,7 @@ class Demo:
             settings = settings.model_copy(update={"mqtt": mqtt_settings})
             self.embedded.append(f"MQTT broker amqtt ({broker.host}:{broker.port})")
         self.settings = settings
-        conn = await connect(settings.database)
-        try:
-            await migrate.upgrade(conn, settings.database)
-        finally:
-            await conn.close()
+        await upgrade_schema(settings.database)
         for name, module_name, _ in SERVICES:
             module = importlib.import_module(module_name)
             ready = asyncio.Event()

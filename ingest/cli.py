@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import signal
 
 from gps_monitor.config import Settings
-from gps_monitor.db import migrate
-from gps_monitor.db.pool import connect
 from gps_monitor.mqtt import require_host
+from gps_monitor.service import relay_ready, run_until_signal, upgrade_schema
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,33 +32,11 @@ async def serve(
 
     require_host(settings.mqtt)
     if upgrade:
-        conn = await connect(settings.database)
-        try:
-            await migrate.upgrade(conn, settings.database)
-        finally:
-            await conn.close()
+        await upgrade_schema(settings.database)
     worker = IngestWorker(settings)
-    waiter: asyncio.Task[bool] | None = None
-    if ready is not None:
-        waiter = asyncio.create_task(worker.ready.wait())
-        waiter.add_done_callback(lambda t: None if t.cancelled() else ready.set())
-    try:
+    async with relay_ready(worker.ready, ready):
         await worker.run()
-    finally:
-        if waiter is not None:
-            waiter.cancel()
-
-
-async def _main(settings: Settings, upgrade: bool) -> None:
-    task = asyncio.create_task(serve(settings, upgrade=upgrade))
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, task.cancel)
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    asyncio.run(_main(settings, upgrade=not args.no_upgrade))
-    return 0
+    return run_until_signal(serve(settings, upgrade=not args.no_upgrade))

@@ -4,14 +4,10 @@ interrupted. See :mod:`rules.worker`."""
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
-import signal
 
 from gps_monitor.config import Settings
-from gps_monitor.db import migrate
-from gps_monitor.db.pool import connect
 from gps_monitor.mqtt import require_host
+from gps_monitor.service import run_until_signal, upgrade_schema
 from rules.worker import serve
 
 
@@ -26,20 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 async def _main(settings: Settings, upgrade: bool) -> None:
     require_host(settings.mqtt)
     if upgrade:
-        conn = await connect(settings.database)
-        try:
-            await migrate.upgrade(conn, settings.database)
-        finally:
-            await conn.close()
-    task = asyncio.create_task(serve(settings))
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, task.cancel)
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+        await upgrade_schema(settings.database)
+    await serve(settings)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    asyncio.run(_main(settings, upgrade=not args.no_upgrade))
-    return 0
+    return run_until_signal(_main(settings, upgrade=not args.no_upgrade))

@@ -43,6 +43,7 @@ from gps_monitor.db.geofences import load_geofences, load_routes
 from gps_monitor.db.pool import create_pool
 from gps_monitor.errors import PayloadError
 from gps_monitor.models import Alarm, Position, Quality
+from gps_monitor.service import relay_ready
 from rules.context import GeoContext, LocalClock, RuleContext, VehicleProfile
 from rules.engine import Engine, VehicleState, merge_events
 from rules.state import load_states, save_states
@@ -457,12 +458,5 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
     service entry point of ``gps-monitor demo``)."""
     mqtt.require_host(settings.mqtt)
     worker = RulesWorker(settings)
-    waiter: asyncio.Task[bool] | None = None
-    if ready is not None:
-        waiter = asyncio.create_task(worker.ready.wait())
-        waiter.add_done_callback(lambda t: None if t.cancelled() else ready.set())
-    try:
+    async with relay_ready(worker.ready, ready):
         await worker.run()
-    finally:
-        if waiter is not None:
-            waiter.cancel()

@@ -15,6 +15,7 @@ from gps_monitor.config import Settings
 from gps_monitor.db import migrate, users
 from gps_monitor.db.pool import connect
 from gps_monitor.errors import ConfigurationError, NotFoundError
+from gps_monitor.service import upgrade_schema
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,14 +26,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-async def _upgrade(settings: Settings) -> None:
-    conn = await connect(settings.database)
-    try:
-        await migrate.upgrade(conn, settings.database)
-    finally:
-        await conn.close()
-
-
 def run(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
@@ -40,7 +33,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     check_production(settings)
     if not args.no_upgrade:
-        asyncio.run(_upgrade(settings))
+        asyncio.run(upgrade_schema(settings.database))
     host = args.host or settings.web.host
     port = args.port or settings.web.port
     print(f"gps-monitor web: map at http://{host}:{port}/map, API docs at /docs", flush=True)

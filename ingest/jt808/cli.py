@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
-import signal
 
 from gps_monitor.config import Settings
-from gps_monitor.db import migrate
-from gps_monitor.db.pool import connect, create_pool
+from gps_monitor.db.pool import create_pool
 from gps_monitor.mqtt import require_host
+from gps_monitor.service import run_until_signal, upgrade_schema
 from ingest.jt808.auth import TerminalAuthenticator
 from ingest.jt808.publisher import MqttPublisher
 from ingest.jt808.server import Jt808Gateway, log_stats_forever
@@ -45,11 +43,7 @@ async def serve(
     """
     require_host(settings.mqtt)
     if upgrade:
-        conn = await connect(settings.database)
-        try:
-            await migrate.upgrade(conn, settings.database)
-        finally:
-            await conn.close()
+        await upgrade_schema(settings.database)
     pool = await create_pool(settings.database)
     try:
         authenticator = TerminalAuthenticator(
@@ -77,18 +71,7 @@ async def serve(
         await pool.close()
 
 
-async def _main(settings: Settings, args: argparse.Namespace) -> None:
-    task = asyncio.create_task(
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    return run_until_signal(
         serve(settings, host=args.host, port=args.port, upgrade=not args.no_upgrade)
     )
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, task.cancel)
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-
-
-def run(args: argparse.Namespace, settings: Settings) -> int:
-    asyncio.run(_main(settings, args))
-    return 0

@@ -1,0 +1,57 @@
+"""What every long-running gps-monitor service shares: the schema upgrade at start, the
+"ready" hand-off to ``gps-monitor demo``, and running until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import AsyncIterator, Coroutine
+from typing import Any
+
+from gps_monitor.config import DatabaseSettings
+from gps_monitor.db import migrate
+from gps_monitor.db.pool import connect
+
+
+async def upgrade_schema(settings: DatabaseSettings) -> list[str]:
+    """Apply pending migrations (see :mod:`gps_monitor.db.migrate`); returns the keys applied.
+
+    Raises:
+        ConfigurationError: no database URL configured.
+    """
+    conn = await connect(settings)
+    try:
+        return await migrate.upgrade(conn, settings)
+    finally:
+        await conn.close()
+
+
+@contextlib.asynccontextmanager
+async def relay_ready(source: asyncio.Event, target: asyncio.Event | None) -> AsyncIterator[None]:
+    """Within the block, set ``target`` as soon as ``source`` is set (no-op when None)."""
+    if target is None:
+        yield
+        return
+    waiter = asyncio.create_task(source.wait())
+    waiter.add_done_callback(lambda t: None if t.cancelled() else target.set())
+    try:
+        yield
+    finally:
+        waiter.cancel()
+
+
+async def _until_signal(main: Coroutine[Any, Any, None]) -> None:
+    task = asyncio.create_task(main)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, task.cancel)
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def run_until_signal(main: Coroutine[Any, Any, None]) -> int:
+    """Run ``main`` in a new event loop; SIGTERM or SIGINT cancels it cleanly. Returns 0."""
+    asyncio.run(_until_signal(main))
+    return 0
