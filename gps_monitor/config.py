@@ -159,8 +159,10 @@ class WebSettings(BaseModel):
     map_center_lon: float = Field(default=116.4, ge=-180, le=180)
     map_zoom: int = Field(default=10, ge=1, le=22)
     coalesce_interval_s: float = Field(
-        default=1.0, gt=0, description="At most one position per vehicle per this many seconds "
-        "on the websocket (1 s)."
+        default=1.0,
+        gt=0,
+        description="At most one position per vehicle per this many seconds "
+        "on the websocket (1 s).",
     )
     heartbeat_interval_s: float = Field(
         default=15.0, gt=0, description="Websocket heartbeat period (15 s)."
@@ -173,7 +175,9 @@ class WebSettings(BaseModel):
         "vehicle instead of queued, so a slow client loses intermediate positions only.",
     )
     send_timeout_s: float = Field(
-        default=10.0, gt=0, description="A websocket send blocked longer than this closes the client."
+        default=10.0,
+        gt=0,
+        description="A websocket send blocked longer than this closes the client.",
     )
     offline_after_s: float = Field(
         default=300.0, gt=0, description="Status 'offline' after no message this long (5 min)."

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from gps_monitor.errors import PayloadError
@@ -118,8 +118,8 @@ class Position:
 
     def __post_init__(self) -> None:
         _require_utc("fix_time", self.fix_time)
-        if self.fix_time.utcoffset() != timezone.utc.utcoffset(None):
-            object.__setattr__(self, "fix_time", self.fix_time.astimezone(timezone.utc))
+        if self.fix_time.utcoffset() != UTC.utcoffset(None):
+            object.__setattr__(self, "fix_time", self.fix_time.astimezone(UTC))
         if self.received_at is not None:
             _require_utc("received_at", self.received_at)
         if not self.terminal_id:

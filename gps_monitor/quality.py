@@ -24,7 +24,9 @@ from gps_monitor.geo import distance_m, implied_speed_kmh
 from gps_monitor.models import Position, Quality
 
 
-def invalid_reason(position: Position, received_at: datetime, settings: QualitySettings) -> str | None:
+def invalid_reason(
+    position: Position, received_at: datetime, settings: QualitySettings
+) -> str | None:
     """Why a fix is invalid, or None when it is usable.
 
     Returns one of ``fix_not_valid``, ``zero_coordinates``, ``latitude_out_of_range``,
@@ -49,7 +51,10 @@ def is_jump(a: Position, b: Position, settings: QualitySettings) -> bool:
 
     Implausible = implied speed above ``drift_speed_kmh`` over more than ``drift_min_distance_m``.
     """
-    if distance_m(a.latitude, a.longitude, b.latitude, b.longitude) <= settings.drift_min_distance_m:
+    if (
+        distance_m(a.latitude, a.longitude, b.latitude, b.longitude)
+        <= settings.drift_min_distance_m
+    ):
         return False
     speed = implied_speed_kmh(
         a.latitude, a.longitude, a.fix_time, b.latitude, b.longitude, b.fix_time

@@ -13,7 +13,9 @@ async def test_upgrade_is_idempotent_and_records_plain_mode(database_url: str) -
         applied = await migrate.upgrade(conn, DatabaseSettings(url=database_url))
         assert applied == []
         assert await migrate.storage_mode(conn) == "plain"
-        keys = [r["key"] for r in await conn.fetch("SELECT key FROM schema_migrations ORDER BY key")]
+        keys = [
+            r["key"] for r in await conn.fetch("SELECT key FROM schema_migrations ORDER BY key")
+        ]
         assert "0001_core" in keys
         assert "0002_positions_storage.plain" in keys
         assert not any(k.endswith(".timescale") for k in keys)
@@ -21,8 +23,16 @@ async def test_upgrade_is_idempotent_and_records_plain_mode(database_url: str) -
             r["relname"]
             for r in await conn.fetch("SELECT relname FROM pg_class WHERE relkind IN ('r', 'v')")
         }
-        for table in ("companies", "vehicles", "positions", "latest_positions",
-                      "rejected_messages", "raw_messages", "vehicle_daily", "alarms"):
+        for table in (
+            "companies",
+            "vehicles",
+            "positions",
+            "latest_positions",
+            "rejected_messages",
+            "raw_messages",
+            "vehicle_daily",
+            "alarms",
+        ):
             assert table in tables, table
     finally:
         await conn.close()

@@ -25,7 +25,11 @@ async def _run(action: str, settings: Settings) -> int:
                 print(f"  {key}")
         else:
             mode = await migrate.storage_mode(conn)
-            rows = await conn.fetch("SELECT key, applied_at FROM schema_migrations ORDER BY key") if mode else []
+            rows = (
+                await conn.fetch("SELECT key, applied_at FROM schema_migrations ORDER BY key")
+                if mode
+                else []
+            )
             print(f"storage mode: {mode or 'not initialised'}")
             for row in rows:
                 print(f"  {row['key']}  {row['applied_at']:%Y-%m-%d %H:%M:%S%z}")

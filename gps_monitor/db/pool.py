@@ -14,9 +14,7 @@ from gps_monitor.errors import ConfigurationError
 async def init_connection(conn: asyncpg.Connection) -> None:
     """jsonb and json columns come back as Python objects and accept them."""
     for name in ("jsonb", "json"):
-        await conn.set_type_codec(
-            name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
-        )
+        await conn.set_type_codec(name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
 def require_url(settings: DatabaseSettings) -> str:

@@ -54,10 +54,24 @@ async def ensure_vehicle(
 
     ``extra`` may set other ``vehicles`` columns (``night_ban_exempt``, ``utc_offset_min``...).
     """
-    columns = ["company_id", "plate_number", "plate_color", "vehicle_class", "terminal_id",
-               "speed_limit_kmh", *extra]
-    values = [company_id, plate_number, int(plate_color), str(vehicle_class), terminal_id,
-              speed_limit_kmh, *extra.values()]
+    columns = [
+        "company_id",
+        "plate_number",
+        "plate_color",
+        "vehicle_class",
+        "terminal_id",
+        "speed_limit_kmh",
+        *extra,
+    ]
+    values = [
+        company_id,
+        plate_number,
+        int(plate_color),
+        str(vehicle_class),
+        terminal_id,
+        speed_limit_kmh,
+        *extra.values(),
+    ]
     placeholders = ", ".join(f"${i + 1}" for i in range(len(values)))
     updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns if c != "terminal_id")
     row = await conn.fetchrow(
