@@ -209,3 +209,85 @@ async def run_with_reconnect(
                 delay,
             )
             await asyncio.sleep(delay)
+
+
+class PublishError(aiomqtt.MqttError):
+    """The broker did not acknowledge a QoS 1 message (not connected, refused, timed out).
+
+    An ``aiomqtt.MqttError``, so :func:`run_with_reconnect` treats it as a broken connection.
+    """
+
+
+class PubackTracker:
+    """QoS 1 publishing that returns once the broker's PUBACK is in, at any volume.
+
+    What ``aiomqtt.Client.publish(qos=1)`` awaits (aiomqtt 2.5.1 over paho-mqtt 2.2, read in
+    their source): it calls paho's ``publish`` and waits for paho's ``on_publish`` for that
+    message id, which paho fires for QoS 1 only when the PUBACK arrives. But per call it also
+    walks every pending call (``mid in self._pending_calls`` and ``len(list(...))``) and logs a
+    warning once more than 10 are pending: quadratic, and a log line per message, when a worker
+    has thousands of publishes in flight (the ingest worker's accepted positions, the JT/T 808
+    gateway's 10,000 terminals). This tracker uses the same mechanism directly: paho's
+    ``publish`` gives the message id, and an ``on_publish`` hook chained in front of aiomqtt's
+    resolves the future waiting for that id (failing it on an MQTT 5 failure reason code).
+    paho runs on the event-loop thread (aiomqtt drives its socket with add_reader/add_writer),
+    so no locking is needed.
+
+    Use one tracker per connected client (inside the ``run_with_reconnect`` session) and call
+    :meth:`fail_all` when the connection is gone.
+    """
+
+    def __init__(self, client: aiomqtt.Client) -> None:
+        self._paho = client._client
+        self._acks: dict[int, asyncio.Future[None]] = {}
+        chained = self._paho.on_publish
+
+        def on_publish(c: Any, userdata: Any, mid: int, reason: Any, props: Any) -> None:
+            future = self._acks.pop(mid, None)
+            if future is None:
+                if chained is not None:
+                    chained(c, userdata, mid, reason, props)  # type: ignore[call-arg]
+                return
+            if future.done():
+                return
+            if getattr(reason, "is_failure", False):
+                future.set_exception(PublishError(f"broker refused the message: {reason}"))
+            else:
+                future.set_result(None)
+
+        self._paho.on_publish = on_publish
+
+    @property
+    def in_flight(self) -> int:
+        """Publishes waiting for their PUBACK."""
+        return len(self._acks)
+
+    async def publish(self, topic: str, payload: bytes | str, timeout_s: float) -> None:
+        """Publish at QoS 1 and return once the PUBACK is in.
+
+        Raises:
+            PublishError: refused by paho (e.g. not connected) or by the broker (MQTT 5 reason
+                code), connection lost (:meth:`fail_all`), or no PUBACK within ``timeout_s``.
+        """
+        import paho.mqtt.client as paho_mqtt
+
+        info = self._paho.publish(topic, payload, qos=1)
+        if info.rc != paho_mqtt.MQTT_ERR_SUCCESS:
+            raise PublishError(
+                f"publish to {topic} refused by paho: {paho_mqtt.error_string(info.rc)}"
+            )
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._acks[info.mid] = future
+        try:
+            async with asyncio.timeout(timeout_s):
+                await future
+        except TimeoutError:
+            self._acks.pop(info.mid, None)
+            raise PublishError(f"publish to {topic}: no PUBACK within {timeout_s} s") from None
+
+    def fail_all(self, reason: str) -> None:
+        """Fail every publish still waiting (the connection is gone)."""
+        acks, self._acks = self._acks, {}
+        for future in acks.values():
+            if not future.done():
+                future.set_exception(PublishError(reason))

@@ -85,6 +85,7 @@ class IngestWorker:
     """
 
     PIPELINE_DEPTH = 4  # committed batches publishing/acking at once
+    PUBLISH_TIMEOUT_S = 30.0  # no PUBACK for an accepted publish by then: reconnect, redeliver
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -98,6 +99,7 @@ class IngestWorker:
         self._last_report = time.monotonic()
         # committed batches whose accepted-topic publishes and acks are under way, oldest first
         self._acks: deque[asyncio.Task[None]] = deque()
+        self._tracker: mqtt.PubackTracker | None = None
 
     async def _db(self) -> asyncpg.Connection:
         if self._conn is None or self._conn.is_closed():
@@ -118,8 +120,10 @@ class IngestWorker:
                 self.session,
                 persistent=True,
                 manual_ack=True,
-                # accepted-topic publishes of a batch go out together, not 20 at a time
-                max_inflight_messages=1000,
+                # accepted-topic publishes of a batch go out together, not 20 at a time; 0 =
+                # unlimited, which also spares paho a scan of all queued messages per PUBACK
+                # (Client._update_inflight), quadratic with thousands in flight
+                max_inflight_messages=0,
                 on_disconnect=lambda _error: self._abandon_batch(),
             )
         finally:
@@ -137,6 +141,8 @@ class IngestWorker:
             )
         self._batch = _OpenBatch()
         self.pipeline.reset()
+        if self._tracker is not None:
+            self._tracker.fail_all("connection to the MQTT broker lost")
         for task in self._acks:
             task.cancel()  # their messages are redelivered on the next connection
         self._acks.clear()
@@ -144,7 +150,7 @@ class IngestWorker:
     async def session(self, client: aiomqtt.Client) -> None:
         """Subscribe and consume on one connection (returns only by an exception)."""
         self._abandon_batch()
-        client.pending_calls_threshold = 100_000  # one accepted publish per vehicle per batch
+        self._tracker = mqtt.PubackTracker(client)  # one accepted publish per vehicle per batch
         await client.subscribe(topics.inbound_filter(self.prefix), qos=1)
         log.info("ingest subscribed to %s", topics.inbound_filter(self.prefix))
         self.ready.set()
@@ -318,12 +324,14 @@ class IngestWorker:
         for p in stored:
             assert p.company_id is not None and p.vehicle_id is not None
             by_vehicle[(p.company_id, p.vehicle_id)].append(p)
+        tracker = self._tracker
+        assert tracker is not None
         await asyncio.gather(
             *(
-                client.publish(
+                tracker.publish(
                     topics.accepted_topic(company_id, vehicle_id, self.prefix),
                     json.dumps([p.to_dict() for p in sorted(ps, key=lambda p: p.fix_time)]),
-                    qos=1,
+                    timeout_s=self.PUBLISH_TIMEOUT_S,
                 )
                 for (company_id, vehicle_id), ps in by_vehicle.items()
             )

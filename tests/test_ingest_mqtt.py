@@ -6,15 +6,20 @@ from __future__ import annotations
 import asyncio
 
 import aiomqtt
+import pytest
 
 from gps_monitor import mqtt
 from gps_monitor.config import MqttSettings, Settings
 from gps_monitor.embedded import free_port
 
 
+@pytest.mark.parametrize("protocol_version", ["3.1.1", "5"])
 async def test_unacknowledged_messages_are_redelivered_to_a_persistent_session(
-    settings: Settings,
+    settings: Settings, protocol_version: str
 ) -> None:
+    settings = settings.model_copy(
+        update={"mqtt": settings.mqtt.model_copy(update={"protocol_version": protocol_version})}
+    )
     topic = settings.mqtt.topic_prefix + "probe"
     sub_id = settings.mqtt.client_id + "-sub"
     async with mqtt.build_client(settings.mqtt, client_id=sub_id, persistent=True,
