@@ -12,8 +12,9 @@ Prints:
 - ceiling 1: a bare aiomqtt subscriber's receive rate at QoS 1 (auto-ack) on the same broker;
 - ceiling 2: raw COPY rows/s into the same ``positions`` table.
 
-Usage (broker and database as for the tests):
-    .venv/bin/python benchmarks/ingest.py --vehicles 10000 --rate 2000 --duration 20
+Usage (broker and database as for the tests; --own-broker runs a private mosquitto with the
+production queue limits, since the stock config drops QoS 1 messages past 1,000 queued):
+    .venv/bin/python benchmarks/ingest.py --own-broker --vehicles 5000 --rate 5000 --duration 20
 """
 
 from __future__ import annotations
@@ -63,7 +64,14 @@ def _parse() -> argparse.Namespace:
     p.add_argument("--ceiling-messages", type=int, default=30000, help="messages for ceiling 1")
     p.add_argument("--copy-rows", type=int, default=200000, help="rows for ceiling 2")
     p.add_argument(
-        "--protocol", default="5", choices=["5", "3.1.1"], help="MQTT version (all clients)"
+        "--protocol", default="3.1.1", choices=["5", "3.1.1"], help="MQTT version (all clients)"
+    )
+    p.add_argument(
+        "--own-broker",
+        action="store_true",
+        help="start a private mosquitto on a free port with the production queue limits of "
+        "deploy/mosquitto/mosquitto.conf (the stock config drops QoS 1 messages beyond 1,000 "
+        "queued per client, which a saturated run exceeds)",
     )
     p.add_argument("--profile-worker", default=None, help="write the worker's cProfile here")
     return p.parse_args()
@@ -342,8 +350,27 @@ async def copy_ceiling(args: argparse.Namespace, conn: asyncpg.Connection) -> di
     return {"rows": len(rows), "rows_per_s": len(rows) / elapsed}
 
 
+def _start_own_broker(args: argparse.Namespace, folder: Path) -> subprocess.Popen[bytes]:
+    """A private mosquitto with deploy/mosquitto's queue limits; sets args.mqtt_host/port."""
+    from gps_monitor.embedded import free_port
+
+    args.mqtt_host, args.mqtt_port = "127.0.0.1", free_port()
+    folder.mkdir(exist_ok=True)
+    conf = folder / "mosquitto.conf"
+    conf.write_text(
+        f"listener {args.mqtt_port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+        "max_queued_messages 500000\nmax_inflight_messages 1000\n"
+    )
+    broker = subprocess.Popen(["mosquitto", "-c", str(conf)], stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
+    return broker
+
+
 async def main() -> None:
     args = _parse()
+    broker = None
+    if args.own_broker:
+        broker = _start_own_broker(args, Path(f"/tmp/gpsm-bench-broker-{os.getpid()}"))
     tag = uuid.uuid4().hex[:8]
     database = f"gpsm_bench_{tag}"
     admin = await asyncpg.connect(args.admin_url)
@@ -387,6 +414,8 @@ async def main() -> None:
         admin = await asyncpg.connect(args.admin_url)
         await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
         await admin.close()
+        if broker is not None:
+            broker.terminate()
 
 
 if __name__ == "__main__":
