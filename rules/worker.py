@@ -38,7 +38,12 @@ from paho.mqtt.properties import Properties
 
 from gps_monitor import mqtt, topics
 from gps_monitor.config import Settings
-from gps_monitor.db.alarms import overlapping_alarm_exists, save_alarm_events
+from gps_monitor.db.alarms import (
+    mark_published,
+    overlapping_alarm_exists,
+    pending_publications,
+    save_alarm_events,
+)
 from gps_monitor.db.geofences import load_geofences, load_routes
 from gps_monitor.db.pool import create_pool
 from gps_monitor.errors import PayloadError
@@ -241,6 +246,7 @@ class RulesWorker:
         """Subscribe and consume on one connection (returns only by an exception)."""
         await client.subscribe(topics.accepted_filter(self.prefix), qos=1)
         log.info("rules worker subscribed to %s", topics.accepted_filter(self.prefix))
+        await self._publish_all(client, await self._retry(self._pending_publications))
         self.ready.set()
         timer = asyncio.create_task(self._offline_timer(client))
         try:
@@ -285,7 +291,7 @@ class RulesWorker:
         t_commit = time.perf_counter()
         # sent in this order by paho (MQTT keeps per-topic order); awaited together, not one
         # PUBACK round trip after the other
-        await asyncio.gather(*(self.publish(client, alarm) for alarm in changed))
+        await self._publish_all(client, changed)
         t_publish = time.perf_counter()
         for message in batch:
             mqtt.ack(client, message)
@@ -416,6 +422,21 @@ class RulesWorker:
             log.info("rules: %d late alarm(s) for vehicle %s", len(kept), profile.vehicle_id)
         return kept
 
+    async def _pending_publications(self) -> list[Alarm]:
+        return await pending_publications(await self.pool())
+
+    async def _publish_all(self, client: aiomqtt.Client, alarms: list[Alarm]) -> None:
+        """Publish alarm events (paho sends them in order; the PUBACKs are awaited together),
+        then clear their outbox flag. A failure leaves the flag set: the next session
+        republishes them."""
+        if not alarms:
+            return
+        await asyncio.gather(*(self.publish(client, alarm) for alarm in alarms))
+        pool = await self.pool()
+        await self._retry(
+            lambda: mark_published(pool, sorted({a.id for a in alarms if a.id is not None}))
+        )
+
     async def publish(self, client: aiomqtt.Client, alarm: Alarm) -> None:
         topic = topics.alarm_topic(
             alarm.company_id, alarm.vehicle_id, alarm.alarm_type, self.prefix
@@ -427,7 +448,7 @@ class RulesWorker:
         while True:
             await asyncio.sleep(interval)
             changed = await self._retry(self._tick)
-            await asyncio.gather(*(self.publish(client, alarm) for alarm in changed))
+            await self._publish_all(client, changed)
 
     async def _tick(self) -> list[Alarm]:
         async with self.lock:

@@ -160,6 +160,49 @@ async def test_worker_stores_and_publishes_alarms_as_they_open_and_close_once(
     assert received[1]["ended_at"] == rows[0]["ended_at"].isoformat()
 
 
+async def test_an_alarm_stored_but_never_published_is_published_when_the_worker_comes_back(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    """The outbox (migration 0022): a worker that committed an alarm and then lost the broker or
+    died before the PUBACK leaves it publish_pending; the next session publishes it, once."""
+    settings = _quiet(settings)
+    company_id, vehicle_id = await _vehicle(pool)
+    started = datetime(2024, 1, 10, 2, 0, tzinfo=UTC)
+    await pool.execute(
+        "INSERT INTO alarms (vehicle_id, company_id, alarm_type, dedup_key, started_at, ended_at,"
+        " details, publish_pending) VALUES ($1, $2, 'overspeed', 'outbox-probe', $3, $4, $5, true)",
+        vehicle_id, company_id, started, started + timedelta(minutes=2), {"max_speed_kmh": 75.0},
+    )  # fmt: skip
+    received: list[dict[str, object]] = []
+
+    async def listen(ready: asyncio.Event) -> None:
+        async with mqtt.build_client(settings.mqtt, client_id=f"{settings.mqtt.client_id}-l") as c:
+            await c.subscribe(topics.alarm_filter(settings.mqtt.topic_prefix), qos=1)
+            ready.set()
+            async for message in c.messages:
+                received.append(json.loads(message.payload))
+
+    ready = asyncio.Event()
+    listener = asyncio.create_task(listen(ready))
+    await ready.wait()
+    try:
+        async with _running(settings):
+            await wait_for(lambda: asyncio.sleep(0, len(received)), lambda n: n >= 1)
+            pending = await wait_for(
+                lambda: pool.fetchval("SELECT publish_pending FROM alarms"), lambda v: v is False
+            )
+        async with _running(settings):  # a second session has nothing left to send
+            await asyncio.sleep(0.5)
+    finally:
+        listener.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await listener
+    assert pending is False
+    assert [(m["dedup_key"], m["event"], m["terminal_id"]) for m in received] == [
+        ("outbox-probe", "closed", "013800000001")
+    ]
+
+
 async def _store_positions(pool: asyncpg.Pool, positions: list[Position]) -> None:
     await pool.executemany(
         "INSERT INTO positions (vehicle_id, fix_time, received_at, latitude, longitude, "
