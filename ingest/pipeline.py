@@ -195,7 +195,7 @@ class Pipeline:
             )  # fmt: skip
         else:
             assert suspect.vehicle_id is not None
-            batch.cleared.append((suspect.vehicle_id, suspect.fix_time))
+            batch.cleared.append(suspect.evolve(quality=Quality.OK, quality_reason=None))
 
     async def _neighbours(
         self,

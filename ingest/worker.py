@@ -284,7 +284,11 @@ class IngestWorker:
         self._acks.append(
             asyncio.create_task(
                 self._publish_then_ack(
-                    client, [*result.inserted, *result.already_stored], batch.messages, previous
+                    client,
+                    # cleared drift suspects go out again as ok, so rules and map take them
+                    [*result.inserted, *result.already_stored, *write.cleared],
+                    batch.messages,
+                    previous,
                 )
             )
         )

@@ -91,7 +91,7 @@ async def test_quality_verdicts_late_batch_and_live_marker(
         await publish_raw(settings, [(f"gps/v1/{TERMINAL}/batch", late_batch)])
         assert await wait_for(positions, lambda n: n >= 14) == 14
         after_late = await latest_position(pool, vehicle.id)
-        await wait_for(lambda: asyncio.sleep(0, len(accepted)), lambda n: n >= 14, 10)
+        await wait_for(lambda: asyncio.sleep(0, len(accepted)), lambda n: n >= 15, 10)
     listener.cancel()
 
     stored = await _stored(pool)
@@ -127,8 +127,10 @@ async def test_quality_verdicts_late_batch_and_live_marker(
     )
     assert 15 < step["distance_m"] < 30 and step["interval_s"] == 20
     # every stored position went out on the accepted topic with its verdict
-    published = {(p["fix_time"], p["quality"], p["late"]) for p in accepted}
-    assert len(accepted) == 14
+    published = [(p["fix_time"], p["quality"], p["late"]) for p in accepted]
+    # 14 stored, plus the relocation again once confirmed: first as drift, then as ok
+    assert len(accepted) == 15
+    assert [q for t, q, _ in published if t == at(600)] == ["drift", "ok"]
     assert (at(120), "drift", True) in published
     assert (future.isoformat(), "invalid", False) in published
     assert all(p["vehicle_id"] == vehicle.id and p["received_at"] for p in accepted)

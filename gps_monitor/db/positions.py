@@ -69,7 +69,8 @@ class WriteBatch:
     raw: list[RawMessage] = field(default_factory=list)
     positions: list[PositionRow] = field(default_factory=list)
     rejected: list[RejectedMessage] = field(default_factory=list)
-    cleared: list[tuple[int, datetime]] = field(default_factory=list)  # (vehicle_id, fix_time)
+    # drift suspects of earlier batches that a later fix confirmed, as they are now (quality ok)
+    cleared: list[Position] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,8 +195,8 @@ async def write_batch(conn: asyncpg.Connection, batch: WriteBatch) -> WriteResul
                 "FROM unnest($1::bigint[], $2::timestamptz[]) AS c(vehicle_id, fix_time) "
                 "WHERE p.vehicle_id = c.vehicle_id AND p.fix_time = c.fix_time "
                 "AND p.quality = 'drift'",
-                [v for v, _ in batch.cleared],
-                [t for _, t in batch.cleared],
+                [p.vehicle_id for p in batch.cleared],
+                [p.fix_time for p in batch.cleared],
             )
         await _upsert_latest(conn, batch)
         if batch.rejected:
