@@ -10,8 +10,15 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
+from types import TracebackType
+from urllib.parse import urlsplit
+
+import aiomqtt
+import asyncpg
+import pydantic
 
 from gps_monitor.config import Settings, get_settings
 from gps_monitor.errors import GpsMonitorError
@@ -51,13 +58,94 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# The database cannot be used at all: the server is down, the database or role does not exist,
+# the password is wrong, the server refuses connections or the URL is malformed.
+DATABASE_UNUSABLE: tuple[type[BaseException], ...] = (
+    asyncpg.InvalidCatalogNameError,
+    asyncpg.InvalidAuthorizationSpecificationError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.ClientConfigurationError,
+)
+
+
+def settings_problem(error: pydantic.ValidationError) -> str:
+    """One line per invalid setting, named by its environment variable, e.g.
+    ``GPS_MONITOR_MQTT_PORT: expected a valid integer, unable to parse ..., got 'abc'``."""
+    lines = []
+    for item in error.errors():
+        variable = "GPS_MONITOR_" + "_".join(str(part) for part in item["loc"]).upper()
+        message = item["msg"]
+        if message.startswith("Input should be "):
+            message = "expected " + message.removeprefix("Input should be ")
+        lines.append(f"{variable}: {message}, got {item.get('input')!r}")
+    return "invalid settings: " + "; ".join(lines)
+
+
+def _redacted(url: str | None) -> str:
+    """``url`` without its password (``postgresql://user:***@host:port/db``)."""
+    if not url:
+        return "(unset)"
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()
+
+
+def _raised_in(traceback: TracebackType | None, package: str) -> bool:
+    """Whether any frame of ``traceback`` runs code of ``package`` (e.g. ``asyncpg``)."""
+    while traceback is not None:
+        module = traceback.tb_frame.f_globals.get("__name__", "")
+        if module == package or module.startswith(package + "."):
+            return True
+        traceback = traceback.tb_next
+    return False
+
+
+def _describe(error: BaseException) -> str:
+    """``error`` as a short phrase; an OS error leads with its plain reason (``Connection
+    refused``), which asyncio's messages leave out."""
+    if isinstance(error, OSError) and error.errno and error.strerror != str(error):
+        return f"{os.strerror(error.errno)} ({error})"
+    return str(error)
+
+
+def environment_problem(error: BaseException, settings: Settings) -> str | None:
+    """The user-facing explanation of ``error`` when it comes from the environment (database or
+    broker unreachable, a file that cannot be written, settings invalid), else ``None``: a genuine
+    bug, whose traceback must be shown."""
+    database = f"database {_redacted(settings.database.url)}"
+    if isinstance(error, DATABASE_UNUSABLE):
+        return f"{database}: expected a reachable, existing database, got {error}"
+    if isinstance(error, OSError) and _raised_in(error.__traceback__, "asyncpg"):
+        return f"{database}: expected a reachable PostgreSQL server, got {_describe(error)}"
+    if isinstance(error, aiomqtt.MqttError):
+        broker = f"{settings.mqtt.host}:{settings.mqtt.port}"
+        return f"MQTT broker {broker}: expected a reachable broker, got {error}"
+    if isinstance(error, OSError):
+        return _describe(error)
+    if isinstance(error, pydantic.ValidationError) and error.title == "Settings":
+        return settings_problem(error)
+    return None
+
+
 def main(argv: Sequence[str] | None = None, settings: Settings | None = None) -> int:
     """Entry point of the console script; returns the exit code.
 
-    Exit codes: 0 success, 1 a service failed, 2 bad input or configuration (message on stderr).
+    Exit codes: 0 success, 1 a service failed, 2 bad input or configuration (message on stderr):
+    a :class:`GpsMonitorError`, invalid ``GPS_MONITOR_*`` settings, a database or MQTT broker
+    that cannot be reached, a file that cannot be read or written. Any other exception is a bug
+    and keeps its traceback.
     """
     args = build_parser().parse_args(argv)
-    settings = settings or get_settings()
+    if settings is None:
+        try:
+            settings = get_settings()
+        except pydantic.ValidationError as error:
+            print(f"gps-monitor {args.command}: {settings_problem(error)}", file=sys.stderr)
+            return 2
     logging.basicConfig(
         level=(args.log_level or settings.log_level).upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -69,6 +157,12 @@ def main(argv: Sequence[str] | None = None, settings: Settings | None = None) ->
         return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as error:
+        problem = environment_problem(error, settings)
+        if problem is None:
+            raise
+        print(f"gps-monitor {args.command}: {problem}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
