@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import os
 from datetime import date, datetime
 from pathlib import Path
 
@@ -52,12 +53,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _format(path: Path, allowed: tuple[str, ...]) -> str:
+    """The format named by ``path``'s extension, once ``path`` is known to be writable, so that
+    no report number is taken and logged for a file that cannot be written.
+
+    Raises:
+        ConfigurationError: unknown extension, missing or read-only folder, ``path`` a folder.
+    """
     fmt = path.suffix.lower().lstrip(".")
     if fmt not in allowed:
         raise ConfigurationError(
             f"--out {path}: expected an extension among {', '.join('.' + f for f in allowed)}, "
             f"got {path.suffix or 'none'}"
         )
+    folder = path.parent
+    if not folder.is_dir():
+        found = "a file" if folder.exists() else "nothing"
+        raise ConfigurationError(
+            f"--out {path}: expected an existing folder {folder}, found {found}"
+        )
+    if path.is_dir():
+        raise ConfigurationError(f"--out {path}: expected a file name, got a folder")
+    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise ConfigurationError(f"--out {path}: expected a writable file, got permission denied")
     return fmt
 
 

@@ -10,6 +10,7 @@ import asyncpg
 
 from gps_monitor.config import ReportsSettings
 from gps_monitor.db import report_log
+from gps_monitor.errors import NotFoundError
 from web.reports import evidence, excel, export, kpi
 
 EVIDENCE_FORMATS = ("pdf", "xlsx", "csv", "json")
@@ -107,9 +108,14 @@ async def kpi_report(
 
     Raises:
         ValueError: bad format or period.
+        NotFoundError: ``company_id`` names no company (checked before a number is taken).
     """
     if fmt not in KPI_FORMATS:
         raise ValueError(f"format: expected one of {', '.join(KPI_FORMATS)}, got {fmt!r}")
+    if company_id is not None and not await pool.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM companies WHERE id = $1)", company_id
+    ):
+        raise NotFoundError(f"company {company_id}: expected an existing company, found none")
     number = await evidence.next_report_number(pool, "kpi", settings.display_timezone)
     result = await kpi.compute_kpis(
         pool, first_day, last_day, settings,
