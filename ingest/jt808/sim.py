@@ -7,10 +7,19 @@ marks them as blind-area re-uploads), waits for each 0x8001 reply, and disconnec
 send 0x0003, which deregisters a terminal and withdraws its auth code).
 
 Terminal ids: the track's terminal id is used as the phone number when it is all digits (at
-most 12, or 20 with ``--protocol 2019``); otherwise terminals get ``--phone-base`` + 1, + 2, ...
-in sorted order (e.g. ``tdrive-1`` -> ``13800000001``). ``--register`` creates a demo company and
-one vehicle per terminal (terminal id = the phone digits without leading zeros, plate
-``测A`` + its last 5 digits, yellow) in the database first.
+most 12, or 20 with ``--protocol 2019``); otherwise the phone is derived from the track's own
+terminal id: ``--phone-base`` (default 990000000000, 12 digits starting with 99, a range no
+Chinese mobile number and none of the README's examples uses) + a number in [0, 10^8) taken from
+the SHA-256 of the terminal id. So the same track terminal gets the same phone on every run, and
+the terminals of different track files (``tdrive-1``, ``bods-4716``...) get different phones
+(collisions inside one run are resolved by taking the next free number).
+
+``--register`` creates the company ``jt808 simulated fleet`` and one vehicle per terminal
+(terminal id = the phone digits without leading zeros, plate ``测A`` + its last 5 digits,
+yellow) in the database first. It only ever creates or updates the simulator's own vehicles:
+when a terminal id or a plate is already held by a vehicle of another company (or a plate by
+another simulated terminal), it refuses with :class:`TerminalTakenError` (exit 2) before
+touching anything, naming the terminal id and the vehicle that holds it.
 """
 
 from __future__ import annotations
@@ -18,16 +27,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import hashlib
 import logging
 import struct
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import asyncpg
+
 from gps_monitor.config import Settings
 from gps_monitor.db import registry
 from gps_monitor.db.pool import connect
-from gps_monitor.errors import GpsMonitorError
+from gps_monitor.errors import ConfigurationError, GpsMonitorError
 from gps_monitor.models import PlateColor, Position, VehicleClass
 from gps_monitor.tracks import FORMATS, read_track
 from ingest.jt808 import messages as m
@@ -38,10 +50,18 @@ log = logging.getLogger(__name__)
 DEMO_COMPANY = "jt808 simulated fleet"
 SIM_PLATE_PREFIX = "测A"
 ITEM_SENT_AT = 0xE0  # vendor item: send time, u64 ns since the epoch (benchmark latency)
+# Default phones: 99xxxxxxxxxx (12 digits), no Chinese mobile number (11 digits, 1xx) and none
+# of the README's examples (13800000001, 13511221122...); + [0, PHONE_SPAN) from the track id.
+PHONE_BASE = 990_000_000_000
+PHONE_SPAN = 100_000_000
 
 
 class TerminalError(GpsMonitorError):
     """The gateway refused or did not answer a simulated terminal."""
+
+
+class TerminalTakenError(GpsMonitorError):
+    """``--register`` would change a vehicle that is not one of the simulator's own."""
 
 
 def report_from_position(
@@ -211,17 +231,41 @@ class SimTerminal:
         return await self.general(m.MSG_BATCH, m.encode_batch(reports, batch_type))
 
 
-def assign_phones(terminal_ids: Sequence[str], *, protocol: str, phone_base: int) -> dict[str, str]:
-    """Track terminal id -> phone digits (see the module docstring)."""
+def assign_phones(
+    terminal_ids: Sequence[str], *, protocol: str, phone_base: int = PHONE_BASE
+) -> dict[str, str]:
+    """Track terminal id -> phone digits (see the module docstring).
+
+    A digit-only id is kept; any other gets ``phone_base`` + (SHA-256 of the id mod
+    :data:`PHONE_SPAN`), moved on to the next number while that phone or its plate (last 5
+    digits) is already taken in this run.
+
+    Raises:
+        ConfigurationError: a phone would have more digits than ``protocol`` allows.
+    """
     max_digits = 20 if protocol == "2019" else 12
     out: dict[str, str] = {}
-    next_phone = phone_base
-    for terminal_id in sorted(terminal_ids):
-        if terminal_id.isdigit() and len(terminal_id) <= max_digits:
-            out[terminal_id] = terminal_id
-        else:
-            next_phone += 1
-            out[terminal_id] = str(next_phone)
+    kept = sorted(t for t in terminal_ids if t.isdigit() and len(t) <= max_digits)
+    for terminal_id in kept:
+        out[terminal_id] = terminal_id
+    phones = set(out.values())
+    plates = {sim_plate(p) for p in phones}
+    for terminal_id in sorted(set(terminal_ids) - set(kept)):
+        digest = hashlib.sha256(terminal_id.encode("utf-8")).digest()
+        offset = int.from_bytes(digest[:8], "big") % PHONE_SPAN
+        while True:
+            phone = str(phone_base + offset)
+            if phone not in phones and sim_plate(phone) not in plates:
+                break
+            offset = (offset + 1) % PHONE_SPAN
+        if len(phone) > max_digits:
+            raise ConfigurationError(
+                f"--phone-base {phone_base}: expected phones of at most {max_digits} digits "
+                f"(--protocol {protocol}), got {phone} for terminal {terminal_id!r}"
+            )
+        out[terminal_id] = phone
+        phones.add(phone)
+        plates.add(sim_plate(phone))
     return out
 
 
@@ -278,20 +322,77 @@ async def run_terminal(
     return stats
 
 
+async def foreign_holders(
+    conn: asyncpg.Connection, company_id: int, phones: Sequence[str]
+) -> list[str]:
+    """Why registering ``phones`` under the simulator's company ``company_id`` would change
+    vehicles that are not the simulator's own: one line per terminal id held by a vehicle of
+    another company, and per simulated plate held by a vehicle with another terminal id."""
+    terminal_ids = [sim_terminal_id(p) for p in phones]
+    plates = {sim_plate(p): sim_terminal_id(p) for p in phones}
+    rows = await conn.fetch(
+        "SELECT v.terminal_id, v.plate_number, v.plate_color, c.name AS company "
+        "FROM vehicles v JOIN companies c ON c.id = v.company_id "
+        "WHERE (v.terminal_id = ANY($1::text[]) AND v.company_id <> $2) "
+        "OR (v.plate_number = ANY($3::text[]) AND v.plate_color = $4 "
+        "AND NOT v.terminal_id = ANY($1::text[])) ORDER BY v.terminal_id",
+        terminal_ids,
+        company_id,
+        list(plates),
+        int(PlateColor.YELLOW),
+    )
+    problems = []
+    for r in rows:
+        holder = (
+            f"vehicle {r['plate_number']} (terminal {r['terminal_id']}, company {r['company']!r})"
+        )
+        if r["terminal_id"] in terminal_ids:
+            problems.append(f"terminal {r['terminal_id']} is held by {holder}")
+        else:
+            wanted = plates[r["plate_number"]]
+            problems.append(
+                f"plate {r['plate_number']} of simulated terminal {wanted} is held by {holder}"
+            )
+    return problems
+
+
+def sim_terminal_id(phone: str) -> str:
+    """``vehicles.terminal_id`` of a simulated phone: its digits without leading zeros."""
+    return phone.lstrip("0") or "0"
+
+
 async def register_vehicles(settings: Settings, phones: Sequence[str]) -> None:
-    """Create the demo company and one vehicle per phone (terminal id without leading zeros)."""
+    """Create the simulator's company and one vehicle per phone (terminal id without leading
+    zeros), or update the ones it created before.
+
+    ``registry.ensure_vehicle`` upserts by terminal id, so this checks first, in the same
+    transaction, that no phone or plate belongs to a vehicle that is not the simulator's own.
+
+    Raises:
+        TerminalTakenError: a terminal id or plate is held by another vehicle (nothing changed).
+    """
     conn = await connect(settings.database)
     try:
-        company = await registry.ensure_company(conn, DEMO_COMPANY)
-        for phone in phones:
-            await registry.ensure_vehicle(
-                conn,
-                company_id=company.id,
-                plate_number=sim_plate(phone),
-                terminal_id=phone.lstrip("0") or "0",
-                vehicle_class=VehicleClass.FREIGHT,
-                plate_color=PlateColor.YELLOW,
-            )
+        async with conn.transaction():
+            company = await registry.ensure_company(conn, DEMO_COMPANY)
+            problems = await foreign_holders(conn, company.id, phones)
+            if problems:
+                raise TerminalTakenError(
+                    "--register: expected terminal ids and plates free or held by the "
+                    f"simulator's own vehicles (company {DEMO_COMPANY!r}), got "
+                    + "; ".join(problems)
+                    + "; nothing was registered (choose another --phone-base, or run without "
+                    "--register against vehicles registered by hand)"
+                )
+            for phone in phones:
+                await registry.ensure_vehicle(
+                    conn,
+                    company_id=company.id,
+                    plate_number=sim_plate(phone),
+                    terminal_id=sim_terminal_id(phone),
+                    vehicle_class=VehicleClass.FREIGHT,
+                    plate_color=PlateColor.YELLOW,
+                )
     finally:
         await conn.close()
 
@@ -342,9 +443,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--speedup", type=float, default=0.0, help="time compression; 0 = as fast as acknowledged"
     )
-    parser.add_argument("--phone-base", type=int, default=13800000000)
     parser.add_argument(
-        "--register", action="store_true", help="create a demo company and the vehicles first"
+        "--phone-base",
+        type=int,
+        default=PHONE_BASE,
+        help=f"phones of non-numeric track ids: this + a number < {PHONE_SPAN} derived from the "
+        f"id (default {PHONE_BASE})",
+    )
+    parser.add_argument(
+        "--register",
+        action="store_true",
+        help="create the simulator's company and its vehicles first (never changes another "
+        "company's vehicle: exit 2)",
     )
 
 
