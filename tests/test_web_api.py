@@ -488,3 +488,79 @@ async def test_expired_tokens_and_deactivated_users_are_refused(
         assert r.status_code == 401
         session = (await client.get("/api/auth/session", headers=w.auth("op_b"))).json()
         assert session == {"user": None}
+
+
+HUGE = 99999999999999999999  # above bigint
+
+
+async def test_ids_beyond_bigint_answer_422_on_every_endpoint(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    world = await make_world(pool, settings)
+    window = {"start": "2026-01-26T08:00:00+00:00", "end": "2026-01-26T09:00:00+00:00"}
+    fence = {
+        "type": "Feature",
+        "properties": {"id": "f-huge", "name": "f", "kind": "forbidden"},
+        "geometry": {"type": "Polygon", "coordinates": [[[106.5, 29.5], [106.6, 29.5],
+                                                          [106.6, 29.6], [106.5, 29.5]]]},
+    }  # fmt: skip
+    # (method, path, query, json body, who, the id parameter tested)
+    cases: list[tuple[str, str, dict, dict | None, str, str]] = [
+        ("PATCH", f"/api/companies/{HUGE}", {}, {"name": "x"}, "bureau", "company_id"),
+        ("GET", "/api/vehicles", {"company_id": HUGE}, None, "bureau", "company_id"),
+        ("GET", f"/api/vehicles/{HUGE}", {}, None, "bureau", "vehicle_id"),
+        ("PATCH", f"/api/vehicles/{HUGE}", {}, {"plate_number": "渝A1"}, "bureau", "vehicle_id"),
+        ("GET", "/api/positions/latest", {"company_id": HUGE}, None, "bureau", "company_id"),
+        ("GET", "/api/positions/latest", {"vehicle_id": [1, HUGE]}, None, "bureau", "vehicle_id"),
+        ("GET", f"/api/vehicles/{HUGE}/track", window, None, "bureau", "vehicle_id"),
+        ("GET", "/api/alarms", {"company_id": HUGE}, None, "bureau", "company_id"),
+        ("GET", "/api/alarms", {"vehicle_id": HUGE}, None, "bureau", "vehicle_id"),
+        ("GET", f"/api/alarms/{HUGE}", {}, None, "bureau", "alarm_id"),
+        ("POST", f"/api/alarms/{HUGE}/acknowledge", {}, None, "bureau", "alarm_id"),
+        ("POST", f"/api/alarms/{HUGE}/handle", {}, {"note": "x"}, "bureau", "alarm_id"),
+        ("POST", f"/api/alarms/{HUGE}/penalty", {}, {"decision": "警告"}, "enforcement",
+         "alarm_id"),
+        ("GET", f"/api/alarms/{HUGE}/audit", {}, None, "bureau", "alarm_id"),
+        ("PUT", "/api/geofences/f-huge/vehicles", {}, {"vehicle_ids": [HUGE]}, "bureau",
+         "vehicle_ids"),
+        ("PUT", "/api/routes/r-huge/vehicles", {}, {"vehicle_ids": [HUGE]}, "bureau",
+         "vehicle_ids"),
+        ("GET", "/api/reports/evidence", {"alarm_id": HUGE}, None, "bureau", "alarm_id"),
+        ("GET", "/api/reports/evidence", {"vehicle_id": HUGE, **window}, None, "bureau",
+         "vehicle_id"),
+        ("GET", "/api/reports/kpi", {"from": "2026-01-01", "to": "2026-01-02",
+                                     "company_id": HUGE}, None, "bureau", "company_id"),
+        ("GET", "/api/reports/log", {"alarm_id": HUGE}, None, "bureau", "alarm_id"),
+        ("GET", "/api/holds", {"vehicle_id": HUGE}, None, "bureau", "vehicle_id"),
+        ("POST", "/api/holds", {}, {"vehicle_id": HUGE, "window_start": window["start"],
+                                    "window_end": window["end"], "reason": "事故"}, "bureau",
+         "vehicle_id"),
+        ("POST", f"/api/holds/{HUGE}/release", {}, {"reason": "x"}, "bureau", "hold_id"),
+        ("POST", "/api/vehicles", {}, {"company_id": HUGE, "plate_number": "渝A1",
+                                       "vehicle_class": "freight", "terminal_id": "1"},
+         "bureau", "company_id"),
+    ]  # fmt: skip
+    async with rest_client(settings) as client:
+        assert (
+            await client.post(
+                "/api/geofences", json={"feature": fence}, headers=world.auth("bureau")
+            )
+        ).status_code == 201
+        # every integer id parameter of the API is in the list above
+        spec = client.app.openapi()  # type: ignore[attr-defined]
+        covered = {(m, p.replace(str(HUGE), "{x}"), name) for m, p, _, _, _, name in cases}
+        for path, operations in spec["paths"].items():
+            for method, operation in operations.items():
+                for param in operation.get("parameters", []):
+                    if param["name"].endswith("_id") and "integer" in str(param["schema"]):
+                        generic = path.replace("{" + param["name"] + "}", "{x}")
+                        assert (method.upper(), generic, param["name"]) in covered, (path, param)
+        for method, path, params, body, who, name in cases:
+            r = await client.request(
+                method, path, params=params, json=body, headers=world.auth(who)
+            )
+            assert r.status_code == 422, (method, path, r.status_code, r.text)
+            assert "9223372036854775807" in r.text and name in r.text, r.text
+        # in range but unknown stays a 404
+        r = await client.get("/api/vehicles/9223372036854775807", headers=world.auth("bureau"))
+        assert r.status_code == 404

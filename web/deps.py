@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Annotated
 
 import asyncpg
+from annotated_types import Interval
 from fastapi import Depends, HTTPException, Request, status
 
 from gps_monitor.config import Settings
@@ -30,6 +31,21 @@ def get_pool(request: Request) -> asyncpg.Pool:
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 PoolDep = Annotated[asyncpg.Pool, Depends(get_pool)]
+
+BIGINT_MIN, BIGINT_MAX = -(2**63), 2**63 - 1
+DbId = Annotated[int, Interval(ge=BIGINT_MIN, le=BIGINT_MAX)]
+"""An id of a row (PostgreSQL ``bigint``), for path, query and body fields alike: a number out of
+that range is a 422 naming the field (``less than or equal to 9223372036854775807``), not a
+database error; an unknown id in range stays a 404."""
+
+
+def is_db_id(value: object) -> bool:
+    """Whether ``value`` (from JSON) is an integer :data:`DbId` accepts."""
+    return (
+        isinstance(value, int)
+        and not isinstance(value, bool)
+        and (BIGINT_MIN <= value <= BIGINT_MAX)
+    )
 
 
 def token_from(

@@ -19,6 +19,7 @@ from gps_monitor.db import audit
 from gps_monitor.db.users import User
 from web.deps import (
     CurrentUser,
+    DbId,
     EnforcementUser,
     HandlerUser,
     PoolDep,
@@ -44,7 +45,7 @@ class HandleIn(BaseModel):
 
 class PenaltyIn(BaseModel):
     decision: str = Field(min_length=1, max_length=200, examples=["罚款", "警告", "不予处罚"])
-    fine_yuan: float | None = Field(default=None, ge=0)
+    fine_yuan: float | None = Field(default=None, ge=0, lt=1e10)  # numeric(12, 2)
     note: str | None = Field(default=None, max_length=2000)
 
 
@@ -53,8 +54,8 @@ async def list_alarms(
     user: CurrentUser,
     pool: PoolDep,
     alarm_type: str | None = None,
-    company_id: int | None = None,
-    vehicle_id: int | None = None,
+    company_id: DbId | None = None,
+    vehicle_id: DbId | None = None,
     status: str | None = None,
     start: Annotated[datetime | None, Query(description="started at or after (ISO 8601)")] = None,
     end: Annotated[datetime | None, Query(description="started before (ISO 8601)")] = None,
@@ -102,7 +103,7 @@ async def _fetch(
 
 
 @router.get("/{alarm_id}")
-async def get_alarm(alarm_id: int, user: CurrentUser, pool: PoolDep) -> dict[str, Any]:
+async def get_alarm(alarm_id: DbId, user: CurrentUser, pool: PoolDep) -> dict[str, Any]:
     """One alarm with the positions of its episode (up to 2,000), penalties and audit trail."""
     alarm = await _fetch(pool, user, alarm_id)
     start = alarm["first_fix_time"] or alarm["started_at"]
@@ -139,7 +140,7 @@ async def _announce(request: Request, alarm: dict[str, Any]) -> None:
 
 @router.post("/{alarm_id}/acknowledge")
 async def acknowledge(
-    alarm_id: int, request: Request, user: HandlerUser, pool: PoolDep
+    alarm_id: DbId, request: Request, user: HandlerUser, pool: PoolDep
 ) -> dict[str, Any]:
     """open -> acknowledged (bureau or the vehicle's operator). 409 from any other status."""
     async with pool.acquire() as conn, conn.transaction():
@@ -170,7 +171,7 @@ async def acknowledge(
 
 @router.post("/{alarm_id}/handle")
 async def handle(
-    alarm_id: int, body: HandleIn, request: Request, user: HandlerUser, pool: PoolDep
+    alarm_id: DbId, body: HandleIn, request: Request, user: HandlerUser, pool: PoolDep
 ) -> dict[str, Any]:
     """open/acknowledged -> handled, with a note of what was done. 409 when already handled or
     closed."""
@@ -205,7 +206,7 @@ async def handle(
 
 @router.post("/{alarm_id}/penalty", status_code=201)
 async def record_penalty(
-    alarm_id: int, body: PenaltyIn, user: EnforcementUser, pool: PoolDep
+    alarm_id: DbId, body: PenaltyIn, user: EnforcementUser, pool: PoolDep
 ) -> dict[str, Any]:
     """Record a penalty decision on an alarm (enforcement only)."""
     async with pool.acquire() as conn, conn.transaction():
@@ -234,7 +235,7 @@ async def record_penalty(
 
 
 @router.get("/{alarm_id}/audit")
-async def alarm_audit(alarm_id: int, user: CurrentUser, pool: PoolDep) -> list[dict[str, Any]]:
+async def alarm_audit(alarm_id: DbId, user: CurrentUser, pool: PoolDep) -> list[dict[str, Any]]:
     """The audit trail of one alarm (who, when, what), oldest first."""
     await _fetch(pool, user, alarm_id)
     return await audit.entries_for(pool, "alarm", alarm_id)

@@ -26,7 +26,7 @@ from gps_monitor.db import geofences as store
 from gps_monitor.db.users import User
 from gps_monitor.geofences import Geofence, Route, from_feature, to_feature
 from web.coords import geojson_gcj02_to_wgs84
-from web.deps import BureauUser, CurrentUser, PoolDep, not_found
+from web.deps import BureauUser, CurrentUser, DbId, PoolDep, not_found
 
 router = APIRouter(prefix="/api", tags=["geofences"])
 Kind = Literal["geofence", "route"]
@@ -43,7 +43,7 @@ class RenameIn(BaseModel):
 
 
 class AssignIn(BaseModel):
-    vehicle_ids: list[int]
+    vehicle_ids: list[DbId]
 
 
 async def _visible_vehicle_ids(pool: asyncpg.Pool, user: User) -> set[int] | None:

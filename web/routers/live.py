@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from gps_monitor.db import users
+from web.deps import is_db_id
 from web.hub import ClientOverflow, LiveClient, LiveHub, dumps
 from web.live_query import LiveFilter, latest_positions, parse_bbox
 
@@ -52,7 +53,7 @@ def _narrow(client: LiveClient, message: dict[str, Any]) -> LiveFilter:
     """
     user = client.user
     company_id = message.get("company_id")
-    if company_id is not None and not isinstance(company_id, int):
+    if company_id is not None and not is_db_id(company_id):
         raise ValueError(f"company_id: expected an integer or null, got {company_id!r}")
     if not user.sees_all:
         if company_id is not None and company_id != user.company_id:
@@ -62,7 +63,7 @@ def _narrow(client: LiveClient, message: dict[str, Any]) -> LiveFilter:
         company_id = user.company_id
     vehicle_ids = message.get("vehicle_ids")
     if vehicle_ids is not None and (
-        not isinstance(vehicle_ids, list) or not all(isinstance(v, int) for v in vehicle_ids)
+        not isinstance(vehicle_ids, list) or not all(is_db_id(v) for v in vehicle_ids)
     ):
         raise ValueError(f"vehicle_ids: expected a list of integers or null, got {vehicle_ids!r}")
     return LiveFilter(

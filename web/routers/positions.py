@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query
 
-from web.deps import CurrentUser, PoolDep, SettingsDep, company_scope
+from web.deps import CurrentUser, DbId, PoolDep, SettingsDep, company_scope
 from web.live_query import STATUSES, LiveFilter, latest_positions, parse_bbox
 
 router = APIRouter(prefix="/api/positions", tags=["positions"])
@@ -17,10 +17,10 @@ async def get_latest(
     user: CurrentUser,
     pool: PoolDep,
     settings: SettingsDep,
-    company_id: int | None = None,
+    company_id: DbId | None = None,
     status: Annotated[str | None, Query(description="moving, stopped, offline or in_alarm")] = None,
     bbox: Annotated[str | None, Query(description="min_lon,min_lat,max_lon,max_lat")] = None,
-    vehicle_id: Annotated[list[int] | None, Query()] = None,
+    vehicle_id: Annotated[list[DbId] | None, Query()] = None,
 ) -> list[dict[str, Any]]:
     """The newest ok fix of each vehicle the user may see, with its status."""
     if status is not None and status not in STATUSES:

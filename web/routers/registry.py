@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 
 from gps_monitor.db import audit
 from gps_monitor.models import PlateColor, VehicleClass
-from web.deps import BureauUser, CurrentUser, PoolDep, company_scope, not_found
+from web.deps import BureauUser, CurrentUser, DbId, PoolDep, company_scope, not_found
 
 router = APIRouter(prefix="/api", tags=["registry"])
 
@@ -26,22 +26,22 @@ class CompanyIn(BaseModel):
 
 
 class VehicleIn(BaseModel):
-    company_id: int
+    company_id: DbId
     plate_number: str = Field(min_length=2, max_length=20, examples=["渝A12345"])
     plate_color: PlateColor = PlateColor.YELLOW
     vehicle_class: VehicleClass
     terminal_id: str = Field(min_length=1, max_length=40)
-    speed_limit_kmh: float | None = Field(default=None, gt=0)
+    speed_limit_kmh: float | None = Field(default=None, gt=0, le=300)
     night_ban_exempt: bool = False
 
 
 class VehiclePatch(BaseModel):
-    company_id: int | None = None
+    company_id: DbId | None = None
     plate_number: str | None = Field(default=None, min_length=2, max_length=20)
     plate_color: PlateColor | None = None
     vehicle_class: VehicleClass | None = None
     terminal_id: str | None = Field(default=None, min_length=1, max_length=40)
-    speed_limit_kmh: float | None = Field(default=None, gt=0)
+    speed_limit_kmh: float | None = Field(default=None, gt=0, le=300)
     night_ban_exempt: bool | None = None
 
 
@@ -86,7 +86,7 @@ async def create_company(body: CompanyIn, user: BureauUser, pool: PoolDep) -> di
 
 @router.patch("/companies/{company_id}")
 async def rename_company(
-    company_id: int, body: CompanyIn, user: BureauUser, pool: PoolDep
+    company_id: DbId, body: CompanyIn, user: BureauUser, pool: PoolDep
 ) -> dict[str, Any]:
     """Rename a company (bureau only)."""
     async with pool.acquire() as conn, conn.transaction():
@@ -116,7 +116,7 @@ async def rename_company(
 async def list_vehicles(
     user: CurrentUser,
     pool: PoolDep,
-    company_id: int | None = None,
+    company_id: DbId | None = None,
     plate: str | None = None,
     limit: int = 20000,
 ) -> list[dict[str, Any]]:
@@ -149,7 +149,7 @@ async def fetch_vehicle(pool: asyncpg.Pool, user: CurrentUser, vehicle_id: int) 
 
 
 @router.get("/vehicles/{vehicle_id}")
-async def get_vehicle(vehicle_id: int, user: CurrentUser, pool: PoolDep) -> dict[str, Any]:
+async def get_vehicle(vehicle_id: DbId, user: CurrentUser, pool: PoolDep) -> dict[str, Any]:
     """One vehicle with its latest position and open alarms (the map's vehicle card)."""
     vehicle = await fetch_vehicle(pool, user, vehicle_id)
     latest = await pool.fetchrow(
@@ -207,7 +207,7 @@ async def create_vehicle(body: VehicleIn, user: BureauUser, pool: PoolDep) -> di
 
 @router.patch("/vehicles/{vehicle_id}")
 async def update_vehicle(
-    vehicle_id: int, body: VehiclePatch, user: BureauUser, pool: PoolDep
+    vehicle_id: DbId, body: VehiclePatch, user: BureauUser, pool: PoolDep
 ) -> dict[str, Any]:
     """Change some fields of a vehicle (bureau only); the audit entry keeps the changes."""
     changes = body.model_dump(exclude_unset=True, mode="json")

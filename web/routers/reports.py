@@ -18,7 +18,15 @@ from pydantic import BaseModel, Field
 
 from gps_monitor.db import holds, report_log
 from gps_monitor.db.users import Role, User
-from web.deps import CurrentUser, PoolDep, SettingsDep, company_scope, not_found, require_roles
+from web.deps import (
+    CurrentUser,
+    DbId,
+    PoolDep,
+    SettingsDep,
+    company_scope,
+    not_found,
+    require_roles,
+)
 from web.reports import service
 from web.routers.pages import STATIC_DIR
 
@@ -44,13 +52,13 @@ async def evidence_report(
     user: CurrentUser,
     pool: PoolDep,
     settings: SettingsDep,
-    alarm_id: int | None = None,
-    vehicle_id: int | None = None,
+    alarm_id: DbId | None = None,
+    vehicle_id: DbId | None = None,
     start: Annotated[
         datetime | None, Query(description="window start (ISO 8601 with offset)")
     ] = None,
     end: Annotated[datetime | None, Query(description="window end (ISO 8601 with offset)")] = None,
-    speed_limit_kmh: Annotated[float | None, Query(gt=0)] = None,
+    speed_limit_kmh: Annotated[float | None, Query(gt=0, le=300)] = None,
     format: Annotated[str, Query(pattern="^(pdf|xlsx|csv|json)$")] = "pdf",
 ) -> Response:
     """Evidence report of one alarm (``alarm_id``) or one vehicle over [start, end]."""
@@ -88,7 +96,7 @@ async def kpi_report(
     settings: SettingsDep,
     from_day: Annotated[date, Query(alias="from", description="first local day")],
     to_day: Annotated[date, Query(alias="to", description="last local day (inclusive)")],
-    company_id: int | None = None,
+    company_id: DbId | None = None,
     format: Annotated[str, Query(pattern="^(json|xlsx)$")] = "json",
 ) -> Response:
     """KPI report (county and companies, per-day trend); operators get their own company."""
@@ -112,7 +120,7 @@ async def kpi_report(
 
 @router.get("/api/reports/log")
 async def list_report_log(
-    user: LawUser, pool: PoolDep, alarm_id: int | None = None,
+    user: LawUser, pool: PoolDep, alarm_id: DbId | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[dict[str, Any]]:  # fmt: skip
     """Reports generated, newest first (bureau and enforcement)."""
@@ -122,7 +130,7 @@ async def list_report_log(
 
 
 class SealIn(BaseModel):
-    vehicle_id: int
+    vehicle_id: DbId
     window_start: datetime
     window_end: datetime
     reason: str = Field(min_length=1, max_length=2000)
@@ -150,7 +158,7 @@ async def seal_hold(body: SealIn, user: LawUser, pool: PoolDep) -> dict[str, Any
 
 @router.get("/api/holds")
 async def list_holds(
-    user: LawUser, pool: PoolDep, vehicle_id: int | None = None, active: bool = False
+    user: LawUser, pool: PoolDep, vehicle_id: DbId | None = None, active: bool = False
 ) -> list[dict[str, Any]]:
     """Legal holds, newest first."""
     return [h.to_dict() for h in await holds.list_holds(
@@ -159,7 +167,7 @@ async def list_holds(
 
 @router.post("/api/holds/{hold_id}/release")
 async def release_hold(
-    hold_id: int, body: ReleaseIn, user: LawUser, pool: PoolDep
+    hold_id: DbId, body: ReleaseIn, user: LawUser, pool: PoolDep
 ) -> dict[str, Any]:
     """Release a legal hold (409 if already released)."""
     hold = await holds.release(pool, hold_id, released_by=_who(user), reason=body.reason)

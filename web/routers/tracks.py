@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query
 
-from web.deps import CurrentUser, PoolDep, SettingsDep
+from web.deps import CurrentUser, DbId, PoolDep, SettingsDep
 from web.routers.registry import fetch_vehicle
 from web.track import OkFixes, TrackPoint, track_geojson
 
@@ -16,7 +16,7 @@ router = APIRouter(prefix="/api/vehicles", tags=["tracks"])
 
 @router.get("/{vehicle_id}/track")
 async def get_track(
-    vehicle_id: int,
+    vehicle_id: DbId,
     user: CurrentUser,
     pool: PoolDep,
     settings: SettingsDep,
