@@ -386,13 +386,29 @@ class RulesSettings(BaseModel):
     fatigue_gap_driving_speed_kmh: float = Field(
         default=20.0,
         gt=0,
-        description="A gap covered at this implied speed or more is driving (road speed; "
-        "configurable).",
+        description="Road speed, km/h of straight-line displacement: a gap of at most "
+        "fatigue_gap_max_driving_s covered at this implied speed or more is driving throughout "
+        "(DOMAIN.md: covered road distance); a slower (ambiguous) one counts as driving only "
+        "the time its displacement needs at this speed, the rest as stopped (rules/fatigue.py).",
+    )
+    fatigue_gap_max_driving_s: float = Field(
+        default=3600.0,
+        gt=0,
+        description="A gap longer than this (1 h) is never driving throughout: it counts as "
+        "driving only the time its displacement needs at fatigue_gap_long_speed_kmh, the rest "
+        "as stopped (a day-long gap is not a day of driving).",
+    )
+    fatigue_gap_long_speed_kmh: float = Field(
+        default=60.0,
+        gt=0,
+        description="Plausible average road speed, km/h of straight-line displacement, over a "
+        "gap longer than fatigue_gap_max_driving_s (trunk roads and expressways, limits 80-120 "
+        "km/h; a lower value counts more of a long gap as driving).",
     )
     fatigue_gap_stationary_m: float = Field(
         default=200.0,
         ge=0,
-        description="A gap that ends within this distance of where it began is rest.",
+        description="A gap that ends within this distance (m) of where it began is rest.",
     )
     # night ban
     night_ban_start_local: str = Field(

@@ -16,14 +16,29 @@ art. 62; JT/T 808 parameters 0x0057-0x005C):
 
 Each interval between two consecutive fixes is classified:
 
-- up to ``fatigue_gap_s`` long: driving when the fix's speed is above ``moving_speed_kmh``
-  (5 km/h), otherwise a stop;
-- longer (a data gap): a stop when the evidence says the vehicle stood still (it ends within
-  ``fatigue_gap_stationary_m`` of where it began, or it reappears with ACC off without having
-  covered the distance at road speed); driving when the distance was covered at road speed
-  (implied speed >= ``fatigue_gap_driving_speed_kmh``);
-  otherwise *ambiguous*: not rest (DOMAIN.md: a gap is rest only where the evidence says so), so
-  counted as driving, and the alarm says how many ambiguous gaps and seconds it includes.
+- up to ``fatigue_gap_s`` (300 s) long: driving when the fix's speed is above
+  ``moving_speed_kmh`` (5 km/h), otherwise a stop;
+- longer (a data gap), judged by the evidence (DOMAIN.md: a gap is rest only where the evidence
+  says the vehicle stood still; a gap across which it covered road distance is driving):
+
+  - a stop when it ends within ``fatigue_gap_stationary_m`` (200 m) of where it began, or when
+    the vehicle reappears with ACC off without having covered the distance at road speed;
+  - driving throughout when it lasts at most ``fatigue_gap_max_driving_s`` (1 h) and its
+    straight-line displacement was covered at ``fatigue_gap_driving_speed_kmh`` (20 km/h) or
+    more;
+  - otherwise *ambiguous*. Counted as driving: only the time its displacement needs at a
+    plausible road speed (``fatigue_gap_driving_speed_kmh``, 20 km/h, for gaps up to
+    ``fatigue_gap_max_driving_s``, so the count is continuous with the rule above;
+    ``fatigue_gap_long_speed_kmh``, 60 km/h, for longer gaps, which are never taken as driving
+    throughout), capped at the gap. The rest of the gap counts as stopped time, which resets
+    continuous driving when it is at least ``fatigue_min_rest_s``. The driving is placed right
+    after the fix before the gap when that fix was moving (the vehicle carried on, then stood),
+    otherwise right before the fix after it (it stood, then drove to where it reappeared).
+
+  Every alarm built on such a gap (``fatigue_driving``, ``fatigue_warning``,
+  ``daily_driving_limit``) says so in ``details``: ``ambiguous_gaps`` (how many),
+  ``ambiguous_s`` (their total length), ``ambiguous_driving_s`` (the part counted as driving)
+  and ``evidence`` (the assumption, in words).
 """
 
 from __future__ import annotations
@@ -42,6 +57,8 @@ NAME_ALARM = "fatigue_driving"
 class State:
     """Continuous driving run, current rest, open episodes, and the local day's total.
 
+    ``ambiguous_*`` count the ambiguous data gaps whose driving went into the current run,
+    ``day_ambiguous_*`` those whose driving went into the current local day (module docstring).
     Not frozen for speed: :func:`process` works on a private copy and never mutates the state
     it was given (callers may keep and compare old states).
     """
@@ -58,23 +75,14 @@ class State:
     day: int | None = None
     day_driving_s: float = 0.0
     daily_alarm_t: float | None = None
+    ambiguous_driving_s: float = 0.0
+    day_ambiguous_gaps: int = 0
+    day_ambiguous_s: float = 0.0
+    day_ambiguous_driving_s: float = 0.0
 
 
 def _copy(state: State) -> State:
-    return State(
-        state.run_start_t,
-        state.run_driving_s,
-        state.rest_s,
-        state.rest_start_t,
-        state.ambiguous_gaps,
-        state.ambiguous_s,
-        state.warning_t,
-        state.alarm_t,
-        state.alarm_limit_s,
-        state.day,
-        state.day_driving_s,
-        state.daily_alarm_t,
-    )
+    return State(**fields_of(state))
 
 
 def replace(state: State, **changes: Any) -> State:
@@ -84,19 +92,41 @@ def replace(state: State, **changes: Any) -> State:
     return state
 
 
-def classify(fix: Fix, ctx: RuleContext) -> str:
-    """``driving``, ``stop`` or ``ambiguous`` for the interval ending at this fix."""
+def classify(fix: Fix, ctx: RuleContext) -> tuple[str, float]:
+    """``(kind, driving_s)`` of the interval ending at this fix: ``driving`` (all of it),
+    ``stop`` (none of it) or ``ambiguous`` (``driving_s`` of it counted as driving, the time its
+    displacement needs at the road speed; module docstring)."""
     s = ctx.settings
     position = fix.position
-    if fix.dt_s <= s.fatigue_gap_s:
-        return "driving" if position.speed_kmh > s.moving_speed_kmh else "stop"
+    dt_s = fix.dt_s
+    if dt_s <= s.fatigue_gap_s:
+        return ("driving", dt_s) if position.speed_kmh > s.moving_speed_kmh else ("stop", 0.0)
     if fix.step_m <= s.fatigue_gap_stationary_m:
-        return "stop"
-    if fix.implied_speed_kmh >= s.fatigue_gap_driving_speed_kmh:
-        return "driving"
-    if position.acc_on is False:
-        return "stop"  # ignition off when it reappears, and not covered at road speed
-    return "ambiguous"
+        return "stop", 0.0
+    long_gap = dt_s > s.fatigue_gap_max_driving_s
+    road_speed = fix.implied_speed_kmh >= s.fatigue_gap_driving_speed_kmh
+    if road_speed and not long_gap:
+        return "driving", dt_s
+    if position.acc_on is False and not road_speed:
+        return "stop", 0.0  # ignition off when it reappears, and not covered at road speed
+    speed_kmh = s.fatigue_gap_long_speed_kmh if long_gap else s.fatigue_gap_driving_speed_kmh
+    needed_s = fix.step_m / (speed_kmh / 3.6)
+    if needed_s >= dt_s:
+        return "driving", dt_s  # the displacement needs all of it, even at that speed
+    return "ambiguous", needed_s
+
+
+def _segments(fix: Fix, ctx: RuleContext, driving_s: float) -> list[tuple[bool, float, float]]:
+    """``(driving, start_t, end_t)`` pieces of the interval: the driving right after the fix
+    before it when that one was moving, else right before this fix (module docstring)."""
+    start, end = fix.t - fix.dt_s, fix.t
+    if driving_s >= fix.dt_s:
+        return [(True, start, end)]
+    if driving_s <= 0:
+        return [(False, start, end)]
+    if (fix.prev_speed_kmh or 0.0) > ctx.settings.moving_speed_kmh:
+        return [(True, start, start + driving_s), (False, start + driving_s, end)]
+    return [(False, start, end - driving_s), (True, end - driving_s, end)]
 
 
 def limit_s(fix: Fix, ctx: RuleContext) -> float:
@@ -109,21 +139,45 @@ def limit_s(fix: Fix, ctx: RuleContext) -> float:
     return s.fatigue_day_limit_s
 
 
-def _run_details(state: State, limit: float) -> dict[str, Any]:
+def _evidence(gaps: int, gap_s: float, driving_s: float, ctx: RuleContext) -> dict[str, Any]:
+    """The ``details`` entries saying how much of the driving rests on ambiguous gaps."""
+    if not gaps:
+        return {}
+    s = ctx.settings
+    return {
+        "ambiguous_gaps": gaps,
+        "ambiguous_s": round(gap_s, 1),
+        "ambiguous_driving_s": round(driving_s, 1),
+        "evidence": (
+            f"ambiguous: {gaps} data gap(s) totalling {round(gap_s)} s neither clearly driven "
+            f"nor clearly parked; {round(driving_s)} s of them counted as driving (the time "
+            f"their straight-line displacement needs at {s.fatigue_gap_driving_speed_kmh:g} "
+            f"km/h, or {s.fatigue_gap_long_speed_kmh:g} km/h for gaps over "
+            f"{s.fatigue_gap_max_driving_s:g} s) and the rest as stopped"
+        ),
+    }
+
+
+def _run_details(state: State, limit: float, ctx: RuleContext) -> dict[str, Any]:
     details: dict[str, Any] = {
         "continuous_driving_s": round(state.run_driving_s, 1),
         "limit_s": limit,
         "run_started_at": _iso(state.run_start_t),
     }
-    if state.ambiguous_gaps:
-        details["ambiguous_gaps"] = state.ambiguous_gaps
-        details["ambiguous_s"] = round(state.ambiguous_s, 1)
-        details["evidence"] = (
-            f"ambiguous: {state.ambiguous_gaps} data gap(s) totalling "
-            f"{round(state.ambiguous_s)} s neither clearly driven nor clearly parked were "
-            "counted as driving"
-        )
-    return details
+    return details | _evidence(
+        state.ambiguous_gaps, state.ambiguous_s, state.ambiguous_driving_s, ctx
+    )
+
+
+def _day_details(state: State, day: int, ctx: RuleContext) -> dict[str, Any]:
+    details: dict[str, Any] = {
+        "day": LocalClock.day_iso(day),
+        "limit_s": ctx.settings.daily_driving_limit_s,
+        "driving_s": round(state.day_driving_s, 1),
+    }
+    return details | _evidence(
+        state.day_ambiguous_gaps, state.day_ambiguous_s, state.day_ambiguous_driving_s, ctx
+    )
 
 
 def _iso(t: float | None) -> str | None:
@@ -131,9 +185,15 @@ def _iso(t: float | None) -> str | None:
 
 
 def _add_day(
-    state: State, start_t: float, end_t: float, ctx: RuleContext, alarms: list[Alarm]
+    state: State,
+    start_t: float,
+    end_t: float,
+    gap_s: float,
+    ctx: RuleContext,
+    alarms: list[Alarm],
 ) -> State:
-    """Add driving over [start_t, end_t] to the local-day totals, split at local midnight."""
+    """Add driving over [start_t, end_t] to the local-day totals, split at local midnight.
+    ``gap_s``: the length of the ambiguous gap this driving comes from (0 = none)."""
     clock: LocalClock = ctx.local
     limit = ctx.settings.daily_driving_limit_s
     t = start_t
@@ -145,6 +205,13 @@ def _add_day(
         before = state.day_driving_s
         after = before + (piece_end - t)
         state = replace(state, day_driving_s=after)
+        if gap_s:
+            state = replace(
+                state,
+                day_ambiguous_gaps=state.day_ambiguous_gaps + 1,
+                day_ambiguous_s=state.day_ambiguous_s + gap_s,
+                day_ambiguous_driving_s=state.day_ambiguous_driving_s + (piece_end - t),
+            )
         if state.daily_alarm_t is None and after > limit:
             cross_t = t + (limit - before) if before < limit else t
             state = replace(state, daily_alarm_t=cross_t)
@@ -153,11 +220,7 @@ def _add_day(
                     "daily_driving_limit",
                     cross_t,
                     discriminator=LocalClock.day_iso(day),
-                    details={
-                        "day": LocalClock.day_iso(day),
-                        "limit_s": limit,
-                        "driving_s": round(after, 1),
-                    },
+                    details=_day_details(state, day, ctx),
                     first_fix_t=cross_t,
                     last_fix_t=end_t,
                 )
@@ -177,17 +240,21 @@ def _roll_day(
                 state.daily_alarm_t,
                 discriminator=LocalClock.day_iso(state.day),
                 ended_t=midnight_t,
-                details={
-                    "day": LocalClock.day_iso(state.day),
-                    "limit_s": ctx.settings.daily_driving_limit_s,
-                    "driving_s": round(state.day_driving_s, 1),
-                },
+                details=_day_details(state, state.day, ctx),
                 first_fix_t=state.daily_alarm_t,
                 last_fix_t=midnight_t,
                 event="closed",
             )
         )
-    return replace(state, day=day, day_driving_s=0.0, daily_alarm_t=None)
+    return replace(
+        state,
+        day=day,
+        day_driving_s=0.0,
+        daily_alarm_t=None,
+        day_ambiguous_gaps=0,
+        day_ambiguous_s=0.0,
+        day_ambiguous_driving_s=0.0,
+    )
 
 
 def _close_run(state: State, end_t: float, ctx: RuleContext, alarms: list[Alarm]) -> State:
@@ -197,7 +264,7 @@ def _close_run(state: State, end_t: float, ctx: RuleContext, alarms: list[Alarm]
                 "fatigue_warning",
                 state.warning_t,
                 ended_t=end_t,
-                details=_run_details(state, state.alarm_limit_s) | {"reason": "rest"},
+                details=_run_details(state, state.alarm_limit_s, ctx) | {"reason": "rest"},
                 event="closed",
             )
         )
@@ -207,7 +274,7 @@ def _close_run(state: State, end_t: float, ctx: RuleContext, alarms: list[Alarm]
                 NAME_ALARM,
                 state.alarm_t,
                 ended_t=end_t,
-                details=_run_details(state, state.alarm_limit_s),
+                details=_run_details(state, state.alarm_limit_s, ctx),
                 first_fix_t=state.run_start_t,
                 last_fix_t=end_t,
                 event="closed",
@@ -219,9 +286,96 @@ def _close_run(state: State, end_t: float, ctx: RuleContext, alarms: list[Alarm]
         run_driving_s=0.0,
         ambiguous_gaps=0,
         ambiguous_s=0.0,
+        ambiguous_driving_s=0.0,
         warning_t=None,
         alarm_t=None,
     )
+
+
+def _stop(
+    state: State, start_t: float, end_t: float, ctx: RuleContext, alarms: list[Alarm]
+) -> State:
+    """A stop over [start_t, end_t]: rest accumulates; enough of it ends the run."""
+    rest_start = state.rest_start_t if state.rest_start_t is not None else start_t
+    rest_s = state.rest_s + (end_t - start_t)
+    state = replace(state, rest_s=rest_s, rest_start_t=rest_start)
+    if rest_s >= ctx.settings.fatigue_min_rest_s and state.run_start_t is not None:
+        state = _close_run(state, rest_start, ctx, alarms)
+    day = ctx.local.day_number(end_t)
+    if state.day != day:
+        state = _roll_day(state, day, ctx.local.next_midnight(end_t) - 86400, ctx, alarms)
+    return state
+
+
+def _drive(
+    state: State,
+    start_t: float,
+    end_t: float,
+    gap_s: float,
+    fix: Fix,
+    ctx: RuleContext,
+    alarms: list[Alarm],
+) -> State:
+    """Driving over [start_t, end_t] (from an ambiguous gap of ``gap_s`` when > 0): the run,
+    the day's total, the warning and the alarm, crossing times interpolated."""
+    s = ctx.settings
+    if state.rest_s >= s.fatigue_min_rest_s and state.run_start_t is not None:
+        state = _close_run(state, state.rest_start_t or start_t, ctx, alarms)
+    before = state.run_driving_s
+    driving_s = end_t - start_t
+    state = replace(
+        state,
+        run_start_t=state.run_start_t if state.run_start_t is not None else start_t,
+        run_driving_s=before + driving_s,
+        rest_s=0.0,
+        rest_start_t=None,
+    )
+    if gap_s:
+        state = replace(
+            state,
+            ambiguous_gaps=state.ambiguous_gaps + 1,
+            ambiguous_s=state.ambiguous_s + gap_s,
+            ambiguous_driving_s=state.ambiguous_driving_s + driving_s,
+        )
+    state = _add_day(state, start_t, end_t, gap_s, ctx, alarms)
+    limit = limit_s(fix, ctx)
+    after = state.run_driving_s
+    warn_at = limit - s.fatigue_warning_before_s
+    if state.alarm_t is None and state.warning_t is None and after >= warn_at and after < limit:
+        cross_t = start_t + max(0.0, warn_at - before)
+        state = replace(state, warning_t=cross_t, alarm_limit_s=limit)
+        alarms.append(
+            ctx.alarm(
+                "fatigue_warning",
+                cross_t,
+                details=_run_details(state, limit, ctx),
+                first_fix_t=state.run_start_t,
+                last_fix_t=fix.t,
+            )
+        )
+    if state.alarm_t is None and after >= limit:
+        cross_t = min(end_t, start_t + max(0.0, limit - before))
+        if state.warning_t is not None:
+            alarms.append(
+                ctx.alarm(
+                    "fatigue_warning",
+                    state.warning_t,
+                    ended_t=cross_t,
+                    details=_run_details(state, limit, ctx) | {"reason": "limit reached"},
+                    event="closed",
+                )
+            )
+        state = replace(state, alarm_t=cross_t, alarm_limit_s=limit, warning_t=None)
+        alarms.append(
+            ctx.alarm(
+                NAME_ALARM,
+                cross_t,
+                details=_run_details(state, limit, ctx),
+                first_fix_t=state.run_start_t,
+                last_fix_t=fix.t,
+            )
+        )
+    return state
 
 
 def process(state: State, fix: Fix, ctx: RuleContext) -> tuple[State, list[Alarm]]:
@@ -232,70 +386,13 @@ def process(state: State, fix: Fix, ctx: RuleContext) -> tuple[State, list[Alarm
             state = replace(_copy(state), day=ctx.local.day_number(fix.t))
         return state, alarms
     state = _copy(state)
-    s = ctx.settings
-    kind = classify(fix, ctx)
-    prev_t = fix.prev_t
-    if kind == "stop":
-        rest_start = state.rest_start_t if state.rest_start_t is not None else prev_t
-        rest_s = state.rest_s + fix.dt_s
-        state = replace(state, rest_s=rest_s, rest_start_t=rest_start)
-        if rest_s >= s.fatigue_min_rest_s and state.run_start_t is not None:
-            state = _close_run(state, rest_start, ctx, alarms)
-        day = ctx.local.day_number(fix.t)
-        if state.day != day:
-            state = _roll_day(state, day, ctx.local.next_midnight(fix.t) - 86400, ctx, alarms)
-        return state, alarms
-    # driving (or ambiguous, counted as driving)
-    if state.rest_s >= s.fatigue_min_rest_s and state.run_start_t is not None:
-        state = _close_run(state, state.rest_start_t or prev_t, ctx, alarms)
-    before = state.run_driving_s
-    state = replace(
-        state,
-        run_start_t=state.run_start_t if state.run_start_t is not None else prev_t,
-        run_driving_s=before + fix.dt_s,
-        rest_s=0.0,
-        rest_start_t=None,
-        ambiguous_gaps=state.ambiguous_gaps + (kind == "ambiguous"),
-        ambiguous_s=state.ambiguous_s + (fix.dt_s if kind == "ambiguous" else 0.0),
-    )
-    state = _add_day(state, prev_t, fix.t, ctx, alarms)
-    limit = limit_s(fix, ctx)
-    after = state.run_driving_s
-    warn_at = limit - s.fatigue_warning_before_s
-    if state.alarm_t is None and state.warning_t is None and after >= warn_at and after < limit:
-        cross_t = prev_t + max(0.0, warn_at - before)
-        state = replace(state, warning_t=cross_t, alarm_limit_s=limit)
-        alarms.append(
-            ctx.alarm(
-                "fatigue_warning",
-                cross_t,
-                details=_run_details(state, limit),
-                first_fix_t=state.run_start_t,
-                last_fix_t=fix.t,
-            )
-        )
-    if state.alarm_t is None and after >= limit:
-        cross_t = min(fix.t, prev_t + max(0.0, limit - before))
-        if state.warning_t is not None:
-            alarms.append(
-                ctx.alarm(
-                    "fatigue_warning",
-                    state.warning_t,
-                    ended_t=cross_t,
-                    details=_run_details(state, limit) | {"reason": "limit reached"},
-                    event="closed",
-                )
-            )
-        state = replace(state, alarm_t=cross_t, alarm_limit_s=limit, warning_t=None)
-        alarms.append(
-            ctx.alarm(
-                NAME_ALARM,
-                cross_t,
-                details=_run_details(state, limit),
-                first_fix_t=state.run_start_t,
-                last_fix_t=fix.t,
-            )
-        )
+    kind, driving_s = classify(fix, ctx)
+    gap_s = fix.dt_s if kind == "ambiguous" else 0.0
+    for driving, start_t, end_t in _segments(fix, ctx, driving_s):
+        if driving:
+            state = _drive(state, start_t, end_t, gap_s, fix, ctx, alarms)
+        else:
+            state = _stop(state, start_t, end_t, ctx, alarms)
     return state, alarms
 
 
@@ -304,4 +401,5 @@ def dump(state: State) -> dict[str, Any]:
 
 
 def load(data: dict[str, Any]) -> State:
-    return State(**data)
+    """Inverse of :func:`dump`; fields a newer version added start at their defaults."""
+    return State(**{k: v for k, v in data.items() if k in State.__slots__})

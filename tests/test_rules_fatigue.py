@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from rules_factory import LAT0, LON0, Runner, context, drive, no_offline, position
+from rules_factory import LAT0, LON0, Runner, context, drive, no_offline, offset, position
 
 
 def test_fatigue_fires_at_4_hours_not_one_fix_before() -> None:
@@ -130,8 +130,15 @@ def test_daily_limit_8_hours_per_local_day_split_at_midnight() -> None:
     assert split.of("daily_driving_limit") == []
 
 
-def _gap_case(gap_m: float, gap_s: float = 1800, acc_on: bool | None = None) -> Runner:
-    run = Runner(context(rules=no_offline()))
+def _gap_case(
+    gap_m: float,
+    gap_s: float = 1800,
+    acc_on: bool | None = None,
+    rules: dict[str, float] | None = None,
+) -> Runner:
+    """3 h driving east at 60 km/h from 06:00, a data gap of ``gap_s`` moving ``gap_m`` east,
+    then 1 h driving."""
+    run = Runner(context(rules=no_offline(**(rules or {}))))
     first = drive("2024-01-10 06:00:00", [(3 * 3600, 60)], interval_s=60)
     e = first[-1]
     lat, lon = e.latitude, e.longitude + gap_m / (111_195.0 * 0.7671)
@@ -157,11 +164,87 @@ def test_gap_standing_still_is_rest() -> None:
     assert _gap_case(gap_m=50).of("fatigue_driving") == []
 
 
-def test_ambiguous_gap_counts_as_driving_and_says_so() -> None:
-    run = _gap_case(gap_m=3_000)  # 3 km in 30 min: neither clearly driven nor parked
+def test_ambiguous_gap_counts_the_driving_its_displacement_needs_and_says_so() -> None:
+    # 3 km in 25 min (7.2 km/h): neither clearly driven nor parked. Driving = the 9 min the
+    # 3 km need at the 20 km/h road speed, placed right after the moving fix before the gap;
+    # the other 16 min are a stop too short to reset. So 3 h + 9 min + 51 min: 4 h at 10:16.
+    run = _gap_case(gap_m=3_000, gap_s=1500)
+    assert run.raised_at("fatigue_driving") == [datetime(2024, 1, 10, 10, 16)]
     (alarm,) = run.of("fatigue_driving", "opened")
     assert alarm.details["ambiguous_gaps"] == 1
+    assert alarm.details["ambiguous_s"] == 1500
+    assert abs(alarm.details["ambiguous_driving_s"] - 540) < 2
     assert "ambiguous" in alarm.details["evidence"]
+    assert "20 km/h" in alarm.details["evidence"]
+
+
+def test_ambiguous_gap_whose_stopped_part_is_20_min_resets_continuous_driving() -> None:
+    # 3 km in 30 min: 9 min counted as driving, 21 min stopped: a rest, so 3 h 9 min and then
+    # 1 h never reach 4 h (before, the whole gap counted as driving and raised the alarm)
+    assert _gap_case(gap_m=3_000).of("fatigue_driving") == []
+
+
+def _trip_then_month_long_gap(**rules: float) -> Runner:
+    """A 2 h 13 min trip on 2026-02-01, then the vehicle reappears on 2026-03-01 89 km away
+    (0.13 km/h implied) and drives 30 min (the reviewer's repro)."""
+    run = Runner(context(rules=no_offline(**rules)))
+    trip = drive("2026-02-01 09:00:00", [(2 * 3600 + 13 * 60, 40)], interval_s=30)
+    end = trip[-1]
+    lat, lon = offset(end.latitude, end.longitude, north_m=89_000)
+    again = drive("2026-03-01 09:00:00", [(1800, 40)], interval_s=30, lat=lat, lon=lon)
+    run.feed(trip + again)
+    return run
+
+
+def test_month_long_gap_is_not_a_month_of_driving() -> None:
+    run = _trip_then_month_long_gap()
+    # before: 28 daily_driving_limit alarms (86,400 s "driven" each day) and a fatigue alarm
+    # with ambiguous_s 2,418,410; now the gap counts only the 89 km at 60 km/h (about 1 h 29
+    # min), after the trip's last moving fix: 3 h 42 min that day, no limit reached
+    assert run.of("daily_driving_limit") == []
+    assert run.of("fatigue_driving") == []
+    # 3 h 42 min is past the warning (3 h 30 min): it says how much is assumed, and the rest
+    # in the gap closes it
+    (warning,) = run.of("fatigue_warning", "opened")
+    assert warning.started_at == datetime.fromisoformat("2026-02-01T04:30:00+00:00")
+    assert warning.details["ambiguous_gaps"] == 1
+    assert "ambiguous" in warning.details["evidence"]
+    assert run.of("fatigue_warning", "closed")[0].details["reason"] == "rest"
+    fatigue = run.state.rules["fatigue"]
+    assert fatigue.run_driving_s == 1800  # the trip of 2026-03-01 is a fresh run
+
+
+def test_daily_driving_limit_carries_the_ambiguous_gap_evidence() -> None:
+    # with an 3 h daily limit the day of the trip crosses it, and the alarm says how much of its
+    # driving rests on the gap: 2 h 13 min driven + about 5,340 s (89 km at 60 km/h) assumed
+    run = _trip_then_month_long_gap(daily_driving_limit_s=3 * 3600)
+    (opened,) = run.of("daily_driving_limit", "opened")
+    (closed,) = run.of("daily_driving_limit", "closed")
+    assert opened.details["day"] == closed.details["day"] == "2026-02-01"
+    details = closed.details
+    assert details["ambiguous_gaps"] == 1
+    assert details["ambiguous_s"] > 27 * 86400
+    assert abs(details["ambiguous_driving_s"] - 5340) < 60
+    assert abs(details["driving_s"] - (7980 + 5340)) < 60
+    assert "ambiguous" in details["evidence"] and "60 km/h" in details["evidence"]
+    assert opened.details["ambiguous_gaps"] == 1
+    assert "evidence" in opened.details
+
+
+def test_daily_driving_limit_on_measured_driving_has_no_evidence_note() -> None:
+    run = Runner(context(rules=no_offline(daily_driving_limit_s=3600)))
+    run.feed(drive("2024-01-10 06:00:00", [(2 * 3600, 60)], interval_s=60))
+    (alarm,) = run.of("daily_driving_limit", "opened")
+    assert "evidence" not in alarm.details
+
+
+def test_gap_longer_than_the_maximum_is_never_driving_throughout() -> None:
+    # 2 h gap, 50 km (25 km/h, road speed): over fatigue_gap_max_driving_s (1 h) it counts
+    # only 50 km at 60 km/h = 50 min, then 70 min stopped: a rest, so no fatigue alarm after
+    # 3 h + 50 min + 1 h; within the maximum the same gap would be driven throughout
+    assert _gap_case(gap_m=50_000, gap_s=7200).of("fatigue_driving") == []
+    raised = _gap_case(gap_m=50_000, gap_s=7200, rules={"fatigue_gap_max_driving_s": 7200})
+    assert raised.raised_at("fatigue_driving") == [datetime(2024, 1, 10, 11, 0)]
 
 
 def test_moving_threshold_5_kmh() -> None:

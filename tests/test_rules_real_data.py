@@ -178,3 +178,39 @@ def test_evaluate_cli_exits_2_on_bad_input(tmp_path: Path) -> None:
         assert done.returncode == 2, (args, done.stderr)
         assert expected in done.stderr
         assert done.stdout == ""
+
+
+def test_beijing_taxi_gaps_count_only_the_driving_their_displacement_needs(
+    shared_data: Path,
+) -> None:
+    """T-Drive reports every 600 s, over fatigue_gap_s (300 s), so nearly every interval is a
+    data gap judged by its evidence: of 587 intervals, 442 end within 200 m (stops), 51 are
+    covered at 20 km/h or more (driven), 68 are ambiguous (200 m to 20 km/h), among them the
+    3.3-6.6 h gaps with 0.6-17 km of displacement.
+
+    Before, every ambiguous gap counted as driving in full: 2008-02-05 showed 44,828 s of
+    driving, 35,587 s of it gap time, and five days raised daily_driving_limit. Now an
+    ambiguous gap counts the time its displacement needs (20 km/h up to 1 h, 60 km/h beyond):
+    with the default limits (4 h continuous, 8 h a day) the taxi raises neither alarm. With the
+    daily limit at 1 s every day's total shows up, with how much of it is assumed; 2008-02-05
+    has the most: 16,003 s, of which 6,762 s come from its 22 ambiguous gaps (35,587 s long).
+    """
+    tracks = read_track(shared_data / "tdrive_beijing_taxi_1.txt", "tdrive")
+    settings = _quiet_offline()
+    alarms = evaluate_track(tracks, settings, fmt="tdrive")
+    assert not {"fatigue_driving", "daily_driving_limit"} & {a.alarm_type for a in alarms}
+
+    rules = settings.rules.model_copy(update={"daily_driving_limit_s": 1.0})
+    daily = {
+        a.details["day"]: a.details
+        for a in evaluate_track(tracks, settings.model_copy(update={"rules": rules}), fmt="tdrive")
+        if a.alarm_type == "daily_driving_limit"
+    }
+    feb5 = daily["2008-02-05"]
+    assert (feb5["driving_s"], feb5["ambiguous_gaps"], feb5["ambiguous_s"]) == (
+        16002.6,
+        22,
+        35587.0,
+    )
+    assert feb5["ambiguous_driving_s"] == 6761.6
+    assert max(d["driving_s"] for d in daily.values()) == 16002.6
