@@ -108,3 +108,13 @@ async def test_web_command_serves_and_refuses_insecure_production(
         env=env, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert refused.returncode == 2 and "secret_key" in refused.stderr
+
+
+@pytest.mark.parametrize("port", ["99999", "0", "-1", "abc"])
+def test_web_command_refuses_a_port_outside_1_to_65535(
+    port: str, settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["web", "--port", port], settings=settings)
+    assert exit_.value.code == 2
+    assert f"--port: expected 1-65535, got {port}" in capsys.readouterr().err

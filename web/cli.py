@@ -18,9 +18,26 @@ from gps_monitor.errors import ConfigurationError, NotFoundError
 from gps_monitor.service import upgrade_schema
 
 
+def tcp_port(text: str) -> int:
+    """``--port`` value: a TCP port 1-65535 (0 would let the system pick one at random).
+
+    Raises:
+        argparse.ArgumentTypeError: anything else (argparse exits 2 with the message).
+    """
+    try:
+        port = int(text)
+    except ValueError:
+        port = 0
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"expected 1-65535, got {text}")
+    return port
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default=None, help="bind address (default web.host, 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=None, help="port (default web.port, 8000)")
+    parser.add_argument(
+        "--port", type=tcp_port, default=None, help="port 1-65535 (default web.port, 8000)"
+    )
     parser.add_argument(
         "--no-upgrade", action="store_true", help="do not apply pending migrations at start"
     )
