@@ -9,7 +9,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from test_reports_support import BEIJING, read_tdrive, store_fixes
+from test_reports_support import BEIJING, Fix, read_tdrive, store_fixes
 
 from gps_monitor.config import Settings
 from gps_monitor.db import holds, holds_cli, registry, retention
@@ -174,3 +174,37 @@ async def test_hold_and_report_commands(
     bad = _parse(report_cli, ["evidence", "--alarm", "1", "--out", str(tmp_path / "x.doc")])
     with pytest.raises(Exception, match="expected an extension"):
         await _in_thread(report_cli, bad, settings)
+
+
+async def test_retention_refuses_a_cutoff_inside_the_retention_period_without_force(
+    pool: asyncpg.Pool, settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import asyncio
+
+    from gps_monitor.cli import main
+
+    company = await registry.ensure_company(pool, "渝运物流")
+    vehicle = await registry.ensure_vehicle(
+        pool, company_id=company.id, plate_number="渝A00001", terminal_id="013900000001"
+    )
+    now = datetime.now(UTC)
+    recent = [Fix(now.replace(microsecond=0), 29.5, 106.55, 30.0, 0.0)]
+    await store_fixes(pool, vehicle.id, company.id, vehicle.terminal_id, recent)
+
+    def cli(*argv: str) -> int:
+        return main(["retention", *argv], settings=settings)
+
+    assert await asyncio.to_thread(cli, "--before", "2030-01-01T00:00:00+08:00") == 2
+    err = capsys.readouterr().err
+    assert "--before: expected at most" in err and "6-month retention period" in err
+    assert "got 2030-01-01T00:00:00+08:00" in err and "--force" in err
+    assert await pool.fetchval("SELECT count(*) FROM positions") == 1
+    # a cutoff before now minus 6 months is accepted; the recent position stays
+    assert await asyncio.to_thread(cli, "--before", "2020-01-01T00:00:00+00:00") == 0
+    assert await pool.fetchval("SELECT count(*) FROM positions") == 1
+    # a naive cutoff is refused on stderr
+    assert await asyncio.to_thread(cli, "--before", "2020-01-01T00:00:00") == 2
+    assert "--before: expected a time with offset" in capsys.readouterr().err
+    # --force deletes what it was asked to
+    assert await asyncio.to_thread(cli, "--before", "2030-01-01T00:00:00+08:00", "--force") == 0
+    assert await pool.fetchval("SELECT count(*) FROM positions") == 0

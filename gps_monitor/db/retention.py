@@ -28,6 +28,7 @@ import asyncpg
 from gps_monitor.config import Settings
 from gps_monitor.db import migrate
 from gps_monitor.db.pool import connect
+from gps_monitor.errors import ConfigurationError
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,16 +125,42 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="cutoff (ISO 8601 with offset); default: now minus database.retention_months",
     )
     parser.add_argument("--dry-run", action="store_true", help="count, delete nothing")
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="accept a --before later than now minus database.retention_months (deletes data "
+        "younger than the retention period)",
+    )
+
+
+def check_cutoff(before: datetime | None, months: int, now: datetime, *, force: bool) -> datetime:
+    """The cutoff of a run: ``before``, or ``now`` minus ``months`` when it is ``None``.
+
+    Raises:
+        ConfigurationError: ``before`` is naive, or later than ``now`` minus ``months`` (data still
+            inside the retention period) and ``force`` is not set.
+    """
+    earliest_kept = months_before(now, months)
+    if before is None:
+        return earliest_kept
+    if before.tzinfo is None:
+        raise ConfigurationError(
+            "--before: expected a time with offset, e.g. 2026-01-01T00:00:00+08:00, "
+            f"got {before.isoformat()}"
+        )
+    if before > earliest_kept and not force:
+        raise ConfigurationError(
+            f"--before: expected at most {earliest_kept.isoformat(timespec='seconds')} (now minus "
+            f"the {months}-month retention period), got {before.isoformat()}; it would delete "
+            "data younger than the retention period: give --force if that is intended"
+        )
+    return before
 
 
 async def _run(args: argparse.Namespace, settings: Settings) -> int:
-    cutoff = args.before or months_before(datetime.now(UTC), settings.database.retention_months)
-    if cutoff.tzinfo is None:
-        print(
-            "gps-monitor retention: --before: expected a time with offset, e.g. "
-            f"2026-01-01T00:00:00+08:00, got {args.before.isoformat()}"
-        )
-        return 2
+    cutoff = check_cutoff(
+        args.before, settings.database.retention_months, datetime.now(UTC), force=args.force
+    )
     conn = await connect(settings.database)
     try:
         result = await run_retention(conn, cutoff=cutoff, dry_run=args.dry_run)
