@@ -11,10 +11,13 @@ pattern: one ``BaseModel`` per concern, one field on :class:`Settings`.
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -277,7 +280,17 @@ class RulesSettings(BaseModel):
     Env: ``GPS_MONITOR_RULES_<FIELD>``, e.g. ``GPS_MONITOR_RULES_OVERSPEED_MIN_DURATION_S``.
     ``gps-monitor evaluate --set overspeed.min_duration_s=20`` overrides one field
     (``rule.key`` is ``<rule>_<key>`` here). Local times are Asia/Shanghai (``timezone``).
+
+    Validated whichever way they come (env or ``--set``): local times of day ``HH:MM`` within
+    00:00-23:59 (``6:00`` is read as ``06:00``), ``timezone`` an IANA zone name, every number
+    finite (no NaN or infinity) and within the bounds given per field.
+
+    Raises:
+        pydantic.ValidationError: on construction with a value out of bounds;
+            :func:`describe_validation_error` turns it into one line per setting.
     """
+
+    model_config = ConfigDict(allow_inf_nan=False)
 
     timezone: str = Field(
         default="Asia/Shanghai", description="Zone of day boundaries and night windows."
@@ -431,6 +444,7 @@ class RulesSettings(BaseModel):
     )
     route_deviation_min_distance_m: float | None = Field(
         default=None,
+        gt=0,
         description="Optionally also fire after this distance driven outside (None = off).",
     )
     route_return_fraction: float = Field(
@@ -504,6 +518,51 @@ class RulesSettings(BaseModel):
         ge=0,
         description="Late positions are re-evaluated with stored neighbours this far around.",
     )
+
+    @field_validator(
+        "night_start_local", "night_end_local", "night_ban_start_local", "night_ban_end_local"
+    )
+    @classmethod
+    def _time_of_day(cls, value: str) -> str:
+        match = _TIME_OF_DAY.match(value)
+        if not match or int(match[1]) > 23 or int(match[2]) > 59:
+            raise PydanticCustomError(
+                "time_of_day", "Input should be a local time of day HH:MM within 00:00-23:59"
+            )
+        return f"{int(match[1]):02d}:{match[2]}"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError, OSError):
+            raise PydanticCustomError(
+                "time_zone", "Input should be an IANA time zone name such as Asia/Shanghai"
+            ) from None
+        return value
+
+
+_TIME_OF_DAY = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*$")
+
+
+def describe_validation_error(error: ValidationError, *, env_prefix: str | None = None) -> str:
+    """A pydantic error as ``setting: expected ..., got ...`` lines (no tuples, no URLs).
+
+    ``env_prefix`` (e.g. ``GPS_MONITOR_``): name the settings as environment variables
+    (``GPS_MONITOR_RULES_NIGHT_START_LOCAL``) rather than by their dotted path.
+    """
+    lines = []
+    for item in error.errors():
+        path = [str(part) for part in item["loc"]]
+        name = ".".join(path) or "settings"
+        if env_prefix is not None:
+            name = f"{env_prefix}{'_'.join(path).upper()}"
+        expected = str(item["msg"]).removeprefix("Input should be ").rstrip(".")
+        if expected.startswith(("greater", "less")):
+            expected = f"a number {expected}"
+        lines.append(f"{name}: expected {expected}, got {item.get('input')!r}")
+    return "; ".join(lines)
 
 
 class ReportsSettings(BaseModel):

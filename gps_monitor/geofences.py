@@ -28,6 +28,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import shapely
 from shapely.geometry import LineString, Point, mapping, shape
 from shapely.geometry.base import BaseGeometry
@@ -239,7 +240,8 @@ def _feature_geometry(feature: dict[str, Any], what: str) -> BaseGeometry:
     if not isinstance(raw, dict):
         raise GeometryError(f"{what}: expected a GeoJSON geometry object, got {raw!r}")
     try:
-        geom = shape(raw)
+        with np.errstate(invalid="ignore"):  # a NaN coordinate: check_geometry names it
+            geom = shape(raw)
     except (ValueError, TypeError, AttributeError, IndexError, shapely.errors.ShapelyError) as e:
         raise GeometryError(f"{what}: unreadable GeoJSON geometry ({e})") from e
     return geom

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from dataclasses import replace
@@ -25,7 +26,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from gps_monitor.config import RulesSettings, Settings
+from gps_monitor.config import RulesSettings, Settings, describe_validation_error
 from gps_monitor.errors import ConfigurationError, GeometryError, GpsMonitorError
 from gps_monitor.geo import fast_distance_m
 from gps_monitor.geofences import Geofence, Route, parse_geojson
@@ -86,8 +87,7 @@ def apply_overrides(base: RulesSettings, overrides: list[str]) -> RulesSettings:
     try:
         return RulesSettings.model_validate(values)
     except ValidationError as error:
-        first = error.errors()[0]
-        raise ConfigurationError(f"--set: {first['loc']}: {first['msg']}") from None
+        raise ConfigurationError(f"--set {describe_validation_error(error)}") from None
 
 
 def load_geojson_files(paths: list[str]) -> tuple[list[Geofence], list[Route]]:
@@ -195,9 +195,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         settings = settings.model_copy(update={"rules": rules})
         fences, routes_a = load_geojson_files(args.geofences)
         more_fences, routes = load_geojson_files(args.routes)
-        if args.speed_limit_kmh is not None and args.speed_limit_kmh <= 0:
+        limit = args.speed_limit_kmh
+        if limit is not None and not (math.isfinite(limit) and limit > 0):
             raise ConfigurationError(
-                f"--speed-limit-kmh: expected a positive number, got {args.speed_limit_kmh}"
+                f"--speed-limit-kmh: expected a finite positive number, got {limit}"
             )
         tracks = read_track(args.track, args.format)
     except GpsMonitorError as error:
