@@ -63,9 +63,25 @@ def _json_dict(obj: Any) -> dict[str, Any]:
     return out
 
 
+# Supported fix times, [min, max): what a JT/T 808 BCD date (YY) can say, and safely inside what
+# Python, asyncpg and PostgreSQL can convert and round-trip (year 1 is asyncpg's -infinity).
+FIX_TIME_MIN = datetime(2000, 1, 1, tzinfo=UTC)
+FIX_TIME_MAX = datetime(2100, 1, 1, tzinfo=UTC)
+
+
 def _require_utc(name: str, value: datetime) -> None:
     if value.tzinfo is None or value.utcoffset() is None:
         raise PayloadError("wrong_type", f"{name}: expected a timezone-aware datetime, got naive")
+
+
+def fix_time_range_error(value: datetime) -> str | None:
+    """Why an aware ``value`` is outside the supported fix times, or None when it is inside."""
+    if FIX_TIME_MIN <= value < FIX_TIME_MAX:
+        return None
+    return (
+        f"fix_time: expected {FIX_TIME_MIN.date()} .. {FIX_TIME_MAX.date()} (UTC), "
+        f"got {value.isoformat()}"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +106,8 @@ class Position:
         received_at: arrival time at the platform (UTC).
 
     Raises:
-        PayloadError: a value is out of its physical range or a datetime is naive. Coordinates
+        PayloadError: a value is out of its physical range, a datetime is naive, or the fix
+            time is outside [``FIX_TIME_MIN``, ``FIX_TIME_MAX``) (``out_of_range``). Coordinates
             out of range are *not* an error here: they are a quality verdict (stored, flagged).
     """
 
@@ -118,6 +135,8 @@ class Position:
 
     def __post_init__(self) -> None:
         _require_utc("fix_time", self.fix_time)
+        if (range_error := fix_time_range_error(self.fix_time)) is not None:
+            raise PayloadError("out_of_range", range_error)
         if self.fix_time.utcoffset() != UTC.utcoffset(None):
             object.__setattr__(self, "fix_time", self.fix_time.astimezone(UTC))
         if self.received_at is not None:

@@ -30,9 +30,10 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 
 from gps_monitor.errors import PayloadError
-from gps_monitor.models import Position
+from gps_monitor.models import Position, fix_time_range_error
 
 _U32 = 2**32 - 1
 # 2000-01-01 .. 2100-01-01 in epoch ms: outside this an integer is not an epoch-ms fix time.
@@ -77,6 +78,9 @@ class PositionPayload(BaseModel):
                 raise ValueError(f"expected ISO 8601 with offset, got {value!r}") from None
             if parsed.tzinfo is None:
                 raise ValueError(f"expected ISO 8601 with a UTC offset, got {value!r} (no offset)")
+            # checked before converting: year 1 or 9999 with an offset overflows astimezone()
+            if (range_error := fix_time_range_error(parsed)) is not None:
+                raise PydanticCustomError("out_of_range", range_error.removeprefix("fix_time: "))
             return parsed.astimezone(UTC)
         raise ValueError(
             f"expected ISO 8601 string or epoch ms integer, got {type(value).__name__}"
@@ -116,13 +120,16 @@ class PositionPayload(BaseModel):
 def payload_error(error: ValidationError, where: str = "") -> PayloadError:
     """A :class:`PayloadError` naming the first bad field, what was expected and what came.
 
-    ``missing_field`` when a required field is absent, ``wrong_type`` otherwise.
+    ``missing_field`` when a required field is absent, ``out_of_range`` for a fix time outside
+    the supported years, ``wrong_type`` otherwise.
     """
     first = error.errors()[0]
     field = ".".join(str(part) for part in first["loc"]) or "(object)"
     prefix = f"{where}{field}"
     if first["type"] == "missing":
         return PayloadError("missing_field", f"{prefix}: required field is missing")
+    if first["type"] == "out_of_range":
+        return PayloadError("out_of_range", f"{prefix}: {first['msg']}")
     got = first.get("input")
     got_text = repr(got) if len(repr(got)) <= 80 else repr(got)[:77] + "..."
     return PayloadError("wrong_type", f"{prefix}: {first['msg']}; got {got_text}")

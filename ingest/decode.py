@@ -44,7 +44,8 @@ def decode_positions(
     Raises:
         PayloadError: ``oversize`` (bytes, or more than ``max_batch_positions`` elements),
             ``malformed_json`` (not UTF-8 JSON), ``wrong_type`` (not an object / array, a value
-            of the wrong type or range), ``missing_field``.
+            of the wrong type or range, a NUL character in any string or key),
+            ``missing_field``, ``out_of_range`` (a fix time outside the supported years).
     """
     check_size(payload, settings)
     try:
@@ -56,6 +57,8 @@ def decode_positions(
             "malformed_json",
             f"payload: expected JSON, got {error.msg} at line {error.lineno} column {error.colno}",
         ) from None
+    if b"\\u0000" in payload:  # the only way JSON can carry a NUL; PostgreSQL text refuses it
+        _refuse_nul(data, "")
     if kind == "position":
         return [parse_position(data, terminal_id, received_at)]
     if not isinstance(data, list):
@@ -74,3 +77,26 @@ def decode_positions(
         parse_position(item, terminal_id, received_at, where=f"[{i}].")
         for i, item in enumerate(data)
     ]
+
+
+def _refuse_nul(value: Any, where: str) -> None:
+    """Raises PayloadError(reason="wrong_type") at the first string or key holding U+0000."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise PayloadError(
+                "wrong_type",
+                f"{where or 'payload'}: expected text without NUL characters, got \\u0000 in "
+                f"{value!r}"[:200],
+            )
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if "\x00" in key:
+                raise PayloadError(
+                    "wrong_type",
+                    f"{where or 'payload'}: expected keys without NUL characters, got \\u0000 "
+                    f"in key {key!r}"[:200],
+                )
+            _refuse_nul(item, f"{where}.{key}" if where else key)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _refuse_nul(item, f"{where}[{i}]")

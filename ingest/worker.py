@@ -61,6 +61,15 @@ class WorkerStats:
     rejected_by_reason: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
 
+def _payload_bytes(message: aiomqtt.Message) -> bytes:
+    payload = message.payload
+    return payload if isinstance(payload, bytes) else str(payload).encode()
+
+
+class _PoisonMessage(Exception):
+    """Judging one message of a batch failed because of its data: redo message by message."""
+
+
 @dataclass(slots=True)
 class _OpenBatch:
     messages: list[aiomqtt.Message] = field(default_factory=list)
@@ -177,8 +186,6 @@ class IngestWorker:
         self, rejects: list[tuple[int, RejectedMessage]], index: int, topic: str, payload: bytes,
         received_at: datetime, error: PayloadError, terminal_id: str | None,
     ) -> None:  # fmt: skip
-        self.stats.rejected += 1
-        self.stats.rejected_by_reason[error.reason] += 1
         log.info("rejected message on %s: %s", topic, error)
         rejects.append(
             (index, RejectedMessage(topic, payload, received_at, error.reason, error.detail,
@@ -196,13 +203,13 @@ class IngestWorker:
             zip(batch.messages, batch.received_at, strict=True)
         ):
             topic = message.topic.value
-            payload = message.payload
-            if not isinstance(payload, bytes):
-                payload = str(payload).encode()
+            payload = _payload_bytes(message)
             try:
                 check_size(payload, self.settings.ingest)
                 parsed = topics.parse_inbound(topic, self.prefix)
-            except PayloadError as error:
+            except Exception as error:
+                if not isinstance(error, PayloadError):
+                    error = PayloadError("internal_error", f"topic check failed: {error!r}")
                 self._reject(rejects, index, topic, payload, received_at, error, None)
                 inbound.append(None)
                 continue
@@ -246,7 +253,22 @@ class IngestWorker:
         for item, vehicle, positions in decoded:
             raw_index = len(write.raw)
             write.raw.append(RawMessage(item.topic, item.payload, item.received_at))
-            await self.pipeline.judge(conn, vehicle, positions, raw_index, write, keys)
+            try:
+                await self.pipeline.judge(conn, vehicle, positions, raw_index, write, keys)
+            except Exception as error:
+                if not positions_db.is_data_error(error):
+                    raise  # the database is away: the whole batch is retried
+                if len(batch.messages) > 1:
+                    # rows of this message may already be in ``write``: redo message by message
+                    raise _PoisonMessage(error) from error
+                log.exception("could not judge message on %s", item.topic)
+                self.pipeline.states.pop(vehicle.id, None)  # reloads from the database
+                reject = PayloadError("internal_error", f"quality judgement failed: {error!r}")
+                self._reject(
+                    rejects, 0, item.topic, item.payload, item.received_at, reject,
+                    item.terminal_id,
+                )  # fmt: skip
+                return WriteBatch(rejected=[r for _, r in rejects])
         return write
 
     async def _flush(self, client: aiomqtt.Client) -> None:
@@ -256,12 +278,24 @@ class IngestWorker:
             return
         self._batch = _OpenBatch()
         try:
-            t0 = time.perf_counter()
-            write = await self._prepare(batch)
-            t1 = time.perf_counter()
-            result = await positions_db.write_batch(await self._db(), write)
-            self.stats.prepare_s += t1 - t0
-            self.stats.write_s += time.perf_counter() - t1
+            try:
+                t0 = time.perf_counter()
+                write = await self._prepare(batch)
+                t1 = time.perf_counter()
+                result = await positions_db.write_batch(await self._db(), write)
+                self.stats.prepare_s += t1 - t0
+                self.stats.write_s += time.perf_counter() - t1
+                self._count(write)
+            except Exception as error:
+                if not isinstance(error, _PoisonMessage) and not positions_db.is_data_error(error):
+                    raise
+                log.warning(
+                    "batch of %d message(s) not stored, caused by its data (%s); "
+                    "storing it message by message",
+                    len(batch.messages),
+                    error,
+                )
+                write, result = await self._write_one_by_one(batch)
         except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as error:
             log.error(
                 "batch of %d message(s) not stored (%s); retrying after reconnect",
@@ -297,6 +331,57 @@ class IngestWorker:
         if time.monotonic() - self._last_report >= 10.0:
             self._last_report = time.monotonic()
             self._report()
+
+    async def _write_one_by_one(
+        self, batch: _OpenBatch
+    ) -> tuple[WriteBatch, positions_db.WriteResult]:
+        """Store a batch that failed because of its data one message per transaction: the
+        good messages are stored, the offending one goes to ``rejected_messages`` (reason
+        ``unstorable``, the database's message as detail).
+
+        Returns the union of what was written (for the accepted publishes). Raises what
+        :meth:`_flush` treats as an outage (the database or the broker away).
+        """
+        self.pipeline.reset()  # states judged with the failed batch never reached the database
+        conn = await self._db()
+        union = WriteBatch()
+        inserted: list[Position] = []
+        already: list[Position] = []
+        for message, received_at in zip(batch.messages, batch.received_at, strict=True):
+            one = _OpenBatch([message], [received_at])
+            try:
+                write = await self._prepare(one)
+                result = await positions_db.write_batch(conn, write)
+            except Exception as error:
+                if not positions_db.is_data_error(error):
+                    raise
+                self.pipeline.reset()
+                topic = message.topic.value
+                log.error("message on %s cannot be stored: %s", topic, error)
+                parsed = topics.parse_inbound(topic, self.prefix)  # it passed once: valid
+                write = WriteBatch(
+                    rejected=[
+                        RejectedMessage(
+                            topic, _payload_bytes(message), received_at, "unstorable",
+                            str(error) or repr(error), parsed.terminal_id,
+                        )
+                    ]
+                )  # fmt: skip
+                result = await positions_db.write_batch(conn, write)
+            self._count(write)
+            union.raw.extend(write.raw)
+            union.positions.extend(write.positions)
+            union.rejected.extend(write.rejected)
+            union.cleared.extend(write.cleared)
+            inserted.extend(result.inserted)
+            already.extend(result.already_stored)
+        return union, positions_db.WriteResult(inserted=inserted, already_stored=already)
+
+    def _count(self, write: WriteBatch) -> None:
+        """Count the rejections of a committed write."""
+        for rejected in write.rejected:
+            self.stats.rejected += 1
+            self.stats.rejected_by_reason[rejected.reason] += 1
 
     async def _publish_then_ack(
         self,

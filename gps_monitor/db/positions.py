@@ -17,6 +17,7 @@ The caller acknowledges the source MQTT messages only after this returns.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -141,6 +142,8 @@ async def write_batch(conn: asyncpg.Connection, batch: WriteBatch) -> WriteResul
     Raises:
         asyncpg.PostgresError / OSError: the transaction failed and was rolled back; nothing
             of the batch is stored (the caller does not acknowledge, the broker redelivers).
+            When :func:`is_data_error` says the data caused it, retrying the same batch fails
+            again: the caller isolates the offending message instead.
     """
     async with conn.transaction():
         raw_ids: list[int] = []
@@ -209,6 +212,27 @@ async def write_batch(conn: asyncpg.Connection, batch: WriteBatch) -> WriteResul
                 columns=("received_at", "topic", "payload", "terminal_id", "reason", "detail"),
             )
     return WriteResult(inserted=inserted, already_stored=already)
+
+
+_DATA_SQLSTATE_CLASSES = ("22", "23")  # data exception, integrity constraint violation
+
+
+def is_data_error(error: BaseException) -> bool:
+    """Whether a failed write was caused by the data written, not by the database being away.
+
+    True for SQLSTATE classes 22 (data exception: a NUL in text, NaN in JSON, a number out of
+    range) and 23 (integrity constraint violation), and for errors raised in Python while
+    encoding or reading back the rows (asyncpg's client-side ``DataError``, ``ValueError``,
+    ``OverflowError``...). False for connection loss, timeouts and every other server error:
+    those are outages, and the same batch is retried once the database is back.
+    """
+    if isinstance(error, asyncpg.PostgresError):
+        return (getattr(error, "sqlstate", None) or "")[:2] in _DATA_SQLSTATE_CLASSES
+    if isinstance(error, asyncpg.exceptions._base.DataError):
+        return True  # client-side: a value asyncpg cannot encode
+    return not isinstance(
+        error, OSError | asyncpg.InterfaceError | TimeoutError | asyncio.CancelledError
+    ) and isinstance(error, Exception)
 
 
 def _staging_record(row: PositionRow, raw_id: int, order: int) -> tuple[object, ...]:
