@@ -2,8 +2,11 @@
 over MQTT as simulated terminals, in fix-time order, on ``gps/v1/{terminal_id}/position`` (QoS 1).
 
 ``--speedup N`` compresses time N-fold (60: an hour of track in a minute); ``--speedup 0``
-publishes as fast as the broker takes it. ``--register`` creates a demo company and one vehicle
-per simulated terminal (otherwise ingest rejects them as ``unknown_terminal``).
+publishes as fast as ``--max-rate`` allows (default 500 positions/s; 0 = unlimited, only for a
+broker configured like ``deploy/mosquitto/mosquitto.conf``: a stock Mosquitto keeps at most 1000
+queued messages per subscriber and drops the rest while the ingest worker catches up).
+``--register`` creates a demo company and one vehicle per simulated terminal (otherwise ingest
+rejects them as ``unknown_terminal``).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sys
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -29,6 +33,13 @@ from gps_monitor.payload import position_to_payload
 from gps_monitor.tracks import FORMATS, read_track, replay_order
 
 DEMO_COMPANY = "Demo replay company"
+# positions/s: well below what one ingest worker commits through a stock Mosquitto (20 messages
+# in flight, 1000 queued per subscriber), so a --speedup 0 replay loses nothing there
+DEFAULT_MAX_RATE = 500.0
+UNLIMITED_WARNING = (
+    "replay: --max-rate 0, no rate cap: a stock Mosquitto (max_queued_messages 1000) drops "
+    "messages when the ingest worker falls behind; use it only with deploy/mosquitto/mosquitto.conf"
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -55,8 +66,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-rate",
         type=float,
-        default=0.0,
-        help="at most this many messages per second (default 0 = no limit)",
+        default=DEFAULT_MAX_RATE,
+        help=f"at most this many positions per second (default {DEFAULT_MAX_RATE:g}); 0 = no "
+        "limit, for a broker with large queues (deploy/mosquitto/mosquitto.conf)",
     )
     parser.add_argument("--terminal-id", default=None, help="terminal id (geolife only)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -92,7 +104,7 @@ async def publish_positions(
     speedup: float,
     progress: bool = True,
     concurrency: int = 64,
-    max_rate: float = 0.0,
+    max_rate: float = DEFAULT_MAX_RATE,
     client_id: str | None = None,
     on_published: Callable[[int], None] | None = None,
 ) -> int:
@@ -103,14 +115,17 @@ async def publish_positions(
         concurrency: QoS 1 publishes awaiting their PUBACK at once.
         max_rate: at most this many messages per second (0: no limit). A broker with a bounded
             per-client queue (Mosquitto ``max_queued_messages``, default 1000) drops QoS 1
-            messages for a subscriber that falls that far behind a burst.
+            messages for a subscriber that falls that far behind a burst; the default
+            (:data:`DEFAULT_MAX_RATE`) stays below what one ingest worker commits there.
         on_published: called with the running count after each PUBACK.
 
     Raises:
-        GpsMonitorError: negative speedup. aiomqtt.MqttError: the broker went away.
+        GpsMonitorError: negative speedup or max_rate. aiomqtt.MqttError: the broker went away.
     """
     if speedup < 0:
         raise GpsMonitorError(f"--speedup: expected 0 or a positive number, got {speedup}")
+    if max_rate < 0:
+        raise GpsMonitorError(f"--max-rate: expected 0 or a positive number, got {max_rate}")
     if not positions:
         return 0
     prefix = settings.mqtt.topic_prefix
@@ -173,7 +188,7 @@ async def replay_file(
     vehicle_class: VehicleClass = VehicleClass.COACH,
     terminal_id: str | None = None,
     progress: bool = True,
-    max_rate: float = 0.0,
+    max_rate: float = DEFAULT_MAX_RATE,
 ) -> tuple[int, dict[str, list[Position]]]:
     """Read ``path`` (format ``fmt``), optionally register its terminals, publish it.
 
@@ -196,6 +211,8 @@ async def replay_file(
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     mqtt.require_host(settings.mqtt)
+    if args.max_rate == 0:
+        print(UNLIMITED_WARNING, file=sys.stderr)
     published, tracks = asyncio.run(
         replay_file(
             settings,

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
+import subprocess
 from pathlib import Path
 
 import asyncpg
-from ingest_helpers import count_probe, running_worker, wait_for
+from ingest_helpers import count_probe, running_worker, start_cli, wait_for
 
 from gps_monitor.config import Settings
 from gps_monitor.tracks import read_track
-from ingest.replay import replay_file
+from ingest.replay import UNLIMITED_WARNING, replay_file
 
 
 async def test_tdrive_replay_stores_each_distinct_fix_once(
@@ -77,6 +79,54 @@ async def test_liverpool_replay_stores_all_distinct_fixes_of_the_8_buses(
     assert {r["terminal_id"]: r["fix_time"] for r in latest} == {
         t: ps[-1].fix_time for t, ps in tracks.items()
     }
+
+
+async def test_replay_cli_at_speedup_0_loses_nothing_on_a_stock_broker_by_default(
+    settings: Settings, pool: asyncpg.Pool, shared_data: Path
+) -> None:
+    """The README's command: 1533 rows, 8 buses, no --max-rate. The test broker keeps
+    Mosquitto's stock limits (20 in flight, 1000 queued per subscriber); unpaced, a third of
+    the replay was dropped there."""
+    path = shared_data / "bods_liverpool_bus_route14_outbound.csv"
+    with path.open(newline="") as f:
+        expected = len({(r["vehicle_id"], r["timestamp"]) for r in csv.DictReader(f)})
+    args = ["replay", str(path), "--format", "bods", "--register", "--speedup", "0"]
+    async with running_worker(settings):
+        proc = start_cli([*args, "--no-progress"], settings, stderr=subprocess.PIPE)
+        _, stderr = await asyncio.to_thread(proc.communicate, timeout=120)
+        stored = await wait_for(
+            count_probe(pool, "SELECT count(*) FROM positions"), lambda n: n >= expected
+        )
+    assert proc.returncode == 0, stderr.decode()
+    assert stored == expected
+    assert UNLIMITED_WARNING.encode() not in stderr
+
+
+def test_replay_cli_warns_in_one_line_when_the_rate_is_unlimited(
+    settings: Settings, shared_data: Path
+) -> None:
+    path = shared_data / "tdrive_beijing_taxi_1.txt"
+    proc = start_cli(
+        ["replay", str(path), "--format", "tdrive", "--speedup", "0", "--max-rate", "0",
+         "--no-progress"],
+        settings, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr.decode()
+    assert stderr.decode().splitlines() == [UNLIMITED_WARNING]
+    assert b"published 588 position(s)" in stdout
+
+
+def test_replay_cli_refuses_a_negative_max_rate(settings: Settings, shared_data: Path) -> None:
+    path = shared_data / "tdrive_beijing_taxi_1.txt"
+    proc = start_cli(
+        ["replay", str(path), "--format", "tdrive", "--max-rate", "-5", "--no-progress"],
+        settings, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 2
+    assert b"--max-rate: expected 0 or a positive number, got -5" in stderr
+    assert b"Traceback" not in stderr
 
 
 def test_track_reader_derives_speed_for_tdrive(shared_data: Path) -> None:
