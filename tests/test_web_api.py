@@ -564,3 +564,36 @@ async def test_ids_beyond_bigint_answer_422_on_every_endpoint(
         # in range but unknown stays a 404
         r = await client.get("/api/vehicles/9223372036854775807", headers=world.auth("bureau"))
         assert r.status_code == 404
+
+
+async def test_api_sends_speeds_rounded_to_a_tenth_not_float32_noise(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    world = await make_world(pool, settings)
+    vehicle = world.vehicles_a[0]
+    fix = datetime.now(UTC).replace(microsecond=0)
+    # real (float32) columns give 7.730000019073486 back for 7.73
+    await store_position(pool, vehicle, fix - timedelta(seconds=20), 29.5, 106.5, speed_kmh=7.73)
+    await store_position(
+        pool, vehicle, fix - timedelta(seconds=10), 29.6, 106.5, 13.06, quality="invalid"
+    )
+    await store_position(pool, vehicle, fix, 29.5001, 106.5, speed_kmh=7.73)
+    alarm = await store_alarm(
+        pool, vehicle, world.company_a, started_at=fix - timedelta(seconds=30), ended_at=fix
+    )
+    bureau = world.auth("bureau")
+    async with rest_client(settings) as client:
+        card = (await client.get(f"/api/vehicles/{vehicle}", headers=bureau)).json()
+        assert card["latest"]["speed_kmh"] == 7.7 and card["latest"]["heading_deg"] == 90
+        latest = (await client.get("/api/positions/latest", headers=bureau)).json()
+        assert {v["speed_kmh"] for v in latest if v["vehicle_id"] == vehicle} == {7.7}
+        detail = (await client.get(f"/api/alarms/{alarm}", headers=bureau)).json()
+        assert [p["speed_kmh"] for p in detail["positions"]] == [7.7, 13.1, 7.7]
+        window = {"start": (fix - timedelta(minutes=1)).isoformat(),
+                  "end": (fix + timedelta(minutes=1)).isoformat()}  # fmt: skip
+        track = (
+            await client.get(f"/api/vehicles/{vehicle}/track", params=window, headers=bureau)
+        ).json()
+        flagged = [f for f in track["features"] if f["properties"]["kind"] == "flagged"]
+        assert [f["properties"]["speed_kmh"] for f in flagged] == [13.1]
+        assert track["features"][0]["properties"]["speeds_kmh"] == [7.7, 7.7]

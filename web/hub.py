@@ -50,6 +50,7 @@ from gps_monitor.config import Settings
 from gps_monitor.db.users import User
 from gps_monitor.mqtt import run_with_reconnect
 from web.live_query import LiveFilter
+from web.units import rounded
 
 log = logging.getLogger(__name__)
 
@@ -282,8 +283,8 @@ class LiveHub:
                     "fix_time": fix_time,
                     "latitude": lat,
                     "longitude": lon,
-                    "speed_kmh": p["speed_kmh"],
-                    "heading_deg": p.get("heading_deg"),
+                    "speed_kmh": rounded(p["speed_kmh"], 1),
+                    "heading_deg": rounded(p.get("heading_deg"), 1),
                     "acc_on": p.get("acc_on"),
                 }
             )

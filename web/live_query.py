@@ -16,6 +16,7 @@ from typing import Any
 import asyncpg
 
 from gps_monitor.config import WebSettings
+from web.units import round_measures
 
 STATUSES = ("moving", "stopped", "offline", "in_alarm")
 
@@ -115,7 +116,7 @@ async def latest_positions(
     )
     out = []
     for row in rows:
-        item = dict(row)
+        item = round_measures(dict(row))
         for key in ("fix_time", "last_message_at"):
             if item[key] is not None:
                 item[key] = item[key].isoformat()

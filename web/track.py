@@ -18,6 +18,8 @@ import numpy as np
 import shapely
 from pyproj import Transformer
 
+from web.units import rounded
+
 
 @dataclass(frozen=True, slots=True)
 class TrackPoint:
@@ -131,7 +133,7 @@ def track_geojson(
                 "tolerance_m": used_tolerance,
                 "fix_times": [_iso(ok.epoch_s[i]) for i in keep],
                 "speeds_kmh": [round(ok.speed_kmh[i], 1) for i in keep],
-                "headings_deg": [ok.heading_deg[i] for i in keep],
+                "headings_deg": [rounded(ok.heading_deg[i], 1) for i in keep],
                 "late": [ok.late[i] for i in keep],
             },
         }
@@ -150,7 +152,7 @@ def track_geojson(
                     "quality_reason": p.quality_reason,
                     "late": p.late,
                     "fix_time": p.fix_time.isoformat(),
-                    "speed_kmh": p.speed_kmh,
+                    "speed_kmh": rounded(p.speed_kmh, 1),
                 },
             }
         )

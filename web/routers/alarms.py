@@ -26,6 +26,7 @@ from web.deps import (
     company_scope,
     not_found,
 )
+from web.units import round_measures
 
 router = APIRouter(prefix="/api/alarms", tags=["alarms"])
 
@@ -109,7 +110,7 @@ async def get_alarm(alarm_id: DbId, user: CurrentUser, pool: PoolDep) -> dict[st
     start = alarm["first_fix_time"] or alarm["started_at"]
     end = alarm["last_fix_time"] or alarm["ended_at"] or datetime.now(start.tzinfo)
     alarm["positions"] = [
-        dict(r)
+        round_measures(dict(r))
         for r in await pool.fetch(
             "SELECT fix_time, latitude, longitude, speed_kmh, heading_deg, quality, late "
             "FROM positions WHERE vehicle_id = $1 AND fix_time BETWEEN $2 AND $3 "

@@ -24,6 +24,13 @@ async def map_page() -> FileResponse:
     return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
 
 
+@router.get("/favicon.ico", include_in_schema=False)
+async def favicon() -> FileResponse:
+    """The icon browsers ask for on their own (pages without a ``<link rel="icon">``, the API
+    docs): the same SVG the pages link, so no page logs a 404."""
+    return FileResponse(STATIC_DIR / "favicon.svg", media_type="image/svg+xml")
+
+
 @router.get("/api/config")
 async def map_config(settings: SettingsDep) -> dict[str, Any]:
     """Basemap and map settings for the page (no login needed: holds no data).

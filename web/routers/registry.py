@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 from gps_monitor.db import audit
 from gps_monitor.models import PlateColor, VehicleClass
 from web.deps import BureauUser, CurrentUser, DbId, PoolDep, company_scope, not_found
+from web.units import round_measures
 
 router = APIRouter(prefix="/api", tags=["registry"])
 
@@ -157,7 +158,7 @@ async def get_vehicle(vehicle_id: DbId, user: CurrentUser, pool: PoolDep) -> dic
         "FROM latest_positions WHERE vehicle_id = $1",
         vehicle_id,
     )
-    vehicle["latest"] = dict(latest) if latest else None
+    vehicle["latest"] = round_measures(dict(latest)) if latest else None
     vehicle["open_alarms"] = [
         dict(r)
         for r in await pool.fetch(

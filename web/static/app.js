@@ -30,6 +30,10 @@
   function disp(lat, lon) {
     return state.config && state.config.tile_crs === "gcj02" ? GpsmCoords.wgs84ToGcj02(lat, lon) : [lat, lon];
   }
+  // speeds are float32 in the database: show one decimal (13.0600004196167 -> "13.1")
+  function fmtSpeed(kmh) {
+    return kmh == null || !Number.isFinite(Number(kmh)) ? "-" : String(Math.round(Number(kmh) * 10) / 10);
+  }
   function fmtTime(iso) {
     if (!iso) return "-";
     return new Intl.DateTimeFormat(GpsmI18n.lang === "en" ? "en-GB" : "zh-CN", {
@@ -263,7 +267,7 @@
       `<tr><td>${t("plate")}</td><td><b>${esc(info.plate_number)}</b></td></tr>` +
       `<tr><td>${t("company")}</td><td>${esc(info.company_name)}</td></tr>` +
       `<tr><td>${t("vehicle_class")}</td><td>${esc(t(info.vehicle_class))}</td></tr>` +
-      `<tr><td>${t("speed")}</td><td>${v.speed_kmh != null ? v.speed_kmh : (latest.speed_kmh ?? "-")} ${t("kmh")}</td></tr>` +
+      `<tr><td>${t("speed")}</td><td>${fmtSpeed(v.speed_kmh != null ? v.speed_kmh : latest.speed_kmh)} ${t("kmh")}</td></tr>` +
       `<tr><td>${t("last_fix")}</td><td>${fmtTime(v.fix_time || latest.fix_time)}</td></tr>` +
       `<tr><td>${t("open_alarms")}</td><td>${alarms}</td></tr></table>` +
       `<button class="btn-track" data-vehicle-id="${id}">${t("track")}</button>`;
@@ -387,7 +391,7 @@
   function showStep(i) {
     const tr = state.track; if (!tr || !tr.pts || !tr.pts.length) { $("pb-info").textContent = "0 " + t("points"); return; }
     tr.i = i; tr.cursor.setLatLng(tr.pts[i]);
-    $("pb-info").textContent = `${fmtTime(tr.props.fix_times[i])} ${tr.props.speeds_kmh[i]} ${t("kmh")} · ` +
+    $("pb-info").textContent = `${fmtTime(tr.props.fix_times[i])} ${fmtSpeed(tr.props.speeds_kmh[i])} ${t("kmh")} · ` +
       `${tr.props.points_returned}/${tr.props.points_ok} ${t("points")}${tr.props.simplified ? " (" + t("simplified") + ")" : ""}`;
   }
   $("pb-slider").addEventListener("input", (e) => showStep(Number(e.target.value)));
