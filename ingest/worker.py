@@ -61,6 +61,23 @@ class WorkerStats:
     rejected_by_reason: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
 
+@dataclass(frozen=True, slots=True)
+class _Figures:
+    """The counters of :class:`WorkerStats` at one moment (for per-interval reports)."""
+
+    messages: int = 0
+    batches: int = 0
+    stored: int = 0
+    already_stored: int = 0
+    rejected: int = 0
+    prepare_s: float = 0.0
+    write_s: float = 0.0
+    publish_s: float = 0.0
+
+    def minus(self, other: _Figures) -> _Figures:
+        return _Figures(*(getattr(self, f) - getattr(other, f) for f in self.__slots__))
+
+
 def _payload_bytes(message: aiomqtt.Message) -> bytes:
     payload = message.payload
     return payload if isinstance(payload, bytes) else str(payload).encode()
@@ -95,6 +112,7 @@ class IngestWorker:
 
     PIPELINE_DEPTH = 4  # committed batches publishing/acking at once
     PUBLISH_TIMEOUT_S = 30.0  # no PUBACK for an accepted publish by then: reconnect, redeliver
+    REPORT_INTERVAL_S = 10.0  # the figures of each interval are logged at its end
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -106,6 +124,7 @@ class IngestWorker:
         self._batch = _OpenBatch()
         self.ready = asyncio.Event()
         self._last_report = time.monotonic()
+        self._reported = _Figures()  # the stats at the last report
         # committed batches whose accepted-topic publishes and acks are under way, oldest first
         self._acks: deque[asyncio.Task[None]] = deque()
         self._tracker: mqtt.PubackTracker | None = None
@@ -123,6 +142,7 @@ class IngestWorker:
 
     async def run(self) -> None:
         """Run until cancelled: connect, consume, reconnect with backoff on broker loss."""
+        reporter = asyncio.create_task(self._report_periodically())
         try:
             await mqtt.run_with_reconnect(
                 self.settings.mqtt,
@@ -136,6 +156,7 @@ class IngestWorker:
                 on_disconnect=lambda _error: self._abandon_batch(),
             )
         finally:
+            reporter.cancel()
             for task in self._acks:
                 task.cancel()
             self._report()
@@ -328,9 +349,6 @@ class IngestWorker:
         )
         while len(self._acks) > self.PIPELINE_DEPTH:
             await self._acks.popleft()
-        if time.monotonic() - self._last_report >= 10.0:
-            self._last_report = time.monotonic()
-            self._report()
 
     async def _write_one_by_one(
         self, batch: _OpenBatch
@@ -398,13 +416,33 @@ class IngestWorker:
         for message in messages:
             mqtt.ack(client, message)
 
-    def _report(self) -> None:
+    async def _report_periodically(self) -> None:
+        """Every ``REPORT_INTERVAL_S``: the figures of that interval (idle intervals are not
+        logged)."""
+        while True:
+            await asyncio.sleep(self.REPORT_INTERVAL_S)
+            self._report()
+
+    def _report(self, *, force: bool = False) -> None:
+        """Log the counts and rates since the previous report, then start a new interval."""
+        now = time.monotonic()
         s = self.stats
+        current = _Figures(
+            s.messages, s.batches, s.stored, s.already_stored, s.rejected, s.prepare_s,
+            s.write_s, s.publish_s,
+        )  # fmt: skip
+        d = current.minus(self._reported)
+        if d.messages == 0 and d.rejected == 0 and not force:
+            return
+        elapsed_s = max(now - self._last_report, 1e-6)
+        self._reported, self._last_report = current, now
         log.info(
-            "ingest: %d messages in %d batches (mean %.1f), %d positions stored, %d already "
-            "stored, %d rejected; time in prepare %.1f s, write %.1f s, publish %.1f s",
-            s.messages, s.batches, s.messages / max(s.batches, 1), s.stored, s.already_stored,
-            s.rejected, s.prepare_s, s.write_s, s.publish_s,
+            "ingest, last %.1f s: %d messages (%.0f/s) in %d batches (mean %.1f), %d positions "
+            "stored (%.0f/s), %d already stored, %d rejected; time in prepare %.2f s, write "
+            "%.2f s, publish %.2f s",
+            elapsed_s, d.messages, d.messages / elapsed_s, d.batches,
+            d.messages / max(d.batches, 1), d.stored, d.stored / elapsed_s, d.already_stored,
+            d.rejected, d.prepare_s, d.write_s, d.publish_s,
         )  # fmt: skip
 
     async def _publish_accepted(self, client: aiomqtt.Client, stored: list[Position]) -> None:
