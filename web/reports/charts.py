@@ -121,6 +121,19 @@ def _track_map_png(report: EvidenceReport, font_path: str, size_in: tuple[float,
             _draw_shape(ax, shape, to_local)
         ax.plot(xs, ys, "-", color="#4a6fa5", linewidth=1.2, label="轨迹 track", zorder=2)
         limit = report.violation.limit_kmh
+        lead_label = "连续驾驶 continuous driving before the violation"
+        for run in _segments(ok, [p.lead_up for p in ok]):
+            ax.plot(
+                [xs[i] for i in run],
+                [ys[i] for i in run],
+                "-",
+                color="#e0a800",
+                linewidth=2.2,
+                marker="o" if len(run) == 1 else None,
+                label=lead_label,
+                zorder=3,
+            )
+            lead_label = "_"
         flags = [p.in_episode for p in ok]
         label = "违法路段 violation"
         for run in _segments(ok, flags):

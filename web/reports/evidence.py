@@ -127,7 +127,12 @@ def format_fix_time(value: datetime) -> str:
 class EvidencePosition:
     """One stored position as it appears in a report.
 
-    in_episode: inside [started_at, ended_at] of the violation (False = context).
+    in_episode: inside the violation itself, [started_at, ended_at] of the alarm, the times
+        the summary gives (False = context or lead-up).
+    lead_up: before the violation but counted toward it, [first_fix_time, started_at) of the
+        alarm: for fatigue driving the continuous driving since the run began, whose length
+        made the driving beyond the limit a violation; False for every other alarm type, whose
+        first fix is its start.
     source: ``live`` (positions) or ``held`` (held_positions, sealed under a legal hold).
     raw_sha256: SHA-256 hex of the raw MQTT payload that carried it, None if that is gone.
     """
@@ -151,6 +156,14 @@ class EvidencePosition:
     raw_sha256: str | None
     in_episode: bool
     source: str = "live"
+    lead_up: bool = False
+
+    @property
+    def segment(self) -> str:
+        """``violation``, ``lead_up`` or ``context``: how the report marks this position."""
+        if self.in_episode:
+            return "violation"
+        return "lead_up" if self.lead_up else "context"
 
     def canonical_fields(self) -> list[str]:
         """The 16 canonical field strings (module docstring), in :data:`CANONICAL_COLUMNS` order."""
@@ -436,7 +449,10 @@ async def _load_positions(
     end: datetime,
     episode: tuple[datetime, datetime],
     max_positions: int,
+    lead_up_start: datetime | None = None,
 ) -> list[EvidencePosition]:
+    """Positions over [start, end], live or held; ``in_episode`` within ``episode``,
+    ``lead_up`` within [lead_up_start, episode start)."""
     columns = holds.POSITION_COLUMNS
     live = await conn.fetch(
         f"SELECT {columns} FROM positions WHERE vehicle_id = $1 AND fix_time >= $2 "
@@ -491,6 +507,7 @@ async def _load_positions(
                 raw_sha256=raw_digest.get(raw_id) if raw_id else None,
                 in_episode=episode[0] <= fix_time <= episode[1],
                 source=source,
+                lead_up=lead_up_start is not None and lead_up_start <= fix_time < episode[0],
             )
         )
     return out
@@ -583,11 +600,15 @@ async def build_for_alarm(
         raise NotFoundError(f"alarm {alarm_id}: expected an existing alarm, found none")
     details: dict[str, Any] = alarm["details"] or {}
     shapes = await _shapes(conn, details)
-    started = alarm["first_fix_time"] or alarm["started_at"]
+    # The violation is the alarm's own [started_at, ended_at], as the summary states. A fatigue
+    # alarm's first fix is earlier: the start of the continuous driving that reached the limit
+    # at started_at. That lead-up is in the report (it is what makes the rest a violation) but
+    # marked apart from the violation; for other types first fix and start coincide.
     ended = alarm["ended_at"] or alarm["last_fix_time"] or datetime.now(UTC)
     episode_end = max(ended, alarm["last_fix_time"] or ended)
-    episode_start = min(started, alarm["started_at"])
-    window = await context_window(conn, alarm["vehicle_id"], episode_start, episode_end, settings)
+    episode_start = alarm["started_at"]
+    lead_up_start = min(alarm["first_fix_time"] or episode_start, episode_start)
+    window = await context_window(conn, alarm["vehicle_id"], lead_up_start, episode_end, settings)
     positions = await _load_positions(
         conn,
         alarm["vehicle_id"],
@@ -595,6 +616,7 @@ async def build_for_alarm(
         window[1],
         (episode_start, episode_end),
         settings.max_positions,
+        lead_up_start if lead_up_start < episode_start else None,
     )
     dist, max_speed, mean_speed = episode_stats(positions)
     duration = _first(details, "duration_s")

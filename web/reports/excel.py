@@ -22,6 +22,7 @@ from web.reports.evidence import CANONICAL_COLUMNS, CANONICAL_VERSION, EvidenceR
 
 _BOLD = Font(bold=True)
 _EPISODE_FILL = PatternFill("solid", fgColor="FDE2E2")
+_LEAD_UP_FILL = PatternFill("solid", fgColor="FFF3CD")  # lead-up counted toward the violation
 _HEADER_FILL = PatternFill("solid", fgColor="DDDDDD")
 
 
@@ -56,18 +57,18 @@ def render_evidence_xlsx(
         summary.add_image(speed, f"A{anchor_row + 27}")
 
     sheet = wb.create_sheet("定位数据")
-    header = [*CANONICAL_COLUMNS, "fix_time_local", "in_episode"]
+    header = [*CANONICAL_COLUMNS, "fix_time_local", "in_episode", "segment"]
     sheet.append(header)
     for cell in sheet[1]:
         cell.font = _BOLD
         cell.fill = _HEADER_FILL
     for p in report.positions:
-        sheet.append([*p.canonical_fields(), report.local(p.fix_time), p.in_episode])
-        if p.in_episode:
+        sheet.append([*p.canonical_fields(), report.local(p.fix_time), p.in_episode, p.segment])
+        if p.in_episode or p.lead_up:
             for cell in sheet[sheet.max_row]:
-                cell.fill = _EPISODE_FILL
+                cell.fill = _EPISODE_FILL if p.in_episode else _LEAD_UP_FILL
     sheet.freeze_panes = "A2"
-    _widths(sheet, [10, 28, 12, 12, 9, 9, 9, 8, 8, 8, 10, 10, 10, 8, 7, 66, 20, 10])
+    _widths(sheet, [10, 28, 12, 12, 9, 9, 9, 8, 8, 8, 10, 10, 10, 8, 7, 66, 20, 10, 10])
 
     check = wb.create_sheet("校验")
     check.append(["SHA-256", report.digest_sha256])

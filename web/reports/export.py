@@ -5,7 +5,9 @@ lines ``# label: value``, then a header row and one row per position in fix-time
 16 columns are the canonical fields of :mod:`web.reports.evidence`, formatted exactly as the
 digest defines them, so skipping the ``#`` lines and the header, the digest is
 ``sha256(''.join(','.join(row[:16]) + '\\n' for row in rows))``. Then display columns:
-``fix_time_local``, ``in_episode``, ``source`` (live / held), ``raw_message_id``.
+``fix_time_local``, ``in_episode``, ``source`` (live / held), ``raw_message_id``, ``segment``
+(``violation``: inside the alarm's [start, end]; ``lead_up``: counted toward it, e.g. the
+continuous driving before a fatigue alarm; ``context``).
 
 JSON: ``{"report": ..., "vehicle": ..., "violation": ..., "handling": ..., "integrity": ...,
 "positions": [...]}``; each position carries its typed values and its ``canonical`` field
@@ -22,7 +24,7 @@ from typing import Any
 
 from web.reports.evidence import CANONICAL_COLUMNS, CANONICAL_VERSION, EvidenceReport
 
-DISPLAY_COLUMNS = ("fix_time_local", "in_episode", "source", "raw_message_id")
+DISPLAY_COLUMNS = ("fix_time_local", "in_episode", "source", "raw_message_id", "segment")
 
 
 def render_csv(report: EvidenceReport) -> bytes:
@@ -40,6 +42,7 @@ def render_csv(report: EvidenceReport) -> bytes:
                 "true" if p.in_episode else "false",
                 p.source,
                 "" if p.raw_message_id is None else str(p.raw_message_id),
+                p.segment,
             ]
         )
     return ("\ufeff" + out.getvalue()).encode("utf-8")
@@ -140,6 +143,7 @@ def report_dict(report: EvidenceReport) -> dict[str, Any]:
                     "raw_message_id": p.raw_message_id,
                     "raw_sha256": p.raw_sha256,
                     "in_episode": p.in_episode,
+                    "segment": p.segment,
                     "source": p.source,
                     "canonical": p.canonical_fields(),
                 }

@@ -25,6 +25,10 @@ _TABLE = (  # (header, width mm)
     ("方向°", 13), ("卫星", 10), ("质量", 14), ("补报", 10), ("区段", 14),
 )  # fmt: skip
 QUALITY_TEXT = {"ok": "正常", "invalid": "无效", "drift": "漂移"}
+# the 区段 column: inside the violation, counted toward it (fatigue lead-up), context
+SEGMENT_TEXT = {"violation": "违法", "lead_up": "连续驾驶", "context": "前后"}
+_VIOLATION_FILL = (253, 226, 226)
+_LEAD_UP_FILL = (255, 243, 205)
 
 
 def require_font(settings: ReportsSettings) -> tuple[str, str]:
@@ -175,17 +179,17 @@ def _positions(pdf: FPDF, report: EvidenceReport) -> None:
 
     _table_header(pdf)
     top = pdf.get_y()
-    pdf.set_fill_color(253, 226, 226)
+    lead_up_rows = any(p.lead_up for p in report.positions)
     for index, p in enumerate(report.positions, start=1):
         y = pdf.get_y()
         if y + row_h > pdf.page_break_trigger:
             close_block(top, y)
             pdf.add_page()
             _table_header(pdf)
-            pdf.set_fill_color(253, 226, 226)
             top = y = pdf.get_y()
         over = limit is not None and p.quality == "ok" and p.speed_kmh > limit
-        if p.in_episode:
+        if p.in_episode or p.lead_up:
+            pdf.set_fill_color(*(_VIOLATION_FILL if p.in_episode else _LEAD_UP_FILL))
             pdf.rect(left, y, edges[-1] - left, row_h, style="F")
         values = (
             str(index),
@@ -197,7 +201,7 @@ def _positions(pdf: FPDF, report: EvidenceReport) -> None:
             "" if p.satellites is None else str(p.satellites),
             QUALITY_TEXT.get(p.quality, p.quality),
             "是" if p.late else "",
-            "违法" if p.in_episode else "前后",
+            SEGMENT_TEXT[p.segment],
         )
         baseline = y + row_h - 1.2
         for x, value in zip(edges, values, strict=False):
@@ -207,7 +211,13 @@ def _positions(pdf: FPDF, report: EvidenceReport) -> None:
         pdf.set_y(y + row_h)
     close_block(top, pdf.get_y())
     pdf.set_font(FONT, "", 7)
-    legend = "说明: 粉色行为违法区段内定位点; “前后”为前后参考点; "
+    legend = "说明: 粉色“违法”行为违法区段内定位点 (报警开始至结束, 与上方开始/结束时间一致); "
+    if lead_up_rows:
+        legend += (
+            "浅黄色“连续驾驶”为报警开始前已计入连续驾驶时长、使其后驾驶构成违法的定位点, "
+            "本身不属违法区段; "
+        )
+    legend += "“前后”为前后参考点; "
     if limit is not None:
         legend += f"“超”表示速度超过限速 {limit:g} km/h; "
     legend += "时间为北京时间 (Asia/Shanghai)。无效点不计入轨迹与里程, 漂移点不计入里程。"
