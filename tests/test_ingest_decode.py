@@ -86,3 +86,30 @@ def test_out_of_range_coordinates_are_not_a_decoding_error() -> None:
     # stored and flagged invalid by the quality pipeline instead (DOMAIN.md)
     (p,) = _decode({"fix_time": 1769385600000, "latitude": 123.4, "longitude": 0, "speed_kmh": 0})
     assert p.latitude == 123.4
+
+
+@pytest.mark.parametrize(
+    "fix_time",
+    ["0001-01-01T00:00:00+00:00", "0001-01-01T00:00:00+08:00", "9999-12-31T23:59:59-08:00",
+     "1999-12-31T23:59:59+00:00", "2100-01-01T00:00:00+00:00"],
+)  # fmt: skip
+def test_a_fix_time_outside_the_supported_years_is_out_of_range(fix_time: str) -> None:
+    with pytest.raises(PayloadError) as caught:
+        _decode({"fix_time": fix_time, "latitude": 29.5, "longitude": 106.5, "speed_kmh": 0})
+    assert caught.value.reason == "out_of_range"
+    assert caught.value.detail == (
+        f"fix_time: expected 2000-01-01 .. 2100-01-01 (UTC), got {fix_time}"
+    )
+
+
+def test_a_nul_character_is_refused_with_where_it_is() -> None:
+    base = {"fix_time": "2026-01-26T08:00:00+08:00", "latitude": 29.5, "longitude": 106.5,
+            "speed_kmh": 0}  # fmt: skip
+    with pytest.raises(PayloadError) as in_value:
+        _decode([base, {**base, "extras": {"io": [1, "a\u0000"]}}], "batch")
+    with pytest.raises(PayloadError) as in_key:
+        _decode({**base, "extras": {"k\u0000": 1}})
+    assert in_value.value.reason == in_key.value.reason == "wrong_type"
+    assert in_value.value.detail.startswith("[1].extras.io[1]: expected text without NUL")
+    assert in_key.value.detail.startswith("extras: expected keys without NUL characters")
+    assert _decode({**base, "extras": {"note": "a\\u0000"}})[0].extras == {"note": "a\\u0000"}
