@@ -290,6 +290,12 @@ async def test_narrowing_by_vehicles_and_bbox_and_heartbeats(
         await ws.send("not json")
         err = await receive_until(ws, 2, lambda m: any(x["type"] == "error" for x in m))
         assert any(x["type"] == "error" for x in err)
+        # ids beyond bigint are refused like any malformed filter, the socket stays open
+        for message in ({"vehicle_ids": [10**20]}, {"company_id": 10**20}):
+            await ws.send(json.dumps({"type": "subscribe", **message}))
+            err = await receive_until(ws, 2, lambda m: any(x["type"] == "error" for x in m))
+            (name,) = message
+            assert any(x["type"] == "error" and name in x["detail"] for x in err), err
 
 
 async def test_slow_client_loses_intermediate_positions_never_alarms_never_slows_others(
