@@ -46,8 +46,9 @@ from gps_monitor.db.alarms import (
 )
 from gps_monitor.db.geofences import load_geofences, load_routes
 from gps_monitor.db.pool import create_pool
+from gps_monitor.db.positions import vehicle_positions
 from gps_monitor.errors import PayloadError
-from gps_monitor.models import Alarm, Position, Quality
+from gps_monitor.models import Alarm, Position
 from gps_monitor.service import relay_ready
 from rules.context import GeoContext, LocalClock, RuleContext, VehicleProfile
 from rules.engine import Engine, VehicleState, merge_events
@@ -107,24 +108,6 @@ def parse_positions(payload: bytes | bytearray | str) -> list[Position]:
     if not isinstance(data, list):
         raise PayloadError("wrong_type", f"expected a JSON array, got {type(data).__name__}")
     return [Position.from_dict(item) for item in data]
-
-
-def _position_from_row(row: asyncpg.Record, terminal_id: str) -> Position:
-    return Position(
-        terminal_id=terminal_id,
-        fix_time=row["fix_time"],
-        latitude=row["latitude"],
-        longitude=row["longitude"],
-        speed_kmh=row["speed_kmh"],
-        heading_deg=row["heading_deg"],
-        fix_valid=row["fix_valid"],
-        acc_on=row["acc_on"],
-        alarm_flags=row["alarm_flags"],
-        status_flags=row["status_flags"],
-        quality=Quality(row["quality"]),
-        late=row["late"],
-        received_at=row["received_at"],
-    )
 
 
 class RulesWorker:
@@ -393,14 +376,10 @@ class RulesWorker:
         t_min = min(p.fix_time for p in late)
         t_max = max(p.fix_time for p in late)
         margin = timedelta(seconds=self.settings.rules.late_context_s)
-        rows = await conn.fetch(
-            "SELECT * FROM positions WHERE vehicle_id = $1 AND fix_time BETWEEN $2 AND $3 "
-            "ORDER BY fix_time",
-            profile.vehicle_id,
-            t_min - margin,
-            t_max + margin,
+        window = await vehicle_positions(
+            conn, profile.vehicle_id, t_min - margin, t_max + margin + timedelta(microseconds=1)
         )
-        stored = {r["fix_time"]: _position_from_row(r, profile.terminal_id) for r in rows}
+        stored = {p.fix_time: p for p in window}
         for position in late:  # in case ingest has not stored them (should not happen)
             stored.setdefault(position.fix_time, position)
         ctx = self.context(profile, late=True)
