@@ -11,8 +11,10 @@ coordinates ``[lon, lat]``) carry these properties:
     road_class       speed zone: expressway | other (hazmat limit 80 / 60 km/h; default other),
                      or unsigned_{urban,rural}_{no_centre_line,one_lane} (30/40/50/70 km/h,
                      used when the zone has no speed_limit_kmh)
-    corridor_m       half-width in metres: a LineString geofence (corridor) or a route
-    radius_m         a Point geofence is a circle of this radius (metres)
+    corridor_m       half-width in metres: a LineString geofence (corridor) or a route;
+                     finite, > 0 and at most MAX_CORRIDOR_M (50 km)
+    radius_m         a Point geofence is a circle of this radius (metres); finite, > 0 and at
+                     most MAX_RADIUS_M (500 km)
     vehicle_classes  list of classes it applies to (empty/absent = all)
     active_hours     local time window "HH:MM-HH:MM" (may wrap midnight), absent = always
     vehicle_ids      optional list of vehicle ids it is assigned to (routes: required to apply)
@@ -24,6 +26,7 @@ such as swapped latitude/longitude) raises :class:`~gps_monitor.errors.GeometryE
 from __future__ import annotations
 
 import enum
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,6 +50,25 @@ ROAD_CLASSES: tuple[str, ...] = (
     "unsigned_urban_one_lane",
     "unsigned_rural_one_lane",
 )
+
+# Upper bounds of the metric buffers (the one place they are defined): a larger value is a typo
+# or garbage, and an infinite one breaks the projected buffer (GEOS NaN/Inf) for every check.
+MAX_RADIUS_M = 500_000.0
+MAX_CORRIDOR_M = 50_000.0
+
+
+def check_buffer_m(value: float | None, name: str, maximum: float, what: str) -> None:
+    """A circle radius / corridor half-width in metres: finite, > 0 and at most ``maximum``.
+
+    Raises:
+        GeometryError: missing, not finite, not positive or above ``maximum`` (what was expected
+            and what came).
+    """
+    if value is None or not math.isfinite(value) or not 0 < value <= maximum:
+        raise GeometryError(
+            f"{what}: expected {name} as a finite number of metres > 0 and <= {maximum:g}, "
+            f"got {value!r}"
+        )
 
 
 class GeofenceKind(enum.StrEnum):
@@ -157,7 +179,8 @@ class Route:
         vehicle_ids: vehicles assigned to it; a route only applies to its assigned vehicles.
 
     Raises:
-        GeometryError: not a valid LineString in range, or corridor_m not positive.
+        GeometryError: not a valid LineString in range, or corridor_m not finite, > 0 and
+            <= MAX_CORRIDOR_M.
     """
 
     id: str
@@ -175,8 +198,7 @@ class Route:
         check_geometry(self.line, what)
         if len(self.line.coords) < 2:
             raise GeometryError(f"{what}: expected at least 2 points")
-        if not self.corridor_m or self.corridor_m <= 0:
-            raise GeometryError(f"{what}: expected corridor_m > 0, got {self.corridor_m}")
+        check_buffer_m(self.corridor_m, "corridor_m", MAX_CORRIDOR_M, what)
         if self.speed_limit_kmh is not None and self.speed_limit_kmh <= 0:
             raise GeometryError(f"{what}: expected speed_limit_kmh > 0, got {self.speed_limit_kmh}")
 
@@ -194,16 +216,21 @@ def validate_geofence(fence: Geofence) -> None:
     geom = fence.geometry
     check_geometry(geom, what)
     if isinstance(geom, Point):
-        if not fence.radius_m or fence.radius_m <= 0:
-            raise GeometryError(f"{what}: a Point is a circle: expected radius_m > 0")
+        check_buffer_m(fence.radius_m, "radius_m", MAX_RADIUS_M, f"{what}: a Point is a circle")
     elif isinstance(geom, LineString):
-        if not fence.corridor_m or fence.corridor_m <= 0:
-            raise GeometryError(f"{what}: a LineString is a corridor: expected corridor_m > 0")
+        check_buffer_m(
+            fence.corridor_m, "corridor_m", MAX_CORRIDOR_M, f"{what}: a LineString is a corridor"
+        )
     elif geom.geom_type not in ("Polygon", "MultiPolygon"):
         raise GeometryError(
             f"{what}: expected Polygon, MultiPolygon, Point (circle) or LineString (corridor), "
             f"got {geom.geom_type}"
         )
+    # buffer_m applies either to any geometry that carries it: bound them whatever the type
+    if fence.radius_m:  # 0 / absent on a polygon: no buffer
+        check_buffer_m(fence.radius_m, "radius_m", MAX_RADIUS_M, what)
+    if fence.corridor_m:
+        check_buffer_m(fence.corridor_m, "corridor_m", MAX_CORRIDOR_M, what)
     if fence.road_class not in ROAD_CLASSES:
         raise GeometryError(
             f"{what}: road_class: expected one of {', '.join(ROAD_CLASSES)}, got "

@@ -128,3 +128,73 @@ async def test_assign_unknown_plate_or_geofence_is_not_found(
             await store.assign(conn, "geofence", "depot", ["京X99999"])
         with pytest.raises(NotFoundError, match="geofence 'nope'"):
             await store.assign(conn, "geofence", "nope", [])
+
+
+@pytest.mark.parametrize(
+    ("kind", "geometry", "prop", "value"),
+    [
+        ("forbidden", {"type": "Point", "coordinates": [106.5, 29.5]}, "radius_m", 1e308),
+        ("forbidden", {"type": "Point", "coordinates": [106.5, 29.5]}, "radius_m", 600_000),
+        ("forbidden", {"type": "Point", "coordinates": [106.5, 29.5]}, "radius_m", float("nan")),
+        (
+            "watch",
+            {"type": "LineString", "coordinates": [[106.5, 29.5], [106.6, 29.5]]},
+            "corridor_m",
+            60_000,
+        ),
+        (
+            "route",
+            {"type": "LineString", "coordinates": [[106.5, 29.5], [106.6, 29.5]]},
+            "corridor_m",
+            float("inf"),
+        ),
+    ],
+)
+async def test_import_rejects_non_finite_or_huge_radius_and_corridor(
+    settings: Settings,
+    pool: asyncpg.Pool,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    kind: str,
+    geometry: dict[str, object],
+    prop: str,
+    value: float,
+) -> None:
+    feature = {
+        "type": "Feature",
+        "geometry": geometry,
+        "properties": {"id": "x", "kind": kind, prop: value},
+    }
+    source = tmp_path / "huge.geojson"
+    source.write_text(json.dumps(feature), encoding="utf-8")  # NaN/Infinity as Python writes
+    assert await _cli(["geofence", "import", str(source)], settings) == 2
+    err = capsys.readouterr().err
+    assert prop in err and "finite" in err and "Traceback" not in err
+    assert await pool.fetchval("SELECT count(*) FROM geofences") == 0
+    assert await pool.fetchval("SELECT count(*) FROM routes") == 0
+
+
+async def test_import_accepts_radius_and_corridor_at_the_bounds(
+    settings: Settings, pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    from gps_monitor.geofences import MAX_CORRIDOR_M, MAX_RADIUS_M
+
+    collection = {
+        "type": "FeatureCollection",
+        "features": [
+            {
+                "type": "Feature",
+                "geometry": {"type": "Point", "coordinates": [106.5, 29.5]},
+                "properties": {"id": "big", "kind": "forbidden", "radius_m": MAX_RADIUS_M},
+            },
+            {
+                "type": "Feature",
+                "geometry": {"type": "LineString", "coordinates": [[106.5, 29.5], [106.6, 29.5]]},
+                "properties": {"id": "wide", "kind": "watch", "corridor_m": MAX_CORRIDOR_M},
+            },
+        ],
+    }
+    source = tmp_path / "bounds.geojson"
+    source.write_text(json.dumps(collection), encoding="utf-8")
+    assert await _cli(["geofence", "import", str(source)], settings) == 0
+    assert await pool.fetchval("SELECT count(*) FROM geofences") == 2
