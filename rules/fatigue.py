@@ -4,12 +4,18 @@ Regulation (DOMAIN.md, Fatigue driving; Road Traffic Safety Law implementing reg
 art. 62; JT/T 808 parameters 0x0057-0x005C):
 
 - continuous driving over ``fatigue_day_limit_s`` (4 h) raises ``fatigue_driving``; for coaches
-  and tour buses while the fix falls in the night window (22:00-06:00 local) the limit is
-  ``fatigue_night_limit_s`` (2 h);
+  and tour buses the limit is ``fatigue_night_limit_s`` (2 h) at night (22:00-06:00 local). The
+  limit goes by the local time *at which the driving happens*, never by the time of a later
+  fix: the night limit is exceeded at the first moment of driving inside the night window at
+  which continuous driving has reached 2 h (driving 20:30-22:00 fires at 22:00 if the vehicle
+  is still driving then; daytime driving followed by a stop that ends at night never becomes a
+  night violation). The day limit is exceeded whenever continuous driving reaches 4 h; the
+  alarm is raised at whichever comes first and records that limit as ``limit_s``;
 - a stop of at least ``fatigue_min_rest_s`` (20 min) resets continuous driving (and closes the
   alarm, ended at the start of that stop); a shorter stop does not; midnight does not;
-- ``fatigue_warning`` opens ``fatigue_warning_before_s`` (30 min) before the limit and closes
-  when the limit is reached or the driver rests;
+- ``fatigue_warning`` opens ``fatigue_warning_before_s`` (30 min) before the limit (by the same
+  rule: 1 h 30 min reached while driving at night, or 3 h 30 min at any time) and closes when
+  the limit is reached or the driver rests;
 - ``daily_driving_limit`` when driving in one local calendar day (split at local midnight,
   Asia/Shanghai) exceeds ``daily_driving_limit_s`` (8 h; JT/T 808 0x0058 "driving time of the
   day"); it closes at local midnight.
@@ -129,14 +135,35 @@ def _segments(fix: Fix, ctx: RuleContext, driving_s: float) -> list[tuple[bool, 
     return [(False, start, end - driving_s), (True, end - driving_s, end)]
 
 
-def limit_s(fix: Fix, ctx: RuleContext) -> float:
-    """Continuous driving limit at this fix: 2 h at night for coach/tour bus, else 4 h."""
+def _first_night_t(start_t: float, end_t: float, ctx: RuleContext) -> float | None:
+    """The first moment in [start_t, end_t] inside the local night window, or None."""
     s = ctx.settings
-    if ctx.vehicle.vehicle_class in s.night_vehicle_classes and night_window(
-        s.night_start_local, s.night_end_local
-    ).contains(fix.minute_of_day):
-        return s.fatigue_night_limit_s
-    return s.fatigue_day_limit_s
+    window = night_window(s.night_start_local, s.night_end_local)
+    if window.contains(ctx.local.minute_of_day(start_t)):
+        return start_t
+    local_s = (start_t + ctx.local.offset_s(start_t)) % 86400
+    t = start_t + (window.start_min * 60 - local_s) % 86400
+    return t if t <= end_t else None
+
+
+def _crossing(
+    before: float, start_t: float, end_t: float, ctx: RuleContext, day_s: float, night_s: float
+) -> tuple[float, float] | None:
+    """``(time, limit_s)`` at which continuous driving over the driving piece [start_t, end_t]
+    (``before`` seconds of it before the piece) first reaches ``day_s`` at any time or, for the
+    night vehicle classes, ``night_s`` while it is night (module docstring); None if it does
+    not within the piece. ``limit_s`` is the limit whose threshold was crossed first."""
+    s = ctx.settings
+    after = before + (end_t - start_t)
+    found: list[tuple[float, float]] = []
+    if after >= day_s:
+        found.append((min(end_t, start_t + max(0.0, day_s - before)), s.fatigue_day_limit_s))
+    if ctx.vehicle.vehicle_class in s.night_vehicle_classes and after >= night_s:
+        reached_t = min(end_t, start_t + max(0.0, night_s - before))
+        night_t = _first_night_t(reached_t, end_t, ctx)
+        if night_t is not None:
+            found.append((night_t, s.fatigue_night_limit_s))
+    return min(found) if found else None
 
 
 def _evidence(gaps: int, gap_s: float, driving_s: float, ctx: RuleContext) -> dict[str, Any]:
@@ -338,11 +365,12 @@ def _drive(
             ambiguous_driving_s=state.ambiguous_driving_s + driving_s,
         )
     state = _add_day(state, start_t, end_t, gap_s, ctx, alarms)
-    limit = limit_s(fix, ctx)
-    after = state.run_driving_s
-    warn_at = limit - s.fatigue_warning_before_s
-    if state.alarm_t is None and state.warning_t is None and after >= warn_at and after < limit:
-        cross_t = start_t + max(0.0, warn_at - before)
+    day_limit, night_limit = s.fatigue_day_limit_s, s.fatigue_night_limit_s
+    warn_s = s.fatigue_warning_before_s
+    reached = _crossing(before, start_t, end_t, ctx, day_limit, night_limit)
+    warned = _crossing(before, start_t, end_t, ctx, day_limit - warn_s, night_limit - warn_s)
+    if state.alarm_t is None and state.warning_t is None and warned and reached is None:
+        cross_t, limit = warned
         state = replace(state, warning_t=cross_t, alarm_limit_s=limit)
         alarms.append(
             ctx.alarm(
@@ -353,8 +381,8 @@ def _drive(
                 last_fix_t=fix.t,
             )
         )
-    if state.alarm_t is None and after >= limit:
-        cross_t = min(end_t, start_t + max(0.0, limit - before))
+    if state.alarm_t is None and reached is not None:
+        cross_t, limit = reached
         if state.warning_t is not None:
             alarms.append(
                 ctx.alarm(

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from rules_factory import LAT0, LON0, Runner, context, drive, no_offline, offset, position
+from rules_factory import LAT0, LON0, Runner, context, drive, local, no_offline, offset, position
 
 
 def test_fatigue_fires_at_4_hours_not_one_fix_before() -> None:
@@ -260,3 +260,54 @@ def test_moving_threshold_5_kmh() -> None:
 def test_gap_ending_with_acc_off_is_rest_unless_driven_at_road_speed() -> None:
     assert _gap_case(gap_m=3_000, acc_on=False).of("fatigue_driving") == []
     assert len(_gap_case(gap_m=30_000, acc_on=False).of("fatigue_driving", "opened")) == 1
+
+
+def _daytime_trip_then_stop_at_night(vehicle_class: str) -> Runner:
+    """The reviewer's repro: 13:00-16:10 at 60 km/h, fixes every 60 s, then stationary fixes
+    from 22:30, 5.5 km further on (a 6 h 20 min ambiguous gap)."""
+    run = Runner(context(vehicle_class, rules=no_offline()))
+    trip = drive("2024-01-10 13:00:00", [(3 * 3600 + 600, 60)], interval_s=60)
+    end = trip[-1]
+    lat, lon = offset(end.latitude, end.longitude, east_m=5_500)
+    parked = [
+        position(local("2024-01-10 22:30:00") + timedelta(minutes=m), lat=lat, lon=lon)
+        for m in range(11)
+    ]
+    run.feed(trip + parked)
+    return run
+
+
+def test_daytime_driving_is_not_judged_by_the_night_limit_after_a_gap_ending_at_night() -> None:
+    for vehicle_class in ("coach", "tour_bus", "freight"):
+        run = _daytime_trip_then_stop_at_night(vehicle_class)
+        assert run.of("fatigue_driving") == [], vehicle_class
+        assert run.of("fatigue_warning") == [], vehicle_class
+
+
+def test_coach_driving_into_the_night_fires_at_2_hours_of_night_driving_time() -> None:
+    # from 21:00: 1 h by 22:00 (day, under every threshold); at night the 2 h limit applies
+    # from then on: warning at 1 h 30 min (22:30), alarm at 2 h (23:00), limit 7200
+    run = Runner(context("coach", rules=no_offline()))
+    run.feed(drive("2024-01-10 21:00:00", [(2.5 * 3600, 60)], interval_s=60))
+    assert run.raised_at("fatigue_warning") == [datetime(2024, 1, 10, 22, 30)]
+    assert run.raised_at("fatigue_driving") == [datetime(2024, 1, 10, 23, 0)]
+    (alarm,) = run.of("fatigue_driving", "opened")
+    assert alarm.details["limit_s"] == 2 * 3600
+
+
+def test_coach_already_over_2_hours_at_22_00_fires_when_night_begins() -> None:
+    # driving since 19:30: 2 h 30 min at 22:00, over the night limit the moment it is night
+    run = Runner(context("coach", rules=no_offline()))
+    run.feed(drive("2024-01-10 19:30:00", [(3 * 3600, 60)], interval_s=60))
+    assert run.raised_at("fatigue_driving") == [datetime(2024, 1, 10, 22, 0)]
+    (alarm,) = run.of("fatigue_driving", "opened")
+    assert alarm.details["limit_s"] == 2 * 3600
+
+
+def test_coach_night_limit_ends_at_06_00() -> None:
+    # from 05:00: 1 h by 06:00 (night, under 2 h); by day the 4 h limit: fires at 09:00
+    run = Runner(context("coach", rules=no_offline()))
+    run.feed(drive("2024-01-10 05:00:00", [(4.5 * 3600, 60)], interval_s=60))
+    assert run.raised_at("fatigue_driving") == [datetime(2024, 1, 10, 9, 0)]
+    (alarm,) = run.of("fatigue_driving", "opened")
+    assert alarm.details["limit_s"] == 4 * 3600
