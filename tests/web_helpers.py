@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -15,6 +15,7 @@ from typing import Any
 import asyncpg
 import httpx
 import uvicorn
+from fastapi import APIRouter
 
 from gps_monitor import topics
 from gps_monitor.config import Settings
@@ -22,7 +23,7 @@ from gps_monitor.db import users
 from gps_monitor.db.registry import ensure_company, ensure_vehicle
 from gps_monitor.models import Alarm, Position, VehicleClass
 from gps_monitor.mqtt import build_client
-from web.app import create_app
+from web.app import ROUTERS, create_app
 
 PASSWORD = "correct-horse-42"
 
@@ -142,10 +143,10 @@ async def store_alarm(
 
 @contextlib.asynccontextmanager
 async def rest_client(
-    settings: Settings, live_feed: bool = False
+    settings: Settings, live_feed: bool = False, routers: Sequence[APIRouter] = ROUTERS
 ) -> AsyncIterator[httpx.AsyncClient]:
     """httpx client on the app (lifespan run), no network server."""
-    app = create_app(settings, live_feed=live_feed)
+    app = create_app(settings, routers=routers, live_feed=live_feed)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:

@@ -5,7 +5,9 @@ the lifespan, every router of :data:`ROUTERS` is included, the static map page i
 ``/static``. Another area adds its router with one line in :data:`ROUTERS`.
 
 Errors from the core map to HTTP answers: NotFoundError 404, StateError 409, GeometryError and
-UserError 422; each answer's ``detail`` says what was expected and what came.
+UserError 422; each answer's ``detail`` says what was expected and what came. Text with a NUL
+character anywhere in a request, and values the database cannot store, are 422 too
+(:mod:`web.validation`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from web.hub import LiveHub
 from web.routers import alarms, auth, geofences, live, pages, positions, registry, tracks
 from web.routers import reports as reports_router
 from web.routers.pages import STATIC_DIR
+from web.validation import EdgeCheckMiddleware, install_error_handlers
 
 ROUTERS: tuple[APIRouter, ...] = (
     auth.router,
@@ -93,6 +96,8 @@ def create_app(
     for router in routers:
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.add_middleware(EdgeCheckMiddleware)
+    install_error_handlers(app)
 
     @app.exception_handler(NotFoundError)
     async def _not_found(_: Request, error: NotFoundError) -> JSONResponse:

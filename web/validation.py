@@ -1,0 +1,147 @@
+"""Input checks at the edge of the web app, for every route at once.
+
+PostgreSQL text cannot hold the NUL character: a ``\\u0000`` in a JSON body, or ``%00`` in a path
+or query, would reach asyncpg and fail as a server error; nor can JSON columns hold the infinity
+Python reads ``1e400`` as. :class:`EdgeCheckMiddleware` answers 422 before any route runs.
+:func:`install_error_handlers` maps what still slips through (``asyncpg.DataError``: characters
+the database cannot store, values out of a column's range) to 422, and keeps validation answers
+JSON-safe should their input hold ``inf``, which plain JSON cannot carry.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+from urllib.parse import parse_qsl
+
+import asyncpg
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+NUL = "\x00"
+
+
+NUL_EXPECTED = "expected text without the NUL character (\\u0000), got one"
+FINITE_EXPECTED = "expected a finite number, got {value} (out of range or not a number)"
+
+
+def _json_problem(value: Any, where: str) -> str | None:
+    """What in ``value`` (a parsed JSON document) the database cannot store, or None: text
+    holding NUL, or a number JSON parsing made infinite (``1e400``) or NaN."""
+    if isinstance(value, str):
+        return f"{where}: {NUL_EXPECTED}" if NUL in value else None
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{where}: {FINITE_EXPECTED.format(value=value)}"
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if NUL in key:
+                return f"{where} (a key): {NUL_EXPECTED}"
+            if found := _json_problem(item, f"{where}.{key}"):
+                return found
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            if found := _json_problem(item, f"{where}[{i}]"):
+                return found
+    return None
+
+
+def _shown(name: str) -> str:
+    return name.replace(NUL, "\\0")
+
+
+def problem_in_request(path: str, query: bytes, content_type: str, body: bytes) -> str | None:
+    """Why the request cannot be served (``<where>: expected ..., got ...``), or None when its
+    path, query and JSON or form body hold nothing the database cannot store."""
+    if NUL in path:
+        return f"path: {NUL_EXPECTED}"
+    for name, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
+        if NUL in name or NUL in value:
+            return f"query parameter {_shown(name)!r}: {NUL_EXPECTED}"
+    if not body:
+        return None
+    if "json" in content_type:
+        try:
+            document = json.loads(body)
+        except ValueError:
+            return None  # the route's own validation answers 422 json_invalid
+        return _json_problem(document, "body")
+    if "x-www-form-urlencoded" in content_type:
+        for name, value in parse_qsl(body.decode("latin-1"), keep_blank_values=True):
+            if NUL in name or NUL in value:
+                return f"form field {_shown(name)!r}: {NUL_EXPECTED}"
+    return None
+
+
+class EdgeCheckMiddleware:
+    """ASGI middleware: 422 for an HTTP request with NUL in its path, query, JSON or form body,
+    or a non-finite number in its JSON body; a websocket with NUL in its path or query is closed
+    with 4422."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"]  # already percent-decoded
+        query = scope.get("query_string", b"")
+        if scope["type"] == "websocket":
+            if problem_in_request(path, query, "", b""):
+                await send({"type": "websocket.close", "code": 4422})
+                return
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        content_type = headers.get(b"content-type", b"").decode("latin-1").lower()
+        messages: list[Message] = []
+        body = b""
+        if "json" in content_type or "x-www-form-urlencoded" in content_type:
+            while True:
+                message = await receive()
+                messages.append(message)
+                if message["type"] != "http.request":
+                    break
+                body += message.get("body", b"")
+                if not message.get("more_body", False):
+                    break
+        if problem := problem_in_request(path, query, content_type, body):
+            response = JSONResponse({"detail": problem}, status_code=422)
+            await response(scope, receive, send)
+            return
+
+        async def replay() -> Message:
+            if messages:
+                return messages.pop(0)
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with non-finite floats (``inf``, ``nan``) as strings, so JSON can carry it."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """422 for request validation errors (JSON-safe) and for asyncpg data errors."""
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, error: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": json_safe(jsonable_encoder(error.errors()))}, 422)
+
+    @app.exception_handler(asyncpg.DataError)  # and its subclasses: CharacterNotInRepertoire...
+    async def _data(_: Request, error: asyncpg.DataError) -> JSONResponse:
+        return JSONResponse(
+            {"detail": f"expected values the database can store, got: {error}"}, 422
+        )
