@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from web_helpers import World, make_world, rest_client, store_alarm
 
 from gps_monitor.config import Settings
+from gps_monitor.db.registry import TerminalIdError, ensure_vehicle
 from web.app import ROUTERS
 
 NUL_REQUESTS = [
@@ -113,3 +114,51 @@ async def test_validation_answer_carries_infinite_input_as_text(settings: Settin
         response = await client.get("/probe")
     assert response.status_code == 422
     assert response.json()["detail"][0]["input"] == "inf"
+
+
+@pytest.mark.parametrize("terminal", ["vx/+#", "a b", "", "t" * 33, "终端1", "x\n"])
+async def test_terminal_id_unsafe_in_an_mqtt_topic_is_refused(
+    settings: Settings, pool: asyncpg.Pool, terminal: str
+) -> None:
+    w = await make_world(pool, settings)
+    body = {
+        "company_id": w.company_a,
+        "plate_number": "渝A77777",
+        "vehicle_class": "freight",
+        "terminal_id": terminal,
+    }
+    async with rest_client(settings) as client:
+        created = await client.post("/api/vehicles", json=body, headers=w.auth("bureau"))
+        patched = await client.patch(
+            f"/api/vehicles/{w.vehicles_a[0]}",
+            json={"terminal_id": terminal},
+            headers=w.auth("bureau"),
+        )
+    for response in (created, patched):
+        assert response.status_code == 422, response.text
+        assert "expected 1 to 32 letters, digits" in response.text
+    with pytest.raises(TerminalIdError, match=r"expected 1 to 32 .* got '"):
+        await ensure_vehicle(
+            pool, company_id=w.company_a, plate_number="渝A77777", terminal_id=terminal
+        )
+    assert await pool.fetchval("SELECT count(*) FROM vehicles") == 4
+    assert set(await pool.fetchval("SELECT array_agg(terminal_id) FROM vehicles")) == set(
+        w.terminals.values()
+    )
+
+
+@pytest.mark.parametrize("terminal", ["013912345678", "tdrive-1", "bods-4716", "sim_2.a", "T" * 32])
+async def test_terminal_ids_of_devices_simulators_and_replays_are_accepted(
+    settings: Settings, pool: asyncpg.Pool, terminal: str
+) -> None:
+    w = await make_world(pool, settings)
+    body = {
+        "company_id": w.company_a,
+        "plate_number": "渝A77777",
+        "vehicle_class": "freight",
+        "terminal_id": terminal,
+    }
+    async with rest_client(settings) as client:
+        created = await client.post("/api/vehicles", json=body, headers=w.auth("bureau"))
+    assert created.status_code == 201, created.text
+    assert created.json()["terminal_id"] == terminal

@@ -2,17 +2,44 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import asyncpg
 
-from gps_monitor.errors import NotFoundError
+from gps_monitor.errors import GpsMonitorError, NotFoundError
 from gps_monitor.models import Company, PlateColor, Vehicle, VehicleClass
 
 _VEHICLE_COLUMNS = (
     "id, company_id, plate_number, plate_color, vehicle_class, terminal_id, "
     "speed_limit_kmh, utc_offset_min"
 )
+
+
+TERMINAL_ID_MAX = 32
+_TERMINAL_ID = re.compile(r"[A-Za-z0-9._-]+")
+
+
+class TerminalIdError(GpsMonitorError, ValueError):
+    """A terminal id that cannot be a level of an MQTT topic (``gps/v1/{terminal_id}/...``).
+
+    Also a ValueError, so a pydantic validator raising it answers 422.
+    """
+
+
+def check_terminal_id(terminal_id: str) -> str:
+    """``terminal_id`` if it can be registered: 1 to 32 letters, digits, '-', '_' or '.' (safe
+    as an MQTT topic level: no '/', '+', '#', spaces or control characters).
+
+    Raises:
+        TerminalIdError: says what was expected and what came.
+    """
+    if len(terminal_id) > TERMINAL_ID_MAX or not _TERMINAL_ID.fullmatch(terminal_id):
+        raise TerminalIdError(
+            f"terminal_id: expected 1 to {TERMINAL_ID_MAX} letters, digits, '-', '_' or '.' "
+            f"(safe in an MQTT topic), got {terminal_id!r}"
+        )
+    return terminal_id
 
 
 def vehicle_from_row(row: asyncpg.Record) -> Vehicle:
@@ -53,7 +80,11 @@ async def ensure_vehicle(
     """The vehicle with that terminal, created (or updated to these values) if needed.
 
     ``extra`` may set other ``vehicles`` columns (``night_ban_exempt``, ``utc_offset_min``...).
+
+    Raises:
+        TerminalIdError: ``terminal_id`` is not valid (see :func:`check_terminal_id`).
     """
+    check_terminal_id(terminal_id)
     columns = [
         "company_id",
         "plate_number",

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import asyncpg
 from fastapi import APIRouter, HTTPException, status
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 
 from gps_monitor.db import audit
+from gps_monitor.db.registry import check_terminal_id
 from gps_monitor.models import PlateColor, VehicleClass
 from web.deps import BureauUser, CurrentUser, DbId, PoolDep, company_scope, not_found
 from web.units import round_measures
@@ -22,6 +23,13 @@ _VEHICLE_SELECT = (
 )
 
 
+TerminalId = Annotated[
+    str,
+    AfterValidator(check_terminal_id),
+    Field(description="1 to 32 letters, digits, '-', '_' or '.'", examples=["013912345678"]),
+]
+
+
 class CompanyIn(BaseModel):
     name: str = Field(min_length=1, max_length=200)
 
@@ -31,7 +39,7 @@ class VehicleIn(BaseModel):
     plate_number: str = Field(min_length=2, max_length=20, examples=["渝A12345"])
     plate_color: PlateColor = PlateColor.YELLOW
     vehicle_class: VehicleClass
-    terminal_id: str = Field(min_length=1, max_length=40)
+    terminal_id: TerminalId
     speed_limit_kmh: float | None = Field(default=None, gt=0, le=300)
     night_ban_exempt: bool = False
 
@@ -41,7 +49,7 @@ class VehiclePatch(BaseModel):
     plate_number: str | None = Field(default=None, min_length=2, max_length=20)
     plate_color: PlateColor | None = None
     vehicle_class: VehicleClass | None = None
-    terminal_id: str | None = Field(default=None, min_length=1, max_length=40)
+    terminal_id: TerminalId | None = None
     speed_limit_kmh: float | None = Field(default=None, gt=0, le=300)
     night_ban_exempt: bool | None = None
 
