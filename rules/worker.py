@@ -17,7 +17,9 @@ while it is down or crashes:
 
 A crash before 3 loses nothing (the broker redelivers); after 3, redelivered fixes are older
 than the committed state and skipped, so a restarted worker gives the same alarms as one that ran
-through. The offline timer runs every ``rules.offline_check_interval_s`` on the wall clock.
+through. The offline timer runs every ``rules.offline_check_interval_s`` on the wall clock over
+every registered vehicle that has ever sent a message (``latest_positions``), including those
+that went silent before the worker started (:meth:`RulesWorker._tick`).
 A database error retries the batch (states are only replaced after a commit).
 """
 
@@ -50,6 +52,7 @@ from gps_monitor.db.positions import vehicle_positions
 from gps_monitor.errors import PayloadError
 from gps_monitor.models import Alarm, Position
 from gps_monitor.service import relay_ready
+from rules import offline
 from rules.context import GeoContext, LocalClock, RuleContext, VehicleProfile
 from rules.engine import Engine, VehicleState, merge_events
 from rules.state import load_states, save_states
@@ -67,6 +70,28 @@ SELECT (SELECT count(*) FROM geofences), (SELECT max(updated_at) FROM geofences)
        (SELECT count(*) FROM route_vehicles),
        (SELECT coalesce(sum(hashtext(route_id || ':' || vehicle_id)), 0) FROM route_vehicles)
 """
+
+# the offline timer's view of every vehicle that has sent something (arrival time of its last
+# message of any kind, and its last ok fix)
+_LAST_MESSAGES = """
+SELECT vehicle_id, extract(epoch FROM last_message_at)::float8 AS last_message_t,
+       extract(epoch FROM fix_time)::float8 AS fix_t, latitude, longitude
+FROM latest_positions
+"""
+
+
+def _with_last_message(state: VehicleState, row: asyncpg.Record) -> VehicleState:
+    """``state`` with its offline clock moved up to the stored last message when that is newer
+    (or the worker never saw the vehicle). An open episode is left to the next message."""
+    off = state.rule(offline)
+    last_t = row["last_message_t"]
+    if off.open_t is not None or (off.last_seen_t is not None and off.last_seen_t >= last_t):
+        return state
+    if off.last_fix_t is None and row["fix_t"] is not None:
+        off = offline.State(last_t, row["fix_t"], row["latitude"], row["longitude"], None)
+    else:
+        off = offline.State(last_t, off.last_fix_t, off.last_lat, off.last_lon, None)
+    return VehicleState(last=state.last, rules={**state.rules, offline.NAME: off})
 
 
 def rules_client_id(settings: Settings) -> str:
@@ -430,21 +455,32 @@ class RulesWorker:
             await self._publish_all(client, changed)
 
     async def _tick(self) -> list[Alarm]:
+        """The offline timer (DOMAIN.md, Online / offline): every registered vehicle that has
+        sent at least one message (``latest_positions.last_message_at``, written by ingest)
+        is checked, also one this worker has not seen since it (re)started; its last message
+        is the later of what the worker evaluated and what ingest stored. A vehicle that never
+        sent anything is not connected (入网率), not offline: no alarm."""
         async with self.lock:
+            pool = await self.pool()
+            rows = await pool.fetch(_LAST_MESSAGES)
             now = time.time()
             events: list[Alarm] = []
             new_states: dict[int, VehicleState] = {}
-            for vehicle_id, state in self.states.items():
+            stored = {r["vehicle_id"]: r for r in rows}
+            for vehicle_id in self.states.keys() | stored.keys():
                 profile = self.profiles.get(vehicle_id)
                 if profile is None:
                     continue
+                state = self.states.get(vehicle_id) or VehicleState()
+                row = stored.get(vehicle_id)
+                if row is not None:
+                    state = _with_last_message(state, row)
                 new, out = self.engine.tick(state, now, self.context(profile))
                 if out:
                     events += out
                     new_states[vehicle_id] = new
             if not events:
                 return []
-            pool = await self.pool()
             async with pool.acquire() as conn, conn.transaction():
                 changed = await save_alarm_events(conn, events)
                 written = await save_states(conn, new_states, self.written)

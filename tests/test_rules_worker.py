@@ -392,3 +392,46 @@ async def test_worker_picks_up_a_geofence_saved_while_it_runs(
         )
     assert rows[0]["alarm_type"] == "forbidden_area_entry"
     assert rows[0]["details"]["geofence_id"] == "no-go"
+
+
+async def test_offline_timer_covers_vehicles_silent_since_before_the_worker_started(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    """A vehicle whose last message predates the worker (ingest stored it, the worker never
+    evaluated it) goes offline on the timer; one that never sent anything is not connected, not
+    offline; one that sent a message just now is online."""
+    rules = settings.rules.model_copy(
+        update={"offline_after_s": 60.0, "offline_check_interval_s": 0.2}
+    )
+    settings = settings.model_copy(update={"rules": rules})
+    company_id, silent_id = await _vehicle(pool)
+    never = await ensure_vehicle(
+        pool, company_id=company_id, plate_number="渝A00002", terminal_id="013800000002"
+    )
+    recent = await ensure_vehicle(
+        pool, company_id=company_id, plate_number="渝A00003", terminal_id="013800000003"
+    )
+    silent_at = (datetime.now(UTC) - timedelta(minutes=10)).replace(microsecond=0)
+    fix_at = silent_at - timedelta(seconds=3)
+    await pool.executemany(
+        "INSERT INTO latest_positions (vehicle_id, last_message_at, fix_time, received_at, "
+        "latitude, longitude, speed_kmh) VALUES ($1, $2, $3, $2, 29.5, 106.5, 0)",
+        [(silent_id, silent_at, fix_at), (recent.id, datetime.now(UTC), datetime.now(UTC))],
+    )
+    async with _running(settings):
+        rows = await wait_for(lambda: _alarm_rows(pool), lambda r: len(r) >= 1, timeout_s=15)
+        await asyncio.sleep(1.0)  # several more ticks: nothing for the other two
+        rows = await _alarm_rows(pool)
+        assert [(r["vehicle_id"], r["alarm_type"], r["ended_at"]) for r in rows] == [
+            (silent_id, "offline", None)
+        ]
+        assert rows[0]["started_at"] == silent_at
+        assert rows[0]["details"]["last_fix_time"] == fix_at.isoformat()
+        # it reports again: the episode closes
+        again = _accepted([position_at("2024-01-10 10:00:05")], company_id, silent_id)
+        await _publish(settings, company_id, silent_id, [again])
+        rows = await wait_for(
+            lambda: _alarm_rows(pool), lambda r: r and r[0]["ended_at"] is not None
+        )
+    assert rows[0]["ended_at"] == again[0].received_at
+    assert never.id not in {r["vehicle_id"] for r in await _alarm_rows(pool)}
