@@ -74,3 +74,42 @@ async def test_evidence_report_to_an_unusable_path_exits_2_before_logging(
     good = ["report", "evidence", "--alarm", str(alarm), "--out", str(tmp_path / "ok.pdf")]
     assert await asyncio.to_thread(main, good, settings) == 0
     assert await _report_count(pool) == 1
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("--alarm", "999999999999999999999"),
+        ("--alarm", "0"),
+        ("--alarm", "x"),
+        ("--vehicle-id", "9223372036854775808"),
+        ("--plate-color", "99999"),
+    ],
+)
+async def test_evidence_report_id_out_of_the_database_range_exits_2_without_traceback(
+    settings: Settings,
+    pool: asyncpg.Pool,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    option: str,
+    value: str,
+) -> None:
+    argv = ["report", "evidence", option, value, "--out", str(tmp_path / "x.pdf")]
+    with pytest.raises(SystemExit) as exit_:
+        await asyncio.to_thread(main, argv, settings)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {option}: expected" in err and repr(value) in err
+    assert "Traceback" not in err
+    assert await _report_count(pool) == 0
+
+
+async def test_kpi_report_company_out_of_the_database_range_exits_2(
+    settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["report", "kpi", "--from", "2026-01-01", "--to", "2026-01-31",
+            "--company", "99999999999999999999", "--out", str(tmp_path / "k.json")]  # fmt: skip
+    with pytest.raises(SystemExit) as exit_:
+        await asyncio.to_thread(main, argv, settings)
+    assert exit_.value.code == 2
+    assert "expected an id from 1 to 9223372036854775807" in capsys.readouterr().err
