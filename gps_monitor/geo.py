@@ -109,10 +109,6 @@ class LocalProjection:
         """A WGS-84 shapely geometry (x = lon, y = lat) in this zone's metres."""
         return shapely.transform(geom, self._forward.transform, interleaved=False)
 
-    def geometry_to_lonlat(self, geom: BaseGeometry) -> BaseGeometry:
-        """A geometry in this zone's metres back in WGS-84 degrees."""
-        return shapely.transform(geom, self._inverse.transform, interleaved=False)
-
 
 @lru_cache(maxsize=64)
 def _projection(key: ZoneKey) -> LocalProjection:

@@ -133,17 +133,3 @@ def alarm_from_row(row: asyncpg.Record, terminal_id: str = "") -> Alarm:
         id=row["id"],
         event="closed" if row["ended_at"] is not None else "opened",
     )
-
-
-async def list_alarms(
-    conn: asyncpg.Connection | asyncpg.Pool, *, vehicle_id: int | None = None
-) -> list[Alarm]:
-    """Alarms (of one vehicle or all), ordered by start, type, dedup key."""
-    where = "WHERE a.vehicle_id = $1" if vehicle_id is not None else ""
-    args: list[Any] = [vehicle_id] if vehicle_id is not None else []
-    rows = await conn.fetch(
-        "SELECT a.*, v.terminal_id FROM alarms a JOIN vehicles v ON v.id = a.vehicle_id "
-        f"{where} ORDER BY a.started_at, a.alarm_type, a.dedup_key",
-        *args,
-    )
-    return [alarm_from_row(r, r["terminal_id"]) for r in rows]

@@ -6,7 +6,6 @@ geofence/route change made through the web app is recorded in the same transacti
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -59,8 +58,3 @@ async def entries_for(
         object_id,
     )
     return [dict(r) for r in rows]
-
-
-def jsonable(entry: dict[str, Any]) -> dict[str, Any]:
-    """An audit entry with its datetime as ISO 8601."""
-    return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in entry.items()}

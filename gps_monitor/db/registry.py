@@ -126,9 +126,3 @@ async def vehicle_by_terminal(conn: asyncpg.Connection | asyncpg.Pool, terminal_
     if row is None:
         raise NotFoundError(f"terminal {terminal_id!r}: expected a registered vehicle, found none")
     return vehicle_from_row(row)
-
-
-async def all_vehicles(conn: asyncpg.Connection | asyncpg.Pool) -> list[Vehicle]:
-    """Every registered vehicle, by id."""
-    rows = await conn.fetch(f"SELECT {_VEHICLE_COLUMNS} FROM vehicles ORDER BY id")
-    return [vehicle_from_row(r) for r in rows]

@@ -301,11 +301,6 @@ class FrameSplitter:
             self._synced = False
         return out
 
-    @property
-    def pending_bytes(self) -> int:
-        """Bytes held waiting for a delimiter."""
-        return len(self._buffer)
-
 
 class SubpackageAssembler:
     """Reassembles sub-packaged messages (props bit 13) of one connection.
