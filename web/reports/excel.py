@@ -4,11 +4,17 @@ Evidence workbook: sheet 报告 (summary, the track map and the speed chart as i
 定位数据 (the positions: the 16 canonical columns as text, exactly as the digest defines them,
 then local time and episode flag), sheet 校验 (digest and how to recompute it).
 KPI workbook: sheet 汇总 (county and companies), sheet 日趋势 (per day), sheet 说明 (definitions).
+
+Every row goes through :func:`append_row`, which stores text as text: openpyxl would store a
+string starting with ``=`` as a live formula, so a plate, company name or handling note such as
+``=HYPERLINK(...)`` would run in the reader's spreadsheet. The cell's type is set to string and
+the text is kept exactly (no quote prefix: the evidence must show what was recorded).
 """
 
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from typing import Any
 
 from openpyxl import Workbook
@@ -26,6 +32,21 @@ _LEAD_UP_FILL = PatternFill("solid", fgColor="FFF3CD")  # lead-up counted toward
 _HEADER_FILL = PatternFill("solid", fgColor="DDDDDD")
 
 
+def append_row(sheet: Any, values: Sequence[Any]) -> None:
+    """Append ``values`` as the next row of ``sheet``; every ``str`` is stored as a text cell.
+
+    openpyxl types a string that starts with ``=`` as a formula (``data_type == "f"``); here its
+    type is set back to string (``"s"``), so the workbook holds the exact text and no formula.
+    Other leading characters Excel treats specially (``+ - @``, tab, CR) are already plain
+    strings in openpyxl and stay so.
+    """
+    sheet.append(values)
+    row = sheet.max_row
+    for column, value in enumerate(values, start=1):
+        if isinstance(value, str):
+            sheet.cell(row=row, column=column).data_type = "s"
+
+
 def _widths(sheet: Any, widths: list[int]) -> None:
     for i, width in enumerate(widths, start=1):
         sheet.column_dimensions[get_column_letter(i)].width = width
@@ -39,12 +60,12 @@ def render_evidence_xlsx(
     summary = wb.active
     assert summary is not None
     summary.title = "报告"
-    summary.append([report.issuer])
-    summary.append(["道路运输车辆动态监控 违法证据报告 Evidence report"])
+    append_row(summary, [report.issuer])
+    append_row(summary, ["道路运输车辆动态监控 违法证据报告 Evidence report"])
     summary["A2"].font = Font(bold=True, size=14)
-    summary.append([])
+    append_row(summary, [])
     for label, value in report.summary():
-        summary.append([label, value])
+        append_row(summary, [label, value])
         summary.cell(row=summary.max_row, column=1).font = _BOLD
     _widths(summary, [26, 90])
     if images:
@@ -58,12 +79,14 @@ def render_evidence_xlsx(
 
     sheet = wb.create_sheet("定位数据")
     header = [*CANONICAL_COLUMNS, "fix_time_local", "in_episode", "segment"]
-    sheet.append(header)
+    append_row(sheet, header)
     for cell in sheet[1]:
         cell.font = _BOLD
         cell.fill = _HEADER_FILL
     for p in report.positions:
-        sheet.append([*p.canonical_fields(), report.local(p.fix_time), p.in_episode, p.segment])
+        append_row(
+            sheet, [*p.canonical_fields(), report.local(p.fix_time), p.in_episode, p.segment]
+        )
         if p.in_episode or p.lead_up:
             for cell in sheet[sheet.max_row]:
                 cell.fill = _EPISODE_FILL if p.in_episode else _LEAD_UP_FILL
@@ -71,15 +94,16 @@ def render_evidence_xlsx(
     _widths(sheet, [10, 28, 12, 12, 9, 9, 9, 8, 8, 8, 10, 10, 10, 8, 7, 66, 20, 10, 10])
 
     check = wb.create_sheet("校验")
-    check.append(["SHA-256", report.digest_sha256])
-    check.append(["canonical form", CANONICAL_VERSION])
-    check.append(["positions", len(report.positions)])
-    check.append(
+    append_row(check, ["SHA-256", report.digest_sha256])
+    append_row(check, ["canonical form", CANONICAL_VERSION])
+    append_row(check, ["positions", len(report.positions)])
+    append_row(
+        check,
         [
             "how to verify",
             "Sheet 定位数据, columns A-P as text, rows in order: join each row's 16 values with "
             "',' and end with LF, UTF-8, SHA-256 over all rows.",
-        ]
+        ],
     )
     check["B4"].alignment = Alignment(wrap_text=True)
     _widths(check, [18, 80])
@@ -96,40 +120,41 @@ def render_kpi_xlsx(report: dict[str, Any]) -> bytes:
     sheet = wb.active
     assert sheet is not None
     sheet.title = "汇总"
-    sheet.append([f"联网联控考核指标 KPI report {report['report_number']}"])
+    append_row(sheet, [f"联网联控考核指标 KPI report {report['report_number']}"])
     sheet["A1"].font = Font(bold=True, size=13)
-    sheet.append(
+    append_row(
+        sheet,
         [
             f"期间 period: {report['period']['from_local']} — {report['period']['to_local']}"
             f" ({report['period']['timezone']}); 生成 {report['generated_at']} "
             f"by {report['generated_by']}"
-        ]
+        ],
     )
-    sheet.append([])
+    append_row(sheet, [])
     keys = list(KPI_LABELS)
-    sheet.append(["单位 Unit", *[KPI_LABELS[k] for k in keys]])
+    append_row(sheet, ["单位 Unit", *[KPI_LABELS[k] for k in keys]])
     for cell in sheet[sheet.max_row]:
         cell.font = _BOLD
         cell.fill = _HEADER_FILL
         cell.alignment = Alignment(wrap_text=True)
     for entry in [report["county"], *report["companies"]]:
-        sheet.append([entry["name"], *[entry["kpis"].get(k) for k in keys]])
+        append_row(sheet, [entry["name"], *[entry["kpis"].get(k) for k in keys]])
     _widths(sheet, [28, *[14] * len(keys)])
 
     trend = wb.create_sheet("日趋势")
-    trend.append(["日期 day", *[KPI_LABELS[k] for k in keys]])
+    append_row(trend, ["日期 day", *[KPI_LABELS[k] for k in keys]])
     for cell in trend[1]:
         cell.font = _BOLD
         cell.fill = _HEADER_FILL
         cell.alignment = Alignment(wrap_text=True)
     for day in report["county"]["days"]:
-        trend.append([day["day"], *[day["kpis"].get(k) for k in keys]])
+        append_row(trend, [day["day"], *[day["kpis"].get(k) for k in keys]])
     _widths(trend, [14, *[14] * len(keys)])
 
     notes = wb.create_sheet("说明")
     for key, text in report["definitions"].items():
-        notes.append([KPI_LABELS.get(key, key), text])
-    notes.append(["thresholds", str(report["thresholds"])])
+        append_row(notes, [KPI_LABELS.get(key, key), text])
+    append_row(notes, ["thresholds", str(report["thresholds"])])
     _widths(notes, [24, 120])
     buffer = io.BytesIO()
     wb.save(buffer)

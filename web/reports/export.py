@@ -9,6 +9,15 @@ digest defines them, so skipping the ``#`` lines and the header, the digest is
 (``violation``: inside the alarm's [start, end]; ``lead_up``: counted toward it, e.g. the
 continuous driving before a fatigue alarm; ``context``).
 
+Spreadsheet formulas (CSV injection): Excel and LibreOffice run a cell that starts with ``=``,
+``+``, ``-`` or ``@`` (also after a tab or CR) as a formula. The position rows hold only values
+this module formats (numbers, ``true``/``false``, enums, hex digests), so they are written
+unchanged and the digest stays exact. The ``#`` summary lines carry recorded text (plate, company,
+handling notes); each line is one line (any line break inside a value becomes a space) and, as
+a spreadsheet splits it at commas, each comma-separated piece that would start a formula gets a
+leading ``'`` (the common practice; the piece then shows as text). Those lines are a display
+copy: the exact text is in the JSON export, the Excel workbook (text cells) and the PDF.
+
 JSON: ``{"report": ..., "vehicle": ..., "violation": ..., "handling": ..., "integrity": ...,
 "positions": [...]}``; each position carries its typed values and its ``canonical`` field
 strings.
@@ -27,11 +36,27 @@ from web.reports.evidence import CANONICAL_COLUMNS, CANONICAL_VERSION, EvidenceR
 DISPLAY_COLUMNS = ("fix_time_local", "in_episode", "source", "raw_message_id", "segment")
 
 
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+"""Leading characters that make a spreadsheet cell a formula."""
+
+
+def summary_line(label: str, value: str) -> str:
+    """The CSV comment line ``# label: value`` (no line end), safe to open in a spreadsheet:
+    line breaks become spaces, and a comma-separated piece that would start a formula (after
+    optional blanks or a double quote) is prefixed with ``'``."""
+    text = " ".join(f"# {label}: {value}".splitlines())
+    pieces = text.split(",")
+    for i, piece in enumerate(pieces[1:], start=1):
+        if piece.lstrip(' "').startswith(FORMULA_TRIGGERS):
+            pieces[i] = "'" + piece
+    return ",".join(pieces)
+
+
 def render_csv(report: EvidenceReport) -> bytes:
     """CSV bytes (see module docstring)."""
     out = io.StringIO()
     for label, value in report.summary():
-        out.write(f"# {label}: {value}".replace("\n", " ") + "\n")
+        out.write(summary_line(label, value) + "\n")
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow([*CANONICAL_COLUMNS, *DISPLAY_COLUMNS])
     for p in report.positions:
