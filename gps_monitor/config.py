@@ -203,6 +203,22 @@ class WebSettings(BaseModel):
     track_max_window_days: int = Field(
         default=31, ge=1, description="Longest track window one request may ask for (days)."
     )
+    alert_min_level: int = Field(
+        default=2,
+        ge=1,
+        le=4,
+        description="The map page alerts (sound, pop-up card, title badge, desktop "
+        "notification) for a new live alarm of this level or more urgent (2: 紧急 and 严重).",
+    )
+    alert_repeat_s: float = Field(
+        default=30.0,
+        ge=5,
+        le=3600,
+        description="A level-1 (紧急) alarm repeats its sound this often (s) until acknowledged.",
+    )
+    alarm_page_size: int = Field(
+        default=50, ge=10, le=500, description="Alarms per page in the map page's alarm list."
+    )
     mqtt_client_id_prefix: str = Field(
         default="gps-monitor-web",
         description="Web processes subscribe with a clean session under this prefix plus pid.",
@@ -638,6 +654,35 @@ class ReportsSettings(BaseModel):
     )
 
 
+class AlarmsSettings(BaseModel):
+    """Alarm levels (issue 9; policy in :mod:`gps_monitor.alarm_levels`)."""
+
+    levels: dict[str, int] = Field(
+        default_factory=dict,
+        description="Overrides of the shipped alarm levels (1 紧急, 2 严重, 3 一般, 4 提示), by "
+        "'alarm_type' or 'alarm_type@vehicle_class' (device alarms by bit: "
+        "'device_alarm.sos'); the most specific key wins. JSON in the environment, e.g. "
+        'GPS_MONITOR_ALARMS_LEVELS=\'{"offline": 3, "overspeed@hazmat": 1}\'.',
+    )
+    default_level: int = Field(
+        default=3, ge=1, le=4, description="Level of an alarm type no key names (3 一般)."
+    )
+
+    @field_validator("levels")
+    @classmethod
+    def _known_keys(cls, value: dict[str, int]) -> dict[str, int]:
+        from gps_monitor.alarm_levels import check_level, check_level_key
+
+        try:
+            return {check_level_key(k): check_level(v) for k, v in value.items()}
+        except ValueError as error:
+            raise PydanticCustomError(
+                "alarm_level",
+                "Input should be {why}",
+                {"why": str(error).removeprefix("expected ")},
+            ) from None
+
+
 class Settings(BaseSettings):
     """All settings. ``Settings()`` reads the environment; tests build one explicitly."""
 
@@ -658,6 +703,7 @@ class Settings(BaseSettings):
     jt808: Jt808Settings = Jt808Settings()
     rules: RulesSettings = RulesSettings()
     reports: ReportsSettings = ReportsSettings()
+    alarms: AlarmsSettings = AlarmsSettings()
 
 
 @lru_cache(maxsize=1)

@@ -230,6 +230,8 @@ class Alarm:
         started_at, ended_at: fix times (UTC); ended_at None while the episode is open.
         late: raised from late (blind-area) data: stored, never pushed as live.
         details: rule evidence, JSON-serialisable (limit applied and its source, max speed...).
+        level: 1 紧急, 2 严重, 3 一般, 4 提示 (:func:`gps_monitor.alarm_levels.level_for`),
+            decided when the alarm opens and stored with it.
         event: on the MQTT topic, ``opened`` or ``closed`` (``updated`` for open-episode changes).
     """
 
@@ -247,6 +249,7 @@ class Alarm:
     status: AlarmStatus = AlarmStatus.OPEN
     id: int | None = None
     event: str = "opened"
+    level: int = 3
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (ISO 8601 datetimes): the payload of ``alarms/v1/...`` messages."""

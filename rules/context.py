@@ -17,7 +17,8 @@ from zoneinfo import ZoneInfo
 import shapely
 from shapely import Point
 
-from gps_monitor.config import QualitySettings, RulesSettings
+from gps_monitor.alarm_levels import level_for
+from gps_monitor.config import AlarmsSettings, QualitySettings, RulesSettings
 from gps_monitor.geo import ZonedIndex, ZoneKey, ZoneShapes, projection_of_zone, zone_key
 from gps_monitor.geofences import Geofence, Route, TimeWindow
 from gps_monitor.models import Alarm, Position
@@ -272,6 +273,7 @@ class RuleContext:
     local: LocalClock = field(default_factory=lambda: LocalClock("Asia/Shanghai"))
     late: bool = False
     clock: str = "fix"
+    levels: AlarmsSettings = field(default_factory=AlarmsSettings)
 
     def in_window(self, window: TimeWindow | None, t_minute: int) -> bool:
         return window is None or window.contains(t_minute)
@@ -289,7 +291,8 @@ class RuleContext:
         event: str = "opened",
     ) -> Alarm:
         """Build an alarm of this vehicle. The dedup key is vehicle + type + discriminator +
-        start, so the same episode always gets the same key."""
+        start, so the same episode always gets the same key; the level comes from
+        :func:`gps_monitor.alarm_levels.level_for` (type, vehicle class, ``levels``)."""
         started = utc(started_t)
         vehicle = self.vehicle
         who = str(vehicle.vehicle_id) if vehicle.vehicle_id else f"t:{vehicle.terminal_id}"
@@ -307,6 +310,7 @@ class RuleContext:
             first_fix_time=utc(first_fix_t) if first_fix_t is not None else None,
             last_fix_time=utc(last_fix_t) if last_fix_t is not None else None,
             event=event,
+            level=level_for(alarm_type, vehicle.vehicle_class, self.levels, details),
         )
 
 

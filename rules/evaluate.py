@@ -171,7 +171,12 @@ def evaluate_track(
             route_ids=tuple(r.id for r in routes or []),
         )
         ctx = RuleContext(
-            vehicle=profile, settings=settings.rules, quality=settings.quality, geo=geo, local=local
+            vehicle=profile,
+            settings=settings.rules,
+            quality=settings.quality,
+            geo=geo,
+            local=local,
+            levels=settings.alarms,
         )
         state = VehicleState()
         for position in prepare_track(tracks[terminal_id], fmt, settings):

@@ -218,6 +218,7 @@ class RulesWorker:
             local=self.local,
             late=late,
             clock="fix" if late else "wall",
+            levels=self.settings.alarms,
         )
 
     # --- service -------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from rules_factory import drive
 from rules_factory import position as position_at
 
 from gps_monitor import mqtt, topics
-from gps_monitor.config import Settings
+from gps_monitor.config import AlarmsSettings, Settings
 from gps_monitor.db.geofences import save_geofences
 from gps_monitor.db.registry import ensure_company, ensure_vehicle
 from gps_monitor.geofences import parse_geojson
@@ -113,6 +113,10 @@ async def test_worker_stores_and_publishes_alarms_as_they_open_and_close_once(
     settings: Settings, pool: asyncpg.Pool
 ) -> None:
     settings = _quiet(settings)
+    # the level setting reaches the worker: a freight overspeed is 2 by default, 1 here
+    settings = settings.model_copy(
+        update={"alarms": AlarmsSettings(levels={"overspeed@freight": 1})}
+    )
     company_id, vehicle_id = await _vehicle(pool)
     track = _accepted(
         drive("2024-01-10 10:00:00", [(20, 50), (30, 75), (20, 50)]), company_id, vehicle_id
@@ -158,6 +162,8 @@ async def test_worker_stores_and_publishes_alarms_as_they_open_and_close_once(
     )
     assert {m["topic"] for m in received} == {expected_topic}
     assert received[1]["ended_at"] == rows[0]["ended_at"].isoformat()
+    assert rows[0]["level"] == 1
+    assert [m["level"] for m in received] == [1, 1]
 
 
 async def test_an_alarm_stored_but_never_published_is_published_when_the_worker_comes_back(

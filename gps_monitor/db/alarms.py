@@ -17,11 +17,12 @@ from gps_monitor.models import Alarm, AlarmStatus
 
 _UPSERT = """
 INSERT INTO alarms AS a (vehicle_id, company_id, alarm_type, dedup_key, started_at, ended_at,
-                         late, details, first_fix_time, last_fix_time, publish_pending)
-SELECT v, c, t, k, s, e, l, d::jsonb, f, x, true
+                         late, details, first_fix_time, last_fix_time, level, publish_pending)
+SELECT v, c, t, k, s, e, l, d::jsonb, f, x, lv, true
 FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::timestamptz[],
-            $6::timestamptz[], $7::boolean[], $8::text[], $9::timestamptz[], $10::timestamptz[])
-     AS u(v, c, t, k, s, e, l, d, f, x)
+            $6::timestamptz[], $7::boolean[], $8::text[], $9::timestamptz[], $10::timestamptz[],
+            $11::smallint[])
+     AS u(v, c, t, k, s, e, l, d, f, x, lv)
 ON CONFLICT (dedup_key) DO UPDATE SET
     ended_at = COALESCE(EXCLUDED.ended_at, a.ended_at),
     details = EXCLUDED.details,
@@ -31,7 +32,7 @@ ON CONFLICT (dedup_key) DO UPDATE SET
     updated_at = now()
 WHERE a.ended_at IS DISTINCT FROM COALESCE(EXCLUDED.ended_at, a.ended_at)
    OR a.details IS DISTINCT FROM EXCLUDED.details
-RETURNING a.id, a.status, a.dedup_key
+RETURNING a.id, a.status, a.dedup_key, a.level
 """
 
 
@@ -41,7 +42,8 @@ async def save_alarm_events(conn: asyncpg.Connection, events: list[Alarm]) -> li
     as the last one (keeping the first ``first_fix_time``).
 
     Returns, in their original order, the events whose episode changed the table (new, now
-    closed, or new details), with the row ``id`` and ``status``; an episode stored exactly as it
+    closed, or new details), with the row ``id``, ``status`` and ``level`` (the level stored when
+    the episode opened: a later event never relevels it); an episode stored exactly as it
     is (reprocessing) returns nothing, so it is not published twice. The changed rows are marked
     ``publish_pending`` (the outbox, migration 0022) until :func:`mark_published`.
     """
@@ -65,6 +67,7 @@ async def save_alarm_events(conn: asyncpg.Connection, events: list[Alarm]) -> li
         [json.dumps(a.details, ensure_ascii=False, sort_keys=True) for a in rows],
         [first_fix[a.dedup_key] or a.first_fix_time for a in rows],
         [a.last_fix_time for a in rows],
+        [a.level for a in rows],
     )
     changed = {r["dedup_key"]: r for r in found}
     return [
@@ -72,6 +75,7 @@ async def save_alarm_events(conn: asyncpg.Connection, events: list[Alarm]) -> li
             alarm,
             id=changed[alarm.dedup_key]["id"],
             status=AlarmStatus(changed[alarm.dedup_key]["status"]),
+            level=changed[alarm.dedup_key]["level"],
         )
         for alarm in events
         if alarm.dedup_key in changed
@@ -132,4 +136,5 @@ def alarm_from_row(row: asyncpg.Record, terminal_id: str = "") -> Alarm:
         status=AlarmStatus(row["status"]),
         id=row["id"],
         event="closed" if row["ended_at"] is not None else "opened",
+        level=row["level"],
     )
