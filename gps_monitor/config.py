@@ -149,6 +149,12 @@ class WebSettings(BaseModel):
     cookie_secure: bool = Field(
         default=False, description="Mark the session cookie Secure (HTTPS only); on in production."
     )
+    allowed_origins: list[str] = Field(
+        default_factory=list,
+        description="Origins (scheme://host[:port]) besides the app's own whose pages may send "
+        "cookie-authenticated changes (POST/PUT/PATCH/DELETE) and open the websocket with the "
+        "cookie; JSON list, e.g. '[\"https://portal.example.gov.cn\"]'. Empty: own origin only.",
+    )
     tile_url_template: str | None = Field(
         default=None,
         description="Basemap tile URL template ({z}/{x}/{y}, optional {s}), e.g. OpenStreetMap "

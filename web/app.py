@@ -27,6 +27,7 @@ from web.hub import LiveHub
 from web.routers import alarms, auth, geofences, live, pages, positions, registry, tracks
 from web.routers import reports as reports_router
 from web.routers.pages import STATIC_DIR
+from web.security import OriginCheckMiddleware
 from web.validation import EdgeCheckMiddleware, install_error_handlers
 
 ROUTERS: tuple[APIRouter, ...] = (
@@ -96,7 +97,9 @@ def create_app(
     for router in routers:
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    # the last added runs first: the origin check before the body is read
     app.add_middleware(EdgeCheckMiddleware)
+    app.add_middleware(OriginCheckMiddleware, settings=settings)
     install_error_handlers(app)
 
     @app.exception_handler(NotFoundError)

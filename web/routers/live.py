@@ -20,7 +20,6 @@ import json
 import logging
 import time
 from typing import Any
-from urllib.parse import urlsplit
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
@@ -28,6 +27,7 @@ from gps_monitor.db import users
 from web.deps import is_db_id
 from web.hub import ClientOverflow, LiveClient, LiveHub, dumps
 from web.live_query import LiveFilter, latest_positions, parse_bbox
+from web.security import browser_origin_allowed
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["live"])
@@ -35,14 +35,6 @@ router = APIRouter(tags=["live"])
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_OVERFLOW = 4008
 CLOSE_FORBIDDEN_ORIGIN = 4403
-
-
-def _same_origin(websocket: WebSocket) -> bool:
-    """True without an Origin header (not a browser) or when it names this host."""
-    origin = websocket.headers.get("origin")
-    if not origin:
-        return True
-    return urlsplit(origin).netloc == websocket.headers.get("host", "")
 
 
 def _narrow(client: LiveClient, message: dict[str, Any]) -> LiveFilter:
@@ -110,7 +102,11 @@ async def live(websocket: WebSocket) -> None:
         else None
     )
     await websocket.accept()
-    if user is not None and token == cookie and not _same_origin(websocket):
+    if (
+        user is not None
+        and token == cookie
+        and browser_origin_allowed(websocket.headers, settings.web.allowed_origins) is not None
+    ):
         # a cookie rides along with any page's request: refuse another site's page using it
         await websocket.close(code=CLOSE_FORBIDDEN_ORIGIN, reason="cross-origin")
         return
