@@ -515,6 +515,8 @@ async def test_ids_beyond_bigint_answer_422_on_every_endpoint(
         ("GET", f"/api/vehicles/{HUGE}/track", window, None, "bureau", "vehicle_id"),
         ("GET", "/api/alarms", {"company_id": HUGE}, None, "bureau", "company_id"),
         ("GET", "/api/alarms", {"vehicle_id": HUGE}, None, "bureau", "vehicle_id"),
+        ("GET", "/api/alarms/summary", {"company_id": HUGE}, None, "bureau", "company_id"),
+        ("GET", "/api/alarms/summary", {"vehicle_id": HUGE}, None, "bureau", "vehicle_id"),
         ("GET", f"/api/alarms/{HUGE}", {}, None, "bureau", "alarm_id"),
         ("POST", f"/api/alarms/{HUGE}/acknowledge", {}, None, "bureau", "alarm_id"),
         ("POST", f"/api/alarms/{HUGE}/handle", {}, {"note": "x"}, "bureau", "alarm_id"),

@@ -163,6 +163,7 @@ async def test_alarms_open_and_close_reach_the_right_clients_with_ids(
             terminal_id=w.terminals[a0],
             started_at=started,
             details={"limit_kmh": 60, "max_speed_kmh": 92},
+            level=1,
         )
         await publish_alarm(settings, opened)
         late = Alarm(
@@ -200,6 +201,10 @@ async def test_alarms_open_and_close_reach_the_right_clients_with_ids(
         ]
         assert got[0]["alarm"]["id"] == alarm_id  # looked up by dedup_key
         assert got[0]["alarm"]["details"]["max_speed_kmh"] == 92
+        # the level as published, and the names the pop-up card shows
+        assert got[0]["alarm"]["level"] == 1
+        assert got[0]["alarm"]["plate_number"] == "渝A10000"
+        assert got[0]["alarm"]["company_name"] == "甲运输公司"
         assert not [m for m in await receive_until(op_b, 1) if m["type"] == "alarm"]
 
         # a user acknowledging it is announced to the company's live clients too
@@ -214,6 +219,8 @@ async def test_alarms_open_and_close_reach_the_right_clients_with_ids(
             if m["type"] == "alarm_status"
         ]
         assert status and status[0]["alarm"]["status"] == "acknowledged"
+        assert status[0]["alarm"]["level"] == 3  # the stored row's level
+        assert status[0]["alarm"]["acknowledged_at"] is not None
         assert not [m for m in await receive_until(op_b, 1) if m["type"] == "alarm_status"]
         await op_a.close()
         await op_b.close()

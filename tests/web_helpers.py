@@ -124,11 +124,14 @@ async def store_alarm(
     ended_at: datetime | None = None,
     late: bool = False,
     details: dict[str, Any] | None = None,
+    level: int = 3,
+    status: str = "open",
 ) -> int:
     started_at = started_at or datetime.now(UTC)
     alarm_id = await pool.fetchval(
         "INSERT INTO alarms (vehicle_id, company_id, alarm_type, dedup_key, started_at, ended_at, "
-        "late, details) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+        "late, details, level, status) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) "
+        "RETURNING id",
         vehicle_id,
         company_id,
         alarm_type,
@@ -137,6 +140,8 @@ async def store_alarm(
         ended_at,
         late,
         details or {"limit_kmh": 60},
+        level,
+        status,
     )
     return int(alarm_id)
 

@@ -22,8 +22,10 @@ too. Late alarms are forwarded with ``live: false`` (listed, not popped).
 Messages to the client (JSON text frames):
     {"type": "snapshot", "vehicles": [...], "server_time": ...}
     {"type": "positions", "positions": [{vehicle_id, company_id, fix_time, latitude, ...}]}
-    {"type": "alarm", "live": bool, "alarm": {...Alarm.to_dict()..., "id": ...}}
-    {"type": "alarm_status", "alarm": {...}}          (acknowledged / handled by a user)
+    {"type": "alarm", "live": bool, "alarm": {...Alarm.to_dict() (with level)..., "id": ...,
+                                              "plate_number", "plate_color", "company_name"}}
+    {"type": "alarm_status", "alarm": {id, status, level, acknowledged_at, handled_at, ...}}
+                                                      (acknowledged / handled by a user)
     {"type": "heartbeat", "server_time": ...}
     {"type": "subscribed", "filter": {...}}  /  {"type": "error", "detail": ...}
 """
@@ -187,9 +189,14 @@ class LiveClient:
 class LiveHub:
     """Receives accepted positions and alarms from MQTT and fans them out to :class:`LiveClient`.
 
+    Alarm messages are forwarded as published (``level`` included) plus the vehicle's
+    ``plate_number``, ``plate_color`` and ``company_name``.
+
     ``start()`` launches the subscription task (a no-op without a configured broker: the REST API
     still works, the feed is then empty and says so in the log).
     """
+
+    VEHICLE_NAMES_TTL_S = 300.0
 
     def __init__(self, settings: Settings, pool: asyncpg.Pool) -> None:
         self.settings = settings
@@ -200,6 +207,7 @@ class LiveHub:
         self._client: aiomqtt.Client | None = None
         self.connected = asyncio.Event()
         self.received_messages = 0
+        self._names: dict[int, tuple[float, dict[str, Any]]] = {}
 
     @property
     def _prefix(self) -> str:
@@ -300,9 +308,26 @@ class LiveHub:
             alarm["id"] = await self.pool.fetchval(
                 "SELECT id FROM alarms WHERE dedup_key = $1", alarm["dedup_key"]
             )
+        if "plate_number" not in alarm:
+            alarm.update(await self._vehicle_names(alarm["vehicle_id"]))
         message = {"type": "alarm", "live": not alarm.get("late", False), "alarm": alarm}
         for client in list(self.clients):
             client.offer_message(alarm["company_id"], alarm["vehicle_id"], message)
+
+    async def _vehicle_names(self, vehicle_id: int) -> dict[str, Any]:
+        """``plate_number``, ``plate_color``, ``company_name`` of a vehicle for the alarm pop-up
+        (cached ``VEHICLE_NAMES_TTL_S``; an alarm storm costs one query per vehicle)."""
+        now = time.monotonic()
+        found = self._names.get(vehicle_id)
+        if found is None or now - found[0] > self.VEHICLE_NAMES_TTL_S:
+            row = await self.pool.fetchrow(
+                "SELECT v.plate_number, v.plate_color, c.name AS company_name FROM vehicles v "
+                "JOIN companies c ON c.id = v.company_id WHERE v.id = $1",
+                vehicle_id,
+            )
+            found = (now, dict(row) if row is not None else {})
+            self._names[vehicle_id] = found
+        return found[1]
 
     async def announce_alarm_change(self, alarm: dict[str, Any]) -> None:
         """Tell every web process's clients that a user acknowledged/handled an alarm."""
@@ -314,11 +339,15 @@ class LiveHub:
                 "vehicle_id",
                 "company_id",
                 "plate_number",
+                "company_name",
+                "level",
                 "status",
                 "started_at",
                 "ended_at",
                 "late",
                 "handling_note",
+                "acknowledged_at",
+                "handled_at",
             )
         }
         if self._client is not None:

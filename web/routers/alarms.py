@@ -8,11 +8,13 @@ done, as a note). Enforcement records penalty decisions on any alarm.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
 
 import asyncpg
-from fastapi import APIRouter, HTTPException, Query, Request
+from annotated_types import Interval
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 
 from gps_monitor.db import audit
@@ -31,13 +33,27 @@ from web.units import round_measures
 router = APIRouter(prefix="/api/alarms", tags=["alarms"])
 
 _ALARM_SELECT = (
-    "SELECT a.id, a.alarm_type, a.vehicle_id, a.company_id, v.plate_number, v.plate_color, "
-    "c.name AS company_name, a.started_at, a.ended_at, a.status, a.late, a.details, "
-    "a.first_fix_time, a.last_fix_time, a.acknowledged_at, a.acknowledged_by, a.handled_at, "
-    "a.handled_by, a.handling_note, a.created_at, a.updated_at "
+    "SELECT a.id, a.alarm_type, a.level, a.vehicle_id, a.company_id, v.plate_number, "
+    "v.plate_color, v.vehicle_class, c.name AS company_name, a.started_at, a.ended_at, a.status, "
+    "a.late, a.details, a.first_fix_time, a.last_fix_time, a.acknowledged_at, a.acknowledged_by, "
+    "a.handled_at, a.handled_by, a.handling_note, a.created_at, a.updated_at "
     "FROM alarms a JOIN vehicles v ON v.id = a.vehicle_id JOIN companies c ON c.id = a.company_id"
 )
 STATUSES = ("open", "acknowledged", "handled", "closed")
+UNHANDLED = ("open", "acknowledged")
+# the worklist order (indexes alarms_worklist_idx / alarms_company_worklist_idx, migration 0052):
+# unhandled first, then by level (1 紧急 first), then newest
+_WORKLIST_ORDER = (
+    "ORDER BY (a.status IN ('handled', 'closed')), a.level, a.started_at DESC, a.id DESC"
+)
+# where the alarm happened: the vehicle's last ok fix at its start (within the day before)
+_PLACE = (
+    "LEFT JOIN LATERAL (SELECT p.latitude, p.longitude FROM positions p "
+    "WHERE p.vehicle_id = a.vehicle_id AND p.quality = 'ok' "
+    "AND p.fix_time <= COALESCE(a.first_fix_time, a.started_at) "
+    "AND p.fix_time > COALESCE(a.first_fix_time, a.started_at) - interval '1 day' "
+    "ORDER BY p.fix_time DESC LIMIT 1) AS place ON true"
+)
 
 
 class HandleIn(BaseModel):
@@ -50,43 +66,167 @@ class PenaltyIn(BaseModel):
     note: str | None = Field(default=None, max_length=2000)
 
 
-@router.get("")
-async def list_alarms(
+@dataclass(frozen=True, slots=True)
+class AlarmFilter:
+    """The list filters as one SQL condition; ``status`` and ``level`` apart, so the summary
+    can count every status and level under the other filters."""
+
+    company_id: int | None
+    alarm_type: str | None
+    vehicle_id: int | None
+    plate: str | None
+    start: datetime | None
+    end: datetime | None
+    late: bool | None
+
+    def where(self) -> tuple[str, list[Any]]:
+        plate = None
+        if self.plate:  # a literal part of the plate: LIKE's wildcards escaped
+            literal = self.plate.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            plate = f"%{literal}%"
+        return (
+            "($1::bigint IS NULL OR a.company_id = $1) "
+            "AND ($2::text IS NULL OR a.alarm_type = $2) "
+            "AND ($3::bigint IS NULL OR a.vehicle_id = $3) "
+            "AND ($4::text IS NULL OR v.plate_number ILIKE $4) "
+            "AND ($5::timestamptz IS NULL OR a.started_at >= $5) "
+            "AND ($6::timestamptz IS NULL OR a.started_at < $6) "
+            "AND ($7::bool IS NULL OR a.late = $7)",
+            [
+                self.company_id,
+                self.alarm_type,
+                self.vehicle_id,
+                plate,
+                self.start,
+                self.end,
+                self.late,
+            ],
+        )
+
+
+def _statuses(status: str | None) -> list[str] | None:
+    """``status`` parameter -> the statuses it selects (``unhandled`` = open + acknowledged)."""
+    if status is None:
+        return None
+    if status == "unhandled":
+        return list(UNHANDLED)
+    if status not in STATUSES:
+        raise HTTPException(
+            422, f"status: expected one of {', '.join(STATUSES)} or unhandled, got {status!r}"
+        )
+    return [status]
+
+
+async def alarm_filter(
     user: CurrentUser,
-    pool: PoolDep,
     alarm_type: str | None = None,
     company_id: DbId | None = None,
     vehicle_id: DbId | None = None,
-    status: str | None = None,
+    plate: Annotated[
+        str | None, Query(max_length=20, description="part of the plate, any case")
+    ] = None,
     start: Annotated[datetime | None, Query(description="started at or after (ISO 8601)")] = None,
     end: Annotated[datetime | None, Query(description="started before (ISO 8601)")] = None,
     late: bool | None = None,
-    limit: Annotated[int, Query(ge=1, le=5000)] = 200,
-) -> list[dict[str, Any]]:
-    """Alarms the user may see, newest first, filtered by type, company, vehicle, status and
-    start-time window."""
-    if status is not None and status not in STATUSES:
-        raise HTTPException(422, f"status: expected one of {', '.join(STATUSES)}, got {status!r}")
+) -> AlarmFilter:
+    """The filters every alarm list view shares, restricted to what the user may see."""
     for name, value in (("start", start), ("end", end)):
         if value is not None and value.tzinfo is None:
             raise HTTPException(422, f"{name}: expected ISO 8601 with a UTC offset, got {value}")
+    return AlarmFilter(
+        company_scope(user, company_id), alarm_type, vehicle_id, plate or None, start, end, late
+    )
+
+
+FilterDep = Annotated[AlarmFilter, Depends(alarm_filter)]
+StatusQuery = Annotated[
+    str | None,
+    Query(description="open, acknowledged, handled, closed, or unhandled (open + acknowledged)"),
+]
+LevelQuery = Annotated[
+    list[Annotated[int, Interval(ge=1, le=4)]] | None,
+    Query(description="1 紧急 .. 4 提示; repeat for several (level=1&level=2)"),
+]
+
+
+@router.get("")
+async def list_alarms(
+    pool: PoolDep,
+    filters: FilterDep,
+    status: StatusQuery = None,
+    level: LevelQuery = None,
+    limit: Annotated[int, Query(ge=1, le=5000)] = 200,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> list[dict[str, Any]]:
+    """Alarms the user may see as a worklist: unhandled (open, acknowledged) first, then by
+    level (1 紧急 first), then newest; filtered by type, level, status, company, vehicle, plate,
+    start-time window and late. Paged by ``offset`` / ``limit``; ``GET /api/alarms/summary``
+    with the same filters gives the total and the counts per status and level.
+
+    Each row has ``level``, ``plate_number``, ``company_name``, ``details`` (the key figures:
+    speed and limit, driving time, distance off route...) and ``latitude`` / ``longitude``: the
+    vehicle's last ok fix at the alarm's start (None without one within the day before).
+    """
+    where, args = filters.where()
     rows = await pool.fetch(
-        f"{_ALARM_SELECT} WHERE ($1::bigint IS NULL OR a.company_id = $1) "
-        "AND ($2::text IS NULL OR a.alarm_type = $2) AND ($3::bigint IS NULL OR a.vehicle_id = $3) "
-        "AND ($4::text IS NULL OR a.status = $4) "
-        "AND ($5::timestamptz IS NULL OR a.started_at >= $5) "
-        "AND ($6::timestamptz IS NULL OR a.started_at < $6) AND ($7::bool IS NULL OR a.late = $7) "
-        "ORDER BY a.started_at DESC, a.id DESC LIMIT $8",
-        company_scope(user, company_id),
-        alarm_type,
-        vehicle_id,
-        status,
-        start,
-        end,
-        late,
+        f"SELECT a.*, place.latitude, place.longitude FROM ({_ALARM_SELECT} WHERE {where} "
+        "AND ($8::text[] IS NULL OR a.status = ANY($8)) "
+        "AND ($9::smallint[] IS NULL OR a.level = ANY($9)) "
+        f"{_WORKLIST_ORDER} LIMIT $10 OFFSET $11) AS a {_PLACE} {_WORKLIST_ORDER}",
+        *args,
+        _statuses(status),
+        level,
         limit,
+        offset,
     )
     return [dict(r) for r in rows]
+
+
+@router.get("/summary")
+async def alarm_summary(
+    pool: PoolDep, filters: FilterDep, status: StatusQuery = None, level: LevelQuery = None
+) -> dict[str, Any]:
+    """Counts for the alarm list's header, under the same filters as ``GET /api/alarms``:
+
+    ``total`` (what the list pages through), ``by_status`` (every status, under the level
+    filter), ``by_level`` (levels 1-4, under the status filter), ``unhandled_by_level`` and
+    ``open_by_level`` (ignoring the status filter; the page's title badge counts the ``open``
+    ones at or above its alert level), all as ``{"key": count}`` with every key present.
+    """
+    where, args = filters.where()
+    rows = await pool.fetch(
+        "SELECT a.status, a.level, count(*) AS n FROM alarms a "
+        f"JOIN vehicles v ON v.id = a.vehicle_id WHERE {where} GROUP BY a.status, a.level",
+        *args,
+    )
+    statuses = _statuses(status)
+    levels = set(level) if level else None
+    by_status = dict.fromkeys(STATUSES, 0)
+    by_level = dict.fromkeys(("1", "2", "3", "4"), 0)
+    unhandled = dict(by_level)
+    opened = dict(by_level)
+    total = 0
+    for r in rows:
+        in_status = statuses is None or r["status"] in statuses
+        in_level = levels is None or r["level"] in levels
+        key = str(r["level"])
+        if in_level:
+            by_status[r["status"]] = by_status.get(r["status"], 0) + r["n"]
+        if in_status:
+            by_level[key] += r["n"]
+        if in_status and in_level:
+            total += r["n"]
+        if r["status"] in UNHANDLED:
+            unhandled[key] += r["n"]
+        if r["status"] == "open":
+            opened[key] += r["n"]
+    return {
+        "total": total,
+        "by_status": by_status,
+        "by_level": by_level,
+        "unhandled_by_level": unhandled,
+        "open_by_level": opened,
+    }
 
 
 async def _fetch(

@@ -37,6 +37,9 @@ async def map_config(settings: SettingsDep) -> dict[str, Any]:
 
     ``tile_url_template`` null means no basemap: the page draws a plain background with a scale.
     ``tile_crs`` gcj02 means the page converts WGS-84 positions to GCJ-02 for display only.
+    ``alert_min_level``: a new live alarm this urgent or more (level number at most this) sounds,
+    pops up, counts in the title badge; ``alert_repeat_s``: a level-1 alarm's sound repeats this
+    often until acknowledged.
     """
     web = settings.web
     return {
@@ -49,4 +52,7 @@ async def map_config(settings: SettingsDep) -> dict[str, Any]:
         "coalesce_interval_s": web.coalesce_interval_s,
         "offline_after_s": web.offline_after_s,
         "moving_speed_kmh": web.moving_speed_kmh,
+        "alert_min_level": web.alert_min_level,
+        "alert_repeat_s": web.alert_repeat_s,
+        "alarm_page_size": web.alarm_page_size,
     }
