@@ -149,6 +149,30 @@ class WebSettings(BaseModel):
     cookie_secure: bool = Field(
         default=False, description="Mark the session cookie Secure (HTTPS only); on in production."
     )
+    login_account_attempts: int = Field(
+        default=5,
+        ge=1,
+        description="Login attempts one account name may make within login_window_s before it "
+        "is locked for login_lockout_s (answers 429 with Retry-After).",
+    )
+    login_address_attempts: int = Field(
+        default=20,
+        ge=1,
+        description="Login attempts one client address may make within login_window_s before it "
+        "is locked for login_lockout_s (higher than per account: offices share an address).",
+    )
+    login_window_s: float = Field(
+        default=900.0, gt=0, description="Window over which login attempts are counted (15 min)."
+    )
+    login_lockout_s: float = Field(
+        default=900.0, gt=0, description="How long a throttled account or address waits (15 min)."
+    )
+    login_hash_threads: int = Field(
+        default=2,
+        ge=1,
+        description="Worker threads checking passwords (argon2: tens of ms of CPU and 64 MiB "
+        "each), off the event loop; more logins at once wait their turn.",
+    )
     allowed_origins: list[str] = Field(
         default_factory=list,
         description="Origins (scheme://host[:port]) besides the app's own whose pages may send "

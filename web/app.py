@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
+import anyio
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
@@ -24,6 +25,7 @@ from gps_monitor.db.pool import create_pool
 from gps_monitor.db.users import UserError
 from gps_monitor.errors import ConfigurationError, GeometryError, NotFoundError, StateError
 from web.hub import LiveHub
+from web.login_throttle import LoginThrottle
 from web.routers import alarms, auth, geofences, live, pages, positions, registry, tracks
 from web.routers import reports as reports_router
 from web.routers.pages import STATIC_DIR
@@ -78,6 +80,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.pool = await create_pool(settings.database)
+        app.state.login_limiter = anyio.CapacityLimiter(settings.web.login_hash_threads)
         app.state.hub = LiveHub(settings, app.state.pool)
         if live_feed:
             app.state.hub.start()
@@ -94,6 +97,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.login_throttle = LoginThrottle(settings.web)
     for router in routers:
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

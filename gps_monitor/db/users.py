@@ -19,6 +19,8 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+import anyio
+import anyio.to_thread
 import asyncpg
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -123,26 +125,53 @@ async def create_user(
     return _user(row)
 
 
+def _verify(password_hash: str, password: str) -> bool:
+    try:
+        return _HASHER.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+_dummy_hash: str | None = None
+
+
+def _dummy_password_hash() -> str:
+    """An argon2 hash of a random secret, made once: what an unknown name is verified against."""
+    global _dummy_hash
+    if _dummy_hash is None:
+        _dummy_hash = _HASHER.hash(secrets.token_urlsafe(32))
+    return _dummy_hash
+
+
 async def authenticate(
-    conn: asyncpg.Connection | asyncpg.Pool, username: str, password: str
+    conn: asyncpg.Connection | asyncpg.Pool,
+    username: str,
+    password: str,
+    *,
+    limiter: anyio.CapacityLimiter | None = None,
 ) -> User | None:
-    """The active user if ``password`` matches its argon2 hash, else None (no detail why)."""
+    """The active user if ``password`` matches its argon2 hash, else None (no detail why).
+
+    The argon2 work (tens of ms of CPU and 64 MiB each) runs in a worker thread taken from
+    ``limiter`` (anyio's default pool of 40 without one), never on the event loop. An unknown or
+    inactive name is verified against a dummy hash: the same answer after the same work.
+    """
     row = await conn.fetchrow(
         "SELECT id, username, role, company_id, display_name, password_hash FROM users "
         "WHERE username = $1 AND active",
         username,
     )
-    if row is None:
-        _HASHER.hash(password)  # same cost whether or not the user exists
+    stored: str = (
+        row["password_hash"]
+        if row is not None
+        else await anyio.to_thread.run_sync(_dummy_password_hash, limiter=limiter)
+    )
+    matches = await anyio.to_thread.run_sync(_verify, stored, password, limiter=limiter)
+    if row is None or not matches:
         return None
-    try:
-        _HASHER.verify(row["password_hash"], password)
-    except (VerificationError, InvalidHashError):
-        return None
-    if _HASHER.check_needs_rehash(row["password_hash"]):
-        await conn.execute(
-            "UPDATE users SET password_hash = $2 WHERE id = $1", row["id"], hash_password(password)
-        )
+    if _HASHER.check_needs_rehash(stored):
+        new_hash = await anyio.to_thread.run_sync(hash_password, password, limiter=limiter)
+        await conn.execute("UPDATE users SET password_hash = $2 WHERE id = $1", row["id"], new_hash)
     return _user(row)
 
 

@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 
 from gps_monitor.db import users
 from web.deps import COOKIE_NAME, CurrentUser, PoolDep, SettingsDep, token_from
+from web.login_throttle import LoginThrottle
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
 
@@ -20,15 +21,33 @@ class LoginIn(BaseModel):
 
 @router.post("/login")
 async def login(
-    body: LoginIn, response: Response, pool: PoolDep, settings: SettingsDep
+    body: LoginIn, request: Request, response: Response, pool: PoolDep, settings: SettingsDep
 ) -> dict[str, Any]:
-    """Check the password (argon2); answer ``{token, expires_at, user}`` and set the cookie.
+    """Check the password (argon2, in a worker thread); answer ``{token, expires_at, user}`` and
+    set the cookie.
 
-    401 when the name or the password is wrong (the answer does not say which).
+    401 when the name or the password is wrong (the answer, and the work done, do not say
+    which); 429 with ``Retry-After`` (seconds) when the name or the client address made too many
+    attempts (:mod:`web.login_throttle`).
     """
-    user = await users.authenticate(pool, body.username, body.password)
+    throttle: LoginThrottle = request.app.state.login_throttle
+    address = request.client.host if request.client is not None else "unknown"
+    retry_after_s = throttle.attempt(body.username, address)
+    if retry_after_s is not None:
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            f"too many login attempts for this account or from this address: expected at most "
+            f"{settings.web.login_account_attempts} per account and "
+            f"{settings.web.login_address_attempts} per address in "
+            f"{settings.web.login_window_s:g} s; try again in {retry_after_s} s",
+            headers={"Retry-After": str(retry_after_s)},
+        )
+    user = await users.authenticate(
+        pool, body.username, body.password, limiter=request.app.state.login_limiter
+    )
     if user is None:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "wrong username or password")
+    throttle.succeeded(body.username)
     token, expires_at = await users.issue_token(
         pool, user, settings.web.secret_key, settings.web.token_lifetime_s
     )
