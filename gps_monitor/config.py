@@ -20,6 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from gps_monitor.models import VehicleClass
+
 
 class DatabaseSettings(BaseModel):
     """PostgreSQL / TimescaleDB connection and storage policy."""
@@ -131,6 +133,37 @@ class QualitySettings(BaseModel):
         description="Jumps shorter than this are never drift (guards against two fixes a second "
         "apart whose few metres of noise imply a silly speed).",
     )
+    max_plausible_speed_kmh: dict[str, float] = Field(
+        default_factory=lambda: {
+            "coach": 200.0,
+            "tour_bus": 200.0,
+            "heavy_truck": 200.0,
+            "freight": 200.0,
+            "hazmat": 160.0,
+        },
+        description="Per vehicle class, a reported speed above this (km/h) is no speed the "
+        "vehicle drove: the fix is stored invalid (implausible_speed). Default twice the class's "
+        "highest legal limit (DOMAIN.md, Overspeed: 100 km/h buses and trucks, 80 km/h hazmat), "
+        "so a real overspeed is never hidden. JSON, e.g. '{\"coach\": 180, \"hazmat\": 150}'; "
+        "classes left out get the highest bound given.",
+    )
+
+    @field_validator("max_plausible_speed_kmh")
+    @classmethod
+    def _plausible_speeds(cls, value: dict[str, float]) -> dict[str, float]:
+        classes = {c.value for c in VehicleClass}
+        if not value:
+            raise ValueError("expected at least one vehicle class bound, got an empty mapping")
+        for name, speed_kmh in value.items():
+            if name not in classes:
+                raise ValueError(
+                    f"expected vehicle classes among {', '.join(sorted(classes))}, got {name!r}"
+                )
+            if not 0 < speed_kmh < float("inf"):
+                raise ValueError(
+                    f"{name}: expected a finite speed above 0 km/h, got {speed_kmh!r}"
+                )
+        return value
 
 
 class WebSettings(BaseModel):

@@ -1,7 +1,9 @@
 """Position quality verdicts (DOMAIN.md, Position quality): pure functions, no I/O.
 
 - invalid: fix flag off, (0, 0), latitude/longitude out of range, fix time more than
-  ``future_tolerance_s`` (default 5 min) ahead of arrival -> stored, flagged, excluded from rules.
+  ``future_tolerance_s`` (default 5 min) ahead of arrival, or a reported speed no vehicle of its
+  class drives (``implausible_speed``: above ``max_plausible_speed_kmh``) -> stored, flagged,
+  excluded from rules, mileage and the day's maximum speed.
 - duplicate: same vehicle and fix time -> stored once (the database key does it).
 - drift (漂移): a fix whose implied speed from its neighbours exceeds ``drift_speed_kmh``
   (default 200 km/h) while the neighbours agree with each other.
@@ -11,7 +13,9 @@
 Live data only knows the previous fix when a new one arrives, so drift is decided with a small
 state machine (:func:`judge_drift`): a jump away from the last good fix is held as *suspect*
 (flagged drift at once); if the next fix agrees with the suspect rather than with the last good
-fix, the vehicle really is there and the suspect is cleared back to ok.
+fix, the vehicle really is there and the suspect is cleared back to ok. Only a *different, later*
+fix can confirm: the same fix sent twice (same fix time, whatever its position) never confirms
+itself, it leaves the state as it was.
 """
 
 from __future__ import annotations
@@ -21,17 +25,38 @@ from datetime import datetime, timedelta
 
 from gps_monitor.config import QualitySettings
 from gps_monitor.geo import distance_m, implied_speed_kmh
-from gps_monitor.models import Position, Quality
+from gps_monitor.models import Position, Quality, VehicleClass
+
+
+def max_plausible_speed_kmh(vehicle_class: VehicleClass | str, settings: QualitySettings) -> float:
+    """The highest reported speed (km/h) a vehicle of ``vehicle_class`` can really drive.
+
+    ``settings.max_plausible_speed_kmh`` per class (defaults: twice the class's highest legal
+    limit in DOMAIN.md, Overspeed: 200 km/h for buses and trucks, whose expressway limit is
+    100 km/h, 160 km/h for hazardous goods, limited to 80 km/h), so no real overspeed is ever
+    judged implausible. A class missing from the mapping gets the highest bound configured.
+    """
+    bounds = settings.max_plausible_speed_kmh
+    return bounds.get(str(vehicle_class), max(bounds.values()))
 
 
 def invalid_reason(
-    position: Position, received_at: datetime, settings: QualitySettings
+    position: Position,
+    received_at: datetime,
+    settings: QualitySettings,
+    *,
+    max_speed_kmh: float | None = None,
 ) -> str | None:
     """Why a fix is invalid, or None when it is usable.
 
+    Args:
+        max_speed_kmh: the vehicle class's plausibility bound (:func:`max_plausible_speed_kmh`);
+            None = the reported speed is not judged (vehicle unknown).
+
     Returns one of ``fix_not_valid``, ``zero_coordinates``, ``latitude_out_of_range``,
-    ``longitude_out_of_range``, ``future_fix_time`` (the latter usually a +/-8 h time-zone
-    mistake in the terminal).
+    ``longitude_out_of_range``, ``future_fix_time`` (usually a +/-8 h time-zone mistake in the
+    terminal), ``implausible_speed`` (reported speed above ``max_speed_kmh``: a terminal fault,
+    or a speed derived from a GPS jump).
     """
     if not position.fix_valid:
         return "fix_not_valid"
@@ -43,6 +68,8 @@ def invalid_reason(
         return "longitude_out_of_range"
     if position.fix_time - received_at > timedelta(seconds=settings.future_tolerance_s):
         return "future_fix_time"
+    if max_speed_kmh is not None and position.speed_kmh > max_speed_kmh:
+        return "implausible_speed"
     return None
 
 
@@ -93,11 +120,18 @@ def judge_drift(state: DriftState, position: Position, settings: QualitySettings
 
     Rules, with A = anchor (last ok fix), S = suspect, P = the new fix:
     - no anchor: P is ok and becomes the anchor.
+    - P not newer than the newest of A and S (the same fix sent again): state unchanged, P gets
+      the verdict of the fix it repeats (drift when it has S's fix time, else ok); it never
+      confirms S, even where its position is S's.
     - A -> P plausible: P ok; a pending S stays drift (its neighbours agree: a one-fix jump).
     - A -> P a jump, S exists and S -> P plausible: the vehicle moved; S is cleared, P ok.
     - otherwise P is drift and becomes the suspect.
     """
     anchor, suspect = state.anchor, state.suspect
+    newest = suspect if suspect is not None else anchor
+    if newest is not None and position.fix_time <= newest.fix_time:
+        repeats_suspect = suspect is not None and position.fix_time == suspect.fix_time
+        return DriftVerdict(Quality.DRIFT if repeats_suspect else Quality.OK, None, state)
     if anchor is None or not is_jump(anchor, position, settings):
         return DriftVerdict(Quality.OK, None, DriftState(anchor=position))
     if suspect is not None and not is_jump(suspect, position, settings):

@@ -4,12 +4,13 @@ Order of verdicts for each position (DOMAIN.md, Position quality; gps_monitor.qu
 
 1. duplicate: the same (vehicle, fix time) already in the open batch -> dropped (the first is
    kept); one already stored is left to the writer's ``ON CONFLICT DO NOTHING``.
-2. invalid (fix flag off, (0, 0), out of range, future time) -> stored ``invalid``; it neither
+2. invalid (fix flag off, (0, 0), out of range, future time, a reported speed above the vehicle
+   class's plausibility bound) -> stored ``invalid``; it neither
    moves the vehicle's newest fix time nor takes part in drift judgement.
 3. late (older than the newest valid fix seen) -> ``late=True``, judged with its real stored
    (and pending) neighbours by :func:`~gps_monitor.quality.judge_late_drift`.
-4. in order -> :func:`~gps_monitor.quality.judge_drift` state machine; a suspect that the next
-   fix confirms is cleared back to ``ok``.
+4. in order -> :func:`~gps_monitor.quality.judge_drift` state machine; a suspect that a later
+   fix (not a copy of itself) confirms is cleared back to ``ok``.
 
 State is resumed from the database the first time a vehicle is seen (so a restart continues
 where the stored history ends) and dropped with :meth:`Pipeline.reset` whenever an uncommitted
@@ -28,7 +29,13 @@ from gps_monitor.db import positions as positions_db
 from gps_monitor.db.positions import PositionRow, WriteBatch
 from gps_monitor.geo import distance_m
 from gps_monitor.models import Position, Quality, Vehicle
-from gps_monitor.quality import DriftState, invalid_reason, judge_drift, judge_late_drift
+from gps_monitor.quality import (
+    DriftState,
+    invalid_reason,
+    judge_drift,
+    judge_late_drift,
+    max_plausible_speed_kmh,
+)
 
 
 @dataclass(slots=True)
@@ -109,6 +116,7 @@ class Pipeline:
             how many positions were appended.
         """
         state = await self._state(conn, vehicle.id)
+        max_speed_kmh = max_plausible_speed_kmh(vehicle.vehicle_class, self.settings)
         appended = 0
         ordered = sorted(positions, key=lambda p: p.fix_time)
         for i, position in enumerate(ordered):
@@ -118,7 +126,9 @@ class Pipeline:
                 self.stats.duplicate_in_batch += 1
                 continue
             following = ordered[i + 1 :]
-            row = await self._judge_one(conn, state, p, raw_index, batch, pending_keys, following)
+            row = await self._judge_one(
+                conn, state, p, raw_index, batch, pending_keys, following, max_speed_kmh
+            )
             pending_keys[key] = len(batch.positions)
             batch.positions.append(row)
             appended += 1
@@ -133,9 +143,10 @@ class Pipeline:
         batch: WriteBatch,
         pending_keys: dict[tuple[int, datetime], int],
         following: list[Position],
+        max_speed_kmh: float,
     ) -> PositionRow:
         assert p.received_at is not None and p.vehicle_id is not None
-        reason = invalid_reason(p, p.received_at, self.settings)
+        reason = invalid_reason(p, p.received_at, self.settings, max_speed_kmh=max_speed_kmh)
         late = state.newest_fix_time is not None and p.fix_time < state.newest_fix_time
         if reason is not None:
             self.stats.invalid += 1
@@ -144,7 +155,9 @@ class Pipeline:
             )
         if late:
             self.stats.late += 1
-            before, after = await self._neighbours(conn, p, batch, pending_keys, following)
+            before, after = await self._neighbours(
+                conn, p, batch, pending_keys, following, max_speed_kmh
+            )
             quality = judge_late_drift(before, p, after, self.settings)
             return self._row(
                 p.evolve(quality=quality, quality_reason=_drift_reason(quality), late=True),
@@ -204,6 +217,7 @@ class Pipeline:
         batch: WriteBatch,
         pending_keys: dict[tuple[int, datetime], int],
         following: list[Position],
+        max_speed_kmh: float,
     ) -> tuple[Position | None, Position | None]:
         """Nearest fixes before and after ``p``: stored and pending ok ones, and the next valid
         fix of the same message (a blind-area upload carries its own neighbours)."""
@@ -222,7 +236,8 @@ class Pipeline:
         for candidate in following:
             if candidate.fix_time <= p.fix_time:
                 continue
-            if invalid_reason(candidate, p.received_at or candidate.fix_time, self.settings):
+            received_at = p.received_at or candidate.fix_time
+            if invalid_reason(candidate, received_at, self.settings, max_speed_kmh=max_speed_kmh):
                 continue
             if after is None or candidate.fix_time < after.fix_time:
                 after = candidate

@@ -17,6 +17,7 @@ from gps_monitor import mqtt, topics
 from gps_monitor.config import Settings
 from gps_monitor.db import registry
 from gps_monitor.db.positions import latest_position
+from gps_monitor.models import VehicleClass
 
 TERMINAL = "013800000010"
 TOPIC = f"gps/v1/{TERMINAL}/position"
@@ -195,3 +196,85 @@ async def test_a_redelivered_position_is_stored_once_and_published_again_as_stor
         (at(0), "ok", False),  # republished as stored, not re-judged as late
     ]
     assert {p["vehicle_id"] for p in accepted} == {vehicle.id}
+
+
+async def test_a_spike_sent_twice_stays_drift_and_adds_no_mileage(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    """Issue 14 item 9: the duplicate of a one-fix jump arrives in a later batch; it must not
+    confirm the jump (which stored it as ok: +6 km of mileage, a 300 km/h day maximum)."""
+    company = await registry.ensure_company(pool, "Spike twice company")
+    vehicle = await registry.ensure_vehicle(
+        pool, company_id=company.id, plate_number="渝A00013", terminal_id="013800000013"
+    )
+    topic = "gps/v1/013800000013/position"
+    spike = position_json(at(20), 29.615, 106.55, speed_kmh=61.0)  # 6.1 km in 10 s
+    positions = count_probe(pool, "SELECT count(*) FROM positions")
+    async with running_worker(settings) as worker:
+        await publish_raw(
+            settings,
+            [
+                (topic, position_json(at(0), 29.56, 106.55, speed_kmh=40.0)),
+                (topic, position_json(at(10), 29.5601, 106.55, speed_kmh=42.0)),
+                (topic, spike),
+            ],
+        )
+        assert await wait_for(positions, lambda n: n >= 3) == 3
+        await publish_raw(settings, [(topic, spike)])  # the device sends the row again
+        stats = partial(asyncio.sleep, 0, worker.stats)
+        await wait_for(stats, lambda s: s.already_stored >= 1, 10)
+        assert worker.stats.already_stored == 1
+        await publish_raw(settings, [(topic, position_json(at(30), 29.5603, 106.55))])
+        assert await wait_for(positions, lambda n: n >= 4) == 4
+    stored = await _stored(pool)
+    assert stored == {
+        0: ("ok", None, False),
+        10: ("ok", None, False),
+        20: ("drift", "implausible_jump", False),
+        30: ("ok", None, False),
+    }
+    mileage_m, max_speed = await pool.fetchrow(
+        "SELECT sum(distance_m), max(speed_kmh) FROM positions "
+        "WHERE vehicle_id = $1 AND quality = 'ok'",
+        vehicle.id,
+    )
+    assert 30 < mileage_m < 40  # 11 m + 22 m along the road, not 2 x 6 km to the spike and back
+    assert max_speed == 42.0
+
+
+async def test_an_implausible_reported_speed_is_stored_invalid_and_not_the_day_maximum(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    """Issue 14 item 10: a reported speed no coach drives (626 km/h) is kept but flagged."""
+    company = await registry.ensure_company(pool, "Speed bound company")
+    vehicle = await registry.ensure_vehicle(
+        pool,
+        company_id=company.id,
+        plate_number="渝A00014",
+        terminal_id="013800000014",
+        vehicle_class=VehicleClass.COACH,
+    )
+    topic = "gps/v1/013800000014/position"
+    positions = count_probe(pool, "SELECT count(*) FROM positions")
+    async with running_worker(settings):
+        await publish_raw(
+            settings,
+            [
+                (topic, position_json(at(0), 29.56, 106.55, speed_kmh=95.0)),
+                (topic, position_json(at(10), 29.5609, 106.55, speed_kmh=626.0)),
+                (topic, position_json(at(20), 29.5618, 106.55, speed_kmh=130.0)),
+            ],
+        )
+        assert await wait_for(positions, lambda n: n >= 3) == 3
+    assert await _stored(pool) == {
+        0: ("ok", None, False),
+        10: ("invalid", "implausible_speed", False),
+        20: ("ok", None, False),  # 130 km/h on a coach is a violation, not a fault: kept ok
+    }
+    assert (
+        await pool.fetchval(
+            "SELECT max(speed_kmh) FROM positions WHERE vehicle_id = $1 AND quality = 'ok'",
+            vehicle.id,
+        )
+        == 130.0
+    )

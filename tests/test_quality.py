@@ -4,9 +4,18 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+from pydantic import ValidationError
+
 from gps_monitor.config import QualitySettings
-from gps_monitor.models import Position, Quality
-from gps_monitor.quality import DriftState, invalid_reason, judge_drift, judge_late_drift
+from gps_monitor.models import Position, Quality, VehicleClass
+from gps_monitor.quality import (
+    DriftState,
+    invalid_reason,
+    judge_drift,
+    judge_late_drift,
+    max_plausible_speed_kmh,
+)
 
 SETTINGS = QualitySettings()
 BASE = datetime(2026, 1, 26, 8, 0, tzinfo=UTC)
@@ -18,8 +27,7 @@ def fix(second: int, lat: float = 29.56, lon: float = 106.55, **fields: object) 
         fix_time=BASE + timedelta(seconds=second),
         latitude=lat,
         longitude=lon,
-        speed_kmh=30.0,
-        **fields,  # type: ignore[arg-type]
+        **{"speed_kmh": 30.0, **fields},  # type: ignore[arg-type]
     )
 
 
@@ -81,3 +89,61 @@ def test_a_late_fix_is_judged_with_its_real_neighbours() -> None:
     assert judge_late_drift(before, fix(10, 31.0), after, SETTINGS) == Quality.DRIFT
     assert judge_late_drift(None, fix(10, 31.0), after, SETTINGS) == Quality.DRIFT
     assert judge_late_drift(None, fix(10), None, SETTINGS) == Quality.OK
+
+
+def test_a_one_fix_jump_sent_twice_does_not_confirm_itself() -> None:
+    # issue 14 item 9: the spike row arrives again (same fix time, same position); only a
+    # different, later fix that agrees with it may clear it
+    state = DriftState()
+    for p in (fix(0), fix(10, 29.5601)):
+        state = judge_drift(state, p, SETTINGS).state
+    spike = judge_drift(state, fix(20, 29.61), SETTINGS)  # 5.5 km in 10 s
+    again = judge_drift(spike.state, fix(20, 29.61), SETTINGS)
+    back = judge_drift(again.state, fix(30, 29.5603), SETTINGS)
+    assert spike.quality == Quality.DRIFT
+    assert (again.quality, again.cleared) == (Quality.DRIFT, None)
+    assert again.state == spike.state
+    assert (back.quality, back.cleared) == (Quality.OK, None)
+    assert back.state.anchor is not None and back.state.anchor.fix_time == fix(30).fix_time
+
+
+def test_a_copy_of_the_spike_with_another_position_does_not_confirm_it_either() -> None:
+    state = judge_drift(DriftState(), fix(0), SETTINGS).state
+    spike = judge_drift(state, fix(20, 29.61), SETTINGS)
+    # same fix time, a few metres off (a resend re-encoded with rounding)
+    again = judge_drift(spike.state, fix(20, 29.61001), SETTINGS)
+    assert (again.quality, again.cleared, again.state) == (Quality.DRIFT, None, spike.state)
+    confirmed = judge_drift(again.state, fix(30, 29.6101), SETTINGS)
+    assert confirmed.cleared is not None and confirmed.cleared.fix_time == fix(20).fix_time
+
+
+def test_a_resent_good_fix_keeps_a_pending_suspect() -> None:
+    state = judge_drift(DriftState(), fix(0), SETTINGS).state
+    spike = judge_drift(state, fix(20, 29.61), SETTINGS)
+    resent_anchor = judge_drift(spike.state, fix(0), SETTINGS)
+    assert (resent_anchor.quality, resent_anchor.state) == (Quality.OK, spike.state)
+
+
+def test_a_reported_speed_above_the_class_bound_is_invalid() -> None:
+    # issue 14 item 10: 626 km/h derived from a GPS jump; 150 km/h is a real (if illegal) speed
+    coach = max_plausible_speed_kmh(VehicleClass.COACH, SETTINGS)
+    hazmat = max_plausible_speed_kmh(VehicleClass.HAZMAT, SETTINGS)
+    assert (coach, hazmat) == (200.0, 160.0)
+    assert invalid_reason(fix(0, speed_kmh=626.0), BASE, SETTINGS, max_speed_kmh=coach) == (
+        "implausible_speed"
+    )
+    assert invalid_reason(fix(0, speed_kmh=150.0), BASE, SETTINGS, max_speed_kmh=coach) is None
+    assert invalid_reason(fix(0, speed_kmh=170.0), BASE, SETTINGS, max_speed_kmh=hazmat) == (
+        "implausible_speed"
+    )
+    assert invalid_reason(fix(0, speed_kmh=626.0), BASE, SETTINGS) is None  # class unknown
+
+
+def test_plausible_speed_bounds_are_settings_with_checked_values() -> None:
+    custom = QualitySettings(max_plausible_speed_kmh={"coach": 150.0})
+    assert max_plausible_speed_kmh("coach", custom) == 150.0
+    assert max_plausible_speed_kmh("hazmat", custom) == 150.0  # unlisted: highest bound given
+    with pytest.raises(ValidationError, match="expected vehicle classes among"):
+        QualitySettings(max_plausible_speed_kmh={"taxi": 150.0})
+    with pytest.raises(ValidationError, match="expected a finite speed above 0"):
+        QualitySettings(max_plausible_speed_kmh={"coach": 0.0})
