@@ -144,7 +144,7 @@ class QualitySettings(BaseModel):
         description="Per vehicle class, a reported speed above this (km/h) is no speed the "
         "vehicle drove: the fix is stored invalid (implausible_speed). Default twice the class's "
         "highest legal limit (DOMAIN.md, Overspeed: 100 km/h buses and trucks, 80 km/h hazmat), "
-        "so a real overspeed is never hidden. JSON, e.g. '{\"coach\": 180, \"hazmat\": 150}'; "
+        'so a real overspeed is never hidden. JSON, e.g. \'{"coach": 180, "hazmat": 150}\'; '
         "classes left out get the highest bound given.",
     )
 
@@ -160,9 +160,7 @@ class QualitySettings(BaseModel):
                     f"expected vehicle classes among {', '.join(sorted(classes))}, got {name!r}"
                 )
             if not 0 < speed_kmh < float("inf"):
-                raise ValueError(
-                    f"{name}: expected a finite speed above 0 km/h, got {speed_kmh!r}"
-                )
+                raise ValueError(f"{name}: expected a finite speed above 0 km/h, got {speed_kmh!r}")
         return value
 
 

@@ -15,10 +15,14 @@ Formats (``FORMATS``):
   bearing,...``), timestamps UTC, bearing empty while stationary. Terminal id
   ``bods-{vehicle_id}``.
 
-Where a file has no speed (tdrive, geolife, bods) it is derived from consecutive fixes of the
-same terminal (geodesic distance / time, km/h); where it has no heading, the bearing from the
-previous fix is used (the previous heading is kept while the vehicle does not move). Rows with the
-same fix time are kept (replay publishes the file as it is; ingest stores them once).
+Where a file has no speed (tdrive, geolife, bods) it is derived from the previous fix of the
+same terminal that ingest will judge good (geodesic distance / time, km/h), never from a GPS jump:
+the fixes are stepped through the same verdicts ingest applies (:func:`gps_monitor.quality.
+invalid_reason`, :func:`gps_monitor.quality.judge_drift`), a fix judged drift keeps the last
+derived speed and heading (what a terminal reports while its position jumps), and the fix after a
+one-fix jump gets its speed from the last good fix before it. Where it has no heading, the bearing
+from that same good fix is used (the previous heading is kept while the vehicle does not move).
+Rows with the same fix time are kept (replay publishes the file as it is; ingest stores them once).
 """
 
 from __future__ import annotations
@@ -31,10 +35,12 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+from gps_monitor.config import QualitySettings
 from gps_monitor.errors import GpsMonitorError, PayloadError
 from gps_monitor.geo import bearing_deg, distance_m
-from gps_monitor.models import Position
+from gps_monitor.models import Position, Quality
 from gps_monitor.payload import parse_position
+from gps_monitor.quality import DriftState, invalid_reason, judge_drift
 
 FORMATS: tuple[str, ...] = ("csv", "jsonl", "tdrive", "geolife", "bods")
 BEIJING = timezone(timedelta(hours=8))
@@ -68,7 +74,11 @@ class _Row:
 
 
 def read_track(
-    path: str | Path, fmt: str, *, terminal_id: str | None = None
+    path: str | Path,
+    fmt: str,
+    *,
+    terminal_id: str | None = None,
+    quality: QualitySettings | None = None,
 ) -> dict[str, list[Position]]:
     """Read a track file into positions per terminal id, each list sorted by fix time.
 
@@ -76,6 +86,8 @@ def read_track(
         path: the file.
         fmt: one of :data:`FORMATS`.
         terminal_id: for ``geolife`` (one track per file): the terminal id to use.
+        quality: the verdicts that decide which fixes speeds are derived from (default
+            :class:`QualitySettings`; pass the ingest worker's to match it exactly).
 
     Returns:
         ``{terminal_id: [Position, ...]}``; positions carry derived ``speed_kmh`` (km/h) and
@@ -104,7 +116,7 @@ def read_track(
     rows = list(readers[fmt](file, lines))
     if not rows:
         raise GpsMonitorError(f"track file {file}: expected at least one fix, found none")
-    return _to_positions(rows)
+    return _to_positions(rows, quality or QualitySettings())
 
 
 def replay_order(tracks: dict[str, list[Position]]) -> list[Position]:
@@ -295,51 +307,60 @@ def _read_bods(file: Path, lines: list[str]) -> Iterator[_Row]:
         )
 
 
-def _to_positions(rows: Iterable[_Row]) -> dict[str, list[Position]]:
+def _to_positions(rows: Iterable[_Row], quality: QualitySettings) -> dict[str, list[Position]]:
     grouped: dict[str, list[_Row]] = {}
     for row in rows:
         grouped.setdefault(row.terminal_id, []).append(row)
     tracks: dict[str, list[Position]] = {}
     for terminal_id, group in grouped.items():
         group.sort(key=lambda r: r.fix_time)  # stable: file order within one fix time
-        tracks[terminal_id] = list(_derive(group))
+        tracks[terminal_id] = list(_derive(group, quality))
     return tracks
 
 
-def _derive(rows: list[_Row]) -> Iterator[Position]:
-    """Positions with speed (km/h) and heading (deg) derived from the previous fix if missing."""
-    previous: _Row | None = None
+def _derive(rows: list[_Row], quality: QualitySettings) -> Iterator[Position]:
+    """Positions with speed (km/h) and heading (deg) derived, where missing, from the last fix
+    the quality verdicts judge good (module docstring)."""
+    drift = DriftState()
     last_speed_kmh = 0.0
     last_heading: float | None = None
     for row in rows:
         if row.position is not None:
             yield row.position
-            previous = row
             continue
-        speed_kmh, heading = row.speed_kmh, row.heading_deg
-        if previous is not None:
-            moved_m = distance_m(previous.latitude, previous.longitude, row.latitude, row.longitude)
-            dt_s = (row.fix_time - previous.fix_time).total_seconds()
-            if speed_kmh is None:
-                speed_kmh = moved_m / dt_s * 3.6 if dt_s > 0 else last_speed_kmh
-            if heading is None and moved_m >= _HEADING_MIN_MOVE_M:
-                heading = bearing_deg(
-                    previous.latitude, previous.longitude, row.latitude, row.longitude
-                )
-        if heading is None:
-            heading = last_heading
-        speed_kmh = 0.0 if speed_kmh is None else speed_kmh
-        last_speed_kmh, last_heading = speed_kmh, heading
-        previous = row
-        yield Position(
+        position = Position(
             terminal_id=row.terminal_id,
             fix_time=row.fix_time,
             latitude=row.latitude,
             longitude=row.longitude,
-            speed_kmh=speed_kmh,
-            heading_deg=heading,
+            speed_kmh=row.speed_kmh if row.speed_kmh is not None else last_speed_kmh,
+            heading_deg=row.heading_deg,
             altitude_m=row.altitude_m,
             fix_valid=row.fix_valid,
             acc_on=row.acc_on,
             extras=row.extras or {},
         )
+        previous_good: Position | None = None
+        if invalid_reason(position, row.fix_time, quality) is None:
+            verdict = judge_drift(drift, position, quality)
+            if verdict.quality is Quality.OK:
+                previous_good = verdict.cleared or drift.anchor
+            drift = verdict.state
+        speed_kmh, heading = row.speed_kmh, row.heading_deg
+        if previous_good is not None:
+            moved_m = distance_m(
+                previous_good.latitude, previous_good.longitude, row.latitude, row.longitude
+            )
+            dt_s = (row.fix_time - previous_good.fix_time).total_seconds()
+            if speed_kmh is None and dt_s > 0:
+                speed_kmh = moved_m / dt_s * 3.6
+            if heading is None and moved_m >= _HEADING_MIN_MOVE_M:
+                heading = bearing_deg(
+                    previous_good.latitude, previous_good.longitude, row.latitude, row.longitude
+                )
+        if speed_kmh is None:  # first fix, same fix time again, a jump or an invalid fix
+            speed_kmh = last_speed_kmh
+        if heading is None:
+            heading = last_heading
+        last_speed_kmh, last_heading = speed_kmh, heading
+        yield position.evolve(speed_kmh=speed_kmh, heading_deg=heading)

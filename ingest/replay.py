@@ -194,7 +194,7 @@ async def replay_file(
 
     Returns (positions published, the tracks read).
     """
-    tracks = read_track(path, fmt, terminal_id=terminal_id)
+    tracks = read_track(path, fmt, terminal_id=terminal_id, quality=settings.quality)
     if register:
         conn = await connect(settings.database)
         try:

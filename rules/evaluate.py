@@ -31,7 +31,7 @@ from gps_monitor.errors import ConfigurationError, GeometryError, GpsMonitorErro
 from gps_monitor.geo import fast_distance_m
 from gps_monitor.geofences import Geofence, Route, parse_geojson
 from gps_monitor.models import Alarm, Position, Quality, VehicleClass
-from gps_monitor.quality import DriftState, invalid_reason, judge_drift
+from gps_monitor.quality import DriftState, invalid_reason, judge_drift, max_plausible_speed_kmh
 from gps_monitor.tracks import FORMATS, read_track
 from rules.context import GeoContext, LocalClock, RuleContext, VehicleProfile
 from rules.engine import Engine, VehicleState, merge_events
@@ -112,9 +112,13 @@ def load_geojson_files(paths: list[str]) -> tuple[list[Geofence], list[Route]]:
     return fences, routes
 
 
-def prepare_track(positions: list[Position], fmt: str, settings: Settings) -> list[Position]:
-    """Quality verdicts for one terminal's sorted positions: invalid flagged, duplicates (same
-    fix time) dropped, drift judged; speeds re-derived from good fixes for speedless formats."""
+def prepare_track(
+    positions: list[Position], fmt: str, settings: Settings, vehicle_class: str = "freight"
+) -> list[Position]:
+    """Quality verdicts for one terminal's sorted positions: invalid flagged (also a reported
+    speed above the class's plausibility bound), duplicates (same fix time) dropped, drift
+    judged; speeds re-derived from good fixes for speedless formats."""
+    max_speed_kmh = max_plausible_speed_kmh(vehicle_class, settings.quality)
     out: list[Position] = []
     drift = DriftState()
     last_t: datetime | None = None
@@ -123,7 +127,9 @@ def prepare_track(positions: list[Position], fmt: str, settings: Settings) -> li
         if last_t is not None and position.fix_time == last_t:
             continue
         last_t = position.fix_time
-        reason = invalid_reason(position, position.fix_time, settings.quality)
+        reason = invalid_reason(
+            position, position.fix_time, settings.quality, max_speed_kmh=max_speed_kmh
+        )
         if reason is not None:
             out.append(position.with_verdict(Quality.INVALID, reason))
             continue
@@ -179,7 +185,7 @@ def evaluate_track(
             levels=settings.alarms,
         )
         state = VehicleState()
-        for position in prepare_track(tracks[terminal_id], fmt, settings):
+        for position in prepare_track(tracks[terminal_id], fmt, settings, vehicle_class):
             state, alarms = engine.process(state, position, ctx)
             events += alarms
     return merge_events(events)
@@ -205,7 +211,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             raise ConfigurationError(
                 f"--speed-limit-kmh: expected a finite positive number, got {limit}"
             )
-        tracks = read_track(args.track, args.format)
+        tracks = read_track(args.track, args.format, quality=settings.quality)
     except GpsMonitorError as error:
         print(f"gps-monitor evaluate: {error}", file=sys.stderr)
         return 2

@@ -134,3 +134,32 @@ def test_track_reader_derives_speed_for_tdrive(shared_data: Path) -> None:
     assert len(track) == 588
     assert track[0].fix_time.isoformat() == "2008-02-02T07:36:08+00:00"  # 15:36:08 Beijing
     assert any(p.speed_kmh > 0 for p in track)
+
+
+async def test_a_replayed_jump_gives_no_speed_nobody_drove(
+    settings: Settings, pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    """Issue 14 item 10: the fix after a one-fix jump was published with the spike's 626 km/h
+    and stored as the day's maximum."""
+    path = tmp_path / "jump.txt"
+    rows = [(0, 39.900), (10, 39.901), (20, 39.956), (30, 39.902), (40, 39.903)]
+    path.write_text("".join(f"9,2008-02-02 15:00:{s:02d},116.4,{lat}\n" for s, lat in rows))
+    async with running_worker(settings):
+        published, _ = await replay_file(
+            settings, path, "tdrive", speedup=0, register=True, progress=False
+        )
+        stored = await wait_for(
+            count_probe(pool, "SELECT count(*) FROM positions"), lambda n: n >= 5
+        )
+    assert (published, stored) == (5, 5)
+    verdicts = await pool.fetch(
+        "SELECT quality, quality_reason, speed_kmh FROM positions ORDER BY fix_time"
+    )
+    assert [(r["quality"], r["quality_reason"]) for r in verdicts] == [
+        ("ok", None),
+        ("ok", None),
+        ("drift", "implausible_jump"),
+        ("ok", None),
+        ("ok", None),
+    ]
+    assert max(r["speed_kmh"] for r in verdicts) < 50  # ~40 km/h steps, no 2,000 km/h

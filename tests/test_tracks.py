@@ -132,3 +132,37 @@ def test_unknown_format_and_empty_file_are_refused(tmp_path: Path) -> None:
         read_track(path, "gpx")
     with pytest.raises(GpsMonitorError, match="expected at least one fix"):
         read_track(path, "tdrive")
+
+
+def _jump_track(tmp_path: Path) -> Path:
+    """A tdrive track (no speed column): 10 s steps of ~110 m, one fix jumped 6.1 km away."""
+    path = tmp_path / "jump.txt"
+    rows = [(0, 116.40, 39.900), (10, 116.40, 39.901), (20, 116.40, 39.956), (30, 116.40, 39.902)]
+    path.write_text(
+        "".join(f"7,2008-02-02 15:00:{s:02d},{lon},{lat}\n" for s, lon, lat in rows),
+        encoding="utf-8",
+    )
+    return path
+
+
+def test_speeds_are_derived_from_good_fixes_never_from_a_jump(tmp_path: Path) -> None:
+    # issue 14 item 10: the fix after the jump got 626 km/h from the spike
+    track = read_track(_jump_track(tmp_path), "tdrive")["tdrive-7"]
+    step_kmh = distance_m(39.900, 116.40, 39.901, 116.40) / 10 * 3.6
+    assert track[1].speed_kmh == pytest.approx(step_kmh)
+    # the jump itself reports what the terminal last reported, not 2,000 km/h
+    assert track[2].speed_kmh == pytest.approx(step_kmh)
+    # after the jump: from the last good fix (20 s back), not from the spike (10 s back)
+    assert track[3].speed_kmh == pytest.approx(
+        distance_m(39.901, 116.40, 39.902, 116.40) / 20 * 3.6
+    )
+    assert track[3].heading_deg == pytest.approx(0, abs=1)  # still northbound, not back south
+    assert max(p.speed_kmh for p in track) < 50
+
+
+def test_a_real_relocation_derives_the_next_speed_from_the_confirmed_fix(tmp_path: Path) -> None:
+    path = tmp_path / "ferry.txt"
+    rows = [(0, 39.900), (10, 39.956), (20, 39.9561)]  # 6 km in 10 s, then staying there
+    path.write_text("".join(f"8,2008-02-02 15:00:{s:02d},116.4,{lat}\n" for s, lat in rows))
+    track = read_track(path, "tdrive")["tdrive-8"]
+    assert track[2].speed_kmh == pytest.approx(distance_m(39.956, 116.4, 39.9561, 116.4) / 10 * 3.6)
