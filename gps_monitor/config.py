@@ -515,14 +515,29 @@ class RulesSettings(BaseModel):
         gt=0,
         description="Standing still this long ends a night_ban episode (configurable).",
     )
+    night_ban_min_duration_s: float = Field(
+        default=60.0,
+        ge=0,
+        description="A night_ban alarm opens only after the vehicle has been going this long in "
+        "the window (DOMAIN.md gives none: its route-deviation minimum, 60 s)...",
+    )
+    night_ban_min_distance_m: float = Field(
+        default=500.0,
+        ge=0,
+        description="...AND has covered this distance (m) since its first moving fix there; "
+        "rolling into a stop or relay point covers less (configurable).",
+    )
     # route deviation
     route_deviation_min_duration_s: float = Field(
-        default=60.0, ge=0, description="Outside the corridor this long = deviation (DOMAIN.md)."
+        default=60.0,
+        ge=0,
+        description="Outside the corridor at least this long (DOMAIN.md: 60 s)...",
     )
-    route_deviation_min_distance_m: float | None = Field(
-        default=None,
-        gt=0,
-        description="Optionally also fire after this distance driven outside (None = off).",
+    route_deviation_min_distance_m: float = Field(
+        default=200.0,
+        ge=0,
+        description="...AND this distance (m) driven outside the corridor (DOMAIN.md gives no "
+        "figure; 200 m: a real deviation covers it within the minute above 12 km/h).",
     )
     route_return_fraction: float = Field(
         default=0.75,
@@ -545,6 +560,18 @@ class RulesSettings(BaseModel):
     )
     geofence_dwell_s: float = Field(
         default=0.0, ge=0, description="A new inside/outside state must last this long."
+    )
+    geofence_exit_min_duration_s: float = Field(
+        default=30.0,
+        ge=0,
+        description="keep_in_area_exit / geofence_exit: outside at least this long (s)... "
+        "(DOMAIN.md: hysteresis or dwell, no figure; three fixes at a 10 s interval)",
+    )
+    geofence_exit_min_distance_m: float = Field(
+        default=100.0,
+        ge=0,
+        description="...AND at least this far (m) beyond the boundary (well beyond parked GPS "
+        "scatter and the 30 m hysteresis band).",
     )
     # offline
     offline_after_s: float = Field(

@@ -24,7 +24,51 @@ def test_coach_moving_at_0200_raises_night_ban_not_at_0159() -> None:
     assert before.of("night_ban") == []
     run = Runner(context("coach", rules=no_offline()))
     run.feed(drive("2024-01-10 01:50:00", [(15 * 60, 60)], interval_s=60))
-    assert run.raised_at("night_ban") == [datetime(2024, 1, 10, 2, 0)]
+    # moving from the 02:00 fix; raised at 02:01, once 60 s and 500 m are behind it (1 km)
+    assert run.raised_at("night_ban") == [datetime(2024, 1, 10, 2, 1)]
+    (opened,) = run.of("night_ban", "opened")
+    assert opened.started_at == datetime.fromisoformat("2024-01-10T02:00:00+08:00")
+    assert opened.details["min_duration_s"] == 60.0
+    assert opened.details["min_distance_m"] == 500.0
+    assert opened.details["duration_s_at_open"] == 60.0
+    assert opened.details["distance_m"] == pytest.approx(1000, rel=0.01)
+
+
+def test_a_coach_rolling_240_m_into_a_stop_after_0200_raises_no_night_ban() -> None:
+    # issue 14 item 12: 240 m at walking pace just after 02:00, then parked for the night
+    run = Runner(context("coach", rules=no_offline()))
+    rolling = drive("2024-01-10 02:00:30", [(86, 10)], interval_s=2)
+    end = rolling[-1]
+    parked = [
+        position(end.fix_time + timedelta(minutes=m), lat=end.latitude, lon=end.longitude)
+        for m in range(1, 11)
+    ]
+    run.feed(rolling + parked)
+    assert run.of("night_ban") == []
+
+
+def test_night_ban_needs_both_the_minimum_duration_and_distance() -> None:
+    fast_and_short = Runner(context("coach", rules=no_offline()))
+    moving = drive("2024-01-10 02:10:00", [(30, 100)], interval_s=5)  # 833 m in 30 s
+    end = moving[-1]
+    stop = [
+        position(end.fix_time + timedelta(minutes=m), lat=end.latitude, lon=end.longitude)
+        for m in range(1, 7)
+    ]
+    fast_and_short.feed(moving + stop)
+    assert fast_and_short.of("night_ban") == []
+    creeping = Runner(context("coach", rules=no_offline()))
+    creeping.feed(drive("2024-01-10 02:10:00", [(290, 6)], interval_s=10))  # 483 m in 290 s
+    assert creeping.of("night_ban") == []
+    assert creeping.of("night_ban") == []  # over 60 s, under 500 m
+    creeping.feed(drive("2024-01-10 02:14:50", [(300, 6)], interval_s=10, include_start=False))
+    (opened,) = creeping.of("night_ban", "opened")  # kept creeping: 500 m reached
+    assert opened.started_at == datetime.fromisoformat("2024-01-10T02:10:00+08:00")
+    instant = Runner(
+        context("coach", rules=no_offline(night_ban_min_duration_s=0, night_ban_min_distance_m=0))
+    )
+    instant.feed(drive("2024-01-10 02:10:00", [(30, 100)], interval_s=5))
+    assert instant.raised_at("night_ban") == [datetime(2024, 1, 10, 2, 10)]
 
 
 def test_night_ban_closes_at_0500_and_after_a_stop() -> None:

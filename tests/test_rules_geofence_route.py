@@ -48,12 +48,18 @@ def test_parked_vehicle_drifting_across_the_boundary_raises_nothing() -> None:
         fixes.append(position(start + timedelta(seconds=10 * i), lat=lat, lon=lon))
     run.feed(fixes)
     assert run.of("geofence_enter") == [] and run.of("geofence_exit") == []
-    # without hysteresis it would flap on every fix
-    flappy = Runner(
-        context(rules=no_offline(geofence_hysteresis_m=0), geofences=[fence(GeofenceKind.WATCH)])
+    # without hysteresis and exit minimums it would flap on every fix
+    unguarded = no_offline(
+        geofence_hysteresis_m=0, geofence_exit_min_duration_s=0, geofence_exit_min_distance_m=0
     )
+    flappy = Runner(context(rules=unguarded, geofences=[fence(GeofenceKind.WATCH)]))
     flappy.feed(fixes)
     assert len(flappy.of("geofence_enter")) > 50
+    # the exit minimums alone (30 s AND 100 m beyond the boundary) already stop it
+    no_band = no_offline(geofence_hysteresis_m=0)
+    steady = Runner(context(rules=no_band, geofences=[fence(GeofenceKind.WATCH)]))
+    steady.feed(fixes)
+    assert len(steady.of("geofence_enter")) == 1 and steady.of("geofence_exit") == []
 
 
 def test_dwell_requires_the_new_state_to_last() -> None:
@@ -109,13 +115,37 @@ def test_keep_in_exit_and_return() -> None:
     assert len(run.of("keep_in_area_exit", "closed")) == 1
 
 
+def test_keep_in_exit_needs_30_s_and_100_m_outside() -> None:
+    # issue 14 item 12: edging 60 m out of the yard for two minutes, or one fix thrown 400 m
+    # out, is no exit; leaving for real is, with the thresholds in the evidence
+    run = Runner(context(rules=no_offline(), geofences=[fence(GeofenceKind.KEEP_IN)]))
+    start = datetime.fromisoformat("2024-01-10T10:00:00+08:00")
+
+    def at(seconds: int, east_m: float) -> Position:
+        lat, lon = offset(LAT0, LON0, east_m=east_m)
+        return position(start + timedelta(seconds=seconds), lat=lat, lon=lon, speed_kmh=5)
+
+    run.feed([at(s, 1000) for s in range(0, 60, 10)])  # inside
+    run.feed([at(s, 1560) for s in range(60, 180, 10)])  # 60 m beyond the east edge
+    run.feed([at(180, 1400), at(190, 1900), at(200, 1400)])  # one fix 400 m out
+    assert run.of("keep_in_area_exit") == []
+    run.feed([at(s, 1400 + (s - 200) * 10) for s in range(210, 300, 10)])  # leaves for real
+    (opened,) = run.of("keep_in_area_exit", "opened")
+    assert opened.started_at == at(220, 0).fix_time  # 1600 m: the first fix beyond the band
+    assert opened.details["min_duration_s"] == 30.0
+    assert opened.details["min_distance_m"] == 100.0
+    assert opened.details["outside_duration_s"] == 30.0
+    assert opened.details["outside_depth_m"] == pytest.approx(400, abs=1)
+
+
 def test_watch_enter_exit_time_window_and_vehicle_classes() -> None:
     night_only = fence(GeofenceKind.WATCH, active_hours=TimeWindow.parse("22:00-06:00"))
     day = Runner(context(rules=no_offline(), geofences=[night_only]))
     day.feed(drive("2024-01-10 10:00:00", [(120, 60)], interval_s=5))
     assert day.of("geofence_enter") == []
     night = Runner(context(rules=no_offline(), geofences=[night_only]))
-    night.feed(drive("2024-01-10 23:00:00", [(120, 60)], interval_s=5))
+    # through the square (500-1500 m east) and on for 30 s beyond it: exit once 30 s and 100 m out
+    night.feed(drive("2024-01-10 23:00:00", [(130, 60)], interval_s=5))
     assert len(night.of("geofence_enter")) == 1 and len(night.of("geofence_exit")) == 1
     hazmat_only = fence(GeofenceKind.WATCH, vehicle_classes=("hazmat",))
     freight = Runner(context("freight", rules=no_offline(), geofences=[hazmat_only]))
@@ -196,6 +226,24 @@ def test_route_deviation_after_60_s_outside_not_one_fix_before() -> None:
     run.feed([_at(120, 1060, 150)])
     (opened,) = run.of("route_deviation", "opened")
     assert opened.started_at == _at(60, 0, 0).fix_time
+    # the evidence names the thresholds applied and what was reached
+    assert opened.details["min_duration_s"] == 60.0
+    assert opened.details["min_distance_m"] == 200.0
+    assert opened.details["outside_duration_s"] == 60.0
+    assert opened.details["outside_distance_m"] == pytest.approx(480, abs=1)
+
+
+def test_route_deviation_needs_distance_driven_outside_too() -> None:
+    # issue 14 item 12: standing at the corridor's edge (GPS 150 m off a 100 m corridor) for
+    # five minutes is not a deviation; driving on from there is
+    run = Runner(context(rules=no_offline(), routes=[_route()]))
+    run.feed([_at(s, 100 + s * 8, 0) for s in range(0, 60, 10)])
+    run.feed([_at(s, 560 + (s % 20) / 10, 150) for s in range(60, 360, 10)])  # 2 m jitter
+    assert run.of("route_deviation") == []
+    run.feed([_at(s, 560 + (s - 350) * 8, 150) for s in range(360, 400, 10)])  # drives 400 m
+    (opened,) = run.of("route_deviation", "opened")
+    assert opened.started_at == _at(60, 0, 0).fix_time
+    assert opened.details["outside_distance_m"] >= 200
 
 
 def test_route_back_on_route_only_well_inside_75_percent() -> None:
@@ -222,5 +270,5 @@ def test_watch_fence_raises_nothing_at_a_vehicles_first_fix_inside() -> None:
     lat, lon = offset(LAT0, LON0, east_m=1000)
     run.feed([position("2024-01-10 10:00:00", lat=lat, lon=lon)])
     assert run.of("geofence_enter") == []
-    run.feed(drive("2024-01-10 10:00:10", [(60, 60)], lat=lat, lon=lon, include_start=False))
+    run.feed(drive("2024-01-10 10:00:10", [(90, 60)], lat=lat, lon=lon, include_start=False))
     assert len(run.of("geofence_exit")) == 1

@@ -37,7 +37,7 @@ from gps_monitor.geofences import parse_geojson
             {"overspeed_min_duration_s": -3},
             "overspeed_min_duration_s: expected a number greater than or equal to 0, got -3",
         ),
-        ({"route_deviation_min_distance_m": 0}, "route_deviation_min_distance_m: expected"),
+        ({"route_deviation_min_distance_m": -1}, "route_deviation_min_distance_m: expected"),
     ],
 )
 def test_rules_settings_reject_bad_values_naming_the_setting(
