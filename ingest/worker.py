@@ -34,7 +34,9 @@ import asyncpg
 
 from gps_monitor import mqtt, topics
 from gps_monitor.config import Settings
+from gps_monitor.db import failures
 from gps_monitor.db import positions as positions_db
+from gps_monitor.db.failures import Blame
 from gps_monitor.db.pool import connect
 from gps_monitor.db.positions import RawMessage, RejectedMessage, WriteBatch
 from gps_monitor.errors import PayloadError
@@ -277,11 +279,13 @@ class IngestWorker:
             try:
                 await self.pipeline.judge(conn, vehicle, positions, raw_index, write, keys)
             except Exception as error:
-                if not positions_db.is_data_error(error):
+                if failures.is_outage(error):
                     raise  # the database is away: the whole batch is retried
                 if len(batch.messages) > 1:
                     # rows of this message may already be in ``write``: redo message by message
                     raise _PoisonMessage(error) from error
+                if await failures.blame(error, conn) is Blame.OUTAGE:
+                    raise
                 log.exception("could not judge message on %s", item.topic)
                 self.pipeline.states.pop(vehicle.id, None)  # reloads from the database
                 reject = PayloadError("internal_error", f"quality judgement failed: {error!r}")
@@ -308,8 +312,9 @@ class IngestWorker:
                 self.stats.write_s += time.perf_counter() - t1
                 self._count(write)
             except Exception as error:
-                if not isinstance(error, _PoisonMessage) and not positions_db.is_data_error(error):
+                if failures.is_outage(error):
                     raise
+                # anything else came from the data of one (unknown) message of the batch
                 log.warning(
                     "batch of %d message(s) not stored, caused by its data (%s); "
                     "storing it message by message",
@@ -317,7 +322,9 @@ class IngestWorker:
                     error,
                 )
                 write, result = await self._write_one_by_one(batch)
-        except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as error:
+        except Exception as error:
+            if not failures.is_outage(error):
+                raise
             log.error(
                 "batch of %d message(s) not stored (%s); retrying after reconnect",
                 len(batch.messages),
@@ -355,7 +362,9 @@ class IngestWorker:
     ) -> tuple[WriteBatch, positions_db.WriteResult]:
         """Store a batch that failed because of its data one message per transaction: the
         good messages are stored, the offending one goes to ``rejected_messages`` (reason
-        ``unstorable``, the database's message as detail).
+        ``unstorable`` with the database's message as detail for a data error,
+        ``internal_error`` with the exception for anything else that is not an outage; see
+        :mod:`gps_monitor.db.failures`).
 
         Returns the union of what was written (for the accepted publishes). Raises what
         :meth:`_flush` treats as an outage (the database or the broker away).
@@ -371,17 +380,18 @@ class IngestWorker:
                 write = await self._prepare(one)
                 result = await positions_db.write_batch(conn, write)
             except Exception as error:
-                if not positions_db.is_data_error(error):
+                if await failures.blame(error, conn) is Blame.OUTAGE:
                     raise
                 self.pipeline.reset()
                 topic = message.topic.value
-                log.error("message on %s cannot be stored: %s", topic, error)
+                log.error("message on %s cannot be stored: %r", topic, error)
                 parsed = topics.parse_inbound(topic, self.prefix)  # it passed once: valid
+                reason, detail = failures.set_aside_reason(error)
                 write = WriteBatch(
                     rejected=[
                         RejectedMessage(
-                            topic, _payload_bytes(message), received_at, "unstorable",
-                            str(error) or repr(error), parsed.terminal_id,
+                            topic, _payload_bytes(message), received_at, reason, detail,
+                            parsed.terminal_id,
                         )
                     ]
                 )  # fmt: skip

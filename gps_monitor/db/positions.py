@@ -17,7 +17,6 @@ The caller acknowledges the source MQTT messages only after this returns.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -142,8 +141,8 @@ async def write_batch(conn: asyncpg.Connection, batch: WriteBatch) -> WriteResul
     Raises:
         asyncpg.PostgresError / OSError: the transaction failed and was rolled back; nothing
             of the batch is stored (the caller does not acknowledge, the broker redelivers).
-            When :func:`is_data_error` says the data caused it, retrying the same batch fails
-            again: the caller isolates the offending message instead.
+            When :func:`gps_monitor.db.failures.blame` says the data caused it, retrying the
+            same batch fails again: the caller isolates the offending message instead.
     """
     async with conn.transaction():
         raw_ids: list[int] = []
@@ -202,37 +201,30 @@ async def write_batch(conn: asyncpg.Connection, batch: WriteBatch) -> WriteResul
                 [p.fix_time for p in batch.cleared],
             )
         await _upsert_latest(conn, batch)
-        if batch.rejected:
-            await conn.copy_records_to_table(
-                "rejected_messages",
-                records=[
-                    (r.received_at, r.topic, r.payload, r.terminal_id, r.reason, r.detail)
-                    for r in batch.rejected
-                ],
-                columns=("received_at", "topic", "payload", "terminal_id", "reason", "detail"),
-            )
+        await save_rejected(conn, batch.rejected)
     return WriteResult(inserted=inserted, already_stored=already)
 
 
-_DATA_SQLSTATE_CLASSES = ("22", "23")  # data exception, integrity constraint violation
+def _text(value: str) -> str:
+    return value.replace("\x00", "\\u0000")  # PostgreSQL text cannot hold NUL
 
 
-def is_data_error(error: BaseException) -> bool:
-    """Whether a failed write was caused by the data written, not by the database being away.
+def _rejected_record(r: RejectedMessage) -> tuple[object, ...]:
+    terminal_id = None if r.terminal_id is None else _text(r.terminal_id)
+    return (r.received_at, _text(r.topic), r.payload, terminal_id, _text(r.reason), _text(r.detail))
 
-    True for SQLSTATE classes 22 (data exception: a NUL in text, NaN in JSON, a number out of
-    range) and 23 (integrity constraint violation), and for errors raised in Python while
-    encoding or reading back the rows (asyncpg's client-side ``DataError``, ``ValueError``,
-    ``OverflowError``...). False for connection loss, timeouts and every other server error:
-    those are outages, and the same batch is retried once the database is back.
-    """
-    if isinstance(error, asyncpg.PostgresError):
-        return (getattr(error, "sqlstate", None) or "")[:2] in _DATA_SQLSTATE_CLASSES
-    if isinstance(error, asyncpg.exceptions._base.DataError):
-        return True  # client-side: a value asyncpg cannot encode
-    return not isinstance(
-        error, OSError | asyncpg.InterfaceError | TimeoutError | asyncio.CancelledError
-    ) and isinstance(error, Exception)
+
+async def save_rejected(conn: asyncpg.Connection, rejected: Sequence[RejectedMessage]) -> None:
+    """Store messages set aside with their reason in ``rejected_messages`` (by any consumer:
+    the topic says which). Text columns are made storable (a NUL becomes ``\\u0000``) so that
+    setting a message aside cannot fail because of that message."""
+    if not rejected:
+        return
+    await conn.copy_records_to_table(
+        "rejected_messages",
+        records=[_rejected_record(r) for r in rejected],
+        columns=("received_at", "topic", "payload", "terminal_id", "reason", "detail"),
+    )
 
 
 def _staging_record(row: PositionRow, raw_id: int, order: int) -> tuple[object, ...]:
