@@ -98,6 +98,14 @@ class IngestSettings(BaseModel):
     max_batch_positions: int = Field(
         default=5000, ge=1, description="Largest JSON array accepted on a batch topic."
     )
+    max_extras_depth: int = Field(
+        default=8,
+        ge=1,
+        le=64,
+        description="Deepest nesting of JSON objects/arrays accepted inside a position object "
+        "(its extras object counts as level 1); deeper messages are rejected (too_deep) so that "
+        "no consumer downstream meets absurd nesting.",
+    )
     max_in_flight_messages: int = Field(
         default=20000,
         ge=1,

@@ -43,6 +43,7 @@ def decode_positions(
 
     Raises:
         PayloadError: ``oversize`` (bytes, or more than ``max_batch_positions`` elements),
+            ``too_deep`` (values nested deeper than ``max_extras_depth`` levels),
             ``malformed_json`` (not UTF-8 JSON), ``wrong_type`` (not an object / array, a value
             of the wrong type or range, a NUL character in any string or key),
             ``missing_field``, ``out_of_range`` (a fix time outside the supported years).
@@ -50,6 +51,12 @@ def decode_positions(
     check_size(payload, settings)
     try:
         data: Any = json.loads(payload)
+    except RecursionError:
+        raise PayloadError(
+            "too_deep",
+            f"payload: expected JSON objects/arrays nested at most {settings.max_extras_depth} "
+            "levels inside a position (extras is level 1), got more than the parser follows",
+        ) from None
     except UnicodeDecodeError as error:
         raise PayloadError("malformed_json", f"payload: expected UTF-8 JSON, got {error}") from None
     except json.JSONDecodeError as error:
@@ -60,6 +67,7 @@ def decode_positions(
     if b"\\u0000" in payload:  # the only way JSON can carry a NUL; PostgreSQL text refuses it
         _refuse_nul(data, "")
     if kind == "position":
+        check_depth(data, settings.max_extras_depth, "")
         return [parse_position(data, terminal_id, received_at)]
     if not isinstance(data, list):
         raise PayloadError(
@@ -73,10 +81,41 @@ def decode_positions(
             f"batch payload: expected at most {settings.max_batch_positions} positions, "
             f"got {len(data)}",
         )
+    for i, item in enumerate(data):
+        check_depth(item, settings.max_extras_depth, f"[{i}]")
     return [
         parse_position(item, terminal_id, received_at, where=f"[{i}].")
         for i, item in enumerate(data)
     ]
+
+
+def check_depth(position: Any, max_extras_depth: int, where: str) -> None:
+    """Refuse a position object whose values nest deeper than ``max_extras_depth`` levels of
+    JSON objects/arrays (``extras`` itself is level 1; unknown fields count the same).
+
+    Walks iteratively, so any depth the JSON parser produced is measured without recursion.
+
+    Raises:
+        PayloadError(reason="too_deep"): names the path where the limit is passed.
+    """
+    if not isinstance(position, dict):
+        return  # parse_position says what is wrong with it
+    stack: list[tuple[Any, str, int]] = [(v, f"{where}.{k}" if where else k, 1)
+                                         for k, v in position.items()]  # fmt: skip
+    while stack:
+        value, path, depth = stack.pop()
+        if not isinstance(value, dict | list):
+            continue
+        if depth > max_extras_depth:
+            raise PayloadError(
+                "too_deep",
+                f"{path[:200]}: expected JSON objects/arrays nested at most {max_extras_depth} "
+                f"levels inside a position (extras is level 1), got level {depth}",
+            )
+        if isinstance(value, dict):
+            stack.extend((v, f"{path}.{k}", depth + 1) for k, v in value.items())
+        else:
+            stack.extend((v, f"{path}[{i}]", depth + 1) for i, v in enumerate(value))
 
 
 def _refuse_nul(value: Any, where: str) -> None:

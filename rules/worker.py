@@ -30,7 +30,9 @@ import contextlib
 import json
 import logging
 import time
-from datetime import timedelta
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiomqtt
@@ -40,15 +42,17 @@ from paho.mqtt.properties import Properties
 
 from gps_monitor import mqtt, topics
 from gps_monitor.config import Settings
+from gps_monitor.db import failures
 from gps_monitor.db.alarms import (
     mark_published,
     overlapping_alarm_exists,
     pending_publications,
     save_alarm_events,
 )
+from gps_monitor.db.failures import Blame
 from gps_monitor.db.geofences import load_geofences, load_routes
 from gps_monitor.db.pool import create_pool
-from gps_monitor.db.positions import vehicle_positions
+from gps_monitor.db.positions import RejectedMessage, save_rejected, vehicle_positions
 from gps_monitor.errors import PayloadError
 from gps_monitor.models import Alarm, Position
 from gps_monitor.service import relay_ready
@@ -124,20 +128,48 @@ def parse_positions(payload: bytes | bytearray | str) -> list[Position]:
     """A JSON array of ``Position.to_dict()`` objects -> positions.
 
     Raises:
-        PayloadError: not JSON, not an array, or an element that is not a position.
+        PayloadError: not JSON, nested too deep to parse (``too_deep``), not an array, or an
+            element that is not a position.
     """
     try:
         data = json.loads(payload)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise PayloadError("malformed_json", f"expected a JSON array ({error})") from None
+    except RecursionError:
+        raise PayloadError(
+            "too_deep", "expected a JSON array of positions, got nesting too deep to parse"
+        ) from None
     if not isinstance(data, list):
         raise PayloadError("wrong_type", f"expected a JSON array, got {type(data).__name__}")
     return [Position.from_dict(item) for item in data]
 
 
+@dataclass(frozen=True, slots=True)
+class _Readable:
+    """A message whose topic and payload could be read: the positions of one vehicle."""
+
+    message: aiomqtt.Message
+    vehicle_id: int
+    positions: list[Position]
+
+
+def _rejected(message: aiomqtt.Message, error: BaseException) -> RejectedMessage:
+    """``message`` set aside because of ``error`` (a PayloadError keeps its reason)."""
+    if isinstance(error, PayloadError):
+        reason, detail = error.reason, error.detail
+    else:
+        reason, detail = failures.set_aside_reason(error)
+    log.warning("rules: setting aside the message on %s: %s: %s", message.topic, reason, detail)
+    payload = message.payload
+    raw = payload if isinstance(payload, bytes) else str(payload).encode()
+    return RejectedMessage(str(message.topic), raw, datetime.now(UTC), reason, detail)
+
+
 class RulesWorker:
     """The rules service. :meth:`run` reconnects forever; :meth:`session` serves one
     connection (tests). ``ready`` is set once subscribed."""
+
+    PUBLISH_TIMEOUT_S = 30.0  # no PUBACK for an alarm by then: reconnect (the outbox resends)
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -158,6 +190,7 @@ class RulesWorker:
         self._stats_since = time.monotonic()
         self._max_lag_s = 0.0
         self._phases = [0.0, 0.0, 0.0]
+        self._tracker: mqtt.PubackTracker | None = None
 
     # --- setup ---------------------------------------------------------------------------
 
@@ -253,6 +286,7 @@ class RulesWorker:
 
     async def session(self, client: aiomqtt.Client) -> None:
         """Subscribe and consume on one connection (returns only by an exception)."""
+        self._tracker = mqtt.PubackTracker(client)  # alarm publishes of this connection
         await client.subscribe(topics.accepted_filter(self.prefix), qos=1)
         log.info("rules worker subscribed to %s", topics.accepted_filter(self.prefix))
         await self._publish_all(client, await self._retry(self._pending_publications))
@@ -279,24 +313,42 @@ class RulesWorker:
             timer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await timer
+            self._tracker.fail_all("connection to the MQTT broker lost")
+            self._tracker = None
 
     async def handle_batch(self, client: aiomqtt.Client, batch: list[aiomqtt.Message]) -> None:
-        """Evaluate, commit, publish, acknowledge (module docstring)."""
-        by_vehicle: dict[int, list[Position]] = {}
+        """Evaluate, commit, publish, acknowledge (module docstring).
+
+        A message that cannot be read (not JSON, too deep, not positions, a bad topic) or whose
+        evaluation fails on its own for any reason other than a database outage is set aside
+        in ``rejected_messages`` with its reason, in the same transaction as the batch's
+        alarms, and acknowledged with it: one bad message never stops the worker. Outages
+        (:mod:`gps_monitor.db.failures`) are retried until the database is back.
+        """
+        started = time.perf_counter()
+        readable: list[_Readable] = []
+        set_aside: list[RejectedMessage] = []
         for message in batch:
             try:
                 _, vehicle_id = parse_accepted_topic(str(message.topic), self.prefix)
-                positions = parse_positions(message.payload)
-            except PayloadError as error:
-                log.warning("rules: skipping message on %s: %s", message.topic, error)
-                continue
-            by_vehicle.setdefault(vehicle_id, []).extend(positions)
+                readable.append(_Readable(message, vehicle_id, parse_positions(message.payload)))
+            except Exception as error:  # whatever it raised, the message caused it
+                set_aside.append(_rejected(message, error))
         if time.monotonic() - self._loaded_at > self.settings.rules.reload_interval_s or any(
-            v not in self.profiles for v in by_vehicle
+            r.vehicle_id not in self.profiles for r in readable
         ):
             await self._retry(self.reload)
-        started = time.perf_counter()
-        changed = await self._retry(lambda: self._evaluate_and_commit(by_vehicle))
+        try:
+            changed = await self._retry(lambda: self._evaluate_and_commit(readable, set_aside))
+        except Exception as error:
+            if failures.is_outage(error):
+                raise
+            log.warning(
+                "rules: batch of %d message(s) failed (%r); evaluating it message by message",
+                len(batch),
+                error,
+            )
+            changed = await self._one_by_one(readable, set_aside)
         t_commit = time.perf_counter()
         # sent in this order by paho (MQTT keeps per-topic order); awaited together, not one
         # PUBACK round trip after the other
@@ -308,12 +360,28 @@ class RulesWorker:
         self._phases[1] += t_publish - t_commit
         self._phases[2] += time.perf_counter() - t_publish
         lags = [
-            time.time() - p.received_at.timestamp()
-            for positions in by_vehicle.values()
-            for p in positions[-1:]
-            if p.received_at is not None
+            time.time() - r.positions[-1].received_at.timestamp()
+            for r in readable
+            if r.positions and r.positions[-1].received_at is not None
         ]
-        self._report(len(batch), sum(len(p) for p in by_vehicle.values()), started, lags)
+        self._report(len(batch), sum(len(r.positions) for r in readable), started, lags)
+
+    async def _one_by_one(
+        self, readable: list[_Readable], set_aside: list[RejectedMessage]
+    ) -> list[Alarm]:
+        """Commit the messages of a failed batch one per transaction, in arrival order; one
+        that fails on its own (not an outage) is set aside with its reason."""
+        changed = await self._retry(lambda: self._evaluate_and_commit([], set_aside))
+        for item in readable:
+            try:
+                changed += await self._retry(lambda item=item: self._evaluate_and_commit([item]))
+            except Exception as error:
+                if await failures.blame(error, await self.pool()) is Blame.OUTAGE:
+                    raise
+                log.error("rules: message on %s set aside: %r", item.message.topic, error)
+                rejected = [_rejected(item.message, error)]
+                changed += await self._retry(lambda r=rejected: self._evaluate_and_commit([], r))
+        return changed
 
     def _report(self, messages: int, positions: int, started: float, lags: list[float]) -> None:
         """Log throughput, batch time and lag (now - received_at of the newest position of
@@ -348,16 +416,29 @@ class RulesWorker:
             self._stats_since = now
 
     async def _retry(self, action: Any) -> Any:
+        """``await action()``, again and again while it fails with a database outage
+        (:func:`gps_monitor.db.failures.is_outage`), backing off up to 30 s. Anything else
+        propagates (the caller decides whose fault it is)."""
         delay = 0.5
         while True:
             try:
                 return await action()
-            except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as error:
-                log.error("rules: database error (%s); retrying in %.1f s", error, delay)
+            except Exception as error:
+                if not failures.is_outage(error):
+                    raise
+                log.error("rules: database error (%r); retrying in %.1f s", error, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)
 
-    async def _evaluate_and_commit(self, by_vehicle: dict[int, list[Position]]) -> list[Alarm]:
+    async def _evaluate_and_commit(
+        self, readable: list[_Readable], set_aside: Sequence[RejectedMessage] = ()
+    ) -> list[Alarm]:
+        """One transaction: the alarms of the positions of ``readable`` (per vehicle, in fix-time
+        order), the changed vehicle states and the ``set_aside`` messages. States are replaced
+        in memory only after the commit. Returns the changed alarms (to publish)."""
+        by_vehicle: dict[int, list[Position]] = {}
+        for item in readable:
+            by_vehicle.setdefault(item.vehicle_id, []).extend(item.positions)
         async with self.lock:
             events: list[Alarm] = []
             new_states: dict[int, VehicleState] = {}
@@ -373,13 +454,16 @@ class RulesWorker:
                 state = self.states.get(vehicle_id) or VehicleState()
                 late: list[Position] = []
                 for position in sorted(positions, key=lambda p: p.fix_time):
-                    order = self.engine.order(state, position)
-                    if order == "new":
+                    if position.late:
+                        # ingest judged it by arrival order: it came after a newer fix of the
+                        # vehicle, so it is late even when it is newer than what this worker
+                        # has evaluated (both in one batch)
+                        late.append(position)
+                        continue
+                    if self.engine.order(state, position) == "new":
                         state, out = self.engine.process(state, position, ctx)
                         events += out
                         self.processed_positions += 1
-                    elif order == "late" and position.late:
-                        late.append(position)
                 new_states[vehicle_id] = state
                 if late:
                     late_jobs.append((profile, late))
@@ -389,6 +473,7 @@ class RulesWorker:
                     events += await self.evaluate_late(conn, profile, late)
                 changed = await save_alarm_events(conn, events)
                 written = await save_states(conn, new_states, self.written)
+                await save_rejected(conn, set_aside)
             self.states.update(new_states)
             self.written.update(written)
             return changed
@@ -443,10 +528,21 @@ class RulesWorker:
         )
 
     async def publish(self, client: aiomqtt.Client, alarm: Alarm) -> None:
+        """Publish one alarm event at QoS 1 and return once the broker's PUBACK is in.
+
+        Through :class:`gps_monitor.mqtt.PubackTracker`, not ``client.publish``: aiomqtt logs
+        "There are N pending publish calls" for every publish while more than 10 wait, which
+        was nearly every log line of a busy worker."""
         topic = topics.alarm_topic(
             alarm.company_id, alarm.vehicle_id, alarm.alarm_type, self.prefix
         )
-        await client.publish(topic, json.dumps(alarm.to_dict(), ensure_ascii=False), qos=1)
+        if self._tracker is None:
+            self._tracker = mqtt.PubackTracker(client)
+        await self._tracker.publish(
+            topic,
+            json.dumps(alarm.to_dict(), ensure_ascii=False),
+            timeout_s=self.PUBLISH_TIMEOUT_S,
+        )
 
     async def _offline_timer(self, client: aiomqtt.Client) -> None:
         interval = self.settings.rules.offline_check_interval_s
