@@ -188,6 +188,24 @@ class WebSettings(BaseModel):
     cookie_secure: bool = Field(
         default=False, description="Mark the session cookie Secure (HTTPS only); on in production."
     )
+    max_body_bytes: int = Field(
+        default=2 * 1024 * 1024,
+        ge=1024,
+        description="Largest request body accepted (2 MiB), counted while it streams in, before "
+        "authentication: a larger one is answered 413.",
+    )
+    max_json_depth: int = Field(
+        default=32,
+        ge=4,
+        description="Deepest nesting of arrays/objects in a JSON request body (GeoJSON needs "
+        "about 8); deeper is answered 422.",
+    )
+    hsts_max_age_s: int = Field(
+        default=365 * 86400,
+        ge=0,
+        description="Strict-Transport-Security max-age sent on HTTPS requests only (behind a TLS "
+        "proxy: uvicorn takes the scheme from X-Forwarded-Proto); 0: never sent.",
+    )
     login_account_attempts: int = Field(
         default=5,
         ge=1,

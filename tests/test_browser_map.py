@@ -17,7 +17,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from web_helpers import PASSWORD, served_app
+from web_helpers import PASSWORD, served_app, wait_for_js
 
 from gps_monitor.config import Settings
 from gps_monitor.db import users
@@ -80,7 +80,7 @@ async def login(page, base: str, username: str) -> None:
     await page.fill("#login-password", PASSWORD)
     await page.click("#login-submit")
     await page.wait_for_selector("#login", state="hidden")
-    await page.wait_for_function("window.gpsm && window.gpsm.received.snapshot >= 1")
+    await wait_for_js(page, "window.gpsm && window.gpsm.received.snapshot >= 1")
 
 
 @pytest.fixture
@@ -142,13 +142,16 @@ async def test_operator_watches_its_vehicles_move_and_acknowledges_an_alarm(
                 replay_file(settings, track, "csv", speedup=6, progress=False)
             )
             # the operator's vehicles appear and move
-            await page_a.wait_for_function(
+            await wait_for_js(
+                page_a,
                 f"window.gpsm.vehicles.has({a1.id}) && window.gpsm.vehicles.has({a2.id})",
-                timeout=20000,
+                timeout_ms=20000,
             )
             first = await page_a.evaluate(f"window.gpsm.vehicles.get({a1.id}).latitude")
-            await page_a.wait_for_function(
-                f"window.gpsm.vehicles.get({a1.id}).latitude > {first} + 0.002", timeout=20000
+            await wait_for_js(
+                page_a,
+                f"window.gpsm.vehicles.get({a1.id}).latitude > {first} + 0.002",
+                timeout_ms=20000,
             )
             await page_a.screenshot(path=str(ARTIFACTS / "map_operator_live.png"))
             published, _ = await replay
@@ -186,7 +189,7 @@ async def test_operator_watches_its_vehicles_move_and_acknowledges_an_alarm(
                 await browser.new_context(viewport={"width": 1400, "height": 850})
             ).new_page()
             await login(page_b, base, "op_b")
-            await page_b.wait_for_function(f"window.gpsm.vehicles.has({b1.id})", timeout=10000)
+            await wait_for_js(page_b, f"window.gpsm.vehicles.has({b1.id})", timeout_ms=10000)
             seen_b = await page_b.evaluate("Array.from(window.gpsm.vehicles.keys())")
             assert seen_b == [b1.id]
             assert await page_b.locator(".alarm-item").count() == 0
@@ -248,7 +251,7 @@ async def test_bureau_plays_back_a_track_with_overspeed_and_draws_a_geofence(
             answers: list[str] = []
             page.on("dialog", lambda d: asyncio.ensure_future(d.accept(answers.pop(0))))
             await login(page, base, "chief")
-            await page.wait_for_function(f"window.gpsm.vehicles.has({vehicle.id})")
+            await wait_for_js(page, f"window.gpsm.vehicles.has({vehicle.id})")
             # search by plate, open the card, play the track back
             await page.fill("#plate-search", "30003")
             await page.click(f'#vehicle-list li[data-vehicle-id="{vehicle.id}"]')
@@ -271,7 +274,7 @@ async def test_bureau_plays_back_a_track_with_overspeed_and_draws_a_geofence(
                 await page.wait_for_timeout(300)
             answers += ["水源保护区", "forbidden"]
             await page.click("#draw-finish")
-            await page.wait_for_function("window.gpsm.fences.getLayers().length === 1")
+            await wait_for_js(page, "window.gpsm.fences.getLayers().length === 1")
             fences = await fence_store.load_geofences(pool)
             assert [(f.name, str(f.kind)) for f in fences] == [("水源保护区", "forbidden")]
             assert len(fences[0].geometry.exterior.coords) == 5  # four clicks, closed ring
@@ -284,8 +287,8 @@ async def test_bureau_plays_back_a_track_with_overspeed_and_draws_a_geofence(
                 await page.mouse.click(box["x"] + box["width"] * dx, box["y"] + box["height"] * dy)
                 await page.wait_for_timeout(300)
             await page.click("#draw-finish")
-            await page.wait_for_function(
-                "window.gpsm.fences.getLayers().length === 1 && !window.gpsm.drawing"
+            await wait_for_js(
+                page, "window.gpsm.fences.getLayers().length === 1 && !window.gpsm.drawing"
             )
             for _ in range(50):
                 fences = await fence_store.load_geofences(pool)
@@ -339,7 +342,7 @@ async def test_gcj02_tiles_show_converted_positions_and_store_wgs84(
             answers = ["drawn on gcj02", "watch"]
             page.on("dialog", lambda d: asyncio.ensure_future(d.accept(answers.pop(0))))
             await login(page, base, "chief")
-            await page.wait_for_function(f"window.gpsm.markers.has({vehicle.id})")
+            await wait_for_js(page, f"window.gpsm.markers.has({vehicle.id})")
             lat, lng = await page.evaluate(
                 f"(() => {{ const p = window.gpsm.markers.get({vehicle.id}).getLatLng();"
                 " return [p.lat, p.lng]; })()"
@@ -364,7 +367,7 @@ async def test_gcj02_tiles_show_converted_positions_and_store_wgs84(
                 await page.mouse.click(box["x"] + x, box["y"] + y)
                 await page.wait_for_timeout(300)
             await page.click("#draw-finish")
-            await page.wait_for_function("window.gpsm.fences.getLayers().length === 1")
+            await wait_for_js(page, "window.gpsm.fences.getLayers().length === 1")
             (fence,) = await fence_store.load_geofences(pool)
             stored = list(fence.geometry.exterior.coords)[:3]
             for (lon, lat_), (glat, glng) in zip(stored, clicked, strict=True):

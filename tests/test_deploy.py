@@ -16,6 +16,7 @@ import http.server
 import json
 import os
 import re
+import secrets
 import shlex
 import shutil
 import socket
@@ -496,6 +497,9 @@ def test_healthcheck_script_probes_http_tcp_and_the_worker_process(tmp_path: Pat
 # --- the services themselves, configured as docker-compose.yml configures them -------------------
 
 
+WEB_SECRET_KEY = secrets.token_urlsafe(32)  # production refuses low-variety keys
+
+
 def _service_env(
     compose: dict[str, Any], service: str, broker: Broker, database_url: str
 ) -> dict[str, str]:
@@ -508,7 +512,7 @@ def _service_env(
             lambda m: SERVICE_PASSWORDS[m.group(1).lower()],
             str(raw),
         )
-        value = re.sub(r"\$\{GPS_MONITOR_WEB_SECRET_KEY[^}]*\}", "k" * 48, value)
+        value = re.sub(r"\$\{GPS_MONITOR_WEB_SECRET_KEY[^}]*\}", WEB_SECRET_KEY, value)
         value = re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", value)
         env[key] = value
     env.update(

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from web_helpers import PASSWORD, make_world, served_app, store_position
+from web_helpers import PASSWORD, make_world, served_app, store_position, wait_for_js
 
 from gps_monitor.config import Settings
 
@@ -57,8 +57,8 @@ async def test_map_card_shows_a_rounded_speed_and_the_page_loads_without_a_404(
             await page.fill("#login-password", PASSWORD)
             await page.click("#login-submit")
             await page.wait_for_selector("#login", state="hidden")
-            await page.wait_for_function("window.gpsm && window.gpsm.received.snapshot >= 1")
-            await page.wait_for_function(f"window.gpsm.vehicles.has({vehicle})")
+            await wait_for_js(page, "window.gpsm && window.gpsm.received.snapshot >= 1")
+            await wait_for_js(page, f"window.gpsm.vehicles.has({vehicle})")
             await page.click(f'#vehicle-list li[data-vehicle-id="{vehicle}"]')
             card = f'[data-card-vehicle="{vehicle}"]'
             await page.wait_for_selector(card, timeout=10000)

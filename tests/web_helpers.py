@@ -221,3 +221,21 @@ async def publish_alarm(settings: Settings, alarm: Alarm) -> None:
             alarm.company_id, alarm.vehicle_id, alarm.alarm_type, settings.mqtt.topic_prefix
         )
         await client.publish(topic, json.dumps(alarm.to_dict()), qos=1)
+
+
+async def wait_for_js(page: Any, expression: str, timeout_ms: float = 30000) -> None:
+    """Wait until the JavaScript ``expression`` is truthy in ``page``.
+
+    Playwright's ``wait_for_function`` evaluates its predicate with ``eval`` inside the page,
+    which the pages' Content-Security-Policy (no ``unsafe-eval``) refuses; ``page.evaluate``
+    runs through the DevTools protocol, outside the page's CSP, so the pages are tested with
+    the CSP they ship with.
+
+    Raises:
+        TimeoutError: still false after ``timeout_ms``.
+    """
+    deadline = asyncio.get_running_loop().time() + timeout_ms / 1000
+    while not await page.evaluate(f"Boolean({expression})"):
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"expected {expression!r} to become true within {timeout_ms} ms")
+        await asyncio.sleep(0.05)

@@ -29,7 +29,7 @@ from web.login_throttle import LoginThrottle
 from web.routers import alarms, auth, geofences, live, pages, positions, registry, tracks
 from web.routers import reports as reports_router
 from web.routers.pages import STATIC_DIR
-from web.security import OriginCheckMiddleware
+from web.security import OriginCheckMiddleware, SecurityHeadersMiddleware, secret_key_problem
 from web.validation import EdgeCheckMiddleware, install_error_handlers
 
 ROUTERS: tuple[APIRouter, ...] = (
@@ -44,22 +44,23 @@ ROUTERS: tuple[APIRouter, ...] = (
     reports_router.router,
 )
 
-INSECURE_SECRETS = {"", "dev-insecure-secret-change-me", "secret", "changeme", "change-me"}
-
 
 def check_production(settings: Settings) -> None:
     """Refuse insecure defaults outside development.
 
     Raises:
-        ConfigurationError: environment=production with the default or a short secret key.
+        ConfigurationError: environment=production with a secret key that is the default, short
+            or of low variety (see :func:`web.security.secret_key_problem`).
     """
     if settings.environment != "production":
         return
-    key = settings.web.secret_key
-    if key in INSECURE_SECRETS or len(key) < 32:
+    problem = secret_key_problem(settings.web.secret_key)
+    if problem is not None:
         raise ConfigurationError(
-            "web.secret_key: expected a random secret of 32+ characters in production "
-            "(GPS_MONITOR_WEB_SECRET_KEY), got the insecure default or a short one"
+            "web.secret_key (GPS_MONITOR_WEB_SECRET_KEY): expected a random secret in production, "
+            "at least 32 characters with 10+ distinct ones, no repeated or evenly spaced run, "
+            "e.g. the output of `python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`; "
+            f"got {problem}"
         )
 
 
@@ -95,15 +96,18 @@ def create_app(
         description="Live vehicle monitoring: REST API, websocket feed /ws/live, map at /map.",
         version="0.1.0",
         lifespan=lifespan,
+        max_body_size=settings.web.max_body_bytes,
     )
     app.state.settings = settings
     app.state.login_throttle = LoginThrottle(settings.web)
     for router in routers:
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    # the last added runs first: the origin check before the body is read
-    app.add_middleware(EdgeCheckMiddleware)
+    # the last added runs first: the origin check before the body is read; the body-size
+    # limit (max_body_size) runs before all of them
+    app.add_middleware(EdgeCheckMiddleware, max_json_depth=settings.web.max_json_depth)
     app.add_middleware(OriginCheckMiddleware, settings=settings)
+    app.add_middleware(SecurityHeadersMiddleware, settings=settings)
     install_error_handlers(app)
 
     @app.exception_handler(NotFoundError)

@@ -47,6 +47,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     from web.app import check_production, create_app
+    from web.security import uvicorn_log_config
 
     check_production(settings)
     if not args.no_upgrade:
@@ -59,6 +60,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         host=host,
         port=port,
         log_level=settings.log_level.lower(),
+        log_config=uvicorn_log_config(),  # no ?token= value in the access log
         ws="websockets-sansio",
         proxy_headers=True,
     )

@@ -81,8 +81,14 @@ class ClientOverflow(Exception):
 class LiveClient:
     """One websocket client: its user, filter, coalesced positions and alarm queue."""
 
-    def __init__(self, user: User, send: Sender, settings: Settings) -> None:
+    def __init__(
+        self, user: User, send: Sender, settings: Settings, token_digest: str | None = None
+    ) -> None:
         self.user = user
+        # HMAC of the login token the socket was opened with; ``revoked`` is set when that
+        # token is revoked (logout) in this or another web process
+        self.token_digest = token_digest
+        self.revoked = asyncio.Event()
         self.id = uuid.uuid4().hex[:8]
         self._send = send
         self._web = settings.web
@@ -216,6 +222,29 @@ class LiveHub:
     def status_topic_filter(self) -> str:
         return f"{self._prefix}web/v1/alarm-status/#"
 
+    def revoked_topic(self) -> str:
+        """Where web processes tell each other a login token was revoked (payload: its HMAC)."""
+        return f"{self._prefix}web/v1/revoked"
+
+    def end_sessions(self, token_digest: str) -> None:
+        """Mark this process's websocket clients opened with that token as revoked (their
+        handler closes them with 4401)."""
+        for client in list(self.clients):
+            if client.token_digest == token_digest:
+                client.revoked.set()
+
+    async def announce_revocation(self, token_digest: str) -> None:
+        """End the websockets of a revoked token here and, through MQTT, in every web process."""
+        self.end_sessions(token_digest)
+        if self._client is not None:
+            try:
+                await self._client.publish(self.revoked_topic(), token_digest, qos=1)
+            except aiomqtt.MqttError:
+                log.warning(
+                    "could not announce a revoked token; other web processes close "
+                    "its websockets at their next session check"
+                )
+
     def start(self) -> None:
         if not self.settings.mqtt.host:
             log.warning("no MQTT broker configured: the live feed carries no updates")
@@ -244,6 +273,7 @@ class LiveHub:
         await client.subscribe(topics.accepted_filter(self._prefix), qos=0)
         await client.subscribe(topics.alarm_filter(self._prefix), qos=1)
         await client.subscribe(self.status_topic_filter(), qos=1)
+        await client.subscribe(self.revoked_topic(), qos=1)
         self._client = client
         self.connected.set()
         try:
@@ -264,6 +294,8 @@ class LiveHub:
             self.handle_positions(json.loads(payload))
         elif rest.startswith("alarms/v1/"):
             await self.handle_alarm(json.loads(payload))
+        elif rest == "web/v1/revoked":
+            self.end_sessions(payload.decode("ascii", "replace"))
         elif rest.startswith("web/v1/alarm-status/"):
             alarm = json.loads(payload)
             message = {"type": "alarm_status", "alarm": alarm}

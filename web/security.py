@@ -11,13 +11,18 @@ The websocket uses the same check (:func:`browser_origin_allowed`) for cookie co
 
 from __future__ import annotations
 
+import copy
+import itertools
+import logging
+import re
 from collections.abc import Iterable, Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 from starlette.datastructures import Headers
 from starlette.requests import cookie_parser
 from starlette.responses import JSONResponse
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gps_monitor.config import Settings
 from web.deps import COOKIE_NAME
@@ -89,3 +94,159 @@ class OriginCheckMiddleware:
                     await response(scope, receive, send)
                     return
         await self.app(scope, receive, send)
+
+
+# ------------------------------------------------------------------ response headers
+
+DOCS_PATHS = ("/docs", "/redoc")
+DOCS_CDN = "https://cdn.jsdelivr.net"
+
+
+def tile_source(tile_url_template: str | None) -> str | None:
+    """The CSP source (``scheme://host[:port]``) the basemap tiles load from, or None.
+
+    A host label holding a placeholder (``{s}.tile.openstreetmap.org``,
+    ``webrd0{s}.is.autonavi.com``) becomes ``*`` with the labels left of it:
+    ``https://*.tile.openstreetmap.org``.
+    """
+    if not tile_url_template:
+        return None
+    parts = urlsplit(tile_url_template)
+    if not parts.scheme or not parts.netloc:
+        return None
+    labels = parts.netloc.split(".")
+    templated = [i for i, label in enumerate(labels) if "{" in label]
+    if templated:
+        labels = ["*", *labels[max(templated) + 1 :]]
+    return f"{parts.scheme}://{'.'.join(labels)}"
+
+
+def content_security_policy(settings: Settings) -> str:
+    """The CSP of the app's pages: scripts, styles, fetches and websockets from this origin
+    only (no inline script), images also from the basemap's tile host, never framed. Inline
+    ``style`` attributes are allowed (the map's markers and Leaflet set them)."""
+    images = " ".join(
+        filter(None, ("'self' data: blob:", tile_source(settings.web.tile_url_template)))
+    )
+    return (
+        "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+        f"img-src {images}; connect-src 'self'; font-src 'self' data:; object-src 'none'; "
+        "base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
+    )
+
+
+def docs_security_policy() -> str:
+    """The CSP of FastAPI's /docs and /redoc pages, which load Swagger UI / ReDoc from their CDN
+    and start it with an inline script."""
+    return (
+        f"default-src 'self'; script-src 'self' 'unsafe-inline' {DOCS_CDN}; "
+        f"style-src 'self' 'unsafe-inline' {DOCS_CDN}; img-src 'self' data: https:; "
+        "connect-src 'self'; worker-src 'self' blob:; object-src 'none'; frame-ancestors 'none'"
+    )
+
+
+class SecurityHeadersMiddleware:
+    """ASGI middleware adding to every HTTP response: ``Content-Security-Policy``
+    (:func:`content_security_policy`), ``X-Content-Type-Options: nosniff``, ``X-Frame-Options:
+    DENY``, ``Referrer-Policy: same-origin``, and on HTTPS requests ``Strict-Transport-Security``
+    (``web.hsts_max_age_s``, 0: none)."""
+
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app = app
+        common = [
+            (b"x-content-type-options", b"nosniff"),
+            (b"x-frame-options", b"DENY"),
+            (b"referrer-policy", b"same-origin"),
+        ]
+        self._page = [
+            (b"content-security-policy", content_security_policy(settings).encode()),
+            *common,
+        ]
+        self._docs = [(b"content-security-policy", docs_security_policy().encode()), *common]
+        max_age = settings.web.hsts_max_age_s
+        self._hsts = (
+            [(b"strict-transport-security", f"max-age={max_age}".encode())] if max_age else []
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        docs = scope["path"].startswith(DOCS_PATHS)
+        added = (self._docs if docs else self._page) + (
+            self._hsts if scope.get("scheme") == "https" else []
+        )
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                names = {name for name, _ in added}
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() not in names]
+                message = {**message, "headers": headers + added}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+# ------------------------------------------------------------------ access log
+
+
+TOKEN_IN_QUERY = re.compile(r"([?&]token=)[^&\s\"]*")
+
+
+def redact_tokens(text: str) -> str:
+    """``text`` with the value of every ``token=`` query parameter replaced by ``[redacted]``."""
+    return TOKEN_IN_QUERY.sub(r"\1[redacted]", text)
+
+
+class RedactTokenFilter(logging.Filter):
+    """Logging filter: no login token from a ``?token=`` query in uvicorn's access lines
+    (``"GET /ws/live?token=..."``) or websocket lines; the rest of the line is kept."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str) and "token=" in record.msg:
+            record.msg = redact_tokens(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                redact_tokens(a) if isinstance(a, str) and "token=" in a else a for a in record.args
+            )
+        return True
+
+
+def uvicorn_log_config() -> dict[str, Any]:
+    """uvicorn's own logging configuration with :class:`RedactTokenFilter` on its handlers."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config.setdefault("filters", {})["redact_token"] = {"()": RedactTokenFilter}
+    for handler in config["handlers"].values():
+        handler.setdefault("filters", []).append("redact_token")
+    return config
+
+
+# ------------------------------------------------------------------ secret key
+
+
+def secret_key_problem(key: str) -> str | None:
+    """Why ``key`` is not a usable production secret, or None.
+
+    Expected: at least 32 characters, at least 10 distinct ones, not a repeated unit
+    (``abcabc…``), not mostly a run of steps (``abcdef…``, ``123456…``), not a known default.
+    ``secrets.token_urlsafe(32)`` (43 characters) passes.
+    """
+    if key.lower() in INSECURE_SECRETS or "change" in key.lower():
+        return "the insecure default or a placeholder"
+    if len(key) < 32:
+        return f"{len(key)} characters"
+    if len(set(key)) < 10:
+        return f"{len(set(key))} distinct characters"
+    for unit in range(1, len(key) // 2 + 1):
+        if key == (key[:unit] * (len(key) // unit + 1))[: len(key)]:
+            return f"a repetition of {unit} characters"
+    steps = [ord(b) - ord(a) for a, b in itertools.pairwise(key)]
+    same = sum(1 for s, t in itertools.pairwise(steps) if s == t)
+    if same > len(steps) // 2:
+        return "a run of evenly spaced characters"
+    return None
+
+
+INSECURE_SECRETS = {"", "dev-insecure-secret-change-me", "secret", "changeme", "change-me"}

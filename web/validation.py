@@ -20,6 +20,8 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 NUL = "\x00"
@@ -29,33 +31,55 @@ NUL_EXPECTED = "expected text without the NUL character (\\u0000), got one"
 FINITE_EXPECTED = "expected a finite number, got {value} (out of range or not a number)"
 
 
-def _json_problem(value: Any, where: str) -> str | None:
+DEFAULT_MAX_JSON_DEPTH = 32
+DEPTH_EXPECTED = "expected JSON nested at most {limit} levels deep, got deeper"
+
+
+def _json_problem(
+    value: Any, where: str, max_depth: int = DEFAULT_MAX_JSON_DEPTH, depth: int = 1
+) -> str | None:
     """What in ``value`` (a parsed JSON document) the database cannot store, or None: text
-    holding NUL, or a number JSON parsing made infinite (``1e400``) or NaN."""
+    holding NUL, a number JSON parsing made infinite (``1e400``) or NaN, or arrays/objects
+    nested more than ``max_depth`` levels."""
     if isinstance(value, str):
         return f"{where}: {NUL_EXPECTED}" if NUL in value else None
     if isinstance(value, float) and not math.isfinite(value):
         return f"{where}: {FINITE_EXPECTED.format(value=value)}"
+    if isinstance(value, dict | list) and depth > max_depth:
+        return f"{where}: {DEPTH_EXPECTED.format(limit=max_depth)}"
     if isinstance(value, dict):
         for key, item in value.items():
             if NUL in key:
                 return f"{where} (a key): {NUL_EXPECTED}"
-            if found := _json_problem(item, f"{where}.{key}"):
+            if found := _json_problem(item, f"{where}.{key}", max_depth, depth + 1):
                 return found
     elif isinstance(value, list):
         for i, item in enumerate(value):
-            if found := _json_problem(item, f"{where}[{i}]"):
+            if found := _json_problem(item, f"{where}[{i}]", max_depth, depth + 1):
                 return found
     return None
+
+
+def is_json(content_type: str) -> bool:
+    """Whether FastAPI reads a body of this (lower-case) content type as JSON: a JSON type, or
+    none at all."""
+    return not content_type or "json" in content_type
 
 
 def _shown(name: str) -> str:
     return name.replace(NUL, "\\0")
 
 
-def problem_in_request(path: str, query: bytes, content_type: str, body: bytes) -> str | None:
+def problem_in_request(
+    path: str,
+    query: bytes,
+    content_type: str,
+    body: bytes,
+    max_json_depth: int = DEFAULT_MAX_JSON_DEPTH,
+) -> str | None:
     """Why the request cannot be served (``<where>: expected ..., got ...``), or None when its
-    path, query and JSON or form body hold nothing the database cannot store."""
+    path, query and JSON or form body hold nothing the database cannot store and its JSON is
+    at most ``max_json_depth`` levels deep."""
     if NUL in path:
         return f"path: {NUL_EXPECTED}"
     for name, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
@@ -63,12 +87,14 @@ def problem_in_request(path: str, query: bytes, content_type: str, body: bytes) 
             return f"query parameter {_shown(name)!r}: {NUL_EXPECTED}"
     if not body:
         return None
-    if "json" in content_type:
+    if is_json(content_type):
         try:
             document = json.loads(body)
         except ValueError:
             return None  # the route's own validation answers 422 json_invalid
-        return _json_problem(document, "body")
+        except RecursionError:  # nested deeper than the parser can go
+            return f"body: {DEPTH_EXPECTED.format(limit=max_json_depth)}"
+        return _json_problem(document, "body", max_json_depth)
     if "x-www-form-urlencoded" in content_type:
         for name, value in parse_qsl(body.decode("latin-1"), keep_blank_values=True):
             if NUL in name or NUL in value:
@@ -78,11 +104,13 @@ def problem_in_request(path: str, query: bytes, content_type: str, body: bytes) 
 
 class EdgeCheckMiddleware:
     """ASGI middleware: 422 for an HTTP request with NUL in its path, query, JSON or form body,
-    or a non-finite number in its JSON body; a websocket with NUL in its path or query is closed
-    with 4422."""
+    a non-finite number in its JSON body, or JSON nested deeper than ``max_json_depth``; a
+    websocket with NUL in its path or query is closed with 4422. The body is read through the
+    app's body-size limit (``FastAPI(max_body_size=...)``): beyond it, 413."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, max_json_depth: int = DEFAULT_MAX_JSON_DEPTH) -> None:
         self.app = app
+        self.max_json_depth = max_json_depth
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -100,16 +128,22 @@ class EdgeCheckMiddleware:
         content_type = headers.get(b"content-type", b"").decode("latin-1").lower()
         messages: list[Message] = []
         body = b""
-        if "json" in content_type or "x-www-form-urlencoded" in content_type:
-            while True:
-                message = await receive()
-                messages.append(message)
-                if message["type"] != "http.request":
-                    break
-                body += message.get("body", b"")
-                if not message.get("more_body", False):
-                    break
-        if problem := problem_in_request(path, query, content_type, body):
+        if is_json(content_type) or "x-www-form-urlencoded" in content_type:
+            try:
+                while True:
+                    message = await receive()
+                    messages.append(message)
+                    if message["type"] != "http.request":
+                        break
+                    body += message.get("body", b"")
+                    if not message.get("more_body", False):
+                        break
+            except HTTPException as error:  # 413 from the body-size limit
+                limit = scope.get(MAX_BODY_SIZE_SCOPE_KEY)
+                response = JSONResponse({"detail": body_limit_detail(limit)}, error.status_code)
+                await response(scope, receive, send)
+                return
+        if problem := problem_in_request(path, query, content_type, body, self.max_json_depth):
             response = JSONResponse({"detail": problem}, status_code=422)
             await response(scope, receive, send)
             return
@@ -120,6 +154,11 @@ class EdgeCheckMiddleware:
             return await receive()
 
         await self.app(scope, replay, send)
+
+
+def body_limit_detail(limit: int | None) -> str:
+    """The 413 answer's text."""
+    return f"request body: expected at most {limit} bytes, got more"
 
 
 def json_safe(value: Any) -> Any:
@@ -139,6 +178,11 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, error: RequestValidationError) -> JSONResponse:
         return JSONResponse({"detail": json_safe(jsonable_encoder(error.errors()))}, 422)
+
+    @app.exception_handler(413)  # the body-size limit, met inside a route
+    async def _too_large(request: Request, _: Exception) -> JSONResponse:
+        limit = request.scope.get(MAX_BODY_SIZE_SCOPE_KEY)
+        return JSONResponse({"detail": body_limit_detail(limit)}, 413)
 
     @app.exception_handler(asyncpg.DataError)  # and its subclasses: CharacterNotInRepertoire...
     async def _data(_: Request, error: asyncpg.DataError) -> JSONResponse:

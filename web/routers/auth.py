@@ -72,10 +72,15 @@ async def login(
 async def logout(
     request: Request, response: Response, user: CurrentUser, pool: PoolDep, settings: SettingsDep
 ) -> None:
-    """Revoke the token the request was made with and clear the cookie."""
+    """Revoke the token the request was made with, close the websockets opened with it and
+    clear the cookie."""
     token = token_from(request.headers, request.cookies, None)
     if token:
         await users.revoke_token(pool, token, settings.web.secret_key)
+        # its open websockets end too, in every web process
+        await request.app.state.hub.announce_revocation(
+            users.token_digest(token, settings.web.secret_key)
+        )
     response.delete_cookie(COOKIE_NAME, path="/")
 
 

@@ -114,7 +114,10 @@ async def live(websocket: WebSocket) -> None:
         # accepted then closed with a code the page understands (a refused handshake is 1006)
         await websocket.close(code=CLOSE_UNAUTHORIZED, reason="login required")
         return
-    client = LiveClient(user, websocket.send_text, settings)
+    assert token is not None  # the user came from it
+    client = LiveClient(
+        user, websocket.send_text, settings, users.token_digest(token, settings.web.secret_key)
+    )
     hub.clients.add(client)  # before the snapshot: nothing published meanwhile is missed
     sender: asyncio.Task[None] | None = None
     try:
@@ -123,7 +126,12 @@ async def live(websocket: WebSocket) -> None:
         receiver = asyncio.create_task(
             _receive(websocket, hub, client), name=f"ws-recv-{client.id}"
         )
-        done, pending = await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
+        watcher = asyncio.create_task(
+            _watch_session(hub, client, token), name=f"ws-session-{client.id}"
+        )
+        done, pending = await asyncio.wait(
+            {sender, receiver, watcher}, return_when=asyncio.FIRST_COMPLETED
+        )
         for task in pending:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -134,12 +142,31 @@ async def live(websocket: WebSocket) -> None:
                 log.warning("closing live client %s (%s): %s", client.id, user.username, error)
                 with contextlib.suppress(Exception):
                     await websocket.close(code=CLOSE_OVERFLOW, reason="too slow")
+            elif task is watcher and error is None:
+                log.info("closing live client %s (%s): session ended", client.id, user.username)
+                with contextlib.suppress(Exception):
+                    await websocket.close(code=CLOSE_UNAUTHORIZED, reason="session ended")
     except WebSocketDisconnect:
         pass
     finally:
         hub.clients.discard(client)
         if sender is not None and not sender.done():
             sender.cancel()
+
+
+async def _watch_session(hub: LiveHub, client: LiveClient, token: str) -> None:
+    """Return when the socket's login is over: its token revoked by a logout (told by the hub at
+    once, from any web process), or found invalid at a check every heartbeat interval (expired,
+    password changed, user deactivated)."""
+    interval_s = hub.settings.web.heartbeat_interval_s
+    while True:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(client.revoked.wait(), interval_s)
+        if client.revoked.is_set():
+            return
+        user = await users.user_for_token(hub.pool, token, hub.settings.web.secret_key)
+        if user is None:
+            return
 
 
 async def _receive(websocket: WebSocket, hub: LiveHub, client: LiveClient) -> None:
