@@ -146,6 +146,19 @@ def ack(client: aiomqtt.Client, message: aiomqtt.Message) -> None:
         client._client.ack(message.mid, message.qos)
 
 
+def settle_disconnect(client: aiomqtt.Client) -> None:
+    """Take note of how ``client``'s connection ended, once it has.
+
+    aiomqtt 2.5 sets the reason of an unexpected disconnection on a future that nothing awaits
+    once the ``async with`` block has failed, and asyncio then logs "Future exception was never
+    retrieved" with it when the client is collected. The caller has the error already (the
+    ``MqttError`` that ended its block), so reading it here only silences that log.
+    """
+    disconnected = client._disconnected
+    if disconnected.done() and not disconnected.cancelled():
+        disconnected.exception()
+
+
 class Backoff:
     """Exponential reconnect delay: ``initial_s``, doubled per failure, capped at ``max_s``."""
 
@@ -198,6 +211,7 @@ async def run_with_reconnect(
                 backoff.reset()
                 return await session(client)
         except aiomqtt.MqttError as error:
+            settle_disconnect(client)
             if on_disconnect is not None:
                 on_disconnect(error)
             delay = backoff.next_delay_s()

@@ -10,10 +10,13 @@ Formats (``FORMATS``):
   first), Beijing local time (UTC+8). Terminal id ``tdrive-{taxi_id}``.
 - ``geolife``: Microsoft GeoLife ``.plt``: 6 header lines, then
   ``latitude,longitude,0,altitude_ft,days,YYYY-MM-DD,HH:MM:SS`` in UTC (altitude -777 = unknown).
-  Terminal id ``geolife-{file stem}`` unless given.
+  Terminal id ``geolife-{file stem}`` unless given (made valid by :func:`derived_terminal_id`).
 - ``bods``: UK Bus Open Data Service CSV (``id,vehicle_id,trip_id,timestamp,latitude,longitude,
   bearing,...``), timestamps UTC, bearing empty while stationary. Terminal id
   ``bods-{vehicle_id}``.
+
+Derived terminal ids (tdrive, geolife, bods) go through :func:`derived_terminal_id`, so a long
+file name (GeoLife) or an odd vehicle id still gives a registrable id.
 
 Where a file has no speed (tdrive, geolife, bods) it is derived from the previous fix of the
 same terminal that ingest will judge good (geodesic distance / time, km/h), never from a GPS jump:
@@ -28,7 +31,9 @@ Rows with the same fix time are kept (replay publishes the file as it is; ingest
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
@@ -36,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from gps_monitor.config import QualitySettings
+from gps_monitor.db.registry import TERMINAL_ID_MAX, check_terminal_id
 from gps_monitor.errors import GpsMonitorError, PayloadError
 from gps_monitor.geo import bearing_deg, distance_m
 from gps_monitor.models import Position, Quality
@@ -56,6 +62,33 @@ _CSV_COLUMNS = (
 )
 # Below this displacement between fixes (m) the heading is not re-derived (GPS noise at rest).
 _HEADING_MIN_MOVE_M = 3.0
+_NOT_IN_TERMINAL_ID = re.compile(r"[^A-Za-z0-9._-]+")
+_HASH_HEX = 8
+
+
+def derived_terminal_id(prefix: str, name: str) -> str:
+    """A registrable terminal id (1-32 of letters, digits, '-', '_', '.') for ``name`` (a file
+    stem or a vehicle id) under ``prefix`` (``geolife``, ``tdrive``, ``bods``).
+
+    ``{prefix}-{name}`` when that is valid; otherwise characters outside the set become '-' and,
+    when still too long, the name is cut and ``-`` + the first 8 hex digits of its SHA-256 are
+    appended, so the same name always gives the same id and two long names sharing a beginning
+    do not collide: ``20081023025304_user_000_trajectory.plt`` ->
+    ``geolife-20081023025304_-e92aac5e``.
+
+    Raises:
+        TerminalIdError: never for the formats' prefixes (kept as a guard for other prefixes).
+    """
+    plain = f"{prefix}-{name}"
+    if len(plain) <= TERMINAL_ID_MAX and not _NOT_IN_TERMINAL_ID.search(plain):
+        return plain
+    cleaned = _NOT_IN_TERMINAL_ID.sub("-", name).strip("-") or "track"
+    candidate = f"{prefix}-{cleaned}"
+    if len(candidate) > TERMINAL_ID_MAX or cleaned != name:
+        digest = hashlib.sha256(name.encode("utf-8")).hexdigest()[:_HASH_HEX]
+        room = TERMINAL_ID_MAX - len(prefix) - 2 - _HASH_HEX
+        candidate = f"{prefix}-{cleaned[:room].rstrip('-')}-{digest}"
+    return check_terminal_id(candidate)
 
 
 @dataclass(slots=True)
@@ -110,7 +143,9 @@ def read_track(
         "csv": _read_csv,
         "jsonl": _read_jsonl,
         "tdrive": _read_tdrive,
-        "geolife": lambda f, ls: _read_geolife(f, ls, terminal_id or f"geolife-{f.stem}"),
+        "geolife": lambda f, ls: _read_geolife(
+            f, ls, terminal_id or derived_terminal_id("geolife", f.stem)
+        ),
         "bods": _read_bods,
     }
     rows = list(readers[fmt](file, lines))
@@ -235,7 +270,7 @@ def _read_tdrive(file: Path, lines: list[str]) -> Iterator[_Row]:
         if len(cells) != 4:
             raise _bad(file, line_no, "taxi_id,YYYY-MM-DD HH:MM:SS,longitude,latitude", line)
         yield _Row(
-            terminal_id=f"tdrive-{cells[0].strip()}",
+            terminal_id=derived_terminal_id("tdrive", cells[0].strip()),
             fix_time=_parse_local(
                 file,
                 line_no,
@@ -291,7 +326,7 @@ def _read_bods(file: Path, lines: list[str]) -> Iterator[_Row]:
         if not vehicle:
             raise _bad(file, line_no, "a vehicle_id", str(row["vehicle_id"]))
         yield _Row(
-            terminal_id=f"bods-{vehicle}",
+            terminal_id=derived_terminal_id("bods", vehicle),
             fix_time=_parse_local(
                 file,
                 line_no,

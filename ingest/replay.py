@@ -13,13 +13,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
+import logging
 import sys
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import aiomqtt
 import asyncpg
 from tqdm import tqdm
 
@@ -36,6 +40,12 @@ DEMO_COMPANY = "Demo replay company"
 # positions/s: well below what one ingest worker commits through a stock Mosquitto (20 messages
 # in flight, 1000 queued per subscriber), so a --speedup 0 replay loses nothing there
 DEFAULT_MAX_RATE = 500.0
+# s: no PUBACK by then and the connection counts as lost (reconnect, publish again)
+PUBACK_TIMEOUT_S = 10.0
+# paho's own socket errors ("failed to receive on socket ...") would repeat, in a second line,
+# what the replay reports in its one line per outage
+_PAHO_LOG = logging.getLogger("gps_monitor.replay.paho")
+_PAHO_LOG.setLevel(logging.CRITICAL)
 UNLIMITED_WARNING = (
     "replay: --max-rate 0, no rate cap: a stock Mosquitto (max_queued_messages 1000) drops "
     "messages when the ingest worker falls behind; use it only with deploy/mosquitto/mosquitto.conf"
@@ -97,6 +107,18 @@ async def register_terminals(
     return vehicles
 
 
+@dataclass(slots=True)
+class _Progress:
+    """Where a replay stands across reconnections: the next position never published, the
+    published ones still waiting for their PUBACK, and the schedule's shift for outages."""
+
+    next_index: int = 0
+    unacked: set[int] = field(default_factory=set)
+    acked: int = 0
+    shift_s: float = 0.0
+    lost_at: float | None = None
+
+
 async def publish_positions(
     settings: Settings,
     positions: Sequence[Position],
@@ -107,8 +129,17 @@ async def publish_positions(
     max_rate: float = DEFAULT_MAX_RATE,
     client_id: str | None = None,
     on_published: Callable[[int], None] | None = None,
+    puback_timeout_s: float = PUBACK_TIMEOUT_S,
 ) -> int:
-    """Publish positions (already in fix-time order) at QoS 1; returns how many were published.
+    """Publish positions (already in fix-time order) at QoS 1; returns how many the broker
+    acknowledged (each position once).
+
+    The broker going away does not end the replay: it prints one warning line per outage (no
+    traceback) and connects again with the services' backoff (:class:`gps_monitor.mqtt.Backoff`,
+    ``mqtt.reconnect_delay_s`` doubling up to ``reconnect_delay_max_s``, for as long as it
+    takes); the positions published but not acknowledged are published again (QoS 1: at least
+    once; ingest stores a repeated fix once) and the replay goes on from where it was, its
+    schedule shifted by the outage.
 
     Args:
         speedup: time compression (> 0), or 0 for as fast as the broker acknowledges.
@@ -118,9 +149,10 @@ async def publish_positions(
             messages for a subscriber that falls that far behind a burst; the default
             (:data:`DEFAULT_MAX_RATE`) stays below what one ingest worker commits there.
         on_published: called with the running count after each PUBACK.
+        puback_timeout_s: a PUBACK not in by then counts as a lost connection.
 
     Raises:
-        GpsMonitorError: negative speedup or max_rate. aiomqtt.MqttError: the broker went away.
+        GpsMonitorError: negative speedup or max_rate. ConfigurationError: no broker host.
     """
     if speedup < 0:
         raise GpsMonitorError(f"--speedup: expected 0 or a positive number, got {speedup}")
@@ -129,52 +161,93 @@ async def publish_positions(
     if not positions:
         return 0
     prefix = settings.mqtt.topic_prefix
-    client = mqtt.build_client(
-        settings.mqtt, client_id=client_id or f"gps-monitor-replay-{uuid.uuid4().hex[:8]}"
-    )
-    client.pending_calls_threshold = concurrency + 10
-    semaphore = asyncio.Semaphore(concurrency)
-    done = 0
+    identifier = client_id or f"gps-monitor-replay-{uuid.uuid4().hex[:8]}"
+    state = _Progress()
     bar = tqdm(total=len(positions), unit="fix", disable=not progress, desc="replay")
     t0 = positions[0].fix_time
     start = time.monotonic()
 
-    async def publish(p: Position) -> None:
-        nonlocal done
-        try:
-            await client.publish(
-                topics.position_topic(p.terminal_id, prefix),
-                json.dumps(position_to_payload(p)),
-                qos=1,
-            )
-        finally:
-            semaphore.release()
-        done += 1
-        bar.update(1)
-        if on_published is not None:
-            on_published(done)
+    def due(i: int) -> float:
+        at = start + state.shift_s
+        if speedup > 0:
+            at += (positions[i].fix_time - t0).total_seconds() / speedup
+        if max_rate > 0:
+            at = max(at, start + state.shift_s + i / max_rate)
+        return at
 
+    async def session(client: aiomqtt.Client) -> None:
+        if state.lost_at is not None:  # resume on schedule, shifted by the outage
+            state.shift_s += time.monotonic() - state.lost_at
+            state.lost_at = None
+        tracker = mqtt.PubackTracker(client)
+        semaphore = asyncio.Semaphore(concurrency)
+        failure: list[aiomqtt.MqttError] = []
+        tasks: set[asyncio.Task[None]] = set()
+
+        async def publish(i: int) -> None:
+            p = positions[i]
+            try:
+                await tracker.publish(
+                    topics.position_topic(p.terminal_id, prefix),
+                    json.dumps(position_to_payload(p)),
+                    puback_timeout_s,
+                )
+            except aiomqtt.MqttError as error:
+                if not failure:
+                    failure.append(error)
+                tracker.fail_all(f"connection lost ({error})")
+                return
+            finally:
+                semaphore.release()
+            state.unacked.discard(i)
+            state.acked += 1
+            bar.update(1)
+            if on_published is not None:
+                on_published(state.acked)
+
+        again = sorted(state.unacked)  # published on the lost connection, no PUBACK: resend
+        for i in itertools.chain(again, range(state.next_index, len(positions))):
+            delay = due(i) - time.monotonic()
+            if delay > 0 and i >= state.next_index:
+                await asyncio.sleep(delay)
+            await semaphore.acquire()
+            if failure:
+                semaphore.release()
+                break
+            state.unacked.add(i)
+            state.next_index = max(state.next_index, i + 1)
+            task = asyncio.create_task(publish(i))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+        if tasks:
+            await asyncio.gather(*tasks)
+        if failure:
+            raise failure[0]
+
+    backoff = mqtt.Backoff(settings.mqtt.reconnect_delay_s, settings.mqtt.reconnect_delay_max_s)
     try:
-        async with client:
-            tasks: set[asyncio.Task[None]] = set()
-            for i, p in enumerate(positions):
-                due = start
-                if speedup > 0:
-                    due = start + (p.fix_time - t0).total_seconds() / speedup
-                if max_rate > 0:
-                    due = max(due, start + i / max_rate)
-                delay = due - time.monotonic()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                await semaphore.acquire()
-                task = asyncio.create_task(publish(p))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
-            if tasks:
-                await asyncio.gather(*tasks)
+        while True:
+            client = mqtt.build_client(settings.mqtt, client_id=identifier, logger=_PAHO_LOG)
+            try:
+                async with client:
+                    backoff.reset()
+                    await session(client)
+                    break
+            except aiomqtt.MqttError as error:
+                mqtt.settle_disconnect(client)
+                if state.lost_at is None:  # one line per outage, however many attempts
+                    state.lost_at = time.monotonic()
+                    bar.clear()
+                    print(
+                        f"replay: broker {settings.mqtt.host}:{settings.mqtt.port} lost after "
+                        f"{state.acked} of {len(positions)} position(s) acknowledged ({error}); "
+                        "reconnecting and resuming",
+                        file=sys.stderr,
+                    )
+                await asyncio.sleep(backoff.next_delay_s())
     finally:
         bar.close()
-    return done
+    return state.acked
 
 
 async def replay_file(

@@ -163,3 +163,27 @@ async def test_a_replayed_jump_gives_no_speed_nobody_drove(
         ("ok", None),
     ]
     assert max(r["speed_kmh"] for r in verdicts) < 50  # ~40 km/h steps, no 2,000 km/h
+
+
+async def test_a_geolife_file_with_a_long_name_replays_without_terminal_id(
+    settings: Settings, pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    """Issue 14 item 16: 'geolife-{stem}' over 32 characters was refused at registration."""
+    path = tmp_path / "000_Trajectory_20081023025304.plt"
+    path.write_text(
+        "Geolife trajectory\nWGS 84\nAltitude is in Feet\nReserved 3\n"
+        "0,2,255,My Track,0,0,2,8421376\n0\n"
+        "39.984702,116.318417,0,492,39744.1201851852,2008-10-23,02:53:04\n"
+        "39.984683,116.31845,0,492,39744.1202546296,2008-10-23,02:53:10\n"
+    )
+    async with running_worker(settings):
+        published, tracks = await replay_file(
+            settings, path, "geolife", speedup=0, register=True, progress=False
+        )
+        stored = await wait_for(
+            count_probe(pool, "SELECT count(*) FROM positions"), lambda n: n >= 2
+        )
+    (terminal_id,) = tracks
+    assert (published, stored) == (2, 2)
+    assert len(terminal_id) <= 32 and terminal_id.startswith("geolife-000_Trajectory_")
+    assert await pool.fetchval("SELECT terminal_id FROM vehicles") == terminal_id

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import UTC, datetime
 from itertools import pairwise
@@ -9,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from gps_monitor.db.registry import check_terminal_id
 from gps_monitor.errors import GpsMonitorError, PayloadError
 from gps_monitor.geo import distance_m
-from gps_monitor.tracks import read_track, replay_order
+from gps_monitor.tracks import derived_terminal_id, read_track, replay_order
 
 
 def test_tdrive_times_are_beijing_local_and_speed_is_derived(shared_data: Path) -> None:
@@ -166,3 +168,27 @@ def test_a_real_relocation_derives_the_next_speed_from_the_confirmed_fix(tmp_pat
     path.write_text("".join(f"8,2008-02-02 15:00:{s:02d},116.4,{lat}\n" for s, lat in rows))
     track = read_track(path, "tdrive")["tdrive-8"]
     assert track[2].speed_kmh == pytest.approx(distance_m(39.956, 116.4, 39.9561, 116.4) / 10 * 3.6)
+
+
+def test_a_long_geolife_file_name_gives_a_valid_terminal_id(tmp_path: Path) -> None:
+    # issue 14 item 16: such a file only replayed with --terminal-id
+    body = (
+        "Geolife trajectory\nWGS 84\nAltitude is in Feet\nReserved 3\n"
+        "0,2,255,My Track,0,0,2,8421376\n0\n"
+        "39.984702,116.318417,0,492,39744.1201851852,2008-10-23,02:53:04\n"
+    )
+    long_a = tmp_path / "000_Trajectory_20081023025304.plt"
+    long_b = tmp_path / "000_Trajectory_20081024020959.plt"
+    odd = tmp_path / "user 000#trip.plt"
+    for path in (long_a, long_b, odd):
+        path.write_text(body)
+    ids = [next(iter(read_track(p, "geolife"))) for p in (long_a, long_b, odd)]
+    assert all(check_terminal_id(t) == t and t.startswith("geolife-") for t in ids)
+    assert len(set(ids)) == 3  # the hash suffix keeps names sharing a beginning apart
+    assert ids[0] == next(iter(read_track(long_a, "geolife")))  # deterministic
+    assert derived_terminal_id("geolife", "20081023025304") == "geolife-20081023025304"
+    assert derived_terminal_id("bods", "SN56 ABC/2") == "bods-SN56-ABC-2-" + ids_hash("SN56 ABC/2")
+
+
+def ids_hash(name: str) -> str:
+    return hashlib.sha256(name.encode("utf-8")).hexdigest()[:8]
