@@ -50,6 +50,11 @@ from ingest.jt808.sim import ITEM_SENT_AT, SimTerminal  # noqa: E402
 PHONE_BASE = 13900000000
 
 
+def bench_plate(index: int) -> str:
+    """Plate of the benchmark's ``index``-th vehicle (yellow); its terminal registers with it."""
+    return f"测B{index:05d}"
+
+
 def raise_fd_limit() -> int:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:
@@ -81,7 +86,7 @@ async def client_main(args: argparse.Namespace) -> None:
         async with gate:
             try:
                 await terminal.connect("127.0.0.1", args.port)
-                await terminal.register()
+                await terminal.register(bench_plate(args.first + i), 2)
                 if await terminal.authenticate() != m.RESULT_OK:
                     raise RuntimeError("auth refused")
                 connected.append(terminal)
@@ -174,7 +179,7 @@ async def prepare_database(admin_url: str, name: str, terminals: int) -> str:
             "vehicles",
             columns=["company_id", "plate_number", "plate_color", "vehicle_class", "terminal_id"],
             records=[
-                (company_id, f"测B{i:05d}", 2, "freight", str(PHONE_BASE + i))
+                (company_id, bench_plate(i), 2, "freight", str(PHONE_BASE + i))
                 for i in range(terminals)
             ],
         )
@@ -250,7 +255,8 @@ async def orchestrate(args: argparse.Namespace) -> None:
         "    if ms > 20: print(f'GC pause gen{info[\"generation\"]} {ms:.0f} ms', "
         "file=sys.stderr, flush=True)\n"
         "gc.callbacks.append(gc_watch)\n"
-        "cli.run(argparse.Namespace(host=None,port=None,no_upgrade=True),Settings())\n"
+        "cli.run(argparse.Namespace(host=None,port=None,no_upgrade=True,forget_terminal=None),"
+        "Settings())\n"
     )
     if os.environ.get("JT808_BENCH_RUNNER"):
         runner = open(os.environ["JT808_BENCH_RUNNER"]).read()  # noqa: ASYNC230, SIM115

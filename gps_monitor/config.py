@@ -340,7 +340,8 @@ class Jt808Settings(BaseModel):
     )
     check_plate: bool = Field(
         default=True,
-        description="0x0100 with a non-empty plate must match the registered plate and colour.",
+        description="0x0100 must carry the registered plate and colour (an empty plate does not "
+        "match); false skips that check (first registration then trusts the phone number).",
     )
     utc_offset_overrides_min: dict[str, int] = Field(
         default_factory=dict,
@@ -356,6 +357,34 @@ class Jt808Settings(BaseModel):
     )
     subpackage_timeout_s: float = Field(
         default=60.0, gt=0, description="Incomplete sub-packaged messages are dropped after this."
+    )
+    subpackage_max_packets: int = Field(
+        default=128,
+        ge=1,
+        le=65535,
+        description="Packets one sub-packaged message may have (128 x ~1 kB bodies: about 3,300 "
+        "blind-area reports in one 0x0704); a message announcing more is refused.",
+    )
+    subpackage_max_connection_bytes: int = Field(
+        default=256 * 1024,
+        ge=4096,
+        description="Bytes one connection may hold in unfinished sub-packaged messages (each "
+        "packet counts its body and its wire bytes); the message whose packet would pass it is "
+        "dropped and the packet answered with result 1.",
+    )
+    subpackage_max_total_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=4096,
+        description="Bytes all connections together may hold in unfinished sub-packaged "
+        "messages (same rule as the per-connection cap).",
+    )
+    reregistration: Literal["refuse", "same_identity"] = Field(
+        default="refuse",
+        description="0x0100 from a terminal that already holds an auth code: refuse (result 3, "
+        "no code: it must authenticate with the code it has, or an operator forgets the "
+        "registration) or same_identity (a new code, the old one withdrawn, when plate, colour, "
+        "maker, model and device id all equal the stored registration and the terminal is not "
+        "online on this gateway).",
     )
     publish_timeout_s: float = Field(
         default=10.0,

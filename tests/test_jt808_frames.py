@@ -299,16 +299,24 @@ def _check(actual: dict[str, Any], expected: dict[str, Any], where: str) -> None
 
 
 def _positions(frame: Any, reports: list[m.LocationReport], reupload: bool | None) -> list[dict]:
+    if reupload is None:
+        evidence = [m.location_evidence(frame)]
+    else:
+        evidence = m.batch_evidence(frame, m.decode_batch(frame.body))
     out = []
-    for report in reports:
-        contract = m.to_contract(
-            report, utc_offset_min=480, raw_frame_hex=frame.wire.hex(), reupload=reupload
-        )
+    for report, proof in zip(reports, evidence, strict=True):
+        contract = m.to_contract(report, utc_offset_min=480, evidence=proof, reupload=reupload)
         # the object must satisfy the ingest MQTT contract as the ingest worker reads it
         parsed = parse_position(contract, frame.header.terminal_id)
         contract["fix_time"] = parsed.fix_time
-        assert contract["extras"]["raw_frame_hex"] == frame.wire.hex()
         out.append(contract)
+    if reupload is None:
+        assert out[0]["extras"]["raw_frame_hex"] == frame.wire.hex()
+    else:  # the frame once, on the first report; each report its own bytes
+        assert out[0]["extras"]["raw_frames_hex"] == {"1": frame.wire.hex()}
+        assert all("raw_frames_hex" not in p["extras"] for p in out[1:])
+        for p, report in zip(out, reports, strict=True):
+            assert m.decode_location(bytes.fromhex(p["extras"]["raw_report_hex"])) == report
     return out
 
 

@@ -6,27 +6,29 @@ split frames, slow-loris)."""
 from __future__ import annotations
 
 import asyncio
-import json
 import struct
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from functools import reduce
-from typing import Any
 
-import aiomqtt
-import asyncpg
 import pytest
+from jt808_helpers import (
+    add_vehicle,
+    authenticated,
+    general_reply_of,
+    location_report,
+    next_message,
+    running_gateway,
+    subscription,
+)
 
-from gps_monitor.config import Jt808Settings, Settings
-from gps_monitor.db import registry
+from gps_monitor.config import Jt808Settings
 from gps_monitor.models import PlateColor
 from ingest.jt808 import messages as m
 from ingest.jt808.auth import TerminalAuthenticator
 from ingest.jt808.codec import encode_frame, escape
 from ingest.jt808.publisher import MqttPublisher
 from ingest.jt808.server import Jt808Gateway
-from ingest.jt808.sim import SimTerminal, TerminalError
+from ingest.jt808.sim import SimTerminal, TerminalError, sim_plate
 
 # Real frames from ../shared/data/jt808_frames.tsv (traccar test suite, real devices).
 LOCATION_13833501744 = bytes.fromhex(
@@ -50,82 +52,8 @@ BLIND_AREA_13567777777 = bytes.fromhex(
 )
 
 
-async def add_vehicle(pool: asyncpg.Pool, terminal_id: str, plate: str, **extra: Any) -> None:
-    company = await registry.ensure_company(pool, "jt808 test fleet")
-    await registry.ensure_vehicle(
-        pool,
-        company_id=company.id,
-        plate_number=plate,
-        terminal_id=terminal_id,
-        plate_color=extra.pop("plate_color", PlateColor.YELLOW),
-        **extra,
-    )
-
-
-@asynccontextmanager
-async def running_gateway(
-    settings: Settings, pool: asyncpg.Pool, **jt808: Any
-) -> AsyncIterator[tuple[Jt808Gateway, int]]:
-    """The gateway on a free loopback port, with the real publisher and authenticator."""
-    settings = settings.model_copy(
-        update={"jt808": Jt808Settings(client_id=f"{settings.mqtt.client_id}-gw", **jt808)}
-    )
-    authenticator = TerminalAuthenticator(pool, policy="registry", check_plate=True)
-    async with MqttPublisher(settings, connect_timeout_s=5) as publisher:
-        gateway = Jt808Gateway(settings, authenticator, publisher)
-        server = await gateway.start("127.0.0.1", 0)
-        port = server.sockets[0].getsockname()[1]
-        try:
-            yield gateway, port
-        finally:
-            server.close()
-            await gateway.close_connections()
-            await server.wait_closed()
-
-
-@asynccontextmanager
-async def subscription(settings: Settings) -> AsyncIterator[asyncio.Queue[aiomqtt.Message]]:
-    """Every message under the test's ``{prefix}gps/v1/#``, in arrival order."""
-    queue: asyncio.Queue[aiomqtt.Message] = asyncio.Queue()
-    async with aiomqtt.Client(
-        settings.mqtt.host or "127.0.0.1",
-        settings.mqtt.port,
-        identifier=f"{settings.mqtt.client_id}-sub",
-    ) as client:
-        await client.subscribe(f"{settings.mqtt.topic_prefix}gps/v1/#", qos=1)
-
-        async def pump() -> None:
-            async for message in client.messages:
-                queue.put_nowait(message)
-
-        task = asyncio.create_task(pump())
-        try:
-            yield queue
-        finally:
-            task.cancel()
-
-
-async def next_message(queue: asyncio.Queue[aiomqtt.Message]) -> tuple[str, Any]:
-    message = await asyncio.wait_for(queue.get(), 10)
-    assert isinstance(message.payload, bytes)
-    return str(message.topic), json.loads(message.payload)
-
-
-async def authenticated(port: int, phone: str, **kwargs: Any) -> SimTerminal:
-    terminal = SimTerminal(phone, **kwargs)
-    await terminal.connect("127.0.0.1", port)
-    await terminal.register()
-    assert await terminal.authenticate() == m.RESULT_OK
-    return terminal
-
-
-def general_reply_of(frame: Any) -> tuple[int, int, int]:
-    assert frame.header.msg_id == m.MSG_PLATFORM_REPLY
-    return m.decode_general_reply(frame.body)
-
-
 async def test_real_location_frame_reaches_mqtt_after_authentication(settings, pool):
-    await add_vehicle(pool, "13833501744", "测A33501")
+    await add_vehicle(pool, "13833501744", "测A01744")
     async with (
         subscription(settings) as queue,
         running_gateway(settings, pool) as (gateway, port),
@@ -151,7 +79,7 @@ async def test_real_location_frame_reaches_mqtt_after_authentication(settings, p
 
 
 async def test_unauthenticated_terminal_cannot_publish(settings, pool):
-    await add_vehicle(pool, "13833501744", "测A33501")
+    await add_vehicle(pool, "13833501744", "测A01744")
     async with (
         subscription(settings) as queue,
         running_gateway(settings, pool) as (gateway, port),
@@ -161,10 +89,10 @@ async def test_unauthenticated_terminal_cannot_publish(settings, pool):
         await terminal.send_raw(LOCATION_13833501744)  # before any authentication
         assert general_reply_of(await terminal.read_frame()) == (0x0019, 0x0200, m.RESULT_FAILURE)
         assert await terminal.authenticate("guessed-code") == m.RESULT_FAILURE
-        report = m.decode_location(m.encode_location(_report("260101080000")))
+        report = m.decode_location(m.encode_location(location_report("260101080000")))
         assert await terminal.send_location(report) == m.RESULT_FAILURE
         # now properly: register, authenticate, send one fix
-        await terminal.register()
+        await terminal.register(sim_plate("013833501744"), int(PlateColor.YELLOW))
         assert await terminal.authenticate() == m.RESULT_OK
         assert await terminal.send_location(report) == m.RESULT_OK
         _topic, position = await next_message(queue)
@@ -183,7 +111,7 @@ async def test_another_terminals_positions_are_refused_on_an_authenticated_conne
     async with running_gateway(settings, pool) as (gateway, port):
         terminal = await authenticated(port, "13800000001")
         # a frame claiming another phone number on this connection
-        other = encode_frame(m.MSG_LOCATION, "13800000002", 9, m.encode_location(_report()))
+        other = encode_frame(m.MSG_LOCATION, "13800000002", 9, m.encode_location(location_report()))
         await terminal.send_raw(other)
         assert general_reply_of(await terminal.read_frame()) == (9, 0x0200, m.RESULT_FAILURE)
         await terminal.close()
@@ -203,9 +131,10 @@ async def test_registration_is_checked_against_the_vehicle_registry(settings, po
         assert reply.header.phone == "013511221122" and reply.header.version is None
         serial, result, code = m.decode_register_reply(reply.body)
         assert (serial, result) == (5, m.REGISTER_OK) and len(code) == 16
-        # registering again (terminal reset) returns the same code
+        # registering again: "terminal already registered" and no code (it has one)
         await terminal.send_raw(REGISTER_13511221122)
-        assert m.decode_register_reply((await terminal.read_frame()).body)[2] == code
+        again = m.decode_register_reply((await terminal.read_frame()).body)
+        assert again == (5, m.REGISTER_TERMINAL_TAKEN, "")
         assert await terminal.authenticate(code) == m.RESULT_OK
         await terminal.close()
 
@@ -221,10 +150,11 @@ async def test_registration_is_checked_against_the_vehicle_registry(settings, po
                 await terminal.register(plate, color)
             outcomes[(phone, plate)] = str(error.value)[-1]
             await terminal.close()
+    # one answer for all three, so the answers do not tell which numbers or plates exist
     assert outcomes == {
-        ("13700000000", ""): str(m.REGISTER_NO_TERMINAL),
+        ("13700000000", ""): str(m.REGISTER_NO_VEHICLE),
         ("13511221122", "苏Z99999"): str(m.REGISTER_NO_VEHICLE),
-        ("13511221122", "粤B88888"): str(m.REGISTER_VEHICLE_TAKEN),
+        ("13511221122", "粤B88888"): str(m.REGISTER_NO_VEHICLE),
     }
     stored = await pool.fetchrow("SELECT * FROM jt808_terminals WHERE terminal_id = '13511221122'")
     assert stored["auth_code"] == code and stored["plate_number"] == "苏BA6860"
@@ -241,7 +171,7 @@ async def test_logout_withdraws_the_auth_code(settings, pool):
         terminal = await authenticated(port, "13800000001")
         code = terminal.auth_code
         assert await terminal.logout() == m.RESULT_OK
-        assert await terminal.send_location(_report()) == m.RESULT_FAILURE
+        assert await terminal.send_location(location_report()) == m.RESULT_FAILURE
         assert await terminal.authenticate(code) == m.RESULT_FAILURE
         await terminal.close()
 
@@ -260,12 +190,16 @@ async def test_blind_area_upload_goes_out_as_one_reupload_batch(settings, pool):
     assert topic == f"{settings.mqtt.topic_prefix}gps/v1/13567777777/batch"
     assert len(batch) == 8 and all(p["reupload"] is True for p in batch)
     assert [p["fix_time"][11:19] for p in (batch[0], batch[-1])] == ["01:06:24", "01:10:02"]
-    assert batch[0]["extras"]["raw_frame_hex"] == BLIND_AREA_13567777777.hex()
+    # the frame as received once, on the first position; each position its own report bytes
+    assert batch[0]["extras"]["raw_frames_hex"] == {"1": BLIND_AREA_13567777777.hex()}
+    assert all("raw_frames_hex" not in p["extras"] for p in batch[1:])
+    assert [p["extras"]["jt808_frame"]["report_index"] for p in batch] == list(range(8))
+    assert batch[3]["extras"]["raw_report_hex"] in BLIND_AREA_13567777777.hex()
 
 
 async def test_subpackaged_batch_is_reassembled_and_published_once(settings, pool):
     await add_vehicle(pool, "13800000001", "测A00001")
-    reports = [_report(f"2601010800{s:02d}") for s in range(0, 60, 2)]
+    reports = [location_report(f"2601010800{s:02d}") for s in range(0, 60, 2)]
     body = m.encode_batch(reports, m.BATCH_TYPE_NORMAL)
     cut = len(body) // 3
     parts = [body[:cut], body[cut : 2 * cut], body[2 * cut :]]
@@ -303,7 +237,7 @@ async def test_bad_frames_are_dropped_and_counted_and_the_connection_stays_up(se
     phone = "13800000001"
 
     def location(serial: int, bcd: str) -> bytes:
-        return encode_frame(m.MSG_LOCATION, phone, serial, m.encode_location(_report(bcd)))
+        return encode_frame(m.MSG_LOCATION, phone, serial, m.encode_location(location_report(bcd)))
 
     good = location(100, "260101080000")
     wrong_checksum = bytearray(location(101, "260101080001"))
@@ -315,7 +249,7 @@ async def test_bad_frames_are_dropped_and_counted_and_the_connection_stays_up(se
         bytes.fromhex("0200")
         + struct.pack(">H", 28)
         + bytes.fromhex("013800000001")
-        + (struct.pack(">H", 103) + m.encode_location(_report("260101080003")))
+        + (struct.pack(">H", 103) + m.encode_location(location_report("260101080003")))
     )
     wrong_length = bytearray(inner)
     wrong_length[3] = 27
@@ -392,7 +326,7 @@ async def test_broker_unreachable_means_failure_reply_so_the_terminal_resends(se
         server = await gateway.start("127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
         terminal = await authenticated(port, "13800000001")
-        assert await terminal.send_location(_report()) == m.RESULT_FAILURE
+        assert await terminal.send_location(location_report()) == m.RESULT_FAILURE
         await terminal.close()
         server.close()
         await gateway.close_connections()
@@ -407,27 +341,13 @@ async def test_terminal_time_zone_override_from_the_vehicle_registry(settings, p
         running_gateway(settings, pool) as (_gateway, port),
     ):
         terminal = await authenticated(port, "13800000001")
-        assert await terminal.send_location(_report("260101080000")) == m.RESULT_OK
+        assert await terminal.send_location(location_report("260101080000")) == m.RESULT_OK
         _, position = await next_message(queue)
         await terminal.close()
     assert position["fix_time"] == "2026-01-01T08:00:00+00:00"  # this terminal's clock is UTC
 
 
 # ------------------------------------------------------------------------------- helpers
-
-
-def _report(bcd_time: str = "260101080000") -> m.LocationReport:
-    return m.LocationReport(
-        alarm_flags=0,
-        status_flags=m.STATUS_ACC_ON | m.STATUS_POSITIONED,
-        latitude_e6=29_563_000,
-        longitude_e6=106_551_000,
-        altitude_m=250,
-        speed_dkmh=523,
-        heading_deg=90,
-        bcd_time=bcd_time,
-        items={0x01: struct.pack(">I", 123456), 0x31: bytes([9])},
-    )
 
 
 def _xor(data: bytes | bytearray) -> int:
@@ -457,8 +377,9 @@ async def test_register_refusal_reply_byte_for_byte(settings, pool):
         await terminal.send_raw(REGISTER_13511221122)  # no vehicle carries this terminal
         reply = await terminal.read_frame()
         await terminal.close()
-    # 8100, props 0003, phone, platform serial 0, answered serial 0005, result 4, no auth code
-    fields = "810000030135112211220000000504"
+    # 8100, props 0003, phone, platform serial 0, answered serial 0005, result 2 (the same
+    # answer as for a known number with the wrong plate), no auth code
+    fields = "810000030135112211220000000502"
     code = reduce(lambda a, b: a ^ b, bytes.fromhex(fields))
     assert code != 0
     assert reply.wire == bytes.fromhex("7e" + fields + f"{code:02x}" + "7e")
@@ -470,7 +391,7 @@ async def test_unsupported_and_encrypted_messages_get_result_3(settings, pool):
         terminal = await authenticated(port, "13800000001")
         assert await terminal.general(0x0900, b"\x01transparent") == m.RESULT_UNSUPPORTED
         # props bit 10: RSA-encrypted body
-        body = m.encode_location(_report())
+        body = m.encode_location(location_report())
         plain = bytearray(unescape_frame(encode_frame(m.MSG_LOCATION, "13800000001", 77, body)))
         plain[2] |= 0x04
         plain[-1] = _xor(plain[:-1])
@@ -491,7 +412,7 @@ async def test_known_terminal_policy_accepts_codes_issued_elsewhere(settings, po
         known = SimTerminal("13800000001")
         await known.connect("127.0.0.1", port)
         assert await known.authenticate("code-from-the-old-platform") == m.RESULT_OK
-        assert await known.send_location(_report()) == m.RESULT_OK
+        assert await known.send_location(location_report()) == m.RESULT_OK
         unknown = SimTerminal("13800000002")
         await unknown.connect("127.0.0.1", port)
         assert await unknown.authenticate("code-from-the-old-platform") == m.RESULT_FAILURE
@@ -519,7 +440,7 @@ async def test_jt808_command_serves_until_cancelled(settings, pool):
         task = asyncio.create_task(serve(configured, ready, upgrade=True))
         await asyncio.wait_for(ready.wait(), 10)
         terminal = await authenticated(port, "13800000001")
-        assert await terminal.send_location(_report()) == m.RESULT_OK
+        assert await terminal.send_location(location_report()) == m.RESULT_OK
         topic, _ = await next_message(queue)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):

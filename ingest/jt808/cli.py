@@ -7,6 +7,8 @@ import argparse
 import asyncio
 import logging
 
+import asyncpg
+
 from gps_monitor.config import Settings
 from gps_monitor.db.pool import create_pool
 from gps_monitor.mqtt import require_host
@@ -21,6 +23,13 @@ log = logging.getLogger(__name__)
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default=None, help="listen address (default jt808.host)")
     parser.add_argument("--port", type=int, default=None, help="listen port (default 8808)")
+    parser.add_argument(
+        "--forget-terminal",
+        metavar="TERMINAL_ID",
+        default=None,
+        help="withdraw that terminal's auth code (a replaced or reset terminal that lost it "
+        "may then register again) and exit; does not start the gateway",
+    )
     parser.add_argument(
         "--no-upgrade",
         action="store_true",
@@ -46,9 +55,7 @@ async def serve(
         await upgrade_schema(settings.database)
     pool = await create_pool(settings.database)
     try:
-        authenticator = TerminalAuthenticator(
-            pool, policy=settings.jt808.auth_policy, check_plate=settings.jt808.check_plate
-        )
+        authenticator = build_authenticator(pool, settings)
         async with MqttPublisher(settings) as publisher:
             gateway = Jt808Gateway(settings, authenticator, publisher)
             server = await gateway.start(host, port)
@@ -71,7 +78,33 @@ async def serve(
         await pool.close()
 
 
+def build_authenticator(pool: asyncpg.Pool, settings: Settings) -> TerminalAuthenticator:
+    jt = settings.jt808
+    return TerminalAuthenticator(
+        pool,
+        policy=jt.auth_policy,
+        check_plate=jt.check_plate,
+        reregistration=jt.reregistration,
+    )
+
+
+async def forget_terminal(settings: Settings, terminal_id: str) -> bool:
+    """Withdraw ``terminal_id``'s auth code; whether it had one."""
+    pool = await create_pool(settings.database)
+    try:
+        return await build_authenticator(pool, settings).unregister(terminal_id)
+    finally:
+        await pool.close()
+
+
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    if args.forget_terminal is not None:
+        had = asyncio.run(forget_terminal(settings, args.forget_terminal))
+        print(
+            f"terminal {args.forget_terminal}: "
+            + ("auth code withdrawn; it may register again" if had else "held no auth code")
+        )
+        return 0 if had else 1
     return run_until_signal(
         serve(settings, host=args.host, port=args.port, upgrade=not args.no_upgrade)
     )

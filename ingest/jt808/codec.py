@@ -146,11 +146,23 @@ class Header:
 
 @dataclass(frozen=True, slots=True)
 class Frame:
-    """One decoded frame: header, body (unescaped) and the wire bytes it came from."""
+    """One decoded frame: header, body (unescaped) and the wire bytes it came from.
+
+    A reassembled sub-packaged message has ``wire`` = its packets' wire bytes concatenated and
+    ``packet_parts`` = (wire bytes, body length) of each packet in index order (empty for a
+    single frame).
+    """
 
     header: Header
     body: bytes
     wire: bytes
+    packet_parts: tuple[tuple[bytes, int], ...] = ()
+
+    @property
+    def packets(self) -> tuple[tuple[bytes, int], ...]:
+        """(wire bytes, body length) of each frame as received that makes up this message, in
+        order (one for a single frame)."""
+        return self.packet_parts or ((self.wire, len(self.body)),)
 
 
 def decode_frame(content: bytes, wire: bytes | None = None) -> Frame:
@@ -267,8 +279,11 @@ class FrameSplitter:
     (empty candidates, i.e. ``7E 7E`` between back-to-back frames, are skipped). Bytes before
     the first 0x7E of the stream cannot be a frame and are counted in ``garbage_bytes``; bytes
     between a closing and the next opening 0x7E come out as a candidate that fails to decode,
-    so garbage never hides the next frame. A buffer that grows past ``max_frame_bytes`` without
-    a delimiter is dropped (``overflows``) and the splitter waits for the next 0x7E.
+    so garbage never hides the next frame. The splitter never holds more than
+    ``max_frame_bytes``: a buffer that grows past it without a delimiter (a peer that never
+    sends 0x7E) is dropped and the splitter waits for the next 0x7E, and a candidate longer
+    than that (no frame is: a 1023-byte body escapes to ~2.1 kB) is dropped without being
+    decoded; both count in ``overflows``.
 
     ``feed(data)`` returns ``[(content, wire)]`` for each complete candidate: ``content`` is
     the escaped bytes between the delimiters, ``wire`` the same with the delimiters.
@@ -283,6 +298,11 @@ class FrameSplitter:
         self.garbage_bytes = 0
         self.overflows = 0
 
+    @property
+    def buffered_bytes(self) -> int:
+        """Bytes held while waiting for the next 0x7E (at most ``max_frame_bytes``)."""
+        return len(self._buffer)
+
     def feed(self, data: bytes) -> list[tuple[bytes, bytes]]:
         """Append received bytes; return the complete candidate frames, oldest first."""
         buffer = self._buffer + data if self._buffer else data
@@ -294,7 +314,12 @@ class FrameSplitter:
                 self.garbage_bytes += len(parts[0])
                 parts = parts[1:]
                 self._synced = True
-            out = [(p, b"\x7e" + p + b"\x7e") for p in parts if p]
+            limit = self.max_frame_bytes
+            for part in parts:
+                if len(part) > limit:
+                    self.overflows += 1
+                elif part:
+                    out.append((part, b"\x7e" + part + b"\x7e"))
         if len(self._buffer) > self.max_frame_bytes:
             self.overflows += 1
             self._buffer = b""
@@ -302,22 +327,70 @@ class FrameSplitter:
         return out
 
 
+class SubpackageBudget:
+    """Bytes held by the sub-package reassembly of every connection of one gateway, against
+    ``max_total_bytes`` (a packet counts its body plus its wire bytes: what is kept of it)."""
+
+    __slots__ = ("held_bytes", "max_total_bytes")
+
+    def __init__(self, max_total_bytes: int) -> None:
+        self.max_total_bytes = max_total_bytes
+        self.held_bytes = 0
+
+
+class SubpackageRefused(FrameError):
+    """A packet the assembler will not hold (``reason``: ``subpackage_packets``,
+    ``subpackage_connection_bytes`` or ``subpackage_total_bytes``); the message it belongs to
+    is dropped with it."""
+
+
+def packet_bytes(frame: Frame) -> int:
+    """What holding one packet costs: its body plus its wire bytes."""
+    return len(frame.body) + len(frame.wire)
+
+
 class SubpackageAssembler:
-    """Reassembles sub-packaged messages (props bit 13) of one connection.
+    """Reassembles sub-packaged messages (props bit 13) of one connection, within byte caps.
 
     Packets of one message share ``msg_id`` and ``total`` and carry consecutive serial numbers
     (JT/T 808-2013 section 4.4.3; 2019's 0x8003 names the first packet's serial), so the key is
     (msg_id, total, serial of packet 1). Incomplete messages older than ``timeout_s`` and the
     oldest beyond ``max_pending`` are dropped and counted in ``expired``.
+
+    Limits (a packet over one is refused with :class:`SubpackageRefused` and its whole message
+    dropped, so nothing is held for it): ``total`` at most ``max_packets``; this connection's
+    held bytes at most ``max_connection_bytes``; all connections' (``budget``) at most
+    ``budget.max_total_bytes``. :meth:`clear` frees everything (connection closed).
     """
 
-    __slots__ = ("_pending", "expired", "max_pending", "timeout_s")
+    __slots__ = (
+        "_pending",
+        "budget",
+        "expired",
+        "held_bytes",
+        "max_connection_bytes",
+        "max_packets",
+        "max_pending",
+        "timeout_s",
+    )
 
-    def __init__(self, timeout_s: float = 60.0, max_pending: int = 16) -> None:
+    def __init__(
+        self,
+        timeout_s: float = 60.0,
+        max_pending: int = 16,
+        *,
+        max_packets: int = 128,
+        max_connection_bytes: int = 256 * 1024,
+        budget: SubpackageBudget | None = None,
+    ) -> None:
         self._pending: dict[tuple[int, int, int], tuple[float, dict[int, Frame]]] = {}
         self.timeout_s = timeout_s
         self.max_pending = max_pending
+        self.max_packets = max_packets
+        self.max_connection_bytes = max_connection_bytes
+        self.budget = budget if budget is not None else SubpackageBudget(max_connection_bytes)
         self.expired = 0
+        self.held_bytes = 0
 
     def add(self, frame: Frame, now_s: float) -> Frame | None:
         """Add one packet; return the whole message once every packet is in, else None.
@@ -328,6 +401,8 @@ class SubpackageAssembler:
 
         Raises:
             FrameError(reason="subpackage"): index 0, index above total, or total 0.
+            SubpackageRefused: total above ``max_packets``, or holding the packet would pass
+                the connection's or the gateway's byte cap (the message is dropped).
         """
         header = frame.header
         total, index = header.subpackage_total, header.subpackage_index
@@ -335,17 +410,26 @@ class SubpackageAssembler:
             return frame
         if total == 0 or not 1 <= index <= total:
             raise FrameError("subpackage", f"expected 1 <= index <= total, got {index}/{total}")
+        if total > self.max_packets:
+            raise SubpackageRefused(
+                "subpackage_packets",
+                f"expected at most {self.max_packets} packets per message, got total {total}",
+            )
         self._expire(now_s)
         key = (header.msg_id, total, (header.serial - (index - 1)) & 0xFFFF)
         _started, packets = self._pending.setdefault(key, (now_s, {}))
+        previous = packets.get(index)
+        grow = packet_bytes(frame) - (packet_bytes(previous) if previous is not None else 0)
+        self._check_room(key, grow)
         packets[index] = frame
+        self._account(grow)
         if len(packets) < total:
             if len(self._pending) > self.max_pending:
                 oldest = min(self._pending, key=lambda k: self._pending[k][0])
-                del self._pending[oldest]
+                self._drop(oldest)
                 self.expired += 1
             return None
-        del self._pending[key]
+        self._drop(key)
         ordered = [packets[i] for i in range(1, total + 1)]
         first = ordered[0].header
         whole = Header(
@@ -360,13 +444,44 @@ class SubpackageAssembler:
             header=whole,
             body=b"".join(p.body for p in ordered),
             wire=b"".join(p.wire for p in ordered),
+            packet_parts=tuple((p.wire, len(p.body)) for p in ordered),
         )
+
+    def _check_room(self, key: tuple[int, int, int], grow: int) -> None:
+        if grow <= 0:
+            return
+        if self.held_bytes + grow > self.max_connection_bytes:
+            reason, limit, whose = "subpackage_connection_bytes", self.max_connection_bytes, "this"
+        elif self.budget.held_bytes + grow > self.budget.max_total_bytes:
+            reason, limit, whose = "subpackage_total_bytes", self.budget.max_total_bytes, "all"
+        else:
+            return
+        self._drop(key)
+        raise SubpackageRefused(
+            reason,
+            f"expected at most {limit} bytes held for unfinished messages of {whose} "
+            f"connection(s), a {grow}-byte packet would pass it",
+        )
+
+    def _account(self, delta: int) -> None:
+        self.held_bytes += delta
+        self.budget.held_bytes += delta
+
+    def _drop(self, key: tuple[int, int, int]) -> None:
+        entry = self._pending.pop(key, None)
+        if entry is not None:
+            self._account(-sum(packet_bytes(p) for p in entry[1].values()))
 
     def _expire(self, now_s: float) -> None:
         stale = [k for k, (t, _) in self._pending.items() if now_s - t > self.timeout_s]
         for key in stale:
-            del self._pending[key]
+            self._drop(key)
             self.expired += 1
+
+    def clear(self) -> None:
+        """Drop every unfinished message and give its bytes back to the budget."""
+        for key in list(self._pending):
+            self._drop(key)
 
     @property
     def pending(self) -> int:

@@ -9,12 +9,14 @@ as sent.
 
 from __future__ import annotations
 
+import bisect
+import hashlib
 import struct
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
-from ingest.jt808.codec import FrameError, bcd_to_digits, digits_to_bcd
+from ingest.jt808.codec import Frame, FrameError, bcd_to_digits, digits_to_bcd
 
 # Terminal -> platform
 MSG_TERMINAL_REPLY = 0x0001
@@ -323,10 +325,12 @@ def encode_location(report: LocationReport) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class BatchUpload:
-    """0x0704: ``batch_type`` 0 normal batch, 1 blind-area re-upload (补报)."""
+    """0x0704: ``batch_type`` 0 normal batch, 1 blind-area re-upload (补报); ``spans`` holds
+    each report's (start, end) byte offsets in the body (its length prefix excluded)."""
 
     batch_type: int
     reports: list[LocationReport]
+    spans: list[tuple[int, int]] = field(default_factory=list)
 
     @property
     def reupload(self) -> bool:
@@ -344,6 +348,7 @@ def decode_batch(body: bytes) -> BatchUpload:
     count, batch_type = struct.unpack_from(">HB", body, 0)
     offset = 3
     reports = []
+    spans = []
     for i in range(count):
         if offset + 2 > len(body):
             raise FrameError("body", f"0x0704: expected {count} items, body ends at item {i}")
@@ -352,8 +357,9 @@ def decode_batch(body: bytes) -> BatchUpload:
         if offset + length > len(body):
             raise FrameError("body", f"0x0704: item {i} expects {length} bytes, body too short")
         reports.append(decode_location(body[offset : offset + length]))
+        spans.append((offset, offset + length))
         offset += length
-    return BatchUpload(batch_type, reports)
+    return BatchUpload(batch_type, reports, spans)
 
 
 def encode_batch(reports: list[LocationReport], batch_type: int = BATCH_TYPE_NORMAL) -> bytes:
@@ -452,23 +458,63 @@ def decode_items(items: dict[int, bytes]) -> tuple[float | None, int | None, dic
     return mileage_km, satellites, extras
 
 
+def location_evidence(frame: Frame) -> dict[str, Any]:
+    """Evidence of a 0x0200: ``raw_frame_hex``, the frame as received (delimiters and escaping
+    included)."""
+    return {"raw_frame_hex": frame.wire.hex()}
+
+
+def batch_evidence(frame: Frame, batch: BatchUpload) -> list[dict[str, Any]]:
+    """Evidence of each report of a 0x0704, linear in the frame's size (a copy of the whole
+    frame per report made a sub-packaged upload's payload grow with the square of its size).
+
+    Every report gets ``raw_report_hex`` (its own bytes in the body: its 0x0200 body, which
+    decodes alone) and ``jt808_frame`` = {``sha256`` of the frame as received (all packets' wire
+    bytes concatenated), ``report_index``, ``report_count``}. Each frame as received (the one
+    frame, or each packet of a sub-packaged message) is carried once, in ``raw_frames_hex``
+    ({"packet index": wire hex}) of the report whose bytes (or length prefix) the packet's body
+    starts in (the first report for the batch header, the last for trailing bytes); so the
+    positions of one upload together hold the whole frame, and the concatenation of their
+    ``raw_frames_hex`` in packet order has that ``sha256``.
+    """
+    digest = hashlib.sha256(frame.wire).hexdigest()
+    count = len(batch.reports)
+    out: list[dict[str, Any]] = [
+        {
+            "raw_report_hex": frame.body[start:end].hex(),
+            "jt808_frame": {"sha256": digest, "report_index": i, "report_count": count},
+        }
+        for i, (start, end) in enumerate(batch.spans)
+    ]
+    if not out:
+        return out
+    item_starts = [start - 2 for start, _ in batch.spans]  # where each length prefix begins
+    packet_offset = 0
+    for index, (wire, body_bytes) in enumerate(frame.packets, start=1):
+        carrier = max(bisect.bisect_right(item_starts, packet_offset) - 1, 0)
+        out[carrier].setdefault("raw_frames_hex", {})[str(index)] = wire.hex()
+        packet_offset += body_bytes
+    return out
+
+
 def to_contract(
     report: LocationReport,
     *,
     utc_offset_min: int,
-    raw_frame_hex: str,
+    evidence: dict[str, Any],
     reupload: bool | None = None,
 ) -> dict[str, Any]:
     """A location report as one JSON object of the MQTT ingest contract
     (``gps/v1/{terminal_id}/position``; with ``reupload`` set, an element of a ``batch`` array).
 
-    ``extras`` carries ``raw_frame_hex`` (the frame as received, delimiters and escaping
-    included: evidence that the data is unaltered), ``bcd_time`` and the decoded additional
-    items. A report whose BCD time is not a date gets ``fix_time: null`` so that ingest rejects
-    it into ``rejected_messages`` with its raw frame instead of the gateway losing it.
+    ``extras`` carries the ``evidence`` (:func:`location_evidence`, :func:`batch_evidence`:
+    the bytes as received, proof that the data is unaltered), ``bcd_time`` and the decoded
+    additional items. A report whose BCD time is not a date gets ``fix_time: null`` so that
+    ingest rejects it into ``rejected_messages`` with its raw bytes instead of the gateway
+    losing it.
     """
     mileage_km, satellites, extras = decode_items(report.items)
-    extras["raw_frame_hex"] = raw_frame_hex
+    extras.update(evidence)
     extras["bcd_time"] = report.bcd_time
     try:
         fix_time: str | None = report.fix_time(utc_offset_min).isoformat()

@@ -13,8 +13,12 @@ after the broker acknowledged the MQTT publish (QoS 1 PUBACK, see
 
 Handled: 0x0100 register (-> 0x8100), 0x0102 authenticate, 0x0003 logout, 0x0002 heartbeat,
 0x0200 location, 0x0704 batch / blind-area upload (-> 0x8001 each); sub-packaged messages are
-reassembled first (each packet is answered as it arrives). Location data from a connection that
-has not authenticated as that terminal is refused (0x8001 result 1) and never published.
+reassembled first (each packet is answered as it arrives), only for a connection authenticated
+as the frame's terminal (0x0100 excepted) and within a packet count per message and byte caps
+per connection and across the gateway (:class:`ingest.jt808.codec.SubpackageAssembler`).
+Location data from a connection that has not authenticated as that terminal is refused (0x8001
+result 1) and never published. A 0x0704's positions are published in batch payloads under
+ingest's size limits (:func:`batch_payloads`), all acknowledged before the terminal's result 0.
 Terminal replies (0x0001) get no answer; other messages get 0x8001 result 3 (unsupported).
 """
 
@@ -24,12 +28,12 @@ import asyncio
 import json
 import logging
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from gps_monitor import topics
-from gps_monitor.config import Settings
+from gps_monitor.config import IngestSettings, Jt808Settings, Settings
 from gps_monitor.errors import PayloadError
 from ingest.jt808 import messages as m
 from ingest.jt808.auth import TerminalAuthenticator
@@ -38,6 +42,8 @@ from ingest.jt808.codec import (
     FrameError,
     FrameSplitter,
     SubpackageAssembler,
+    SubpackageBudget,
+    SubpackageRefused,
     decode_frame,
     encode_frame,
 )
@@ -66,6 +72,7 @@ class GatewayStats:
     garbage_bytes: int = 0
     buffer_overflows: int = 0
     subpackages_expired: int = 0
+    subpackages_refused: Counter[str] = field(default_factory=Counter)
     positions_published: int = 0
     positions_bad_time: int = 0
     publish_failures: int = 0
@@ -80,28 +87,41 @@ class GatewayStats:
         """Plain dict of the counters (frames_bad by reason, registrations by result code)."""
         out = {name: getattr(self, name) for name in self.__slots__}
         out["frames_bad"] = dict(self.frames_bad)
+        out["subpackages_refused"] = dict(self.subpackages_refused)
         out["registrations"] = dict(self.registrations)
         return out
 
 
 class Session:
-    """State of one terminal connection."""
+    """State of one terminal connection: its frame splitter, its sub-package reassembly
+    (created on the first sub-package it may hold, within the gateway's ``budget``), the
+    terminal it authenticated as, and the serial of the platform's next message to it."""
 
     __slots__ = (
         "_assembler",
+        "budget",
+        "connection",
+        "jt",
         "peer",
         "reply_serial",
         "splitter",
-        "subpackage_timeout_s",
         "terminal_id",
         "utc_offset_min",
         "vehicle_id",
     )
 
-    def __init__(self, peer: str, max_frame_bytes: int, subpackage_timeout_s: float) -> None:
+    def __init__(
+        self,
+        peer: str,
+        jt: Jt808Settings,
+        budget: SubpackageBudget,
+        connection: TerminalConnection | None = None,
+    ) -> None:
         self.peer = peer
-        self.splitter = FrameSplitter(max_frame_bytes)
-        self.subpackage_timeout_s = subpackage_timeout_s
+        self.connection = connection
+        self.jt = jt
+        self.budget = budget
+        self.splitter = FrameSplitter(jt.max_frame_bytes)
         self._assembler: SubpackageAssembler | None = None  # created on the first sub-package
         self.terminal_id: str | None = None  # set once authenticated
         self.vehicle_id: int | None = None
@@ -111,12 +131,29 @@ class Session:
     @property
     def assembler(self) -> SubpackageAssembler:
         if self._assembler is None:
-            self._assembler = SubpackageAssembler(self.subpackage_timeout_s)
+            jt = self.jt
+            self._assembler = SubpackageAssembler(
+                jt.subpackage_timeout_s,
+                max_packets=jt.subpackage_max_packets,
+                max_connection_bytes=jt.subpackage_max_connection_bytes,
+                budget=self.budget,
+            )
         return self._assembler
 
     @property
     def subpackages_expired(self) -> int:
         return self._assembler.expired if self._assembler is not None else 0
+
+    @property
+    def held_bytes(self) -> int:
+        """Bytes this connection holds in its splitter buffer and unfinished sub-packages."""
+        held = self.splitter.buffered_bytes
+        return held + (self._assembler.held_bytes if self._assembler is not None else 0)
+
+    def release(self) -> None:
+        """Free the unfinished sub-packaged messages (connection closed)."""
+        if self._assembler is not None:
+            self._assembler.clear()
 
     @property
     def authenticated(self) -> bool:
@@ -130,6 +167,33 @@ class Session:
 
 def _json(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def batch_payloads(positions: list[bytes], limits: IngestSettings) -> Iterator[tuple[bytes, int]]:
+    """Pack contract positions (each one JSON object) into batch payloads (JSON arrays) of at
+    most ``limits.max_payload_bytes`` bytes and ``limits.max_batch_positions`` elements, in
+    order: what one ingest message may carry, so none is refused as oversize. Yields
+    (payload, position count). A position too large even alone is yielded as the bare object
+    (count 1), for the position topic: ingest then files it in ``rejected_messages`` with
+    its bytes and the reason, and nothing else of the upload is lost with it.
+    """
+    max_bytes, max_count = limits.max_payload_bytes, limits.max_batch_positions
+    chunk: list[bytes] = []
+    size = 2  # the brackets
+    for position in positions:
+        if 2 + len(position) > max_bytes:
+            if chunk:
+                yield b"[" + b",".join(chunk) + b"]", len(chunk)
+                chunk, size = [], 2
+            yield position, 1
+            continue
+        if chunk and (size + 1 + len(position) > max_bytes or len(chunk) >= max_count):
+            yield b"[" + b",".join(chunk) + b"]", len(chunk)
+            chunk, size = [], 2
+        size += len(position) + (1 if chunk else 0)
+        chunk.append(position)
+    if chunk:
+        yield b"[" + b",".join(chunk) + b"]", len(chunk)
 
 
 class Jt808Gateway:
@@ -151,7 +215,11 @@ class Jt808Gateway:
         self.authenticator = authenticator
         self.publisher = publisher
         self.stats = GatewayStats()
+        self.subpackage_budget = SubpackageBudget(self.jt.subpackage_max_total_bytes)
         self._connections: set[TerminalConnection] = set()
+        # the connection each terminal last authenticated on (for "is it online" and for
+        # platform-initiated messages to a terminal)
+        self._by_terminal: dict[str, TerminalConnection] = {}
         self._handlers: dict[int, Callable[[Session, Frame], Awaitable[bytes | None]]] = {
             m.MSG_HEARTBEAT: self._on_heartbeat,
             m.MSG_REGISTER: self._on_register,
@@ -190,13 +258,55 @@ class Jt808Gateway:
         self.stats.frames_ok += 1
         return frame
 
+    def online(self, terminal_id: str) -> bool:
+        """Whether a connection of this gateway is authenticated as that terminal."""
+        connection = self._by_terminal.get(terminal_id)
+        return connection is not None and connection.open
+
+    def held_bytes(self) -> int:
+        """Bytes all connections hold in splitter buffers and unfinished sub-packages."""
+        return sum(c.session.held_bytes for c in self._connections if c.session is not None)
+
+    def _set_terminal(self, session: Session, terminal_id: str | None) -> None:
+        """Authenticate ``session`` as ``terminal_id`` (None: no longer authenticated) and keep
+        the terminal -> connection index in step."""
+        old = session.terminal_id
+        if old is not None and self._by_terminal.get(old) is session.connection:
+            del self._by_terminal[old]
+        session.terminal_id = terminal_id
+        if terminal_id is not None and session.connection is not None:
+            self._by_terminal[terminal_id] = session.connection
+
+    def _subpackage(self, session: Session, frame: Frame, now_s: float) -> Frame | bytes:
+        """One packet of a sub-packaged message: the whole message once complete, else the
+        reply to this packet. Only a session authenticated as the frame's terminal (or a
+        registration) may have packets held, only for messages this gateway handles, and only
+        within the caps of :class:`SubpackageAssembler`."""
+        header = frame.header
+        if header.encryption or header.msg_id not in self._handlers:
+            self.stats.unsupported += 1
+            return self._general_reply(session, frame, m.RESULT_UNSUPPORTED)
+        if header.msg_id != m.MSG_REGISTER:
+            refused = self._refuse_unauthenticated(session, frame)
+            if refused is not None:
+                return refused
+        try:
+            whole = session.assembler.add(frame, now_s)
+        except SubpackageRefused as error:
+            self.stats.subpackages_refused[error.reason] += 1
+            log.info("jt808 %s: sub-package refused (%s)", session.peer, error)
+            return self._general_reply(session, frame, m.RESULT_FAILURE)
+        if whole is None:
+            return self._general_reply(session, frame, m.RESULT_OK)
+        return whole
+
     async def _dispatch(self, session: Session, frame: Frame, now_s: float) -> bytes | None:
         header = frame.header
         try:
             if header.subpackage_total is not None:
-                whole = session.assembler.add(frame, now_s)
-                if whole is None:
-                    return self._general_reply(session, frame, m.RESULT_OK)
+                whole = self._subpackage(session, frame, now_s)
+                if isinstance(whole, bytes):
+                    return whole
                 frame = whole
             if frame.header.encryption:
                 self.stats.unsupported += 1
@@ -243,7 +353,12 @@ class Jt808Gateway:
     async def _on_register(self, session: Session, frame: Frame) -> bytes:
         header = frame.header
         request = m.decode_register(frame.body, is_2019=header.is_2019)
-        outcome = await self.authenticator.register(header.terminal_id, header.phone, request)
+        outcome = await self.authenticator.register(
+            header.terminal_id,
+            header.phone,
+            request,
+            online=self.online(header.terminal_id) and session.terminal_id != header.terminal_id,
+        )
         self.stats.registrations[outcome.result] += 1
         log.info("jt808 %s: register -> %d (%s)", session.peer, outcome.result, outcome.detail)
         body = m.encode_register_reply(header.serial, outcome.result, outcome.auth_code)
@@ -255,11 +370,11 @@ class Jt808Gateway:
         vehicle = await self.authenticator.authenticate(header.terminal_id, request)
         if vehicle is None:
             self.stats.auth_refused += 1
-            session.terminal_id = None
+            self._set_terminal(session, None)
             log.info("jt808 %s: terminal %s refused", session.peer, header.terminal_id)
             return self._general_reply(session, frame, m.RESULT_FAILURE)
         self.stats.auth_ok += 1
-        session.terminal_id = header.terminal_id
+        self._set_terminal(session, header.terminal_id)
         session.vehicle_id = vehicle.id
         session.utc_offset_min = self.jt.utc_offset_overrides_min.get(
             header.terminal_id, vehicle.utc_offset_min
@@ -270,7 +385,7 @@ class Jt808Gateway:
         terminal_id = frame.header.terminal_id
         if session.terminal_id == terminal_id:
             await self.authenticator.unregister(terminal_id)
-            session.terminal_id = None
+            self._set_terminal(session, None)
         return self._general_reply(session, frame, m.RESULT_OK)
 
     def _refuse_unauthenticated(self, session: Session, frame: Frame) -> bytes | None:
@@ -291,7 +406,7 @@ class Jt808Gateway:
             return refused
         report = m.decode_location(frame.body)
         position = m.to_contract(
-            report, utc_offset_min=session.utc_offset_min, raw_frame_hex=frame.wire.hex()
+            report, utc_offset_min=session.utc_offset_min, evidence=m.location_evidence(frame)
         )
         if position["fix_time"] is None:
             self.stats.positions_bad_time += 1
@@ -304,28 +419,29 @@ class Jt808Gateway:
             return refused
         batch = m.decode_batch(frame.body)
         terminal_id = frame.header.terminal_id
-        raw_hex = frame.wire.hex()
-        good: list[dict[str, Any]] = []
+        position_topic = topics.position_topic(terminal_id, self.prefix)
+        good: list[bytes] = []
         messages: list[tuple[str, bytes, int]] = []
-        for report in batch.reports:
+        for report, evidence in zip(batch.reports, m.batch_evidence(frame, batch), strict=True):
             position = m.to_contract(
                 report,
                 utc_offset_min=session.utc_offset_min,
-                raw_frame_hex=raw_hex,
+                evidence=evidence,
                 reupload=batch.reupload,
             )
             if position["fix_time"] is None:
                 # Alone on the position topic, so ingest rejects only this one (with its raw
-                # frame) instead of the whole batch.
+                # bytes) instead of the whole batch.
                 self.stats.positions_bad_time += 1
-                topic = topics.position_topic(terminal_id, self.prefix)
-                messages.append((topic, _json(position), 1))
+                messages.append((position_topic, _json(position), 1))
             else:
-                good.append(position)
-        if good:
-            topic = topics.batch_topic(terminal_id, self.prefix)
-            messages.insert(0, (topic, _json(good), len(good)))
-        return await self._publish_then_reply(session, frame, messages)
+                good.append(_json(position))
+        batch_topic = topics.batch_topic(terminal_id, self.prefix)
+        chunks = [
+            (batch_topic if payload.startswith(b"[") else position_topic, payload, count)
+            for payload, count in batch_payloads(good, self.settings.ingest)
+        ]
+        return await self._publish_then_reply(session, frame, chunks + messages)
 
     async def _publish_then_reply(
         self, session: Session, frame: Frame, messages: list[tuple[str, bytes, int]]
@@ -378,7 +494,7 @@ class TerminalConnection(asyncio.Protocol):
         self.transport = transport
         jt = gateway.jt
         self.session = Session(
-            str(transport.get_extra_info("peername")), jt.max_frame_bytes, jt.subpackage_timeout_s
+            str(transport.get_extra_info("peername")), jt, gateway.subpackage_budget, self
         )
         gateway._connections.add(self)
         gateway.stats.connections_open += 1
@@ -448,6 +564,10 @@ class TerminalConnection(asyncio.Protocol):
         )
         self.close()
 
+    @property
+    def open(self) -> bool:
+        return self.transport is not None and not self.transport.is_closing()
+
     def close(self) -> None:
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
@@ -460,8 +580,11 @@ class TerminalConnection(asyncio.Protocol):
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
-        if self.session is not None:
-            gateway.stats.subpackages_expired += self.session.subpackages_expired
+        session = self.session
+        if session is not None:
+            gateway.stats.subpackages_expired += session.subpackages_expired
+            session.release()
+            gateway._set_terminal(session, None)
         self.queue.clear()
         self.transport = None
         if exc is not None:
@@ -472,4 +595,6 @@ async def log_stats_forever(gateway: Jt808Gateway, interval_s: float) -> None:
     """Log the gateway counters every ``interval_s`` seconds."""
     while True:
         await asyncio.sleep(interval_s)
-        log.info("jt808 stats %s", json.dumps(gateway.stats.snapshot()))
+        snapshot = gateway.stats.snapshot()
+        snapshot["subpackage_held_bytes"] = gateway.subpackage_budget.held_bytes
+        log.info("jt808 stats %s", json.dumps(snapshot))

@@ -288,7 +288,8 @@ async def run_terminal(
     plate_color: int = 0,
     stats: SimStats | None = None,
 ) -> SimStats:
-    """Register, authenticate, send ``positions`` and disconnect; returns the counts.
+    """Register, authenticate, send ``positions``, log out (0x0003: the gateway withdraws the
+    code, so the next run registers afresh) and disconnect; returns the counts.
 
     Raises:
         TerminalError: registration or authentication refused, or the gateway went away.
@@ -317,6 +318,7 @@ async def run_terminal(
                 stats.accepted += len(chunk)
             else:
                 stats.refused += len(chunk)
+        await terminal.logout()
     finally:
         await terminal.close()
     return stats
@@ -397,6 +399,26 @@ async def register_vehicles(settings: Settings, phones: Sequence[str]) -> None:
         await conn.close()
 
 
+async def registered_plates(
+    settings: Settings, phones: Sequence[str]
+) -> dict[str, tuple[str, int]]:
+    """(plate, colour) of the vehicle carrying each phone's terminal id, read from the registry
+    (the gateway checks 0x0100 against them); empty without a database URL."""
+    if not settings.database.url:
+        return {}
+    conn = await connect(settings.database)
+    try:
+        rows = await conn.fetch(
+            "SELECT terminal_id, plate_number, plate_color FROM vehicles "
+            "WHERE terminal_id = ANY($1::text[])",
+            [sim_terminal_id(p) for p in phones],
+        )
+    finally:
+        await conn.close()
+    by_id = {r["terminal_id"]: (r["plate_number"], int(r["plate_color"])) for r in rows}
+    return {p: by_id[sim_terminal_id(p)] for p in phones if sim_terminal_id(p) in by_id}
+
+
 async def simulate(args: argparse.Namespace, settings: Settings) -> SimStats:
     """Run every terminal of the track file concurrently."""
     tracks = read_track(args.file, args.format)
@@ -405,6 +427,7 @@ async def simulate(args: argparse.Namespace, settings: Settings) -> SimStats:
         log.info("terminal %s -> phone %s", terminal_id, phone)
     if args.register:
         await register_vehicles(settings, list(phones.values()))
+    plates = await registered_plates(settings, list(phones.values()))
     stats = SimStats()
     started = time.monotonic()
     await asyncio.gather(
@@ -418,8 +441,8 @@ async def simulate(args: argparse.Namespace, settings: Settings) -> SimStats:
                 batch_size=args.batch,
                 reupload=args.reupload,
                 speedup=args.speedup,
-                plate_number=sim_plate(phones[terminal_id]) if args.register else "",
-                plate_color=int(PlateColor.YELLOW) if args.register else 0,
+                plate_number=plates.get(phones[terminal_id], ("", 0))[0],
+                plate_color=plates.get(phones[terminal_id], ("", 0))[1],
                 stats=stats,
             )
             for terminal_id, positions in tracks.items()
