@@ -45,6 +45,7 @@ import psutil  # noqa: E402
 from gps_monitor.config import DatabaseSettings  # noqa: E402
 from gps_monitor.db import migrate  # noqa: E402
 from ingest.jt808 import messages as m  # noqa: E402
+from ingest.jt808.codec import encode_frame  # noqa: E402
 from ingest.jt808.sim import ITEM_SENT_AT, SimTerminal  # noqa: E402
 
 PHONE_BASE = 13900000000
@@ -209,10 +210,92 @@ async def wait_port(port: int, timeout_s: float = 30) -> None:
             await asyncio.sleep(0.2)
 
 
-def start_gateway(runner: str, env: dict[str, str], log_path: str) -> subprocess.Popen[bytes]:
-    """The gateway as its own process (so its RSS and CPU are its own), stderr to a log."""
+def start_gateway(
+    runner: str, env: dict[str, str], log_path: str, tree: Path = REPO
+) -> subprocess.Popen[bytes]:
+    """The gateway as its own process (so its RSS and CPU are its own), stderr to a log; its
+    code comes from ``tree`` (another checkout measures an older gateway)."""
     log = open(log_path, "wb")  # noqa: SIM115 - lives as long as the child
-    return subprocess.Popen([sys.executable, "-c", runner], cwd=REPO, env=env, stderr=log)
+    return subprocess.Popen([sys.executable, "-c", runner], cwd=tree, env=env, stderr=log)
+
+
+async def attack(args: argparse.Namespace) -> None:
+    """Issue 14 item 2: one connection that never authenticates sends sub-packets of messages
+    announcing 65,535 packets each (16 message keys, 1000-byte bodies) as fast as the gateway
+    answers, for ``--duration-s``; prints the gateway's RSS before, at its peak, and 3 s after
+    the connection closed. ``--gateway-tree`` runs another checkout's gateway (before/after)."""
+    name = f"gpsm_bench_jt808_attack_{os.getpid()}"
+    url = await prepare_database(args.admin_url, name, 0)
+    env = {
+        **os.environ,
+        "GPS_MONITOR_DATABASE_URL": url,
+        "GPS_MONITOR_MQTT_HOST": args.mqtt_host,
+        "GPS_MONITOR_MQTT_PORT": str(args.mqtt_port),
+        "GPS_MONITOR_MQTT_TOPIC_PREFIX": f"bench-jt808-attack-{os.getpid()}/",
+        "GPS_MONITOR_JT808_HOST": "127.0.0.1",
+        "GPS_MONITOR_JT808_PORT": str(args.port),
+        "GPS_MONITOR_JT808_CLIENT_ID": f"bench-jt808-attack-gw-{os.getpid()}",
+        "GPS_MONITOR_LOG_LEVEL": "WARNING",
+    }
+    runner = (
+        "import argparse,logging\n"
+        "from gps_monitor.config import Settings\n"
+        "from ingest.jt808 import cli\n"
+        "logging.basicConfig(level='WARNING')\n"
+        "cli.run(argparse.Namespace(host=None,port=None,no_upgrade=True,forget_terminal=None),"
+        "Settings())\n"
+    )
+    tree = Path(args.gateway_tree)
+    gateway = start_gateway(runner, env, args.gateway_log, tree)
+    try:
+        await wait_port(args.port)
+        gw = psutil.Process(gateway.pid)
+        await asyncio.sleep(1)
+        rss_base = peak = gw.memory_info().rss
+        reader, writer = await asyncio.open_connection("127.0.0.1", args.port)
+        answered = 0
+
+        async def drain_replies() -> None:
+            nonlocal answered
+            while data := await reader.read(65536):
+                answered += data.count(b"\x7e") // 2
+
+        pump = asyncio.create_task(drain_replies())
+        body = bytes(range(256)) * 3 + bytes(232)
+        phone, sent, index = "13900000077", 0, 1
+        deadline = time.monotonic() + args.duration_s
+        next_sample = time.monotonic()
+        while time.monotonic() < deadline and index <= 65535:
+            frames = [
+                encode_frame(
+                    m.MSG_BATCH, phone, 1000 * k + index - 1, body, subpackage=(65535, index)
+                )
+                for k in range(16)
+            ]
+            writer.write(b"".join(frames))
+            await writer.drain()
+            sent += len(frames)
+            index += 1
+            if time.monotonic() >= next_sample:
+                peak = max(peak, gw.memory_info().rss)
+                next_sample += 0.5
+        await asyncio.sleep(1)
+        peak = max(peak, gw.memory_info().rss)
+        writer.close()
+        pump.cancel()
+        await asyncio.sleep(3)
+        rss_after = gw.memory_info().rss
+    finally:
+        gateway.terminate()
+        gateway.wait(10)
+        await drop_database(args.admin_url, name)
+    mib = 2**20
+    print(
+        f"attack on the gateway of {tree}: {sent} sub-packets ({sent * len(body) / mib:.0f} MiB "
+        f"of bodies) in {args.duration_s:g} s, {answered} replies; gateway RSS "
+        f"{rss_base / mib:.0f} MB before, {peak / mib:.0f} MB peak, {rss_after / mib:.0f} MB "
+        "3 s after the connection closed"
+    )
 
 
 async def orchestrate(args: argparse.Namespace) -> None:
@@ -397,7 +480,12 @@ async def orchestrate(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--role", choices=("orchestrator", "client"), default="orchestrator")
+    parser.add_argument(
+        "--role", choices=("orchestrator", "client", "attack"), default="orchestrator"
+    )
+    parser.add_argument(
+        "--gateway-tree", default=str(REPO), help="checkout whose gateway --role attack runs"
+    )
     parser.add_argument("--terminals", type=int, default=10000)
     parser.add_argument("--interval-s", type=float, default=10.0)
     parser.add_argument("--duration-s", type=float, default=60.0)
@@ -422,6 +510,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.role == "client":
         asyncio.run(client_main(args))
+    elif args.role == "attack":
+        args.gateway_tree = os.path.abspath(args.gateway_tree)
+        asyncio.run(attack(args))
     else:
         asyncio.run(orchestrate(args))
 
