@@ -145,3 +145,23 @@ def test_splitter_drops_a_candidate_longer_than_max_frame_bytes_without_decoding
 
 def location_report_at(second: int) -> m.LocationReport:
     return location_report(f"26010108{second // 60:02d}{second % 60:02d}")
+
+
+async def test_a_subpackaged_registration_is_reassembled_before_authentication(settings, pool):
+    await add_vehicle(pool, "13800000001", "测A00001")
+    request = m.RegisterRequest(50, 100, "GPSM", "SIM-808", "0000001", 2, "测A00001", "2013")
+    body = m.encode_register(request, is_2019=False)
+    async with running_gateway(settings, pool) as (gateway, port):
+        terminal = SimTerminal("13800000001")
+        await terminal.connect("127.0.0.1", port)
+        first = encode_frame(m.MSG_REGISTER, "13800000001", 3, body[:20], subpackage=(2, 1))
+        await terminal.send_raw(first)
+        assert general_reply_of(await terminal.read_frame()) == (3, m.MSG_REGISTER, 0)
+        second = encode_frame(m.MSG_REGISTER, "13800000001", 4, body[20:], subpackage=(2, 2))
+        await terminal.send_raw(second)
+        reply = await terminal.read_frame()
+        await terminal.close()
+    assert reply.header.msg_id == m.MSG_REGISTER_REPLY
+    serial, result, code = m.decode_register_reply(reply.body)
+    assert (serial, result, len(code)) == (4, m.REGISTER_OK, 16)
+    assert held(gateway) == 0
