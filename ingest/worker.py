@@ -103,6 +103,7 @@ class _Inbound:
     received_at: datetime
     terminal_id: str
     kind: topics.InboundKind
+    packet_id: int | None  # the MQTT packet identifier (QoS 1/2 only): same on a redelivery
 
 
 class IngestWorker:
@@ -130,6 +131,8 @@ class IngestWorker:
         # committed batches whose accepted-topic publishes and acks are under way, oldest first
         self._acks: deque[asyncio.Task[None]] = deque()
         self._tracker: mqtt.PubackTracker | None = None
+        # the broker redelivers for as long as it keeps our session (positions.write_batch)
+        self._redelivery_window_s = float(settings.mqtt.session_expiry_s)
 
     async def _db(self) -> asyncpg.Connection:
         if self._conn is None or self._conn.is_closed():
@@ -236,7 +239,12 @@ class IngestWorker:
                 self._reject(rejects, index, topic, payload, received_at, error, None)
                 inbound.append(None)
                 continue
-            inbound.append(_Inbound(topic, payload, received_at, parsed.terminal_id, parsed.kind))
+            inbound.append(
+                _Inbound(
+                    topic, payload, received_at, parsed.terminal_id, parsed.kind,
+                    message.mid if message.qos > 0 else None,
+                )
+            )  # fmt: skip
         vehicles = await self._terminals.vehicles(
             {item.terminal_id for item in inbound if item is not None}
         )
@@ -275,7 +283,7 @@ class IngestWorker:
         keys: dict[tuple[int, datetime], int] = {}
         for item, vehicle, positions in decoded:
             raw_index = len(write.raw)
-            write.raw.append(RawMessage(item.topic, item.payload, item.received_at))
+            write.raw.append(RawMessage(item.topic, item.payload, item.received_at, item.packet_id))
             try:
                 await self.pipeline.judge(conn, vehicle, positions, raw_index, write, keys)
             except Exception as error:
@@ -307,7 +315,9 @@ class IngestWorker:
                 t0 = time.perf_counter()
                 write = await self._prepare(batch)
                 t1 = time.perf_counter()
-                result = await positions_db.write_batch(await self._db(), write)
+                result = await positions_db.write_batch(
+                    await self._db(), write, redelivery_window_s=self._redelivery_window_s
+                )
                 self.stats.prepare_s += t1 - t0
                 self.stats.write_s += time.perf_counter() - t1
                 self._count(write)
@@ -378,7 +388,9 @@ class IngestWorker:
             one = _OpenBatch([message], [received_at])
             try:
                 write = await self._prepare(one)
-                result = await positions_db.write_batch(conn, write)
+                result = await positions_db.write_batch(
+                    conn, write, redelivery_window_s=self._redelivery_window_s
+                )
             except Exception as error:
                 if await failures.blame(error, conn) is Blame.OUTAGE:
                     raise
@@ -395,7 +407,9 @@ class IngestWorker:
                         )
                     ]
                 )  # fmt: skip
-                result = await positions_db.write_batch(conn, write)
+                result = await positions_db.write_batch(
+                    conn, write, redelivery_window_s=self._redelivery_window_s
+                )
             self._count(write)
             union.raw.extend(write.raw)
             union.positions.extend(write.positions)

@@ -1,5 +1,6 @@
 """SIGKILL the ingest worker (a real ``gps-monitor ingest`` process) in the middle of a replay,
-start it again: every published position is stored exactly once."""
+start it again: every published position is stored exactly once, and every message once in
+``raw_messages``."""
 
 from __future__ import annotations
 
@@ -82,3 +83,8 @@ async def test_sigkill_mid_replay_then_restart_stores_every_position_exactly_onc
     assert final == len(expected)  # nothing lost, nothing twice (one row per vehicle, fix time)
     assert {(r["terminal_id"], r["fix_time"]) for r in rows} == expected
     assert await pool.fetchval("SELECT count(*) FROM rejected_messages") == 0
+    # one raw_messages row per message, also for those redelivered after the kill (issue 14)
+    raw = await pool.fetchrow(
+        "SELECT count(*) AS n, count(DISTINCT (topic, payload)) AS distinct_n FROM raw_messages"
+    )
+    assert raw["n"] == raw["distinct_n"] == len(expected)

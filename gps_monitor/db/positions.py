@@ -3,10 +3,19 @@ position queries other services use.
 
 One :func:`write_batch` call is one transaction:
 
-1. every accepted MQTT message goes to ``raw_messages`` exactly as received (ids drawn from
-   ``raw_messages_id_seq``), and each position references its message by ``raw_message_id``;
-2. positions are COPYed into a temporary table, then ``INSERT ... ON CONFLICT (vehicle_id,
-   fix_time) DO NOTHING``: a redelivered or duplicate fix is stored once;
+1. positions are COPYed into a temporary table, then ``INSERT ... ON CONFLICT (vehicle_id,
+   fix_time) DO NOTHING``: a redelivered or duplicate fix is stored once; each references its
+   message by ``raw_message_id`` (ids drawn from ``raw_messages_id_seq``);
+2. every accepted MQTT message goes to ``raw_messages`` exactly as received, **once**: a message
+   that stored no new position and is identical (same topic, payload bytes and MQTT packet
+   identifier) to one stored within ``redelivery_window_s`` or earlier in the batch is a
+   redelivery and adds no row (its positions already reference the first copy). A broker
+   resends an unacknowledged message with its packet identifier; a terminal sending the same
+   bytes twice sends two messages with different ones, and both are kept. Identity is looked up
+   by ``message_key`` (a 64-bit BLAKE2b of topic, packet identifier and payload, migration
+   0023) and confirmed on the bytes; a unique index cannot do it, since a TimescaleDB
+   hypertable's unique indexes must contain the partition column ``received_at``, which
+   differs between deliveries. QoS 0 messages (never redelivered) get no key;
 3. drift suspects cleared by a later fix are re-flagged ``ok``;
 4. ``latest_positions`` is upserted: the live marker only moves forward in fix time (late data
    never moves it back), ``last_message_at`` always advances;
@@ -17,10 +26,11 @@ The caller acknowledges the source MQTT messages only after this returns.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import asyncpg
 
@@ -29,11 +39,16 @@ from gps_monitor.models import Position, Quality
 
 @dataclass(frozen=True, slots=True)
 class RawMessage:
-    """One accepted MQTT message as received."""
+    """One accepted MQTT message as received.
+
+    packet_id: its MQTT packet identifier when it came at QoS 1/2 (a broker resends an
+    unacknowledged message with the same one), None at QoS 0 (never redelivered).
+    """
 
     topic: str
     payload: bytes
     received_at: datetime
+    packet_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,10 +148,15 @@ ON CONFLICT (vehicle_id) DO UPDATE SET
 """
 
 
-async def write_batch(conn: asyncpg.Connection, batch: WriteBatch) -> WriteResult:
+async def write_batch(
+    conn: asyncpg.Connection, batch: WriteBatch, *, redelivery_window_s: float = 7 * 24 * 3600.0
+) -> WriteResult:
     """Store one batch in one transaction (see the module docstring); returns what was new.
 
     Positions with the same (vehicle, fix time) inside the batch: the first one is kept.
+    ``redelivery_window_s``: how far back (by ``received_at``) an identical stored message makes
+    a message a redelivery; the broker can redeliver for as long as it keeps the session, so the
+    ingest worker passes ``mqtt.session_expiry_s``.
 
     Raises:
         asyncpg.PostgresError / OSError: the transaction failed and was rolled back; nothing
@@ -154,16 +174,9 @@ async def write_batch(conn: asyncpg.Connection, batch: WriteBatch) -> WriteResul
                     len(batch.raw),
                 )
             ]
-            await conn.copy_records_to_table(
-                "raw_messages",
-                records=[
-                    (raw_id, m.received_at, m.topic, m.payload)
-                    for raw_id, m in zip(raw_ids, batch.raw, strict=True)
-                ],
-                columns=("id", "received_at", "topic", "payload"),
-            )
         inserted: list[Position] = []
         already: list[Position] = []
+        keys: set[tuple[int, datetime]] = set()  # (vehicle, fix time) stored by this call
         if batch.positions:
             await conn.execute(_CREATE_STAGING)
             await conn.copy_records_to_table(
@@ -174,7 +187,7 @@ async def write_batch(conn: asyncpg.Connection, batch: WriteBatch) -> WriteResul
                 ],
                 columns=(*POSITION_COLUMNS, "ord"),
             )
-            keys = {
+            keys |= {
                 (r["vehicle_id"], r["fix_time"]) for r in await conn.fetch(_INSERT_FROM_STAGING)
             }
             seen: set[tuple[int, datetime]] = set()
@@ -191,6 +204,10 @@ async def write_batch(conn: asyncpg.Connection, batch: WriteBatch) -> WriteResul
                     missing.append(row)
             if missing:
                 already = await _stored(conn, [r.position for r in missing])
+        if batch.raw:
+            new_raw = {row.raw_index for row in batch.positions
+                       if (row.position.vehicle_id, row.position.fix_time) in keys}  # fmt: skip
+            await _store_raw(conn, batch.raw, raw_ids, new_raw, redelivery_window_s)
         if batch.cleared:
             await conn.execute(
                 "UPDATE positions p SET quality = 'ok', quality_reason = NULL "
@@ -203,6 +220,73 @@ async def write_batch(conn: asyncpg.Connection, batch: WriteBatch) -> WriteResul
         await _upsert_latest(conn, batch)
         await save_rejected(conn, batch.rejected)
     return WriteResult(inserted=inserted, already_stored=already)
+
+
+def message_key(message: RawMessage) -> int | None:
+    """The identity key of an MQTT message: a signed 64-bit BLAKE2b of topic, packet
+    identifier and payload (``raw_messages.message_key``; equal keys are confirmed on the
+    bytes). None for a QoS 0 message (no packet identifier: never redelivered)."""
+    if message.packet_id is None:
+        return None
+    head = f"{message.topic}\x00{message.packet_id}\x00".encode()
+    digest = hashlib.blake2b(head + message.payload, digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+_ALREADY_STORED_RAW = """
+SELECT k.i
+FROM unnest($1::int[], $2::bigint[], $3::text[], $4::bytea[]) AS k(i, key, topic, payload)
+WHERE EXISTS (SELECT 1 FROM raw_messages r WHERE r.message_key = k.key AND r.received_at >= $5
+              AND r.topic = k.topic AND r.payload = k.payload)
+"""
+
+
+async def _store_raw(
+    conn: asyncpg.Connection,
+    raw: Sequence[RawMessage],
+    raw_ids: Sequence[int],
+    new_raw: set[int],
+    redelivery_window_s: float,
+) -> None:
+    """COPY the messages of a batch into ``raw_messages``, except redeliveries: a message that
+    stored no new position (its index not in ``new_raw``) and whose identical copy (topic,
+    packet identifier, bytes) is stored within the window or comes earlier in the batch."""
+    keys = [message_key(m) for m in raw]
+    seen: set[tuple[str, int, bytes]] = set()
+    candidates: list[int] = []
+    skip: set[int] = set()
+    for i, m in enumerate(raw):
+        if m.packet_id is None:
+            continue  # QoS 0: never a redelivery
+        identity = (m.topic, m.packet_id, m.payload)
+        if i not in new_raw:
+            if identity in seen:
+                skip.add(i)
+            else:
+                candidates.append(i)
+        seen.add(identity)
+    if candidates:
+        since = min(m.received_at for m in raw) - timedelta(seconds=redelivery_window_s)
+        rows = await conn.fetch(
+            _ALREADY_STORED_RAW,
+            candidates,
+            [keys[i] for i in candidates],
+            [raw[i].topic for i in candidates],
+            [raw[i].payload for i in candidates],
+            since,
+        )
+        skip |= {r["i"] for r in rows}
+    records = [
+        (raw_ids[i], m.received_at, m.topic, m.payload, keys[i])
+        for i, m in enumerate(raw)
+        if i not in skip
+    ]
+    if records:
+        await conn.copy_records_to_table(
+            "raw_messages",
+            records=records,
+            columns=("id", "received_at", "topic", "payload", "message_key"),
+        )
 
 
 def _text(value: str) -> str:
