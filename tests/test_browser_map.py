@@ -303,7 +303,7 @@ async def test_bureau_plays_back_a_track_with_overspeed_and_draws_a_geofence(
             assert audit == ["geofence.create", "geofence.update"]
             # English labels on demand
             await page.select_option("#lang", "en")
-            assert await page.inner_text("#alarm-panel h2") == "Alarms"
+            assert await page.inner_text("#alarm-panel h2 [data-i18n=alarms]") == "Alarms"
             await page.screenshot(path=str(ARTIFACTS / "map_bureau_geofence_en.png"))
             assert errors == []
         finally:

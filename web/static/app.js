@@ -1,5 +1,6 @@
 // gps-monitor live map: vehicles (clustered, coloured by status, heading arrow), vehicle card,
-// plate search, alarm panel (acknowledge / handle), track playback with overspeed stretches,
+// plate search, alarm worklist (levels, filters, counts, paging; acknowledge / handle; alerts in
+// alerts.js), track playback with overspeed stretches,
 // geofences and routes (bureau users draw and edit them). Positions arrive in WGS-84 and are
 // converted for display only when the tiles are GCJ-02.
 (function () {
@@ -49,6 +50,7 @@
   }
   $("login-form").addEventListener("submit", async (e) => {
     e.preventDefault();
+    GpsmAlerts.unlock();  // the login click is the gesture browsers want before playing sound
     $("login-error").textContent = "";
     try {
       await api("/api/auth/login", { method: "POST", body: JSON.stringify({
@@ -75,7 +77,8 @@
       (state.user.company_name ? ` · ${state.user.company_name}` : "");
   }
   $("lang").addEventListener("change", (e) => {
-    GpsmI18n.setLang(e.target.value); renderAlarms(); renderList(); renderConn(); renderWho();
+    GpsmI18n.setLang(e.target.value); fillAlarmFilters(); renderAlarms(); renderList(); renderConn(); renderWho();
+    GpsmAlerts.renderTitle(); GpsmAlerts.renderMute();
   });
 
   // ---------------------------------------------------------------- map
@@ -172,8 +175,7 @@
     } else if (msg.type === "alarm") {
       onAlarm(msg.alarm, msg.live);
     } else if (msg.type === "alarm_status") {
-      const a = state.alarms.get(msg.alarm.id);
-      if (a) { Object.assign(a, msg.alarm, { isNew: a.isNew && msg.alarm.status === "open" }); openAlarmCache = null; renderAlarms(); refreshVehicle(a.vehicle_id); }
+      onAlarmStatus(msg.alarm);
     }
   }
   function applySnapshot(rows) {
@@ -280,64 +282,198 @@
   });
 
   // ---------------------------------------------------------------- alarms
+  // The panel shows the server's worklist (GET /api/alarms: unhandled first, then by level, then
+  // newest) one page at a time, its counts per status and level (GET /api/alarms/summary) in the
+  // header, and the filters. A live alarm alerts at once (alerts.js) and refreshes list and
+  // counts from the server (debounced), so every screen shows the same unhandled state;
+  // state.alarms keeps every alarm seen, for the vehicles' in-alarm status.
+  const ALARM_TYPES = ["overspeed", "fatigue_driving", "fatigue_warning", "daily_driving_limit", "night_ban",
+    "route_deviation", "forbidden_area_entry", "keep_in_area_exit", "geofence_enter", "geofence_exit",
+    "offline", "offline_displacement", "device_alarm"];
+  const alarmView = { page: 0, rows: [], summary: null, refreshTimer: null, loading: null };
+  function alarmFilters() {
+    const f = {
+      alarm_type: $("af-type").value, level: $("af-level").value, status: $("af-status").value,
+      company_id: $("af-company").value, plate: $("af-plate").value.trim(),
+      start: $("af-start").value ? fromLocalInput($("af-start").value) : "",
+      end: $("af-end").value ? fromLocalInput($("af-end").value) : "",
+    };
+    const q = new URLSearchParams();
+    Object.entries(f).forEach(([k, v]) => { if (v) q.set(k, v); });
+    return q;
+  }
+  function fillAlarmFilters() {
+    const opt = (value, label) => `<option value="${esc(value)}">${esc(label)}</option>`;
+    const keep = (id, html) => { const v = $(id).value; $(id).innerHTML = html; $(id).value = v; };
+    keep("af-type", opt("", t("all_types")) + ALARM_TYPES.map((k) => opt(k, t(k))).join(""));
+    keep("af-level", opt("", t("all_levels")) + [1, 2, 3, 4].map((l) => opt(l, t("level_" + l))).join(""));
+    keep("af-status", opt("", t("all_statuses")) + ["unhandled", "open", "acknowledged", "handled", "closed"]
+      .map((k) => opt(k, t("status_" + k))).join(""));
+    keep("af-company", opt("", t("all_companies")) + (state.companies || []).map((c) => opt(c.id, c.name)).join(""));
+    $("af-company").style.display = state.user && state.user.role !== "operator" ? "" : "none";
+  }
   async function loadAlarms() {
-    const rows = await api("/api/alarms?limit=200");
-    rows.forEach((a) => state.alarms.set(a.id, a));
-    openAlarmCache = null;
-    renderAlarms();
+    if (alarmView.loading) { alarmView.again = true; return alarmView.loading; }
+    alarmView.loading = (async () => {
+      const q = alarmFilters();
+      const size = state.config.alarm_page_size || 50;
+      const page = alarmView.page;
+      const pageQ = new URLSearchParams(q);
+      pageQ.set("limit", size);
+      pageQ.set("offset", page * size);
+      const filtered = q.toString() !== "";
+      const [rows, summary, all] = await Promise.all([
+        api("/api/alarms?" + pageQ), api("/api/alarms/summary?" + q),
+        filtered ? api("/api/alarms/summary") : null]);
+      // the user moved on (page or filters) meanwhile: show only the answer to the last request
+      if (page !== alarmView.page || alarmFilters().toString() !== q.toString()) { alarmView.again = true; return; }
+      if (!rows.length && alarmView.page > 0 && summary.total) {  // the page emptied: step back
+        alarmView.page = Math.max(0, Math.ceil(summary.total / size) - 1);
+        alarmView.again = true;
+      }
+      rows.forEach((a) => {
+        const known = state.alarms.get(a.id) || {};
+        state.alarms.set(a.id, Object.assign(known, a, { isNew: Boolean(known.isNew) && a.status === "open" }));
+      });
+      alarmView.rows = rows.map((a) => a.id);
+      alarmView.summary = summary;
+      GpsmAlerts.setCounts(all || summary);
+      openAlarmCache = null;
+      renderAlarms();
+    })();
+    try { await alarmView.loading; } catch (err) { /* shown by api(); the next refresh retries */ } finally {
+      alarmView.loading = null;
+      if (alarmView.again) { alarmView.again = false; loadAlarms(); }
+    }
+  }
+  function scheduleAlarmRefresh() {
+    if (alarmView.refreshTimer) return;
+    alarmView.refreshTimer = setTimeout(() => { alarmView.refreshTimer = null; loadAlarms(); }, 300);
   }
   function onAlarm(a, live) {
     if (a.id == null) return;
     const known = state.alarms.get(a.id) || {};
     const merged = Object.assign({}, known, a);
     if (known.status && known.status !== "open" && a.status === "open") merged.status = known.status;
+    const fresh = live && a.event === "opened" && !a.late && merged.status === "open" && !known.alerted;
     // highlighted from its live opening until someone acknowledges, handles or opens it
-    merged.isNew = Boolean(known.isNew) || (live && a.event === "opened" && !a.late && merged.status === "open");
+    merged.isNew = Boolean(known.isNew) || fresh;
     merged.plate_number = merged.plate_number || (state.vehicles.get(a.vehicle_id) || {}).plate_number;
+    if (fresh) merged.alerted = GpsmAlerts.onNewAlarm(merged);
     state.alarms.set(a.id, merged);
     openAlarmCache = null;
-    renderAlarms();
     refreshVehicle(a.vehicle_id);
+    scheduleAlarmRefresh();
+  }
+  function onAlarmStatus(change) {
+    const a = state.alarms.get(change.id);
+    if (a) Object.assign(a, change, { isNew: a.isNew && change.status === "open" });
+    GpsmAlerts.onStatus(change);
+    openAlarmCache = null;
+    if (a) refreshVehicle(a.vehicle_id);
+    scheduleAlarmRefresh();
+  }
+  function fmtPlace(a) {
+    if (a.latitude == null || a.longitude == null) return "";
+    return `${Number(a.latitude).toFixed(5)}, ${Number(a.longitude).toFixed(5)}`;
+  }
+  function renderAlarmCounts() {
+    const s = alarmView.summary;
+    if (!s) return;
+    const st = s.by_status;
+    const chip = (attr, value, label, n, cls) =>
+      `<button class="cnt ${cls || ""}" data-${attr}="${value}">${esc(label)} <b>${n}</b></button>`;
+    $("alarm-counts").innerHTML =
+      `<div>${chip("status", "unhandled", t("status_unhandled"), st.open + st.acknowledged, "cnt-unhandled")}` +
+      chip("status", "open", t("status_open"), st.open) + chip("status", "acknowledged", t("status_acknowledged"), st.acknowledged) +
+      chip("status", "handled", t("status_handled"), st.handled + st.closed) + `</div><div>` +
+      [1, 2, 3, 4].map((l) => chip("level", l, t("level_" + l), s.by_level[String(l)], "lvl-" + l)).join("") + `</div>`;
+    $("alarm-total").textContent = `(${s.total})`;
+    const size = state.config.alarm_page_size || 50;
+    const pages = Math.max(1, Math.ceil(s.total / size));
+    $("af-page").textContent = `${alarmView.page + 1} / ${pages} · ${t("total")} ${s.total}`;
+    $("af-prev").disabled = alarmView.page <= 0;
+    $("af-next").disabled = alarmView.page + 1 >= pages;
   }
   function renderAlarms() {
+    renderAlarmCounts();
     const canHandle = state.user && (state.user.role === "bureau" || state.user.role === "operator");
-    const rows = Array.from(state.alarms.values()).sort((a, b) => (a.started_at < b.started_at ? 1 : -1)).slice(0, 300);
+    const showCompany = state.user && state.user.role !== "operator";
+    const rows = alarmView.rows.map((id) => state.alarms.get(id)).filter(Boolean);
     $("alarm-list").innerHTML = rows.map((a) => {
-      const cls = ["alarm-item", a.isNew ? "new" : "", a.late ? "late" : ""].join(" ");
+      const cls = ["alarm-item", "lvl-row-" + (a.level || 3), a.isNew ? "new" : "", a.late ? "late" : ""].join(" ");
       const actions = canHandle && (a.status === "open" || a.status === "acknowledged")
         ? (a.status === "open" ? `<button class="btn-ack" data-alarm-id="${a.id}">${t("acknowledge")}</button>` : "") +
           `<button class="btn-handle" data-alarm-id="${a.id}">${t("handle")}</button>` : "";
-      return `<li class="${cls}" data-alarm-id="${a.id}" data-status="${esc(a.status)}">` +
-        `<b>${esc(t(a.alarm_type))}</b> ${esc(a.plate_number || "#" + a.vehicle_id)}` +
+      const figure = GpsmAlerts.keyFigure(a);
+      const place = fmtPlace(a);
+      return `<li class="${cls}" data-alarm-id="${a.id}" data-status="${esc(a.status)}" data-level="${esc(a.level)}">` +
+        `${GpsmAlerts.levelTag(a.level)} <b>${esc(GpsmAlerts.typeName(a))}</b> ${esc(a.plate_number || "#" + a.vehicle_id)}` +
+        `${showCompany && a.company_name ? ` <small class="company">${esc(a.company_name)}</small>` : ""}` +
         `${a.late ? ` <small>[${t("late")}]</small>` : ""}<div class="meta">${fmtTime(a.started_at)}` +
-        `${a.ended_at ? " – " + fmtTime(a.ended_at) : ""} · <span class="alarm-status">${esc(t(a.status))}</span></div>` +
+        `${a.ended_at ? " – " + fmtTime(a.ended_at) : ""} · <span class="alarm-status">${esc(t("status_" + a.status))}</span></div>` +
+        `${figure ? `<div class="figure">${esc(figure)}</div>` : ""}` +
+        `${place ? `<div class="meta where" >${esc(t("where"))} ${esc(place)}</div>` : ""}` +
         `${a.handling_note ? `<div class="meta">${esc(a.handling_note)}</div>` : ""}${actions}` +
+        `<button class="btn-alarm-track" data-alarm-id="${a.id}">${t("track")}</button>` +
         ` <a class="evidence" target="_blank" href="/api/reports/evidence?alarm_id=${a.id}&format=pdf">${t("evidence")}</a></li>`;
-    }).join("");
+    }).join("") || `<li class="alarm-empty">${t("none")}</li>`;
+  }
+  // the three actions, shared by the list and the pop-up cards; each resolves to true when the
+  // alarm no longer needs the card
+  async function acknowledgeAlarm(alarm) {
+    try {
+      const a = await api(`/api/alarms/${alarm.id}/acknowledge`, { method: "POST" });
+      onAlarmStatus(Object.assign(a, { isNew: false }));
+      return true;
+    } catch (err) { alert(err.message); scheduleAlarmRefresh(); return false; }
+  }
+  // Handling an alarm. One function so the handling dialog (处理方式 / 处理意见, issue 9 part 4)
+  // can replace this prompt without touching its callers; resolves to true once handled.
+  async function openHandleDialog(alarm) {
+    const note = prompt(t("handle_note"));
+    if (!note) return false;
+    try {
+      const a = await api(`/api/alarms/${alarm.id}/handle`, { method: "POST", body: JSON.stringify({ note }) });
+      onAlarmStatus(Object.assign(a, { isNew: false }));
+      return true;
+    } catch (err) { alert(err.message); return false; }
+  }
+  function showAlarmTrack(alarm) {  // the episode with 30 min either side
+    const start = new Date(Date.parse(alarm.started_at) - 30 * 60e3);
+    const endAt = alarm.ended_at ? Date.parse(alarm.ended_at) : Date.now();
+    openPlayback(alarm.vehicle_id, start, new Date(Math.max(endAt, Date.parse(alarm.started_at)) + 30 * 60e3));
+    loadTrack();
   }
   $("alarm-list").addEventListener("click", async (e) => {
-    const ack = e.target.closest(".btn-ack");
-    const handle = e.target.closest(".btn-handle");
+    const button = e.target.closest("button");
     const item = e.target.closest(".alarm-item");
-    try {
-      if (ack) {
-        const a = await api(`/api/alarms/${ack.dataset.alarmId}/acknowledge`, { method: "POST" });
-        state.alarms.set(a.id, Object.assign(state.alarms.get(a.id) || {}, a, { isNew: false }));
-      } else if (handle) {
-        const note = prompt(t("handle_note"));
-        if (!note) return;
-        const a = await api(`/api/alarms/${handle.dataset.alarmId}/handle`, { method: "POST", body: JSON.stringify({ note }) });
-        state.alarms.set(a.id, Object.assign(state.alarms.get(a.id) || {}, a, { isNew: false }));
-      } else if (item) {
-        const a = state.alarms.get(Number(item.dataset.alarmId));
-        if (a && a.isNew) { a.isNew = false; renderAlarms(); }
-        if (a) showVehicle(a.vehicle_id);
-        return;
-      } else { return; }
-      openAlarmCache = null;
-      renderAlarms();
-    } catch (err) { alert(err.message); }
+    if (!item || e.target.closest("a")) return;
+    const a = state.alarms.get(Number(item.dataset.alarmId));
+    if (!a) return;
+    if (button && button.classList.contains("btn-ack")) await acknowledgeAlarm(a);
+    else if (button && button.classList.contains("btn-handle")) await openHandleDialog(a);
+    else if (button && button.classList.contains("btn-alarm-track")) showAlarmTrack(a);
+    else if (!button) {
+      if (a.isNew) { a.isNew = false; renderAlarms(); }
+      showVehicle(a.vehicle_id);
+    }
   });
+  $("alarm-counts").addEventListener("click", (e) => {
+    const chip = e.target.closest(".cnt"); if (!chip) return;
+    if (chip.dataset.status) { $("af-status").value = $("af-status").value === chip.dataset.status ? "" : chip.dataset.status; }
+    if (chip.dataset.level) { $("af-level").value = $("af-level").value === chip.dataset.level ? "" : chip.dataset.level; }
+    alarmView.page = 0; loadAlarms();
+  });
+  ["af-type", "af-level", "af-status", "af-company", "af-start", "af-end"].forEach((id) =>
+    $(id).addEventListener("change", () => { alarmView.page = 0; loadAlarms(); }));
+  let plateTimer = null;
+  $("af-plate").addEventListener("input", () => {
+    clearTimeout(plateTimer);
+    plateTimer = setTimeout(() => { alarmView.page = 0; loadAlarms(); }, 300);
+  });
+  $("af-prev").addEventListener("click", () => { alarmView.page = Math.max(0, alarmView.page - 1); loadAlarms(); });
+  $("af-next").addEventListener("click", () => { alarmView.page += 1; loadAlarms(); });
 
   // ---------------------------------------------------------------- track playback
   function localInput(d) {
@@ -345,14 +481,14 @@
     return s.slice(0, 16);
   }
   function fromLocalInput(s) { return new Date(Date.parse(s + ":00Z") - 8 * 3600e3).toISOString(); }
-  function openPlayback(id) {
+  function openPlayback(id, start, end) {  // the last 24 h unless a window is given
     const v = state.vehicles.get(id) || {};
     state.track = state.track || {};
     state.track.vehicleId = id;
     $("pb-plate").textContent = v.plate_number || "#" + id;
-    const end = v.fix_time ? new Date(Date.parse(v.fix_time) + 60e3) : new Date();
+    end = end || (v.fix_time ? new Date(Date.parse(v.fix_time) + 60e3) : new Date());
     $("pb-end").value = localInput(end);
-    $("pb-start").value = localInput(new Date(end.getTime() - 24 * 3600e3));
+    $("pb-start").value = localInput(start || new Date(end.getTime() - 24 * 3600e3));
     $("playback").style.display = "block";
   }
   $("pb-close").addEventListener("click", () => { clearTrack(); $("playback").style.display = "none"; });
@@ -360,7 +496,8 @@
     if (state.track && state.track.layer) state.map.removeLayer(state.track.layer);
     if (state.track && state.track.timer) clearInterval(state.track.timer);
   }
-  $("pb-load").addEventListener("click", async () => {
+  $("pb-load").addEventListener("click", () => loadTrack());
+  async function loadTrack() {
     clearTrack();
     const id = state.track.vehicleId;
     const q = new URLSearchParams({ start: fromLocalInput($("pb-start").value), end: fromLocalInput($("pb-end").value) });
@@ -387,7 +524,7 @@
     showStep(0);
     state.fitted = true;
     if (pts.length) state.map.fitBounds(L.latLngBounds(pts).pad(0.1), { animate: false });
-  });
+  }
   function showStep(i) {
     const tr = state.track; if (!tr || !tr.pts || !tr.pts.length) { $("pb-info").textContent = "0 " + t("points"); return; }
     tr.i = i; tr.cursor.setLatLng(tr.pts[i]);
@@ -529,6 +666,11 @@
     renderWho();
     initMap();
     if (state.user.role === "bureau") $("draw-bar").style.display = "block";
+    GpsmAlerts.configure(state.config, {
+      acknowledge: acknowledgeAlarm, handle: openHandleDialog, track: showAlarmTrack,
+    });
+    state.companies = state.user.role === "operator" ? [] : await api("/api/companies").catch(() => []);
+    fillAlarmFilters();
     await loadAlarms();
     loadFences();
     connect();
@@ -536,6 +678,8 @@
   async function boot() {
     $("lang").value = GpsmI18n.lang;
     GpsmI18n.apply();
+    GpsmAlerts.renderTitle();
+    GpsmAlerts.renderMute();
     renderConn();
     state.config = await api("/api/config");
     const session = await api("/api/auth/session");
