@@ -156,8 +156,9 @@
       `<tr><td>${t("company")}</td><td>${esc(a.company_name || "")}</td></tr>` +
       `<tr><td>${t("key_figure")}</td><td class="pop-figure">${esc(keyFigure(a))}</td></tr>` +
       `<tr><td>${t("time")}</td><td>${fmtTime(a.started_at)}</td></tr></table>` +
-      `<div class="pop-actions"><button class="pop-ack">${t("acknowledge")}</button>` +
-      `<button class="pop-handle">${t("handle")}</button>` +
+      `<div class="pop-actions">` +
+      (state.handlers.acknowledge ? `<button class="pop-ack">${t("acknowledge")}</button>` : "") +
+      (state.handlers.handle ? `<button class="pop-handle">${t("handle")}</button>` : "") +
       `<button class="pop-track">${t("view_track")}</button></div>`;
   }
   function show(a) {

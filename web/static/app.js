@@ -666,8 +666,10 @@
     renderWho();
     initMap();
     if (state.user.role === "bureau") $("draw-bar").style.display = "block";
+    const handles = state.user.role === "bureau" || state.user.role === "operator";  // enforcement reads
     GpsmAlerts.configure(state.config, {
-      acknowledge: acknowledgeAlarm, handle: openHandleDialog, track: showAlarmTrack,
+      acknowledge: handles ? acknowledgeAlarm : null, handle: handles ? openHandleDialog : null,
+      track: showAlarmTrack,
     });
     state.companies = state.user.role === "operator" ? [] : await api("/api/companies").catch(() => []);
     fillAlarmFilters();
