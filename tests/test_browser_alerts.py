@@ -160,7 +160,9 @@ async def test_level_1_alarm_pops_up_sounds_badges_and_acknowledging_clears_othe
                     assert expected in text, (expected, text)
                 # title badge, sound started (level 1: square-wave siren), notification
                 for page in pages:
-                    await page.wait_for_function(f"document.title === '(1) {TITLE}'", timeout=5000)
+                    await page.wait_for_function(
+                        "(t) => document.title === t", arg=f"(1) {TITLE}", timeout=5000
+                    )
                 oscillators = await screen_a.evaluate("window.__oscillators")
                 assert oscillators and {o["type"] for o in oscillators} == {"square"}
                 assert await screen_a.evaluate("GpsmAlerts.state.sounds.map(s => s.level)") == [1]
@@ -176,7 +178,8 @@ async def test_level_1_alarm_pops_up_sounds_badges_and_acknowledging_clears_othe
 
                 # a level-1 alarm repeats its sound (alert_repeat_s = 5) until acknowledged
                 await screen_b.wait_for_function(
-                    "GpsmAlerts.state.sounds.filter(s => s.level === 1).length >= 2", timeout=9000
+                    "() => GpsmAlerts.state.sounds.filter((s) => s.level === 1).length >= 2",
+                    timeout=9000,
                 )
                 # screen B mutes: no sound there, remembered across a reload
                 await screen_b.click("#mute")
@@ -185,7 +188,9 @@ async def test_level_1_alarm_pops_up_sounds_badges_and_acknowledging_clears_othe
                 await screen_a.click(f"{card} .pop-ack")
                 await screen_a.wait_for_selector(card, state="detached", timeout=5000)
                 # screen B: badge cleared and card gone through the websocket, without a reload
-                await screen_b.wait_for_function(f"document.title === '{TITLE}'", timeout=5000)
+                await screen_b.wait_for_function(
+                    "(t) => document.title === t", arg=TITLE, timeout=5000
+                )
                 await screen_b.wait_for_selector(card, state="detached", timeout=5000)
                 await screen_b.wait_for_selector(
                     f'.alarm-item[data-alarm-id="{alarm_id}"][data-status="acknowledged"]'
@@ -259,7 +264,7 @@ async def test_worklist_filters_counts_and_pages_in_the_page(
             await page.click("#af-next")
             await page.click("#af-next")
             await page.wait_for_function(
-                "document.querySelector('#af-page').textContent.startsWith('3 / 3')"
+                "() => document.querySelector('#af-page').textContent.startsWith('3 / 3')"
             )
             assert await page.locator(".alarm-item").count() == 5
             # the oldest overspeed (vehicle 0) started where its fix was, at 14:30 local;
@@ -273,12 +278,14 @@ async def test_worklist_filters_counts_and_pages_in_the_page(
             await page.screenshot(path=str(ARTIFACTS / "alerts_worklist_bureau.png"))
             # filter by level: the info one only; by plate: a third of the overspeeds
             await page.select_option("#af-level", "4")
-            await page.wait_for_function("document.querySelectorAll('.alarm-item').length === 1")
+            await page.wait_for_function(
+                "() => document.querySelectorAll('.alarm-item').length === 1"
+            )
             assert await page.get_attribute(".alarm-item", "data-level") == "4"
             await page.select_option("#af-level", "")
             await page.fill("#af-plate", "a20002")
             await page.wait_for_function(
-                "document.querySelector('#alarm-total').textContent === '(8)'"
+                "() => document.querySelector('#alarm-total').textContent === '(8)'"
             )
             assert set(await page.locator(".alarm-item").all_inner_texts()) and all(
                 "渝A20002" in t for t in await page.locator(".alarm-item").all_inner_texts()
