@@ -57,11 +57,14 @@ async def measure(base: str, seconds: float) -> list[float]:
     return out
 
 
-def flood(base: str, stop: threading.Event, answers: collections.Counter[int]) -> None:
-    with httpx.Client(base_url=base) as http:
+def flood(base: str, stop: threading.Event, answers: collections.Counter[str]) -> None:
+    with httpx.Client(base_url=base, timeout=None) as http:  # queued logins wait their turn
         while not stop.is_set():
-            r = http.post("/api/auth/login", json={"username": "nobody", "password": "guess"})
-            answers[r.status_code] += 1
+            try:
+                r = http.post("/api/auth/login", json={"username": "nobody", "password": "guess"})
+                answers[str(r.status_code)] += 1
+            except httpx.HTTPError as error:
+                answers[type(error).__name__] += 1
 
 
 def figures(name: str, latencies: list[float]) -> str:
@@ -103,7 +106,7 @@ async def run(args: argparse.Namespace) -> None:
                     await asyncio.sleep(0.1)
         idle = await measure(base, args.duration_s)
         stop = threading.Event()
-        answers: collections.Counter[int] = collections.Counter()
+        answers: collections.Counter[str] = collections.Counter()
         threads = [
             threading.Thread(target=flood, args=(base, stop, answers), daemon=True)
             for _ in range(args.flood_threads)
