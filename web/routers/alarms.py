@@ -79,29 +79,32 @@ class AlarmFilter:
     end: datetime | None
     late: bool | None
 
-    def where(self) -> tuple[str, list[Any]]:
+    def where(
+        self, statuses: list[str] | None = None, levels: list[int] | None = None
+    ) -> tuple[str, list[Any]]:
+        """``(condition, args)``: only the filters given, as ``$1``, ``$2``... (a plan per
+        combination, so each can use its index), over ``alarms a JOIN vehicles v``."""
         plate = None
         if self.plate:  # a literal part of the plate: LIKE's wildcards escaped
             literal = self.plate.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             plate = f"%{literal}%"
-        return (
-            "($1::bigint IS NULL OR a.company_id = $1) "
-            "AND ($2::text IS NULL OR a.alarm_type = $2) "
-            "AND ($3::bigint IS NULL OR a.vehicle_id = $3) "
-            "AND ($4::text IS NULL OR v.plate_number ILIKE $4) "
-            "AND ($5::timestamptz IS NULL OR a.started_at >= $5) "
-            "AND ($6::timestamptz IS NULL OR a.started_at < $6) "
-            "AND ($7::bool IS NULL OR a.late = $7)",
-            [
-                self.company_id,
-                self.alarm_type,
-                self.vehicle_id,
-                plate,
-                self.start,
-                self.end,
-                self.late,
-            ],
+        terms = (
+            ("a.company_id = {}", self.company_id),
+            ("a.alarm_type = {}", self.alarm_type),
+            ("a.vehicle_id = {}", self.vehicle_id),
+            ("v.plate_number ILIKE {}", plate),
+            ("a.started_at >= {}", self.start),
+            ("a.started_at < {}", self.end),
+            ("a.late = {}", self.late),
+            ("a.status = ANY({}::text[])", statuses),
+            ("a.level = ANY({}::smallint[])", levels),
         )
+        conditions, args = [], []
+        for sql, value in terms:
+            if value is not None:
+                args.append(value)
+                conditions.append(sql.format(f"${len(args)}"))
+        return " AND ".join(conditions) or "true", args
 
 
 def _statuses(status: str | None) -> list[str] | None:
@@ -167,15 +170,12 @@ async def list_alarms(
     speed and limit, driving time, distance off route...) and ``latitude`` / ``longitude``: the
     vehicle's last ok fix at the alarm's start (None without one within the day before).
     """
-    where, args = filters.where()
+    where, args = filters.where(_statuses(status), level)
+    n = len(args)
     rows = await pool.fetch(
         f"SELECT a.*, place.latitude, place.longitude FROM ({_ALARM_SELECT} WHERE {where} "
-        "AND ($8::text[] IS NULL OR a.status = ANY($8)) "
-        "AND ($9::smallint[] IS NULL OR a.level = ANY($9)) "
-        f"{_WORKLIST_ORDER} LIMIT $10 OFFSET $11) AS a {_PLACE} {_WORKLIST_ORDER}",
+        f"{_WORKLIST_ORDER} LIMIT ${n + 1} OFFSET ${n + 2}) AS a {_PLACE} {_WORKLIST_ORDER}",
         *args,
-        _statuses(status),
-        level,
         limit,
         offset,
     )
@@ -194,9 +194,10 @@ async def alarm_summary(
     ones at or above its alert level), all as ``{"key": count}`` with every key present.
     """
     where, args = filters.where()
+    join = "JOIN vehicles v ON v.id = a.vehicle_id " if filters.plate else ""
     rows = await pool.fetch(
-        "SELECT a.status, a.level, count(*) AS n FROM alarms a "
-        f"JOIN vehicles v ON v.id = a.vehicle_id WHERE {where} GROUP BY a.status, a.level",
+        f"SELECT a.status, a.level, count(*) AS n FROM alarms a {join}"
+        f"WHERE {where} GROUP BY a.status, a.level",
         *args,
     )
     statuses = _statuses(status)
