@@ -9,7 +9,10 @@ database with one user, the web app (`create_app`, uvicorn) in a separate proces
      they can. They all come from 127.0.0.1, so the per-address throttle answers most of them
      429 after the first ``web.login_address_attempts``; ``--no-throttle`` raises the throttle
      out of reach, so every login costs its argon2 check (the worst case for the event loop).
-Prints p50/p99/max latency of both phases and the flood's answers by status.
+Prints p50/p99/max latency of both phases, the web process's event-loop lag (how late a 10 ms
+timer fires on the server's loop: what every request and websocket there waits behind) in both
+phases, and the flood's answers by status. The server runs from this file's repository: a copy
+of this file in a checkout of another commit measures that commit's app the same way.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import asyncpg
 import httpx
@@ -31,6 +35,9 @@ import httpx
 ADMIN_URL = os.environ.get(
     "GPS_MONITOR_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
+
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def db_url(name: str) -> str:
@@ -67,6 +74,36 @@ def flood(base: str, stop: threading.Event, answers: collections.Counter[str]) -
                 answers[type(error).__name__] += 1
 
 
+async def serve(port: int) -> None:
+    """The web app on uvicorn with a probe on its loop: every 10 ms timer's lateness (ms) with
+    its monotonic start, served as JSON at ``GET /bench/lag``."""
+    import uvicorn
+
+    from gps_monitor.config import Settings
+    from web.app import create_app
+
+    samples: list[tuple[float, float]] = []
+
+    async def probe() -> None:
+        while True:
+            started = time.monotonic()
+            await asyncio.sleep(0.01)
+            samples.append((started, (time.monotonic() - started - 0.01) * 1000))
+
+    app = create_app(Settings())
+
+    async def lag() -> list[tuple[float, float]]:
+        return samples
+
+    app.add_api_route("/bench/lag", lag)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    task = asyncio.create_task(probe())
+    try:
+        await server.serve()
+    finally:
+        task.cancel()
+
+
 def figures(name: str, latencies: list[float]) -> str:
     q = statistics.quantiles(latencies, n=100)
     return (
@@ -93,7 +130,17 @@ async def run(args: argparse.Namespace) -> None:
             "GPS_MONITOR_WEB_LOGIN_ADDRESS_ATTEMPTS": "100000000",
         }
     server = subprocess.Popen(  # noqa: ASYNC220 - started once, before any measuring
-        [sys.executable, "-m", "gps_monitor.cli", "web", "--port", str(port)], env=env
+        # as a module from the repository root: run as a script, benchmarks/web.py would
+        # shadow the web package
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.web_login",
+            "--serve",
+            str(port),
+        ],
+        env=env,
+        cwd=REPO,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -104,7 +151,10 @@ async def run(args: argparse.Namespace) -> None:
                     break
                 except httpx.TransportError:
                     await asyncio.sleep(0.1)
+        await upgrade(db_url(name))
+        idle_from = time.monotonic()
         idle = await measure(base, args.duration_s)
+        flood_from = time.monotonic()
         stop = threading.Event()
         answers: collections.Counter[str] = collections.Counter()
         threads = [
@@ -118,25 +168,49 @@ async def run(args: argparse.Namespace) -> None:
         stop.set()
         for thread in threads:
             thread.join(30)
-        print(figures("idle", idle))
-        print(figures(f"during a login flood ({args.flood_threads} threads)", flooded))
+        flood_to = time.monotonic()
+        async with httpx.AsyncClient(base_url=base) as http:
+            lag = (await http.get("/bench/lag")).json()
+        print(figures("GET /api/auth/session, idle", idle))
+        print(
+            figures(f"GET /api/auth/session, login flood ({args.flood_threads} threads)", flooded)
+        )
+        print(figures("event-loop lag, idle", [ms for t, ms in lag if idle_from <= t < flood_from]))
+        print(
+            figures(
+                "event-loop lag, login flood", [ms for t, ms in lag if flood_from <= t < flood_to]
+            )
+        )
         print(f"flood answers by status: {dict(answers)}")
     finally:
-        server.terminate()
-        server.wait(30)
+        if server.poll() is None:
+            server.terminate()
+            server.wait(30)
         admin = await asyncpg.connect(ADMIN_URL)
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
 
 
+async def upgrade(url: str) -> None:
+    from gps_monitor.config import DatabaseSettings
+    from gps_monitor.service import upgrade_schema
+
+    await upgrade_schema(DatabaseSettings(url=url, timescale="off"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)  # the server process
     parser.add_argument("--flood-threads", type=int, default=8)
     parser.add_argument("--duration-s", type=float, default=10.0)
     parser.add_argument(
         "--no-throttle", action="store_true", help="raise the login throttle out of reach"
     )
-    asyncio.run(run(parser.parse_args()))
+    args = parser.parse_args()
+    if args.serve:
+        asyncio.run(serve(args.serve))
+    else:
+        asyncio.run(run(args))
 
 
 if __name__ == "__main__":
