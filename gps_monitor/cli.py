@@ -37,6 +37,7 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("web", "web.cli", "serve the live map, REST API and websocket feed"),
     ("user", "web.user_cli", "web users: `user create NAME --role ...`"),
     ("rules", "rules.cli", "run the rules engine service (positions in, alarms out)"),
+    ("notify", "notify.cli", "push alarms to 企业微信/钉钉/飞书 robots, webhooks, e-mail, SMS"),
     ("evaluate", "rules.evaluate", "run the rules engine offline over a track file"),
     ("geofence", "rules.fences_cli", "geofences: `geofence import|export|assign|list|delete`"),
     ("route", "rules.fences_cli", "routes: `route import|export|assign|list|delete`"),

@@ -826,6 +826,120 @@ class AlarmsSettings(BaseModel):
             ) from None
 
 
+class NotifySettings(BaseModel):
+    """`gps-monitor notify`: push alarms to 企业微信/钉钉/飞书 robots, webhooks, e-mail and SMS
+    (issue 9). Channels and subscriptions live in the database (web API); these settings are the
+    service's own: retries, timeouts, the SMTP server and the SMS gateway.
+
+    Env: ``GPS_MONITOR_NOTIFY_<FIELD>``, e.g. ``GPS_MONITOR_NOTIFY_SMTP_HOST``.
+    """
+
+    model_config = ConfigDict(allow_inf_nan=False)
+
+    client_id: str = Field(
+        default="",
+        description="MQTT client id of the notify worker (persistent session). Empty: the mqtt "
+        "client id with 'ingest' replaced by 'notify' (gps-monitor-notify by default).",
+    )
+    timezone: str = Field(
+        default="Asia/Shanghai", description="Zone of quiet hours and of times in messages."
+    )
+    send_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=300,
+        description="Longest one delivery attempt may take (connect, send, answer); a receiver "
+        "that hangs longer is a failed attempt.",
+    )
+    max_attempts: int = Field(
+        default=5, ge=1, le=50, description="Attempts per delivery before it is marked failed."
+    )
+    retry_initial_delay_s: float = Field(
+        default=5.0, gt=0, description="Delay before the 2nd attempt; doubled for each next one."
+    )
+    retry_max_delay_s: float = Field(
+        default=600.0, gt=0, description="Longest delay between two attempts (10 min)."
+    )
+    channel_concurrency: int = Field(
+        default=8,
+        ge=1,
+        le=256,
+        description="Deliveries in flight at once per channel (each channel has its own "
+        "senders, so a slow or dead one never holds up the others).",
+    )
+    channel_queue_max: int = Field(
+        default=5000,
+        ge=10,
+        description="Deliveries held in memory per channel; beyond it they wait in the "
+        "database (status pending) and are picked up by the rescan.",
+    )
+    rescan_interval_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="How often pending deliveries not in memory (backlog, restart) are loaded.",
+    )
+    reload_interval_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="How often channels, subscriptions and vehicles are checked for changes.",
+    )
+    batch_max_messages: int = Field(
+        default=500, ge=1, description="Alarm messages recorded per database transaction."
+    )
+    batch_wait_s: float = Field(
+        default=0.02, ge=0, description="Longest wait to fill a batch once one message is in."
+    )
+    include_late: bool = Field(
+        default=False,
+        description="Also push alarms raised from late (blind-area) data; off: they are stored "
+        "and shown, not pushed as live.",
+    )
+    # e-mail
+    smtp_host: str | None = Field(
+        default=None, description="SMTP server; required when an e-mail channel exists."
+    )
+    smtp_port: int = Field(default=587, ge=1, le=65535, description="587 STARTTLS, 465 SSL.")
+    smtp_security: Literal["starttls", "ssl", "none"] = Field(
+        default="starttls",
+        description="starttls (RFC 3207), ssl (implicit TLS, RFC 8314) or none (local relay).",
+    )
+    smtp_username: str | None = Field(default=None, description="SMTP AUTH user (optional).")
+    smtp_password: str | None = Field(default=None, description="SMTP AUTH password.")
+    smtp_from: str | None = Field(
+        default=None, description="From address; required when an e-mail channel exists."
+    )
+    smtp_ca_file: str | None = Field(
+        default=None, description="CA bundle to verify the SMTP server (default: system CAs)."
+    )
+    # SMS gateway
+    sms_url: str | None = Field(
+        default=None,
+        description="HTTP(S) URL of the SMS gateway; required when an SMS channel exists.",
+    )
+    sms_body_template: str = Field(
+        default='{"phone": "{phone}", "text": "{text}"}',
+        description="Request body; {phone} and {text} are replaced (JSON-escaped when "
+        "sms_content_type is JSON, form-encoded otherwise).",
+    )
+    sms_content_type: str = Field(
+        default="application/json", description="Content-Type of the gateway request."
+    )
+    sms_max_chars: int = Field(
+        default=300, ge=10, description="Longer texts are cut (an SMS part is 70 characters)."
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError, OSError):
+            raise PydanticCustomError(
+                "time_zone", "Input should be an IANA time zone name such as Asia/Shanghai"
+            ) from None
+        return value
+
+
 class Settings(BaseSettings):
     """All settings. ``Settings()`` reads the environment; tests build one explicitly."""
 
@@ -847,6 +961,7 @@ class Settings(BaseSettings):
     rules: RulesSettings = RulesSettings()
     reports: ReportsSettings = ReportsSettings()
     alarms: AlarmsSettings = AlarmsSettings()
+    notify: NotifySettings = NotifySettings()
 
 
 @lru_cache(maxsize=1)

@@ -62,6 +62,7 @@ log = logging.getLogger(__name__)
 SERVICES: tuple[tuple[str, str, str], ...] = (
     ("ingest", "ingest.cli", "MQTT ingest worker: positions -> database"),
     ("rules", "rules.worker", "rules engine: accepted positions -> alarms"),
+    ("notify", "notify.cli", "push channels: alarms -> robots, webhooks, e-mail, SMS"),
     ("web", "web.demo", "live map, REST API and websocket feed (prints users and address)"),
 )
 

@@ -1,0 +1,226 @@
+"""The channel kinds and what every channel module provides.
+
+A channel module (:mod:`notify.wecom`, :mod:`notify.dingtalk`, :mod:`notify.feishu`,
+:mod:`notify.webhook`, :mod:`notify.email`, :mod:`notify.sms`) has:
+
+- ``validate(config, secret, settings) -> None``: raises :class:`ChannelError` naming the
+  field (``config.url: expected an http:// or https:// URL with a host, got 'htp:/x'``);
+- ``target(config) -> str``: where it goes, for the delivery log, without secrets (an URL loses
+  its query string, where robots carry their access token);
+- ``async send(channel, note, ctx) -> Outcome``: one attempt; never raises for a receiver's
+  failure (refused, 500, garbage), it returns a failed :class:`Outcome`.
+
+:data:`KINDS` maps each kind to its module. :func:`validate_channel` is what the web API (422)
+and the service at start (exit 2) call.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any, Protocol
+from zoneinfo import ZoneInfo
+
+import httpx
+
+from gps_monitor.config import NotifySettings
+from gps_monitor.db.notify import ChannelRecord
+from gps_monitor.errors import ConfigurationError
+from notify.message import Notification
+
+KIND_MODULES: dict[str, str] = {
+    "wecom": "notify.wecom",
+    "dingtalk": "notify.dingtalk",
+    "feishu": "notify.feishu",
+    "webhook": "notify.webhook",
+    "email": "notify.email",
+    "sms": "notify.sms",
+}
+KINDS = tuple(KIND_MODULES)
+REPLY_MAX_CHARS = 500
+
+
+class ChannelError(ConfigurationError):
+    """A channel's kind, config or secret is unusable; the message names the field."""
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """One attempt's result: ``reply_code`` is the HTTP status or the SMTP reply code (None when
+    no answer came: refused, timed out), ``reply`` the answer or the error, cut to 500 chars."""
+
+    ok: bool
+    reply_code: int | None
+    reply: str
+
+    @classmethod
+    def failed(cls, reply: str, reply_code: int | None = None) -> Outcome:
+        return cls(False, reply_code, reply[:REPLY_MAX_CHARS])
+
+
+@dataclass(frozen=True, slots=True)
+class SendContext:
+    """What a send needs besides the channel and the notification."""
+
+    http: httpx.AsyncClient
+    settings: NotifySettings
+    zone: ZoneInfo
+    delivery_id: int
+
+
+class ChannelModule(Protocol):
+    def validate(
+        self, config: dict[str, Any], secret: str | None, settings: NotifySettings
+    ) -> None: ...
+
+    def target(self, config: dict[str, Any]) -> str: ...
+
+    async def send(
+        self, channel: ChannelRecord, note: Notification, ctx: SendContext
+    ) -> Outcome: ...
+
+
+def module_for(kind: str) -> ModuleType:
+    """The module of ``kind``.
+
+    Raises:
+        ChannelError: an unknown kind.
+    """
+    if kind not in KIND_MODULES:
+        raise ChannelError(f"kind: expected one of {', '.join(KINDS)}, got {kind!r}")
+    return importlib.import_module(KIND_MODULES[kind])
+
+
+def validate_channel(
+    kind: str, config: dict[str, Any], secret: str | None, settings: NotifySettings
+) -> str:
+    """Check a channel; returns its log target.
+
+    Raises:
+        ChannelError: unknown kind, malformed URL or address, missing secret, or a setting the
+            kind needs (SMTP server, SMS gateway) unset; the message names it.
+    """
+    module = module_for(kind)
+    if not isinstance(config, dict):
+        raise ChannelError(f"config: expected an object, got {config!r}")
+    module.validate(config, secret, settings)
+    return str(module.target(config))
+
+
+def describe(channel: ChannelRecord, error: ChannelError) -> str:
+    """``notify channel 7 '车队群' (dingtalk): config.url: expected ...``."""
+    return f"notify channel {channel.id} {channel.name!r} ({channel.kind}): {error}"
+
+
+# --- shared checks -------------------------------------------------------------------------
+
+
+def require_url(value: Any, name: str = "config.url") -> str:
+    """An http(s) URL with a host.
+
+    Raises:
+        ChannelError: anything else, naming ``name``.
+    """
+    expected = f"{name}: expected an http:// or https:// URL with a host, got {value!r}"
+    if not isinstance(value, str) or not value or any(c.isspace() for c in value):
+        raise ChannelError(expected)
+    try:
+        url = httpx.URL(value)
+    except (httpx.InvalidURL, ValueError, TypeError):
+        raise ChannelError(expected) from None
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ChannelError(expected)
+    return value
+
+
+def require_secret(secret: str | None) -> str:
+    """Raises ChannelError unless a non-empty secret is given."""
+    if not isinstance(secret, str) or not secret.strip():
+        raise ChannelError("secret: expected the signing secret the receiver gave, got none")
+    return secret
+
+
+def url_target(config: dict[str, Any]) -> str:
+    """The URL without its query string (robots carry their access token there)."""
+    url = httpx.URL(str(config.get("url", "")))
+    return str(url.copy_with(query=None, fragment=None))
+
+
+_EMAIL = re.compile(r"^[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;]+$")
+_PHONE = re.compile(r"^\+?[0-9]{5,20}$")
+
+
+def require_list(
+    config: dict[str, Any], name: str, pattern: re.Pattern[str], what: str
+) -> list[str]:
+    """A non-empty list of strings each matching ``pattern``.
+
+    Raises:
+        ChannelError: naming ``config.<name>``.
+    """
+    values = config.get(name)
+    if not isinstance(values, list) or not values or len(values) > 100:
+        raise ChannelError(f"config.{name}: expected a list of 1 to 100 {what}, got {values!r}")
+    for value in values:
+        if not isinstance(value, str) or not pattern.match(value):
+            raise ChannelError(f"config.{name}: expected {what}, got {value!r}")
+    return values
+
+
+def email_addresses(config: dict[str, Any]) -> list[str]:
+    return require_list(config, "to", _EMAIL, "e-mail addresses (name@example.com)")
+
+
+def phone_numbers(config: dict[str, Any]) -> list[str]:
+    return require_list(config, "phones", _PHONE, "phone numbers (5-20 digits, optional +)")
+
+
+def check_email_address(value: str | None, setting: str) -> str:
+    if not isinstance(value, str) or not _EMAIL.match(value):
+        raise ChannelError(f"{setting}: expected an e-mail address, got {value!r}")
+    return value
+
+
+async def post_json(
+    ctx: SendContext, url: str, body: dict[str, Any] | bytes, headers: dict[str, str] | None = None
+) -> httpx.Response | Outcome:
+    """POST ``body`` (JSON), within ``notify.send_timeout_s``; a transport error comes back as a
+    failed :class:`Outcome` (the caller checks the answer)."""
+    import json
+
+    content = body if isinstance(body, bytes) else json.dumps(body, ensure_ascii=False).encode()
+    try:
+        return await ctx.http.post(
+            url,
+            content=content,
+            headers={"Content-Type": "application/json; charset=utf-8", **(headers or {})},
+            timeout=ctx.settings.send_timeout_s,
+        )
+    except httpx.TimeoutException as error:
+        return Outcome.failed(
+            f"no answer within {ctx.settings.send_timeout_s} s ({type(error).__name__})"
+        )
+    except httpx.HTTPError as error:
+        return Outcome.failed(f"{type(error).__name__}: {error}")
+
+
+def robot_outcome(response: httpx.Response, code_keys: tuple[str, ...]) -> Outcome:
+    """A robot's answer: HTTP 200 with a JSON object whose code (first of ``code_keys`` present)
+    is 0 is success; anything else (an HTTP error, garbage, a non-zero code) fails."""
+    text = response.text[:REPLY_MAX_CHARS]
+    if response.status_code != 200:
+        return Outcome.failed(text or response.reason_phrase, response.status_code)
+    try:
+        data = response.json()
+    except ValueError:
+        return Outcome.failed(f"expected a JSON answer, got {text!r}", response.status_code)
+    if not isinstance(data, dict):
+        return Outcome.failed(f"expected a JSON object, got {text!r}", response.status_code)
+    for key in code_keys:
+        if key in data:
+            if data[key] == 0:
+                return Outcome(True, response.status_code, text)
+            return Outcome.failed(text, response.status_code)
+    return Outcome.failed(f"expected {' or '.join(code_keys)} in {text!r}", response.status_code)

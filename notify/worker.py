@@ -1,0 +1,570 @@
+"""The notify service: alarm events in (MQTT), pushes out (robots, webhooks, e-mail, SMS).
+
+Input: ``{prefix}alarms/v1/{company_id}/{vehicle_id}/{alarm_type}``, one
+:meth:`Alarm.to_dict` per message, published by the rules worker after its commit (QoS 1). The
+worker holds a persistent session and acknowledges manually (:mod:`gps_monitor.mqtt`):
+
+1. read the messages already queued (up to ``notify.batch_max_messages``);
+2. per message: ``opened`` and ``closed`` events are routed by the subscriptions
+   (:mod:`notify.routing`); ``updated`` events and late alarms (unless ``notify.include_late``)
+   are not pushed; a malformed message goes to ``rejected_messages`` with its reason;
+3. one transaction: a ``notify_deliveries`` row per (alarm episode, event, channel), status
+   ``pending`` (or ``suppressed`` in quiet hours); the unique key makes a redelivered message a
+   no-op, so nothing is sent twice;
+4. after the commit the messages are acknowledged in arrival order, and the new pending
+   deliveries are handed to their channel's sender.
+
+Each channel has its own :class:`ChannelSender`: a bounded in-memory queue, its own HTTP
+connection pool and ``notify.channel_concurrency`` tasks, each attempt bounded by
+``notify.send_timeout_s``. A dead, slow or garbage-answering receiver only fills its own queue;
+the others, the MQTT consumption and the rules worker (another process, its own session) go on.
+A failed attempt is retried after ``retry_initial_delay_s`` doubling up to ``retry_max_delay_s``,
+``max_attempts`` in all, then marked ``failed``. Every attempt is recorded (``notify_attempts``,
+batched by :class:`AttemptRecorder`). Deliveries beyond a channel's queue, and those pending
+from before a restart, wait in the table and are loaded by the rescan.
+
+Guarantee: at least once per (episode, event, channel) while attempts last; a crash between a
+send and the record of its attempt resends that one delivery after the restart (the webhook's
+``X-GPS-Monitor-Delivery`` header lets a receiver drop the repeat). Secrets are never logged:
+log lines name channels by id, name and target (URL without its query string).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
+
+import aiomqtt
+import asyncpg
+import httpx
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from gps_monitor import mqtt, topics
+from gps_monitor.config import Settings
+from gps_monitor.db import notify as store
+from gps_monitor.db.notify import AttemptRecord, ChannelRecord, Delivery, NewDelivery, Subscription
+from gps_monitor.db.pool import create_pool
+from gps_monitor.errors import ConfigurationError, PayloadError
+from notify import email, sms
+from notify.channels import (
+    ChannelError,
+    Outcome,
+    SendContext,
+    describe,
+    module_for,
+    validate_channel,
+)
+from notify.levels import level_of
+from notify.message import EVENTS, Notification, VehicleInfo, notification, parse_alarm_message
+from notify.routing import route
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+_VEHICLES = (
+    "SELECT v.id, v.plate_number, v.vehicle_class, c.name AS company_name "
+    "FROM vehicles v JOIN companies c ON c.id = v.company_id"
+)
+
+
+def notify_client_id(settings: Settings) -> str:
+    """The notify worker's MQTT client id (stable: the broker keeps its session under it)."""
+    if settings.notify.client_id:
+        return settings.notify.client_id
+    base = settings.mqtt.client_id
+    return base.replace("ingest", "notify") if "ingest" in base else f"{base}-notify"
+
+
+def check_settings(settings: Settings) -> None:
+    """The SMTP and SMS gateway settings, when given, are usable (channels needing them are
+    checked with the channels).
+
+    Raises:
+        ChannelError: naming the setting.
+    """
+    if settings.notify.smtp_host or settings.notify.smtp_from:
+        email.check_settings(settings.notify)
+    if settings.notify.sms_url:
+        sms.check_settings(settings.notify)
+
+
+def stored_message(note: Notification) -> dict[str, Any]:
+    """What a delivery row keeps to send later: the alarm message and what was looked up."""
+    return {
+        "alarm": note.message,
+        "level": note.level,
+        "plate_number": note.plate_number,
+        "company_name": note.company_name,
+    }
+
+
+def from_stored(message: dict[str, Any]) -> Notification:
+    """Inverse of :func:`stored_message`."""
+    data = message["alarm"]
+    vehicle = VehicleInfo(message["plate_number"], "", message["company_name"])
+    return notification(data, vehicle, int(message["level"]))
+
+
+class AttemptRecorder:
+    """Stores attempt outcomes in batches (one transaction per ``flush``), retrying through a
+    database outage; a delivery leaves its sender's memory only once its final attempt is
+    stored (so the rescan never loads one that is still being sent)."""
+
+    def __init__(self, worker: NotifyWorker) -> None:
+        self.worker = worker
+        self.pending: list[tuple[AttemptRecord, Callable[[], None] | None]] = []
+        self.wake = asyncio.Event()
+        self.stored = 0
+
+    def add(self, record: AttemptRecord, done: Callable[[], None] | None) -> None:
+        self.pending.append((record, done))
+        if len(self.pending) >= 500:
+            self.wake.set()
+
+    async def run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(0.05):
+                    await self.wake.wait()
+            self.wake.clear()
+            await self.flush()
+
+    async def flush(self) -> None:
+        if not self.pending:
+            return
+        batch, self.pending = self.pending, []
+        pool = await self.worker.pool()
+
+        async def write() -> None:
+            async with pool.acquire() as conn:
+                await store.record_attempts(conn, [record for record, _ in batch])
+
+        await self.worker.retry(write)
+        self.stored += len(batch)
+        for _, done in batch:
+            if done is not None:
+                done()
+
+
+class ChannelSender:
+    """One channel's queue, HTTP connection pool and sender tasks (see the module docstring)."""
+
+    def __init__(self, worker: NotifyWorker, channel: ChannelRecord) -> None:
+        settings = worker.settings.notify
+        self.worker = worker
+        self.channel = channel
+        self.module = module_for(channel.kind)
+        self.target = validate_channel(channel.kind, channel.config, channel.secret, settings)
+        self.queue: asyncio.Queue[Delivery] = asyncio.Queue(maxsize=settings.channel_queue_max)
+        self.held: set[int] = set()
+        self.backlog = True  # pending rows in the table that are not held (start, overflow)
+        self.timers: set[asyncio.TimerHandle] = set()
+        self.http = httpx.AsyncClient(
+            limits=httpx.Limits(max_connections=settings.channel_concurrency),
+            follow_redirects=False,
+            trust_env=False,
+        )
+        self.tasks = [
+            asyncio.create_task(self._loop(), name=f"notify channel {channel.id} sender {i}")
+            for i in range(settings.channel_concurrency)
+        ]
+        self.sent = 0
+        self.failed_attempts = 0
+
+    def __str__(self) -> str:
+        c = self.channel
+        return f"channel {c.id} {c.name!r} ({c.kind} {self.target})"
+
+    def offer(self, delivery: Delivery) -> None:
+        """Queue ``delivery`` unless held already; a full queue leaves it in the table."""
+        if delivery.id in self.held:
+            return
+        try:
+            self.queue.put_nowait(delivery)
+        except asyncio.QueueFull:
+            self.backlog = True
+            return
+        self.held.add(delivery.id)
+
+    def _requeue(self, delivery: Delivery, timer: list[asyncio.TimerHandle]) -> None:
+        self.timers.discard(timer[0])
+        try:
+            self.queue.put_nowait(delivery)
+        except asyncio.QueueFull:
+            self.held.discard(delivery.id)
+            self.backlog = True
+
+    def _schedule(self, delivery: Delivery, delay_s: float) -> None:
+        box: list[asyncio.TimerHandle] = []
+        handle = asyncio.get_running_loop().call_later(delay_s, self._requeue, delivery, box)
+        box.append(handle)
+        self.timers.add(handle)
+
+    def retry_delay_s(self, attempts: int) -> float:
+        """Delay after the ``attempts``-th failed attempt: initial * 2^(attempts-1), capped."""
+        settings = self.worker.settings.notify
+        return float(
+            min(settings.retry_initial_delay_s * 2 ** (attempts - 1), settings.retry_max_delay_s)
+        )
+
+    async def _loop(self) -> None:
+        while True:
+            delivery = await self.queue.get()
+            try:
+                await self.attempt(delivery)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a bug: keep the sender alive, the delivery stays pending
+                log.exception("notify: %s: delivery %s failed unexpectedly", self, delivery.id)
+                self.held.discard(delivery.id)
+                self.backlog = True
+
+    async def attempt(self, delivery: Delivery) -> None:
+        """One attempt, recorded; a failure schedules the next or marks the delivery failed."""
+        settings = self.worker.settings.notify
+        delivery.attempts += 1
+        note = from_stored(delivery.message)
+        ctx = SendContext(self.http, settings, self.worker.zone, delivery.id)
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(settings.send_timeout_s + 1.0):
+                outcome = await self.module.send(self.channel, note, ctx)
+        except TimeoutError:
+            outcome = Outcome.failed(f"no answer within {settings.send_timeout_s} s")
+        duration_ms = round((time.perf_counter() - started) * 1000)
+        now = datetime.now(UTC)
+        next_at = None
+        if outcome.ok:
+            status = "sent"
+            self.sent += 1
+        elif delivery.attempts >= settings.max_attempts:
+            status = "failed"
+            self.failed_attempts += 1
+            log.warning(
+                "notify: %s: delivery %s failed after %d attempts (last: %s %s)",
+                self,
+                delivery.id,
+                delivery.attempts,
+                outcome.reply_code,
+                outcome.reply[:200],
+            )
+        else:
+            status = "pending"
+            self.failed_attempts += 1
+            delay = self.retry_delay_s(delivery.attempts)
+            next_at = now + timedelta(seconds=delay)
+            log.info(
+                "notify: %s: attempt %d of delivery %s failed (%s %s); retry in %.0f s",
+                self,
+                delivery.attempts,
+                delivery.id,
+                outcome.reply_code,
+                outcome.reply[:200],
+                delay,
+            )
+        record = AttemptRecord(
+            delivery_id=delivery.id,
+            attempt=delivery.attempts,
+            at=now,
+            ok=outcome.ok,
+            reply_code=outcome.reply_code,
+            reply=outcome.reply,
+            duration_ms=duration_ms,
+            status=status,
+            next_attempt_at=next_at,
+        )
+        if status == "pending":
+            self.worker.recorder.add(record, None)
+            self._schedule(delivery, self.retry_delay_s(delivery.attempts))
+        else:
+            self.worker.recorder.add(record, lambda: self.held.discard(delivery.id))
+
+    async def rescan(self, pool: asyncpg.Pool) -> None:
+        """Load pending deliveries from the table that are due and not held, while room."""
+        if not self.backlog:
+            return
+        room = self.queue.maxsize - self.queue.qsize()
+        if room <= 0:
+            return
+        rows = await store.pending_deliveries(
+            pool, self.channel.id, exclude_ids=list(self.held), limit=room
+        )
+        for delivery in rows:
+            self.offer(delivery)
+        if len(rows) < room:
+            self.backlog = False
+
+    async def close(self) -> None:
+        for handle in self.timers:
+            handle.cancel()
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await self.http.aclose()
+
+
+class NotifyWorker:
+    """The notify service. :meth:`run` reconnects forever; :meth:`session` serves one
+    connection. ``ready`` is set once subscribed."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.prefix = settings.mqtt.topic_prefix
+        self.zone = ZoneInfo(settings.notify.timezone)
+        self.ready = asyncio.Event()
+        self.senders: dict[int, ChannelSender] = {}
+        self.subscriptions: list[Subscription] = []
+        self.vehicles: dict[int, VehicleInfo] = {}
+        self.recorder = AttemptRecorder(self)
+        self.recorded_messages = 0
+        self._pool: asyncpg.Pool | None = None
+        self._fingerprint: tuple[Any, ...] | None = None
+        self._loaded_at = 0.0
+        self._vehicles_at = 0.0
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # --- setup ---------------------------------------------------------------------------
+
+    async def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            self._pool = await create_pool(self.settings.database, min_size=1, max_size=4)
+        return self._pool
+
+    async def start(self) -> None:
+        """Check settings and every enabled channel, load the routing, start the senders.
+
+        Raises:
+            ConfigurationError: a setting or an enabled channel is unusable (names which).
+        """
+        check_settings(self.settings)
+        pool = await self.pool()
+        for channel in await store.load_channels(pool):
+            if not channel.enabled:
+                continue
+            try:
+                validate_channel(channel.kind, channel.config, channel.secret, self.settings.notify)
+            except ChannelError as error:
+                raise ConfigurationError(describe(channel, error)) from None
+        await self.reload(force=True)
+        await self.load_vehicles()
+        self._tasks = [
+            asyncio.create_task(self.recorder.run(), name="notify recorder"),
+            asyncio.create_task(self._maintenance(), name="notify rescan"),
+        ]
+        await self.rescan()
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for sender in self.senders.values():
+            await sender.close()
+        self.senders.clear()
+        with contextlib.suppress(Exception):
+            await self.recorder.flush()
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    async def reload(self, *, force: bool = False) -> None:
+        """Channels and subscriptions again when they changed; a channel that became invalid
+        (edited in the database behind the API's back) is logged and left out."""
+        pool = await self.pool()
+        fingerprint = await store.routing_fingerprint(pool)
+        self._loaded_at = time.monotonic()
+        if fingerprint == self._fingerprint and not force:
+            return
+        channels = {c.id: c for c in await store.load_channels(pool) if c.enabled}
+        for channel_id in list(self.senders):
+            if channel_id not in channels:
+                await self.senders.pop(channel_id).close()
+        for channel in channels.values():
+            sender = self.senders.get(channel.id)
+            try:
+                if sender is None:
+                    self.senders[channel.id] = ChannelSender(self, channel)
+                elif sender.channel != channel:
+                    sender.target = validate_channel(
+                        channel.kind, channel.config, channel.secret, self.settings.notify
+                    )
+                    sender.channel = channel
+            except ChannelError as error:
+                log.error("notify: %s; channel left out until fixed", describe(channel, error))
+                if channel.id in self.senders:
+                    await self.senders.pop(channel.id).close()
+        self.subscriptions = await store.load_subscriptions(pool)
+        self._fingerprint = fingerprint
+        log.info(
+            "notify: %d channel(s), %d subscription(s)", len(self.senders), len(self.subscriptions)
+        )
+
+    async def load_vehicles(self) -> None:
+        rows = await (await self.pool()).fetch(_VEHICLES)
+        self.vehicles = {
+            r["id"]: VehicleInfo(r["plate_number"], r["vehicle_class"], r["company_name"])
+            for r in rows
+        }
+        self._vehicles_at = time.monotonic()
+
+    async def rescan(self) -> None:
+        pool = await self.pool()
+        for sender in list(self.senders.values()):
+            await sender.rescan(pool)
+
+    async def _maintenance(self) -> None:
+        interval = min(
+            self.settings.notify.rescan_interval_s, self.settings.notify.reload_interval_s
+        )
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                if time.monotonic() - self._loaded_at >= self.settings.notify.reload_interval_s:
+                    await self.reload()
+                await self.rescan()
+            except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as error:
+                log.error("notify: database error in reload/rescan (%s); next round later", error)
+
+    async def retry(self, action: Callable[[], Awaitable[T]]) -> T:
+        delay = 0.5
+        while True:
+            try:
+                return await action()
+            except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as error:
+                log.error("notify: database error (%s); retrying in %.1f s", error, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+
+    # --- service -------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Run until cancelled (connect, consume, reconnect with backoff)."""
+        try:
+            await self.start()
+            await mqtt.run_with_reconnect(
+                self.settings.mqtt,
+                self.session,
+                client_id=notify_client_id(self.settings),
+                persistent=True,
+                manual_ack=True,
+                **self._connect_options(),
+            )
+        finally:
+            await self.close()
+
+    def _connect_options(self) -> dict[str, Any]:
+        if self.settings.mqtt.protocol_version != "5":
+            return {}
+        properties = Properties(PacketTypes.CONNECT)
+        properties.SessionExpiryInterval = self.settings.mqtt.session_expiry_s
+        properties.ReceiveMaximum = 1000
+        return {"properties": properties}
+
+    async def session(self, client: aiomqtt.Client) -> None:
+        """Subscribe and consume on one connection (returns only by an exception)."""
+        await client.subscribe(topics.alarm_filter(self.prefix), qos=1)
+        log.info("notify worker subscribed to %s", topics.alarm_filter(self.prefix))
+        self.ready.set()
+        messages = client.messages
+        limit = self.settings.notify.batch_max_messages
+        wait_s = self.settings.notify.batch_wait_s
+        while True:
+            batch = [await anext(messages)]
+            deadline = time.monotonic() + wait_s
+            while len(batch) < limit:
+                while len(messages) > 0 and len(batch) < limit:
+                    batch.append(await anext(messages))
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                await asyncio.sleep(min(remaining, 0.002))
+            await self.handle_batch(client, batch)
+
+    def plan(self, data: dict[str, Any], local_now: Any) -> list[NewDelivery]:
+        """The deliveries of one checked alarm message (none for updates and late alarms)."""
+        event = data.get("event", "opened")
+        if event not in EVENTS or (data.get("late") and not self.settings.notify.include_late):
+            return []
+        vehicle = self.vehicles.get(data["vehicle_id"])
+        vehicle_class = vehicle.vehicle_class if vehicle else None
+        level = level_of(data, vehicle_class, self.settings.alarms)
+        note = notification(data, vehicle, level)
+        routed = route(self.subscriptions, set(self.senders), note, local_now)
+        stored = stored_message(note)
+        return [
+            NewDelivery(
+                alarm_id=note.alarm_id,
+                dedup_key=note.dedup_key,
+                event=note.event,
+                alarm_type=note.alarm_type,
+                level=level,
+                company_id=note.company_id,
+                vehicle_id=note.vehicle_id,
+                channel_id=channel_id,
+                kind=self.senders[channel_id].channel.kind,
+                target=self.senders[channel_id].target,
+                status="pending" if send else "suppressed",
+                message=stored,
+            )
+            for channel_id, send in sorted(routed.items())
+        ]
+
+    async def handle_batch(self, client: aiomqtt.Client, batch: list[aiomqtt.Message]) -> None:
+        """Route, record, acknowledge, hand over to the senders (module docstring)."""
+        checked: list[dict[str, Any]] = []
+        rejects: list[tuple[str, bytes, str, str]] = []
+        for message in batch:
+            payload = (
+                message.payload
+                if isinstance(message.payload, bytes | bytearray)
+                else str(message.payload).encode()
+            )
+            try:
+                checked.append(parse_alarm_message(payload))
+            except PayloadError as error:
+                log.warning("notify: message on %s set aside: %s", message.topic, error)
+                rejects.append((str(message.topic), bytes(payload), error.reason, error.detail))
+        if time.monotonic() - self._loaded_at > self.settings.notify.reload_interval_s:
+            await self.retry(self.reload)
+        unknown = any(d["vehicle_id"] not in self.vehicles for d in checked)
+        if unknown and time.monotonic() - self._vehicles_at > 5.0:
+            await self.retry(self.load_vehicles)
+        local_now = datetime.now(self.zone).time()
+        planned = [d for data in checked for d in self.plan(data, local_now)]
+        new = await self.retry(lambda: self._record(planned, rejects))
+        for message in batch:
+            mqtt.ack(client, message)
+        self.recorded_messages += len(batch)
+        for delivery in new:
+            sender = self.senders.get(delivery.channel_id)
+            if sender is not None:
+                sender.offer(delivery)
+
+    async def _record(
+        self, planned: list[NewDelivery], rejects: list[tuple[str, bytes, str, str]]
+    ) -> list[Delivery]:
+        pool = await self.pool()
+        async with pool.acquire() as conn, conn.transaction():
+            if rejects:
+                await conn.executemany(
+                    "INSERT INTO rejected_messages (topic, payload, reason, detail) "
+                    "VALUES ($1, $2, $3, $4)",
+                    rejects,
+                )
+            return await store.record_deliveries(conn, planned)
+
+
+async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
+    """Run the notify worker until cancelled; ``ready`` is set once it is subscribed."""
+    from gps_monitor.service import relay_ready
+
+    mqtt.require_host(settings.mqtt)
+    worker = NotifyWorker(settings)
+    async with relay_ready(worker.ready, ready):
+        await worker.run()
