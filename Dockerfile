@@ -19,6 +19,7 @@ COPY gps_monitor ./gps_monitor
 COPY ingest ./ingest
 COPY rules ./rules
 COPY web ./web
+COPY notify ./notify
 RUN pip install . \
  && useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin gpsmon
 

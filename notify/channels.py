@@ -3,8 +3,9 @@
 A channel module (:mod:`notify.wecom`, :mod:`notify.dingtalk`, :mod:`notify.feishu`,
 :mod:`notify.webhook`, :mod:`notify.email`, :mod:`notify.sms`) has:
 
-- ``validate(config, secret, settings) -> None``: raises :class:`ChannelError` naming the
-  field (``config.url: expected an http:// or https:// URL with a host, got 'htp:/x'``);
+- ``validate(config, secret) -> None``: raises :class:`ChannelError` naming the field
+  (``config.url: expected an http:// or https:// URL with a host, got 'htp:/x'``); a kind that
+  needs service settings (e-mail, SMS) also has ``check_settings(settings)``;
 - ``target(config) -> str``: where it goes, for the delivery log, without secrets (an URL loses
   its query string, where robots carry their access token);
 - ``async send(channel, note, ctx) -> Outcome``: one attempt; never raises for a receiver's
@@ -71,9 +72,7 @@ class SendContext:
 
 
 class ChannelModule(Protocol):
-    def validate(
-        self, config: dict[str, Any], secret: str | None, settings: NotifySettings
-    ) -> None: ...
+    def validate(self, config: dict[str, Any], secret: str | None) -> None: ...
 
     def target(self, config: dict[str, Any]) -> str: ...
 
@@ -94,18 +93,25 @@ def module_for(kind: str) -> ModuleType:
 
 
 def validate_channel(
-    kind: str, config: dict[str, Any], secret: str | None, settings: NotifySettings
+    kind: str, config: dict[str, Any], secret: str | None, settings: NotifySettings | None
 ) -> str:
     """Check a channel; returns its log target.
 
+    Args:
+        settings: the service's settings, to check what the kind needs of them (SMTP server,
+            SMS gateway); None checks the channel's own fields only (the web API: the web
+            process need not have the service's settings).
+
     Raises:
         ChannelError: unknown kind, malformed URL or address, missing secret, or a setting the
-            kind needs (SMTP server, SMS gateway) unset; the message names it.
+            kind needs unset; the message names it.
     """
     module = module_for(kind)
     if not isinstance(config, dict):
         raise ChannelError(f"config: expected an object, got {config!r}")
-    module.validate(config, secret, settings)
+    module.validate(config, secret)
+    if settings is not None and hasattr(module, "check_settings"):
+        module.check_settings(settings)
     return str(module.target(config))
 
 
@@ -143,9 +149,14 @@ def require_secret(secret: str | None) -> str:
 
 
 def url_target(config: dict[str, Any]) -> str:
-    """The URL without its query string (robots carry their access token there)."""
+    """The URL as the delivery log and the log lines name it: no query string (钉钉 and 企业微信
+    carry their token there), no user info, and every path segment of 16 characters or more cut
+    to its first 4 (飞书 and many webhooks carry their token in the path):
+    ``https://open.feishu.cn/open-apis/bot/v2/hook/0a1b…``."""
     url = httpx.URL(str(config.get("url", "")))
-    return str(url.copy_with(query=None, fragment=None))
+    segments = [s if len(s) < 16 else s[:4] + "…" for s in url.path.split("/")]
+    port = f":{url.port}" if url.port else ""
+    return f"{url.scheme}://{url.host}{port}{'/'.join(segments)}"
 
 
 _EMAIL = re.compile(r"^[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;]+$")

@@ -27,7 +27,6 @@ from urllib.parse import quote_plus
 
 import httpx
 
-from gps_monitor.config import NotifySettings
 from gps_monitor.db.notify import ChannelRecord
 from notify.channels import (
     Outcome,
@@ -54,7 +53,7 @@ def signed_url(url: str, secret: str, timestamp_ms: int) -> str:
     return f"{url}{separator}timestamp={timestamp_ms}&sign={sign(timestamp_ms, secret)}"
 
 
-def validate(config: dict[str, Any], secret: str | None, settings: NotifySettings) -> None:
+def validate(config: dict[str, Any], secret: str | None) -> None:
     require_url(config.get("url"))
     require_secret(secret)
 

@@ -23,7 +23,6 @@ import hmac
 import time
 from typing import Any
 
-from gps_monitor.config import NotifySettings
 from gps_monitor.db.notify import ChannelRecord
 from notify.channels import (
     Outcome,
@@ -43,7 +42,7 @@ def sign(timestamp_s: int, secret: str) -> str:
     return base64.b64encode(hmac.new(key, b"", hashlib.sha256).digest()).decode()
 
 
-def validate(config: dict[str, Any], secret: str | None, settings: NotifySettings) -> None:
+def validate(config: dict[str, Any], secret: str | None) -> None:
     require_url(config.get("url"))
     require_secret(secret)
 

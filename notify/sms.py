@@ -79,11 +79,10 @@ def check_settings(settings: NotifySettings) -> None:
             ) from None
 
 
-def validate(config: dict[str, Any], secret: str | None, settings: NotifySettings) -> None:
+def validate(config: dict[str, Any], secret: str | None) -> None:
     phone_numbers(config)
     if secret:
         raise ChannelError("secret: expected none for SMS (gateway credentials are settings)")
-    check_settings(settings)
 
 
 def target(config: dict[str, Any]) -> str:

@@ -26,7 +26,6 @@ import json
 import time
 from typing import Any
 
-from gps_monitor.config import NotifySettings
 from gps_monitor.db.notify import ChannelRecord
 from notify.channels import (
     REPLY_MAX_CHARS,
@@ -50,7 +49,7 @@ def signature(secret: str, timestamp_s: int, body: bytes) -> str:
     return "sha256=" + digest.hexdigest()
 
 
-def validate(config: dict[str, Any], secret: str | None, settings: NotifySettings) -> None:
+def validate(config: dict[str, Any], secret: str | None) -> None:
     require_url(config.get("url"))
     require_secret(secret)
 

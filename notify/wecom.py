@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from gps_monitor.config import NotifySettings
 from gps_monitor.db.notify import ChannelRecord
 from notify.channels import (
     ChannelError,
@@ -32,7 +31,7 @@ from notify.message import Notification
 MAX_CONTENT_BYTES = 4096
 
 
-def validate(config: dict[str, Any], secret: str | None, settings: NotifySettings) -> None:
+def validate(config: dict[str, Any], secret: str | None) -> None:
     require_url(config.get("url"))
     if secret:
         raise ChannelError(

@@ -67,6 +67,10 @@ from notify.routing import route
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+# httpx logs every request with its full URL at INFO, and robot URLs carry their access token
+# (钉钉, 企业微信) or are the token (飞书): never let those lines out.
+for _name in ("httpx", "httpcore"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
 
 _VEHICLES = (
     "SELECT v.id, v.plate_number, v.vehicle_class, c.name AS company_name "

@@ -43,10 +43,11 @@ REPO = Path(__file__).resolve().parents[1]
 COMPOSE = REPO / "docker-compose.yml"
 MOSQUITTO_DIR = REPO / "deploy" / "mosquitto"
 MOSQUITTO_BIN = "/usr/sbin/mosquitto"
-GPS_MONITOR_SERVICES = {"migrate", "ingest", "rules", "web", "jt808"}
+GPS_MONITOR_SERVICES = {"migrate", "ingest", "rules", "notify", "web", "jt808"}
 SERVICE_PASSWORDS = {
     "ingest": "ingest-pw",
     "rules": "rules-pw",
+    "notify": "notify-pw",
     "web": "web-pw",
     "jt808": "jt808-pw",
     "healthcheck": "health-pw",
@@ -172,7 +173,7 @@ def test_image_build_context_packages_every_tracked_file(tmp_path: Path) -> None
     every tracked file of the packages: migrations, static files, demo data included."""
     copies = re.findall(r"^COPY (.+) \./\S*\s*$", (REPO / "Dockerfile").read_text(), re.MULTILINE)
     sources = [src for line in copies for src in line.split()]
-    assert {"pyproject.toml", "gps_monitor", "ingest", "rules", "web"} <= set(sources)
+    assert {"pyproject.toml", "gps_monitor", "ingest", "rules", "web", "notify"} <= set(sources)
     ignored = set((REPO / ".dockerignore").read_text(encoding="utf-8").split())
     assert not ignored & set(sources), "the Dockerfile copies something .dockerignore drops"
     context = tmp_path / "context"
@@ -195,7 +196,7 @@ def test_image_build_context_packages_every_tracked_file(tmp_path: Path) -> None
     (wheel,) = tmp_path.glob("gps_monitor-*.whl")
     packaged = set(zipfile.ZipFile(wheel).namelist())
     tracked = subprocess.run(
-        ["git", "ls-files", "gps_monitor", "ingest", "rules", "web"],
+        ["git", "ls-files", "gps_monitor", "ingest", "rules", "web", "notify"],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -419,14 +420,17 @@ async def test_service_users_reach_their_topics_and_strangers_are_refused(
     async with (
         _client(deploy_broker, "web", SERVICE_PASSWORDS["web"]) as web,
         _client(deploy_broker, "rules", SERVICE_PASSWORDS["rules"]) as rules,
+        _client(deploy_broker, "notify", SERVICE_PASSWORDS["notify"]) as notify,
     ):
         await web.subscribe("alarms/v1/#", qos=1)
+        await notify.subscribe("alarms/v1/#", qos=1)
         await rules.subscribe("positions/v1/#", qos=1)
         async with _client(deploy_broker, "ingest", SERVICE_PASSWORDS["ingest"]) as ingest:
             await ingest.publish("positions/v1/7/42", b"accepted", qos=1)
         assert await _collect_until(rules, b"accepted") == [("positions/v1/7/42", b"accepted")]
         await rules.publish("alarms/v1/7/42/overspeed", b"alarm", qos=1)
         assert await _collect_until(web, b"alarm") == [("alarms/v1/7/42/overspeed", b"alarm")]
+        assert await _collect_until(notify, b"alarm") == [("alarms/v1/7/42/overspeed", b"alarm")]
 
     for username, password in ((None, None), ("ingest", "wrong"), ("99999999999", "x")):
         with pytest.raises(aiomqtt.MqttError):

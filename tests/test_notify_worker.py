@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import socket
 import subprocess
 import time
@@ -520,3 +521,34 @@ async def test_pending_deliveries_resume_after_a_restart(
     async with running_worker(slow_retry):
         (row,) = await wait_status(pool, hook, "sent")
     assert row["attempts"] == 2
+
+
+async def test_secrets_and_robot_tokens_never_reach_the_log(
+    pool: asyncpg.Pool,
+    settings: Settings,
+    world: World,
+    receiver: Receiver,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    receiver.mode.update({"dd": "garbage", "fs": "500"})
+    token = "tok0123456789abcdefTOKEN"
+    ding = await add_channel(
+        pool,
+        "dingtalk",
+        {"url": receiver.url("dingtalk", "dd", f"access_token={token}")},
+        secret=SECRETS["dingtalk"],
+    )
+    feishu = await add_channel(
+        pool, "feishu", {"url": receiver.url("feishu", token)}, secret=SECRETS["feishu"]
+    )
+    receiver.mode[token] = "500"
+    async with running_worker(fast(settings, max_attempts=2)):
+        await publish(settings, alarm_message(world))
+        await wait_status(pool, ding, "failed")
+        await wait_status(pool, feishu, "failed")
+    assert "attempt 1 of delivery" in caplog.text  # the failures were logged...
+    for secret in (token, SECRETS["dingtalk"], SECRETS["feishu"], "sign="):
+        assert secret not in caplog.text  # ...without the secrets
+    targets = [d["target"] for c in (ding, feishu) for d in await deliveries(pool, c)]
+    assert all(token not in t for t in targets), targets
