@@ -27,7 +27,9 @@ import socket
 import statistics
 import subprocess
 import tempfile
+import threading
 import time
+from collections import defaultdict, deque
 from pathlib import Path
 
 import paho.mqtt.client as paho
@@ -105,13 +107,17 @@ def run(mode: str, rate: float, duration_s: float, lagging: bool) -> None:
         if lagging:
             subscriber.disconnect()
             subscriber.loop_stop()
-        sent_at: dict[int, float] = {}
-        acked_at: dict[int, float] = {}  # first PUBACK per message id (paho may resend)
+        # message ids wrap at 65,535: per id, the send times of its messages still unacknowledged
+        sent_at: dict[int, deque[float]] = defaultdict(deque)
+        latencies: list[float] = []
+        lock = threading.Lock()  # an id's PUBACK waits until its send time is written down
         publisher = paho.Client(CallbackAPIVersion.VERSION2, client_id="bench-pub")
         publisher.max_inflight_messages_set(1000)
 
         def on_publish(c: paho.Client, u: object, mid: int, rc: object, props: object) -> None:
-            acked_at.setdefault(mid, time.monotonic())
+            with lock:
+                if sent_at[mid]:
+                    latencies.append(time.monotonic() - sent_at[mid].popleft())
 
         publisher.on_publish = on_publish
         publisher.connect("127.0.0.1", port)
@@ -120,13 +126,13 @@ def run(mode: str, rate: float, duration_s: float, lagging: bool) -> None:
         offered = 0
         while time.monotonic() - start < duration_s:
             time.sleep(max(0.0, start + offered / rate - time.monotonic()))
-            info = publisher.publish("bench/position", PAYLOAD, qos=1)
-            sent_at.setdefault(info.mid, time.monotonic())
+            with lock:
+                info = publisher.publish("bench/position", PAYLOAD, qos=1)
+                sent_at[info.mid].append(time.monotonic())
             offered += 1
         deadline = time.monotonic() + max(60.0, 4 * duration_s)
-        while len(acked_at) < offered and time.monotonic() < deadline:
+        while len(latencies) < offered and time.monotonic() < deadline:
             time.sleep(0.1)
-        latencies = [acked_at[mid] - t for mid, t in sent_at.items() if mid in acked_at]
         elapsed = time.monotonic() - start
         publisher.loop_stop()
         if not lagging:

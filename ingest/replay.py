@@ -134,7 +134,8 @@ async def publish_positions(
     """Publish positions (already in fix-time order) at QoS 1; returns how many the broker
     acknowledged (each position once).
 
-    The broker going away does not end the replay: it prints one warning line per outage (no
+    A broker that cannot be reached at the start ends the replay (``aiomqtt.MqttError``: a
+    wrong host or port). One going away later does not: it prints one warning line per outage (no
     traceback) and connects again with the services' backoff (:class:`gps_monitor.mqtt.Backoff`,
     ``mqtt.reconnect_delay_s`` doubling up to ``reconnect_delay_max_s``, for as long as it
     takes); the positions published but not acknowledged are published again (QoS 1: at least
@@ -153,6 +154,7 @@ async def publish_positions(
 
     Raises:
         GpsMonitorError: negative speedup or max_rate. ConfigurationError: no broker host.
+        aiomqtt.MqttError: the broker could not be reached at the first attempt.
     """
     if speedup < 0:
         raise GpsMonitorError(f"--speedup: expected 0 or a positive number, got {speedup}")
@@ -225,16 +227,20 @@ async def publish_positions(
             raise failure[0]
 
     backoff = mqtt.Backoff(settings.mqtt.reconnect_delay_s, settings.mqtt.reconnect_delay_max_s)
+    connected = False
     try:
         while True:
             client = mqtt.build_client(settings.mqtt, client_id=identifier, logger=_PAHO_LOG)
             try:
                 async with client:
+                    connected = True
                     backoff.reset()
                     await session(client)
                     break
             except aiomqtt.MqttError as error:
                 mqtt.settle_disconnect(client)
+                if not connected:
+                    raise  # never reached: a wrong host or port, not an outage
                 if state.lost_at is None:  # one line per outage, however many attempts
                     state.lost_at = time.monotonic()
                     bar.clear()
