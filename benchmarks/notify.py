@@ -13,7 +13,12 @@ peak RSS.
     .venv/bin/python benchmarks/notify.py --rate 1000 --seconds 15
 
 Needs PostgreSQL (GPS_MONITOR_TEST_DATABASE_URL, default
-postgresql://postgres@127.0.0.1:5432/postgres) and Mosquitto (127.0.0.1:1883).
+postgresql://postgres@127.0.0.1:5432/postgres) and the ``mosquitto`` binary: the benchmark starts
+its own broker with the production queue limits of deploy/mosquitto/mosquitto.conf
+(``max_inflight_messages 1000``, ``max_queued_messages 500000``); a stock Mosquitto (20 in
+flight, 1,000 queued per client) drops QoS 1 messages for a persistent session that acknowledges
+after its commit once it falls 1,000 behind. ``--mqtt-host``/``--mqtt-port`` use another
+broker instead.
 """
 
 from __future__ import annotations
@@ -80,7 +85,10 @@ class Receiver:
                 now = time.time()
                 self.requests += 1
                 if self.hang:
-                    await asyncio.sleep(3600)
+                    try:
+                        await asyncio.sleep(3600)
+                    except asyncio.CancelledError:  # shut down quietly at the end
+                        break
                 sent = json.loads(body)["alarm"]["details"]["bench_t"]
                 self.latencies.append(now - sent)
                 writer.write(
@@ -224,7 +232,9 @@ async def run(args: argparse.Namespace, with_dead: bool) -> dict[str, Any]:
     )
     with log.open("wb") as out:  # noqa: ASYNC230
         worker = subprocess.Popen(  # noqa: ASYNC220
-            [sys.executable, "-m", "gps_monitor.cli", "notify", "--no-upgrade"],
+            [sys.executable,
+             *(["-m", "cProfile", "-o", args.profile_worker] if args.profile_worker else []),
+             "-m", "gps_monitor.cli", "notify", "--no-upgrade"],
             env=env, stdout=out, stderr=out,
         )  # fmt: skip
     try:
@@ -310,9 +320,34 @@ async def main() -> None:
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--dead", choices=("hang", "refused"), default="hang")
     parser.add_argument("--send-timeout-s", type=float, default=10.0)
-    parser.add_argument("--mqtt-host", default="127.0.0.1")
+    parser.add_argument("--mqtt-host", default=None, help="default: a private broker")
+    parser.add_argument("--profile-worker", default=None, help="cProfile output file")
+    parser.add_argument("--only-dead", action="store_true", help="skip the baseline run")
     parser.add_argument("--mqtt-port", type=int, default=1883)
     args = parser.parse_args()
+    broker = None
+    if args.mqtt_host is None:
+        from gps_monitor.embedded import free_port
+
+        args.mqtt_host, args.mqtt_port = "127.0.0.1", free_port()
+        conf = Path(f"/tmp/bench-notify-broker-{os.getpid()}.conf")
+        conf.write_text(  # noqa: ASYNC240
+            f"listener {args.mqtt_port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+            "max_queued_messages 500000\nmax_inflight_messages 1000\n"
+        )
+        broker = subprocess.Popen(  # noqa: ASYNC220
+            ["mosquitto", "-c", str(conf)], stderr=subprocess.DEVNULL
+        )
+        await asyncio.sleep(0.5)
+    try:
+        await _compare(args)
+    finally:
+        if broker is not None:
+            broker.terminate()
+            broker.wait(10)
+
+
+async def _compare(args: argparse.Namespace) -> None:
     baseline = await run(args, with_dead=False)
     _print("two live webhooks (baseline)", baseline)
     dead = await run(args, with_dead=True)

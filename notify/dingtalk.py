@@ -25,7 +25,7 @@ import time
 from typing import Any
 from urllib.parse import quote_plus
 
-import httpx
+import yarl
 
 from gps_monitor.db.notify import ChannelRecord
 from notify.channels import (
@@ -49,7 +49,7 @@ def sign(timestamp_ms: int, secret: str) -> str:
 
 def signed_url(url: str, secret: str, timestamp_ms: int) -> str:
     """``url`` with ``&timestamp=...&sign=...`` appended."""
-    separator = "&" if httpx.URL(url).query else "?"
+    separator = "&" if yarl.URL(url).query_string else "?"
     return f"{url}{separator}timestamp={timestamp_ms}&sign={sign(timestamp_ms, secret)}"
 
 

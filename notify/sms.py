@@ -20,8 +20,6 @@ import json
 from typing import Any
 from urllib.parse import quote_plus
 
-import httpx
-
 from gps_monitor.config import NotifySettings
 from gps_monitor.db.notify import ChannelRecord
 from notify.channels import (
@@ -30,6 +28,7 @@ from notify.channels import (
     Outcome,
     SendContext,
     phone_numbers,
+    post,
     require_url,
 )
 from notify.message import Notification
@@ -92,21 +91,14 @@ def target(config: dict[str, Any]) -> str:
 async def _one(ctx: SendContext, phone: str, text: str) -> Outcome:
     settings = ctx.settings
     assert settings.sms_url is not None
-    try:
-        response = await ctx.http.post(
-            settings.sms_url,
-            content=render(settings, phone, text).encode(),
-            headers={"Content-Type": settings.sms_content_type},
-            timeout=settings.send_timeout_s,
-        )
-    except httpx.TimeoutException:
-        return Outcome.failed(f"{phone}: no answer within {settings.send_timeout_s} s")
-    except httpx.HTTPError as error:
-        return Outcome.failed(f"{phone}: {type(error).__name__}: {error}")
+    body = render(settings, phone, text).encode()
+    response = await post(ctx, settings.sms_url, body, settings.sms_content_type)
+    if isinstance(response, Outcome):
+        return Outcome.failed(f"{phone}: {response.reply}")
     reply = f"{phone}: {response.text[:REPLY_MAX_CHARS]}"
-    if 200 <= response.status_code < 300:
-        return Outcome(True, response.status_code, reply[:REPLY_MAX_CHARS])
-    return Outcome.failed(reply, response.status_code)
+    if 200 <= response.status < 300:
+        return Outcome(True, response.status, reply[:REPLY_MAX_CHARS])
+    return Outcome.failed(reply, response.status)
 
 
 async def send(channel: ChannelRecord, note: Notification, ctx: SendContext) -> Outcome:

@@ -70,6 +70,6 @@ async def send(channel: ChannelRecord, note: Notification, ctx: SendContext) -> 
     if isinstance(response, Outcome):
         return response
     text = response.text[:REPLY_MAX_CHARS]
-    if 200 <= response.status_code < 300:
-        return Outcome(True, response.status_code, text)
-    return Outcome.failed(text or response.reason_phrase, response.status_code)
+    if 200 <= response.status < 300:
+        return Outcome(True, response.status, text)
+    return Outcome.failed(text or response.reason, response.status)

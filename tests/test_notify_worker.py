@@ -249,7 +249,7 @@ async def test_dead_slow_and_garbage_channels_do_not_delay_a_live_one(
         assert [a["reply_code"] for a in row["attempt_log"]] == [500, 500]
     assert all("expected a JSON answer" in r["last_reply"] for r in failed_junk)
     assert all(r["last_reply_code"] is None for r in failed_refused)
-    assert all("ConnectError" in r["last_reply"] for r in failed_refused)
+    assert all("ClientConnectorError" in r["last_reply"] for r in failed_refused)
     hung = await deliveries(pool, hang)
     assert hung and all(d["status"] == "pending" for d in hung)
 
