@@ -43,6 +43,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     pages.router,
     reports_router.router,
     notify.router,
+    notify.page_router,
 )
 
 

@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal
 
 import asyncpg
 from fastapi import APIRouter, HTTPException, Query, status
+from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field, field_validator
 
 from gps_monitor.alarm_levels import ALARM_TYPES
@@ -29,8 +30,17 @@ from gps_monitor.db.users import Role, User
 from gps_monitor.errors import NotFoundError
 from notify.channels import KINDS, ChannelError, validate_channel
 from web.deps import CurrentUser, DbId, PoolDep, company_scope, not_found
+from web.routers.pages import STATIC_DIR
 
 router = APIRouter(prefix="/api/notify", tags=["notify"])
+page_router = APIRouter(tags=["notify"])
+
+
+@page_router.get("/notify", include_in_schema=False)
+async def notify_page() -> FileResponse:
+    """The settings page: channels, subscriptions, delivery log (static/notify.js)."""
+    return FileResponse(STATIC_DIR / "notify.html", headers={"Cache-Control": "no-cache"})
+
 
 Event = Literal["opened", "closed"]
 
