@@ -6,6 +6,8 @@ Wire layout of one frame (JT/T 808-2013 section 4.4, JT/T 808-2019 section 4.4):
 
     header 2011/2013: msg_id u16, props u16, phone BCD[6],  serial u16 [, total u16, index u16]
     header 2019:      msg_id u16, props u16, version u8, phone BCD[10], serial u16 [, ...]
+    phone: BCD by the standard; some devices put other nibbles (A-F) there, which are accepted
+           and kept as the field's hex (:attr:`Header.phone`, :func:`phone_field`)
     props: bits 0-9 body length, 10-12 encryption (bit 10 = RSA), 13 sub-packaged,
            14 version flag (2019 header), 15 reserved
     checksum: XOR of every byte of header and body (before escaping)
@@ -89,6 +91,26 @@ def bcd_to_digits(data: bytes) -> str:
     return text
 
 
+def phone_field(phone: str, size: int) -> bytes:
+    """The ``size``-byte phone field of a header for ``phone``: decimal digits as BCD,
+    left-padded with zeros, or the field's own hex when it is not BCD (exactly ``2 * size`` hex
+    digits, as :attr:`Header.phone` keeps a non-BCD field), so a reply carries the terminal's
+    field byte for byte.
+
+    Raises:
+        PayloadError(reason="bad_terminal_id"): neither of the two.
+    """
+    if phone.isdigit() and len(phone) <= 2 * size:
+        return bytes.fromhex(phone.rjust(2 * size, "0"))
+    if len(phone) == 2 * size and all(c in "0123456789abcdefABCDEF" for c in phone):
+        return bytes.fromhex(phone)
+    raise PayloadError(
+        "bad_terminal_id",
+        f"expected at most {2 * size} decimal digits (BCD[{size}]) or exactly {2 * size} hex "
+        f"digits (a non-BCD field as received), got {phone!r}",
+    )
+
+
 def digits_to_bcd(digits: str, size: int) -> bytes:
     """Decimal digit string -> ``size`` BCD bytes, left-padded with zeros.
 
@@ -107,6 +129,8 @@ def terminal_id_from_phone(phone_digits: str) -> str:
     """The terminal id used on MQTT and in ``vehicles.terminal_id``: the BCD phone number's
     digits with leading zeros stripped ("013511221122" and "00000000013511221122" are both
     "13511221122", so a terminal keeps its id across the 2013 and 2019 headers); "0" if all zero.
+    A non-BCD field (:attr:`Header.phone`, lowercase hex) follows the same rule:
+    ``01a511221122`` -> ``1a511221122``.
     """
     return phone_digits.lstrip("0") or "0"
 
@@ -118,6 +142,9 @@ class Header:
     Attributes:
         msg_id: message id (0x0200 location report...).
         phone: terminal phone number as BCD digits, leading zeros kept (12 or 20 digits).
+            A field with non-BCD nibbles (some devices in the field) is kept as its lowercase
+            hex, 12 or 20 characters, instead of refusing the frame (as traccar and
+            jt808-server accept such ids); :attr:`phone_is_bcd` tells them apart.
         serial: message serial number (流水号), u16.
         version: protocol version byte of a 2019 header (1 = 2019), None for 2011/2013.
         encryption: props bits 10-12 (0 = plain, 1 = RSA).
@@ -142,6 +169,11 @@ class Header:
     @property
     def terminal_id(self) -> str:
         return terminal_id_from_phone(self.phone)
+
+    @property
+    def phone_is_bcd(self) -> bool:
+        """Whether the phone field was BCD as the standard wants (else it holds hex A-F)."""
+        return self.phone.isdigit()
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,7 +235,7 @@ def decode_frame(content: bytes, wire: bytes | None = None) -> Frame:
         raise FrameError(
             "truncated", f"expected a {header_end}-byte header, got {len(data) - 1} bytes"
         )
-    phone = bcd_to_digits(data[offset : offset + phone_bytes])
+    phone = data[offset : offset + phone_bytes].hex()  # the BCD digits, or the field's hex
     offset += phone_bytes
     (serial,) = struct.unpack_from(">H", data, offset)
     offset += 2
@@ -245,26 +277,27 @@ def encode_frame(
 
     Args:
         msg_id: message id.
-        phone: BCD digits of the terminal phone (padded to 12 or, with ``version``, 20 digits).
+        phone: BCD digits of the terminal phone (padded to 12 or, with ``version``, 20 digits),
+            or the hex of a non-BCD field as decoded (:func:`phone_field`).
         serial: message serial number, taken modulo 65536.
         body: message body, at most 1023 bytes.
         version: 2019 protocol version byte (sets the version flag), None for a 2013 header.
         subpackage: (total, index) for one packet of a sub-packaged message.
 
     Raises:
-        PayloadError: body longer than 1023 bytes or a phone that is not BCD digits.
+        PayloadError: body longer than 1023 bytes or a phone :func:`phone_field` refuses.
     """
     if len(body) > MAX_BODY_BYTES:
         raise PayloadError("oversize", f"expected a body of at most 1023 bytes, got {len(body)}")
     props = len(body)
     if version is not None:
         props |= PROPS_VERSION_FLAG
-        phone_field = bytes([version]) + digits_to_bcd(phone, PHONE_BYTES_2019)
+        phone_part = bytes([version]) + phone_field(phone, PHONE_BYTES_2019)
     else:
-        phone_field = digits_to_bcd(phone, PHONE_BYTES_2013)
+        phone_part = phone_field(phone, PHONE_BYTES_2013)
     if subpackage is not None:
         props |= PROPS_SUBPACKAGE
-    parts = [struct.pack(">HH", msg_id, props), phone_field, struct.pack(">H", serial & 0xFFFF)]
+    parts = [struct.pack(">HH", msg_id, props), phone_part, struct.pack(">H", serial & 0xFFFF)]
     if subpackage is not None:
         parts.append(struct.pack(">HH", *subpackage))
     parts.append(body)

@@ -68,6 +68,7 @@ class GatewayStats:
     idle_closed: int = 0
     unauthenticated_closed: int = 0
     frames_ok: int = 0
+    frames_non_bcd_phone: int = 0  # accepted; the id is the phone field's hex
     frames_bad: Counter[str] = field(default_factory=Counter)
     garbage_bytes: int = 0
     buffer_overflows: int = 0
@@ -256,6 +257,8 @@ class Jt808Gateway:
             log.info("jt808 %s: bad frame dropped (%s): %s", session.peer, error, wire.hex())
             return None
         self.stats.frames_ok += 1
+        if not frame.header.phone_is_bcd:
+            self.stats.frames_non_bcd_phone += 1
         return frame
 
     def online(self, terminal_id: str) -> bool:
@@ -360,7 +363,15 @@ class Jt808Gateway:
             online=self.online(header.terminal_id) and session.terminal_id != header.terminal_id,
         )
         self.stats.registrations[outcome.result] += 1
-        log.info("jt808 %s: register -> %d (%s)", session.peer, outcome.result, outcome.detail)
+        log.info(
+            "jt808 %s: register of terminal %s (phone field %s%s) -> %d (%s)",
+            session.peer,
+            header.terminal_id,
+            header.phone,
+            "" if header.phone_is_bcd else ", not BCD: its hex is the id",
+            outcome.result,
+            outcome.detail,
+        )
         body = m.encode_register_reply(header.serial, outcome.result, outcome.auth_code)
         return self._reply(session, frame, m.MSG_REGISTER_REPLY, body)
 
