@@ -27,6 +27,11 @@ from gps_monitor.config import QualitySettings
 from gps_monitor.geo import distance_m, implied_speed_kmh
 from gps_monitor.models import Position, Quality, VehicleClass
 
+# invalid verdicts whose fix time is not the report's time either (a +/-8 h zone mistake): every
+# other invalid or drift report still happened when it says, so the terminal's own alarm bits
+# in it count (rules.device_alarm), only its position does not
+UNTRUSTED_TIME_REASONS = frozenset({"future_fix_time"})
+
 
 def max_plausible_speed_kmh(vehicle_class: VehicleClass | str, settings: QualitySettings) -> float:
     """The highest reported speed (km/h) a vehicle of ``vehicle_class`` can really drive.

@@ -8,7 +8,11 @@ Per vehicle, positions are evaluated strictly in fix-time order. For one positio
 2. invalid fixes stop here (stored, flagged, excluded from rules: DOMAIN.md, Position quality);
    a fix not newer than the vehicle's last evaluated fix is a duplicate (same fix time) or late
    (older: the caller re-evaluates it with its neighbours, see ``rules.late``) and stops here;
-   drift fixes stop here (they never start or extend an episode);
+   drift fixes stop here (they never start or extend an episode). Before stopping, a newer
+   invalid or drift fix whose time is still the report's (every reason but
+   :data:`~gps_monitor.quality.UNTRUSTED_TIME_REASONS`) is offered to the rules that read the
+   report rather than its position (a ``process_without_fix(state, position, last, ctx)``
+   function: ``device_alarm``'s SOS bit from a tunnel), with the last good fix;
 3. each rule of :data:`RULES` steps its own state: ``process(state, fix, ctx) -> (state,
    alarms)``. A rule that raises is logged with the vehicle and skipped (its state unchanged);
    the others still run.
@@ -25,6 +29,7 @@ from types import ModuleType
 from typing import Any
 
 from gps_monitor.models import Alarm, Position, Quality
+from gps_monitor.quality import UNTRUSTED_TIME_REASONS
 from rules import device_alarm, fatigue, geofence, night_ban, offline, overspeed, route_deviation
 from rules.context import RuleContext, make_fix
 
@@ -117,11 +122,10 @@ class Engine:
         off, out = offline.seen(off, seen_t, ctx)
         alarms += out
         rules[offline.NAME] = off
-        if (
-            position.quality is Quality.INVALID
-            or (state.last is not None and t <= state.last[0])
-            or position.quality is Quality.DRIFT
-        ):
+        newer = state.last is None or t > state.last[0]
+        if position.quality is Quality.INVALID or not newer or position.quality is Quality.DRIFT:
+            if newer and position.quality_reason not in UNTRUSTED_TIME_REASONS:
+                alarms += self._without_fix(rules, position, state.last, ctx)
             return VehicleState(last=state.last, rules=rules), alarms
         fix = make_fix(position, state.last, ctx.local)
         for module in self.rules:
@@ -145,6 +149,40 @@ class Engine:
             alarms += out
         last = (t, position.latitude, position.longitude, position.speed_kmh)
         return VehicleState(last=last, rules=rules), alarms
+
+    def _without_fix(
+        self,
+        rules: dict[str, Any],
+        position: Position,
+        last: tuple[float, float, float, float] | None,
+        ctx: RuleContext,
+    ) -> list[Alarm]:
+        """Step the rules that read a report without a usable fix (``process_without_fix``);
+        ``rules`` is updated in place. A rule that raises is logged and skipped."""
+        alarms: list[Alarm] = []
+        for module in self.rules:
+            step = getattr(module, "process_without_fix", None)
+            if step is None:
+                continue
+            current = rules.get(module.NAME)
+            if current is None:
+                current = module.State()
+            try:
+                new, out = step(current, position, last, ctx)
+            except Exception:
+                self.errors += 1
+                log.exception(
+                    "rule %s failed for vehicle %s (terminal %s) on a report without a fix "
+                    "at %s; skipped",
+                    module.NAME,
+                    ctx.vehicle.vehicle_id,
+                    ctx.vehicle.terminal_id,
+                    position.fix_time.isoformat(),
+                )
+                continue
+            rules[module.NAME] = new
+            alarms += out
+        return alarms
 
     def tick(
         self, state: VehicleState, now_t: float, ctx: RuleContext
