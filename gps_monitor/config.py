@@ -122,6 +122,16 @@ class IngestSettings(BaseModel):
         description="An unregistered terminal is looked up again after this long (seconds), so "
         "new registrations are picked up without a restart.",
     )
+    contact_min_interval_s: float = Field(
+        default=30.0,
+        ge=0,
+        le=3600,
+        description="Contact without a position (gps/v1/{terminal_id}/heartbeat: a JT/T 808 "
+        "heartbeat or any other message) is written as the vehicle's last message at most once "
+        "per terminal in this many seconds (0 = every one), so heartbeats are no write hotspot; "
+        "the JT/T 808 gateway publishes at most one per connection in this interval. Keep it "
+        "well below rules.offline_after_s: the offline clock can lag contact by this much.",
+    )
 
 
 class QualitySettings(BaseModel):

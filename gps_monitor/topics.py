@@ -3,6 +3,8 @@
 Inbound (terminals or a gateway publish):
     ``{prefix}gps/v1/{terminal_id}/position``  one JSON position object
     ``{prefix}gps/v1/{terminal_id}/batch``     a JSON array of them (``reupload: true`` = 补报)
+    ``{prefix}gps/v1/{terminal_id}/heartbeat`` contact without a position (empty or a JSON
+                                               object): keeps the terminal online
 
 Internal (ingest publishes after commit, rules and web subscribe):
     ``{prefix}positions/v1/{company_id}/{vehicle_id}``  accepted positions, JSON array
@@ -18,7 +20,8 @@ from typing import Literal
 
 from gps_monitor.errors import PayloadError
 
-InboundKind = Literal["position", "batch"]
+InboundKind = Literal["position", "batch", "heartbeat"]
+INBOUND_KINDS: tuple[InboundKind, ...] = ("position", "batch", "heartbeat")
 
 
 def inbound_filter(prefix: str = "") -> str:
@@ -32,6 +35,11 @@ def position_topic(terminal_id: str, prefix: str = "") -> str:
 
 def batch_topic(terminal_id: str, prefix: str = "") -> str:
     return f"{prefix}gps/v1/{terminal_id}/batch"
+
+
+def heartbeat_topic(terminal_id: str, prefix: str = "") -> str:
+    """Contact without a position (DOMAIN.md: offline = no *message* for the threshold)."""
+    return f"{prefix}gps/v1/{terminal_id}/heartbeat"
 
 
 def accepted_topic(company_id: int, vehicle_id: int, prefix: str = "") -> str:
@@ -59,18 +67,18 @@ class InboundTopic:
 
 
 def parse_inbound(topic: str, prefix: str = "") -> InboundTopic:
-    """Split ``{prefix}gps/v1/{terminal_id}/{position|batch}``.
+    """Split ``{prefix}gps/v1/{terminal_id}/{position|batch|heartbeat}``.
 
     Raises:
         PayloadError(reason="bad_topic"): the topic does not follow the contract.
     """
-    expected = f"{prefix}gps/v1/{{terminal_id}}/position|batch"
+    expected = f"{prefix}gps/v1/{{terminal_id}}/position|batch|heartbeat"
     if not topic.startswith(prefix):
         raise PayloadError("bad_topic", f"expected {expected}, got {topic!r}")
     parts = topic[len(prefix) :].split("/")
     if len(parts) != 4 or parts[0] != "gps" or parts[1] != "v1" or not parts[2]:
         raise PayloadError("bad_topic", f"expected {expected}, got {topic!r}")
     kind = parts[3]
-    if kind not in ("position", "batch"):
+    if kind not in INBOUND_KINDS:
         raise PayloadError("bad_topic", f"expected {expected}, got {topic!r}")
-    return InboundTopic(terminal_id=parts[2], kind=kind)  # type: ignore[arg-type]
+    return InboundTopic(terminal_id=parts[2], kind=kind)

@@ -89,6 +89,33 @@ def decode_positions(
     ]
 
 
+def decode_contact(payload: bytes, settings: IngestSettings) -> None:
+    """Check a contact message (``gps/v1/{terminal_id}/heartbeat``): empty, or one JSON object
+    (e.g. the gateway's ``{"msg_id": "0x0002"}``; its members are for logs and not stored).
+
+    Raises:
+        PayloadError: ``oversize``, ``malformed_json`` (not UTF-8 JSON), ``wrong_type`` (JSON
+            but not an object), ``too_deep``.
+    """
+    check_size(payload, settings)
+    if not payload.strip():
+        return
+    try:
+        data: Any = json.loads(payload)
+    except RecursionError:
+        raise PayloadError("too_deep", "heartbeat payload: nested too deep to parse") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise PayloadError(
+            "malformed_json", f"heartbeat payload: expected empty or a JSON object, got {error}"
+        ) from None
+    if not isinstance(data, dict):
+        raise PayloadError(
+            "wrong_type",
+            f"heartbeat payload: expected empty or a JSON object, got {type(data).__name__}",
+        )
+    check_depth(data, settings.max_extras_depth, "")
+
+
 def check_depth(position: Any, max_extras_depth: int, where: str) -> None:
     """Refuse a position object whose values nest deeper than ``max_extras_depth`` levels of
     JSON objects/arrays (``extras`` itself is level 1; unknown fields count the same).

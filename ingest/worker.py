@@ -11,6 +11,11 @@ Delivery: at-least-once from the broker, exactly-once in the database.
 - A redelivered position meets the (vehicle_id, fix_time) key: ``ON CONFLICT DO NOTHING``
   stores it once; the stored row is published again (consumers dedupe by vehicle and fix time).
 
+Contact without a position (``gps/v1/{terminal_id}/heartbeat``, issue 12) only moves the
+vehicle's ``latest_positions.last_message_at`` (what the offline rule and the map's status
+read), at most once per terminal per ``ingest.contact_min_interval_s``; it is not kept in
+``raw_messages`` (it carries no position to give evidence for) and publishes nothing.
+
 Batching: messages are read until the broker has nothing more queued for us (or ``batch_size``
 positions / ``max_in_flight_messages`` messages / ``flush_interval_s`` is reached), then the
 batch is written in one transaction. Under load batches grow by themselves; when idle every
@@ -41,7 +46,7 @@ from gps_monitor.db.pool import connect
 from gps_monitor.db.positions import RawMessage, RejectedMessage, WriteBatch
 from gps_monitor.errors import PayloadError
 from gps_monitor.models import Position, Vehicle
-from ingest.decode import check_size, decode_positions
+from ingest.decode import check_size, decode_contact, decode_positions
 from ingest.pipeline import Pipeline
 from ingest.terminals import TerminalCache
 
@@ -60,6 +65,8 @@ class WorkerStats:
     prepare_s: float = 0.0  # decoding, terminal lookups, quality judgement
     write_s: float = 0.0  # the database transaction
     publish_s: float = 0.0  # accepted-topic publishes until their PUBACKs
+    contacts: int = 0  # heartbeat messages written as the vehicle's last message
+    contacts_throttled: int = 0  # heartbeat messages within contact_min_interval_s: not written
     rejected_by_reason: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
 
@@ -133,6 +140,8 @@ class IngestWorker:
         self._tracker: mqtt.PubackTracker | None = None
         # the broker redelivers for as long as it keeps our session (positions.write_batch)
         self._redelivery_window_s = float(settings.mqtt.session_expiry_s)
+        # terminal id -> monotonic time its last heartbeat was taken (written or rejected)
+        self._contact_taken: dict[str, float] = {}
 
     async def _db(self) -> asyncpg.Connection:
         if self._conn is None or self._conn.is_closed():
@@ -176,6 +185,7 @@ class IngestWorker:
             )
         self._batch = _OpenBatch()
         self.pipeline.reset()
+        self._contact_taken.clear()  # the uncommitted heartbeats come again
         if self._tracker is not None:
             self._tracker.fail_all("connection to the MQTT broker lost")
         for task in self._acks:
@@ -208,6 +218,21 @@ class IngestWorker:
             ):
                 await self._flush(client)
 
+    def _take_contact(self, terminal_id: str) -> bool:
+        """Whether a heartbeat of ``terminal_id`` is to be taken now: none was taken within
+        ``ingest.contact_min_interval_s`` (taken = written or rejected; forgotten when a
+        batch is abandoned). The rate limit that keeps heartbeats from becoming a write
+        hotspot; positions are never limited."""
+        now = time.monotonic()
+        last = self._contact_taken.get(terminal_id)
+        if last is not None and now - last < self.settings.ingest.contact_min_interval_s:
+            self.stats.contacts_throttled += 1
+            return False
+        if len(self._contact_taken) > 1_000_000:  # a flood of random ids must not grow it
+            self._contact_taken.clear()
+        self._contact_taken[terminal_id] = now
+        return True
+
     def _reject(
         self, rejects: list[tuple[int, RejectedMessage]], index: int, topic: str, payload: bytes,
         received_at: datetime, error: PayloadError, terminal_id: str | None,
@@ -239,6 +264,9 @@ class IngestWorker:
                 self._reject(rejects, index, topic, payload, received_at, error, None)
                 inbound.append(None)
                 continue
+            if parsed.kind == "heartbeat" and not self._take_contact(parsed.terminal_id):
+                inbound.append(None)  # acknowledged with the batch, nothing written
+                continue
             inbound.append(
                 _Inbound(
                     topic, payload, received_at, parsed.terminal_id, parsed.kind,
@@ -259,6 +287,13 @@ class IngestWorker:
                         "unknown_terminal",
                         f"terminal {item.terminal_id!r}: expected a registered vehicle, found none",
                     )
+                if item.kind == "heartbeat":
+                    decode_contact(item.payload, self.settings.ingest)
+                    seen = write.contacts.get(vehicle.id)
+                    if seen is None or item.received_at > seen:
+                        write.contacts[vehicle.id] = item.received_at
+                    self.stats.contacts += 1
+                    continue
                 positions = decode_positions(
                     item.payload, item.kind, item.terminal_id, item.received_at,
                     self.settings.ingest,
@@ -344,6 +379,7 @@ class IngestWorker:
                 await self._conn.close()
             self._conn = None
             self.pipeline.reset()
+            self._contact_taken.clear()
             # Unacknowledged: force an MQTT reconnect so the broker redelivers them.
             raise aiomqtt.MqttError(f"database write failed: {error}") from error
         self.stats.messages += len(batch.messages)
@@ -380,6 +416,7 @@ class IngestWorker:
         :meth:`_flush` treats as an outage (the database or the broker away).
         """
         self.pipeline.reset()  # states judged with the failed batch never reached the database
+        self._contact_taken.clear()  # so are its heartbeats: they are taken again one by one
         conn = await self._db()
         union = WriteBatch()
         inserted: list[Position] = []

@@ -64,6 +64,8 @@ from rules.state import load_states, save_states
 log = logging.getLogger(__name__)
 
 _NOT_FROM_LATE_DATA = ("offline", "offline_displacement")
+# arrival times as the worker and the database hold them may differ in the last bit
+_SAME_INSTANT_S = 1e-3
 # changes when a geofence/route is added, changed or deleted or an assignment changes
 _GEOMETRY_FINGERPRINT = """
 SELECT (SELECT count(*) FROM geofences), (SELECT max(updated_at) FROM geofences),
@@ -84,18 +86,27 @@ FROM latest_positions
 """
 
 
-def _with_last_message(state: VehicleState, row: asyncpg.Record) -> VehicleState:
+def _with_last_message(
+    state: VehicleState, row: asyncpg.Record, ctx: RuleContext
+) -> tuple[VehicleState, list[Alarm]]:
     """``state`` with its offline clock moved up to the stored last message when that is newer
-    (or the worker never saw the vehicle). An open episode is left to the next message."""
+    (or the worker never saw the vehicle). An open episode is closed by a stored message newer
+    than its start: contact without a position (a heartbeat, issue 12) reaches the worker only
+    this way. Returns the state and the closing event, if any."""
     off = state.rule(offline)
     last_t = row["last_message_t"]
-    if off.open_t is not None or (off.last_seen_t is not None and off.last_seen_t >= last_t):
-        return state
+    if off.open_t is not None:
+        if last_t <= off.open_t + _SAME_INSTANT_S:
+            return state, []
+        off, closed = offline.seen(off, last_t, ctx)
+        return VehicleState(last=state.last, rules={**state.rules, offline.NAME: off}), closed
+    if off.last_seen_t is not None and off.last_seen_t >= last_t:
+        return state, []
     if off.last_fix_t is None and row["fix_t"] is not None:
         off = offline.State(last_t, row["fix_t"], row["latitude"], row["longitude"], None)
     else:
         off = offline.State(last_t, off.last_fix_t, off.last_lat, off.last_lon, None)
-    return VehicleState(last=state.last, rules={**state.rules, offline.NAME: off})
+    return VehicleState(last=state.last, rules={**state.rules, offline.NAME: off}), []
 
 
 def rules_client_id(settings: Settings) -> str:
@@ -555,7 +566,8 @@ class RulesWorker:
         """The offline timer (DOMAIN.md, Online / offline): every registered vehicle that has
         sent at least one message (``latest_positions.last_message_at``, written by ingest)
         is checked, also one this worker has not seen since it (re)started; its last message
-        is the later of what the worker evaluated and what ingest stored. A vehicle that never
+        is the later of what the worker evaluated and what ingest stored, heartbeats included
+        (which also close an open episode). A vehicle that never
         sent anything is not connected (入网率), not offline: no alarm."""
         async with self.lock:
             pool = await self.pool()
@@ -569,12 +581,14 @@ class RulesWorker:
                 if profile is None:
                     continue
                 state = self.states.get(vehicle_id) or VehicleState()
+                ctx = self.context(profile)
                 row = stored.get(vehicle_id)
+                closed: list[Alarm] = []
                 if row is not None:
-                    state = _with_last_message(state, row)
-                new, out = self.engine.tick(state, now, self.context(profile))
-                if out:
-                    events += out
+                    state, closed = _with_last_message(state, row, ctx)
+                new, out = self.engine.tick(state, now, ctx)
+                if closed or out:
+                    events += closed + out
                     new_states[vehicle_id] = new
             if not events:
                 return []

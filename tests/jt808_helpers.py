@@ -58,15 +58,19 @@ async def running_gateway(
 
 
 @asynccontextmanager
-async def subscription(settings: Settings) -> AsyncIterator[asyncio.Queue[aiomqtt.Message]]:
-    """Every message under the test's ``{prefix}gps/v1/#``, in arrival order."""
+async def subscription(
+    settings: Settings, kinds: tuple[str, ...] = ("position", "batch")
+) -> AsyncIterator[asyncio.Queue[aiomqtt.Message]]:
+    """Every message on the test's ``{prefix}gps/v1/+/{kind}`` topics (positions by default;
+    ``heartbeat`` for contact), in arrival order."""
     queue: asyncio.Queue[aiomqtt.Message] = asyncio.Queue()
     async with aiomqtt.Client(
         settings.mqtt.host or "127.0.0.1",
         settings.mqtt.port,
         identifier=f"{settings.mqtt.client_id}-sub",
     ) as client:
-        await client.subscribe(f"{settings.mqtt.topic_prefix}gps/v1/#", qos=1)
+        for kind in kinds:
+            await client.subscribe(f"{settings.mqtt.topic_prefix}gps/v1/+/{kind}", qos=1)
 
         async def pump() -> None:
             async for message in client.messages:

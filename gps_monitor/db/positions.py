@@ -18,7 +18,9 @@ One :func:`write_batch` call is one transaction:
    differs between deliveries. QoS 0 messages (never redelivered) get no key;
 3. drift suspects cleared by a later fix are re-flagged ``ok``;
 4. ``latest_positions`` is upserted: the live marker only moves forward in fix time (late data
-   never moves it back), ``last_message_at`` always advances;
+   never moves it back), ``last_message_at`` always advances, also for contact without a
+   position (``WriteBatch.contacts``: heartbeats, issue 12), which creates a row with no fix
+   for a vehicle that has sent none yet;
 5. rejected messages go to ``rejected_messages`` (raw bytes, topic, reason, detail).
 
 The caller acknowledges the source MQTT messages only after this returns.
@@ -86,6 +88,8 @@ class WriteBatch:
     rejected: list[RejectedMessage] = field(default_factory=list)
     # drift suspects of earlier batches that a later fix confirmed, as they are now (quality ok)
     cleared: list[Position] = field(default_factory=list)
+    # contact without a position: vehicle id -> arrival time of its newest such message
+    contacts: dict[int, datetime] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -323,9 +327,10 @@ def _staging_record(row: PositionRow, raw_id: int, order: int) -> tuple[object, 
 
 
 async def _upsert_latest(conn: asyncpg.Connection, batch: WriteBatch) -> None:
-    """Per vehicle of the batch: its newest ok fix (if any) and its newest arrival time."""
-    newest: dict[int, Position | None] = {}
-    last_message: dict[int, datetime] = {}
+    """Per vehicle of the batch: its newest ok fix (if any) and its newest arrival time (of a
+    position or a contact)."""
+    newest: dict[int, Position | None] = dict.fromkeys(batch.contacts)
+    last_message: dict[int, datetime] = dict(batch.contacts)
     for row in batch.positions:
         p = row.position
         vid = p.vehicle_id

@@ -20,6 +20,13 @@ Location data from a connection that has not authenticated as that terminal is r
 result 1) and never published. A 0x0704's positions are published in batch payloads under
 ingest's size limits (:func:`batch_payloads`), all acknowledged before the terminal's result 0.
 Terminal replies (0x0001) get no answer; other messages get 0x8001 result 3 (unsupported).
+
+Contact (issue 12): every valid frame from a connection authenticated as the frame's terminal
+(a heartbeat, a logout, a reply, an unsupported message; the 0x0102 that authenticates it) keeps
+the terminal online: the gateway publishes ``gps/v1/{terminal_id}/heartbeat`` (QoS 1, in the
+background: the answer never waits for it), at most once per connection per
+``ingest.contact_min_interval_s``; a published position counts as contact too. An
+unauthenticated peer's heartbeat is answered but published as nothing.
 """
 
 from __future__ import annotations
@@ -75,6 +82,8 @@ class GatewayStats:
     subpackages_expired: int = 0
     subpackages_refused: Counter[str] = field(default_factory=Counter)
     positions_published: int = 0
+    contacts_published: int = 0
+    contact_publish_failures: int = 0
     positions_bad_time: int = 0
     publish_failures: int = 0
     unauthenticated_refused: int = 0
@@ -102,6 +111,7 @@ class Session:
         "_assembler",
         "budget",
         "connection",
+        "contact_s",
         "jt",
         "peer",
         "reply_serial",
@@ -128,6 +138,7 @@ class Session:
         self.vehicle_id: int | None = None
         self.utc_offset_min = 480
         self.reply_serial = 0
+        self.contact_s: float | None = None  # loop time contact was last published
 
     @property
     def assembler(self) -> SubpackageAssembler:
@@ -221,6 +232,7 @@ class Jt808Gateway:
         # the connection each terminal last authenticated on (for "is it online" and for
         # platform-initiated messages to a terminal)
         self._by_terminal: dict[str, TerminalConnection] = {}
+        self._contact_tasks: set[asyncio.Task[None]] = set()
         self._handlers: dict[int, Callable[[Session, Frame], Awaitable[bytes | None]]] = {
             m.MSG_HEARTBEAT: self._on_heartbeat,
             m.MSG_REGISTER: self._on_register,
@@ -246,6 +258,7 @@ class Jt808Gateway:
         for connection in connections:
             connection.close()
         tasks = [c.task for c in connections if c.task is not None]
+        tasks += self._contact_tasks
         if tasks:
             await asyncio.wait(tasks, timeout=5)
 
@@ -304,6 +317,43 @@ class Jt808Gateway:
         return whole
 
     async def _dispatch(self, session: Session, frame: Frame, now_s: float) -> bytes | None:
+        """Answer one frame; then note it as the terminal's contact when the connection was
+        (or has just become) authenticated as the frame's terminal."""
+        terminal_id = frame.header.terminal_id
+        authenticated = session.terminal_id == terminal_id
+        reply = await self._answer(session, frame, now_s)
+        if authenticated or session.terminal_id == terminal_id:
+            self._contact(session, frame, now_s)
+        return reply
+
+    def _contact(self, session: Session, frame: Frame, now_s: float) -> None:
+        """Publish contact for the frame's terminal, unless this connection published contact
+        (or a position) within ``ingest.contact_min_interval_s``."""
+        if frame.header.msg_id in (m.MSG_LOCATION, m.MSG_BATCH):
+            return  # its positions are its contact (see _publish_then_reply)
+        interval_s = self.settings.ingest.contact_min_interval_s
+        if session.contact_s is not None and now_s - session.contact_s < interval_s:
+            return
+        session.contact_s = now_s
+        topic = topics.heartbeat_topic(frame.header.terminal_id, self.prefix)
+        payload = _json({"msg_id": f"0x{frame.header.msg_id:04x}"})
+        task = asyncio.get_running_loop().create_task(
+            self._publish_contact(session, topic, payload)
+        )
+        self._contact_tasks.add(task)
+        task.add_done_callback(self._contact_tasks.discard)
+
+    async def _publish_contact(self, session: Session, topic: str, payload: bytes) -> None:
+        try:
+            await self.publisher.publish(topic, payload)
+        except (PublishError, PayloadError) as error:
+            self.stats.contact_publish_failures += 1
+            session.contact_s = None  # the next frame tries again
+            log.info("jt808 %s: contact not published: %s", session.peer, error)
+            return
+        self.stats.contacts_published += 1
+
+    async def _answer(self, session: Session, frame: Frame, now_s: float) -> bytes | None:
         header = frame.header
         try:
             if header.subpackage_total is not None:
@@ -461,6 +511,7 @@ class Jt808Gateway:
             for topic, payload, count in messages:
                 await self.publisher.publish(topic, payload)
                 self.stats.positions_published += count
+            session.contact_s = asyncio.get_running_loop().time()
         except (PublishError, PayloadError) as error:
             self.stats.publish_failures += 1
             log.warning("jt808 %s: %s; terminal told to resend", session.peer, error)
