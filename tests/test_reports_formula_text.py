@@ -115,3 +115,33 @@ async def test_kpi_workbook_company_names_stay_text(pool: asyncpg.Pool, settings
         shown = name.replace("\r", "\n")
         assert names[shown].data_type == "s", repr(name)
     assert not any(c.data_type == "f" for row in sheet.iter_rows() for c in row)
+
+
+async def test_control_characters_in_recorded_text_do_not_break_the_workbook(
+    pool: asyncpg.Pool, settings: Settings
+) -> None:
+    """An operator's handling note (free text over the API) holding a control character such
+    as BEL or ESC made openpyxl raise IllegalCharacterError: the alarm's evidence workbook
+    answered 500 for good. It is written, the character shown as its escape."""
+    vehicle_id, company_id = await _hostile_vehicle(pool)
+    alarm_id = await insert_alarm(
+        pool,
+        vehicle_id=vehicle_id,
+        company_id=company_id,
+        alarm_type="overspeed",
+        started_at=START + timedelta(minutes=2),
+        ended_at=START + timedelta(minutes=5),
+        details={"limit_kmh": 60.0, "max_speed_kmh": 70.0},
+        status="handled",
+    )
+    await pool.execute(
+        "UPDATE alarms SET handling_note = $2 WHERE id = $1", alarm_id, "已提醒\x07司机\x1b[31m"
+    )
+    report = await evidence.build_for_alarm(pool, alarm_id, settings.reports, generated_by="zf1")
+    wb = load_workbook(
+        io.BytesIO(excel.render_evidence_xlsx(report, settings.reports, images=False))
+    )
+    cells = {
+        row[0].value: row[1] for row in wb["报告"].iter_rows(min_col=1, max_col=2) if row[0].value
+    }
+    assert cells["处理记录 Handling note"].value.endswith("已提醒\\x07司机\\x1b[31m")

@@ -8,16 +8,21 @@ KPI workbook: sheet 汇总 (county and companies), sheet 日趋势 (per day), sh
 Every row goes through :func:`append_row`, which stores text as text: openpyxl would store a
 string starting with ``=`` as a live formula, so a plate, company name or handling note such as
 ``=HYPERLINK(...)`` would run in the reader's spreadsheet. The cell's type is set to string and
-the text is kept exactly (no quote prefix: the evidence must show what was recorded).
+the text is kept exactly (no quote prefix: the evidence must show what was recorded). A control
+character that a workbook cannot hold (U+0000-U+001F other than tab, LF and CR: openpyxl raises
+``IllegalCharacterError``, so one such character in an operator's handling note made the alarm's
+evidence workbook a 500) is written as its escape ``\\x07``, visible to the reader.
 """
 
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Sequence
 from typing import Any
 
 from openpyxl import Workbook
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from openpyxl.drawing.image import Image as XlImage
 from openpyxl.styles import Alignment, Font, PatternFill
 from openpyxl.utils import get_column_letter
@@ -32,14 +37,23 @@ _LEAD_UP_FILL = PatternFill("solid", fgColor="FFF3CD")  # lead-up counted toward
 _HEADER_FILL = PatternFill("solid", fgColor="DDDDDD")
 
 
+def _escape(match: re.Match[str]) -> str:
+    return f"\\x{ord(match.group()):02x}"
+
+
 def append_row(sheet: Any, values: Sequence[Any]) -> None:
     """Append ``values`` as the next row of ``sheet``; every ``str`` is stored as a text cell.
 
     openpyxl types a string that starts with ``=`` as a formula (``data_type == "f"``); here its
     type is set back to string (``"s"``), so the workbook holds the exact text and no formula.
     Other leading characters Excel treats specially (``+ - @``, tab, CR) are already plain
-    strings in openpyxl and stay so.
+    strings in openpyxl and stay so. Control characters a workbook cannot hold become their
+    escape (``"\\x07"``) rather than failing the whole workbook.
     """
+    values = [
+        ILLEGAL_CHARACTERS_RE.sub(_escape, value) if isinstance(value, str) else value
+        for value in values
+    ]
     sheet.append(values)
     row = sheet.max_row
     for column, value in enumerate(values, start=1):
