@@ -216,6 +216,15 @@ class WebSettings(BaseModel):
         description="Strict-Transport-Security max-age sent on HTTPS requests only (behind a TLS "
         "proxy: uvicorn takes the scheme from X-Forwarded-Proto); 0: never sent.",
     )
+    forwarded_allow_ips: str = Field(
+        default="127.0.0.1",
+        min_length=1,
+        description="comma-separated addresses (or '*') of the reverse proxies whose "
+        "X-Forwarded-For / X-Forwarded-Proto `gps-monitor web` believes (uvicorn's "
+        "forwarded_allow_ips): the client address the login throttle counts and the scheme "
+        "HSTS needs. Behind a proxy on another host or container, name it here, or every client "
+        "shares the proxy's address.",
+    )
     login_account_attempts: int = Field(
         default=5,
         ge=1,

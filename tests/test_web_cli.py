@@ -118,3 +118,54 @@ def test_web_command_refuses_a_port_outside_1_to_65535(
         main(["web", "--port", port], settings=settings)
     assert exit_.value.code == 2
     assert f"--port: expected 1-65535, got {port}" in capsys.readouterr().err
+
+
+async def test_web_command_believes_forwarded_for_only_from_the_configured_proxies(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    """`gps-monitor web` takes its trusted proxies from GPS_MONITOR_WEB_FORWARDED_ALLOW_IPS.
+
+    The README told operators to pass `--forwarded-allow-ips`, which `gps-monitor web` does not
+    accept, and the app ignored any setting: uvicorn's built-in default (127.0.0.1) was always
+    believed. Here the only trusted proxy is 10.255.255.1, so logins from 127.0.0.1 with a
+    different made-up X-Forwarded-For each all count under 127.0.0.1 and the address locks."""
+    import socket
+    import subprocess
+
+    from ingest_helpers import worker_env
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = worker_env(settings) | {
+        "GPS_MONITOR_WEB_FORWARDED_ALLOW_IPS": "10.255.255.1",
+        "GPS_MONITOR_WEB_LOGIN_ADDRESS_ATTEMPTS": "2",
+        "GPS_MONITOR_WEB_LOGIN_ACCOUNT_ATTEMPTS": "100",
+    }
+    proc = await asyncio.to_thread(
+        subprocess.Popen,
+        [sys.executable, "-m", "gps_monitor.cli", "web", "--port", str(port)],
+        env=env, stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+            for _ in range(100):
+                try:
+                    await http.get("/api/config")
+                    break
+                except httpx.TransportError:
+                    await asyncio.sleep(0.1)
+            codes = [
+                (
+                    await http.post(
+                        "/api/auth/login",
+                        json={"username": f"nobody{i}", "password": "wrong"},
+                        headers={"X-Forwarded-For": f"203.0.113.{i + 1}"},
+                    )
+                ).status_code
+                for i in range(3)
+            ]
+        assert codes == [401, 401, 429]
+    finally:
+        proc.terminate()
+        await asyncio.to_thread(proc.wait, 10)

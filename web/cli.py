@@ -63,6 +63,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         log_config=uvicorn_log_config(),  # no ?token= value in the access log
         ws="websockets-sansio",
         proxy_headers=True,
+        forwarded_allow_ips=settings.web.forwarded_allow_ips,
     )
     return 0
 

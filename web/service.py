@@ -72,6 +72,7 @@ async def serve(
             log_level="warning",
             ws="websockets-sansio",
             lifespan="on",
+            forwarded_allow_ips=settings.web.forwarded_allow_ips,
         )
     )
     task = asyncio.create_task(server.serve())
