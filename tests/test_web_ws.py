@@ -297,6 +297,10 @@ async def test_narrowing_by_vehicles_and_bbox_and_heartbeats(
         await ws.send("not json")
         err = await receive_until(ws, 2, lambda m: any(x["type"] == "error" for x in m))
         assert any(x["type"] == "error" for x in err)
+        # nested deeper than json.loads can go (RecursionError ended the socket): an error too
+        await ws.send('{"type": "subscribe", "vehicle_ids": ' + "[" * 5000 + "]" * 5000 + "}")
+        err = await receive_until(ws, 2, lambda m: any(x["type"] == "error" for x in m))
+        assert any(x["type"] == "error" and "nested" in x["detail"] for x in err), err
         # ids beyond bigint are refused like any malformed filter, the socket stays open
         for message in ({"vehicle_ids": [10**20]}, {"company_id": 10**20}):
             await ws.send(json.dumps({"type": "subscribe", **message}))

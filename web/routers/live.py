@@ -28,6 +28,7 @@ from web.deps import is_db_id
 from web.hub import ClientOverflow, LiveClient, LiveHub, dumps
 from web.live_query import LiveFilter, latest_positions, parse_bbox
 from web.security import browser_origin_allowed
+from web.validation import DEPTH_EXPECTED
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["live"])
@@ -177,7 +178,11 @@ async def _receive(websocket: WebSocket, hub: LiveHub, client: LiveClient) -> No
         except WebSocketDisconnect:
             return
         try:
-            message = json.loads(text)
+            try:
+                message = json.loads(text)
+            except RecursionError:  # nested deeper than the parser can go: ended the socket
+                limit = hub.settings.web.max_json_depth
+                raise ValueError(f"message: {DEPTH_EXPECTED.format(limit=limit)}") from None
             if not isinstance(message, dict):
                 raise ValueError(f"expected a JSON object, got {type(message).__name__}")
             kind = message.get("type")
