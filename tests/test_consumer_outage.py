@@ -76,39 +76,39 @@ async def test_an_outage_rejects_no_valid_message_and_loses_no_alarm(
     ]
     bad = position_json("2024-01-10T01:00:00+00:00", 29.56, 106.55, extras={"f": float("nan")})
     try:
-        async with _running(RulesWorker(settings)) as rules_task:
-            async with _running(IngestWorker(settings)) as ingest_task:
-                await publish_raw(settings, [(TOPIC, chunks[0])])
-                await wait_for(
-                    lambda: pool.fetchval("SELECT count(*) FROM positions"), lambda n: n >= 5
+        async with (
+            _running(RulesWorker(settings)) as rules_task,
+            _running(IngestWorker(settings)) as ingest_task,
+        ):
+            await publish_raw(settings, [(TOPIC, chunks[0])])
+            await wait_for(
+                lambda: pool.fetchval("SELECT count(*) FROM positions"), lambda n: n >= 5
+            )
+            async with _outage(database):
+                # published while the database is away: 4 s of failed batches and
+                # reconnects, with the bad message among the good ones
+                await publish_raw(
+                    settings,
+                    [(TOPIC, chunks[1]), (f"gps/v1/{TERMINAL}/position", bad)]
+                    + [(TOPIC, c) for c in chunks[2:]],
                 )
-                async with _outage(database):
-                    # published while the database is away: 4 s of failed batches and
-                    # reconnects, with the bad message among the good ones
-                    await publish_raw(
-                        settings,
-                        [(TOPIC, chunks[1]), (f"gps/v1/{TERMINAL}/position", bad)]
-                        + [(TOPIC, c) for c in chunks[2:]],
-                    )
-                    await asyncio.sleep(4)
-                stored = await wait_for(
-                    lambda: pool.fetchval("SELECT count(*) FROM positions"),
-                    lambda n: n >= len(track),
-                    timeout_s=60,
-                )
-                alarms = await wait_for(
-                    lambda: pool.fetch("SELECT alarm_type, ended_at FROM alarms"),
-                    lambda rows: len(rows) == 1 and rows[0]["ended_at"] is not None,
-                    timeout_s=60,
-                )
-                alive = not ingest_task.done() and not rules_task.done()
+                await asyncio.sleep(4)
+            stored = await wait_for(
+                lambda: pool.fetchval("SELECT count(*) FROM positions"),
+                lambda n: n >= len(track),
+                timeout_s=60,
+            )
+            alarms = await wait_for(
+                lambda: pool.fetch("SELECT alarm_type, ended_at FROM alarms"),
+                lambda rows: len(rows) == 1 and rows[0]["ended_at"] is not None,
+                timeout_s=60,
+            )
+            alive = not ingest_task.done() and not rules_task.done()
     finally:
         await drop_session(settings)
         await drop_session(settings, rules_client_id(settings))
     rejected = await pool.fetch("SELECT reason, payload FROM rejected_messages")
     assert alive
     assert stored == len(track)
-    assert [(r["reason"], bytes(r["payload"])) for r in rejected] == [
-        ("unstorable", bad.encode())
-    ]
+    assert [(r["reason"], bytes(r["payload"])) for r in rejected] == [("unstorable", bad.encode())]
     assert [a["alarm_type"] for a in alarms] == ["overspeed"]
