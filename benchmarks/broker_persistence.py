@@ -27,7 +27,6 @@ import socket
 import statistics
 import subprocess
 import tempfile
-import threading
 import time
 from collections import defaultdict, deque
 from pathlib import Path
@@ -107,32 +106,29 @@ def run(mode: str, rate: float, duration_s: float, lagging: bool) -> None:
         if lagging:
             subscriber.disconnect()
             subscriber.loop_stop()
-        # message ids wrap at 65,535: per id, the send times of its messages still unacknowledged
-        sent_at: dict[int, deque[float]] = defaultdict(deque)
-        latencies: list[float] = []
-        lock = threading.Lock()  # an id's PUBACK waits until its send time is written down
+        # (message id, time) of every send and every PUBACK, paired afterwards per id in order
+        # (ids wrap at 65,535; a PUBACK may come before the send is written down)
+        sends: list[tuple[int, float]] = []
+        acks: list[tuple[int, float]] = []
         publisher = paho.Client(CallbackAPIVersion.VERSION2, client_id="bench-pub")
         publisher.max_inflight_messages_set(1000)
 
         def on_publish(c: paho.Client, u: object, mid: int, rc: object, props: object) -> None:
-            with lock:
-                if sent_at[mid]:
-                    latencies.append(time.monotonic() - sent_at[mid].popleft())
+            acks.append((mid, time.monotonic()))
 
         publisher.on_publish = on_publish
         publisher.connect("127.0.0.1", port)
         publisher.loop_start()
         start = time.monotonic()
-        offered = 0
         while time.monotonic() - start < duration_s:
-            time.sleep(max(0.0, start + offered / rate - time.monotonic()))
-            with lock:
-                info = publisher.publish("bench/position", PAYLOAD, qos=1)
-                sent_at[info.mid].append(time.monotonic())
-            offered += 1
+            time.sleep(max(0.0, start + len(sends) / rate - time.monotonic()))
+            sent = time.monotonic()
+            sends.append((publisher.publish("bench/position", PAYLOAD, qos=1).mid, sent))
+        offered = len(sends)
         deadline = time.monotonic() + max(60.0, 4 * duration_s)
-        while len(latencies) < offered and time.monotonic() < deadline:
+        while len(acks) < offered and time.monotonic() < deadline:
             time.sleep(0.1)
+        latencies = _pair(sends, list(acks))
         elapsed = time.monotonic() - start
         publisher.loop_stop()
         if not lagging:
@@ -151,6 +147,14 @@ def run(mode: str, rate: float, duration_s: float, lagging: bool) -> None:
         broker.kill()
         broker.wait()
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _pair(sends: list[tuple[int, float]], acks: list[tuple[int, float]]) -> list[float]:
+    """PUBACK latencies (s): the n-th PUBACK of an id answers the n-th send of that id."""
+    sent_at: dict[int, deque[float]] = defaultdict(deque)
+    for mid, t in sends:
+        sent_at[mid].append(t)
+    return [t - sent_at[mid].popleft() for mid, t in acks if sent_at[mid]]
 
 
 def main() -> None:
