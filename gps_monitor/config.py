@@ -425,6 +425,82 @@ class Jt808Settings(BaseModel):
     )
 
 
+class CommandsSettings(BaseModel):
+    """The downlink command channel (``cmd/v1/{terminal_id}/{name}``, table ``commands``) and
+    reminding the driver from an alarm (issue 9 section 4). Env: ``GPS_MONITOR_COMMANDS_<FIELD>``.
+    """
+
+    expiry_s: float = Field(
+        default=600.0,
+        gt=0,
+        le=7 * 86400,
+        description="Default life of a command: one still queued (terminal offline) or sent and "
+        "unanswered this long after it was created is expired (10 min: a reminder about an "
+        "alarm is worth little later).",
+    )
+    max_expiry_s: float = Field(
+        default=86400.0, gt=0, description="Longest expiry a caller may ask for (1 day)."
+    )
+    text_max_bytes: int = Field(
+        default=1000,
+        ge=1,
+        le=1021,
+        description="Longest 0x8300 text in GBK bytes. The JT/T 808 body length field holds at "
+        "most 1023 bytes and the 2019 layout spends 2 on the flag and type bytes; many "
+        "terminals' displays take far less, so lower it to the fleet's terminals.",
+    )
+    scan_interval_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="The dispatcher looks for queued commands of online terminals and for "
+        "commands past their expiry at least this often (also at once on a new command).",
+    )
+    online_window_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="A terminal that never published a status message counts as online when "
+        "its last message arrived within this long (DOMAIN.md offline threshold, 5 min).",
+    )
+    gateway_hold_max: int = Field(
+        default=16,
+        ge=1,
+        description="Commands the JT/T 808 gateway holds for one terminal that is not connected "
+        "to it right now (only in the moment it went away); beyond that the oldest is answered "
+        "result 1.",
+    )
+    remind_templates: dict[str, str] = Field(
+        default_factory=lambda: {
+            "overspeed": "您已超速行驶，请减速慢行",
+            "fatigue_driving": "您已疲劳驾驶，请立即就近停车休息",
+            "fatigue_warning": "您即将进入疲劳驾驶，请合理安排停车休息",
+            "daily_driving_limit": "您当日累计驾驶时间已超限，请停车休息",
+            "night_ban": "夜间02:00至05:00禁止客运班车运行，请就近停车休息",
+            "route_deviation": "您已偏离规定线路，请按批准线路行驶",
+            "forbidden_area_entry": "您已进入禁行区域，请立即驶离",
+            "keep_in_area_exit": "您已驶出规定区域，请立即返回",
+            "device_alarm.sos": "平台已收到您的紧急报警，请保持通讯畅通",
+        },
+        description="提醒驾驶员: the text offered per alarm type (editable before sending); JSON "
+        "object alarm type (or device_alarm.<bit name>, e.g. device_alarm.sos) -> text. A type "
+        "not listed gets remind_default_text.",
+    )
+    remind_default_text: str = Field(
+        default="请注意安全驾驶，遵守道路交通安全法规",
+        description="提醒驾驶员 text for an alarm type without its own template.",
+    )
+    auto_remind_alarm_types: list[str] = Field(
+        default_factory=list,
+        description="自动提醒: alarm types whose opening sends their reminder text at once "
+        '(e.g. ["overspeed", "fatigue_driving"]); empty = off.',
+    )
+    auto_remind_min_interval_s: float = Field(
+        default=600.0,
+        ge=0,
+        description="自动提醒 at most once per vehicle in this long (10 min), so a vehicle "
+        "hovering around a limit is not flooded.",
+    )
+
+
 class RulesSettings(BaseModel):
     """Rules engine thresholds (DOMAIN.md, Rules the platform must evaluate).
 
@@ -981,6 +1057,7 @@ class Settings(BaseSettings):
     reports: ReportsSettings = ReportsSettings()
     alarms: AlarmsSettings = AlarmsSettings()
     notify: NotifySettings = NotifySettings()
+    commands: CommandsSettings = CommandsSettings()
 
 
 @lru_cache(maxsize=1)

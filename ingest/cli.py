@@ -1,4 +1,5 @@
-"""``gps-monitor ingest``: run the MQTT ingest worker until interrupted."""
+"""``gps-monitor ingest``: run the MQTT ingest worker and the command dispatcher
+(:mod:`ingest.commands`) until interrupted."""
 
 from __future__ import annotations
 
@@ -21,21 +22,44 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 async def serve(
     settings: Settings, ready: asyncio.Event | None = None, *, upgrade: bool = False
 ) -> None:
-    """Run the ingest worker until cancelled; ``ready`` is set once it is subscribed.
+    """Run the ingest worker and the command dispatcher until cancelled; ``ready`` is set once
+    both are subscribed.
 
     This is the service entry point ``gps-monitor demo`` starts (see ``SERVICES`` there).
 
     Raises:
         ConfigurationError: no database URL or broker host configured.
     """
+    from ingest.commands import CommandDispatcher
     from ingest.worker import IngestWorker
 
     require_host(settings.mqtt)
     if upgrade:
         await upgrade_schema(settings.database)
     worker = IngestWorker(settings)
-    async with relay_ready(worker.ready, ready):
-        await worker.run()
+    dispatcher = CommandDispatcher(settings)
+    both_ready = asyncio.Event()
+
+    async def wait_both() -> None:
+        await worker.ready.wait()
+        await dispatcher.ready.wait()
+        both_ready.set()
+
+    tasks = [
+        asyncio.create_task(worker.run()),
+        asyncio.create_task(dispatcher.run()),
+        asyncio.create_task(wait_both()),
+    ]
+    async with relay_ready(both_ready, ready):
+        try:
+            # the first to fail ends both, with its own exception (the CLI maps it)
+            done, _ = await asyncio.wait(tasks[:2], return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                task.result()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:

@@ -264,6 +264,11 @@ class IngestWorker:
                 self._reject(rejects, index, topic, payload, received_at, error, None)
                 inbound.append(None)
                 continue
+            if parsed.kind in topics.COMMAND_KINDS:
+                # command answers and presence are the command dispatcher's
+                # (ingest/commands.py, own session); acknowledged with the batch, not stored
+                inbound.append(None)
+                continue
             if parsed.kind == "heartbeat" and not self._take_contact(parsed.terminal_id):
                 inbound.append(None)  # acknowledged with the batch, nothing written
                 continue

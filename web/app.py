@@ -26,7 +26,18 @@ from gps_monitor.db.users import UserError
 from gps_monitor.errors import ConfigurationError, GeometryError, NotFoundError, StateError
 from web.hub import LiveHub
 from web.login_throttle import LoginThrottle
-from web.routers import alarms, auth, geofences, live, notify, pages, positions, registry, tracks
+from web.routers import (
+    alarms,
+    auth,
+    commands,
+    geofences,
+    live,
+    notify,
+    pages,
+    positions,
+    registry,
+    tracks,
+)
 from web.routers import reports as reports_router
 from web.routers.pages import STATIC_DIR
 from web.security import OriginCheckMiddleware, SecurityHeadersMiddleware, secret_key_problem
@@ -38,6 +49,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     positions.router,
     tracks.router,
     alarms.router,
+    commands.router,
     geofences.router,
     live.router,
     pages.router,

@@ -14,6 +14,7 @@ from gps_monitor.db.pool import create_pool
 from gps_monitor.mqtt import require_host
 from gps_monitor.service import run_until_signal, upgrade_schema
 from ingest.jt808.auth import TerminalAuthenticator
+from ingest.jt808.downlink import Downlink
 from ingest.jt808.publisher import MqttPublisher
 from ingest.jt808.server import Jt808Gateway, log_stats_forever
 
@@ -57,7 +58,9 @@ async def serve(
     try:
         authenticator = build_authenticator(pool, settings)
         async with MqttPublisher(settings) as publisher:
-            gateway = Jt808Gateway(settings, authenticator, publisher)
+            downlink = Downlink(settings, publisher)
+            gateway = Jt808Gateway(settings, authenticator, publisher, downlink)
+            downlink_task = asyncio.create_task(downlink.run(), name="jt808-downlink")
             server = await gateway.start(host, port)
             addresses = ", ".join(str(s.getsockname()) for s in server.sockets)
             log.info("jt808 gateway listening on %s", addresses)
@@ -71,6 +74,7 @@ async def serve(
                     await server.serve_forever()
             finally:
                 stats_task.cancel()
+                downlink_task.cancel()
                 server.close()
                 await gateway.close_connections()
                 log.info("jt808 gateway stopped: %s", gateway.stats.snapshot())

@@ -29,6 +29,17 @@ MSG_BATCH = 0x0704
 # Platform -> terminal
 MSG_PLATFORM_REPLY = 0x8001
 MSG_REGISTER_REPLY = 0x8100
+MSG_TEXT = 0x8300
+
+# 0x8300 flag bits (JT/T 808-2013 table 38 and 2019 alike): bit 0 emergency, bit 2 terminal
+# display, bit 3 TTS read aloud (bit 1 and bits 6-7 reserved, bit 4 advertising screen, bit 5
+# CAN fault code instead of centre navigation information)
+TEXT_FLAG_EMERGENCY = 1 << 0
+TEXT_FLAG_DISPLAY = 1 << 2
+TEXT_FLAG_TTS = 1 << 3
+# 0x8300 text type, 2019 only: 1 notice (通知), 2 service (服务)
+TEXT_TYPE_NOTICE = 1
+TEXT_TYPE_SERVICE = 2
 
 # 0x8001 result codes (JT/T 808-2013 section 8.2)
 RESULT_OK = 0
@@ -205,6 +216,80 @@ def decode_general_reply(body: bytes) -> tuple[int, int, int]:
         raise FrameError("body", f"0x8001: expected 5 bytes, got {len(body)}")
     serial, msg_id, result = struct.unpack(">HHB", body)
     return serial, msg_id, result
+
+
+def encode_terminal_reply(serial: int, msg_id: int, result: int) -> bytes:
+    """0x0001 terminal general response body: same layout as 0x8001 (answered serial u16,
+    answered message id u16, result u8: 0 ok, 1 failed, 2 bad message, 3 unsupported)."""
+    return encode_general_reply(serial, msg_id, result)
+
+
+def decode_terminal_reply(body: bytes) -> tuple[int, int, int]:
+    """0x0001 body -> (answered serial, answered message id, result)."""
+    if len(body) != 5:
+        raise FrameError("body", f"0x0001: expected 5 bytes, got {len(body)}")
+    serial, msg_id, result = struct.unpack(">HHB", body)
+    return serial, msg_id, result
+
+
+# -------------------------------------------------------------------------------------- text
+
+
+@dataclass(frozen=True, slots=True)
+class TextMessage:
+    """0x8300 text message to the driver.
+
+    Layouts: 2013 flags u8, then the text (GBK STRING, the rest of the body); 2019 flags u8,
+    text type u8 (1 notice, 2 service), then the text.
+    """
+
+    flags: int
+    text: str
+    text_type: int | None = None  # 2019 only
+
+    @property
+    def emergency(self) -> bool:
+        return bool(self.flags & TEXT_FLAG_EMERGENCY)
+
+    @property
+    def display(self) -> bool:
+        return bool(self.flags & TEXT_FLAG_DISPLAY)
+
+    @property
+    def tts(self) -> bool:
+        return bool(self.flags & TEXT_FLAG_TTS)
+
+
+def text_flags(*, emergency: bool, display: bool, tts: bool) -> int:
+    return (
+        (TEXT_FLAG_EMERGENCY if emergency else 0)
+        | (TEXT_FLAG_DISPLAY if display else 0)
+        | (TEXT_FLAG_TTS if tts else 0)
+    )
+
+
+def encode_text(
+    flags: int, text_gbk: bytes, *, is_2019: bool, text_type: int = TEXT_TYPE_NOTICE
+) -> bytes:
+    """0x8300 body from already GBK-encoded text (see :func:`gps_monitor.commands.text_gbk`)."""
+    head = bytes([flags & 0xFF, text_type]) if is_2019 else bytes([flags & 0xFF])
+    return head + text_gbk
+
+
+def decode_text(body: bytes, *, is_2019: bool) -> TextMessage:
+    """0x8300 body -> :class:`TextMessage` (a terminal's, or the simulator's, side).
+
+    Raises:
+        FrameError(reason="body"): shorter than its fixed part, or text that is not GBK.
+    """
+    fixed = 2 if is_2019 else 1
+    if len(body) < fixed:
+        raise FrameError("body", f"0x8300: expected at least {fixed} bytes, got {len(body)}")
+    try:
+        text = body[fixed:].rstrip(b"\x00").decode("gbk")
+    except UnicodeDecodeError as error:
+        raise FrameError("body", f"0x8300: expected GBK text, got {error}") from None
+    return TextMessage(body[0], text, body[1] if is_2019 else None)
 
 
 # ---------------------------------------------------------------------------------- location

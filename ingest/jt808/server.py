@@ -19,7 +19,8 @@ per connection and across the gateway (:class:`ingest.jt808.codec.SubpackageAsse
 Location data from a connection that has not authenticated as that terminal is refused (0x8001
 result 1) and never published. A 0x0704's positions are published in batch payloads under
 ingest's size limits (:func:`batch_payloads`), all acknowledged before the terminal's result 0.
-Terminal replies (0x0001) get no answer; other messages get 0x8001 result 3 (unsupported).
+Terminal replies (0x0001) get no answer (one to a 0x8300 becomes the command's answer, see
+:mod:`ingest.jt808.downlink`); other messages get 0x8001 result 3 (unsupported).
 
 Contact (issue 12): every valid frame from a connection authenticated as the frame's terminal
 (a heartbeat, a logout, a reply, an unsupported message; the 0x0102 that authenticates it) keeps
@@ -54,6 +55,7 @@ from ingest.jt808.codec import (
     decode_frame,
     encode_frame,
 )
+from ingest.jt808.downlink import Downlink
 from ingest.jt808.publisher import PublishError
 
 log = logging.getLogger(__name__)
@@ -216,16 +218,22 @@ class Jt808Gateway:
             ``settings.mqtt.topic_prefix``.
         authenticator: registry checks for 0x0100 / 0x0102 / 0x0003.
         publisher: QoS 1 publisher that returns once the broker has the message.
+        downlink: commands to terminals and their answers (None: no downlink).
     """
 
     def __init__(
-        self, settings: Settings, authenticator: TerminalAuthenticator, publisher: Publisher
+        self,
+        settings: Settings,
+        authenticator: TerminalAuthenticator,
+        publisher: Publisher,
+        downlink: Downlink | None = None,
     ) -> None:
         self.settings = settings
         self.jt = settings.jt808
         self.prefix = settings.mqtt.topic_prefix
         self.authenticator = authenticator
         self.publisher = publisher
+        self.downlink = downlink
         self.stats = GatewayStats()
         self.subpackage_budget = SubpackageBudget(self.jt.subpackage_max_total_bytes)
         self._connections: set[TerminalConnection] = set()
@@ -292,6 +300,10 @@ class Jt808Gateway:
         session.terminal_id = terminal_id
         if terminal_id is not None and session.connection is not None:
             self._by_terminal[terminal_id] = session.connection
+        if old is not None and old != terminal_id and self.downlink is not None:
+            # logged out, refused, or the connection ended: no more commands that way
+            connection = session.connection
+            self.downlink.detach(old, connection.write if connection is not None else None)
 
     def _subpackage(self, session: Session, frame: Frame, now_s: float) -> Frame | bytes:
         """One packet of a sub-packaged message: the whole message once complete, else the
@@ -367,6 +379,7 @@ class Jt808Gateway:
             handler = self._handlers.get(frame.header.msg_id)
             if handler is None:
                 if frame.header.msg_id == m.MSG_TERMINAL_REPLY:
+                    self._on_terminal_reply(session, frame)
                     return None
                 self.stats.unsupported += 1
                 return self._general_reply(session, frame, m.RESULT_UNSUPPORTED)
@@ -425,7 +438,7 @@ class Jt808Gateway:
         body = m.encode_register_reply(header.serial, outcome.result, outcome.auth_code)
         return self._reply(session, frame, m.MSG_REGISTER_REPLY, body)
 
-    async def _on_authenticate(self, session: Session, frame: Frame) -> bytes:
+    async def _on_authenticate(self, session: Session, frame: Frame) -> bytes | None:
         header = frame.header
         request = m.decode_auth(frame.body, is_2019=header.is_2019)
         vehicle = await self.authenticator.authenticate(header.terminal_id, request)
@@ -440,7 +453,16 @@ class Jt808Gateway:
         session.utc_offset_min = self.jt.utc_offset_overrides_min.get(
             header.terminal_id, vehicle.utc_offset_min
         )
-        return self._general_reply(session, frame, m.RESULT_OK)
+        reply = self._general_reply(session, frame, m.RESULT_OK)
+        if self.downlink is not None and session.connection is not None:
+            connection = session.connection
+            connection.write(reply)  # the answer first, then any command held for it
+            self.downlink.attach(
+                header.terminal_id, header.phone, header.version, connection.write,
+                session.next_serial,
+            )  # fmt: skip
+            return None
+        return reply
 
     async def _on_logout(self, session: Session, frame: Frame) -> bytes:
         terminal_id = frame.header.terminal_id
@@ -448,6 +470,12 @@ class Jt808Gateway:
             await self.authenticator.unregister(terminal_id)
             self._set_terminal(session, None)
         return self._general_reply(session, frame, m.RESULT_OK)
+
+    def _on_terminal_reply(self, session: Session, frame: Frame) -> None:
+        """0x0001: the answer to a platform message (only a 0x8300's counts, and only from the
+        terminal this connection authenticated as)."""
+        if self.downlink is not None and session.terminal_id == frame.header.terminal_id:
+            self.downlink.on_terminal_reply(session.terminal_id, frame.body)
 
     def _refuse_unauthenticated(self, session: Session, frame: Frame) -> bytes | None:
         if session.terminal_id == frame.header.terminal_id:
@@ -629,6 +657,11 @@ class TerminalConnection(asyncio.Protocol):
     @property
     def open(self) -> bool:
         return self.transport is not None and not self.transport.is_closing()
+
+    def write(self, data: bytes) -> None:
+        """Send bytes to the terminal (dropped once the connection is closing)."""
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
 
     def close(self) -> None:
         if self.transport is not None and not self.transport.is_closing():

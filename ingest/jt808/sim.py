@@ -4,7 +4,12 @@ Each terminal of the track file opens its own TCP connection to the gateway, reg
 authenticates (0x0102) with the code it got in 0x8100, sends its fixes in fix-time order as
 0x0200 location reports (or, with ``--batch N``, as 0x0704 uploads of N fixes; ``--reupload``
 marks them as blind-area re-uploads), waits for each 0x8001 reply, and disconnects (it does not
-send 0x0003, which deregisters a terminal and withdraws its auth code).
+send 0x0003, which deregisters a terminal and withdraws its auth code); with ``--linger-s N`` it
+stays connected N seconds longer, heartbeating.
+
+Text messages (0x8300) from the platform are answered at any time with a 0x0001 general response
+(result ``--text-result``, default 0 ok) and printed on stdout, one line each:
+``jt808-sim: terminal 13511221122 text [display,tts]: 您已超速行驶，请减速慢行``.
 
 Terminal ids: the track's terminal id is used as the phone number when it is all digits (at
 most 12, or 20 with ``--protocol 2019``); otherwise the phone is derived from the track's own
@@ -114,8 +119,17 @@ class SimTerminal:
         reply_timeout_s: how long to wait for the gateway's reply to each message.
     """
 
-    def __init__(self, phone: str, *, protocol: str = "2013", reply_timeout_s: float = 30.0):
+    def __init__(
+        self,
+        phone: str,
+        *,
+        protocol: str = "2013",
+        reply_timeout_s: float = 30.0,
+        text_result: int = m.RESULT_OK,
+    ):
         self.phone = phone
+        self.text_result = text_result
+        self.texts: list[m.TextMessage] = []
         self.version = 1 if protocol == "2019" else None
         self.reply_timeout_s = reply_timeout_s
         self.serial = 0
@@ -160,10 +174,46 @@ class SimTerminal:
                     raise TerminalError(f"terminal {self.phone}: gateway closed the connection")
                 for content, wire in self._splitter.feed(data):
                     try:
-                        self._pending.append(decode_frame(content, wire))
+                        frame = decode_frame(content, wire)
                     except FrameError as error:
                         raise TerminalError(f"terminal {self.phone}: bad reply {error}") from None
+                    if frame.header.msg_id == m.MSG_TEXT:
+                        await self._answer_text(frame)
+                    else:
+                        self._pending.append(frame)
         return self._pending.pop(0)
+
+    async def _answer_text(self, frame: Frame) -> None:
+        """A 0x8300 from the platform: print it, keep it, answer 0x0001 (``text_result``)."""
+        text = m.decode_text(frame.body, is_2019=frame.header.is_2019)
+        self.texts.append(text)
+        shown = ",".join(
+            name
+            for name, on in (
+                ("emergency", text.emergency),
+                ("display", text.display),
+                ("tts", text.tts),
+            )
+            if on
+        )
+        print(f"jt808-sim: terminal {self.phone} text [{shown}]: {text.text}", flush=True)
+        _, wire = self.frame(
+            m.MSG_TERMINAL_REPLY,
+            m.encode_terminal_reply(frame.header.serial, m.MSG_TEXT, self.text_result),
+        )
+        await self.send_raw(wire)
+
+    async def linger(self, duration_s: float, heartbeat_s: float = 30.0) -> None:
+        """Stay connected ``duration_s`` seconds, heartbeating every ``heartbeat_s`` and
+        answering text messages as they come."""
+        deadline = asyncio.get_running_loop().time() + duration_s
+        while (left := deadline - asyncio.get_running_loop().time()) > 0:
+            try:
+                async with asyncio.timeout(min(heartbeat_s, left)):
+                    await self.read_frame()  # texts are answered inside; replies dropped
+            except TimeoutError:
+                if deadline - asyncio.get_running_loop().time() > 0:
+                    await self.heartbeat()
 
     async def request(self, msg_id: int, body: bytes = b"") -> Frame:
         """Send a message and return the gateway's reply to it (matched by serial)."""
@@ -287,15 +337,18 @@ async def run_terminal(
     plate_number: str = "",
     plate_color: int = 0,
     stats: SimStats | None = None,
+    linger_s: float = 0.0,
+    text_result: int = m.RESULT_OK,
 ) -> SimStats:
-    """Register, authenticate, send ``positions``, log out (0x0003: the gateway withdraws the
-    code, so the next run registers afresh) and disconnect; returns the counts.
+    """Register, authenticate, send ``positions``, stay ``linger_s`` seconds (answering text
+    messages), log out (0x0003: the gateway withdraws the code, so the next run registers
+    afresh) and disconnect; returns the counts.
 
     Raises:
         TerminalError: registration or authentication refused, or the gateway went away.
     """
     stats = stats or SimStats()
-    terminal = SimTerminal(phone, protocol=protocol)
+    terminal = SimTerminal(phone, protocol=protocol, text_result=text_result)
     await terminal.connect(host, port)
     try:
         await terminal.register(plate_number, plate_color)
@@ -318,6 +371,8 @@ async def run_terminal(
                 stats.accepted += len(chunk)
             else:
                 stats.refused += len(chunk)
+        if linger_s > 0:
+            await terminal.linger(linger_s)
         await terminal.logout()
     finally:
         await terminal.close()
@@ -444,6 +499,8 @@ async def simulate(args: argparse.Namespace, settings: Settings) -> SimStats:
                 plate_number=plates.get(phones[terminal_id], ("", 0))[0],
                 plate_color=plates.get(phones[terminal_id], ("", 0))[1],
                 stats=stats,
+                linger_s=args.linger_s,
+                text_result=args.text_result,
             )
             for terminal_id, positions in tracks.items()
         )
@@ -465,6 +522,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reupload", action="store_true", help="0x0704 type 1 (补报)")
     parser.add_argument(
         "--speedup", type=float, default=0.0, help="time compression; 0 = as fast as acknowledged"
+    )
+    parser.add_argument(
+        "--linger-s",
+        type=float,
+        default=0.0,
+        help="stay connected this long after the last fix, heartbeating and answering text "
+        "messages (0x8300)",
+    )
+    parser.add_argument(
+        "--text-result",
+        type=int,
+        choices=(0, 1, 2, 3),
+        default=0,
+        help="result of the 0x0001 answer to a text message: 0 ok, 1 failed, 2 bad message, "
+        "3 unsupported",
     )
     parser.add_argument(
         "--phone-base",

@@ -1,0 +1,232 @@
+"""The ``commands`` table (migration 0080): downlink commands and their answers.
+
+Writers: the web app creates rows (:func:`create`, state ``queued``, in the caller's transaction
+with its audit entry) and wakes the dispatcher with ``NOTIFY gps_commands``; the command
+dispatcher (``ingest/commands.py``) moves them on (:func:`mark_sent`, :func:`record_answer`,
+:func:`expire_due`). State names: :class:`gps_monitor.commands.CommandState`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from gps_monitor.commands import Command, CommandState, state_for_result
+
+NOTIFY_CHANNEL = "gps_commands"
+
+_COLUMNS = (
+    "c.id, c.command_id::text AS command_id, c.terminal_id, c.vehicle_id, c.company_id, c.name, "
+    "c.body, c.state, c.result, c.result_detail, c.alarm_id, c.created_by, c.created_at, "
+    "c.expires_at, c.sent_at, c.answered_at, c.updated_at"
+)
+
+
+async def create(
+    conn: asyncpg.Connection,
+    command: Command,
+    *,
+    vehicle_id: int,
+    company_id: int,
+    alarm_id: int | None = None,
+    created_by: int | None = None,
+) -> dict[str, Any]:
+    """Insert a ``queued`` command and notify the dispatcher (delivered on commit); returns the
+    row as a dict (:func:`as_dict` shape)."""
+    row = await conn.fetchrow(
+        "INSERT INTO commands AS c (command_id, terminal_id, vehicle_id, company_id, name, body, "
+        "alarm_id, created_by, created_at, expires_at) "
+        f"VALUES ($1::uuid, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING {_COLUMNS}",
+        command.command_id,
+        command.terminal_id,
+        vehicle_id,
+        company_id,
+        command.name,
+        command.body,
+        alarm_id,
+        created_by,
+        command.created_at,
+        command.expires_at,
+    )
+    await conn.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, command.terminal_id)
+    assert row is not None
+    return dict(row)
+
+
+async def get(
+    conn: asyncpg.Connection | asyncpg.Pool, command_row_id: int, company_id: int | None
+) -> dict[str, Any] | None:
+    """One command by row id, within ``company_id`` (None = any)."""
+    row = await conn.fetchrow(
+        f"SELECT {_COLUMNS} FROM commands c WHERE c.id = $1 "
+        "AND ($2::bigint IS NULL OR c.company_id = $2)",
+        command_row_id,
+        company_id,
+    )
+    return None if row is None else dict(row)
+
+
+async def listing(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    company_id: int | None,
+    vehicle_id: int | None,
+    alarm_id: int | None,
+    limit: int,
+) -> list[dict[str, Any]]:
+    """Commands newest first, filtered by company (None = all), vehicle and alarm."""
+    rows = await conn.fetch(
+        f"SELECT {_COLUMNS} FROM commands c WHERE ($1::bigint IS NULL OR c.company_id = $1) "
+        "AND ($2::bigint IS NULL OR c.vehicle_id = $2) AND ($3::bigint IS NULL OR c.alarm_id = $3) "
+        "ORDER BY c.created_at DESC, c.id DESC LIMIT $4",
+        company_id,
+        vehicle_id,
+        alarm_id,
+        limit,
+    )
+    return [dict(r) for r in rows]
+
+
+async def for_alarms(
+    conn: asyncpg.Connection | asyncpg.Pool, alarm_ids: list[int]
+) -> dict[int, list[dict[str, Any]]]:
+    """The commands sent about each alarm, oldest first."""
+    rows = await conn.fetch(
+        f"SELECT {_COLUMNS} FROM commands c WHERE c.alarm_id = ANY($1::bigint[]) "
+        "ORDER BY c.created_at, c.id",
+        alarm_ids,
+    )
+    out: dict[int, list[dict[str, Any]]] = {}
+    for r in rows:
+        out.setdefault(r["alarm_id"], []).append(dict(r))
+    return out
+
+
+async def last_automatic(conn: asyncpg.Connection, vehicle_id: int) -> datetime | None:
+    """When the last automatic reminder (no author) was created for this vehicle."""
+    value = await conn.fetchval(
+        "SELECT max(created_at) FROM commands WHERE vehicle_id = $1 AND created_by IS NULL",
+        vehicle_id,
+    )
+    return value
+
+
+async def due(
+    conn: asyncpg.Connection, now: datetime, terminal_ids: list[str] | None
+) -> list[asyncpg.Record]:
+    """Queued, unexpired commands, oldest first; only those of ``terminal_ids`` when given."""
+    return await conn.fetch(
+        "SELECT id, command_id::text AS command_id, terminal_id, name, body, created_at, "
+        "expires_at FROM commands WHERE state = 'queued' AND expires_at > $1 "
+        "AND ($2::text[] IS NULL OR terminal_id = ANY($2::text[])) "
+        "ORDER BY created_at, id LIMIT 10000",
+        now,
+        terminal_ids,
+    )
+
+
+async def queued_terminals(conn: asyncpg.Connection, now: datetime) -> list[str]:
+    """Terminals with at least one queued, unexpired command."""
+    rows = await conn.fetch(
+        "SELECT DISTINCT terminal_id FROM commands WHERE state = 'queued' AND expires_at > $1",
+        now,
+    )
+    return [r["terminal_id"] for r in rows]
+
+
+async def mark_sent(conn: asyncpg.Connection, ids: list[int], sent_at: datetime) -> None:
+    """queued -> sent (a command answered meanwhile keeps its answer and gets its send time)."""
+    await conn.execute(
+        "UPDATE commands SET sent_at = coalesce(sent_at, $2), updated_at = now(), "
+        "state = CASE WHEN state = 'queued' THEN 'sent' ELSE state END "
+        "WHERE id = ANY($1::bigint[])",
+        ids,
+        sent_at,
+    )
+
+
+async def record_answer(
+    conn: asyncpg.Connection,
+    command_id: str,
+    terminal_id: str,
+    result: int,
+    answered_at: datetime,
+    detail: str | None,
+) -> dict[str, Any] | None:
+    """The terminal's answer: -> acknowledged (0) or failed (1-3). Only a command of that
+    terminal is changed, and only the first answer counts (a redelivered answer changes
+    nothing). Returns the changed row, or None (unknown command, another terminal's, or already
+    answered)."""
+    row = await conn.fetchrow(
+        "UPDATE commands AS c SET state = $4, result = $3, answered_at = $5, result_detail = $6, "
+        "updated_at = now() WHERE c.command_id = $1::uuid AND c.terminal_id = $2 "
+        f"AND c.result IS NULL RETURNING {_COLUMNS}",
+        command_id,
+        terminal_id,
+        result,
+        str(state_for_result(result)),
+        answered_at,
+        detail,
+    )
+    return None if row is None else dict(row)
+
+
+async def expire_due(conn: asyncpg.Connection, now: datetime) -> int:
+    """queued / sent commands past ``expires_at`` -> expired; returns how many."""
+    status = await conn.execute(
+        "UPDATE commands SET state = 'expired', updated_at = now() "
+        "WHERE state IN ('queued', 'sent') AND expires_at <= $1",
+        now,
+    )
+    return int(status.split()[-1])
+
+
+def as_command(row: asyncpg.Record | dict[str, Any]) -> Command:
+    """A row of :func:`due` as the :class:`Command` to publish."""
+    return Command(
+        command_id=row["command_id"],
+        terminal_id=row["terminal_id"],
+        name=row["name"],
+        body=row["body"],
+        created_at=row["created_at"],
+        expires_at=row["expires_at"],
+    )
+
+
+def is_final(state: str) -> bool:
+    return state in (CommandState.ACKNOWLEDGED, CommandState.FAILED, CommandState.EXPIRED)
+
+
+async def recently_heard(
+    conn: asyncpg.Connection, terminal_ids: list[str], since: datetime
+) -> set[str]:
+    """Those of ``terminal_ids`` whose vehicle's last message (``latest_positions``) arrived
+    after ``since``."""
+    rows = await conn.fetch(
+        "SELECT v.terminal_id FROM latest_positions lp JOIN vehicles v ON v.id = lp.vehicle_id "
+        "WHERE v.terminal_id = ANY($1::text[]) AND lp.last_message_at > $2",
+        terminal_ids,
+        since,
+    )
+    return {r["terminal_id"] for r in rows}
+
+
+async def reject(
+    conn: asyncpg.Connection,
+    topic: str,
+    payload: bytes,
+    terminal_id: str | None,
+    reason: str,
+    detail: str,
+) -> None:
+    """Keep a malformed answer or status message in ``rejected_messages`` with its reason."""
+    await conn.execute(
+        "INSERT INTO rejected_messages (topic, payload, terminal_id, reason, detail) "
+        "VALUES ($1, $2, $3, $4, $5)",
+        topic,
+        payload,
+        terminal_id,
+        reason,
+        detail,
+    )

@@ -1,0 +1,159 @@
+"""Downlink commands to terminals: send a text to a driver, follow a command's state.
+
+A command is created ``queued`` (with its audit entry, one transaction); the command dispatcher
+in ``gps-monitor ingest`` sends it when the terminal is online and records the answer
+(:mod:`ingest.commands`). Bureau users reach every vehicle, operators their own company's; a
+vehicle they may not see, or a terminal no vehicle has, answers 404.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import asyncpg
+from fastapi import APIRouter, HTTPException, Query
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from gps_monitor.commands import TEXT, CommandError, TextBody, build_text
+from gps_monitor.config import CommandsSettings
+from gps_monitor.db import audit
+from gps_monitor.db import commands as commands_db
+from gps_monitor.db.users import User
+from web.deps import CurrentUser, DbId, HandlerUser, PoolDep, SettingsDep, company_scope, not_found
+
+router = APIRouter(prefix="/api/commands", tags=["commands"])
+
+
+class CommandIn(BaseModel):
+    """A command to one vehicle's terminal, named by ``vehicle_id`` or ``terminal_id``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    vehicle_id: DbId | None = None
+    terminal_id: str | None = Field(default=None, min_length=1, max_length=32)
+    name: str = Field(default=TEXT, examples=[TEXT])
+    body: TextBody
+    expires_in_s: float | None = Field(
+        default=None, gt=0, description="Default commands.expiry_s; at most commands.max_expiry_s"
+    )
+
+    @model_validator(mode="after")
+    def _one_target(self) -> CommandIn:
+        if (self.vehicle_id is None) == (self.terminal_id is None):
+            raise ValueError("expected exactly one of vehicle_id or terminal_id")
+        return self
+
+
+async def target_vehicle(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    user: User,
+    *,
+    vehicle_id: int | None = None,
+    terminal_id: str | None = None,
+) -> asyncpg.Record:
+    """The vehicle a command goes to, within the user's scope.
+
+    Raises:
+        HTTPException 404: no such vehicle or terminal, another company's, or a vehicle without
+            a terminal.
+    """
+    row = await conn.fetchrow(
+        "SELECT id, company_id, terminal_id, plate_number FROM vehicles "
+        "WHERE ($1::bigint IS NULL OR id = $1) AND ($2::text IS NULL OR terminal_id = $2) "
+        "AND ($3::bigint IS NULL OR company_id = $3)",
+        vehicle_id,
+        terminal_id,
+        company_scope(user),
+    )
+    what = f"vehicle {vehicle_id}" if vehicle_id is not None else f"terminal {terminal_id!r}"
+    if row is None:
+        raise not_found(what)
+    if not row["terminal_id"]:
+        raise not_found(f"{what}: terminal")
+    return row
+
+
+async def send_text(
+    conn: asyncpg.Connection,
+    user: User | None,
+    settings: CommandsSettings,
+    vehicle: asyncpg.Record,
+    body: TextBody,
+    *,
+    alarm_id: int | None = None,
+    expires_in_s: float | None = None,
+) -> dict[str, Any]:
+    """Queue a text for ``vehicle``'s terminal (call inside the caller's transaction; audited
+    when ``user`` is given).
+
+    Raises:
+        HTTPException 422: text too long for ``commands.text_max_bytes`` or not GBK (names the
+            limit or the character), or an expiry beyond ``commands.max_expiry_s``.
+    """
+    expiry_s = expires_in_s if expires_in_s is not None else settings.expiry_s
+    if expiry_s > settings.max_expiry_s:
+        raise HTTPException(
+            422, f"expires_in_s: expected at most {settings.max_expiry_s:g}, got {expiry_s:g}"
+        )
+    try:
+        command = build_text(
+            vehicle["terminal_id"], body, text_max_bytes=settings.text_max_bytes, expiry_s=expiry_s
+        )
+    except CommandError as error:
+        raise HTTPException(422, f"body.{error}") from None
+    row = await commands_db.create(
+        conn,
+        command,
+        vehicle_id=vehicle["id"],
+        company_id=vehicle["company_id"],
+        alarm_id=alarm_id,
+        created_by=user.id if user is not None else None,
+    )
+    if user is not None:
+        await audit.record(
+            conn,
+            user,
+            "command.create",
+            "command",
+            row["id"],
+            company_id=vehicle["company_id"],
+            details={"name": command.name, "body": command.body, "alarm_id": alarm_id},
+        )
+    return row
+
+
+@router.post("", status_code=201)
+async def create_command(
+    body: CommandIn, user: HandlerUser, pool: PoolDep, settings: SettingsDep
+) -> dict[str, Any]:
+    """Queue a command (``text``: 0x8300 to the driver) for a vehicle's terminal."""
+    if body.name != TEXT:
+        raise HTTPException(422, f"name: expected one of {TEXT!r}, got {body.name!r}")
+    async with pool.acquire() as conn, conn.transaction():
+        vehicle = await target_vehicle(
+            conn, user, vehicle_id=body.vehicle_id, terminal_id=body.terminal_id
+        )
+        return await send_text(
+            conn, user, settings.commands, vehicle, body.body, expires_in_s=body.expires_in_s
+        )
+
+
+@router.get("/{command_row_id}")
+async def get_command(command_row_id: DbId, user: CurrentUser, pool: PoolDep) -> dict[str, Any]:
+    """One command with its state and the terminal's answer."""
+    row = await commands_db.get(pool, command_row_id, company_scope(user))
+    if row is None:
+        raise not_found(f"command {command_row_id}")
+    return row
+
+
+@router.get("")
+async def list_commands(
+    user: CurrentUser,
+    pool: PoolDep,
+    vehicle_id: DbId | None = None,
+    alarm_id: DbId | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[dict[str, Any]]:
+    """Commands the user may see, newest first, by vehicle or alarm."""
+    return await commands_db.listing(pool, company_scope(user), vehicle_id, alarm_id, limit)
