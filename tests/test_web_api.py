@@ -550,6 +550,11 @@ async def test_ids_beyond_bigint_answer_422_on_every_endpoint(
         ("POST", "/api/vehicles", {}, {"company_id": HUGE, "plate_number": "渝A1",
                                        "vehicle_class": "freight", "terminal_id": "1"},
          "bureau", "company_id"),
+        ("GET", f"/api/commands/{HUGE}", {}, None, "bureau", "command_row_id"),
+        ("GET", "/api/commands", {"vehicle_id": HUGE}, None, "bureau", "vehicle_id"),
+        ("GET", "/api/commands", {"alarm_id": HUGE}, None, "bureau", "alarm_id"),
+        ("POST", "/api/commands", {}, {"vehicle_id": HUGE, "body": {"text": "x"}}, "bureau",
+         "vehicle_id"),
     ]  # fmt: skip
     async with rest_client(settings) as client:
         assert (
