@@ -390,3 +390,93 @@ async def test_unknown_terminal_and_another_companys_vehicle_answer_404(
         listed = await client.get("/api/commands", headers=loop.world.auth("op_b"))
         assert listed.json() == []
         assert await pool.fetchval("SELECT count(*) FROM commands") == 1
+
+
+# ------------------------------------------------------------------------- alarm handling
+
+
+async def test_remind_driver_sends_the_text_and_the_alarm_and_evidence_show_the_answer(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    from web_helpers import store_alarm
+
+    async with command_loop(settings, pool) as loop, rest_client(loop.settings) as client:
+        alarm_id = await store_alarm(pool, loop.vehicle_a, loop.world.company_a)
+        templates = (
+            await client.get("/api/commands/templates", headers=loop.world.auth("op_a"))
+        ).json()
+        assert templates["templates"]["overspeed"] == "您已超速行驶，请减速慢行"
+        # another company's operator cannot handle it; a text GBK cannot hold is refused
+        foreign = await client.post(
+            f"/api/alarms/{alarm_id}/handle",
+            json={"method": "remind_driver", "remind": {"text": "请减速"}},
+            headers=loop.world.auth("op_b"),
+        )
+        assert foreign.status_code == 404
+        bad = await client.post(
+            f"/api/alarms/{alarm_id}/handle",
+            json={"method": "remind_driver", "remind": {"text": "请减速🚚"}},
+            headers=loop.world.auth("op_a"),
+        )
+        assert bad.status_code == 422 and "U+1F69A" in bad.text
+        assert (await pool.fetchval("SELECT status FROM alarms WHERE id = $1", alarm_id)) == "open"
+        terminal = await connected(loop)
+        reader = asyncio.create_task(terminal.linger(15))
+        try:
+            handled = await client.post(
+                f"/api/alarms/{alarm_id}/handle",
+                json={
+                    "method": "remind_driver",
+                    "note": "已提醒驾驶员减速",
+                    "remind": {"text": "您已超速行驶，请减速慢行（平台）"},
+                },
+                headers=loop.world.auth("op_a"),
+            )
+            assert handled.status_code == 200, handled.text
+            alarm = handled.json()
+            assert alarm["status"] == "handled" and alarm["handling_method"] == "remind_driver"
+            assert alarm["remind_state"] == "queued" and alarm["remind_command_id"]
+
+            async def fetch() -> dict[str, Any]:
+                r = await client.get(f"/api/alarms/{alarm_id}", headers=loop.world.auth("op_a"))
+                return dict(r.json())
+
+            alarm = await wait_for(fetch, lambda a: a["remind_state"] == "acknowledged")
+            assert alarm["remind_state"] == "acknowledged" and alarm["remind_answered_at"]
+            assert [t.text for t in terminal.texts] == ["您已超速行驶，请减速慢行（平台）"]
+        finally:
+            reader.cancel()
+            await terminal.close()
+        evidence = await client.get(
+            "/api/reports/evidence",
+            params={"alarm_id": alarm_id, "format": "json"},
+            headers=loop.world.auth("op_a"),
+        )
+        handling = evidence.json()["handling"]
+        assert handling["handling_method"] == "remind_driver"
+        [reminder] = handling["reminders"]
+        assert reminder["state"] == "acknowledged" and reminder["answered_at"]
+        assert reminder["text"] == "您已超速行驶，请减速慢行（平台）"
+        trail = await pool.fetch("SELECT action FROM audit_log ORDER BY id")
+        assert [r["action"] for r in trail] == ["command.create", "alarm.handle"]
+
+
+async def test_handling_needs_a_method_or_a_note(settings: Settings, pool: asyncpg.Pool) -> None:
+    from web_helpers import store_alarm
+
+    async with command_loop(settings, pool) as loop, rest_client(loop.settings) as client:
+        alarm_id = await store_alarm(pool, loop.vehicle_a, loop.world.company_a)
+        auth = loop.world.auth("op_a")
+        empty = await client.post(f"/api/alarms/{alarm_id}/handle", json={}, headers=auth)
+        assert empty.status_code == 422
+        no_text = await client.post(
+            f"/api/alarms/{alarm_id}/handle", json={"method": "remind_driver"}, headers=auth
+        )
+        assert no_text.status_code == 422 and "remind" in no_text.text
+        phone = await client.post(
+            f"/api/alarms/{alarm_id}/handle", json={"method": "phone_call"}, headers=auth
+        )
+        assert phone.status_code == 200
+        assert phone.json()["handling_method"] == "phone_call"
+        assert phone.json()["remind_command_id"] is None
+        assert await pool.fetchval("SELECT count(*) FROM commands") == 0

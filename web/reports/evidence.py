@@ -104,6 +104,13 @@ ALARM_BASIS = {
     "offline_displacement": "GB/T 35658-2017 离线位移",
 }
 STATUS_TEXT = {"open": "未处理", "acknowledged": "已确认", "handled": "已处理", "closed": "已关闭"}
+METHOD_TEXT = {
+    "remind_driver": "提醒驾驶员",
+    "phone_call": "电话联系",
+    "notify_company": "通知企业",
+    "false_alarm": "误报/设备故障",
+    "other": "其他",
+}
 
 
 def _fmt_float(value: float | None, decimals: int) -> str:
@@ -230,6 +237,8 @@ class Handling:
     handled_at: datetime | None = None
     handling_note: str | None = None
     penalties: tuple[dict[str, Any], ...] = ()
+    handling_method: str | None = None
+    reminders: tuple[dict[str, Any], ...] = ()  # text commands sent about the alarm (0080)
 
     @property
     def status_text(self) -> str:
@@ -295,6 +304,28 @@ class EvidenceReport:
     def canonical_rows(self) -> list[list[str]]:
         return [p.canonical_fields() for p in self.positions]
 
+    def reminder_text(self, reminder: dict[str, Any]) -> str:
+        """One reminder: when it was issued, its text, and whether and when the terminal
+        confirmed it."""
+        state = reminder.get("state")
+        sent = reminder.get("sent_at")
+        answered = self.local(reminder.get("answered_at"))
+        line = f"{self.local(reminder.get('created_at'))} 下发「{reminder.get('text', '')}」" + (
+            f"; 已发送 {self.local(sent)}" if sent else ""
+        )
+        if state == "acknowledged":
+            return (
+                line
+                + f"; 终端已确认 {self.local(reminder.get('answered_at'))} (terminal confirmed)"
+            )
+        if state == "failed":
+            return line + (
+                f"; 终端拒绝 {answered}, 结果 {reminder.get('result')} (terminal refused)"
+            )
+        if state == "expired":
+            return line + "; 终端未确认, 已过期 (not confirmed, expired)"
+        return line + "; 等待终端确认 (awaiting the terminal)"
+
     def summary(self) -> list[tuple[str, str]]:
         """(label, value) pairs shown at the top of every rendering, in display order."""
         v = self.violation
@@ -331,6 +362,11 @@ class EvidenceReport:
                         f"{self.local(h.handled_at)} {h.handling_note or ''}",
                     )
                 )
+            if h.handling_method:
+                method = METHOD_TEXT.get(h.handling_method, h.handling_method)
+                rows.append(("处理方式 Method", f"{method} ({h.handling_method})"))
+            for reminder in h.reminders:
+                rows.append(("提醒驾驶员 Driver reminded", self.reminder_text(reminder)))
             for penalty in h.penalties:
                 fine = penalty.get("fine_yuan")
                 rows.append(
@@ -545,9 +581,17 @@ async def _handling(conn: asyncpg.Connection | asyncpg.Pool, alarm: asyncpg.Reco
     has_handling = await conn.fetchval("SELECT to_regclass('alarm_penalties') IS NOT NULL")
     if not has_handling:
         return Handling(status=alarm["status"])
-    extra = await conn.fetchrow(
-        "SELECT acknowledged_at, handled_at, handling_note FROM alarms WHERE id = $1", alarm["id"]
-    )
+    extra = await conn.fetchrow("SELECT * FROM alarms WHERE id = $1", alarm["id"])
+    reminders: list[dict[str, Any]] = []
+    if await conn.fetchval("SELECT to_regclass('commands') IS NOT NULL"):
+        reminders = [
+            dict(r)
+            for r in await conn.fetch(
+                "SELECT body->>'text' AS text, state, result, created_at, sent_at, answered_at "
+                "FROM commands WHERE alarm_id = $1 AND name = 'text' ORDER BY created_at, id",
+                alarm["id"],
+            )
+        ]
     penalties = await conn.fetch(
         "SELECT decision, fine_yuan, note, recorded_at FROM alarm_penalties "
         "WHERE alarm_id = $1 ORDER BY recorded_at, id",
@@ -558,6 +602,8 @@ async def _handling(conn: asyncpg.Connection | asyncpg.Pool, alarm: asyncpg.Reco
         acknowledged_at=extra["acknowledged_at"] if extra else None,
         handled_at=extra["handled_at"] if extra else None,
         handling_note=extra["handling_note"] if extra else None,
+        handling_method=extra.get("handling_method") if extra else None,
+        reminders=tuple(reminders),
         penalties=tuple(
             {
                 "decision": p["decision"],

@@ -139,6 +139,8 @@ def report_dict(report: EvidenceReport) -> dict[str, Any]:
                 "acknowledged_at": h.acknowledged_at,
                 "handled_at": h.handled_at,
                 "handling_note": h.handling_note,
+                "handling_method": h.handling_method,
+                "reminders": list(h.reminders),
                 "penalties": list(h.penalties),
             },
             "integrity": {

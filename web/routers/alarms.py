@@ -2,21 +2,23 @@
 penalty decision. Each change is written with its audit entry in one transaction and announced
 to live clients.
 
-Handling flow: ``open`` -> ``acknowledged`` (operator or bureau saw it) -> ``handled`` (what was
-done, as a note). Enforcement records penalty decisions on any alarm.
+Handling flow: ``open`` -> ``acknowledged`` (operator or bureau saw it) -> ``handled`` (处理方式
+and 处理意见; 提醒驾驶员 also sends the driver a text, kept as the alarm's ``remind_command_id``).
+Enforcement records penalty decisions on any alarm.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import asyncpg
 from annotated_types import Interval
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from gps_monitor.commands import TextBody
 from gps_monitor.db import audit
 from gps_monitor.db.users import User
 from web.deps import (
@@ -25,9 +27,11 @@ from web.deps import (
     EnforcementUser,
     HandlerUser,
     PoolDep,
+    SettingsDep,
     company_scope,
     not_found,
 )
+from web.routers.commands import send_text, target_vehicle
 from web.units import round_measures
 
 router = APIRouter(prefix="/api/alarms", tags=["alarms"])
@@ -36,8 +40,12 @@ _ALARM_SELECT = (
     "SELECT a.id, a.alarm_type, a.level, a.vehicle_id, a.company_id, v.plate_number, "
     "v.plate_color, v.vehicle_class, c.name AS company_name, a.started_at, a.ended_at, a.status, "
     "a.late, a.details, a.first_fix_time, a.last_fix_time, a.acknowledged_at, a.acknowledged_by, "
-    "a.handled_at, a.handled_by, a.handling_note, a.created_at, a.updated_at "
-    "FROM alarms a JOIN vehicles v ON v.id = a.vehicle_id JOIN companies c ON c.id = a.company_id"
+    "a.handled_at, a.handled_by, a.handling_note, a.created_at, a.updated_at, "
+    "a.handling_method, a.remind_command_id, rc.body->>'text' AS remind_text, "
+    "rc.state AS remind_state, rc.sent_at AS remind_sent_at, rc.result AS remind_result, "
+    "rc.answered_at AS remind_answered_at "
+    "FROM alarms a JOIN vehicles v ON v.id = a.vehicle_id JOIN companies c ON c.id = a.company_id "
+    "LEFT JOIN commands rc ON rc.id = a.remind_command_id"
 )
 STATUSES = ("open", "acknowledged", "handled", "closed")
 UNHANDLED = ("open", "acknowledged")
@@ -56,8 +64,29 @@ _PLACE = (
 )
 
 
+HANDLING_METHODS = ("remind_driver", "phone_call", "notify_company", "false_alarm", "other")
+"""处理方式: 提醒驾驶员 (sends a text to the terminal), 电话联系, 通知企业, 误报/设备故障, 其他."""
+
+
 class HandleIn(BaseModel):
-    note: str = Field(min_length=1, max_length=2000, description="What was done (called driver...)")
+    """How an alarm was handled: a 处理方式 and/or a note (处理意见); with ``remind_driver`` the
+    text sent to the driver (``remind``), which goes out as a ``text`` command."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    method: Literal[HANDLING_METHODS] | None = None  # type: ignore[valid-type]
+    note: str = Field(default="", max_length=2000, description="处理意见: what was done")
+    remind: TextBody | None = Field(default=None, description="The text for remind_driver")
+
+    @model_validator(mode="after")
+    def _complete(self) -> HandleIn:
+        if self.method is None and not self.note.strip():
+            raise ValueError("expected a method or a note saying what was done, got neither")
+        if self.method == "remind_driver" and self.remind is None:
+            raise ValueError("method remind_driver: expected remind.text, the text to send")
+        if self.method != "remind_driver" and self.remind is not None:
+            raise ValueError(f"remind: only with method remind_driver, got method {self.method}")
+        return self
 
 
 class PenaltyIn(BaseModel):
@@ -313,10 +342,17 @@ async def acknowledge(
 
 @router.post("/{alarm_id}/handle")
 async def handle(
-    alarm_id: DbId, body: HandleIn, request: Request, user: HandlerUser, pool: PoolDep
+    alarm_id: DbId,
+    body: HandleIn,
+    request: Request,
+    user: HandlerUser,
+    pool: PoolDep,
+    settings: SettingsDep,
 ) -> dict[str, Any]:
-    """open/acknowledged -> handled, with a note of what was done. 409 when already handled or
-    closed."""
+    """open/acknowledged -> handled, with the method and a note of what was done; with
+    ``remind_driver`` the text is queued for the vehicle's terminal in the same transaction and
+    the alarm keeps that command (its state and the terminal's answer show on the alarm). 409
+    when already handled or closed; 422 for a text the terminal cannot take."""
     async with pool.acquire() as conn, conn.transaction():
         alarm = await _fetch(conn, user, alarm_id, lock=True)
         if alarm["status"] not in ("open", "acknowledged"):
@@ -324,13 +360,24 @@ async def handle(
                 409,
                 f"alarm {alarm_id}: expected status open or acknowledged, got {alarm['status']}",
             )
+        command_row_id = None
+        if body.method == "remind_driver" and body.remind is not None:
+            vehicle = await target_vehicle(conn, user, vehicle_id=alarm["vehicle_id"])
+            command = await send_text(
+                conn, user, settings.commands, vehicle, body.remind, alarm_id=alarm_id
+            )
+            command_row_id = command["id"]
         await conn.execute(
             "UPDATE alarms SET status = 'handled', handled_at = now(), handled_by = $2, "
             "handling_note = $3, acknowledged_at = coalesce(acknowledged_at, now()), "
-            "acknowledged_by = coalesce(acknowledged_by, $2), updated_at = now() WHERE id = $1",
+            "acknowledged_by = coalesce(acknowledged_by, $2), handling_method = $4, "
+            "remind_command_id = coalesce($5, remind_command_id), updated_at = now() "
+            "WHERE id = $1",
             alarm_id,
             user.id,
-            body.note,
+            body.note or None,
+            body.method,
+            command_row_id,
         )
         await audit.record(
             conn,
@@ -339,7 +386,13 @@ async def handle(
             "alarm",
             alarm_id,
             company_id=alarm["company_id"],
-            details={"from": alarm["status"], "to": "handled", "note": body.note},
+            details={
+                "from": alarm["status"],
+                "to": "handled",
+                "note": body.note,
+                "method": body.method,
+                "command_id": command_row_id,
+            },
         )
         alarm = await _fetch(conn, user, alarm_id)
     await _announce(request, alarm)

@@ -138,6 +138,18 @@ async def create_command(
         )
 
 
+@router.get("/templates")
+async def remind_templates(_: CurrentUser, settings: SettingsDep) -> dict[str, Any]:
+    """提醒驾驶员 texts offered per alarm type (``device_alarm.<name>`` for a terminal's own
+    alarm such as ``device_alarm.sos``), the default, and the text limit in GBK bytes."""
+    c = settings.commands
+    return {
+        "templates": c.remind_templates,
+        "default": c.remind_default_text,
+        "text_max_bytes": c.text_max_bytes,
+    }
+
+
 @router.get("/{command_row_id}")
 async def get_command(command_row_id: DbId, user: CurrentUser, pool: PoolDep) -> dict[str, Any]:
     """One command with its state and the terminal's answer."""

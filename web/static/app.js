@@ -414,6 +414,7 @@
         `${a.ended_at ? " – " + fmtTime(a.ended_at) : ""} · <span class="alarm-status">${esc(t("status_" + a.status))}</span></div>` +
         `${figure ? `<div class="figure">${esc(figure)}</div>` : ""}` +
         `${place ? `<div class="meta where" >${esc(t("where"))} ${esc(place)}</div>` : ""}` +
+        `${window.GpsmHandle ? GpsmHandle.summaryHtml(a) : ""}` +
         `${a.handling_note ? `<div class="meta">${esc(a.handling_note)}</div>` : ""}${actions}` +
         `<button class="btn-alarm-track" data-alarm-id="${a.id}">${t("track")}</button>` +
         ` <a class="evidence" target="_blank" href="/api/reports/evidence?alarm_id=${a.id}&format=pdf">${t("evidence")}</a></li>`;
@@ -428,23 +429,23 @@
       return true;
     } catch (err) { alert(err.message); scheduleAlarmRefresh(); return false; }
   }
-  // Handling an alarm. One function so the handling dialog (处理方式 / 处理意见, issue 9 part 4)
-  // can replace this prompt without touching its callers; resolves to true once handled.
-  async function openHandleDialog(alarm) {
-    const note = prompt(t("handle_note"));
-    if (!note) return false;
-    try {
-      const a = await api(`/api/alarms/${alarm.id}/handle`, { method: "POST", body: JSON.stringify({ note }) });
-      onAlarmStatus(Object.assign(a, { isNew: false }));
-      return true;
-    } catch (err) { alert(err.message); return false; }
-  }
+  // Handling an alarm: the dialog of handle.js (处理方式, 提醒驾驶员 with its text, 处理意见), shared
+  // by the list and the pop-up cards; resolves to true once handled, false when cancelled.
+  async function openHandleDialog(alarm) { return window.openHandleDialog(alarm); }
   function showAlarmTrack(alarm) {  // the episode with 30 min either side
     const start = new Date(Date.parse(alarm.started_at) - 30 * 60e3);
     const endAt = alarm.ended_at ? Date.parse(alarm.ended_at) : Date.now();
     openPlayback(alarm.vehicle_id, start, new Date(Math.max(endAt, Date.parse(alarm.started_at)) + 30 * 60e3));
     loadTrack();
   }
+  // the handling dialog (handle.js) reports the handled alarm and its reminder's progress
+  document.addEventListener("gpsm:alarm-updated", (e) => {
+    const a = e.detail;
+    if (!a || a.id == null) return;
+    if (a.status) { onAlarmStatus(Object.assign(a, { isNew: false })); return; }  // handled
+    const known = state.alarms.get(a.id);  // a reminder's progress
+    if (known) { Object.assign(known, a); renderAlarms(); }
+  });
   $("alarm-list").addEventListener("click", async (e) => {
     const button = e.target.closest("button");
     const item = e.target.closest(".alarm-item");

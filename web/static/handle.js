@@ -1,0 +1,151 @@
+// Alarm handling dialog (处理报警): 处理方式 (提醒驾驶员 sends the driver a text, a template per
+// alarm type, editable), 处理意见, submit -> POST /api/alarms/{id}/handle. The reminder's state
+// and the terminal's answer are followed until final. Public API, used by the alarm list and by
+// the new-alarm pop-up:
+//   openHandleDialog(alarm)      alarm: a row of GET /api/alarms (id, alarm_type, plate_number...)
+//   GpsmHandle.summaryHtml(a)    the handling line shown on an alarm row (method, 已提醒 + time)
+// Updated alarms are announced as a "gpsm:alarm-updated" event (detail: the alarm fields).
+(function (global) {
+  "use strict";
+  const LABELS = {
+    "zh-CN": {
+      title: "处理报警", method: "处理方式", remind_driver: "提醒驾驶员", phone_call: "电话联系",
+      notify_company: "通知企业", false_alarm: "误报/设备故障", other: "其他", note: "处理意见",
+      remind_text: "提醒内容（发送到车载终端）", tts: "语音播报", display: "终端显示", emergency: "紧急",
+      submit: "提交", cancel: "取消", bytes: "字节", reminded: "已提醒", confirmed: "终端确认",
+      awaiting: "等待终端确认", queued: "终端离线，上线后下发", expired: "终端未确认（已过期）",
+      failed: "终端拒绝", need_note: "请选择处理方式或填写处理意见",
+    },
+    en: {
+      title: "Handle alarm", method: "Method", remind_driver: "Remind driver", phone_call: "Phone call",
+      notify_company: "Notify company", false_alarm: "False alarm / device fault", other: "Other",
+      note: "Note", remind_text: "Reminder text (sent to the terminal)", tts: "Read aloud (TTS)",
+      display: "Show on display", emergency: "Emergency", submit: "Submit", cancel: "Cancel",
+      bytes: "bytes", reminded: "Reminded", confirmed: "terminal confirmed", awaiting: "awaiting the terminal",
+      queued: "terminal offline, sent when it connects", expired: "not confirmed (expired)",
+      failed: "terminal refused", need_note: "Choose a method or write a note",
+    },
+  };
+  const METHODS = ["remind_driver", "phone_call", "notify_company", "false_alarm", "other"];
+  const L = (k) => (LABELS[global.GpsmI18n && GpsmI18n.lang === "en" ? "en" : "zh-CN"][k] || k);
+  const esc = (s) => String(s == null ? "" : s).replace(/[&<>"']/g, (c) => (
+    { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
+  let templates = null;
+  const followed = new Set();
+
+  async function api(path, options) {
+    const r = await fetch(path, Object.assign({ credentials: "same-origin", headers: { "Content-Type": "application/json" } }, options || {}));
+    if (!r.ok) {
+      const body = await r.json().catch(() => ({}));
+      throw new Error(typeof body.detail === "string" ? body.detail : JSON.stringify(body.detail || r.statusText));
+    }
+    return r.json();
+  }
+  function fmtTime(iso) {
+    if (!iso) return "-";
+    return new Intl.DateTimeFormat("zh-CN", { timeZone: "Asia/Shanghai", month: "2-digit", day: "2-digit",
+      hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false }).format(new Date(iso));
+  }
+  function gbkBytes(text) {  // GBK: ASCII 1 byte, everything else 2 (the server checks exactly)
+    let n = 0; for (const ch of text) n += ch.codePointAt(0) < 0x80 ? 1 : 2; return n;
+  }
+  function templateFor(alarm) {
+    if (!templates) return "";
+    const name = alarm.details && alarm.details.name;
+    return (name && templates.templates[`${alarm.alarm_type}.${name}`]) ||
+      templates.templates[alarm.alarm_type] || templates.default;
+  }
+  function announce(alarm) {
+    document.dispatchEvent(new CustomEvent("gpsm:alarm-updated", { detail: alarm }));
+  }
+
+  // follow a reminder until the terminal answered or it expired (the page shows each change)
+  function follow(alarm) {
+    if (!alarm.remind_command_id || followed.has(alarm.remind_command_id)) return;
+    if (alarm.remind_state !== "queued" && alarm.remind_state !== "sent") return;
+    const id = alarm.remind_command_id;
+    followed.add(id);
+    const timer = setInterval(async () => {
+      try {
+        const c = await api(`/api/commands/${id}`);
+        announce({ id: alarm.id, remind_state: c.state, remind_sent_at: c.sent_at,
+          remind_answered_at: c.answered_at, remind_result: c.result });
+        if (c.state !== "queued" && c.state !== "sent") { clearInterval(timer); followed.delete(id); }
+      } catch (err) { clearInterval(timer); followed.delete(id); }
+    }, 1000);
+  }
+
+  function summaryHtml(a) {
+    const parts = [];
+    if (a.handling_method) parts.push(esc(L(a.handling_method)));
+    if (a.remind_command_id) {
+      follow(a);
+      let s;
+      if (a.remind_state === "acknowledged") s = `<b class="reminded">${L("reminded")}</b> · ${L("confirmed")} ${fmtTime(a.remind_answered_at)}`;
+      else if (a.remind_state === "failed") s = `${L("failed")} (${esc(a.remind_result)}) ${fmtTime(a.remind_answered_at)}`;
+      else if (a.remind_state === "expired") s = L("expired");
+      else if (a.remind_state === "queued") s = L("queued");
+      else s = L("awaiting");
+      parts.push(`<span class="remind-state" data-state="${esc(a.remind_state)}">${s}</span>`);
+      if (a.remind_text) parts.push(`「${esc(a.remind_text)}」`);
+    }
+    return parts.length ? `<div class="meta handling">${parts.join(" · ")}</div>` : "";
+  }
+
+  async function openHandleDialog(alarm) {
+    if (!alarm) return;
+    if (!templates) templates = await api("/api/commands/templates").catch(() => ({ templates: {}, default: "", text_max_bytes: 1000 }));
+    const old = document.getElementById("handle-dialog"); if (old) old.remove();
+    const dlg = document.createElement("dialog");
+    dlg.id = "handle-dialog";
+    const typeLabel = global.GpsmI18n ? GpsmI18n.t(alarm.alarm_type) : alarm.alarm_type;
+    dlg.innerHTML =
+      `<form method="dialog" class="handle-form">` +
+      `<h3>${L("title")}: ${esc(alarm.plate_number || "#" + alarm.vehicle_id)} ${esc(typeLabel)}</h3>` +
+      `<fieldset><legend>${L("method")}</legend>` +
+      METHODS.map((m, i) => `<label><input type="radio" name="method" value="${m}"${i === 0 ? " checked" : ""}> ${L(m)}</label>`).join(" ") +
+      `</fieldset>` +
+      `<div class="remind-part"><label>${L("remind_text")} <small class="bytes"></small><br>` +
+      `<textarea name="remind_text" rows="3"></textarea></label><br>` +
+      `<label><input type="checkbox" name="tts" checked> ${L("tts")}</label> ` +
+      `<label><input type="checkbox" name="display" checked> ${L("display")}</label> ` +
+      `<label><input type="checkbox" name="emergency"> ${L("emergency")}</label></div>` +
+      `<label>${L("note")}<br><textarea name="note" rows="2"></textarea></label>` +
+      `<div class="error"></div>` +
+      `<div class="buttons"><button type="submit" value="submit" class="btn-submit">${L("submit")}</button> ` +
+      `<button type="button" class="btn-cancel">${L("cancel")}</button></div></form>`;
+    document.body.appendChild(dlg);
+    const form = dlg.querySelector("form");
+    const text = form.elements.remind_text;
+    text.value = templateFor(alarm);
+    const bytes = dlg.querySelector(".bytes");
+    const count = () => { bytes.textContent = `${gbkBytes(text.value)} / ${templates.text_max_bytes} ${L("bytes")}`; };
+    text.addEventListener("input", count); count();
+    const sync = () => { dlg.querySelector(".remind-part").hidden = form.elements.method.value !== "remind_driver"; };
+    form.addEventListener("change", sync); sync();
+    dlg.querySelector(".btn-cancel").addEventListener("click", () => { dlg.close(); dlg.remove(); });
+    form.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      const method = form.elements.method.value;
+      const body = { method, note: form.elements.note.value.trim() };
+      if (method === "remind_driver") {
+        body.remind = { text: text.value.trim(), tts: form.elements.tts.checked,
+          display: form.elements.display.checked, emergency: form.elements.emergency.checked };
+      }
+      try {
+        const a = await api(`/api/alarms/${alarm.id}/handle`, { method: "POST", body: JSON.stringify(body) });
+        a.isNew = false;
+        announce(a);
+        follow(a);
+        dlg.close(); dlg.remove();
+      } catch (err) {
+        dlg.querySelector(".error").textContent = err.message;
+      }
+    });
+    dlg.showModal();
+    return dlg;
+  }
+
+  global.openHandleDialog = openHandleDialog;
+  global.GpsmHandle = { summaryHtml, follow, open: openHandleDialog };
+})(window);
