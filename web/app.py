@@ -36,6 +36,7 @@ from web.routers import (
     pages,
     positions,
     registry,
+    supervisions,
     tracks,
 )
 from web.routers import reports as reports_router
@@ -50,6 +51,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     tracks.router,
     alarms.router,
     commands.router,
+    supervisions.router,
     geofences.router,
     live.router,
     pages.router,

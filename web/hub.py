@@ -380,6 +380,14 @@ class LiveHub:
                 "handling_note",
                 "acknowledged_at",
                 "handled_at",
+                "handling_method",
+                "remind_command_id",
+                "remind_text",
+                "remind_state",
+                "remind_answered_at",
+                "supervision_id",
+                "supervision_deadline",
+                "supervision_answered_at",
             )
         }
         if self._client is not None:

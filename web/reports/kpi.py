@@ -24,6 +24,8 @@ denominator is 0; rates in percent, 2 decimals):
 - 处理率 handling_rate = violations (``reports.kpi_violation_alarm_types``, started in the
   period) with a recorded handling (status handled/closed or ``handled_at``) or a penalty
   decision (``alarm_penalties``) / violations.
+- 督办处理率 supervision_rate = 督办 orders (``supervisions``, issued in the period, by the day
+  they were issued) answered by their deadline / orders issued.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ KPI_LABELS: dict[str, str] = {
     "overspeed_per_vehicle": "超速报警 次/车",
     "fatigue_hours_per_vehicle": "疲劳驾驶 小时/车",
     "handling_rate": "处理率 %",
+    "supervision_rate": "督办处理率 %",
 }
 DEFINITIONS: dict[str, str] = {
     "connection_rate": "发送过至少一条有效定位的应入网车辆 / 应入网车辆",
@@ -57,6 +60,7 @@ DEFINITIONS: dict[str, str] = {
     "overspeed_per_vehicle": "期间开始的超速报警数 / 上线车辆",
     "fatigue_hours_per_vehicle": "期间内疲劳驾驶时长 (小时) / 上线车辆",
     "handling_rate": "有处理记录或处罚决定的违法报警 / 违法报警",
+    "supervision_rate": "期限内答复的督办 / 下发的督办",
 }
 
 
@@ -86,6 +90,8 @@ class Counts:
     fatigue_s: float = 0.0
     violations: int = 0
     handled_violations: int = 0
+    supervisions: int = 0
+    supervisions_in_time: int = 0
 
     def kpis(self) -> dict[str, float | None]:
         """The KPI values (see the module docstring)."""
@@ -100,6 +106,7 @@ class Counts:
             "overspeed_per_vehicle": _per(self.overspeed_alarms, self.online_vehicles),
             "fatigue_hours_per_vehicle": _per(self.fatigue_s / 3600.0, self.online_vehicles),
             "handling_rate": _pct(self.handled_violations, self.violations),
+            "supervision_rate": _pct(self.supervisions_in_time, self.supervisions),
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -298,6 +305,9 @@ async def compute_kpis(
     await _add_alarms(
         conn, settings, tz, days, period_start, period_end, company_of, targets, day_counts
     )
+    await _add_supervisions(
+        conn, settings, period_start, period_end, company_id, county, units, day_counts
+    )
     return KpiReport(
         report_number=report_number,
         generated_at=datetime.now(UTC),
@@ -309,6 +319,36 @@ async def compute_kpis(
         county=county,
         companies=sorted(units.values(), key=lambda u: u.name),
     )
+
+
+async def _add_supervisions(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    settings: ReportsSettings,
+    period_start: datetime,
+    period_end: datetime,
+    company_id: int | None,
+    county: Unit,
+    units: dict[int, Unit],
+    day_counts: Any,
+) -> None:
+    """督办: orders issued in the period and those answered by their deadline, per company."""
+    if not await conn.fetchval("SELECT to_regclass('supervisions') IS NOT NULL"):
+        return
+    from gps_monitor.db import supervisions
+
+    rows = await supervisions.counts_by_company(
+        conn,
+        period_start,
+        period_end,
+        settings.display_timezone,
+        None if company_id is None else [company_id],
+    )
+    for row in rows:
+        unit = units.get(row["company_id"])
+        for target in (county, unit) if unit is not None else (county,):
+            for counts in (target.period, day_counts(target, row["day"])):
+                counts.supervisions += row["issued"]
+                counts.supervisions_in_time += row["in_time"]
 
 
 async def _add_alarms(

@@ -43,9 +43,12 @@ _ALARM_SELECT = (
     "a.handled_at, a.handled_by, a.handling_note, a.created_at, a.updated_at, "
     "a.handling_method, a.remind_command_id, rc.body->>'text' AS remind_text, "
     "rc.state AS remind_state, rc.sent_at AS remind_sent_at, rc.result AS remind_result, "
-    "rc.answered_at AS remind_answered_at "
+    "rc.answered_at AS remind_answered_at, sv.id AS supervision_id, "
+    "sv.deadline AS supervision_deadline, sv.answered_at AS supervision_answered_at "
     "FROM alarms a JOIN vehicles v ON v.id = a.vehicle_id JOIN companies c ON c.id = a.company_id "
-    "LEFT JOIN commands rc ON rc.id = a.remind_command_id"
+    "LEFT JOIN commands rc ON rc.id = a.remind_command_id "
+    "LEFT JOIN LATERAL (SELECT s.id, s.deadline, s.answered_at FROM supervisions s "
+    "WHERE s.alarm_id = a.id ORDER BY s.issued_at DESC, s.id DESC LIMIT 1) sv ON true"
 )
 STATUSES = ("open", "acknowledged", "handled", "closed")
 UNHANDLED = ("open", "acknowledged")
@@ -257,6 +260,14 @@ async def alarm_summary(
         "unhandled_by_level": unhandled,
         "open_by_level": opened,
     }
+
+
+async def fetch_alarm_row(
+    conn: asyncpg.Connection | asyncpg.Pool, alarm_id: int
+) -> dict[str, Any] | None:
+    """One alarm row as the list shows it, unscoped (for announcements to live clients)."""
+    row = await conn.fetchrow(f"{_ALARM_SELECT} WHERE a.id = $1", alarm_id)
+    return None if row is None else dict(row)
 
 
 async def _fetch(

@@ -414,7 +414,7 @@
         `${a.ended_at ? " – " + fmtTime(a.ended_at) : ""} · <span class="alarm-status">${esc(t("status_" + a.status))}</span></div>` +
         `${figure ? `<div class="figure">${esc(figure)}</div>` : ""}` +
         `${place ? `<div class="meta where" >${esc(t("where"))} ${esc(place)}</div>` : ""}` +
-        `${window.GpsmHandle ? GpsmHandle.summaryHtml(a) : ""}` +
+        `${window.GpsmHandle ? GpsmHandle.summaryHtml(a) + GpsmHandle.supervisionHtml(a) : ""}` +
         `${a.handling_note ? `<div class="meta">${esc(a.handling_note)}</div>` : ""}${actions}` +
         `<button class="btn-alarm-track" data-alarm-id="${a.id}">${t("track")}</button>` +
         ` <a class="evidence" target="_blank" href="/api/reports/evidence?alarm_id=${a.id}&format=pdf">${t("evidence")}</a></li>`;
@@ -675,6 +675,7 @@
     state.companies = state.user.role === "operator" ? [] : await api("/api/companies").catch(() => []);
     fillAlarmFilters();
     await loadAlarms();
+    if (window.GpsmHandle) GpsmHandle.loadSupervisions(state.user);  // 督办 list (handle.js)
     loadFences();
     connect();
   }

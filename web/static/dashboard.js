@@ -5,7 +5,7 @@
   const $ = (id) => document.getElementById(id);
   const SVG = "http://www.w3.org/2000/svg";
   const PERCENT = new Set(["connection_rate", "online_rate", "track_completeness", "data_quality",
-    "drift_rate", "handling_rate"]);
+    "drift_rate", "handling_rate", "supervision_rate"]);
   let labels = {};
   let report = null;
 

@@ -15,6 +15,9 @@
       submit: "提交", cancel: "取消", bytes: "字节", reminded: "已提醒", confirmed: "终端确认",
       awaiting: "等待终端确认", queued: "终端离线，上线后下发", expired: "终端未确认（已过期）",
       failed: "终端拒绝", need_note: "请选择处理方式或填写处理意见",
+      supervision: "督办", deadline: "截止", overdue: "已逾期", answered: "已答复",
+      answered_late: "逾期答复", answer: "答复督办", issue: "督办", sv_note: "督办要求",
+      sv_answer: "答复内容", company_wide: "企业督办",
     },
     en: {
       title: "Handle alarm", method: "Method", remind_driver: "Remind driver", phone_call: "Phone call",
@@ -24,6 +27,9 @@
       bytes: "bytes", reminded: "Reminded", confirmed: "terminal confirmed", awaiting: "awaiting the terminal",
       queued: "terminal offline, sent when it connects", expired: "not confirmed (expired)",
       failed: "terminal refused", need_note: "Choose a method or write a note",
+      supervision: "Supervision", deadline: "due", overdue: "overdue", answered: "answered",
+      answered_late: "answered late", answer: "Answer", issue: "Supervise", sv_note: "Request",
+      sv_answer: "Answer", company_wide: "Company supervision",
     },
   };
   const METHODS = ["remind_driver", "phone_call", "notify_company", "false_alarm", "other"];
@@ -146,6 +152,95 @@
     return dlg;
   }
 
+  // ------------------------------------------------------------------ 督办 (supervision)
+  let role = null;
+  function svState(deadline, answeredAt) {
+    if (answeredAt) return new Date(answeredAt) <= new Date(deadline) ? "answered" : "answered_late";
+    return new Date(deadline) < new Date() ? "overdue" : "open";
+  }
+  // the 督办 flag of an alarm row, with the buttons the user's role may use
+  function supervisionHtml(a) {
+    let html = "";
+    if (a.supervision_id) {
+      const st = svState(a.supervision_deadline, a.supervision_answered_at);
+      html += `<div class="meta supervision sv-${st}" data-supervision-id="${a.supervision_id}">` +
+        `<b>${L("supervision")}</b> ${L("deadline")} ${fmtTime(a.supervision_deadline)}` +
+        (st === "open" ? "" : ` · ${L(st)}`) +
+        (st === "open" || st === "overdue"
+          ? ` <button class="btn-sv-answer" data-supervision-id="${a.supervision_id}">${L("answer")}</button>` : "") +
+        `</div>`;
+    }
+    if (role === "bureau" && !(a.supervision_id && !a.supervision_answered_at)) {
+      html += `<button class="btn-sv-issue" data-alarm-id="${a.id}">${L("issue")}</button>`;
+    }
+    return html;
+  }
+  function smallDialog(title, fields, onSubmit) {
+    const old = document.getElementById("sv-dialog"); if (old) old.remove();
+    const dlg = document.createElement("dialog");
+    dlg.id = "sv-dialog";
+    dlg.innerHTML = `<form method="dialog"><h3>${esc(title)}</h3>${fields}<div class="error"></div>` +
+      `<div class="buttons"><button type="submit" class="btn-submit">${L("submit")}</button> ` +
+      `<button type="button" class="btn-cancel">${L("cancel")}</button></div></form>`;
+    document.body.appendChild(dlg);
+    const form = dlg.querySelector("form");
+    dlg.querySelector(".btn-cancel").addEventListener("click", () => { dlg.close(); dlg.remove(); });
+    form.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      try { await onSubmit(form); dlg.close(); dlg.remove(); } catch (err) { dlg.querySelector(".error").textContent = err.message; }
+    });
+    dlg.showModal();
+    return dlg;
+  }
+  async function refreshAlarm(alarmId) {
+    if (alarmId == null) return;
+    const a = await api(`/api/alarms/${alarmId}`);
+    delete a.positions; delete a.audit; delete a.penalties;
+    announce(a);
+  }
+  function openIssueDialog(alarmId) {
+    const due = new Date(Date.now() + 24 * 3600e3 + 8 * 3600e3).toISOString().slice(0, 16);
+    return smallDialog(`${L("issue")} #${alarmId}`,
+      `<label>${L("deadline")} <input type="datetime-local" name="deadline" value="${due}"></label><br>` +
+      `<label>${L("sv_note")}<br><textarea name="note" rows="3"></textarea></label>`,
+      async (form) => {
+        const deadline = new Date(form.elements.deadline.value + ":00+08:00").toISOString();
+        await api("/api/supervisions", { method: "POST", body: JSON.stringify({ alarm_id: alarmId, deadline, note: form.elements.note.value.trim() }) });
+        await refreshAlarm(alarmId);
+        await loadSupervisions();
+      });
+  }
+  function openAnswerDialog(supervisionId) {
+    return smallDialog(`${L("answer")} #${supervisionId}`,
+      `<label>${L("sv_answer")}<br><textarea name="answer" rows="3"></textarea></label>`,
+      async (form) => {
+        const sv = await api(`/api/supervisions/${supervisionId}/answer`, { method: "POST", body: JSON.stringify({ answer: form.elements.answer.value.trim() }) });
+        await refreshAlarm(sv.alarm_id);
+        await loadSupervisions();
+      });
+  }
+  // the 督办 list above the alarms: unanswered orders first, overdue ones marked
+  async function loadSupervisions(user) {
+    if (user) role = user.role;
+    const box = document.getElementById("supervision-list");
+    if (!box) return;
+    let rows = [];
+    try { rows = await api("/api/supervisions?limit=50"); } catch (err) { return; }
+    const pending = rows.filter((r) => r.state === "open" || r.state === "overdue");
+    box.innerHTML = pending.map((r) =>
+      `<li class="sv-item sv-${esc(r.state)}" data-supervision-id="${r.id}"><b>${L("supervision")}</b> ` +
+      `${esc(r.plate_number ? r.plate_number + " " + (global.GpsmI18n ? GpsmI18n.t(r.alarm_type) : r.alarm_type) : L("company_wide") + " " + r.company_name)}` +
+      `<div class="meta">${L("deadline")} ${fmtTime(r.deadline)}${r.state === "overdue" ? " · " + L("overdue") : ""} · ${esc(r.note)}</div>` +
+      (role === "operator" || role === "bureau" ? `<button class="btn-sv-answer" data-supervision-id="${r.id}">${L("answer")}</button>` : "") +
+      `</li>`).join("");
+  }
+  document.addEventListener("click", (e) => {
+    const issue = e.target.closest(".btn-sv-issue");
+    const answer = e.target.closest(".btn-sv-answer");
+    if (issue) { e.stopPropagation(); openIssueDialog(Number(issue.dataset.alarmId)); }
+    if (answer) { e.stopPropagation(); openAnswerDialog(Number(answer.dataset.supervisionId)); }
+  }, true);
+
   global.openHandleDialog = openHandleDialog;
-  global.GpsmHandle = { summaryHtml, follow, open: openHandleDialog };
+  global.GpsmHandle = { summaryHtml, supervisionHtml, loadSupervisions, follow, open: openHandleDialog };
 })(window);
