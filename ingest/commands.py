@@ -22,12 +22,19 @@ unanswered -> ``expired``).
 
 Answers and status messages are acknowledged to the broker only after their effect is committed;
 a malformed one is kept in ``rejected_messages`` with its reason and acknowledged.
+
+自动提醒 (automatic reminder): with ``commands.auto_remind_alarm_types`` set, the dispatcher also
+consumes ``alarms/v1/#``; a live (not late) alarm of such a type (or ``device_alarm.<bit name>``)
+that opens gets its 提醒驾驶员 template as a ``text`` command at once, kept as the alarm's
+reminder, at most once per vehicle per ``commands.auto_remind_min_interval_s`` and once per alarm
+(a redelivered alarm message adds nothing). The alarm stays unhandled: a person still handles it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from datetime import UTC, datetime, timedelta
 
@@ -35,7 +42,14 @@ import aiomqtt
 import asyncpg
 
 from gps_monitor import mqtt, topics
-from gps_monitor.commands import parse_answer, parse_presence
+from gps_monitor.commands import (
+    CommandError,
+    TextBody,
+    build_text,
+    parse_answer,
+    parse_presence,
+    remind_text,
+)
 from gps_monitor.config import Settings
 from gps_monitor.db import commands as commands_db
 from gps_monitor.db.pool import connect, create_pool
@@ -99,6 +113,8 @@ class CommandDispatcher:
         tracker = mqtt.PubackTracker(client)
         for topic_filter in topics.command_answer_filters(self.prefix):
             await client.subscribe(topic_filter, qos=1)
+        if self.settings.commands.auto_remind_alarm_types:
+            await client.subscribe(topics.alarm_filter(self.prefix), qos=1)
         self._wake_all = True
         self._wake.set()
         scanner = asyncio.create_task(self._scan_forever(tracker))
@@ -120,6 +136,9 @@ class CommandDispatcher:
         assert self._pool is not None
         topic = message.topic.value
         payload = message.payload if isinstance(message.payload, bytes) else b""
+        if topic.startswith(f"{self.prefix}alarms/v1/"):
+            await self._auto_remind(payload)
+            return
         try:
             parsed = topics.parse_inbound(topic, self.prefix)
             if parsed.kind == "status":
@@ -162,6 +181,40 @@ class CommandDispatcher:
             row["state"],
             int(answer.result),
         )
+
+    async def _auto_remind(self, payload: bytes) -> None:
+        """自动提醒 for an alarm that opened (see the module docstring)."""
+        assert self._pool is not None
+        c = self.settings.commands
+        try:
+            alarm = json.loads(payload)
+            alarm_type, name = alarm["alarm_type"], (alarm.get("details") or {}).get("name")
+            wanted = alarm_type in c.auto_remind_alarm_types or (
+                name is not None and f"{alarm_type}.{name}" in c.auto_remind_alarm_types
+            )
+            if not wanted or alarm.get("event") != "opened" or alarm.get("late"):
+                return
+            alarm_id, terminal_id = int(alarm["id"]), str(alarm["terminal_id"])
+        except (ValueError, KeyError, TypeError) as error:
+            log.info("alarm message not usable for an automatic reminder: %r", error)
+            return
+        text = remind_text(c.remind_templates, c.remind_default_text, alarm_type, name)
+        try:
+            command = build_text(
+                terminal_id, TextBody(text=text), text_max_bytes=c.text_max_bytes,
+                expiry_s=c.expiry_s,
+            )  # fmt: skip
+        except CommandError as error:
+            log.warning("automatic reminder for alarm %d not sent: template %s", alarm_id, error)
+            return
+        async with self._pool.acquire() as conn:
+            row = await commands_db.create_automatic(
+                conn, command, alarm_id, c.auto_remind_min_interval_s
+            )
+        if row is not None:
+            log.info("automatic reminder %s for alarm %d", command.command_id, alarm_id)
+            self._wake_terminals.add(terminal_id)
+            self._wake.set()
 
     async def _scan_forever(self, tracker: mqtt.PubackTracker) -> None:
         interval_s = self.settings.commands.scan_interval_s

@@ -480,3 +480,57 @@ async def test_handling_needs_a_method_or_a_note(settings: Settings, pool: async
         assert phone.json()["handling_method"] == "phone_call"
         assert phone.json()["remind_command_id"] is None
         assert await pool.fetchval("SELECT count(*) FROM commands") == 0
+
+
+async def test_automatic_reminder_once_per_alarm_and_rate_limited_per_vehicle(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    from web_helpers import store_alarm
+
+    async with command_loop(
+        settings, pool, auto_remind_alarm_types=["overspeed"], auto_remind_min_interval_s=600
+    ) as loop:
+        terminal = await connected(loop)
+        reader = asyncio.create_task(terminal.linger(20))
+        first = await store_alarm(pool, loop.vehicle_a, loop.world.company_a)
+        second = await store_alarm(
+            pool, loop.vehicle_a, loop.world.company_a,
+            started_at=datetime.now(UTC) + timedelta(seconds=1),
+        )  # fmt: skip
+        fatigue = await store_alarm(
+            pool, loop.vehicle_b, loop.world.company_b, alarm_type="fatigue_driving"
+        )
+
+        def message(alarm_id: int, alarm_type: str = "overspeed", **extra: Any) -> str:
+            return json.dumps(
+                {"id": alarm_id, "alarm_type": alarm_type, "terminal_id": PHONE_A,
+                 "event": "opened", "late": False, "details": {}, **extra}
+            )  # fmt: skip
+
+        prefix = loop.settings.mqtt.topic_prefix
+        topic = topics.alarm_topic(loop.world.company_a, loop.vehicle_a, "overspeed", prefix)
+        async with aiomqtt.Client("127.0.0.1", loop.settings.mqtt.port) as mq:
+            await mq.publish(topic, message(first), qos=1)
+            await mq.publish(topic, message(first), qos=1)  # redelivered
+            await mq.publish(topic, message(second), qos=1)  # same vehicle, within 10 min
+            await mq.publish(topic, message(first, event="closed"), qos=1)
+            await mq.publish(topic, message(fatigue, "fatigue_driving"), qos=1)  # not configured
+        try:
+            row = await wait_for(
+                lambda: pool.fetchrow(
+                    "SELECT c.state, c.alarm_id, c.created_by, c.body->>'text' AS text "
+                    "FROM alarms a JOIN commands c ON c.id = a.remind_command_id WHERE a.id = $1",
+                    first,
+                ),
+                lambda r: r is not None and r["state"] == "acknowledged",
+            )
+            assert row["state"] == "acknowledged" and row["created_by"] is None
+            assert row["text"] == "您已超速行驶，请减速慢行"
+            await asyncio.sleep(1.0)  # the later messages are processed in order by now
+            assert await pool.fetchval("SELECT count(*) FROM commands") == 1
+            assert [t.text for t in terminal.texts] == ["您已超速行驶，请减速慢行"]
+            status = await pool.fetchval("SELECT status FROM alarms WHERE id = $1", first)
+            assert status == "open"  # a person still handles it
+        finally:
+            reader.cancel()
+            await terminal.close()

@@ -103,13 +103,43 @@ async def for_alarms(
     return out
 
 
-async def last_automatic(conn: asyncpg.Connection, vehicle_id: int) -> datetime | None:
-    """When the last automatic reminder (no author) was created for this vehicle."""
-    value = await conn.fetchval(
-        "SELECT max(created_at) FROM commands WHERE vehicle_id = $1 AND created_by IS NULL",
-        vehicle_id,
-    )
-    return value
+async def create_automatic(
+    conn: asyncpg.Connection, command: Command, alarm_id: int, min_interval_s: float
+) -> dict[str, Any] | None:
+    """自动提醒: queue ``command`` about ``alarm_id`` unless that alarm already has a command or
+    the vehicle got an automatic one within ``min_interval_s``; the alarm keeps it as its
+    reminder when it has none. One transaction (the vehicle's row is locked, so two alarms of
+    one vehicle cannot both pass the rate limit). Returns the row, or None when skipped or the
+    alarm (or its vehicle's terminal) is unknown."""
+    async with conn.transaction():
+        vehicle = await conn.fetchrow(
+            "SELECT v.id, v.company_id, v.terminal_id FROM alarms a "
+            "JOIN vehicles v ON v.id = a.vehicle_id WHERE a.id = $1 FOR UPDATE OF v",
+            alarm_id,
+        )
+        if vehicle is None or vehicle["terminal_id"] != command.terminal_id:
+            return None
+        busy = await conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM commands WHERE alarm_id = $1) OR EXISTS (SELECT 1 FROM "
+            "commands WHERE vehicle_id = $2 AND created_by IS NULL "
+            "AND created_at > $3::timestamptz - make_interval(secs => $4))",
+            alarm_id,
+            vehicle["id"],
+            command.created_at,
+            min_interval_s,
+        )
+        if busy:
+            return None
+        row = await create(
+            conn, command, vehicle_id=vehicle["id"], company_id=vehicle["company_id"],
+            alarm_id=alarm_id,
+        )  # fmt: skip
+        await conn.execute(
+            "UPDATE alarms SET remind_command_id = $2 WHERE id = $1 AND remind_command_id IS NULL",
+            alarm_id,
+            row["id"],
+        )
+        return row
 
 
 async def due(

@@ -130,6 +130,7 @@ class SimTerminal:
         self.phone = phone
         self.text_result = text_result
         self.texts: list[m.TextMessage] = []
+        self.texts_received_at: list[float] = []  # epoch seconds, one per text (benchmarks)
         self.version = 1 if protocol == "2019" else None
         self.reply_timeout_s = reply_timeout_s
         self.serial = 0
@@ -186,6 +187,7 @@ class SimTerminal:
     async def _answer_text(self, frame: Frame) -> None:
         """A 0x8300 from the platform: print it, keep it, answer 0x0001 (``text_result``)."""
         text = m.decode_text(frame.body, is_2019=frame.header.is_2019)
+        self.texts_received_at.append(time.time())
         self.texts.append(text)
         shown = ",".join(
             name
