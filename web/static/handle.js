@@ -2,7 +2,8 @@
 // alarm type, editable), 处理意见, submit -> POST /api/alarms/{id}/handle. The reminder's state
 // and the terminal's answer are followed until final. Public API, used by the alarm list and by
 // the new-alarm pop-up:
-//   openHandleDialog(alarm)      alarm: a row of GET /api/alarms (id, alarm_type, plate_number...)
+//   openHandleDialog(alarm)      alarm: a row of GET /api/alarms (id, alarm_type, plate_number...);
+//                                resolves to true once handled, false when cancelled
 //   GpsmHandle.summaryHtml(a)    the handling line shown on an alarm row (method, 已提醒 + time)
 // Updated alarms are announced as a "gpsm:alarm-updated" event (detail: the alarm fields).
 (function (global) {
@@ -129,7 +130,10 @@
     text.addEventListener("input", count); count();
     const sync = () => { dlg.querySelector(".remind-part").hidden = form.elements.method.value !== "remind_driver"; };
     form.addEventListener("change", sync); sync();
-    dlg.querySelector(".btn-cancel").addEventListener("click", () => { dlg.close(); dlg.remove(); });
+    let settle;
+    const done = new Promise((resolve) => { settle = resolve; });
+    dlg.addEventListener("close", () => { dlg.remove(); settle(false); });  // Esc or cancel
+    dlg.querySelector(".btn-cancel").addEventListener("click", () => dlg.close());
     form.addEventListener("submit", async (e) => {
       e.preventDefault();
       const method = form.elements.method.value;
@@ -143,13 +147,14 @@
         a.isNew = false;
         announce(a);
         follow(a);
-        dlg.close(); dlg.remove();
+        settle(true);
+        dlg.close();
       } catch (err) {
         dlg.querySelector(".error").textContent = err.message;
       }
     });
     dlg.showModal();
-    return dlg;
+    return done;
   }
 
   // ------------------------------------------------------------------ 督办 (supervision)
