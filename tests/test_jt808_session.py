@@ -98,6 +98,8 @@ async def test_jt808_sim_command_sends_the_liverpool_buses_over_2019_batches(
             speedup=0.0,
             phone_base=990000000000,
             register=True,
+            linger_s=0.0,
+            text_result=0,
         )
         stats = await simulate(args, settings)
         stored = await wait_for(
