@@ -33,6 +33,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 import asyncpg  # noqa: E402
 from jt808 import (  # noqa: E402
     PHONE_BASE,
+    bench_plate,
     drop_database,
     percentile,
     prepare_database,
@@ -89,7 +90,7 @@ async def main(args: argparse.Namespace) -> None:
             async with gate:
                 terminal = SimTerminal(str(PHONE_BASE + i), reply_timeout_s=60)
                 await terminal.connect("127.0.0.1", args.port)
-                await terminal.register()
+                await terminal.register(bench_plate(i), 2)
                 await terminal.authenticate()
                 terminals.append(terminal)
 

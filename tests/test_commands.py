@@ -99,7 +99,8 @@ async def command_loop(
 async def connected(loop: Loop, phone: str = PHONE_A, **kwargs: Any) -> SimTerminal:
     terminal = SimTerminal(phone, reply_timeout_s=10, **kwargs)
     await terminal.connect("127.0.0.1", loop.port)
-    await terminal.register()
+    plate = {PHONE_A: "渝A80001", PHONE_B: "渝B80002"}[phone]
+    await terminal.register(plate, int(PlateColor.YELLOW))
     assert await terminal.authenticate() == m.RESULT_OK
     return terminal
 
