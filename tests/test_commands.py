@@ -535,3 +535,38 @@ async def test_automatic_reminder_once_per_alarm_and_rate_limited_per_vehicle(
         finally:
             reader.cancel()
             await terminal.close()
+
+
+async def test_the_ingest_worker_leaves_answers_and_status_to_the_dispatcher(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    from ingest_helpers import publish_raw, running_worker
+
+    await make_world(pool, settings)
+    vehicle = await registry.ensure_vehicle(
+        pool, company_id=(await registry.ensure_company(pool, "甲运输公司")).id,
+        plate_number="渝A80001", terminal_id=PHONE_A,
+    )  # fmt: skip
+    fix = json.dumps(
+        {"fix_time": datetime.now(UTC).isoformat(), "latitude": 29.56, "longitude": 106.55,
+         "speed_kmh": 30}
+    )  # fmt: skip
+    async with running_worker(settings):
+        await publish_raw(
+            settings,
+            [
+                (f"gps/v1/{PHONE_A}/status", b'{"online": true}'),
+                (f"gps/v1/{PHONE_A}/cmd_result", b'{"command_id": "x", "result": 0}'),
+                (f"gps/v1/{PHONE_A}/position", fix),
+            ],
+        )
+        stored = await wait_for(
+            lambda: pool.fetchval(
+                "SELECT count(*) FROM positions WHERE vehicle_id = $1", vehicle.id
+            ),
+            lambda n: n >= 1,
+        )
+    assert stored == 1
+    # neither filed as a bad topic nor stored as a raw position message
+    assert await pool.fetchval("SELECT count(*) FROM rejected_messages") == 0
+    assert await pool.fetchval("SELECT count(*) FROM raw_messages") == 1

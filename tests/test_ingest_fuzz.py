@@ -133,7 +133,9 @@ def fuzz_messages(
             terminal = STRANGER
             payload = encode(one())
         elif roll < 0.95:
-            kind = rng.choice(["status", "position/extra", ""])
+            # a kind outside the contract ("status" and "cmd_result" are the command
+            # dispatcher's since the downlink channel, not ingest's to file)
+            kind = rng.choice(["telemetry", "position/extra", ""])
             payload = encode(one())
         else:
             payload = b" " * 300_000 if rng.random() < 0.2 else encode(one())
