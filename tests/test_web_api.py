@@ -555,6 +555,13 @@ async def test_ids_beyond_bigint_answer_422_on_every_endpoint(
         ("GET", "/api/commands", {"alarm_id": HUGE}, None, "bureau", "alarm_id"),
         ("POST", "/api/commands", {}, {"vehicle_id": HUGE, "body": {"text": "x"}}, "bureau",
          "vehicle_id"),
+        ("GET", "/api/supervisions", {"company_id": HUGE}, None, "bureau", "company_id"),
+        ("GET", "/api/supervisions", {"alarm_id": HUGE}, None, "bureau", "alarm_id"),
+        ("GET", f"/api/supervisions/{HUGE}", {}, None, "bureau", "supervision_id"),
+        ("POST", f"/api/supervisions/{HUGE}/answer", {}, {"answer": "x"}, "bureau",
+         "supervision_id"),
+        ("POST", "/api/supervisions", {}, {"alarm_id": HUGE, "deadline": "2099-01-01T00:00:00Z",
+                                          "note": "x"}, "bureau", "alarm_id"),
     ]  # fmt: skip
     async with rest_client(settings) as client:
         assert (
