@@ -125,4 +125,4 @@ def parse_inbound(topic: str, prefix: str = "") -> InboundTopic:
     kind = parts[3]
     if kind not in INBOUND_KINDS and kind not in COMMAND_KINDS:
         raise PayloadError("bad_topic", f"expected {expected}, got {topic!r}")
-    return InboundTopic(terminal_id=parts[2], kind=kind)
+    return InboundTopic(terminal_id=parts[2], kind=kind)  # type: ignore[arg-type]
