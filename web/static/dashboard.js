@@ -132,15 +132,29 @@
     const H = T * 2 + rows.length * (bar + 6);
     const svg = el("svg", { viewBox: `0 0 ${W} ${Math.max(H, 40)}`, role: "img", "aria-label": "ranking" });
     const top = axisMax(rows.map((r) => r.v), key);
+    box.textContent = "";
+    box.appendChild(svg);  // in the page, so labels can be measured
     rows.forEach((r, i) => {
       const yy = T + i * (bar + 6);
-      svg.appendChild(el("text", { x: L - 8, y: yy + bar * 0.7, "text-anchor": "end" }, `${i + 1}. ${r.name}`));
+      const label = el("text", { x: L - 8, y: yy + bar * 0.7, "text-anchor": "end" }, `${i + 1}. ${r.name}`);
+      svg.appendChild(label);
+      fitLabel(label, `${i + 1}. `, r.name, L - 12);
       const w = r.v === null ? 0 : ((W - L - R) * r.v) / top;
       svg.appendChild(el("rect", { x: L, y: yy, width: Math.max(w, 0), height: bar, fill: "#2ca02c", rx: 3 }));
       svg.appendChild(el("text", { x: L + w + 6, y: yy + bar * 0.7 }, fmt(key, r.v)));
     });
-    box.textContent = "";
-    box.appendChild(svg);
+  }
+
+  // A company name wider than the label column (Chinese company names often are) ran off the
+  // chart's left edge, rank number first: shorten it with "…", the full name as its tooltip.
+  function fitLabel(label, prefix, name, maxWidth) {
+    if (label.getComputedTextLength() <= maxWidth) return;
+    label.appendChild(el("title", {}, name));
+    let n = name.length;
+    while (n > 1 && label.getComputedTextLength() > maxWidth) {
+      n -= 1;
+      label.firstChild.nodeValue = `${prefix}${name.slice(0, n)}…`;
+    }
   }
 
   function drawTable() {
