@@ -1,8 +1,9 @@
 """Reminding the driver from the map page, in real headless Chromium: an SOS fix from the
-``jt808-sim`` process goes gateway -> ingest -> rules -> the operator's alarm list; the operator
-handles it with 提醒驾驶员 in the handling dialog; the command dispatcher and the gateway take the
-text to jt808-sim, which prints it and answers 0x0001; the alarm shows 已提醒 with the
-terminal's confirmation time, and the evidence PDF says so. Screenshots in test-artifacts/."""
+``jt808-sim`` process goes gateway -> ingest -> rules -> the operator's page, where it pops up;
+the operator handles it from the pop-up card with 提醒驾驶员 in the handling dialog; the
+command dispatcher and the gateway take the text to jt808-sim, which prints it and answers
+0x0001; the alarm shows 已提醒 with the terminal's confirmation time, and the evidence PDF says
+so. Screenshots in test-artifacts/."""
 
 from __future__ import annotations
 
@@ -134,7 +135,7 @@ async def test_operator_reminds_the_driver_of_an_sos_and_sees_the_terminal_confi
     sos_track(track)
 
     async with whole_chain(settings, pool) as port, served_app(settings) as (base, _):
-        sim = start_sim(settings, track, port)
+        sim: subprocess.Popen[str] | None = None
         try:
             async with async_playwright() as pw:
                 browser = await pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
@@ -143,10 +144,12 @@ async def test_operator_reminds_the_driver_of_an_sos_and_sees_the_terminal_confi
                     errors: list[str] = []
                     page.on("pageerror", lambda e: errors.append(str(e)))
                     await login(page, base, "op_a")
-                    item = page.locator(".alarm-item", has_text="渝A77777").first
-                    await item.wait_for(timeout=30000)
-                    alarm_id = int(await item.get_attribute("data-alarm-id") or 0)
-                    await item.locator(".btn-handle").click()
+                    sim = start_sim(settings, track, port)  # the SOS comes while the page is open
+                    # the SOS pops up (level 1); the operator handles it from the pop-up card
+                    card = page.locator(".alarm-pop", has_text="渝A77777").first
+                    await card.wait_for(timeout=30000)
+                    alarm_id = int(await card.get_attribute("data-alarm-id") or 0)
+                    await card.locator(".pop-handle").click()
                     dialog = page.locator("#handle-dialog")
                     await dialog.wait_for()
                     # the SOS template is offered, and stays editable
@@ -154,6 +157,7 @@ async def test_operator_reminds_the_driver_of_an_sos_and_sees_the_terminal_confi
                     await dialog.locator("textarea[name=note]").fill("已提醒驾驶员，电话确认安全")
                     await page.screenshot(path=str(ARTIFACTS / "handle_dialog.png"))
                     await dialog.locator(".btn-submit").click()
+                    await card.wait_for(state="detached", timeout=10000)  # handled: card gone
                     reminded = page.locator(
                         f'.alarm-item[data-alarm-id="{alarm_id}"] '
                         '.remind-state[data-state="acknowledged"]'
@@ -165,8 +169,10 @@ async def test_operator_reminds_the_driver_of_an_sos_and_sees_the_terminal_confi
                 finally:
                     await browser.close()
         finally:
-            sim.terminate()
-            output, _ = sim.communicate(timeout=20)
+            output = ""
+            if sim is not None:
+                sim.terminate()
+                output, _ = sim.communicate(timeout=20)
     assert f"jt808-sim: terminal {PHONE} text [display,tts]: {TEXT}" in output
     row = await pool.fetchrow(
         "SELECT a.status, a.handling_method, c.state, c.answered_at FROM alarms a "

@@ -105,7 +105,8 @@
     const old = document.getElementById("handle-dialog"); if (old) old.remove();
     const dlg = document.createElement("dialog");
     dlg.id = "handle-dialog";
-    const typeLabel = global.GpsmI18n ? GpsmI18n.t(alarm.alarm_type) : alarm.alarm_type;
+    const typeLabel = global.GpsmAlerts ? GpsmAlerts.typeName(alarm)  // 紧急报警(SOS)...
+      : (global.GpsmI18n ? GpsmI18n.t(alarm.alarm_type) : alarm.alarm_type);
     dlg.innerHTML =
       `<form method="dialog" class="handle-form">` +
       `<h3>${L("title")}: ${esc(alarm.plate_number || "#" + alarm.vehicle_id)} ${esc(typeLabel)}</h3>` +
