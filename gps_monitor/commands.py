@@ -112,6 +112,20 @@ def text_gbk(text: str, max_bytes: int) -> bytes:
     return raw
 
 
+def checked_expiry_s(expiry_s: float, min_expiry_s: float, max_expiry_s: float) -> float:
+    """``expiry_s`` (seconds from creation) if within ``min_expiry_s`` .. ``max_expiry_s``.
+
+    Raises:
+        CommandError(field="expires_in_s"): outside the bounds (or not a number), naming them.
+    """
+    if not min_expiry_s <= expiry_s <= max_expiry_s:
+        raise CommandError(
+            "expires_in_s",
+            f"expected {min_expiry_s:g} to {max_expiry_s:g} seconds, got {expiry_s:g}",
+        )
+    return expiry_s
+
+
 @dataclass(frozen=True, slots=True)
 class Command:
     """One command as published on ``cmd/v1/{terminal_id}/{name}``."""

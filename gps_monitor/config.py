@@ -16,7 +16,14 @@ from functools import lru_cache
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -438,6 +445,12 @@ class CommandsSettings(BaseModel):
         "unanswered this long after it was created is expired (10 min: a reminder about an "
         "alarm is worth little later).",
     )
+    min_expiry_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="Shortest expiry a caller may ask for (10 s): a shorter one would expire "
+        "before the dispatcher's first scan could send it.",
+    )
     max_expiry_s: float = Field(
         default=86400.0, gt=0, description="Longest expiry a caller may ask for (1 day)."
     )
@@ -499,6 +512,16 @@ class CommandsSettings(BaseModel):
         description="自动提醒 at most once per vehicle in this long (10 min), so a vehicle "
         "hovering around a limit is not flooded.",
     )
+
+    @model_validator(mode="after")
+    def _expiry_within_bounds(self) -> CommandsSettings:
+        """The default expiry (alarm reminders, 自动提醒) obeys the bounds a caller's does."""
+        if not self.min_expiry_s <= self.expiry_s <= self.max_expiry_s:
+            raise ValueError(
+                f"expiry_s: expected {self.min_expiry_s:g} to {self.max_expiry_s:g} s "
+                f"(min_expiry_s .. max_expiry_s), got {self.expiry_s:g}"
+            )
+        return self
 
 
 class RulesSettings(BaseModel):

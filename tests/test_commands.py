@@ -21,6 +21,7 @@ import asyncpg
 import httpx
 import pytest
 from ingest_helpers import wait_for, worker_env
+from pydantic import ValidationError
 from web_helpers import World, make_world, rest_client
 
 from gps_monitor import topics
@@ -259,7 +260,10 @@ async def test_a_command_for_an_offline_terminal_waits_and_is_sent_when_it_conne
 async def test_a_command_that_expires_before_the_terminal_connects_is_never_sent(
     settings: Settings, pool: asyncpg.Pool
 ) -> None:
-    async with command_loop(settings, pool) as loop, rest_client(loop.settings) as client:
+    async with (
+        command_loop(settings, pool, min_expiry_s=0.5) as loop,
+        rest_client(loop.settings) as client,
+    ):
         response = await post_text(client, loop, expires_in_s=0.5)
         row_id = response.json()["id"]
         row = await wait_for(lambda: command_state(loop, row_id), lambda r: r["state"] == "expired")
@@ -275,7 +279,10 @@ async def test_a_command_that_expires_before_the_terminal_connects_is_never_sent
 async def test_a_sent_command_without_an_answer_expires(
     settings: Settings, pool: asyncpg.Pool
 ) -> None:
-    async with command_loop(settings, pool) as loop, rest_client(loop.settings) as client:
+    async with (
+        command_loop(settings, pool, min_expiry_s=0.5) as loop,
+        rest_client(loop.settings) as client,
+    ):
         terminal = await connected(loop)  # connected, but never reads: no 0x0001 comes back
         try:
             response = await post_text(client, loop, expires_in_s=1.5)
@@ -361,6 +368,35 @@ async def test_bad_texts_answer_422_naming_the_limit_or_the_character(
         emoji = await post_text(client, loop, body={"text": "请减速🚚"})
         assert emoji.status_code == 422 and "U+1F69A" in emoji.text and "position 4" in emoji.text
         assert await pool.fetchval("SELECT count(*) FROM commands") == 0
+
+
+async def test_an_expiry_outside_10_s_to_1_day_answers_422_and_queues_nothing(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    async with command_loop(settings, pool) as loop, rest_client(loop.settings) as client:
+        for expires_in_s, shown in [(1e-300, "1e-300"), (0, "0"), (-5, "-5"), (9.5, "9.5"),
+                                    (86401, "86401")]:  # fmt: skip
+            response = await post_text(client, loop, expires_in_s=expires_in_s)
+            assert response.status_code == 422, (expires_in_s, response.text)
+            detail = response.json()["detail"]
+            assert detail == f"expires_in_s: expected 10 to 86400 seconds, got {shown}"
+        assert await pool.fetchval("SELECT count(*) FROM commands") == 0
+        for expires_in_s in (10, 86400):
+            response = await post_text(client, loop, expires_in_s=expires_in_s)
+            assert response.status_code == 201, response.text
+        lives = await pool.fetch(
+            "SELECT extract(epoch FROM expires_at - created_at) AS s FROM commands ORDER BY id"
+        )
+        assert [float(r["s"]) for r in lives] == [10.0, 86400.0]
+
+
+def test_the_default_expiry_of_reminders_obeys_the_same_bounds() -> None:
+    # alarm handling (remind_driver) and 自动提醒 queue with commands.expiry_s
+    with pytest.raises(ValidationError, match=r"expiry_s: expected 10 to 86400 s.*got 1e-300"):
+        CommandsSettings(expiry_s=1e-300)
+    with pytest.raises(ValidationError, match=r"got 172800"):
+        CommandsSettings(expiry_s=172800)
+    assert CommandsSettings(expiry_s=10).expiry_s == 10
 
 
 async def test_unknown_terminal_and_another_companys_vehicle_answer_404(

@@ -14,7 +14,7 @@ import asyncpg
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from gps_monitor.commands import TEXT, CommandError, TextBody, build_text
+from gps_monitor.commands import TEXT, CommandError, TextBody, build_text, checked_expiry_s
 from gps_monitor.config import CommandsSettings
 from gps_monitor.db import audit
 from gps_monitor.db import commands as commands_db
@@ -34,7 +34,9 @@ class CommandIn(BaseModel):
     name: str = Field(default=TEXT, examples=[TEXT])
     body: TextBody
     expires_in_s: float | None = Field(
-        default=None, gt=0, description="Default commands.expiry_s; at most commands.max_expiry_s"
+        default=None,
+        description="Seconds; default commands.expiry_s; from commands.min_expiry_s (10) to "
+        "commands.max_expiry_s (86400), else 422",
     )
 
     @model_validator(mode="after")
@@ -88,19 +90,21 @@ async def send_text(
 
     Raises:
         HTTPException 422: text too long for ``commands.text_max_bytes`` or not GBK (names the
-            limit or the character), or an expiry beyond ``commands.max_expiry_s``.
+            limit or the character), or an expiry outside ``commands.min_expiry_s`` ..
+            ``commands.max_expiry_s`` (:func:`checked_expiry_s`).
     """
-    expiry_s = expires_in_s if expires_in_s is not None else settings.expiry_s
-    if expiry_s > settings.max_expiry_s:
-        raise HTTPException(
-            422, f"expires_in_s: expected at most {settings.max_expiry_s:g}, got {expiry_s:g}"
-        )
     try:
+        expiry_s = checked_expiry_s(
+            expires_in_s if expires_in_s is not None else settings.expiry_s,
+            settings.min_expiry_s,
+            settings.max_expiry_s,
+        )
         command = build_text(
             vehicle["terminal_id"], body, text_max_bytes=settings.text_max_bytes, expiry_s=expiry_s
         )
     except CommandError as error:
-        raise HTTPException(422, f"body.{error}") from None
+        where = "" if error.field == "expires_in_s" else "body."
+        raise HTTPException(422, f"{where}{error}") from None
     row = await commands_db.create(
         conn,
         command,
