@@ -31,6 +31,8 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("demo", "gps_monitor.demo", "run the whole system on the shipped demo data"),
     ("jt808", "ingest.jt808.cli", "run the JT/T 808 TCP gateway (terminals -> MQTT)"),
     ("jt808-sim", "ingest.jt808.sim", "simulated JT/T 808 terminals sending a track file"),
+    ("jt809", "jt809.cli", "forward positions and alarms to the superior platform (JT/T 809)"),
+    ("jt809-sim", "jt809.sim", "a simulated JT/T 809 superior platform (tests, demo)"),
     ("report", "web.reports.cli", "reports: `report evidence`, `report kpi`"),
     ("hold", "gps_monitor.db.holds_cli", "legal holds: `hold seal`, `hold list`, `hold release`"),
     ("retention", "gps_monitor.db.retention", "delete data past retention, never sealed data"),

@@ -21,6 +21,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -1055,6 +1056,115 @@ class NotifySettings(BaseModel):
             raise PydanticCustomError(
                 "time_zone", "Input should be an IANA time zone name such as Asia/Shanghai"
             ) from None
+
+
+class Jt809Settings(BaseModel):
+    """JT/T 809 link to the superior (provincial) platform, this platform being the lower one
+    (下级平台); ``gps-monitor jt809`` (issue 10). Numbers the superior assigns (user id,
+    接入码, M1/IA1/IC1) are u32."""
+
+    superior_host: str | None = Field(
+        default=None,
+        description="Superior platform address of the main link. Unset: `gps-monitor jt809` "
+        "refuses to start and says so.",
+    )
+    superior_port: int = Field(default=9000, ge=1, le=65535, description="Main link port.")
+    user_id: int = Field(default=0, ge=0, le=0xFFFFFFFF, description="0x1001 USERID.")
+    password: str = Field(default="", description="0x1001 PASSWORD, at most 8 GBK bytes.")
+    access_code: int = Field(
+        default=0, ge=0, le=0xFFFFFFFF, description="接入码 (MSG_GNSSCENTERID) in every header."
+    )
+    platform_id: str = Field(
+        default="", description="2019: this platform's 11-character code (0x1202 PLATFORM_ID1)."
+    )
+    slave_host: str = Field(
+        default="0.0.0.0", description="Listen address of the slave link (the superior connects)."
+    )
+    slave_port: int = Field(default=8809, ge=1, le=65535, description="Slave link listen port.")
+    slave_advertised_ip: str = Field(
+        default="",
+        description="DOWN_LINK_IP sent in 0x1001 (the address the superior reaches us at). "
+        "Empty: slave_host, unless that is 0.0.0.0 (then the service refuses to start).",
+    )
+    version: Literal[2011, 2019] = Field(
+        default=2011, description="Header and body layout: JT/T 809-2011 or -2019."
+    )
+    m1: int = Field(default=0, ge=0, le=0xFFFFFFFF, description="Simple encryption M1.")
+    ia1: int = Field(default=0, ge=0, le=0xFFFFFFFF, description="Simple encryption IA1.")
+    ic1: int = Field(default=0, ge=0, le=0xFFFFFFFF, description="Simple encryption IC1.")
+    encrypt: bool = Field(
+        default=False,
+        description="Encrypt the bodies we send (needs M1 > 0); encrypted frames received are "
+        "decrypted whenever M1/IA1/IC1 are set.",
+    )
+    heartbeat_interval_s: float = Field(
+        default=60.0, gt=0, description="0x1005 on the main link when idle this long."
+    )
+    link_timeout_s: float = Field(
+        default=180.0, gt=0, description="Main link reset when nothing arrives for this long."
+    )
+    login_timeout_s: float = Field(default=10.0, gt=0, description="Longest wait for 0x1002.")
+    reconnect_delay_s: float = Field(default=1.0, gt=0, description="First reconnect delay.")
+    reconnect_delay_max_s: float = Field(
+        default=60.0, gt=0, description="Reconnect delay doubles up to this."
+    )
+    position_min_interval_s: float = Field(
+        default=0.0,
+        ge=0,
+        description="Thinning: at most one 0x1202 per vehicle per this many seconds of fix "
+        "time (0: every accepted live position).",
+    )
+    reupload_rate_per_s: float = Field(
+        default=50.0, gt=0, description="0x1203/0x1402 replayed from the buffer per second."
+    )
+    buffer_window_s: float = Field(
+        default=7 * 24 * 3600.0,
+        gt=0,
+        description="Positions and alarms buffered longer than this (an outage longer than "
+        "the window) are dropped, counted and logged rather than sent.",
+    )
+    resend_after_cut_s: float = Field(
+        default=10.0,
+        ge=0,
+        description="When the main link breaks, what was written to it in the last this many "
+        "seconds is buffered again (TCP may have lost it): duplicates over loss.",
+    )
+    max_frame_bytes: int = Field(
+        default=65536, ge=256, description="Longer frames (or buffers without 5D) are dropped."
+    )
+    client_id: str = Field(
+        default="gps-monitor-jt809", description="MQTT client id (persistent session)."
+    )
+    stats_interval_s: float = Field(default=60.0, gt=0, description="Counters logged this often.")
+
+    @field_validator("password")
+    @classmethod
+    def _password_fits(cls, value: str) -> str:
+        try:
+            size = len(value.encode("gbk"))
+        except UnicodeEncodeError:
+            size = -1
+        if not 0 <= size <= 8:
+            raise PydanticCustomError("jt809_password", "Input should be at most 8 GBK bytes")
+        return value
+
+    @field_validator("platform_id")
+    @classmethod
+    def _platform_id_fits(cls, value: str) -> str:
+        if len(value.encode("ascii", errors="replace")) > 11 or not value.isascii():
+            raise PydanticCustomError(
+                "jt809_platform_id", "Input should be at most 11 ASCII characters"
+            )
+        return value
+
+    @field_validator("encrypt")
+    @classmethod
+    def _keys_for_encryption(cls, value: bool, info: ValidationInfo) -> bool:
+        if value and not info.data.get("m1"):
+            raise PydanticCustomError(
+                "jt809_encrypt",
+                "Input should be false unless GPS_MONITOR_JT809_M1 (and IA1, IC1) are set",
+            )
         return value
 
 
@@ -1081,6 +1191,7 @@ class Settings(BaseSettings):
     alarms: AlarmsSettings = AlarmsSettings()
     notify: NotifySettings = NotifySettings()
     commands: CommandsSettings = CommandsSettings()
+    jt809: Jt809Settings = Jt809Settings()
 
 
 @lru_cache(maxsize=1)

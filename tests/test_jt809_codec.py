@@ -126,7 +126,9 @@ def test_2019_header_with_escaped_time_decodes_and_reencodes() -> None:
     vehicle = m.decode_vehicle_message(frame.body)
     assert (vehicle.plate_number, vehicle.plate_color, vehicle.data_type) == ("粤A12345", 1, 0x1201)
     sent_at = frame.header.sent_at
-    again = codec.encode(frame.msg_id, frame.body, frame.header.msg_sn, encrypt_key=9999, sent_at=sent_at)
+    again = codec.encode(
+        frame.msg_id, frame.body, frame.header.msg_sn, encrypt_key=9999, sent_at=sent_at
+    )
     assert again == wire
 
 

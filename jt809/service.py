@@ -1,0 +1,392 @@
+"""``gps-monitor jt809``: forwards accepted positions and alarms to the superior platform.
+
+Inputs (MQTT, one persistent session ``jt809.client_id``, manual acknowledgement):
+``{prefix}positions/v1/+/+`` (what ingest accepted, after its commit) and
+``{prefix}alarms/v1/#`` (what the rules engine raised). Each message is acknowledged only once
+its positions or alarm were written to the main link or stored in the outbox
+(``jt809_outbox``), so a crash or restart loses nothing (the broker redelivers the rest).
+
+Per position (``invalid`` and ``drift`` ones are not forwarded; a vehicle not in the registry
+is skipped and counted):
+
+- live (not ``late``, not ``reupload``) and the main link up: **0x1202** at once, unless
+  thinning (``position_min_interval_s``) drops it because the vehicle's previous forwarded fix
+  is closer in fix time;
+- late or re-uploaded (补报), or the main link down: into the outbox, later sent as **0x1203**
+  (up to 5 positions of one vehicle per message, oldest first, at ``reupload_rate_per_s``).
+
+Per alarm (event ``opened`` only: one 0x1402 per episode): **0x1402** with our type mapped to
+the 809 warn type (:func:`jt809.messages.warn_type_for`), or into the outbox while the link is
+down. When a logged-in main link breaks, what was written to it in the last
+``resend_after_cut_s`` is put back into the outbox (TCP may have lost it; the superior may see
+it twice, never zero times).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections import deque
+from datetime import datetime, timedelta
+from typing import Any
+
+import aiomqtt
+import asyncpg
+
+from gps_monitor import mqtt, topics
+from gps_monitor.config import Settings
+from gps_monitor.db import jt809 as outbox
+from gps_monitor.db.jt809 import OutboxEntry
+from gps_monitor.db.pool import create_pool
+from gps_monitor.errors import ConfigurationError, PayloadError
+from gps_monitor.models import Position, Quality
+from jt809 import messages as m
+from jt809.links import FrameConnection, LinkStats, MainLink, SlaveLinkServer, build_codec, now_utc
+
+log = logging.getLogger(__name__)
+
+NOT_FORWARDED = (Quality.INVALID, Quality.DRIFT)
+DATABASE_DOWN = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
+REPLAY_BATCH = 500
+REPLAY_IDLE_S = 0.5
+
+
+def check_settings(settings: Settings) -> None:
+    """Raises ConfigurationError naming the setting when the service cannot start."""
+    jt = settings.jt809
+    if not jt.superior_host:
+        raise ConfigurationError(
+            "GPS_MONITOR_JT809_SUPERIOR_HOST is not set: expected the superior platform's "
+            "main-link address"
+        )
+    if not jt.slave_advertised_ip and jt.slave_host in ("0.0.0.0", "::", ""):
+        raise ConfigurationError(
+            "GPS_MONITOR_JT809_SLAVE_ADVERTISED_IP is not set: expected the IP address the "
+            f"superior reaches our slave link at (slave_host is {jt.slave_host!r})"
+        )
+    if not settings.database.url:
+        raise ConfigurationError("GPS_MONITOR_DATABASE_URL is not set: the outbox needs it")
+    mqtt.require_host(settings.mqtt)
+
+
+class Jt809Service:
+    """The lower-platform service: both links, the MQTT consumer and the outbox replay."""
+
+    def __init__(self, settings: Settings, pool: asyncpg.Pool) -> None:
+        self.settings = settings
+        self.jt = settings.jt809
+        self.pool = pool
+        self.codec = build_codec(self.jt)
+        self.stats = LinkStats()
+        self.main = MainLink(self.jt, self.codec, self.stats, self._link_up, self._link_down)
+        self.slave = SlaveLinkServer(self.jt, self.codec, self.stats, lambda: self.main.verify_code)
+        self.ready = asyncio.Event()
+        self.plates: dict[int, tuple[str, int]] = {}
+        self.last_forwarded: dict[int, datetime] = {}
+        self.recent: deque[tuple[float, OutboxEntry]] = deque()
+        self.counts: dict[str, int] = {
+            "positions_live": 0, "positions_buffered": 0, "positions_thinned": 0,
+            "positions_skipped_quality": 0, "unknown_vehicle": 0, "alarms_live": 0,
+            "alarms_buffered": 0, "reupload_messages": 0, "buffer_expired": 0,
+            "bad_messages": 0,
+        }  # fmt: skip
+        self._session_id: int | None = None
+        self._send_lock = asyncio.Lock()
+
+    # ------------------------------------------------------------------ links
+
+    async def _link_up(self, connection: FrameConnection) -> None:
+        self._session_id = await outbox.link_up(self.pool, now_utc())
+
+    async def _link_down(self, reason: str) -> None:
+        cutoff = time.monotonic() - self.jt.resend_after_cut_s
+        again = [
+            OutboxEntry(e.kind, e.vehicle_id, e.fix_time, e.payload, "cut")
+            for sent_at, e in self.recent
+            if sent_at >= cutoff
+        ]
+        self.recent.clear()
+        await outbox.enqueue(self.pool, again)
+        if again:
+            log.warning("jt809: main link down; %d item(s) written in the last %.0f s buffered "
+                        "again", len(again), self.jt.resend_after_cut_s)  # fmt: skip
+        if self._session_id is not None:
+            await outbox.link_down(self.pool, self._session_id, now_utc(), reason[:200])
+            self._session_id = None
+
+    def _remember(self, entries: list[OutboxEntry]) -> None:
+        now = time.monotonic()
+        self.recent.extend((now, e) for e in entries)
+        cutoff = now - self.jt.resend_after_cut_s
+        while self.recent and self.recent[0][0] < cutoff:
+            self.recent.popleft()
+
+    async def _send(self, msg_id: int, body: bytes, entries: list[OutboxEntry]) -> bool:
+        """Write one frame on the main link; False when it is down (nothing written)."""
+        connection = self.main.connection
+        if connection is None:
+            return False
+        async with self._send_lock:
+            try:
+                await connection.send(msg_id, body)
+            except OSError:
+                return False
+        self._remember(entries)
+        return True
+
+    # ------------------------------------------------------------------ vehicles
+
+    async def _plate(self, vehicle_id: int) -> tuple[str, int] | None:
+        plate = self.plates.get(vehicle_id)
+        if plate is None:
+            found = await outbox.vehicle_plates(self.pool, [vehicle_id])
+            plate = found.get(vehicle_id)
+            if plate is not None:
+                self.plates[vehicle_id] = plate
+        return plate
+
+    async def _vehicle_frame(
+        self, vehicle_id: int, msg_id: int, data_type: int, data: bytes
+    ) -> bytes | None:
+        plate = await self._plate(vehicle_id)
+        if plate is None:
+            self.counts["unknown_vehicle"] += 1
+            return None
+        return m.encode_vehicle_message(m.VehicleMessage(plate[0], plate[1], data_type, data))
+
+    # ------------------------------------------------------------------ positions
+
+    def _thinned(self, position: Position) -> bool:
+        interval = self.jt.position_min_interval_s
+        assert position.vehicle_id is not None
+        last = self.last_forwarded.get(position.vehicle_id)
+        if interval and last is not None and position.fix_time - last < timedelta(seconds=interval):
+            return True
+        if last is None or position.fix_time > last:
+            self.last_forwarded[position.vehicle_id] = position.fix_time
+        return False
+
+    async def handle_positions(self, positions: list[Position]) -> None:
+        """Forward (0x1202) or buffer the accepted positions of one message."""
+        buffered: list[OutboxEntry] = []
+        for position in positions:
+            if position.quality in NOT_FORWARDED or position.vehicle_id is None:
+                self.counts["positions_skipped_quality"] += 1
+                continue
+            live = not (position.late or position.reupload)
+            if live and self._thinned(position):
+                self.counts["positions_thinned"] += 1
+                continue
+            entry = OutboxEntry(
+                "position", position.vehicle_id, position.fix_time, position.to_dict(),
+                "link_down" if live else "late",
+            )  # fmt: skip
+            if live and self.main.connection is not None:
+                data = m.encode_gnss(m.gnss_from_position(position))
+                body = await self._vehicle_frame(
+                    position.vehicle_id, m.MSG_VEHICLE_DYNAMIC, m.MSG_REALTIME_POSITION, data
+                )
+                if body is None:
+                    continue
+                if await self._send(m.MSG_VEHICLE_DYNAMIC, body, [entry]):
+                    self.counts["positions_live"] += 1
+                    continue
+            buffered.append(entry)
+        if buffered:
+            await outbox.enqueue(self.pool, buffered)
+            self.counts["positions_buffered"] += len(buffered)
+
+    # ------------------------------------------------------------------ alarms
+
+    def _alarm_body(self, alarm: dict[str, Any]) -> bytes:
+        started = datetime.fromisoformat(alarm["started_at"])
+        info = m.AlarmInfo(
+            warn_src=m.WARN_SRC_PLATFORM,
+            warn_type=m.warn_type_for(alarm["alarm_type"], alarm.get("details")),
+            warn_time=started,
+            info_id=int(alarm.get("id") or 0),
+            info_content=alarm["alarm_type"],
+        )
+        return m.encode_alarm_info(info)
+
+    async def handle_alarm(self, alarm: dict[str, Any]) -> None:
+        """Forward (0x1402) or buffer one alarm event; only ``opened`` events go up."""
+        if alarm.get("event", "opened") != "opened":
+            return
+        vehicle_id = int(alarm["vehicle_id"])
+        entry = OutboxEntry(
+            "alarm", vehicle_id, datetime.fromisoformat(alarm["started_at"]), alarm, "link_down"
+        )
+        if self.main.connection is not None:
+            body = await self._vehicle_frame(
+                vehicle_id, m.MSG_VEHICLE_ALARM, m.MSG_ALARM_INFO, self._alarm_body(alarm)
+            )
+            if body is None:
+                return
+            if await self._send(m.MSG_VEHICLE_ALARM, body, [entry]):
+                self.counts["alarms_live"] += 1
+                return
+        await outbox.enqueue(self.pool, [entry])
+        self.counts["alarms_buffered"] += 1
+
+    # ------------------------------------------------------------------ outbox replay
+
+    async def replay_forever(self) -> None:
+        """Send the outbox (0x1203 / 0x1402) whenever the main link is up, oldest first."""
+        while True:
+            try:
+                await self._replay_once()
+            except DATABASE_DOWN as error:
+                log.warning("jt809: outbox unavailable (%s); retrying in 1 s", error)
+                await asyncio.sleep(1.0)
+
+    async def _replay_once(self) -> None:
+        interval = 1.0 / self.jt.reupload_rate_per_s
+        while True:
+            if self.main.connection is None:
+                await asyncio.sleep(REPLAY_IDLE_S)
+                continue
+            cutoff = now_utc() - timedelta(seconds=self.jt.buffer_window_s)
+            expired = await outbox.drop_older_than(self.pool, cutoff)
+            if expired:
+                self.counts["buffer_expired"] += expired
+                log.warning("jt809: dropped %d item(s) buffered longer than the %.0f s window",
+                            expired, self.jt.buffer_window_s)  # fmt: skip
+            entries = await outbox.oldest(self.pool, REPLAY_BATCH)
+            if not entries:
+                await asyncio.sleep(REPLAY_IDLE_S)
+                continue
+            for group in _replay_groups(entries):
+                if not await self._replay_group(group):
+                    break
+                await asyncio.sleep(interval)
+
+    async def _replay_group(self, group: list[OutboxEntry]) -> bool:
+        """Send one 0x1203 (positions of one vehicle) or 0x1402; delete them once written."""
+        first = group[0]
+        if first.kind == "position":
+            gnss = [m.gnss_from_position(Position.from_dict(e.payload)) for e in group]
+            body = await self._vehicle_frame(
+                first.vehicle_id, m.MSG_VEHICLE_DYNAMIC, m.MSG_REUPLOAD_POSITIONS,
+                m.encode_reupload(gnss),
+            )  # fmt: skip
+            msg_id = m.MSG_VEHICLE_DYNAMIC
+        else:
+            body = await self._vehicle_frame(
+                first.vehicle_id, m.MSG_VEHICLE_ALARM, m.MSG_ALARM_INFO,
+                self._alarm_body(first.payload),
+            )  # fmt: skip
+            msg_id = m.MSG_VEHICLE_ALARM
+        ids = [e.id for e in group if e.id is not None]
+        if body is None:  # the vehicle left the registry: nobody to report it for
+            await outbox.delete(self.pool, ids)
+            return True
+        if not await self._send(msg_id, body, group):
+            return False
+        await outbox.delete(self.pool, ids)
+        self.counts["reupload_messages"] += 1
+        return True
+
+    # ------------------------------------------------------------------ MQTT
+
+    async def _consume(self, client: aiomqtt.Client) -> None:
+        prefix = self.settings.mqtt.topic_prefix
+        await client.subscribe(topics.accepted_filter(prefix), qos=1)
+        await client.subscribe(topics.alarm_filter(prefix), qos=1)
+        self.ready.set()
+        async for message in client.messages:
+            topic = str(message.topic)
+            try:
+                data = json.loads(message.payload)
+                if topic.startswith(prefix + "positions/"):
+                    if not isinstance(data, list):
+                        raise PayloadError("wrong_type", "expected a JSON array of positions")
+                    await self.handle_positions([Position.from_dict(item) for item in data])
+                else:
+                    await self.handle_alarm(data)
+            except (PayloadError, ValueError, KeyError, TypeError) as error:
+                self.counts["bad_messages"] += 1
+                log.warning("jt809: message on %s not forwarded: %s", topic, error)
+            except DATABASE_DOWN as error:
+                # Not acknowledged: reconnecting resumes the session and the broker redelivers.
+                raise aiomqtt.MqttError(f"outbox unavailable ({error})") from error
+            mqtt.ack(client, message)
+
+    async def consume_forever(self) -> None:
+        await mqtt.run_with_reconnect(
+            self.settings.mqtt,
+            self._consume,
+            client_id=self.jt.client_id,
+            persistent=True,
+            manual_ack=True,
+        )
+
+    async def log_stats_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.jt.stats_interval_s)
+            log.info("jt809: main link %s; %s; %s; outbox %d", self.main.status, self.counts,
+                     self.stats.summary(), await outbox.size(self.pool))  # fmt: skip
+
+    async def run(self, *, slave_port: int | None = None) -> None:
+        """Run everything until cancelled; ``ready`` is set once subscribed and listening."""
+        await self.slave.start(port=slave_port)
+        tasks = [
+            asyncio.create_task(self.main.run()),
+            asyncio.create_task(self.consume_forever()),
+            asyncio.create_task(self.replay_forever()),
+            asyncio.create_task(self.log_stats_forever()),
+        ]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                task.result()
+        finally:
+            await self.main.logout()
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await self.slave.stop()
+
+
+def _replay_groups(entries: list[OutboxEntry]) -> list[list[OutboxEntry]]:
+    """Oldest-first entries -> messages: alarms alone, positions of one vehicle by up to 5
+    (a vehicle's positions keep their order; each group is sent when its oldest is due)."""
+    groups: list[list[OutboxEntry]] = []
+    open_groups: dict[int, list[OutboxEntry]] = {}
+    for entry in entries:
+        if entry.kind == "alarm":
+            groups.append([entry])
+            continue
+        group = open_groups.get(entry.vehicle_id)
+        if group is None or len(group) >= m.REUPLOAD_MAX_POSITIONS:
+            group = [entry]
+            open_groups[entry.vehicle_id] = group
+            groups.append(group)
+        else:
+            group.append(entry)
+    return groups
+
+
+async def serve(
+    settings: Settings, ready: asyncio.Event | None = None, *, slave_port: int | None = None
+) -> None:
+    """Run the service until cancelled (the entry point of ``gps-monitor jt809``)."""
+    check_settings(settings)
+    pool = await create_pool(settings.database)
+    try:
+        service = Jt809Service(settings, pool)
+        task = asyncio.create_task(service.run(slave_port=slave_port))
+        if ready is not None:
+            ready_wait = asyncio.create_task(service.ready.wait())
+            await asyncio.wait({task, ready_wait}, return_when=asyncio.FIRST_COMPLETED)
+            if service.ready.is_set():
+                ready.set()
+            ready_wait.cancel()
+        await task
+    finally:
+        await pool.close()
