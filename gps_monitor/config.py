@@ -1056,6 +1056,7 @@ class NotifySettings(BaseModel):
             raise PydanticCustomError(
                 "time_zone", "Input should be an IANA time zone name such as Asia/Shanghai"
             ) from None
+        return value
 
 
 class Jt809Settings(BaseModel):
