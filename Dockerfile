@@ -20,6 +20,7 @@ COPY ingest ./ingest
 COPY rules ./rules
 COPY web ./web
 COPY notify ./notify
+COPY jt809 ./jt809
 RUN pip install . \
  && useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin gpsmon
 
