@@ -61,11 +61,24 @@ def crc16(data: bytes | bytearray | memoryview) -> int:
     Check value: ``crc16(b"123456789") == 0x29B1``.
     """
     crc = 0xFFFF
+    table = _CRC_TABLE
     for byte in data:
-        crc ^= byte << 8
+        crc = ((crc << 8) & 0xFF00) ^ table[(crc >> 8) ^ byte]
+    return crc
+
+
+def _crc_table() -> tuple[int, ...]:
+    """CRC-16/CCITT of each byte value (one byte at a time instead of one bit)."""
+    table = []
+    for value in range(256):
+        crc = value << 8
         for _ in range(8):
             crc = ((crc << 1) ^ 0x1021) & 0xFFFF if crc & 0x8000 else (crc << 1) & 0xFFFF
-    return crc
+        table.append(crc)
+    return tuple(table)
+
+
+_CRC_TABLE = _crc_table()
 
 
 def escape(data: bytes) -> bytes:
