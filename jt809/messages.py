@@ -366,3 +366,111 @@ def decode_alarm_info(data: bytes) -> AlarmInfo:
         info_id,
         data[19:].decode("gbk", errors="replace"),
     )
+
+
+# ------------------------------------------------------------------------- 2019 position body
+
+PLATFORM_ID_BYTES = 11
+_ITEM_MILEAGE = 0x01  # JT/T 808 additional item: mileage, u32 in 1/10 km
+
+
+def encode_position_2019(
+    position: Position, platform_id: str = "", platform_alarm: int = 0
+) -> bytes:
+    """0x1202 data in JT/T 809-2019: encrypt 0, the position as a JT/T 808 0x0200 body (GMT+8
+    BCD time, speed 1/10 km/h, mileage item 0x01 when known), then three platform ids (11 bytes)
+    with their alarm u32; this platform is PLATFORM_ID1, the other two are zero."""
+    from ingest.jt808.messages import LocationReport, bcd_time_from_datetime, encode_location
+
+    gnss = gnss_from_position(position)
+    items: dict[int, bytes] = {}
+    if position.mileage_km is not None:
+        items[_ITEM_MILEAGE] = min(round(position.mileage_km * 10), 0xFFFFFFFF).to_bytes(4, "big")
+    report = LocationReport(
+        alarm_flags=gnss.alarm,
+        status_flags=gnss.state,
+        latitude_e6=gnss.latitude_e6,
+        longitude_e6=gnss.longitude_e6,
+        altitude_m=max(-32768, min(round(position.altitude_m or 0), 32767)),
+        speed_dkmh=min(round(position.speed_kmh * 10), 0xFFFF),
+        heading_deg=gnss.heading_deg,
+        bcd_time=bcd_time_from_datetime(position.fix_time),
+        items=items,
+    )
+    return encode_gnss_2019(encode_location(report), platform_id, platform_alarm)
+
+
+def encode_gnss_2019(location_body: bytes, platform_id: str, platform_alarm: int) -> bytes:
+    """Wrap a JT/T 808 0x0200 body as 2019 0x1202 data (see :func:`encode_position_2019`)."""
+    empty = bytes(PLATFORM_ID_BYTES) + bytes(4)
+    return (
+        struct.pack(">BI", 0, len(location_body))
+        + location_body
+        + fixed_text(platform_id, PLATFORM_ID_BYTES)
+        + struct.pack(">I", platform_alarm)
+        + empty
+        + empty
+    )
+
+
+def decode_position_2019(data: bytes, offset: int = 0) -> tuple[GnssData, int]:
+    """2019 0x1202 data at ``offset`` -> (the position in 2011 wire units, bytes used).
+
+    Raises:
+        FrameError(reason="body"): cut short, or a 0x0200 body that does not decode.
+    """
+    from ingest.jt808.codec import FrameError as Jt808FrameError
+    from ingest.jt808.messages import decode_location
+
+    _need(data[offset:], 5, "0x1202 (2019)")
+    encrypted, length = struct.unpack_from(">BI", data, offset)
+    end = offset + 5 + length + 3 * (PLATFORM_ID_BYTES + 4)
+    _need(data, end, "0x1202 (2019)")
+    try:
+        report = decode_location(data[offset + 5 : offset + 5 + length])
+        fix_time = report.fix_time()
+    except Jt808FrameError as error:
+        raise FrameError("body", f"0x1202 (2019) GNSS data: {error}") from None
+    mileage = report.items.get(_ITEM_MILEAGE)
+    gnss = GnssData(
+        fix_time_local=fix_time.astimezone(BEIJING),
+        longitude_e6=report.longitude_e6,
+        latitude_e6=report.latitude_e6,
+        speed_kmh=round(report.speed_kmh),
+        tachograph_speed_kmh=round(report.speed_kmh),
+        mileage_km=round(int.from_bytes(mileage, "big") / 10) if mileage else 0,
+        heading_deg=report.heading_deg,
+        altitude_m=report.altitude_m,
+        state=report.status_flags,
+        alarm=report.alarm_flags,
+        encrypted=encrypted,
+    )
+    return gnss, end - offset
+
+
+def encode_reupload_data(bodies: list[bytes]) -> bytes:
+    """0x1203 data from 1 to 5 already encoded 0x1202 data (either version)."""
+    if not 1 <= len(bodies) <= REUPLOAD_MAX_POSITIONS:
+        raise ValueError(f"expected 1-{REUPLOAD_MAX_POSITIONS} positions, got {len(bodies)}")
+    return bytes([len(bodies)]) + b"".join(bodies)
+
+
+def decode_positions(data_type: int, data: bytes, *, is_2019: bool) -> list[GnssData]:
+    """The positions of a 0x1202 or 0x1203 data in either version's layout.
+
+    Raises:
+        FrameError(reason="body"): a layout that does not fit.
+    """
+    if not is_2019:
+        return [decode_gnss(data)] if data_type == MSG_REALTIME_POSITION else decode_reupload(data)
+    if data_type == MSG_REALTIME_POSITION:
+        return [decode_position_2019(data)[0]]
+    _need(data, 1, "0x1203 (2019)")
+    positions, offset = [], 1
+    for _ in range(data[0]):
+        gnss, used = decode_position_2019(data, offset)
+        positions.append(gnss)
+        offset += used
+    if offset != len(data):
+        raise FrameError("body", f"0x1203 (2019): {len(data) - offset} bytes left over")
+    return positions

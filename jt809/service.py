@@ -185,7 +185,7 @@ class Jt809Service:
                 "link_down" if live else "late",
             )  # fmt: skip
             if live and self.main.connection is not None:
-                data = m.encode_gnss(m.gnss_from_position(position))
+                data = self._position_data(position)
                 body = await self._vehicle_frame(
                     position.vehicle_id, m.MSG_VEHICLE_DYNAMIC, m.MSG_REALTIME_POSITION, data
                 )
@@ -198,6 +198,12 @@ class Jt809Service:
         if buffered:
             await outbox.enqueue(self.pool, buffered)
             self.counts["positions_buffered"] += len(buffered)
+
+    def _position_data(self, position: Position) -> bytes:
+        """0x1202 data in the configured version's layout."""
+        if self.jt.version == 2019:
+            return m.encode_position_2019(position, self.jt.platform_id)
+        return m.encode_gnss(m.gnss_from_position(position))
 
     # ------------------------------------------------------------------ alarms
 
@@ -268,10 +274,10 @@ class Jt809Service:
         """Send one 0x1203 (positions of one vehicle) or 0x1402; delete them once written."""
         first = group[0]
         if first.kind == "position":
-            gnss = [m.gnss_from_position(Position.from_dict(e.payload)) for e in group]
+            data = [self._position_data(Position.from_dict(e.payload)) for e in group]
             body = await self._vehicle_frame(
                 first.vehicle_id, m.MSG_VEHICLE_DYNAMIC, m.MSG_REUPLOAD_POSITIONS,
-                m.encode_reupload(gnss),
+                m.encode_reupload_data(data),
             )  # fmt: skip
             msg_id = m.MSG_VEHICLE_DYNAMIC
         else:

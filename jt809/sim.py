@@ -150,14 +150,13 @@ class SuperiorSimulator:
             self.stats.unhandled[msg_id] += 1
 
     def _on_vehicle_dynamic(self, vehicle: m.VehicleMessage) -> None:
-        if vehicle.data_type == m.MSG_REALTIME_POSITION:
-            gnss = [m.decode_gnss(vehicle.data)]
-        elif vehicle.data_type == m.MSG_REUPLOAD_POSITIONS:
-            gnss = m.decode_reupload(vehicle.data)
-            self.record.reupload_messages += 1
-        else:
+        if vehicle.data_type not in (m.MSG_REALTIME_POSITION, m.MSG_REUPLOAD_POSITIONS):
             self.stats.unhandled[vehicle.data_type] += 1
             return
+        is_2019 = self.codec.version == 2019
+        gnss = m.decode_positions(vehicle.data_type, vehicle.data, is_2019=is_2019)
+        if vehicle.data_type == m.MSG_REUPLOAD_POSITIONS:
+            self.record.reupload_messages += 1
         self.record.positions.extend(
             ReceivedPosition(vehicle.data_type, vehicle.plate_number, vehicle.plate_color, g)
             for g in gnss

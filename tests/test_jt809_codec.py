@@ -264,3 +264,47 @@ def test_vehicle_message_length_that_lies_is_refused() -> None:
 )
 def test_alarm_types_map_to_809_warn_types(alarm_type, details, warn_type) -> None:  # type: ignore[no-untyped-def]
     assert m.warn_type_for(alarm_type, details) == warn_type
+
+
+# .../JT809_0x1200_0x1202Test.cs (Test_2019_3/4): 2019 0x1202 data wrapping a JT/T 808-2019
+# 0x0200 body (alarm 1, status 2, lat 12222222, lon 132444444, altitude 40, speed 60 (1/10
+# km/h), heading 0, 2018-07-15 10:10:10, item 0x01 mileage 100, item 0x02 fuel 55) and platform
+# ids 11111111111 / 22222222222 / 33333333333 with alarms 1 / 2 / 3 (encrypt flag 1 there).
+POSITION_2019 = (
+    "0100000026000000010000000200BA7F0E07E4F11C0028003C000018071510101001040000006402020037"
+    "313131313131313131313100000001323232323232323232323200000002333333333333333333333300000003"
+)
+
+
+def test_2019_position_data_decodes_as_published() -> None:
+    data = bytes.fromhex(POSITION_2019)
+    gnss, used = m.decode_position_2019(data)
+    assert used == len(data) and gnss.encrypted == 1
+    assert gnss.fix_time_local.replace(tzinfo=None) == datetime(2018, 7, 15, 10, 10, 10)
+    assert (gnss.latitude_e6, gnss.longitude_e6, gnss.altitude_m) == (12222222, 132444444, 40)
+    assert (gnss.speed_kmh, gnss.state, gnss.alarm, gnss.mileage_km) == (6, 2, 1, 10)
+
+
+def test_2019_position_data_wraps_the_0x0200_body_byte_for_byte() -> None:
+    location = bytes.fromhex(POSITION_2019)[5:43]
+    wrapped = m.encode_gnss_2019(location, "11111111111", 1)
+    published = bytes.fromhex(POSITION_2019)
+    # our encrypt flag is 0 and platform ids 2 and 3 are empty; the rest is the published bytes
+    assert wrapped[1:58] == published[1:58] and wrapped[0] == 0
+    assert wrapped[58:] == bytes(30)
+
+
+def test_2019_position_round_trips_from_our_position() -> None:
+    position = Position(
+        terminal_id="t1",
+        fix_time=datetime(2026, 1, 26, 0, 0, 5, tzinfo=UTC),
+        latitude=29.563010,
+        longitude=106.551556,
+        speed_kmh=62.5,
+        heading_deg=271,
+        mileage_km=12345.6,
+    )
+    gnss, _ = m.decode_position_2019(m.encode_position_2019(position, "12345678901"))
+    assert gnss.fix_time == position.fix_time
+    assert (gnss.latitude, gnss.longitude) == (29.56301, 106.551556)
+    assert (gnss.speed_kmh, gnss.mileage_km) == (62, 12346)

@@ -176,6 +176,31 @@ async def test_outage_and_restart_buffer_in_the_database_and_replay_as_0x1203(
     assert len(sessions) >= 2 and sessions[0]["down_at"] is not None
 
 
+async def test_2019_link_carries_0x1202_as_jt808_location_bodies(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    sim = SuperiorSimulator(
+        build_codec(Jt809Settings(access_code=20180920, version=2019)),
+        user_id=20180920,
+        password="pw809",
+    )
+    port = await sim.start()
+    settings = jt809_settings(settings, port, version=2019, platform_id="12345678901")
+    await register_vehicle(pool)
+    try:
+        async with running_worker(settings), running_service(settings, pool) as service:
+            await wait_for(lambda: _value(service.main.status), lambda s: s == "up", 10)
+            await publish_raw(settings, fixes(0, 5))
+            await wait_for(lambda: _value(len(sim.record.positions)), lambda n: n >= 5, 20)
+    finally:
+        await sim.stop()
+    await drop_session(settings, settings.jt809.client_id)
+    assert sim.record.login_results == [0] and sim.record.slave_login_results == [0]
+    assert {p.gnss.fix_time for p in sim.record.positions} == fix_times(0, 5)
+    third = {p.gnss.fix_time: p.gnss for p in sim.record.positions}[START + timedelta(seconds=20)]
+    assert (third.latitude, third.longitude, third.speed_kmh) == (29.5632, 106.5517, 42)
+
+
 async def test_refused_login_is_logged_with_its_code_and_positions_wait_in_the_buffer(
     settings: Settings,
     pool: asyncpg.Pool,
