@@ -7,12 +7,14 @@ import secrets
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
+import httpx
 import pytest
-from web_helpers import PASSWORD, make_world, rest_client, store_alarm, store_position
+from fastapi.routing import APIRoute
+from web_helpers import PASSWORD, make_world, rest_client, served_app, store_alarm, store_position
 
 from gps_monitor.config import Settings, WebSettings
 from gps_monitor.errors import ConfigurationError
-from web.app import create_app
+from web.app import ROUTERS, create_app
 
 T0 = datetime(2026, 1, 26, 8, 0, tzinfo=UTC)
 
@@ -408,6 +410,28 @@ async def test_unauthenticated_requests_are_refused_everywhere(
         page = await client.get("/map")
         assert page.status_code == 200 and "leaflet" in page.text.lower()
         assert (await client.get("/api/config")).json()["tile_url_template"] is None
+
+
+async def test_pages_answer_head_as_get_for_probes_and_link_checkers(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    await make_world(pool, settings)
+    async with (
+        served_app(settings) as (base, _),
+        httpx.AsyncClient(base_url=f"http://{base}") as client,
+    ):
+        for path in ("/", "/map", "/favicon.ico", "/dashboard", "/notify", "/static/app.js"):
+            get = await client.get(path)
+            head = await client.head(path)
+            assert (head.status_code, head.content) == (get.status_code, b""), path
+            assert get.status_code in (200, 307), (path, get.status_code)
+            for name in ("content-type", "content-length", "location"):
+                assert head.headers.get(name) == get.headers.get(name), (path, name)
+        # every page route (outside the API schema, answering GET) takes HEAD too
+        routes = [r for router in ROUTERS for r in router.routes]
+        pages = [r for r in routes if isinstance(r, APIRoute) and not r.include_in_schema]
+        assert {r.path for r in pages} >= {"/", "/map", "/favicon.ico", "/dashboard", "/notify"}
+        assert [r.path for r in pages if "GET" in r.methods and "HEAD" not in r.methods] == []
 
 
 async def test_operator_and_enforcement_cannot_change_registry_or_geofences(

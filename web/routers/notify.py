@@ -30,13 +30,13 @@ from gps_monitor.db.users import Role, User
 from gps_monitor.errors import NotFoundError
 from notify.channels import KINDS, ChannelError, validate_channel
 from web.deps import CurrentUser, DbId, PoolDep, company_scope, not_found
-from web.routers.pages import STATIC_DIR
+from web.routers.pages import STATIC_DIR, page
 
 router = APIRouter(prefix="/api/notify", tags=["notify"])
 page_router = APIRouter(tags=["notify"])
 
 
-@page_router.get("/notify", include_in_schema=False)
+@page(page_router, "/notify")
 async def notify_page() -> FileResponse:
     """The settings page: channels, subscriptions, delivery log (static/notify.js)."""
     return FileResponse(STATIC_DIR / "notify.html", headers={"Cache-Control": "no-cache"})

@@ -1,7 +1,13 @@
-"""The map page (static, bundled Leaflet, no CDN) and the map configuration it reads."""
+"""The map page (static, bundled Leaflet, no CDN) and the map configuration it reads.
+
+Every page route (here, ``/dashboard``, ``/notify``) is declared with :func:`page`, so it answers
+``HEAD`` as ``GET`` (headers, no body): monitoring probes and link checkers send ``HEAD``, and
+FastAPI, unlike Starlette's plain routes, does not add it to a ``GET`` route by itself.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,19 +18,25 @@ from web.deps import SettingsDep
 
 STATIC_DIR = Path(__file__).resolve().parents[1] / "static"
 router = APIRouter(tags=["map"])
+PAGE_METHODS = ["GET", "HEAD"]
 
 
-@router.get("/", include_in_schema=False)
+def page(on: APIRouter, path: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator: ``path`` on ``on`` as a page, answering GET and HEAD, outside the API schema."""
+    return on.api_route(path, methods=PAGE_METHODS, include_in_schema=False)
+
+
+@page(router, "/")
 async def index() -> RedirectResponse:
     return RedirectResponse("/map")
 
 
-@router.get("/map", include_in_schema=False)
+@page(router, "/map")
 async def map_page() -> FileResponse:
     return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
 
 
-@router.get("/favicon.ico", include_in_schema=False)
+@page(router, "/favicon.ico")
 async def favicon() -> FileResponse:
     """The icon browsers ask for on their own (pages without a ``<link rel="icon">``, the API
     docs): the same SVG the pages link, so no page logs a 404."""

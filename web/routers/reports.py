@@ -28,7 +28,7 @@ from web.deps import (
     require_roles,
 )
 from web.reports import service
-from web.routers.pages import STATIC_DIR
+from web.routers.pages import STATIC_DIR, page
 
 router = APIRouter(tags=["reports"])
 LawUser = Annotated[User, Depends(require_roles(Role.BUREAU, Role.ENFORCEMENT))]
@@ -174,7 +174,7 @@ async def release_hold(
     return hold.to_dict()
 
 
-@router.get("/dashboard", include_in_schema=False)
+@page(router, "/dashboard")
 async def dashboard_page() -> FileResponse:
     """The KPI dashboard page (charts drawn as plain SVG; no CDN)."""
     return FileResponse(STATIC_DIR / "dashboard.html")
