@@ -180,21 +180,23 @@ async def apply_policies(conn: asyncpg.Connection, settings: DatabaseSettings) -
     A policy already in place with the wanted configuration is left alone (its schedule and
     statistics survive a re-run); a missing or different one is replaced. One transaction.
 
-    Shapes: ``settings.compress_after_days`` (days) -> ``compress_after`` on ``positions``;
-    ``settings.retention_months`` (months) -> ``drop_after`` on ``positions`` and
-    ``raw_messages``; the ``vehicle_daily`` refresh uses the CAGG_REFRESH_* constants.
+    Shapes: ``settings.compress_after_days`` (days) -> ``compress_after`` on ``positions`` and
+    ``raw_messages``; ``settings.retention_months`` (months) -> ``drop_after`` on both; the
+    ``vehicle_daily`` and ``vehicle_day_kpi`` refreshes use the CAGG_REFRESH_* constants.
     """
     async with conn.transaction():
-        if not await _has_job(
-            conn,
-            "policy_compression",
-            "positions",
-            "(config->>'compress_after')::interval = make_interval(days => $3)",
-            settings.compress_after_days,
-        ):
-            await conn.execute("SELECT remove_compression_policy('positions', if_exists => true)")
+        for table in ("positions", "raw_messages"):
+            if await _has_job(
+                conn,
+                "policy_compression",
+                table,
+                "(config->>'compress_after')::interval = make_interval(days => $3)",
+                settings.compress_after_days,
+            ):
+                continue
+            await conn.execute(f"SELECT remove_compression_policy('{table}', if_exists => true)")
             await conn.execute(
-                "SELECT add_compression_policy('positions', make_interval(days => $1))",
+                f"SELECT add_compression_policy('{table}', make_interval(days => $1))",
                 settings.compress_after_days,
             )
         for table in ("positions", "raw_messages"):
@@ -211,22 +213,24 @@ async def apply_policies(conn: asyncpg.Connection, settings: DatabaseSettings) -
                 f"SELECT add_retention_policy('{table}', make_interval(months => $1))",
                 settings.retention_months,
             )
-        if not await _has_job(
-            conn,
-            "policy_refresh_continuous_aggregate",
-            "vehicle_daily",
-            "(config->>'start_offset')::interval = $3::interval "
-            "AND (config->>'end_offset')::interval = $4::interval "
-            "AND schedule_interval = $5::interval",
-            CAGG_REFRESH_START_OFFSET,
-            CAGG_REFRESH_END_OFFSET,
-            CAGG_REFRESH_SCHEDULE,
-        ):
+        for view in ("vehicle_daily", "vehicle_day_kpi"):
+            if await _has_job(
+                conn,
+                "policy_refresh_continuous_aggregate",
+                view,
+                "(config->>'start_offset')::interval = $3::interval "
+                "AND (config->>'end_offset')::interval = $4::interval "
+                "AND schedule_interval = $5::interval",
+                CAGG_REFRESH_START_OFFSET,
+                CAGG_REFRESH_END_OFFSET,
+                CAGG_REFRESH_SCHEDULE,
+            ):
+                continue
             await conn.execute(
-                "SELECT remove_continuous_aggregate_policy('vehicle_daily', if_not_exists => true)"
+                f"SELECT remove_continuous_aggregate_policy('{view}', if_not_exists => true)"
             )
             await conn.execute(
-                "SELECT add_continuous_aggregate_policy('vehicle_daily', "
+                f"SELECT add_continuous_aggregate_policy('{view}', "
                 "start_offset => $1::interval, end_offset => $2::interval, "
                 "schedule_interval => $3::interval)",
                 CAGG_REFRESH_START_OFFSET,

@@ -203,8 +203,13 @@ async def compute_kpis(
     company_id: int | None = None,
     generated_by: str = "system",
     report_number: str = "",
+    from_positions: bool = False,
 ) -> KpiReport:
     """KPIs for local days first_day..last_day inclusive, for one company or all (see module doc).
+
+    The per-vehicle daily record figures come from ``vehicle_day_kpi`` when the settings allow
+    it (:func:`vehicle_days`); ``from_positions`` forces the raw-position aggregation (the same
+    figures, slower: benchmarks and consistency tests).
 
     Raises:
         ValueError: last_day before first_day.
@@ -262,21 +267,8 @@ async def compute_kpis(
                     counts.connected_vehicle_days += 1
                     unit.period.connected_vehicle_days += 1
 
-    rows = await conn.fetch(
-        "SELECT vehicle_id, (fix_time AT TIME ZONE $3)::date AS day, count(*) AS n, "
-        " count(*) FILTER (WHERE quality = 'ok') AS n_ok, "
-        " count(*) FILTER (WHERE quality = 'drift') AS n_drift, "
-        " coalesce(sum(distance_m) FILTER (WHERE quality = 'ok'), 0) AS dist, "
-        " coalesce(sum(distance_m) FILTER (WHERE quality = 'ok' AND interval_s > $4 "
-        "   AND distance_m > $5), 0) AS dist_gap "
-        "FROM positions WHERE fix_time >= $1 AND fix_time < $2 "
-        "AND vehicle_id = ANY($6::bigint[]) GROUP BY 1, 2",
-        period_start,
-        period_end,
-        settings.display_timezone,
-        settings.kpi_gap_s,
-        settings.kpi_gap_m,
-        list(company_of),
+    rows = await vehicle_days(
+        conn, settings, period_start, period_end, list(company_of), from_positions=from_positions
     )
     online: dict[int, bool] = {}
     drifted: set[int] = set()
@@ -318,6 +310,70 @@ async def compute_kpis(
         thresholds={"kpi_gap_s": settings.kpi_gap_s, "kpi_gap_m": settings.kpi_gap_m},
         county=county,
         companies=sorted(units.values(), key=lambda u: u.name),
+    )
+
+
+# The thresholds and day zone baked into ``vehicle_day_kpi`` (migration 0110): the report reads
+# the per-vehicle daily figures when its settings equal these, raw positions otherwise.
+DAILY_GAP_S = 300.0
+DAILY_GAP_M = 1000.0
+DAILY_TIMEZONE = "Asia/Shanghai"
+
+_DAYS_FROM_POSITIONS = (
+    "SELECT vehicle_id, (fix_time AT TIME ZONE $3)::date AS day, count(*) AS n, "
+    " count(*) FILTER (WHERE quality = 'ok') AS n_ok, "
+    " count(*) FILTER (WHERE quality = 'drift') AS n_drift, "
+    " coalesce(sum(distance_m) FILTER (WHERE quality = 'ok'), 0) AS dist, "
+    " coalesce(sum(distance_m) FILTER (WHERE quality = 'ok' AND interval_s > $4 "
+    "   AND distance_m > $5), 0) AS dist_gap "
+    "FROM positions WHERE fix_time >= $1 AND fix_time < $2 "
+    "AND vehicle_id = ANY($6::bigint[]) GROUP BY 1, 2"
+)
+_DAYS_FROM_DAILY = (
+    "SELECT vehicle_id, (day AT TIME ZONE $3)::date AS day, positions AS n, "
+    " ok_positions AS n_ok, drift_positions AS n_drift, distance_m AS dist, "
+    " gap_distance_m AS dist_gap "
+    "FROM vehicle_day_kpi WHERE day >= $1 AND day < $2 AND positions > 0 "
+    "AND vehicle_id = ANY($4::bigint[])"
+)
+
+
+def uses_daily_figures(settings: ReportsSettings) -> bool:
+    """True when the report can read ``vehicle_day_kpi`` (its gap thresholds and day zone are
+    the ones baked into the table), False when it must aggregate raw positions."""
+    return (
+        settings.kpi_gap_s == DAILY_GAP_S
+        and settings.kpi_gap_m == DAILY_GAP_M
+        and settings.display_timezone == DAILY_TIMEZONE
+    )
+
+
+async def vehicle_days(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    settings: ReportsSettings,
+    period_start: datetime,
+    period_end: datetime,
+    vehicle_ids: list[int],
+    *,
+    from_positions: bool = False,
+) -> list[asyncpg.Record]:
+    """Per vehicle and local day of [period_start, period_end) with at least one record:
+    vehicle_id, day (date), n, n_ok, n_drift (records), dist, dist_gap (metres of ok fixes;
+    of those, stretches > kpi_gap_s AND > kpi_gap_m). From ``vehicle_day_kpi`` (kept up to
+    date as positions arrive, migration 0110) when :func:`uses_daily_figures`, else, or with
+    ``from_positions``, aggregated from raw positions; both give the same figures."""
+    if from_positions or not uses_daily_figures(settings):
+        return await conn.fetch(
+            _DAYS_FROM_POSITIONS,
+            period_start,
+            period_end,
+            settings.display_timezone,
+            settings.kpi_gap_s,
+            settings.kpi_gap_m,
+            vehicle_ids,
+        )
+    return await conn.fetch(
+        _DAYS_FROM_DAILY, period_start, period_end, settings.display_timezone, vehicle_ids
     )
 
 
