@@ -30,6 +30,7 @@ denominator is 0; rates in percent, 2 decimals):
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -253,46 +254,55 @@ async def compute_kpis(
     for unit in (county, *units.values()):
         for day in days:
             day_counts(unit, day)
-    for vid in company_of:
-        for unit in targets(vid):
-            unit.period.must_connect += 1
+    # connected on a day = first valid fix before that day's end: per unit, how many vehicles
+    # connect first on each day of the period (or before it), summed up day by day
+    day_ends = [local_day_bounds(day, tz)[1] for day in days]
+    first_connected: dict[int | None, list[int]] = {
+        unit.id: [0] * len(days) for unit in (county, *units.values())
+    }
+    must_connect: dict[int | None, int] = dict.fromkeys(first_connected, 0)
+    connected: dict[int | None, int] = dict.fromkeys(first_connected, 0)
+    for vid, company in company_of.items():
+        for key in (None, company):
+            must_connect[key] += 1
             if first_ok[vid] is not None:
-                unit.period.connected += 1
-            for day in days:
-                counts = day_counts(unit, day)
-                counts.must_connect += 1
-                _, day_end = local_day_bounds(day, tz)
-                if first_ok[vid] is not None and first_ok[vid] < day_end:
-                    counts.connected += 1
-                    counts.connected_vehicle_days += 1
-                    unit.period.connected_vehicle_days += 1
+                connected[key] += 1
+                index = bisect.bisect_right(day_ends, first_ok[vid])
+                if index < len(days):
+                    first_connected[key][index] += 1
+    for unit in (county, *units.values()):
+        unit.period.must_connect = must_connect[unit.id]
+        unit.period.connected = connected[unit.id]
+        running = 0
+        for day, newly in zip(days, first_connected[unit.id], strict=True):
+            running += newly
+            counts = day_counts(unit, day)
+            counts.must_connect = must_connect[unit.id]
+            counts.connected = counts.connected_vehicle_days = running
+            unit.period.connected_vehicle_days += running
 
-    rows = await vehicle_days(
-        conn, settings, period_start, period_end, list(company_of), from_positions=from_positions
+    rows = await _company_days(
+        conn,
+        settings,
+        period_start,
+        period_end,
+        [(vid, company_of[vid], first_ok[vid] is not None) for vid in company_of],
+        from_positions=from_positions,
     )
-    online: dict[int, bool] = {}
-    drifted: set[int] = set()
     for row in rows:
-        vid = row["vehicle_id"]
-        online[vid] = True
-        if row["n_drift"]:
-            drifted.add(vid)
-        for unit in targets(vid):
-            for counts in (unit.period, day_counts(unit, row["day"])):
-                counts.records += row["n"]
-                counts.valid_records += row["n_ok"]
-                counts.distance_m += row["dist"]
-                counts.incomplete_distance_m += row["dist_gap"]
-            if first_ok[vid] is not None:  # online = a connected vehicle with a record
-                today = day_counts(unit, row["day"])
-                today.online_vehicles += 1
-                today.drift_vehicles += 1 if row["n_drift"] else 0
-                today.online_vehicle_days += 1
-                unit.period.online_vehicle_days += 1
-    for vid in (v for v in online if first_ok[v] is not None):
-        for unit in targets(vid):
-            unit.period.online_vehicles += 1
-            unit.period.drift_vehicles += 1 if vid in drifted else 0
+        company_unit = units[row["company_id"]]
+        for unit in (county, company_unit):
+            counts = unit.period if row["day"] is None else day_counts(unit, row["day"])
+            counts.records += row["n"]
+            counts.valid_records += row["n_ok"]
+            counts.distance_m += row["dist"]
+            counts.incomplete_distance_m += row["dist_gap"]
+            # online = a connected vehicle with a record (that day / in the period)
+            counts.online_vehicles += row["online"]
+            counts.drift_vehicles += row["drift"]
+            if row["day"] is not None:
+                counts.online_vehicle_days += row["online"]
+                unit.period.online_vehicle_days += row["online"]
 
     await _add_alarms(
         conn, settings, tz, days, period_start, period_end, company_of, targets, day_counts
@@ -375,6 +385,40 @@ async def vehicle_days(
     return await conn.fetch(
         _DAYS_FROM_DAILY, period_start, period_end, settings.display_timezone, vehicle_ids
     )
+
+
+async def _company_days(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    settings: ReportsSettings,
+    period_start: datetime,
+    period_end: datetime,
+    vehicles: list[tuple[int, int, bool]],
+    *,
+    from_positions: bool,
+) -> list[asyncpg.Record]:
+    """:func:`vehicle_days` summed per company and day (``day`` a date) and per company over
+    the period (``day`` None), for ``vehicles`` given as (vehicle id, company id, connected by
+    the period end): n, n_ok, dist, dist_gap as there; online = connected vehicles with a
+    record, drift = those of them with a drift record."""
+    raw = from_positions or not uses_daily_figures(settings)
+    inner = _DAYS_FROM_POSITIONS if raw else _DAYS_FROM_DAILY
+    args: list[object] = [period_start, period_end, settings.display_timezone]
+    if raw:
+        args += [settings.kpi_gap_s, settings.kpi_gap_m]
+    args.append([v[0] for v in vehicles])
+    n = len(args)
+    sql = (
+        f"WITH d AS ({inner}), "
+        f"v AS (SELECT * FROM unnest(${n}::bigint[], ${n + 1}::bigint[], ${n + 2}::bool[]) "
+        "       AS v(vehicle_id, company_id, connected)) "
+        "SELECT v.company_id, d.day, sum(d.n)::bigint AS n, sum(d.n_ok)::bigint AS n_ok, "
+        " sum(d.dist) AS dist, sum(d.dist_gap) AS dist_gap, "
+        " count(DISTINCT d.vehicle_id) FILTER (WHERE v.connected) AS online, "
+        " count(DISTINCT d.vehicle_id) FILTER (WHERE v.connected AND d.n_drift > 0) AS drift "
+        "FROM d JOIN v ON v.vehicle_id = d.vehicle_id "
+        "GROUP BY GROUPING SETS ((v.company_id, d.day), (v.company_id))"
+    )
+    return await conn.fetch(sql, *args, [v[1] for v in vehicles], [v[2] for v in vehicles])
 
 
 async def _add_supervisions(
