@@ -6,7 +6,7 @@
 --    message_key within the redelivery window (gps_monitor.db.positions), never by topic or
 --    terminal. So no segmentby column: batches of ~1,000 consecutive messages ordered by
 --    (received_at, id), whose min/max metadata on both columns (ids come from a sequence in
---    arrival order) lets an id or time lookup decompress only the batch that holds it. The
+--    arrival order) lets an id or time lookup skip the batches that cannot hold it. The
 --    primary key (id, received_at) has both its columns in the orderby, as TimescaleDB requires
 --    of a unique index on a compressed hypertable; the message_key index (0023) is not unique
 --    (a unique one would have to contain received_at, which differs between deliveries), so the
