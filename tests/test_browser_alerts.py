@@ -292,3 +292,43 @@ async def test_worklist_filters_counts_and_pages_in_the_page(
             )
         finally:
             await browser.close()
+
+
+async def test_key_figure_shows_seconds_for_an_episode_under_a_minute(
+    settings: Settings, pool: asyncpg.Pool, chromium: str
+) -> None:
+    """An overspeed still open after 45 s reads "45秒" in the worklist, not "0分"/"1分"."""
+    from playwright.async_api import async_playwright
+    from web_helpers import served_app
+
+    company = await ensure_company(pool, "渝运物流")
+    vehicle = await ensure_vehicle(
+        pool, company_id=company.id, plate_number="渝A30001", terminal_id="013900000301"
+    )
+    now = datetime.now(UTC)
+    for duration_s in (20, 45):
+        await store_alarm(
+            pool, vehicle.id, company.id, "overspeed", now - timedelta(seconds=duration_s),
+            details={"limit_kmh": 100, "max_speed_kmh": 108.0, "duration_s": duration_s},
+            level=2,
+        )  # fmt: skip
+    await users.create_user(pool, "chief", PASSWORD, "bureau", None)
+    async with served_app(settings) as (base, _), async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        try:
+            page = await browser.new_page()
+            await login(page, base, "chief")
+            await page.wait_for_selector(".alarm-item")
+            rows = await page.locator(".alarm-item").all_inner_texts()
+            assert len(rows) == 2, rows
+            assert any("限 100 km/h · 20秒" in row for row in rows), rows
+            assert any("限 100 km/h · 45秒" in row for row in rows), rows
+            assert not any("0分" in row for row in rows), rows
+            # the same formatting at the edges: rounding to the second, then minutes, hours
+            figures = await page.evaluate(
+                "[29.4, 59.4, 59.6, 90, 3725].map((s) => GpsmAlerts.keyFigure("
+                "{alarm_type: 'offline', details: {offline_s: s}}))"
+            )
+            assert figures == ["离线 29秒", "离线 59秒", "离线 1分", "离线 2分", "离线 1小时02分"]
+        finally:
+            await browser.close()

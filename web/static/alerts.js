@@ -24,9 +24,12 @@
     }).format(new Date(iso));
   }
   const num = (x, digits) => (x == null || !Number.isFinite(Number(x)) ? null : Number(Number(x).toFixed(digits || 0)));
+  // 1小时05分, 12分, 45秒: under a minute in seconds, so a young episode does not read "0分"
   function duration(s) {
-    if (s == null) return "-";
-    const min = Math.round(Number(s) / 60);
+    if (s == null || !Number.isFinite(Number(s))) return "-";
+    const sec = Math.round(Number(s));
+    if (sec < 60) return `${sec}${t("seconds_short")}`;
+    const min = Math.round(sec / 60);
     const h = Math.floor(min / 60);
     return h ? `${h}${t("hours_short")}${String(min % 60).padStart(2, "0")}${t("minutes_short")}` : `${min}${t("minutes_short")}`;
   }
