@@ -229,6 +229,8 @@ async def run(args: argparse.Namespace, with_dead: bool) -> dict[str, Any]:
         GPS_MONITOR_MQTT_CLIENT_ID=f"bench-notify-{tag}",
         GPS_MONITOR_MQTT_TOPIC_PREFIX=mqtt.topic_prefix,
         GPS_MONITOR_NOTIFY_SEND_TIMEOUT_S=str(args.send_timeout_s),
+        # the receivers are on localhost, refused by default (server-side request forgery)
+        GPS_MONITOR_NOTIFY_ALLOWED_PRIVATE_TARGETS='["127.0.0.0/8"]',
     )
     with log.open("wb") as out:  # noqa: ASYNC230
         worker = subprocess.Popen(  # noqa: ASYNC220

@@ -11,6 +11,7 @@ pattern: one ``BaseModel`` per concern, one field on :class:`Settings`.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from functools import lru_cache
 from typing import Literal
@@ -1013,6 +1014,16 @@ class NotifySettings(BaseModel):
         description="Also push alarms raised from late (blind-area) data; off: they are stored "
         "and shown, not pushed as live.",
     )
+    allowed_private_targets: list[str] = Field(
+        default=[],
+        description="Networks (CIDR, e.g. 10.1.2.0/24 or 127.0.0.1/32) that robot and webhook "
+        "channels may reach although they are loopback, private (RFC 1918, fc00::/7), "
+        "link-local, multicast, unspecified, reserved or otherwise not globally reachable. "
+        "Empty (default): such targets are refused when a channel is saved (IP literals) and "
+        "at every delivery after resolving the name, so a tenant cannot make the service "
+        "call hosts of the internal network. JSON list in the environment: "
+        "GPS_MONITOR_NOTIFY_ALLOWED_PRIVATE_TARGETS='[\"10.1.2.0/24\"]'.",
+    )
     # e-mail
     smtp_host: str | None = Field(
         default=None, description="SMTP server; required when an e-mail channel exists."
@@ -1046,6 +1057,20 @@ class NotifySettings(BaseModel):
     sms_max_chars: int = Field(
         default=300, ge=10, description="Longer texts are cut (an SMS part is 70 characters)."
     )
+
+    @field_validator("allowed_private_targets")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for network in value:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                raise PydanticCustomError(
+                    "network",
+                    "Input should be IP networks in CIDR form such as 10.1.2.0/24, got {network}",
+                    {"network": repr(network)},
+                ) from None
+        return value
 
     @field_validator("timezone")
     @classmethod

@@ -13,19 +13,32 @@ A channel module (:mod:`notify.wecom`, :mod:`notify.dingtalk`, :mod:`notify.feis
 
 :data:`KINDS` maps each kind to its module. :func:`validate_channel` is what the web API (422)
 and the service at start (exit 2) call.
+
+Targets (server-side request forgery): a channel's URL is tenant data, so it may not point into
+the internal network. :class:`TargetPolicy` refuses loopback, private, link-local, multicast,
+unspecified, reserved and other not globally reachable addresses unless
+``notify.allowed_private_targets`` lists their network: an IP literal when the channel is saved
+(:func:`validate_channel`), and every address a name resolves to at each delivery
+(:class:`GuardedResolver` in the sender's connector, :func:`post` for IP literals, which aiohttp
+does not resolve). The connection goes only to a checked address; a refused target is a final
+failed attempt (:attr:`Outcome.final`), not retried.
 """
 
 from __future__ import annotations
 
 import importlib
+import ipaddress
 import re
-from dataclasses import dataclass
+import socket
+from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 import aiohttp
 import yarl
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import DefaultResolver
 
 from gps_monitor.config import NotifySettings
 from gps_monitor.db.notify import ChannelRecord
@@ -56,10 +69,129 @@ class Outcome:
     ok: bool
     reply_code: int | None
     reply: str
+    final: bool = False
+    """A failure no retry can mend (a refused target): the delivery is marked failed now."""
 
     @classmethod
-    def failed(cls, reply: str, reply_code: int | None = None) -> Outcome:
-        return cls(False, reply_code, reply[:REPLY_MAX_CHARS])
+    def failed(cls, reply: str, reply_code: int | None = None, *, final: bool = False) -> Outcome:
+        return cls(False, reply_code, reply[:REPLY_MAX_CHARS], final)
+
+
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+_CLASSES = (
+    ("is_loopback", "loopback"),
+    ("is_unspecified", "unspecified"),
+    ("is_link_local", "link-local"),
+    ("is_multicast", "multicast"),
+    ("is_private", "private"),
+    ("is_reserved", "reserved"),
+)
+ALLOW_SETTING = "GPS_MONITOR_NOTIFY_ALLOWED_PRIVATE_TARGETS"
+
+
+class TargetRefused(OSError):
+    """A channel's target resolves to an address the :class:`TargetPolicy` refuses."""
+
+
+@dataclass(frozen=True, slots=True)
+class TargetPolicy:
+    """Which addresses robot and webhook channels may reach: globally reachable ones, plus
+    those inside ``allowed`` (``notify.allowed_private_targets``)."""
+
+    allowed: tuple[Network, ...] = field(default=())
+
+    @classmethod
+    def of(cls, settings: NotifySettings | None) -> TargetPolicy:
+        """The policy of ``settings``; None: the default (nothing private allowed)."""
+        if settings is None:
+            return cls()
+        return cls(
+            tuple(ipaddress.ip_network(n, strict=False) for n in settings.allowed_private_targets)
+        )
+
+    def refusal(self, address: Address) -> str | None:
+        """Why ``address`` may not be reached (``loopback``, ``private``...), None if it may."""
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        if any(address.version == n.version and address in n for n in self.allowed):
+            return None
+        for attribute, what in _CLASSES:
+            if getattr(address, attribute):
+                return what
+        return None if address.is_global else "not globally reachable"
+
+    def explain(self, host: str, address: Address, why: str) -> str:
+        shown = host if host == str(address) else f"{host} resolves to {address},"
+        return (
+            f"{shown} a {why} address; expected a public address (or one inside "
+            f"{ALLOW_SETTING}, allowed now: {[str(n) for n in self.allowed] or 'none'})"
+        )
+
+    def check_literal(self, host: str) -> None:
+        """Refuse ``host`` if it is an IP literal the policy refuses (names pass: they are
+        checked once resolved, at delivery).
+
+        Raises:
+            TargetRefused: naming the address and why.
+        """
+        try:
+            address = ipaddress.ip_address(host.strip("[]"))
+        except ValueError:
+            return
+        why = self.refusal(address)
+        if why is not None:
+            raise TargetRefused(self.explain(host, address, why))
+
+    def check_url(self, value: str, name: str = "config.url") -> None:
+        """An URL whose host is a refused IP literal.
+
+        Raises:
+            ChannelError: naming ``name``.
+        """
+        host = yarl.URL(value).host or ""
+        try:
+            self.check_literal(host)
+        except TargetRefused as error:
+            raise ChannelError(f"{name}: {error}") from None
+
+
+class GuardedResolver(AbstractResolver):
+    """aiohttp resolver that resolves with aiohttp's default and refuses the whole answer if
+    any address is refused by ``policy`` (a name mixing a public and an internal address is
+    refused, not filtered). aiohttp connects only to addresses a resolver returned, so every
+    connection of a guarded session goes to a checked address (IP literals skip resolvers:
+    :func:`post` checks those).
+
+    Raises (from :meth:`resolve`):
+        TargetRefused: an address is refused; aiohttp wraps it in ClientConnectorError.
+    """
+
+    def __init__(self, policy: TargetPolicy) -> None:
+        self.policy = policy
+        self.inner = DefaultResolver()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        results = await self.inner.resolve(host, port, family)
+        for result in results:
+            address = ipaddress.ip_address(result["host"].split("%")[0])
+            why = self.policy.refusal(address)
+            if why is not None:
+                raise TargetRefused(self.policy.explain(host.rstrip("."), address, why))
+        return results
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+def guarded_connector(policy: TargetPolicy | None, limit: int) -> aiohttp.TCPConnector:
+    """A connector of at most ``limit`` connections whose names resolve through
+    :class:`GuardedResolver` (None: no guard, for the deployment's own SMS gateway)."""
+    if policy is None:
+        return aiohttp.TCPConnector(limit=limit)
+    return aiohttp.TCPConnector(limit=limit, resolver=GuardedResolver(policy))
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +202,8 @@ class SendContext:
     settings: NotifySettings
     zone: ZoneInfo
     delivery_id: int
+    policy: TargetPolicy | None = None
+    """The session's target policy (its connector resolves through it); None: unguarded."""
 
 
 class ChannelModule(Protocol):
@@ -94,7 +228,11 @@ def module_for(kind: str) -> ModuleType:
 
 
 def validate_channel(
-    kind: str, config: dict[str, Any], secret: str | None, settings: NotifySettings | None
+    kind: str,
+    config: dict[str, Any],
+    secret: str | None,
+    settings: NotifySettings | None,
+    policy: TargetPolicy | None = None,
 ) -> str:
     """Check a channel; returns its log target.
 
@@ -102,15 +240,20 @@ def validate_channel(
         settings: the service's settings, to check what the kind needs of them (SMTP server,
             SMS gateway); None checks the channel's own fields only (the web API: the web
             process need not have the service's settings).
+        policy: where a channel URL may point; None: that of ``settings`` (of the defaults,
+            nothing private, when ``settings`` is None too).
 
     Raises:
-        ChannelError: unknown kind, malformed URL or address, missing secret, or a setting the
-            kind needs unset; the message names it.
+        ChannelError: unknown kind, malformed URL or address, an URL whose host is an IP
+            address the policy refuses (loopback, private...), missing secret, or a setting
+            the kind needs unset; the message names it.
     """
     module = module_for(kind)
     if not isinstance(config, dict):
         raise ChannelError(f"config: expected an object, got {config!r}")
     module.validate(config, secret)
+    if "url" in config:
+        (policy or TargetPolicy.of(settings)).check_url(config["url"])
     if settings is not None and hasattr(module, "check_settings"):
         module.check_settings(settings)
     return str(module.target(config))
@@ -217,6 +360,8 @@ async def post(
     worker's CPU, and aiohttp's costs a fraction of httpx's per request (benchmarks/notify.py)."""
     timeout = ctx.settings.send_timeout_s
     try:
+        if ctx.policy is not None:
+            ctx.policy.check_literal(yarl.URL(url).host or "")
         async with ctx.http.post(
             url,
             data=content,
@@ -228,6 +373,12 @@ async def post(
             return HttpAnswer(
                 response.status, body.decode("utf-8", errors="replace"), response.reason or ""
             )
+    except TargetRefused as error:
+        return Outcome.failed(f"target refused: {error}", final=True)
+    except aiohttp.ClientConnectorError as error:
+        if isinstance(error.os_error, TargetRefused):
+            return Outcome.failed(f"target refused: {error.os_error}", final=True)
+        return Outcome.failed(f"{type(error).__name__}: {error}")
     except TimeoutError as error:
         return Outcome.failed(f"no answer within {timeout} s ({type(error).__name__})")
     except aiohttp.ClientError as error:

@@ -57,7 +57,9 @@ from notify.channels import (
     ChannelError,
     Outcome,
     SendContext,
+    TargetPolicy,
     describe,
+    guarded_connector,
     module_for,
     validate_channel,
 )
@@ -166,8 +168,11 @@ class ChannelSender:
         self.held: set[int] = set()
         self.backlog = True  # pending rows in the table that are not held (start, overflow)
         self.timers: set[asyncio.TimerHandle] = set()
+        # a channel URL is tenant data: its connections go through the target policy; the
+        # SMS gateway (and SMTP) are the deployment's own settings and stay unguarded
+        self.policy = worker.policy if "url" in channel.config else None
         self.http = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=settings.channel_concurrency),
+            connector=guarded_connector(self.policy, settings.channel_concurrency),
             trust_env=False,
         )
         self.tasks = [
@@ -230,7 +235,7 @@ class ChannelSender:
         settings = self.worker.settings.notify
         delivery.attempts += 1
         note = from_stored(delivery.message)
-        ctx = SendContext(self.http, settings, self.worker.zone, delivery.id)
+        ctx = SendContext(self.http, settings, self.worker.zone, delivery.id, self.policy)
         started = time.perf_counter()
         try:
             async with asyncio.timeout(settings.send_timeout_s + 1.0):
@@ -243,11 +248,11 @@ class ChannelSender:
         if outcome.ok:
             status = "sent"
             self.sent += 1
-        elif delivery.attempts >= settings.max_attempts:
+        elif outcome.final or delivery.attempts >= settings.max_attempts:
             status = "failed"
             self.failed_attempts += 1
             log.warning(
-                "notify: %s: delivery %s failed after %d attempts (last: %s %s)",
+                "notify: %s: delivery %s failed after %d attempt(s) (last: %s %s)",
                 self,
                 delivery.id,
                 delivery.attempts,
@@ -319,6 +324,7 @@ class NotifyWorker:
         self.settings = settings
         self.prefix = settings.mqtt.topic_prefix
         self.zone = ZoneInfo(settings.notify.timezone)
+        self.policy = TargetPolicy.of(settings.notify)
         self.ready = asyncio.Event()
         self.senders: dict[int, ChannelSender] = {}
         self.subscriptions: list[Subscription] = []

@@ -30,6 +30,22 @@ from gps_monitor.db.notify import Subscription
 from gps_monitor.mqtt import build_client
 from notify.worker import NotifyWorker
 
+LOOPBACK = ["127.0.0.0/8", "::1/128"]
+
+
+def allowing(settings: Settings, networks: list[str]) -> Settings:
+    """``settings`` with notify.allowed_private_targets = ``networks``."""
+    notify = settings.notify.model_copy(update={"allowed_private_targets": networks})
+    return settings.model_copy(update={"notify": notify})
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """These tests deliver to receivers on 127.0.0.1, so this is a test deployment that allows
+    its own loopback network (GPS_MONITOR_NOTIFY_ALLOWED_PRIVATE_TARGETS); the default refuses
+    it (test_a_name_resolving_to_loopback_is_refused_at_delivery)."""
+    return allowing(settings, LOOPBACK)
+
 
 def fast(settings: Settings, **changes: Any) -> Settings:
     """Settings with short timeouts and retry delays (seconds, not minutes)."""

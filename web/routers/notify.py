@@ -8,8 +8,15 @@ Anything else is a 404 (as if it did not exist). An operator's subscriptions onl
 their own company (the company filter is forced to it; vehicles of another company are refused),
 and the notify service checks that again when routing.
 
-Bad input is a 422 naming the field: unknown channel kind, malformed URL or address, missing
-secret, unknown alarm type, level outside 1..4, quiet hours not HH:MM or only one of the two.
+Bad input is a 422 naming the field: unknown channel kind, malformed URL or address, an URL to
+a loopback/private/link-local/... IP address not in ``notify.allowed_private_targets`` (server-side
+request forgery; names are checked once resolved, at each delivery), missing secret, unknown
+alarm type, level outside 1..4, quiet hours not HH:MM or only one of the two.
+
+The delivery log shows the receiver's answer text to the bureau only: anyone else sees the HTTP
+status (or SMTP reply code) and ``answer withheld``, so a channel cannot be used to read what a
+host answers (errors of our own making, with no answer code, such as a refused target or a
+timeout, are shown to everyone).
 """
 
 from __future__ import annotations
@@ -23,13 +30,14 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field, field_validator
 
 from gps_monitor.alarm_levels import ALARM_TYPES
+from gps_monitor.config import NotifySettings
 from gps_monitor.db import audit
 from gps_monitor.db import notify as store
 from gps_monitor.db.notify import Subscription
 from gps_monitor.db.users import Role, User
 from gps_monitor.errors import NotFoundError
-from notify.channels import KINDS, ChannelError, validate_channel
-from web.deps import CurrentUser, DbId, PoolDep, company_scope, not_found
+from notify.channels import KINDS, ChannelError, TargetPolicy, validate_channel
+from web.deps import CurrentUser, DbId, PoolDep, SettingsDep, company_scope, not_found
 from web.routers.pages import STATIC_DIR, page
 
 router = APIRouter(prefix="/api/notify", tags=["notify"])
@@ -146,9 +154,11 @@ async def _owner_for(conn: asyncpg.Connection, user: User, body: ChannelIn) -> U
     return user
 
 
-def _checked(kind: str, config: dict[str, Any], secret: str | None) -> str:
+def _checked(
+    kind: str, config: dict[str, Any], secret: str | None, settings: NotifySettings
+) -> str:
     try:
-        return validate_channel(kind, config, secret, None)
+        return validate_channel(kind, config, secret, None, TargetPolicy.of(settings))
     except ChannelError as error:
         raise HTTPException(422, str(error)) from None
 
@@ -185,8 +195,10 @@ async def list_channels(user: CurrentUser, pool: PoolDep) -> list[dict[str, Any]
 
 
 @router.post("/channels", status_code=201)
-async def create_channel(body: ChannelIn, user: CurrentUser, pool: PoolDep) -> dict[str, Any]:
-    target = _checked(body.kind, body.config, body.secret)
+async def create_channel(
+    body: ChannelIn, user: CurrentUser, pool: PoolDep, settings: SettingsDep
+) -> dict[str, Any]:
+    target = _checked(body.kind, body.config, body.secret, settings.notify)
     async with pool.acquire() as conn, conn.transaction():
         owner = await _owner_for(conn, user, body)
         channel = await store.create_channel(
@@ -214,7 +226,7 @@ async def create_channel(body: ChannelIn, user: CurrentUser, pool: PoolDep) -> d
 
 @router.put("/channels/{channel_id}")
 async def update_channel(
-    channel_id: DbId, body: ChannelPatch, user: CurrentUser, pool: PoolDep
+    channel_id: DbId, body: ChannelPatch, user: CurrentUser, pool: PoolDep, settings: SettingsDep
 ) -> dict[str, Any]:
     async with pool.acquire() as conn, conn.transaction():
         channel = await _channel(conn, user, channel_id)
@@ -223,7 +235,7 @@ async def update_channel(
             secret = body.secret
         else:
             secret = await store.channel_secret(conn, channel_id)
-        target = _checked(channel.kind, config, secret)
+        target = _checked(channel.kind, config, secret, settings.notify)
         updated = await store.update_channel(
             conn,
             channel_id,
@@ -395,13 +407,28 @@ async def list_deliveries(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[dict[str, Any]]:
     """The delivery log of the caller's channels (the bureau: all), newest first, each with
-    its attempts (time, outcome, HTTP status or SMTP reply code, answer)."""
+    its attempts (time, outcome, HTTP status or SMTP reply code, answer; the answer text to the
+    bureau only, see the module docstring)."""
     if channel_id is not None:
         await _channel(pool, user, channel_id)
-    return await store.list_deliveries(
+    rows = await store.list_deliveries(
         pool,
         user_id=None if user.role is Role.BUREAU else user.id,
         channel_id=channel_id,
         alarm_id=alarm_id,
         limit=limit,
     )
+    if user.role is not Role.BUREAU:
+        for row in rows:
+            row["last_reply"] = _withheld(row["last_reply_code"], row["last_reply"])
+            for attempt in row["attempt_log"]:
+                attempt["reply"] = _withheld(attempt["reply_code"], attempt["reply"])
+    return rows
+
+
+def _withheld(reply_code: int | None, reply: str | None) -> str | None:
+    """A receiver's answer (it came with a code) replaced by ``answer withheld (<code>)``; our
+    own error texts (no code: refused target, timeout, connection error) are kept."""
+    if reply_code is None:
+        return reply
+    return f"answer withheld ({reply_code})"
