@@ -122,7 +122,9 @@ class TargetPolicy:
         return None if address.is_global else "not globally reachable"
 
     def explain(self, host: str, address: Address, why: str) -> str:
-        shown = host if host == str(address) else f"{host} resolves to {address},"
+        shown = (
+            f"{host} is" if host.strip("[]") == str(address) else f"{host} resolves to {address},"
+        )
         return (
             f"{shown} a {why} address; expected a public address (or one inside "
             f"{ALLOW_SETTING}, allowed now: {[str(n) for n in self.allowed] or 'none'})"

@@ -194,3 +194,69 @@ async def test_the_bureau_manages_everyones_and_company_wide_rules(
             f"/api/notify/deliveries?channel_id={wide['id']}", headers=world.auth("op_a")
         )
         assert theirs.status_code == 404
+
+
+def _allowing(settings: Settings, networks: list[str]) -> Settings:
+    notify = settings.notify.model_copy(update={"allowed_private_targets": networks})
+    return settings.model_copy(update={"notify": notify})
+
+
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("http://127.0.0.1:8765/api/live", "loopback"),
+        ("http://[::1]:5432/", "loopback"),
+        ("http://[::ffff:127.0.0.1]:1883/", "loopback"),
+        ("http://10.0.0.5/hook", "private"),
+        ("https://192.168.1.1/", "private"),
+        ("http://[fd00::1]/", "private"),
+        ("http://169.254.169.254/latest/meta-data", "link-local"),
+        ("http://0.0.0.0:5432/", "unspecified"),
+        ("http://224.0.0.1/", "multicast"),
+        ("http://100.64.0.1/", "not globally reachable"),
+    ],
+)
+async def test_an_operator_cannot_point_a_channel_into_the_internal_network(
+    settings: Settings, world: World, url: str, why: str
+) -> None:
+    """Server-side request forgery: by default an internal IP target is a 422 naming the field
+    and why, at create and at update."""
+    async with rest_client(settings) as client:
+        created = await client.post(
+            "/api/notify/channels",
+            json={"name": "n", "kind": "webhook", "config": {"url": url}, "secret": "s"},
+            headers=world.auth("op_a"),
+        )
+        assert created.status_code == 422, created.text
+        detail = created.json()["detail"]
+        assert detail.startswith("config.url: ") and f"a {why} address" in detail
+        assert "GPS_MONITOR_NOTIFY_ALLOWED_PRIVATE_TARGETS" in detail
+        channel = await _channel(client, world, "op_a")
+        updated = await client.put(
+            f"/api/notify/channels/{channel['id']}",
+            json={"config": {"url": url}},
+            headers=world.auth("op_a"),
+        )
+        assert updated.status_code == 422 and f"a {why} address" in updated.json()["detail"]
+
+
+async def test_allowed_private_targets_let_a_deployment_reach_its_own_network(
+    settings: Settings, world: World, pool: asyncpg.Pool
+) -> None:
+    allowed = _allowing(settings, ["127.0.0.0/8", "10.1.2.0/24"])
+    async with rest_client(allowed) as client:
+        for url in ("http://127.0.0.1:8765/hook", "http://10.1.2.3/hook"):
+            response = await client.post(
+                "/api/notify/channels",
+                json={"name": "n", "kind": "webhook", "config": {"url": url}, "secret": "s"},
+                headers=world.auth("op_a"),
+            )
+            assert response.status_code == 201, response.text
+        outside = await client.post(
+            "/api/notify/channels",
+            json={"name": "n", "kind": "webhook", "config": {"url": "http://10.1.3.1/"},
+                  "secret": "s"},
+            headers=world.auth("op_a"),
+        )  # fmt: skip
+        assert outside.status_code == 422 and "a private address" in outside.json()["detail"]
+    assert await pool.fetchval("SELECT count(*) FROM notify_channels") == 2

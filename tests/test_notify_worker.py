@@ -17,17 +17,26 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import aiohttp
 import asyncpg
 import pytest
 from aiosmtpd.controller import Controller
 from notify_helpers import SECRETS, Receiver, running_receiver
-from web_helpers import World, make_world
+from web_helpers import World, make_world, rest_client
 
 from gps_monitor import topics
-from gps_monitor.config import Settings
+from gps_monitor.config import NotifySettings, Settings
 from gps_monitor.db import notify as store
 from gps_monitor.db.notify import Subscription
 from gps_monitor.mqtt import build_client
+from notify.channels import (
+    HttpAnswer,
+    Outcome,
+    SendContext,
+    TargetPolicy,
+    guarded_connector,
+    post_json,
+)
 from notify.worker import NotifyWorker
 
 LOOPBACK = ["127.0.0.0/8", "::1/128"]
@@ -568,3 +577,88 @@ async def test_secrets_and_robot_tokens_never_reach_the_log(
         assert secret not in caplog.text  # ...without the secrets
     targets = [d["target"] for c in (ding, feishu) for d in await deliveries(pool, c)]
     assert all(token not in t for t in targets), targets
+
+
+async def test_a_name_resolving_to_loopback_is_refused_at_delivery(
+    pool: asyncpg.Pool, settings: Settings, world: World, receiver: Receiver
+) -> None:
+    """A channel whose name resolves to 127.0.0.1 (localhost) got past the save-time check
+    (it checks IP literals only; here the row is written directly): under the default settings
+    the delivery resolves, refuses, never connects, and fails at once with the reason."""
+    url = receiver.url("webhook", "lh").replace("127.0.0.1", "localhost")
+    channel = await add_channel(pool, "webhook", {"url": url}, secret=SECRETS["webhook"])
+    strict = allowing(settings, [])
+    async with running_worker(fast(strict, max_attempts=5)):
+        await publish(strict, alarm_message(world, key="k1"))
+        (row,) = await wait_status(pool, channel, "failed")
+    assert row["attempts"] == 1 and row["last_reply_code"] is None
+    assert row["last_reply"].startswith("target refused: localhost resolves to 127.0.0.1,")
+    assert "a loopback address" in row["last_reply"]
+    assert receiver.counts.get("lh", 0) == 0
+    # the same row under a deployment that allows its loopback network is delivered
+    async with running_worker(fast(settings)):
+        await publish(settings, alarm_message(world, key="k2"))
+        await receiver.wait_for("lh", 1)
+        sent = await wait_status(pool, channel, "sent")
+    assert [d["attempts"] for d in sent] == [1] and receiver.of("lh")[0].verdict == "ok"
+
+
+async def test_an_ip_literal_is_refused_in_the_delivery_path(receiver: Receiver) -> None:
+    """aiohttp does not resolve IP literals, so post() checks them itself (a row edited behind
+    the API's back, or a policy tightened since)."""
+    strict = NotifySettings()
+    loopback = NotifySettings(allowed_private_targets=LOOPBACK)
+    for notify, refused in ((strict, True), (loopback, False)):
+        policy = TargetPolicy.of(notify)
+        async with aiohttp.ClientSession(connector=guarded_connector(policy, 2)) as http:
+            ctx = SendContext(http, notify, ZoneInfo("Asia/Shanghai"), 1, policy)
+            for url in (
+                receiver.url("sms", "ip"),
+                receiver.url("sms", "ip").replace("127.0.0.1", "[::ffff:127.0.0.1]"),
+            ):
+                answer = await post_json(ctx, url, {"phone": "13800138000", "text": "t"})
+                if refused:
+                    assert isinstance(answer, Outcome) and answer.final and not answer.ok
+                    assert answer.reply.startswith("target refused: ")
+                    assert "a loopback address" in answer.reply
+                else:  # the IPv4-mapped form is the same address, allowed alike
+                    assert isinstance(answer, HttpAnswer) and answer.status == 200
+    assert receiver.counts.get("ip", 0) == 2  # only the two allowed requests got through
+
+
+async def test_an_operator_sees_the_status_but_not_the_answer_of_a_receiver(
+    pool: asyncpg.Pool, settings: Settings, world: World, receiver: Receiver
+) -> None:
+    """The answer text stays with the bureau (README, Notifications); the owner sees the
+    HTTP status."""
+    receiver.mode["e500"] = "500"
+    operator = await pool.fetchrow("SELECT id, company_id FROM users WHERE username = 'op_a'")
+    channel = await store.create_channel(
+        pool,
+        name="op hook",
+        kind="webhook",
+        config={"url": receiver.url("webhook", "e500")},
+        secret=SECRETS["webhook"],
+        user_id=operator["id"],
+        company_id=operator["company_id"],
+    )
+    await store.save_subscription(
+        pool,
+        Subscription(
+            id=0,
+            channel_id=channel["id"],
+            user_id=operator["id"],
+            company_id=operator["company_id"],
+        ),
+    )
+    async with running_worker(fast(settings, max_attempts=1)):
+        await publish(settings, alarm_message(world))
+        await wait_status(pool, channel["id"], "failed")
+    async with rest_client(settings) as client:
+        mine = (await client.get("/api/notify/deliveries", headers=world.auth("op_a"))).json()
+        everyone = (await client.get("/api/notify/deliveries", headers=world.auth("bureau"))).json()
+    assert [(d["last_reply_code"], d["last_reply"]) for d in mine] == [
+        (500, "answer withheld (500)")
+    ]
+    assert [a["reply"] for a in mine[0]["attempt_log"]] == ["answer withheld (500)"]
+    assert [(d["last_reply_code"], d["last_reply"]) for d in everyone] == [(500, "internal error")]
