@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
 import pytest
 from openpyxl import load_workbook
 from test_reports_support import BEIJING, Fix, insert_alarm, store_fixes
-from web_helpers import PASSWORD, make_world, rest_client, served_app
+from web_helpers import PASSWORD, make_world, rest_client, served_app, store_position
 
 from gps_monitor.config import Settings
 from web.reports import export
@@ -226,5 +226,42 @@ async def test_dashboard_ranking_keeps_a_long_company_name_inside_the_chart(
                 assert x >= 0, labels
             (shortened,) = [label for label in labels if label[2] == long_name]
             assert shortened[1].endswith("…") and shortened[1].split(" ", 1)[1][:4] == "重庆市渝"
+        finally:
+            await browser.close()
+
+
+@pytest.mark.browser
+async def test_dashboard_opens_on_the_last_30_days_including_today(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    """On a new system (or `make demo`) every fix is from today: the default period used to end
+    yesterday and showed 上线率 0.00 % or dashes; it ends today and shows today's figures."""
+    if not await asyncio.to_thread(Path(CHROMIUM).exists):
+        pytest.skip(f"{CHROMIUM} not installed (scripts/install-system.sh)")
+    from playwright.async_api import async_playwright
+
+    world = await make_world(pool, settings)
+    now = datetime.now(UTC)
+    for vehicle in world.vehicles_a + world.vehicles_b:
+        await store_position(pool, vehicle, now - timedelta(seconds=30), 29.56, 106.55)
+    today = now.astimezone(BEIJING).date()
+    async with served_app(settings) as (address, _), async_playwright() as p:
+        browser = await p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        try:
+            page = await browser.new_page(viewport={"width": 1280, "height": 1100})
+            await page.goto(f"http://{address}/dashboard")
+            await page.wait_for_selector("#login-form", state="visible")
+            await page.fill("#login-username", "bureau")
+            await page.fill("#login-password", PASSWORD)
+            await page.click("#login-form button")
+            await page.wait_for_selector("#cards .card")
+            period = (await page.input_value("#from"), await page.input_value("#to"))
+            assert period == ((today - timedelta(days=29)).isoformat(), today.isoformat())
+            for kpi in ("connection_rate", "online_rate", "data_quality"):
+                value = await page.text_content(f'#cards .card[data-kpi="{kpi}"] .value')
+                assert value == "100.00 %", (kpi, value)
         finally:
             await browser.close()

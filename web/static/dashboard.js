@@ -187,8 +187,10 @@
     $("login").hidden = true;
     load();
   });
+  // default period: the last 30 local days up to and including today (so far), so a new
+  // system, or `make demo`, shows today's figures instead of an empty yesterday
   const params = new URLSearchParams(location.search);
-  $("from").value = params.get("from") || localDay(-30);
-  $("to").value = params.get("to") || localDay(-1);
+  $("from").value = params.get("from") || localDay(-29);
+  $("to").value = params.get("to") || localDay(0);
   load();
 })();
