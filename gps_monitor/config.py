@@ -476,6 +476,19 @@ class CommandsSettings(BaseModel):
         description="A terminal that never published a status message counts as online when "
         "its last message arrived within this long (DOMAIN.md offline threshold, 5 min).",
     )
+    batch_max_messages: int = Field(
+        default=500,
+        ge=1,
+        le=32767,
+        description="Answer and status messages the dispatcher records per database "
+        "transaction (acknowledged to the broker after its commit); the broker may have twice "
+        "this many in flight to it (MQTT v5 Receive Maximum).",
+    )
+    batch_wait_s: float = Field(
+        default=0.005,
+        ge=0,
+        description="Longest wait to fill a batch of answers once one message is in.",
+    )
     gateway_hold_max: int = Field(
         default=16,
         ge=1,

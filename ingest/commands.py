@@ -37,6 +37,7 @@ import contextlib
 import json
 import logging
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import aiomqtt
 import asyncpg
@@ -98,6 +99,7 @@ class CommandDispatcher:
                 persistent=True,
                 manual_ack=True,
                 client_id=commands_client_id(self.settings),
+                receive_maximum=min(65535, 2 * self.settings.commands.batch_max_messages),
                 max_inflight_messages=0,
             )
         finally:
@@ -119,10 +121,14 @@ class CommandDispatcher:
         self._wake.set()
         scanner = asyncio.create_task(self._scan_forever(tracker))
         self.ready.set()
+        limit = self.settings.commands.batch_max_messages
+        wait_s = self.settings.commands.batch_wait_s
         try:
-            async for message in client.messages:
-                await self._consume(message)
-                mqtt.ack(client, message)
+            while True:
+                batch = await mqtt.next_batch(client.messages, limit, wait_s)
+                await self._consume(batch)
+                for message in batch:  # after the commit, in arrival order
+                    mqtt.ack(client, message)
                 if scanner.done():
                     scanner.result()  # a database outage: raise, reconnect, redeliver
         finally:
@@ -131,45 +137,71 @@ class CommandDispatcher:
             with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError, PayloadError):
                 await scanner
 
-    async def _consume(self, message: aiomqtt.Message) -> None:
-        """Record one answer or status message (committed before it is acknowledged)."""
+    async def _consume(self, batch: list[aiomqtt.Message]) -> None:
+        """Record a batch of answer, status and alarm messages in one transaction (committed
+        before any of them is acknowledged). Status messages only change ``presence``; the
+        terminals they bring online are woken once the batch is committed."""
         assert self._pool is not None
-        topic = message.topic.value
-        payload = message.payload if isinstance(message.payload, bytes) else b""
-        if topic.startswith(f"{self.prefix}alarms/v1/"):
-            await self._auto_remind(payload)
-            return
-        try:
-            parsed = topics.parse_inbound(topic, self.prefix)
-            if parsed.kind == "status":
-                online = parse_presence(payload).online
-                self.presence[parsed.terminal_id] = online
-                if online:
-                    self._wake_terminals.add(parsed.terminal_id)
-                    self._wake.set()
-                return
-            answer = parse_answer(payload)
-        except PayloadError as error:
-            log.info("command answer on %s set aside: %s", topic, error)
-            async with self._pool.acquire() as conn:
-                await commands_db.reject(conn, topic, payload, None, error.reason, error.detail)
-            return
-        terminal_id = parsed.terminal_id
-        async with self._pool.acquire() as conn:
-            row = await commands_db.record_answer(
-                conn,
-                answer.command_id,
-                terminal_id,
-                int(answer.result),
-                answer.answered_at or datetime.now(UTC),
-                answer.detail,
+        answers: list[commands_db.Answer] = []
+        rejects: list[tuple[str, bytes, PayloadError]] = []
+        alarms: list[bytes] = []
+        wake: set[str] = set()
+        for message in batch:
+            topic = message.topic.value
+            payload = message.payload if isinstance(message.payload, bytes) else b""
+            if topic.startswith(f"{self.prefix}alarms/v1/"):
+                alarms.append(payload)
+                continue
+            try:
+                parsed = topics.parse_inbound(topic, self.prefix)
+                if parsed.kind == "status":
+                    online = parse_presence(payload).online
+                    self.presence[parsed.terminal_id] = online
+                    if online:
+                        wake.add(parsed.terminal_id)
+                    else:
+                        wake.discard(parsed.terminal_id)
+                    continue
+                answer = parse_answer(payload)
+            except PayloadError as error:
+                log.info("command answer on %s set aside: %s", topic, error)
+                rejects.append((topic, payload, error))
+                continue
+            answers.append(
+                commands_db.Answer(
+                    answer.command_id,
+                    parsed.terminal_id,
+                    int(answer.result),
+                    answer.answered_at or datetime.now(UTC),
+                    answer.detail,
+                )
             )
+        rows: list[dict[str, Any] | None] = []
+        if answers or rejects or alarms:
+            async with self._pool.acquire() as conn, conn.transaction():
+                for topic, payload, problem in rejects:
+                    await commands_db.reject(
+                        conn, topic, payload, None, problem.reason, problem.detail
+                    )
+                if answers:
+                    rows = await commands_db.record_answers(conn, answers)
+                for payload in alarms:
+                    reminded = await self._auto_remind(conn, payload)
+                    if reminded is not None:
+                        wake.add(reminded)
+        for recorded, row in zip(answers, rows, strict=True):
+            self._log_answer(recorded, row)
+        if wake:
+            self._wake_terminals.update(wake)
+            self._wake.set()
+
+    def _log_answer(self, answer: commands_db.Answer, row: dict[str, Any] | None) -> None:
         if row is None:
             log.info(
                 "answer %s from terminal %s to command %s ignored: unknown, another terminal's "
                 "or already answered",
-                int(answer.result),
-                terminal_id,
+                answer.result,
+                answer.terminal_id,
                 answer.command_id,
             )
             return
@@ -177,14 +209,14 @@ class CommandDispatcher:
         log.info(
             "command %s to terminal %s: %s (result %d)",
             answer.command_id,
-            terminal_id,
+            answer.terminal_id,
             row["state"],
-            int(answer.result),
+            answer.result,
         )
 
-    async def _auto_remind(self, payload: bytes) -> None:
-        """自动提醒 for an alarm that opened (see the module docstring)."""
-        assert self._pool is not None
+    async def _auto_remind(self, conn: asyncpg.Connection, payload: bytes) -> str | None:
+        """自动提醒 for an alarm that opened (see the module docstring), in the batch's
+        transaction; returns the terminal to wake once committed, or None (nothing queued)."""
         c = self.settings.commands
         try:
             alarm = json.loads(payload)
@@ -193,11 +225,11 @@ class CommandDispatcher:
                 name is not None and f"{alarm_type}.{name}" in c.auto_remind_alarm_types
             )
             if not wanted or alarm.get("event") != "opened" or alarm.get("late"):
-                return
+                return None
             alarm_id, terminal_id = int(alarm["id"]), str(alarm["terminal_id"])
         except (ValueError, KeyError, TypeError) as error:
             log.info("alarm message not usable for an automatic reminder: %r", error)
-            return
+            return None
         text = remind_text(c.remind_templates, c.remind_default_text, alarm_type, name)
         try:
             command = build_text(
@@ -206,25 +238,31 @@ class CommandDispatcher:
             )  # fmt: skip
         except CommandError as error:
             log.warning("automatic reminder for alarm %d not sent: template %s", alarm_id, error)
-            return
-        async with self._pool.acquire() as conn:
-            row = await commands_db.create_automatic(
-                conn, command, alarm_id, c.auto_remind_min_interval_s
-            )
-        if row is not None:
-            log.info("automatic reminder %s for alarm %d", command.command_id, alarm_id)
-            self._wake_terminals.add(terminal_id)
-            self._wake.set()
+            return None
+        row = await commands_db.create_automatic(
+            conn, command, alarm_id, c.auto_remind_min_interval_s
+        )
+        if row is None:
+            return None
+        log.info("automatic reminder %s for alarm %d", command.command_id, alarm_id)
+        return terminal_id
 
     async def _scan_forever(self, tracker: mqtt.PubackTracker) -> None:
+        """Dispatch the woken terminals' queues as wakes come; the full scan (every queue, and
+        expiry) at least every ``scan_interval_s``, however many wakes come meanwhile."""
         interval_s = self.settings.commands.scan_interval_s
+        loop = asyncio.get_running_loop()
+        scanned_at = float("-inf")
         while True:
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(interval_s):
+                async with asyncio.timeout(max(0.0, scanned_at + interval_s - loop.time())):
                     await self._wake.wait()
             self._wake.clear()
-            wake_all, self._wake_all = self._wake_all or not self._wake_terminals, False
+            wake_all = self._wake_all or loop.time() - scanned_at >= interval_s
+            self._wake_all = False
             only, self._wake_terminals = self._wake_terminals, set()
+            if wake_all:
+                scanned_at = loop.time()
             await self.dispatch(tracker, None if wake_all else sorted(only))
 
     async def _online(self, conn: asyncpg.Connection, terminal_ids: list[str]) -> list[str]:
@@ -236,17 +274,18 @@ class CommandDispatcher:
         return [t for t in terminal_ids if self.presence.get(t, t in heard)]
 
     async def dispatch(self, tracker: mqtt.PubackTracker, terminal_ids: list[str] | None) -> int:
-        """Expire what is due, then publish the queued commands of the online terminals among
-        ``terminal_ids`` (None: all) and mark them sent once the broker has them. Returns the
-        number sent."""
+        """Publish the queued commands of the online terminals among ``terminal_ids`` and mark
+        them sent (one UPDATE for all) once the broker has them; None: the full scan, which
+        first expires what is due and then takes every terminal with a queued command. Returns
+        the number sent."""
         assert self._pool is not None
         now = datetime.now(UTC)
         async with self._pool.acquire() as conn:
-            expired = await commands_db.expire_due(conn, now)
-            if expired:
-                self.expired += expired
-                log.info("%d command(s) expired unanswered", expired)
             if terminal_ids is None:
+                expired = await commands_db.expire_due(conn, now)
+                if expired:
+                    self.expired += expired
+                    log.info("%d command(s) expired unanswered", expired)
                 terminal_ids = await commands_db.queued_terminals(conn, now)
             if not terminal_ids:
                 return 0

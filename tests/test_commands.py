@@ -352,6 +352,41 @@ async def test_a_malformed_answer_is_kept_with_its_reason_and_the_next_one_count
         assert other == 0
 
 
+async def test_a_batch_of_answers_keeps_first_answer_wins_and_survives_a_non_uuid_id(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    # a long batch wait: the five answers below are recorded in one transaction
+    async with (
+        command_loop(settings, pool, batch_wait_s=0.5) as loop,
+        rest_client(loop.settings) as client,
+    ):
+        first, second = [(await post_text(client, loop)).json()["id"] for _ in range(2)]
+        ids = dict(
+            await pool.fetch(
+                "SELECT id, command_id::text FROM commands WHERE id = ANY($1::bigint[])",
+                [first, second],
+            )
+        )
+        prefix = loop.settings.mqtt.topic_prefix
+        answers = [
+            (PHONE_A, {"command_id": "not-a-uuid", "result": 0}),  # matches nothing
+            (PHONE_A, {"command_id": ids[first], "result": 1}),  # counts
+            (PHONE_A, {"command_id": ids[first], "result": 0}),  # too late: first one wins
+            (PHONE_B, {"command_id": ids[second], "result": 1}),  # another terminal's command
+            (PHONE_A, {"command_id": ids[second], "result": 0}),  # counts
+        ]
+        async with aiomqtt.Client("127.0.0.1", loop.settings.mqtt.port) as mq:
+            for phone, body in answers:
+                await mq.publish(topics.cmd_result_topic(phone, prefix), json.dumps(body), qos=1)
+        row = await wait_for(
+            lambda: command_state(loop, second), lambda r: r["state"] == "acknowledged"
+        )
+        assert row["state"] == "acknowledged" and row["result"] == 0
+        row = await command_state(loop, first)
+        assert row["state"] == "failed" and row["result"] == 1
+        assert loop.dispatcher.answered == 2
+
+
 # ------------------------------------------------------------------------------- bad input
 
 

@@ -2,14 +2,16 @@
 
 Writers: the web app creates rows (:func:`create`, state ``queued``, in the caller's transaction
 with its audit entry) and wakes the dispatcher with ``NOTIFY gps_commands``; the command
-dispatcher (``ingest/commands.py``) moves them on (:func:`mark_sent`, :func:`record_answer`,
+dispatcher (``ingest/commands.py``) moves them on (:func:`mark_sent`, :func:`record_answers`,
 :func:`expire_due`). State names: :class:`gps_monitor.commands.CommandState`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
+from uuid import UUID
 
 import asyncpg
 
@@ -176,30 +178,55 @@ async def mark_sent(conn: asyncpg.Connection, ids: list[int], sent_at: datetime)
     )
 
 
-async def record_answer(
-    conn: asyncpg.Connection,
-    command_id: str,
-    terminal_id: str,
-    result: int,
-    answered_at: datetime,
-    detail: str | None,
-) -> dict[str, Any] | None:
-    """The terminal's answer: -> acknowledged (0) or failed (1-3). Only a command of that
-    terminal is changed, and only the first answer counts (a redelivered answer changes
-    nothing). Returns the changed row, or None (unknown command, another terminal's, or already
-    answered)."""
-    row = await conn.fetchrow(
-        "UPDATE commands AS c SET state = $4, result = $3, answered_at = $5, result_detail = $6, "
-        "updated_at = now() WHERE c.command_id = $1::uuid AND c.terminal_id = $2 "
+class Answer(NamedTuple):
+    """One ``cmd_result`` to record: the terminal it came from (its topic), its result code
+    (0-3), when the terminal answered and the optional detail."""
+
+    command_id: str
+    terminal_id: str
+    result: int
+    answered_at: datetime
+    detail: str | None
+
+
+async def record_answers(
+    conn: asyncpg.Connection, answers: Sequence[Answer]
+) -> list[dict[str, Any] | None]:
+    """The terminals' answers, in one statement: each command -> acknowledged (0) or failed
+    (1-3). Only a command of the answering terminal is changed, and only the first answer
+    counts: a redelivered answer, or a second one for the same command later in ``answers``,
+    changes nothing. Returns, per answer in order, the changed row, or None (unknown command,
+    a command id that is not a UUID, another terminal's command, or already answered). Run it
+    in the caller's transaction to commit a batch at once."""
+    first: dict[tuple[UUID, str], int] = {}
+    for i, a in enumerate(answers):
+        try:
+            key = (UUID(a.command_id), a.terminal_id)
+        except ValueError:
+            continue  # no command has it: unknown
+        first.setdefault(key, i)
+    if not first:
+        return [None] * len(answers)
+    picked = [answers[i] for i in first.values()]
+    rows = await conn.fetch(
+        "UPDATE commands AS c SET state = a.state, result = a.result, answered_at = "
+        "a.answered_at, result_detail = a.detail, updated_at = now() "
+        "FROM unnest($1::uuid[], $2::text[], $3::smallint[], $4::text[], $5::timestamptz[], "
+        "$6::text[]) AS a (command_id, terminal_id, result, state, answered_at, detail) "
+        "WHERE c.command_id = a.command_id AND c.terminal_id = a.terminal_id "
         f"AND c.result IS NULL RETURNING {_COLUMNS}",
-        command_id,
-        terminal_id,
-        result,
-        str(state_for_result(result)),
-        answered_at,
-        detail,
+        [key[0] for key in first],
+        [a.terminal_id for a in picked],
+        [a.result for a in picked],
+        [str(state_for_result(a.result)) for a in picked],
+        [a.answered_at for a in picked],
+        [a.detail for a in picked],
     )
-    return None if row is None else dict(row)
+    changed = {(UUID(r["command_id"]), r["terminal_id"]): dict(r) for r in rows}
+    out: list[dict[str, Any] | None] = [None] * len(answers)
+    for key, i in first.items():
+        out[i] = changed.get(key)
+    return out
 
 
 async def expire_due(conn: asyncpg.Connection, now: datetime) -> int:
