@@ -55,6 +55,19 @@ def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[b
         )  # fmt: skip
 
 
+async def wait_dispatcher(conn: asyncpg.Connection, timeout_s: float = 60.0) -> None:
+    """Until the dispatcher listens for new commands (it subscribes right after), plus 1 s."""
+    deadline = time.monotonic() + timeout_s
+    while not await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = current_database() "
+        "AND query ILIKE 'LISTEN%')"
+    ):
+        if time.monotonic() > deadline:
+            raise SystemExit(f"the dispatcher did not start within {timeout_s:g} s")
+        await asyncio.sleep(0.2)
+    await asyncio.sleep(1.0)
+
+
 async def main(args: argparse.Namespace) -> None:
     raise_fd_limit()
     name = f"gpsm_bench_cmd_{os.getpid()}"
@@ -74,15 +87,16 @@ async def main(args: argparse.Namespace) -> None:
         GPS_MONITOR_LOG_LEVEL="WARNING",
     )
     log = Path(args.log)
-    procs = [
-        start(["jt808", "--no-upgrade"], env, log),
-        start(["ingest", "--no-upgrade"], env, log),
-    ]
+    # the dispatcher first: a terminal's online status published before it subscribed is lost
+    # (its session is new), and the terminal would then count as offline
+    procs = [start(["ingest", "--no-upgrade"], env, log)]
     terminals: list[SimTerminal] = []
     readers: list[asyncio.Task[None]] = []
     conn = await asyncpg.connect(url)
     await init_connection(conn)
     try:
+        await wait_dispatcher(conn)
+        procs.append(start(["jt808", "--no-upgrade"], env, log))
         await wait_port(args.port)
         gate = asyncio.Semaphore(100)
 
