@@ -20,8 +20,10 @@ once; a NOTIFY from web does the same for a new command; every ``commands.scan_i
 dispatcher also scans all queues and expires what is past ``expires_at`` (queued or sent and
 unanswered -> ``expired``).
 
-Answers and status messages are acknowledged to the broker only after their effect is committed;
-a malformed one is kept in ``rejected_messages`` with its reason and acknowledged.
+Answers and status messages are taken in batches (what the client already holds, up to
+``commands.batch_max_messages``, waiting at most ``commands.batch_wait_s``), recorded in one
+transaction (all answers in one UPDATE) and acknowledged to the broker, in arrival order, only after
+it is committed; a malformed one is kept in ``rejected_messages`` with its reason and acknowledged.
 
 自动提醒 (automatic reminder): with ``commands.auto_remind_alarm_types`` set, the dispatcher also
 consumes ``alarms/v1/#``; a live (not late) alarm of such a type (or ``device_alarm.<bit name>``)
