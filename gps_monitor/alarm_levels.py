@@ -36,22 +36,23 @@ LEVEL_NAMES_EN: dict[int, str] = {
     INFO: "info",
 }
 
-#: Every alarm type the rules engine raises (gps_monitor.models.Alarm).
-ALARM_TYPES: tuple[str, ...] = (
-    "overspeed",
-    "fatigue_driving",
-    "fatigue_warning",
-    "daily_driving_limit",
-    "night_ban",
-    "route_deviation",
-    "forbidden_area_entry",
-    "keep_in_area_exit",
-    "geofence_enter",
-    "geofence_exit",
-    "offline",
-    "offline_displacement",
-    "device_alarm",
-)
+#: Every alarm type the rules engine raises (gps_monitor.models.Alarm), with its Chinese name as the
+#: evidence report, the worklist and the push channels print it.
+ALARM_TYPES: dict[str, str] = {
+    "overspeed": "超速",
+    "fatigue_driving": "疲劳驾驶",
+    "fatigue_warning": "疲劳驾驶预警",
+    "daily_driving_limit": "当日累计驾驶超时",
+    "night_ban": "凌晨2-5时违规运行",
+    "route_deviation": "偏离路线",
+    "forbidden_area_entry": "驶入禁入区域",
+    "keep_in_area_exit": "驶出限定区域",
+    "geofence_enter": "进入围栏",
+    "geofence_exit": "离开围栏",
+    "offline": "离线",
+    "offline_displacement": "离线位移",
+    "device_alarm": "终端报警",
+}
 VEHICLE_CLASSES: tuple[str, ...] = ("coach", "tour_bus", "hazmat", "heavy_truck", "freight")
 
 #: The shipped policy (README, Alarm levels). ``offline`` is 4 (提示): it is the commonest alarm

@@ -12,27 +12,12 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from gps_monitor.alarm_levels import ALARM_TYPES
 from gps_monitor.errors import PayloadError
 from notify.levels import LEVEL_NAMES
 
 EVENTS = ("opened", "closed")
 EVENT_NAMES = {"opened": "报警开始", "closed": "报警结束"}
-
-ALARM_TYPE_NAMES = {
-    "overspeed": "超速",
-    "fatigue_driving": "疲劳驾驶",
-    "fatigue_warning": "疲劳驾驶预警",
-    "daily_driving_limit": "当日累计驾驶超时",
-    "night_ban": "凌晨2-5时违规运行",
-    "route_deviation": "偏离路线",
-    "forbidden_area_entry": "驶入禁入区域",
-    "keep_in_area_exit": "驶出限定区域",
-    "geofence_enter": "进入围栏",
-    "geofence_exit": "离开围栏",
-    "offline": "离线",
-    "offline_displacement": "离线位移",
-    "device_alarm": "终端报警",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +54,7 @@ class Notification:
 
     @property
     def type_name(self) -> str:
-        return ALARM_TYPE_NAMES.get(self.alarm_type, self.alarm_type)
+        return ALARM_TYPES.get(self.alarm_type, self.alarm_type)
 
     @property
     def level_name(self) -> str:

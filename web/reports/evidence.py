@@ -54,6 +54,7 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 
+from gps_monitor import alarm_levels
 from gps_monitor.config import ReportsSettings
 from gps_monitor.db import holds
 from gps_monitor.errors import NotFoundError
@@ -74,22 +75,7 @@ VEHICLE_CLASSES = {
     "heavy_truck": "重型载货汽车/半挂牵引车",
     "freight": "普通货运车辆",
 }
-ALARM_TYPES = {
-    "overspeed": "超速",
-    "fatigue_driving": "疲劳驾驶",
-    "fatigue_warning": "疲劳驾驶预警",
-    "daily_driving_limit": "当日累计驾驶超时",
-    "night_ban": "凌晨2-5时违规运行",
-    "route_deviation": "偏离路线",
-    "forbidden_area_entry": "驶入禁入区域",
-    "keep_in_area_exit": "驶出限定区域",
-    "geofence_enter": "进入围栏",
-    "geofence_exit": "离开围栏",
-    "offline": "离线",
-    "offline_displacement": "离线位移",
-    "device_alarm": "终端报警",
-    "window": "时段轨迹调取",
-}
+ALARM_TYPES = {**alarm_levels.ALARM_TYPES, "window": "时段轨迹调取"}
 # The regulation or standard behind each rule (DOMAIN.md, Rules the platform must evaluate).
 ALARM_BASIS = {
     "overspeed": "《中华人民共和国道路交通安全法》第四十二条; GB/T 35658-2017; "
