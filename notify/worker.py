@@ -478,20 +478,10 @@ class NotifyWorker:
         await client.subscribe(topics.alarm_filter(self.prefix), qos=1)
         log.info("notify worker subscribed to %s", topics.alarm_filter(self.prefix))
         self.ready.set()
-        messages = client.messages
         limit = self.settings.notify.batch_max_messages
         wait_s = self.settings.notify.batch_wait_s
         while True:
-            batch = [await anext(messages)]
-            deadline = time.monotonic() + wait_s
-            while len(batch) < limit:
-                while len(messages) > 0 and len(batch) < limit:
-                    batch.append(await anext(messages))
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                await asyncio.sleep(min(remaining, 0.002))
-            await self.handle_batch(client, batch)
+            await self.handle_batch(client, await mqtt.next_batch(client.messages, limit, wait_s))
 
     def plan(self, data: dict[str, Any], local_now: Any) -> list[NewDelivery]:
         """The deliveries of one checked alarm message (none for updates and late alarms)."""

@@ -304,21 +304,10 @@ class RulesWorker:
         self.ready.set()
         timer = asyncio.create_task(self._offline_timer(client))
         try:
-            messages = client.messages
             limit = self.settings.rules.batch_max_messages
             wait_s = self.settings.rules.batch_wait_s
             while True:
-                batch = [await anext(messages)]
-                # gather what is queued, waiting up to batch_wait_s for more: fewer, larger
-                # transactions under load (each commit costs a WAL flush)
-                deadline = time.monotonic() + wait_s
-                while len(batch) < limit:
-                    while len(messages) > 0 and len(batch) < limit:
-                        batch.append(await anext(messages))
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        break
-                    await asyncio.sleep(min(remaining, 0.002))
+                batch = await mqtt.next_batch(client.messages, limit, wait_s)
                 await self.handle_batch(client, batch)
         finally:
             timer.cancel()
