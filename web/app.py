@@ -22,6 +22,7 @@ from fastapi.staticfiles import StaticFiles
 
 from gps_monitor.config import Settings
 from gps_monitor.db.pool import create_pool
+from gps_monitor.db.registry import RegistryError
 from gps_monitor.db.users import UserError
 from gps_monitor.errors import ConfigurationError, GeometryError, NotFoundError, StateError
 from web.hub import LiveHub
@@ -38,6 +39,7 @@ from web.routers import (
     registry,
     supervisions,
     tracks,
+    users,
 )
 from web.routers import reports as reports_router
 from web.routers.pages import STATIC_DIR
@@ -58,6 +60,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     reports_router.router,
     notify.router,
     notify.page_router,
+    users.router,
 )
 
 
@@ -78,6 +81,13 @@ def check_production(settings: Settings) -> None:
             "e.g. the output of `python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`; "
             f"got {problem}"
         )
+
+
+def _field_error(field: str, kind: str | None, message: str, status_code: int) -> JSONResponse:
+    """A refusal tied to one input field, in the shape of pydantic's 422 list (``loc``, ``type``
+    prefixed ``registry_``, ``msg``), so a form shows it next to the field."""
+    detail = [{"loc": ["body", field], "type": f"registry_{kind}", "msg": message}]
+    return JSONResponse({"detail": detail}, status_code=status_code)
 
 
 def create_app(
@@ -140,6 +150,13 @@ def create_app(
 
     @app.exception_handler(UserError)
     async def _user(_: Request, error: UserError) -> JSONResponse:
+        if error.field is not None:
+            return _field_error(error.field, error.kind, str(error), 422)
         return JSONResponse({"detail": str(error)}, status_code=422)
+
+    @app.exception_handler(RegistryError)
+    async def _registry(_: Request, error: RegistryError) -> JSONResponse:
+        code = 422 if error.kind == "unknown_company" else 409
+        return _field_error(error.field, error.kind, str(error), code)
 
     return app

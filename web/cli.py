@@ -12,7 +12,7 @@ import asyncio
 import secrets
 
 from gps_monitor.config import Settings
-from gps_monitor.db import migrate, users
+from gps_monitor.db import migrate, registry, users
 from gps_monitor.db.pool import connect
 from gps_monitor.errors import ConfigurationError, NotFoundError
 from gps_monitor.service import upgrade_schema
@@ -101,7 +101,7 @@ async def create_user(
         await migrate.upgrade(conn, settings.database)
         company_id = None
         if company is not None:
-            company_id = await conn.fetchval("SELECT id FROM companies WHERE name = $1", company)
+            company_id = (await registry.company_ids_by_name(conn, [company])).get(company)
             if company_id is None:
                 raise NotFoundError(
                     f"company {company!r}: expected an existing company, found none"

@@ -1,8 +1,21 @@
-"""Companies and vehicles: the registry every service resolves terminals against."""
+"""Companies and vehicles: the registry every service resolves terminals against.
+
+Two shapes of a vehicle row, each made in one place: :class:`~gps_monitor.models.Vehicle` for the
+services (:func:`vehicle_from_row`) and the registry entry the web app answers (a dict with the
+company name, ``night_ban_exempt`` and ``active``; :func:`_entry`). The writes of the web app
+(create, update, deactivate, delete, bulk import) take the caller's connection, so the caller
+writes its audit entry in the same transaction.
+
+A vehicle is deactivated (停用: sold, scrapped, off the road) rather than deleted once it has
+positions or alarms: its history stays evidence. A deactivated vehicle leaves the 入网率
+denominator (``must_connect`` false) and shows as 停用 in the registry; its terminal stays
+registered, so a message it still sends is stored, not rejected.
+"""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 import asyncpg
@@ -126,3 +139,306 @@ async def vehicle_by_terminal(conn: asyncpg.Connection | asyncpg.Pool, terminal_
     if row is None:
         raise NotFoundError(f"terminal {terminal_id!r}: expected a registered vehicle, found none")
     return vehicle_from_row(row)
+
+
+# ---------------------------------------------------- the registry as the web edits it
+
+
+class RegistryError(GpsMonitorError):
+    """A registry change refused for a reason tied to one field.
+
+    Attributes:
+        field: the input field at fault (``plate_number``, ``terminal_id``, ``name``,
+            ``company_id``, ``username``...).
+        kind: ``taken`` (unique value already registered), ``unknown_company`` (no such company)
+            or ``has_history`` (a vehicle with positions or alarms cannot be deleted).
+    """
+
+    def __init__(self, field: str, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.kind = kind
+
+
+_UNIQUE_FIELDS = {
+    "vehicles_terminal_id_key": "terminal_id",
+    "vehicles_plate_number_plate_color_key": "plate_number",
+    "companies_name_key": "name",
+}
+
+_ENTRY_SELECT = (
+    "SELECT v.id, v.company_id, c.name AS company_name, v.plate_number, v.plate_color, "
+    "v.vehicle_class, v.terminal_id, v.speed_limit_kmh, v.night_ban_exempt, v.active "
+    "FROM vehicles v JOIN companies c ON c.id = v.company_id"
+)
+EDITABLE_COLUMNS = (
+    "company_id",
+    "plate_number",
+    "plate_color",
+    "vehicle_class",
+    "terminal_id",
+    "speed_limit_kmh",
+    "night_ban_exempt",
+    "active",
+)
+"""The ``vehicles`` columns the web app may set (``active`` also sets ``must_connect``)."""
+
+
+def _entry(row: asyncpg.Record) -> dict[str, Any]:
+    """A registry entry (the web app's vehicle) from a row of :data:`_ENTRY_SELECT`."""
+    return dict(row)
+
+
+def _taken(error: asyncpg.UniqueViolationError, values: Mapping[str, Any]) -> RegistryError:
+    field = _UNIQUE_FIELDS.get(error.constraint_name or "", "unknown")
+    if field == "plate_number":
+        what = (
+            f"plate {values.get('plate_number')!r} colour {values.get('plate_color')}: expected "
+            "a plate number + colour not yet registered, got one registered to another vehicle"
+        )
+    else:
+        what = (
+            f"{field} {values.get(field)!r}: expected a value not yet registered, "
+            "got one registered to another"
+        )
+    return RegistryError(field, "taken", what)
+
+
+def _unknown_company(company_id: object) -> RegistryError:
+    return RegistryError(
+        "company_id", "unknown_company", f"company_id {company_id}: expected an existing company"
+    )
+
+
+async def list_companies(
+    conn: asyncpg.Connection | asyncpg.Pool, company_id: int | None = None
+) -> list[dict[str, Any]]:
+    """Companies (only ``company_id`` when given), by name: ``{id, name, vehicles}`` with the
+    number of its vehicles (active or not)."""
+    rows = await conn.fetch(
+        "SELECT c.id, c.name, count(v.id) AS vehicles FROM companies c "
+        "LEFT JOIN vehicles v ON v.company_id = c.id "
+        "WHERE $1::bigint IS NULL OR c.id = $1 GROUP BY c.id ORDER BY c.name",
+        company_id,
+    )
+    return [dict(r) for r in rows]
+
+
+async def company_name(conn: asyncpg.Connection | asyncpg.Pool, company_id: int) -> str | None:
+    """The name of a company, or None when there is no such company."""
+    name = await conn.fetchval("SELECT name FROM companies WHERE id = $1", company_id)
+    return None if name is None else str(name)
+
+
+async def company_ids_by_name(
+    conn: asyncpg.Connection | asyncpg.Pool, names: list[str]
+) -> dict[str, int]:
+    """``{name: id}`` of the companies among ``names`` that exist (exact names)."""
+    rows = await conn.fetch("SELECT id, name FROM companies WHERE name = ANY($1::text[])", names)
+    return {r["name"]: r["id"] for r in rows}
+
+
+async def create_company(conn: asyncpg.Connection | asyncpg.Pool, name: str) -> Company:
+    """A new company.
+
+    Raises:
+        RegistryError: ``taken``, a company of that name exists.
+    """
+    try:
+        row = await conn.fetchrow(
+            "INSERT INTO companies (name) VALUES ($1) RETURNING id, name", name
+        )
+    except asyncpg.UniqueViolationError as error:
+        raise _taken(error, {"name": name}) from error
+    assert row is not None
+    return Company(id=row["id"], name=row["name"])
+
+
+async def rename_company(
+    conn: asyncpg.Connection | asyncpg.Pool, company_id: int, name: str
+) -> Company:
+    """The company under its new name.
+
+    Raises:
+        RegistryError: ``taken``, another company has that name.
+        NotFoundError: no such company.
+    """
+    try:
+        row = await conn.fetchrow(
+            "UPDATE companies SET name = $2 WHERE id = $1 RETURNING id, name", company_id, name
+        )
+    except asyncpg.UniqueViolationError as error:
+        raise _taken(error, {"name": name}) from error
+    if row is None:
+        raise NotFoundError(f"company {company_id}: not found")
+    return Company(id=row["id"], name=row["name"])
+
+
+async def list_vehicles(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    *,
+    company_id: int | None = None,
+    plate: str | None = None,
+    limit: int = 20000,
+) -> list[dict[str, Any]]:
+    """Registry entries by plate: all, or of one company, or whose plate contains ``plate``
+    (case-insensitive); at most ``limit``."""
+    rows = await conn.fetch(
+        f"{_ENTRY_SELECT} WHERE ($1::bigint IS NULL OR v.company_id = $1) "
+        "AND ($2::text IS NULL OR v.plate_number ILIKE '%' || $2 || '%') "
+        "ORDER BY v.plate_number LIMIT $3",
+        company_id,
+        plate,
+        limit,
+    )
+    return [_entry(r) for r in rows]
+
+
+async def registry_entry(
+    conn: asyncpg.Connection | asyncpg.Pool, vehicle_id: int, company_id: int | None = None
+) -> dict[str, Any]:
+    """The registry entry of one vehicle (of company ``company_id`` when given).
+
+    Raises:
+        NotFoundError: no such vehicle, or one of another company (the same answer).
+    """
+    row = await conn.fetchrow(
+        f"{_ENTRY_SELECT} WHERE v.id = $1 AND ($2::bigint IS NULL OR v.company_id = $2)",
+        vehicle_id,
+        company_id,
+    )
+    if row is None:
+        raise NotFoundError(f"vehicle {vehicle_id}: not found")
+    return _entry(row)
+
+
+async def vehicle_card(
+    conn: asyncpg.Connection | asyncpg.Pool, vehicle_id: int, company_id: int | None = None
+) -> dict[str, Any]:
+    """The map's vehicle card: the registry entry, ``latest`` (its ``latest_positions`` marker
+    or None) and ``open_alarms`` (up to 50 unended, open or acknowledged, newest first).
+
+    Raises:
+        NotFoundError: as :func:`registry_entry`.
+    """
+    card = await registry_entry(conn, vehicle_id, company_id)
+    latest = await conn.fetchrow(
+        "SELECT fix_time, last_message_at, latitude, longitude, speed_kmh, heading_deg, acc_on "
+        "FROM latest_positions WHERE vehicle_id = $1",
+        vehicle_id,
+    )
+    card["latest"] = dict(latest) if latest else None
+    alarms = await conn.fetch(
+        "SELECT id, alarm_type, started_at, status, late FROM alarms "
+        "WHERE vehicle_id = $1 AND ended_at IS NULL AND status IN ('open', 'acknowledged') "
+        "ORDER BY started_at DESC LIMIT 50",
+        vehicle_id,
+    )
+    card["open_alarms"] = [dict(r) for r in alarms]
+    return card
+
+
+def _column_value(name: str, value: Any) -> Any:
+    if name == "plate_color" and value is not None:
+        return int(value)
+    if name == "vehicle_class" and value is not None:
+        return str(value)
+    return value
+
+
+async def create_vehicle(conn: asyncpg.Connection, fields: Mapping[str, Any]) -> dict[str, Any]:
+    """Register a vehicle; ``fields`` are :data:`EDITABLE_COLUMNS` values (``plate_color`` a
+    code, ``vehicle_class`` a class name). Answers the registry entry.
+
+    Raises:
+        RegistryError: ``taken`` (terminal id, or plate number + colour) or ``unknown_company``.
+        TerminalIdError: a terminal id that is not valid.
+    """
+    check_terminal_id(fields["terminal_id"])
+    columns = [c for c in EDITABLE_COLUMNS if c in fields]
+    values = [_column_value(c, fields[c]) for c in columns]
+    placeholders = ", ".join(f"${i + 1}" for i in range(len(values)))
+    try:
+        async with conn.transaction():  # a savepoint inside the caller's transaction
+            vehicle_id = await conn.fetchval(
+                f"INSERT INTO vehicles ({', '.join(columns)}) VALUES ({placeholders}) RETURNING id",
+                *values,
+            )
+    except asyncpg.UniqueViolationError as error:
+        raise _taken(error, fields) from error
+    except asyncpg.ForeignKeyViolationError as error:
+        raise _unknown_company(fields.get("company_id")) from error
+    return await registry_entry(conn, vehicle_id)
+
+
+async def update_vehicle(
+    conn: asyncpg.Connection, vehicle_id: int, changes: Mapping[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Set some :data:`EDITABLE_COLUMNS` of a vehicle; answers its entry ``(before, after)``.
+    Setting ``active`` sets ``must_connect`` to the same value (a deactivated vehicle leaves the
+    入网率 denominator).
+
+    Raises:
+        ValueError: a column outside :data:`EDITABLE_COLUMNS`, or no change at all.
+        RegistryError: ``taken`` or ``unknown_company``.
+        NotFoundError: no such vehicle.
+    """
+    unknown = set(changes) - set(EDITABLE_COLUMNS)
+    if unknown or not changes:
+        raise ValueError(
+            f"expected changes to some of {', '.join(EDITABLE_COLUMNS)}, got {sorted(changes)}"
+        )
+    before = await registry_entry(conn, vehicle_id)
+    columns = list(changes)
+    sets = [f"{name} = ${i + 2}" for i, name in enumerate(columns)]
+    if "active" in changes:
+        sets.append(f"must_connect = ${columns.index('active') + 2}")
+    try:
+        async with conn.transaction():
+            await conn.execute(
+                f"UPDATE vehicles SET {', '.join(sets)} WHERE id = $1",
+                vehicle_id,
+                *(_column_value(c, changes[c]) for c in columns),
+            )
+    except asyncpg.UniqueViolationError as error:
+        raise _taken(error, {**before, **changes}) from error
+    except asyncpg.ForeignKeyViolationError as error:
+        raise _unknown_company(changes.get("company_id")) from error
+    return before, await registry_entry(conn, vehicle_id)
+
+
+async def delete_vehicle(conn: asyncpg.Connection, vehicle_id: int) -> dict[str, Any]:
+    """Delete a vehicle registered by mistake (no position, alarm or report yet); answers the
+    entry it was.
+
+    Raises:
+        RegistryError: ``has_history``: it has positions, alarms or evidence reports (deactivate
+            it instead: its history is evidence).
+        NotFoundError: no such vehicle.
+    """
+    entry = await registry_entry(conn, vehicle_id)
+    history = await conn.fetchrow(
+        "SELECT EXISTS (SELECT 1 FROM positions WHERE vehicle_id = $1) AS positions, "
+        "EXISTS (SELECT 1 FROM alarms WHERE vehicle_id = $1) AS alarms",
+        vehicle_id,
+    )
+    assert history is not None
+    kept = [name for name in ("positions", "alarms") if history[name]]
+    if kept:
+        raise RegistryError(
+            "id",
+            "has_history",
+            f"vehicle {entry['plate_number']}: expected no stored positions or alarms to delete "
+            f"it, got {' and '.join(kept)} (kept as evidence); deactivate it instead",
+        )
+    try:
+        async with conn.transaction():
+            await conn.execute("DELETE FROM vehicles WHERE id = $1", vehicle_id)
+    except asyncpg.ForeignKeyViolationError as error:  # commands, reports... refer to it
+        raise RegistryError(
+            "id",
+            "has_history",
+            f"vehicle {entry['plate_number']}: expected nothing recorded about it to delete it, "
+            f"got {error.table_name} rows; deactivate it instead",
+        ) from error
+    return entry

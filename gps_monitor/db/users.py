@@ -39,7 +39,14 @@ class Role(enum.StrEnum):
 
 
 class UserError(GpsMonitorError):
-    """A user cannot be created as asked (duplicate name, operator without company...)."""
+    """A user cannot be created or changed as asked (duplicate name, operator without
+    company...). ``field`` and ``kind`` (``taken``, ``unknown_company``) are set when the refusal
+    is tied to one input field, so a form can show it there."""
+
+    def __init__(self, message: str, field: str | None = None, kind: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+        self.kind = kind
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +74,9 @@ class User:
         }
 
 
+_USER_COLUMNS = "id, username, role, company_id, display_name"
+
+
 def _user(row: asyncpg.Record) -> User:
     return User(
         id=row["id"],
@@ -75,6 +85,17 @@ def _user(row: asyncpg.Record) -> User:
         company_id=row["company_id"],
         display_name=row["display_name"],
     )
+
+
+def _check_role_company(role: Role, company_id: int | None) -> None:
+    """Raises UserError unless an operator has a company and no other role has one."""
+    if (role is Role.OPERATOR) != (company_id is not None):
+        raise UserError(
+            f"role {role}: expected a company for an operator and none for other roles, "
+            f"got company_id={company_id}",
+            "company_id",
+            "company_for_role",
+        )
 
 
 def hash_password(password: str) -> str:
@@ -101,11 +122,7 @@ async def create_user(
         raise UserError("username: expected a non-empty name")
     if len(password) < 8:
         raise UserError(f"password: expected at least 8 characters, got {len(password)}")
-    if (role is Role.OPERATOR) != (company_id is not None):
-        raise UserError(
-            f"role {role}: expected a company for an operator and none for other roles, "
-            f"got company_id={company_id}"
-        )
+    _check_role_company(role, company_id)
     try:
         row = await conn.fetchrow(
             "INSERT INTO users (username, password_hash, role, company_id, display_name) "
@@ -118,9 +135,13 @@ async def create_user(
             display_name,
         )
     except asyncpg.UniqueViolationError as error:
-        raise UserError(f"username {username!r}: already exists") from error
+        raise UserError(f"username {username!r}: already exists", "username", "taken") from error
     except asyncpg.ForeignKeyViolationError as error:
-        raise UserError(f"company_id {company_id}: expected an existing company") from error
+        raise UserError(
+            f"company_id {company_id}: expected an existing company",
+            "company_id",
+            "unknown_company",
+        ) from error
     assert row is not None
     return _user(row)
 
@@ -251,4 +272,79 @@ async def user_by_name(conn: asyncpg.Connection | asyncpg.Pool, username: str) -
     )
     if row is None:
         raise NotFoundError(f"user {username!r}: expected an existing user, found none")
+    return _user(row)
+
+
+# ------------------------------------------------------------------ the bureau's user screen
+
+
+async def list_users(conn: asyncpg.Connection | asyncpg.Pool) -> list[dict[str, object]]:
+    """Every user by name: :meth:`User.to_dict` plus ``active``, ``company_name`` and
+    ``created_at`` (UTC). Never a password hash."""
+    rows = await conn.fetch(
+        f"SELECT {_USER_COLUMNS.replace('id,', 'u.id,', 1)}, u.active, u.created_at, "
+        "c.name AS company_name FROM users u LEFT JOIN companies c ON c.id = u.company_id "
+        "ORDER BY u.username"
+    )
+    return [
+        {
+            **_user(r).to_dict(),
+            "active": r["active"],
+            "company_name": r["company_name"],
+            "created_at": r["created_at"],
+        }
+        for r in rows
+    ]
+
+
+async def user_by_id(conn: asyncpg.Connection | asyncpg.Pool, user_id: int) -> User:
+    """The user of that id.
+
+    Raises:
+        NotFoundError: no such user.
+    """
+    row = await conn.fetchrow(f"SELECT {_USER_COLUMNS} FROM users WHERE id = $1", user_id)
+    if row is None:
+        raise NotFoundError(f"user {user_id}: not found")
+    return _user(row)
+
+
+async def update_user(
+    conn: asyncpg.Connection,
+    user_id: int,
+    *,
+    role: Role | str,
+    company_id: int | None,
+    display_name: str | None,
+    active: bool,
+) -> User:
+    """Set a user's role, company, display name and whether it may log in; disabling it
+    (``active`` false) also revokes its tokens.
+
+    Raises:
+        UserError: an operator without a company or another role with one; an unknown company.
+        NotFoundError: no such user.
+    """
+    role = Role(role)
+    _check_role_company(role, company_id)
+    try:
+        row = await conn.fetchrow(
+            "UPDATE users SET role = $2, company_id = $3, display_name = $4, active = $5 "
+            f"WHERE id = $1 RETURNING {_USER_COLUMNS}",
+            user_id,
+            str(role),
+            company_id,
+            display_name,
+            active,
+        )
+    except asyncpg.ForeignKeyViolationError as error:
+        raise UserError(
+            f"company_id {company_id}: expected an existing company",
+            "company_id",
+            "unknown_company",
+        ) from error
+    if row is None:
+        raise NotFoundError(f"user {user_id}: not found")
+    if not active:
+        await conn.execute("DELETE FROM user_tokens WHERE user_id = $1", user_id)
     return _user(row)

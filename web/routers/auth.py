@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request, Response, status
 from pydantic import BaseModel, Field
 
-from gps_monitor.db import users
+from gps_monitor.db import registry, users
 from web.deps import COOKIE_NAME, CurrentUser, PoolDep, SettingsDep, token_from
 from web.login_throttle import LoginThrottle
 
@@ -98,8 +98,6 @@ async def me(user: CurrentUser, pool: PoolDep) -> dict[str, Any]:
     """The logged-in user, with its company name for operators."""
     out = user.to_dict()
     out["company_name"] = (
-        await pool.fetchval("SELECT name FROM companies WHERE id = $1", user.company_id)
-        if user.company_id is not None
-        else None
+        await registry.company_name(pool, user.company_id) if user.company_id is not None else None
     )
     return out

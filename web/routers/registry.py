@@ -1,114 +1,97 @@
-"""Companies and vehicles: list (scoped), create and update (bureau only), audited."""
+"""Companies and vehicles: list (scoped), create, update, deactivate and delete (bureau only),
+every change audited in the same transaction; SQL in :mod:`gps_monitor.db.registry`.
+
+A refused change names its field: pydantic's 422 list, or the same shape
+``[{"loc": ["body", field], "type": "registry_taken" | "registry_unknown_company" |
+"registry_has_history", "msg": ...}]`` for a taken plate/terminal/name (409), an unknown company
+(422) or a delete of a vehicle with history (409), so the admin page shows each next to its field.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-import asyncpg
-from fastapi import APIRouter, HTTPException, status
-from pydantic import AfterValidator, BaseModel, Field
+from fastapi import APIRouter, HTTPException
+from pydantic import BaseModel
 
 from gps_monitor.db import audit
-from gps_monitor.db.registry import check_terminal_id
+from gps_monitor.db import registry as store
 from gps_monitor.models import PlateColor, VehicleClass
-from web.deps import BureauUser, CurrentUser, DbId, PoolDep, company_scope, not_found
+from gps_monitor.registry_fields import CompanyName, PlateNumber, SpeedLimitKmh, TerminalId
+from web.deps import BureauUser, CurrentUser, DbId, PoolDep, company_scope
 from web.units import round_measures
 
 router = APIRouter(prefix="/api", tags=["registry"])
 
-_VEHICLE_SELECT = (
-    "SELECT v.id, v.company_id, c.name AS company_name, v.plate_number, v.plate_color, "
-    "v.vehicle_class, v.terminal_id, v.speed_limit_kmh, v.night_ban_exempt "
-    "FROM vehicles v JOIN companies c ON c.id = v.company_id"
-)
-
-
-TerminalId = Annotated[
-    str,
-    AfterValidator(check_terminal_id),
-    Field(description="1 to 32 letters, digits, '-', '_' or '.'", examples=["013912345678"]),
-]
-
 
 class CompanyIn(BaseModel):
-    name: str = Field(min_length=1, max_length=200)
+    name: CompanyName
 
 
 class VehicleIn(BaseModel):
     company_id: DbId
-    plate_number: str = Field(min_length=2, max_length=20, examples=["渝A12345"])
+    plate_number: PlateNumber
     plate_color: PlateColor = PlateColor.YELLOW
     vehicle_class: VehicleClass
     terminal_id: TerminalId
-    speed_limit_kmh: float | None = Field(default=None, gt=0, le=300)
+    speed_limit_kmh: SpeedLimitKmh | None = None
     night_ban_exempt: bool = False
 
 
 class VehiclePatch(BaseModel):
+    """Fields to change; ``active`` false deactivates (停用), true reactivates."""
+
     company_id: DbId | None = None
-    plate_number: str | None = Field(default=None, min_length=2, max_length=20)
+    plate_number: PlateNumber | None = None
     plate_color: PlateColor | None = None
     vehicle_class: VehicleClass | None = None
     terminal_id: TerminalId | None = None
-    speed_limit_kmh: float | None = Field(default=None, gt=0, le=300)
+    speed_limit_kmh: SpeedLimitKmh | None = None
     night_ban_exempt: bool | None = None
+    active: bool | None = None
 
 
-def _conflict(error: Exception, what: str) -> HTTPException:
-    return HTTPException(status.HTTP_409_CONFLICT, f"{what}: {error}")
+_NOT_NULL = (
+    "company_id",
+    "plate_number",
+    "plate_color",
+    "vehicle_class",
+    "terminal_id",
+    "night_ban_exempt",
+    "active",
+)
 
 
 @router.get("/companies")
 async def list_companies(user: CurrentUser, pool: PoolDep) -> list[dict[str, Any]]:
     """Companies the user may see (an operator: its own), with their vehicle counts."""
-    rows = await pool.fetch(
-        "SELECT c.id, c.name, count(v.id) AS vehicles FROM companies c "
-        "LEFT JOIN vehicles v ON v.company_id = c.id "
-        "WHERE $1::bigint IS NULL OR c.id = $1 GROUP BY c.id ORDER BY c.name",
-        company_scope(user),
-    )
-    return [dict(r) for r in rows]
+    return await store.list_companies(pool, company_scope(user))
 
 
 @router.post("/companies", status_code=201)
 async def create_company(body: CompanyIn, user: BureauUser, pool: PoolDep) -> dict[str, Any]:
     """Create a company (bureau only). 409 when the name exists."""
     async with pool.acquire() as conn, conn.transaction():
-        try:
-            row = await conn.fetchrow(
-                "INSERT INTO companies (name) VALUES ($1) RETURNING id, name", body.name
-            )
-        except asyncpg.UniqueViolationError as error:
-            raise _conflict(error, f"company {body.name!r} exists") from error
-        assert row is not None
+        company = await store.create_company(conn, body.name)
         await audit.record(
             conn,
             user,
             "company.create",
             "company",
-            row["id"],
-            company_id=row["id"],
-            details={"name": body.name},
+            company.id,
+            company_id=company.id,
+            details={"name": company.name},
         )
-    return dict(row)
+    return {"id": company.id, "name": company.name}
 
 
 @router.patch("/companies/{company_id}")
 async def rename_company(
     company_id: DbId, body: CompanyIn, user: BureauUser, pool: PoolDep
 ) -> dict[str, Any]:
-    """Rename a company (bureau only)."""
+    """Rename a company (bureau only). 409 when another company has the name."""
     async with pool.acquire() as conn, conn.transaction():
-        try:
-            row = await conn.fetchrow(
-                "UPDATE companies SET name = $2 WHERE id = $1 RETURNING id, name",
-                company_id,
-                body.name,
-            )
-        except asyncpg.UniqueViolationError as error:
-            raise _conflict(error, f"company {body.name!r} exists") from error
-        if row is None:
-            raise not_found(f"company {company_id}")
+        company = await store.rename_company(conn, company_id, body.name)
         await audit.record(
             conn,
             user,
@@ -116,9 +99,9 @@ async def rename_company(
             "company",
             company_id,
             company_id=company_id,
-            details={"name": body.name},
+            details={"name": company.name},
         )
-    return dict(row)
+    return {"id": company.id, "name": company.name}
 
 
 @router.get("/vehicles")
@@ -129,124 +112,98 @@ async def list_vehicles(
     plate: str | None = None,
     limit: int = 20000,
 ) -> list[dict[str, Any]]:
-    """Vehicles the user may see; ``plate`` matches part of the plate number (case-insensitive)."""
-    rows = await pool.fetch(
-        f"{_VEHICLE_SELECT} WHERE ($1::bigint IS NULL OR v.company_id = $1) "
-        "AND ($2::text IS NULL OR v.plate_number ILIKE '%' || $2 || '%') "
-        "ORDER BY v.plate_number LIMIT $3",
-        company_scope(user, company_id),
-        plate,
-        min(max(limit, 1), 20000),
+    """Vehicles the user may see; ``plate`` matches part of the plate number (case-insensitive).
+    Deactivated ones are included with ``active`` false."""
+    return await store.list_vehicles(
+        pool,
+        company_id=company_scope(user, company_id),
+        plate=plate,
+        limit=min(max(limit, 1), 20000),
     )
-    return [dict(r) for r in rows]
 
 
-async def fetch_vehicle(pool: asyncpg.Pool, user: CurrentUser, vehicle_id: int) -> dict[str, Any]:
+async def fetch_vehicle(pool: PoolDep, user: CurrentUser, vehicle_id: int) -> dict[str, Any]:
     """One vehicle the user may see.
 
     Raises:
-        HTTPException 404: no such vehicle, or another company's (same answer, no id probing).
+        NotFoundError (404): no such vehicle, or another company's (same answer, no id probing).
     """
-    row = await pool.fetchrow(
-        f"{_VEHICLE_SELECT} WHERE v.id = $1 AND ($2::bigint IS NULL OR v.company_id = $2)",
-        vehicle_id,
-        company_scope(user),
-    )
-    if row is None:
-        raise not_found(f"vehicle {vehicle_id}")
-    return dict(row)
+    return await store.registry_entry(pool, vehicle_id, company_scope(user))
 
 
 @router.get("/vehicles/{vehicle_id}")
 async def get_vehicle(vehicle_id: DbId, user: CurrentUser, pool: PoolDep) -> dict[str, Any]:
     """One vehicle with its latest position and open alarms (the map's vehicle card)."""
-    vehicle = await fetch_vehicle(pool, user, vehicle_id)
-    latest = await pool.fetchrow(
-        "SELECT fix_time, last_message_at, latitude, longitude, speed_kmh, heading_deg, acc_on "
-        "FROM latest_positions WHERE vehicle_id = $1",
-        vehicle_id,
-    )
-    vehicle["latest"] = round_measures(dict(latest)) if latest else None
-    vehicle["open_alarms"] = [
-        dict(r)
-        for r in await pool.fetch(
-            "SELECT id, alarm_type, started_at, status, late FROM alarms "
-            "WHERE vehicle_id = $1 AND ended_at IS NULL AND status IN ('open', 'acknowledged') "
-            "ORDER BY started_at DESC LIMIT 50",
-            vehicle_id,
-        )
-    ]
-    return vehicle
+    card = await store.vehicle_card(pool, vehicle_id, company_scope(user))
+    if card["latest"] is not None:
+        round_measures(card["latest"])
+    return card
 
 
 @router.post("/vehicles", status_code=201)
 async def create_vehicle(body: VehicleIn, user: BureauUser, pool: PoolDep) -> dict[str, Any]:
-    """Register a vehicle (bureau only). 409 when the terminal or plate+colour is taken."""
+    """Register a vehicle (bureau only). 409 when the terminal or plate+colour is taken, 422
+    for an unknown company."""
     async with pool.acquire() as conn, conn.transaction():
-        try:
-            vehicle_id = await conn.fetchval(
-                "INSERT INTO vehicles (company_id, plate_number, plate_color, vehicle_class, "
-                "terminal_id, speed_limit_kmh, night_ban_exempt) "
-                "VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
-                body.company_id,
-                body.plate_number,
-                int(body.plate_color),
-                str(body.vehicle_class),
-                body.terminal_id,
-                body.speed_limit_kmh,
-                body.night_ban_exempt,
-            )
-        except asyncpg.UniqueViolationError as error:
-            raise _conflict(
-                error, "terminal_id or plate number+colour already registered"
-            ) from error
-        except asyncpg.ForeignKeyViolationError as error:
-            raise HTTPException(422, f"company_id {body.company_id}: no such company") from error
+        vehicle = await store.create_vehicle(conn, body.model_dump())
         await audit.record(
             conn,
             user,
             "vehicle.create",
             "vehicle",
-            vehicle_id,
-            company_id=body.company_id,
+            vehicle["id"],
+            company_id=vehicle["company_id"],
             details=body.model_dump(mode="json"),
         )
-    return await fetch_vehicle(pool, user, vehicle_id)
+    return vehicle
 
 
 @router.patch("/vehicles/{vehicle_id}")
 async def update_vehicle(
     vehicle_id: DbId, body: VehiclePatch, user: BureauUser, pool: PoolDep
 ) -> dict[str, Any]:
-    """Change some fields of a vehicle (bureau only); the audit entry keeps the changes."""
+    """Change some fields of a vehicle (bureau only); ``{"active": false}`` deactivates it. The
+    audit entry keeps the changes and the values before."""
     changes = body.model_dump(exclude_unset=True, mode="json")
     if not changes:
         raise HTTPException(422, "expected at least one field to change, got none")
-    if "vehicle_class" in changes and changes["vehicle_class"] is None:
-        raise HTTPException(422, "vehicle_class: expected a class, got null")
-    sets = ", ".join(f"{name} = ${i + 2}" for i, name in enumerate(changes))
+    for name in _NOT_NULL:
+        if name in changes and changes[name] is None:
+            raise HTTPException(422, f"{name}: expected a value, got null")
     async with pool.acquire() as conn, conn.transaction():
-        try:
-            company_id = await conn.fetchval(
-                f"UPDATE vehicles SET {sets} WHERE id = $1 RETURNING company_id",
-                vehicle_id,
-                *changes.values(),
-            )
-        except asyncpg.UniqueViolationError as error:
-            raise _conflict(
-                error, "terminal_id or plate number+colour already registered"
-            ) from error
-        except (asyncpg.ForeignKeyViolationError, asyncpg.NotNullViolationError) as error:
-            raise HTTPException(422, f"invalid change: {error}") from error
-        if company_id is None:
-            raise not_found(f"vehicle {vehicle_id}")
+        before, after = await store.update_vehicle(conn, vehicle_id, changes)
+        action = "vehicle.update"
+        if set(changes) == {"active"}:
+            action = "vehicle.reactivate" if changes["active"] else "vehicle.deactivate"
         await audit.record(
             conn,
             user,
-            "vehicle.update",
+            action,
             "vehicle",
             vehicle_id,
-            company_id=company_id,
-            details=changes,
+            company_id=after["company_id"],
+            details={**changes, "before": {k: _json(before[k]) for k in changes}},
         )
-    return await fetch_vehicle(pool, user, vehicle_id)
+    return after
+
+
+@router.delete("/vehicles/{vehicle_id}")
+async def delete_vehicle(vehicle_id: DbId, user: BureauUser, pool: PoolDep) -> dict[str, Any]:
+    """Delete a vehicle registered by mistake (bureau only); answers the entry it was. 409 once
+    it has positions or alarms (deactivate it instead: the history is evidence)."""
+    async with pool.acquire() as conn, conn.transaction():
+        entry = await store.delete_vehicle(conn, vehicle_id)
+        await audit.record(
+            conn,
+            user,
+            "vehicle.delete",
+            "vehicle",
+            vehicle_id,
+            company_id=entry["company_id"],
+            details={k: _json(v) for k, v in entry.items()},
+        )
+    return entry
+
+
+def _json(value: Any) -> Any:
+    return value if value is None or isinstance(value, bool | int | float | str) else str(value)
