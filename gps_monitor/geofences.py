@@ -242,8 +242,8 @@ def validate_geofence(fence: Geofence) -> None:
         and not fence.road_class.startswith("unsigned_")
     ):
         raise GeometryError(
-            f"{what}: a speed_zone needs speed_limit_kmh > 0 (or an unsigned road_class, whose "
-            "statutory limit applies)"
+            f"{what}: a speed_zone: expected speed_limit_kmh > 0 (or an unsigned road_class, "
+            f"whose statutory limit applies), got {fence.speed_limit_kmh!r}"
         )
     known = {c.value for c in VehicleClass}
     for vehicle_class in fence.vehicle_classes:
@@ -266,6 +266,11 @@ def _feature_geometry(feature: dict[str, Any], what: str) -> BaseGeometry:
     raw = feature.get("geometry")
     if not isinstance(raw, dict):
         raise GeometryError(f"{what}: expected a GeoJSON geometry object, got {raw!r}")
+    coords = raw.get("coordinates")
+    if raw.get("type") == "LineString" and isinstance(coords, list) and len(coords) < 2:
+        raise GeometryError(
+            f"{what}: expected a LineString of at least 2 points, got {len(coords)}"
+        )
     try:
         with np.errstate(invalid="ignore"):  # a NaN coordinate: check_geometry names it
             geom = shape(raw)

@@ -221,6 +221,9 @@ async def test_track_is_geojson_with_quality_flags_and_overspeed_stretch(
         ended_at=T0 + timedelta(seconds=80),
         details={"limit_kmh": 60, "max_speed_kmh": 80},
     )
+    fatigue = await store_alarm(
+        pool, vid, w.company_a, "fatigue_driving", started_at=T0 + timedelta(seconds=90), level=2
+    )
     end = (T0 + timedelta(hours=1)).isoformat()
     window = f"start={T0.isoformat().replace('+', '%2B')}&end={end.replace('+', '%2B')}"
     async with rest_client(settings) as client:
@@ -238,6 +241,12 @@ async def test_track_is_geojson_with_quality_flags_and_overspeed_stretch(
         overspeed = [f for f in fc["features"] if f["properties"]["kind"] == "overspeed"]
         assert len(overspeed) == 1
         assert len(overspeed[0]["geometry"]["coordinates"]) == 4  # fixes 5..8
+        # every alarm of the window, for the playback timeline (the open one without an end)
+        assert [(a["alarm_type"], a["level"], a["ended_at"]) for a in fc["alarms"]] == [
+            ("overspeed", 3, (T0 + timedelta(seconds=80)).isoformat()),
+            ("fatigue_driving", 2, None),
+        ]
+        assert fc["alarms"][1]["id"] == fatigue
         # other company: not found; naive or too-long window: 422
         r = await client.get(f"/api/vehicles/{vid}/track?{window}", headers=w.auth("op_b"))
         assert r.status_code == 404

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,38 +17,8 @@ import numpy as np
 import shapely
 from pyproj import Transformer
 
+from gps_monitor.db.tracks import OkFixes, TrackPoint
 from web.units import rounded
-
-
-@dataclass(frozen=True, slots=True)
-class TrackPoint:
-    """One stored fix that is not ``ok`` (invalid or drift), with its flags (WGS-84, km/h)."""
-
-    fix_time: datetime
-    latitude: float
-    longitude: float
-    speed_kmh: float
-    heading_deg: float | None
-    quality: str
-    quality_reason: str | None
-    late: bool
-
-
-@dataclass(frozen=True, slots=True)
-class OkFixes:
-    """The ``ok`` fixes of a window as parallel columns in fix-time order: ``epoch_s`` (UTC
-    seconds), ``latitude``/``longitude`` (WGS-84 degrees), ``speed_kmh``, ``heading_deg``
-    (None when unknown), ``late``. Columns keep a month of fixes cheap to load and simplify."""
-
-    epoch_s: list[float]
-    latitude: list[float]
-    longitude: list[float]
-    speed_kmh: list[float]
-    heading_deg: list[float | None]
-    late: list[bool]
-
-    def __len__(self) -> int:
-        return len(self.epoch_s)
 
 
 def _iso(epoch_s: float) -> str:
@@ -97,7 +66,7 @@ def track_geojson(
     vehicle_id: int,
     ok: OkFixes,
     flagged: Sequence[TrackPoint],
-    overspeeds: Sequence[dict[str, Any]],
+    alarms: Sequence[dict[str, Any]],
     *,
     max_points: int,
     tolerance_m: float,
@@ -113,6 +82,10 @@ def track_geojson(
         ``kind=overspeed``: one LineString per overspeed alarm in the window (its ok fixes,
             unsimplified up to 500 vertices) with ``alarm_id``, ``started_at``, ``ended_at``,
             and the alarm's ``details``.
+
+    Foreign member ``alarms`` (RFC 7946 §6.1): every alarm of the vehicle overlapping the
+    window (``id``, ``alarm_type``, ``level``, ``status``, ``started_at``, ``ended_at`` ISO 8601
+    UTC or null while open), for the playback timeline.
     """
     keep, used_tolerance = simplify_indices(ok.latitude, ok.longitude, max_points, tolerance_m)
     features: list[dict[str, Any]] = [
@@ -156,7 +129,7 @@ def track_geojson(
                 },
             }
         )
-    for alarm in overspeeds:
+    for alarm in (a for a in alarms if a["alarm_type"] == "overspeed"):
         start, end = alarm["started_at"], alarm["ended_at"]
         lo = bisect.bisect_left(ok.epoch_s, start.timestamp())
         hi = len(ok) if end is None else bisect.bisect_right(ok.epoch_s, end.timestamp())
@@ -179,4 +152,15 @@ def track_geojson(
                 },
             }
         )
-    return {"type": "FeatureCollection", "features": features}
+    timeline = [
+        {
+            "id": a["id"],
+            "alarm_type": a["alarm_type"],
+            "level": a["level"],
+            "status": a["status"],
+            "started_at": a["started_at"].isoformat(),
+            "ended_at": a["ended_at"].isoformat() if a["ended_at"] else None,
+        }
+        for a in alarms
+    ]
+    return {"type": "FeatureCollection", "features": features, "alarms": timeline}

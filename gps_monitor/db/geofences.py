@@ -1,17 +1,24 @@
 """Geofences, routes and their vehicle assignments (migration 0020).
 
 Everything is validated (:mod:`gps_monitor.geofences`) before it is written; a batch of
-features is saved all or nothing (one transaction).
+features is saved all or nothing (one transaction). The web app's changes (:func:`create`,
+:func:`replace`, :func:`rename`, :func:`delete`, :func:`set_vehicles`) run on the caller's
+connection so the caller writes its audit entry in the same transaction.
+
+Assignment to a company (in the page, or ``company_ids`` in the API) assigns the company's
+vehicles registered at that moment, as a company box ticks all its vehicles in a vehicle tree: a
+vehicle registered later is assigned on its own.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import asyncpg
 from shapely.geometry import mapping, shape
 
-from gps_monitor.errors import NotFoundError
+from gps_monitor.errors import NotFoundError, StateError
 from gps_monitor.geofences import Geofence, GeofenceKind, Route, TimeWindow
 
 Kind = Literal["geofence", "route"]
@@ -120,6 +127,117 @@ async def delete(conn: asyncpg.Connection, kind: Kind, item_id: str) -> None:
     status = await conn.execute(f"DELETE FROM {items} WHERE id = $1", item_id)
     if status.endswith(" 0"):
         raise NotFoundError(f"{kind} {item_id!r}: expected an existing {kind}, found none")
+
+
+async def load(conn: asyncpg.Connection | asyncpg.Pool, kind: Kind) -> list[Geofence] | list[Route]:
+    """Every geofence (``kind="geofence"``) or every route, with assigned vehicle ids, by id."""
+    if kind == "route":
+        return await load_routes(conn)
+    return await load_geofences(conn)
+
+
+async def _exists(conn: asyncpg.Connection, kind: Kind, item_id: str) -> bool:
+    _, _, items = _ASSIGN[kind]
+    # the row is locked: a concurrent change of the same item waits for this transaction
+    return await conn.fetchval(f"SELECT 1 FROM {items} WHERE id = $1 FOR UPDATE", item_id) == 1
+
+
+async def _save_one(conn: asyncpg.Connection, item: Geofence | Route) -> None:
+    if isinstance(item, Route):
+        await save_routes(conn, [item])
+    else:
+        await save_geofences(conn, [item])
+
+
+def _kind_of(item: Geofence | Route) -> Kind:
+    return "route" if isinstance(item, Route) else "geofence"
+
+
+async def create(conn: asyncpg.Connection, item: Geofence | Route) -> None:
+    """Insert a new geofence or route (with its ``vehicle_ids`` assignments when it lists any).
+
+    Raises:
+        StateError: one with this id exists already (nothing written).
+    """
+    kind = _kind_of(item)
+    async with conn.transaction():
+        if await _exists(conn, kind, item.id):
+            raise StateError(f"{kind} {item.id!r}", "absent (a new id)", "existing")
+        await _save_one(conn, item)
+
+
+async def replace(conn: asyncpg.Connection, item: Geofence | Route) -> None:
+    """Replace an existing geofence or route (geometry and properties); its assignments stay
+    unless ``item.vehicle_ids`` lists new ones.
+
+    Raises:
+        NotFoundError: no such geofence/route (nothing written).
+    """
+    kind = _kind_of(item)
+    async with conn.transaction():
+        if not await _exists(conn, kind, item.id):
+            raise NotFoundError(f"{kind} {item.id!r}: expected an existing {kind}, found none")
+        await _save_one(conn, item)
+
+
+async def rename(conn: asyncpg.Connection, kind: Kind, item_id: str, name: str) -> None:
+    """Give a geofence or route a new display name.
+
+    Raises:
+        NotFoundError: no such geofence/route.
+    """
+    _, _, items = _ASSIGN[kind]
+    status = await conn.execute(
+        f"UPDATE {items} SET name = $2, updated_at = now() WHERE id = $1", item_id, name
+    )
+    if status.endswith(" 0"):
+        raise NotFoundError(f"{kind} {item_id!r}: expected an existing {kind}, found none")
+
+
+async def set_vehicles(
+    conn: asyncpg.Connection,
+    kind: Kind,
+    item_id: str,
+    vehicle_ids: Sequence[int],
+    company_ids: Sequence[int] = (),
+) -> list[int]:
+    """Replace the vehicles a geofence or route is assigned to by ``vehicle_ids`` plus every
+    vehicle registered now in ``company_ids`` (both empty = no assignment: a geofence then
+    applies to every vehicle, a route to none). Returns the sorted vehicle ids assigned.
+
+    Raises:
+        NotFoundError: the geofence/route, a vehicle id or a company id does not exist (nothing
+            changed).
+    """
+    async with conn.transaction():
+        if not await _exists(conn, kind, item_id):
+            raise NotFoundError(f"{kind} {item_id!r}: expected an existing {kind}, found none")
+        known = await conn.fetch(
+            "SELECT id FROM vehicles WHERE id = ANY($1::bigint[])", sorted(set(vehicle_ids))
+        )
+        if missing := sorted(set(vehicle_ids) - {r["id"] for r in known}):
+            raise NotFoundError(f"vehicle_ids: expected registered vehicles, got unknown {missing}")
+        rows = await conn.fetch(
+            "SELECT c.id, coalesce(array_agg(v.id) FILTER (WHERE v.id IS NOT NULL), '{}') AS ids "
+            "FROM companies c LEFT JOIN vehicles v ON v.company_id = c.id "
+            "WHERE c.id = ANY($1::bigint[]) GROUP BY c.id",
+            sorted(set(company_ids)),
+        )
+        if missing := sorted(set(company_ids) - {r["id"] for r in rows}):
+            raise NotFoundError(
+                f"company_ids: expected registered companies, got unknown {missing}"
+            )
+        ids = sorted(set(vehicle_ids).union(*(r["ids"] for r in rows)))
+        await _set_assignments(conn, kind, item_id, ids)
+    return ids
+
+
+async def vehicle_ids_of_company(
+    conn: asyncpg.Connection | asyncpg.Pool, company_id: int | None
+) -> set[int]:
+    """Ids of the vehicles of one company (an operator's scope)."""
+    rows = await conn.fetch("SELECT id FROM vehicles WHERE company_id = $1", company_id)
+    return {r["id"] for r in rows}
 
 
 async def _assignments(conn: Any, kind: Kind) -> dict[str, frozenset[int]]:

@@ -6,7 +6,10 @@ range such as swapped axes, a route with one point...) is refused with a 422 who
 what is wrong. Geometry drawn on GCJ-02 tiles is sent with ``coordinates_crs: gcj02`` and
 converted to WGS-84 here before validation (DOMAIN.md, Coordinates).
 
-Only bureau users change geofences and routes (each change audited). Operators see the
+Only bureau users change geofences and routes and assign them (police-approved routes; an
+unassigned geofence applies to every vehicle, so an operator may not narrow it). Each change is
+one call into :mod:`gps_monitor.db.geofences` with its audit entry in the same transaction.
+Operators see the
 geofences that concern their vehicles (unassigned ones apply to every vehicle) and the routes
 assigned to them; the vehicle ids of other companies are never shown to them.
 """
@@ -43,14 +46,16 @@ class RenameIn(BaseModel):
 
 
 class AssignIn(BaseModel):
-    vehicle_ids: list[DbId]
+    vehicle_ids: list[DbId] = Field(default_factory=list)
+    company_ids: list[DbId] = Field(
+        default_factory=list, description="assign every vehicle these companies have now"
+    )
 
 
 async def _visible_vehicle_ids(pool: asyncpg.Pool, user: User) -> set[int] | None:
     if user.sees_all:
         return None
-    rows = await pool.fetch("SELECT id FROM vehicles WHERE company_id = $1", user.company_id)
-    return {r["id"] for r in rows}
+    return await store.vehicle_ids_of_company(pool, user.company_id)
 
 
 def _visible(item: Geofence | Route, mine: set[int] | None) -> bool:
@@ -69,15 +74,10 @@ def _feature_for(item: Geofence | Route, mine: set[int] | None) -> dict[str, Any
     return feature
 
 
-async def _load(pool: asyncpg.Pool, kind: Kind) -> list[Geofence] | list[Route]:
-    if kind == "route":
-        return await store.load_routes(pool)
-    return await store.load_geofences(pool)
-
-
 async def _one(pool: asyncpg.Pool, kind: Kind, item_id: str, user: User) -> Geofence | Route:
+    """The scope check: the item when the user may see it, else 404 (same answer as missing)."""
     mine = await _visible_vehicle_ids(pool, user)
-    for item in await _load(pool, kind):
+    for item in await store.load(pool, kind):
         if item.id == item_id and _visible(item, mine):
             return item
     raise not_found(f"{kind} {item_id!r}")
@@ -102,19 +102,11 @@ def _parse(body: FeatureIn, kind: Kind, item_id: str | None) -> Geofence | Route
     return item
 
 
-async def _save(pool: asyncpg.Pool, item: Geofence | Route) -> None:
-    async with pool.acquire() as conn:
-        if isinstance(item, Route):
-            await store.save_routes(conn, [item])
-        else:
-            await store.save_geofences(conn, [item])
-
-
 def _register(kind: Kind, plural: str) -> None:
     @router.get(f"/{plural}", name=f"list_{plural}")
     async def list_items(user: CurrentUser, pool: PoolDep) -> dict[str, Any]:
         mine = await _visible_vehicle_ids(pool, user)
-        items = [i for i in await _load(pool, kind) if _visible(i, mine)]
+        items = [i for i in await store.load(pool, kind) if _visible(i, mine)]
         features = [_feature_for(i, mine) for i in items]
         if kind == "geofence":  # the map draws both from one call
             routes = [r for r in await store.load_routes(pool) if _visible(r, mine)]
@@ -128,35 +120,23 @@ def _register(kind: Kind, plural: str) -> None:
 
     @router.post(f"/{plural}", status_code=201, name=f"create_{kind}")
     async def create_item(body: FeatureIn, user: BureauUser, pool: PoolDep) -> dict[str, Any]:
+        """Create (bureau). 409 when the id exists; 422 for invalid geometry or properties."""
         item = _parse(body, kind, None)
-        if any(i.id == item.id for i in await _load(pool, kind)):
-            raise HTTPException(409, f"{kind} {item.id!r}: already exists (use PUT to replace)")
-        await _save(pool, item)
-        await audit.record(
-            pool,
-            user,
-            f"{kind}.create",
-            kind,
-            None,
-            details={"id": item.id, "feature": to_feature(item)},
-        )
+        async with pool.acquire() as conn, conn.transaction():
+            await store.create(conn, item)  # StateError -> 409
+            await audit.record(conn, user, f"{kind}.create", kind, None, details=_details(item))
         return _feature_for(item, None)
 
     @router.put(f"/{plural}/{{item_id}}", name=f"replace_{kind}")
     async def replace_item(
         item_id: ItemId, body: FeatureIn, user: BureauUser, pool: PoolDep
     ) -> dict[str, Any]:
-        await _one(pool, kind, item_id, user)
+        """Replace geometry and properties (bureau; an edit of the vertices is one): the
+        assignments stay unless the feature lists ``vehicle_ids``. 404 for an unknown id."""
         item = _parse(body, kind, item_id)
-        await _save(pool, item)
-        await audit.record(
-            pool,
-            user,
-            f"{kind}.update",
-            kind,
-            None,
-            details={"id": item.id, "feature": to_feature(item)},
-        )
+        async with pool.acquire() as conn, conn.transaction():
+            await store.replace(conn, item)  # NotFoundError -> 404
+            await audit.record(conn, user, f"{kind}.update", kind, None, details=_details(item))
         return _feature_for(item, None)
 
     @router.patch(f"/{plural}/{{item_id}}", name=f"rename_{kind}")
@@ -164,53 +144,46 @@ def _register(kind: Kind, plural: str) -> None:
         item_id: ItemId, body: RenameIn, user: BureauUser, pool: PoolDep
     ) -> dict[str, Any]:
         item = replace(await _one(pool, kind, item_id, user), name=body.name)
-        await _save(pool, item)
-        await audit.record(
-            pool, user, f"{kind}.rename", kind, None, details={"id": item_id, "name": body.name}
-        )
+        async with pool.acquire() as conn, conn.transaction():
+            await store.rename(conn, kind, item_id, body.name)
+            await audit.record(
+                conn, user, f"{kind}.rename", kind, None, details={"id": item_id, "name": body.name}
+            )
         return _feature_for(item, None)
 
     @router.delete(f"/{plural}/{{item_id}}", status_code=204, name=f"delete_{kind}")
     async def delete_item(item_id: ItemId, user: BureauUser, pool: PoolDep) -> None:
-        async with pool.acquire() as conn:
+        async with pool.acquire() as conn, conn.transaction():
             await store.delete(conn, kind, item_id)  # NotFoundError -> 404
-        await audit.record(pool, user, f"{kind}.delete", kind, None, details={"id": item_id})
+            await audit.record(conn, user, f"{kind}.delete", kind, None, details={"id": item_id})
 
     @router.put(f"/{plural}/{{item_id}}/vehicles", name=f"assign_{kind}")
     async def assign_item(
         item_id: ItemId, body: AssignIn, user: BureauUser, pool: PoolDep
     ) -> dict[str, Any]:
-        """Replace the vehicles the item is assigned to (an empty list = none)."""
+        """Replace the vehicles the item is assigned to: ``vehicle_ids`` plus the vehicles the
+        ``company_ids`` have now (both empty = none). 404 for an unknown item, vehicle or
+        company (nothing changed)."""
         item = await _one(pool, kind, item_id, user)
-        ids = sorted(set(body.vehicle_ids))
-        known = {
-            r["id"]
-            for r in await pool.fetch("SELECT id FROM vehicles WHERE id = ANY($1::bigint[])", ids)
-        }
-        if missing := [v for v in ids if v not in known]:
-            raise HTTPException(
-                422, f"vehicle_ids: expected registered vehicles, got unknown {missing}"
-            )
-        table, column = (
-            ("route_vehicles", "route_id")
-            if kind == "route"
-            else ("geofence_vehicles", "geofence_id")
-        )
         async with pool.acquire() as conn, conn.transaction():
-            await conn.execute(f"DELETE FROM {table} WHERE {column} = $1", item_id)
-            await conn.executemany(
-                f"INSERT INTO {table} ({column}, vehicle_id) VALUES ($1, $2)",
-                [(item_id, v) for v in ids],
-            )
+            ids = await store.set_vehicles(conn, kind, item_id, body.vehicle_ids, body.company_ids)
             await audit.record(
                 conn,
                 user,
                 f"{kind}.assign",
                 kind,
                 None,
-                details={"id": item_id, "vehicle_ids": ids},
+                details={
+                    "id": item_id,
+                    "vehicle_ids": ids,
+                    "company_ids": sorted(set(body.company_ids)),
+                },
             )
         return _feature_for(replace(item, vehicle_ids=frozenset(ids)), None)
+
+
+def _details(item: Geofence | Route) -> dict[str, Any]:
+    return {"id": item.id, "feature": to_feature(item)}
 
 
 _register("geofence", "geofences")

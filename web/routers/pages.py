@@ -67,4 +67,6 @@ async def map_config(settings: SettingsDep) -> dict[str, Any]:
         "alert_min_level": web.alert_min_level,
         "alert_repeat_s": web.alert_repeat_s,
         "alarm_page_size": web.alarm_page_size,
+        # the zone every time in the page is shown in (the rules' local time, rules.timezone)
+        "timezone": settings.rules.timezone,
     }

@@ -7,9 +7,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query
 
+from gps_monitor.db import tracks
 from web.deps import CurrentUser, DbId, PoolDep, SettingsDep
 from web.routers.registry import fetch_vehicle
-from web.track import OkFixes, TrackPoint, track_geojson
+from web.track import track_geojson
 
 router = APIRouter(prefix="/api/vehicles", tags=["tracks"])
 
@@ -26,7 +27,8 @@ async def get_track(
 ) -> dict[str, Any]:
     """Every stored fix of the vehicle in [start, end), quality flags included, simplified to
     about ``max_points`` (default ``web.track_max_points``) vertices, with the overspeed
-    alarms of the window as marked stretches. 404 for a vehicle the user may not see; 422 for a
+    alarms of the window as marked stretches and every alarm of the vehicle in the window
+    (``alarms``, for the playback timeline). 404 for a vehicle the user may not see; 422 for a
     naive datetime, an empty window or one longer than ``web.track_max_window_days``."""
     await fetch_vehicle(pool, user, vehicle_id)
     if start.tzinfo is None or end.tzinfo is None:
@@ -39,46 +41,12 @@ async def get_track(
             f"window: expected at most {settings.web.track_max_window_days} days, "
             f"got {(end - start).total_seconds() / 86400:.1f}",
         )
-    # ok fixes as columns (one row of arrays: a month decodes in tens of milliseconds)
-    columns = await pool.fetchrow(
-        "SELECT coalesce(array_agg(extract(epoch FROM fix_time)::float8 ORDER BY fix_time), '{}'),"
-        " coalesce(array_agg(latitude ORDER BY fix_time), '{}'),"
-        " coalesce(array_agg(longitude ORDER BY fix_time), '{}'),"
-        " coalesce(array_agg(speed_kmh::float8 ORDER BY fix_time), '{}'),"
-        " coalesce(array_agg(heading_deg::float8 ORDER BY fix_time), '{}'),"
-        " coalesce(array_agg(late ORDER BY fix_time), '{}') "
-        "FROM positions WHERE vehicle_id = $1 AND fix_time >= $2 AND fix_time < $3 "
-        "AND quality = 'ok'",
-        vehicle_id,
-        start,
-        end,
-    )
-    assert columns is not None
-    ok = OkFixes(*(list(c) for c in columns))
-    flagged = [
-        TrackPoint(*r)
-        for r in await pool.fetch(
-            "SELECT fix_time, latitude, longitude, speed_kmh, heading_deg, quality, "
-            "quality_reason, late FROM positions WHERE vehicle_id = $1 AND fix_time >= $2 "
-            "AND fix_time < $3 AND quality <> 'ok' ORDER BY fix_time LIMIT 5000",
-            vehicle_id,
-            start,
-            end,
-        )
-    ]
-    overspeeds = await pool.fetch(
-        "SELECT id, started_at, ended_at, details FROM alarms WHERE vehicle_id = $1 "
-        "AND alarm_type = 'overspeed' AND started_at < $3 "
-        "AND (ended_at IS NULL OR ended_at >= $2) ORDER BY started_at",
-        vehicle_id,
-        start,
-        end,
-    )
+    window = await tracks.load_track(pool, vehicle_id, start, end)
     return track_geojson(
         vehicle_id,
-        ok,
-        flagged,
-        [dict(a) for a in overspeeds],
+        window.ok,
+        window.flagged,
+        window.alarms,
         max_points=max_points or settings.web.track_max_points,
         tolerance_m=settings.web.track_simplify_tolerance_m,
     )
