@@ -144,7 +144,7 @@ async def test_operator_watches_its_vehicles_move_and_acknowledges_an_alarm(
             # the operator's vehicles appear and move
             await wait_for_js(
                 page_a,
-                f"window.gpsm.vehicles.has({a1.id}) && window.gpsm.vehicles.has({a2.id})",
+                f"window.gpsm.markers.has({a1.id}) && window.gpsm.markers.has({a2.id})",
                 timeout_ms=20000,
             )
             first = await page_a.evaluate(f"window.gpsm.vehicles.get({a1.id}).latitude")
@@ -189,7 +189,7 @@ async def test_operator_watches_its_vehicles_move_and_acknowledges_an_alarm(
                 await browser.new_context(viewport={"width": 1400, "height": 850})
             ).new_page()
             await login(page_b, base, "op_b")
-            await wait_for_js(page_b, f"window.gpsm.vehicles.has({b1.id})", timeout_ms=10000)
+            await wait_for_js(page_b, f"window.gpsm.markers.has({b1.id})", timeout_ms=10000)
             seen_b = await page_b.evaluate("Array.from(window.gpsm.vehicles.keys())")
             assert seen_b == [b1.id]
             assert await page_b.locator(".alarm-item").count() == 0

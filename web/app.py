@@ -31,6 +31,7 @@ from web.routers import (
     alarms,
     auth,
     commands,
+    fleet,
     geofences,
     live,
     notify,
@@ -49,6 +50,7 @@ from web.validation import EdgeCheckMiddleware, install_error_handlers
 ROUTERS: tuple[APIRouter, ...] = (
     auth.router,
     registry.router,
+    fleet.router,
     positions.router,
     tracks.router,
     alarms.router,

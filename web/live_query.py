@@ -1,11 +1,7 @@
-"""The latest position of every vehicle a user may see, with its status: one SQL query shared by
-``GET /api/positions/latest`` and the websocket snapshot.
-
-Status (first that applies):
-    offline   no message for longer than ``web.offline_after_s`` (DOMAIN.md: 5 min), or never
-    in_alarm  an alarm episode still open and not yet handled (open / acknowledged)
-    moving    speed at or above ``web.moving_speed_kmh`` (DOMAIN.md: 5 km/h)
-    stopped   otherwise
+"""The latest position of every vehicle a user may see, with its status, for
+``GET /api/positions/latest`` and the websocket snapshot: the filter a user asked for and the
+call into :mod:`gps_monitor.db.live_status` (its docstring defines the statuses). Only located
+vehicles are listed here; the vehicle tree (``GET /api/fleet``) lists them all.
 """
 
 from __future__ import annotations
@@ -16,37 +12,12 @@ from typing import Any
 import asyncpg
 
 from gps_monitor.config import WebSettings
+from gps_monitor.db import live_status
+from gps_monitor.db.live_status import StatusQuery, status_dict, vehicle_statuses
 from web.units import round_measures
 
-STATUSES = ("moving", "stopped", "offline", "in_alarm")
-
-_SQL = """
-WITH open_alarms AS (
-    SELECT vehicle_id, count(*) AS n FROM alarms
-    WHERE ended_at IS NULL AND status IN ('open', 'acknowledged')
-    GROUP BY vehicle_id
-), rows AS (
-    SELECT v.id AS vehicle_id, v.company_id, v.plate_number, v.plate_color, v.vehicle_class,
-           lp.fix_time, lp.last_message_at, lp.latitude, lp.longitude, lp.speed_kmh,
-           lp.heading_deg, lp.acc_on, coalesce(a.n, 0) AS open_alarms,
-           CASE
-               WHEN lp.last_message_at IS NULL
-                    OR lp.last_message_at < now() - make_interval(secs => $5) THEN 'offline'
-               WHEN coalesce(a.n, 0) > 0 THEN 'in_alarm'
-               WHEN lp.speed_kmh >= $6 THEN 'moving'
-               ELSE 'stopped'
-           END AS status
-    FROM vehicles v
-    JOIN latest_positions lp ON lp.vehicle_id = v.id
-    LEFT JOIN open_alarms a ON a.vehicle_id = v.id
-    WHERE lp.latitude IS NOT NULL
-      AND ($1::bigint IS NULL OR v.company_id = $1)
-      AND ($2::bigint[] IS NULL OR v.id = ANY($2))
-      AND ($3::float8[] IS NULL OR (lp.longitude BETWEEN $3[1] AND $3[3]
-                                    AND lp.latitude BETWEEN $3[2] AND $3[4]))
-)
-SELECT * FROM rows WHERE ($4::text IS NULL OR status = $4) ORDER BY vehicle_id
-"""
+# a located vehicle has reported, so it is never 'never'
+STATUSES = tuple(s for s in live_status.STATUSES if s != "never")
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,20 +76,10 @@ async def latest_positions(
     conn: asyncpg.Connection | asyncpg.Pool, live: LiveFilter, settings: WebSettings
 ) -> list[dict[str, Any]]:
     """Rows of the latest positions passing ``live`` (datetimes as ISO 8601 strings)."""
-    rows = await conn.fetch(
-        _SQL,
-        live.company_id,
-        sorted(live.vehicle_ids) if live.vehicle_ids is not None else None,
-        list(live.bbox) if live.bbox is not None else None,
-        live.status,
-        settings.offline_after_s,
-        settings.moving_speed_kmh,
+    rows = await vehicle_statuses(
+        conn,
+        StatusQuery(live.company_id, live.vehicle_ids, live.bbox, live.status),
+        offline_after_s=settings.offline_after_s,
+        moving_speed_kmh=settings.moving_speed_kmh,
     )
-    out = []
-    for row in rows:
-        item = round_measures(dict(row))
-        for key in ("fix_time", "last_message_at"):
-            if item[key] is not None:
-                item[key] = item[key].isoformat()
-        out.append(item)
-    return out
+    return [round_measures(status_dict(row)) for row in rows]

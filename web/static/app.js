@@ -181,10 +181,11 @@
   function applySnapshot(rows) {
     state.cluster.clearLayers();
     state.markers.clear();
-    state.vehicles.clear();
+    // vehicles stay: those without a position (GET /api/fleet) are in no snapshot
     const batch = [];
     rows.forEach((r) => {
-      const v = Object.assign({}, r, { last_seen: r.last_message_at ? Date.parse(r.last_message_at) : 0 });
+      const v = Object.assign(state.vehicles.get(r.vehicle_id) || {}, r,
+        { last_seen: r.last_message_at ? Date.parse(r.last_message_at) : 0 });
       state.vehicles.set(v.vehicle_id, v);
       v.status = r.status;
       upsertMarker(v, batch);
@@ -233,22 +234,10 @@
   // ---------------------------------------------------------------- vehicle list and card
   let listTimer = null;
   function scheduleList() { if (!listTimer) listTimer = setTimeout(() => { listTimer = null; renderList(); }, 1000); }
-  function renderList() {
-    const q = $("plate-search").value.trim().toUpperCase();
-    const items = [];
-    for (const v of state.vehicles.values()) {
-      if (q && !String(v.plate_number).toUpperCase().includes(q)) continue;
-      items.push(v);
-    }
-    items.sort((a, b) => String(a.plate_number).localeCompare(String(b.plate_number)));
-    $("vehicle-count").textContent = `(${items.length})`;
-    $("vehicle-list").innerHTML = items.slice(0, 200).map((v) =>
-      `<li data-vehicle-id="${v.vehicle_id}"><span class="dot st-${v.status || "offline"}"></span>` +
-      `<span class="plate">${esc(v.plate_number)}</span> <small>${esc(t(v.status || "offline"))}</small></li>`).join("");
-  }
-  $("plate-search").addEventListener("input", renderList);
+  function renderList() { GpsmTree.render(); }  // the company tree (tree.js)
+  GpsmTree.init(state);
   $("vehicle-list").addEventListener("click", (e) => {
-    const li = e.target.closest("li"); if (!li) return;
+    const li = e.target.closest("li[data-vehicle-id]"); if (!li) return;
     showVehicle(Number(li.dataset.vehicleId));
   });
 
@@ -673,6 +662,9 @@
       track: showAlarmTrack,
     });
     state.companies = state.user.role === "operator" ? [] : await api("/api/companies").catch(() => []);
+    GpsmTree.merge(await api("/api/fleet").catch(() => []));  // every vehicle, also never-connected
+    renderList();
+    scheduleFit();
     fillAlarmFilters();
     await loadAlarms();
     if (window.GpsmHandle) GpsmHandle.loadSupervisions(state.user);  // 督办 list (handle.js)

@@ -4,7 +4,7 @@
   const LABELS = {
     "zh-CN": {
       title: "车辆动态监控", login: "登录", username: "用户名", password: "密码",
-      login_failed: "用户名或密码错误", logout: "退出", search_plate: "按车牌搜索",
+      login_failed: "用户名或密码错误", logout: "退出", search_plate: "搜索车牌或企业",
       vehicles: "车辆", alarms: "报警", acknowledge: "确认", handle: "处理",
       handle_note: "处理情况（如：已电话提醒驾驶员）", acknowledged: "已确认", handled: "已处理",
       open: "未处理", closed: "已关闭", late: "补报", plate: "车牌", company: "企业",
@@ -23,6 +23,9 @@
       geofence_enter: "进入围栏", geofence_exit: "离开围栏", offline_displacement: "离线位移",
       device_alarm: "终端报警", penalty: "处罚", vehicles_shown: "辆", kpi: "考核指标",
       notify_settings: "推送设置",
+      tree_online: "在线", tree_in_alarm: "报警", tree_offline: "离线", tree_never: "未入网",
+      tree_no_match: "无匹配车辆", tree_no_vehicles: "暂无车辆", tree_more: "另有 {n} 辆未列出，请缩小搜索范围",
+      all_classes: "全部类型",
       evidence: "证据报告", redraw: "重画形状",
       level_1: "紧急", level_2: "严重", level_3: "一般", level_4: "提示",
       status_unhandled: "待处理", status_open: "未确认", status_acknowledged: "已确认",
@@ -37,7 +40,7 @@
     },
     en: {
       title: "Live vehicle monitoring", login: "Log in", username: "Username", password: "Password",
-      login_failed: "Wrong username or password", logout: "Log out", search_plate: "Search plate",
+      login_failed: "Wrong username or password", logout: "Log out", search_plate: "Search plate or company",
       vehicles: "Vehicles", alarms: "Alarms", acknowledge: "Acknowledge", handle: "Handle",
       handle_note: "What was done (e.g. called the driver)", acknowledged: "acknowledged",
       handled: "handled", open: "open", closed: "closed", late: "late", plate: "Plate",
@@ -59,6 +62,9 @@
       geofence_exit: "geofence exit", offline_displacement: "offline displacement",
       device_alarm: "device alarm", penalty: "Penalty", vehicles_shown: "vehicles", kpi: "KPIs",
       notify_settings: "Notifications",
+      tree_online: "online", tree_in_alarm: "alarm", tree_offline: "offline", tree_never: "never connected",
+      tree_no_match: "No vehicle matches", tree_no_vehicles: "No vehicles yet", tree_more: "{n} more not listed: narrow the search",
+      all_classes: "all classes",
       evidence: "evidence report", redraw: "Redraw",
       level_1: "critical", level_2: "major", level_3: "minor", level_4: "info",
       status_unhandled: "unhandled", status_open: "open", status_acknowledged: "acknowledged",
