@@ -41,7 +41,7 @@ WITH open_alarms AS (
     JOIN companies c ON c.id = v.company_id
     LEFT JOIN latest_positions lp ON lp.vehicle_id = v.id
     LEFT JOIN open_alarms a ON a.vehicle_id = v.id
-    WHERE ($7::boolean OR lp.latitude IS NOT NULL)
+    WHERE (($7::boolean AND v.active) OR lp.latitude IS NOT NULL)
       AND ($1::bigint IS NULL OR v.company_id = $1)
       AND ($2::bigint[] IS NULL OR v.id = ANY($2))
       AND ($3::float8[] IS NULL OR (lp.longitude BETWEEN $3[1] AND $3[3]
@@ -56,7 +56,8 @@ class StatusQuery:
     """Which vehicles: ``company_id`` / ``vehicle_ids`` narrow (None: all); ``bbox`` is
     (min_lon, min_lat, max_lon, max_lat) in WGS-84 degrees and keeps located vehicles only;
     ``status`` one of :data:`STATUSES`; ``with_unlocated`` also lists vehicles without a fix
-    (never reported, or contact without position)."""
+    (never reported, or contact without position) unless deactivated (停用, migration 0121):
+    a vehicle off the road is not 未入网."""
 
     company_id: int | None = None
     vehicle_ids: frozenset[int] | None = None
