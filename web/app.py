@@ -41,6 +41,7 @@ from web.routers import (
     supervisions,
     tracks,
     users,
+    vehicle_import,
 )
 from web.routers import reports as reports_router
 from web.routers.pages import STATIC_DIR
@@ -63,6 +64,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     notify.router,
     notify.page_router,
     users.router,
+    vehicle_import.router,
 )
 
 

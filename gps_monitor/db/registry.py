@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
 from gps_monitor.errors import GpsMonitorError, NotFoundError
 from gps_monitor.models import Company, PlateColor, Vehicle, VehicleClass
+
+if TYPE_CHECKING:
+    from gps_monitor.vehicle_import import ImportRow
 
 _VEHICLE_COLUMNS = (
     "id, company_id, plate_number, plate_color, vehicle_class, terminal_id, "
@@ -442,3 +445,116 @@ async def delete_vehicle(conn: asyncpg.Connection, vehicle_id: int) -> dict[str,
             f"got {error.table_name} rows; deactivate it instead",
         ) from error
     return entry
+
+
+_IMPORTED = (
+    "company_id",
+    "plate_number",
+    "plate_color",
+    "vehicle_class",
+    "terminal_id",
+    "speed_limit_kmh",
+)
+
+
+def _refused(row: ImportRow, field: str, kind: str, message: str) -> dict[str, Any]:
+    return {
+        "line": row.line,
+        "plate_number": row.cells.get("plate_number"),
+        "outcome": "refused",
+        "vehicle_id": None,
+        "errors": [{"field": field, "type": f"registry_{kind}", "msg": message}],
+    }
+
+
+async def import_vehicles(conn: asyncpg.Connection, rows: list[ImportRow]) -> list[dict[str, Any]]:
+    """Apply checked import rows in the caller's transaction, row by row; answers one outcome
+    per row, in file order: ``{line, plate_number, outcome, vehicle_id, errors[, changes]}``.
+
+    ``outcome`` is ``added`` (a new plate number + colour), ``updated`` (the plate was
+    registered: its company, class, terminal or limit set to the row's; ``changes`` holds the
+    values before), ``unchanged`` or ``refused`` with ``errors`` (``{field, type, msg}``): a
+    cell the row check refused (pydantic types), ``registry_unknown_company``,
+    ``registry_duplicate_in_file`` (the plate or terminal of an earlier row) or
+    ``registry_taken`` (the terminal is another vehicle's). Each row runs in a savepoint, so a
+    refused row leaves nothing behind; whether the whole is committed is the caller's choice.
+    """
+    names = sorted({r.vehicle.company for r in rows if r.vehicle is not None})
+    companies = await company_ids_by_name(conn, names)
+    seen_plates: dict[tuple[str, int], int] = {}
+    seen_terminals: dict[str, int] = {}
+    outcomes: list[dict[str, Any]] = []
+    for row in rows:
+        v = row.vehicle
+        if v is None:
+            outcomes.append(
+                {
+                    "line": row.line,
+                    "plate_number": row.cells.get("plate_number"),
+                    "outcome": "refused",
+                    "vehicle_id": None,
+                    "errors": row.errors,
+                }
+            )
+            continue
+        plate = (v.plate_number, int(v.plate_color))
+        if plate in seen_plates or v.terminal_id in seen_terminals:
+            field, first = (
+                ("plate_number", seen_plates[plate])
+                if plate in seen_plates
+                else ("terminal_id", seen_terminals[v.terminal_id])
+            )
+            outcomes.append(
+                _refused(row, field, "duplicate_in_file", f"{field}: the same as row {first}")
+            )
+            continue
+        seen_plates[plate] = seen_terminals[v.terminal_id] = row.line
+        if v.company not in companies:
+            outcomes.append(
+                _refused(
+                    row,
+                    "company",
+                    "unknown_company",
+                    f"company {v.company!r}: expected the exact name of a registered company",
+                )
+            )
+            continue
+        fields = {**v.model_dump(exclude={"company"}), "company_id": companies[v.company]}
+        outcomes.append(await _import_one(conn, row, fields))
+    return outcomes
+
+
+def _same(stored: Any, wanted: Any) -> bool:
+    """Equal, a stored ``real`` (float32) compared to the tenth of a km/h it was given in."""
+    if isinstance(stored, float) and isinstance(wanted, float | int):
+        return round(stored, 1) == round(float(wanted), 1)
+    return bool(stored == wanted)
+
+
+async def _import_one(
+    conn: asyncpg.Connection, row: ImportRow, fields: dict[str, Any]
+) -> dict[str, Any]:
+    existing = await conn.fetchrow(
+        f"{_ENTRY_SELECT} WHERE v.plate_number = $1 AND v.plate_color = $2",
+        fields["plate_number"],
+        int(fields["plate_color"]),
+    )
+    out: dict[str, Any] = {"line": row.line, "plate_number": fields["plate_number"], "errors": []}
+    try:
+        if existing is None:
+            entry = await create_vehicle(conn, fields)
+            return {**out, "outcome": "added", "vehicle_id": entry["id"]}
+        before = _entry(existing)
+        wanted = {c: _column_value(c, fields[c]) for c in _IMPORTED}
+        changes = {c: value for c, value in wanted.items() if not _same(before[c], value)}
+        if not changes:
+            return {**out, "outcome": "unchanged", "vehicle_id": before["id"]}
+        await update_vehicle(conn, before["id"], changes)
+        return {
+            **out,
+            "outcome": "updated",
+            "vehicle_id": before["id"],
+            "changes": {c: before[c] for c in changes},
+        }
+    except RegistryError as error:
+        return _refused(row, error.field, error.kind, str(error))
