@@ -539,6 +539,62 @@ class CommandsSettings(BaseModel):
         return self
 
 
+class MediaSettings(BaseModel):
+    """Photo and video evidence (issue 12 items 6 and 8): where uploads are stored, the JT/T 808
+    0x0801 upload limits, 自动拍照. Env: ``GPS_MONITOR_MEDIA_<FIELD>``."""
+
+    directory: str = Field(
+        default="media",
+        description="Folder of the content-addressed store (objects/ by SHA-256, spool/ for "
+        "uploads in progress); relative paths are relative to the working directory.",
+    )
+    max_upload_bytes: int = Field(
+        default=8 * 1024 * 1024,
+        ge=1024,
+        description="Largest 0x0801 upload kept (bytes of media data); the packet that passes "
+        "it ends the upload, kept as incomplete (reason size_limit).",
+    )
+    max_uploads: int = Field(
+        default=20000,
+        ge=1,
+        description="0x0801 uploads in progress at once across the gateway (one per terminal); "
+        "a new one beyond this is answered result 1.",
+    )
+    packet_timeout_s: float = Field(
+        default=20.0,
+        gt=0,
+        description="An unfinished upload that received nothing for this long gets a resend "
+        "request (0x8003, or 0x8800 once its last packet came) for its missing packets.",
+    )
+    resend_max_requests: int = Field(
+        default=3,
+        ge=0,
+        description="Resend requests per upload; still incomplete after the last one (and "
+        "packet_timeout_s), it is stored as incomplete with the missing packets.",
+    )
+    link_window_s: float = Field(
+        default=600.0,
+        ge=0,
+        description="A media item without a command or alarm number is linked to the vehicle's "
+        "unhandled alarm that started nearest its time within this many seconds.",
+    )
+    auto_photo_max_level: int = Field(
+        default=0,
+        ge=0,
+        le=4,
+        description="自动拍照: an alarm of this level or more urgent (1 紧急, 2 严重...) "
+        "that opens live sends take_photo to its terminal; 0 = off, 2 = levels 1 and 2.",
+    )
+    auto_photo_min_interval_s: float = Field(
+        default=300.0,
+        ge=0,
+        description="自动拍照 at most once per vehicle in this long.",
+    )
+    auto_photo_channel: int = Field(
+        default=1, ge=1, le=255, description="Camera channel of 自动拍照 (1: usually the cab)."
+    )
+
+
 class RulesSettings(BaseModel):
     """Rules engine thresholds (DOMAIN.md, Rules the platform must evaluate).
 
@@ -1231,6 +1287,7 @@ class Settings(BaseSettings):
     notify: NotifySettings = NotifySettings()
     commands: CommandsSettings = CommandsSettings()
     jt809: Jt809Settings = Jt809Settings()
+    media: MediaSettings = MediaSettings()
 
 
 @lru_cache(maxsize=1)

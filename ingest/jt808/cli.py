@@ -11,10 +11,12 @@ import asyncpg
 
 from gps_monitor.config import Settings
 from gps_monitor.db.pool import create_pool
+from gps_monitor.media_store import MediaStore
 from gps_monitor.mqtt import require_host
 from gps_monitor.service import run_until_signal, upgrade_schema
 from ingest.jt808.auth import TerminalAuthenticator
 from ingest.jt808.downlink import Downlink
+from ingest.jt808.media import MediaUploads
 from ingest.jt808.publisher import MqttPublisher
 from ingest.jt808.server import Jt808Gateway, log_stats_forever
 
@@ -60,6 +62,10 @@ async def serve(
         async with MqttPublisher(settings) as publisher:
             downlink = Downlink(settings, publisher)
             gateway = Jt808Gateway(settings, authenticator, publisher, downlink)
+            media = MediaUploads(
+                settings, MediaStore(settings.media.directory), pool, gateway, downlink
+            )
+            media_task = asyncio.create_task(media.run(), name="jt808-media")
             downlink_task = asyncio.create_task(downlink.run(), name="jt808-downlink")
             server = await gateway.start(host, port)
             addresses = ", ".join(str(s.getsockname()) for s in server.sockets)
@@ -75,8 +81,10 @@ async def serve(
             finally:
                 stats_task.cancel()
                 downlink_task.cancel()
+                media_task.cancel()
                 server.close()
                 await gateway.close_connections()
+                media.close()
                 log.info("jt808 gateway stopped: %s", gateway.stats.snapshot())
     finally:
         await pool.close()

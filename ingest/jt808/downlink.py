@@ -69,6 +69,11 @@ class _Link:
     next_serial: Callable[[], int]
 
 
+CommandEncoder = Callable[[Command, bool], tuple[int, bytes]]
+"""A command name's encoder: (command, is_2019) -> (JT/T 808 message id, body); raises
+CommandError or ValueError for a body it cannot send (answered result 2)."""
+
+
 @dataclass(slots=True)
 class DownlinkStats:
     commands_received: int = 0
@@ -94,8 +99,19 @@ class Downlink:
         self.ready = asyncio.Event()
         self._links: dict[str, _Link] = {}
         self._held: dict[str, deque[Command]] = {}
-        self._awaiting: dict[str, dict[int, str]] = {}  # terminal -> 0x8300 serial -> command
+        self._awaiting: dict[str, dict[int, str]] = {}  # terminal -> frame serial -> command
         self._tasks: set[asyncio.Task[None]] = set()
+        # command name -> encoder; the message ids whose 0x0001 answers a command
+        self._encoders: dict[str, CommandEncoder] = {TEXT: _encode_text}
+        self._answered_ids: set[int] = {m.MSG_TEXT}
+        # called with (command, frame serial) as each command frame is written
+        self.sent_listeners: list[Callable[[Command, int], None]] = []
+
+    def register_command(self, name: str, encoder: CommandEncoder, msg_id: int) -> None:
+        """Let ``cmd/v1/…/{name}`` through as the frame ``encoder`` builds; a 0x0001 naming a
+        ``msg_id`` frame answers it (other answers: :meth:`answer_serial`)."""
+        self._encoders[name] = encoder
+        self._answered_ids.add(msg_id)
 
     # ---------------------------------------------------------------- terminal side (gateway)
 
@@ -129,20 +145,28 @@ class Downlink:
 
     def on_terminal_reply(self, terminal_id: str, body: bytes) -> None:
         """A 0x0001 from an authenticated terminal: publish the answer of the command whose
-        0x8300 it names (other 0x0001s are ignored).
+        frame (0x8300, or another registered command's) it names (other 0x0001s are ignored).
 
         Raises:
             FrameError: a body that is not 5 bytes.
         """
         serial, msg_id, result = m.decode_terminal_reply(body)
-        if msg_id != m.MSG_TEXT:
-            return
+        if msg_id in self._answered_ids:
+            self.answer_serial(terminal_id, serial, result)
+
+    def answer_serial(
+        self, terminal_id: str, serial: int, result: int, detail: str = ""
+    ) -> str | None:
+        """The terminal answered the command frame it sent with ``serial`` (0x0001, or a
+        command's own answer such as 0x0805): publish it; returns the command id, or None
+        when no command awaits that serial."""
         command_id = self._awaiting.get(terminal_id, {}).pop(serial, None)
         if command_id is None:
-            log.info("jt808 terminal %s: 0x0001 for unknown 0x8300 serial %d", terminal_id, serial)
-            return
+            log.info("jt808 terminal %s: answer for unknown command serial %d", terminal_id, serial)
+            return None
         self.stats.answers += 1
-        self._answer(terminal_id, command_id, result)
+        self._answer(terminal_id, command_id, result, detail)
+        return command_id
 
     # ------------------------------------------------------------------------ MQTT side
 
@@ -177,7 +201,7 @@ class Downlink:
         if command.expires_at <= datetime.now(UTC):
             log.info("command %s to %s dropped: expired", command.command_id, terminal_id)
             return
-        if name != TEXT:
+        if name not in self._encoders:
             self._refuse(command, CommandResult.UNSUPPORTED, f"command {name!r} not supported")
             return
         if terminal_id in self._links:
@@ -193,20 +217,19 @@ class Downlink:
     def _deliver(self, command: Command) -> None:
         link = self._links[command.terminal_id]
         try:
-            body = TextBody.model_validate(command.body)
-            raw = text_gbk(body.text, MAX_BODY_BYTES - 2)
+            msg_id, frame_body = self._encoders[command.name](command, link.version is not None)
         except (CommandError, ValueError) as error:
             self._refuse(command, CommandResult.BAD_MESSAGE, str(error)[:500])
             return
-        flags = m.text_flags(emergency=body.emergency, display=body.display, tts=body.tts)
-        frame_body = m.encode_text(flags, raw, is_2019=link.version is not None)
         serial = link.next_serial()
         awaiting = self._awaiting.setdefault(command.terminal_id, {})
         awaiting[serial] = command.command_id
         while len(awaiting) > MAX_AWAITING_PER_TERMINAL:
             awaiting.pop(next(iter(awaiting)))
-        link.write(encode_frame(m.MSG_TEXT, link.phone, serial, frame_body, version=link.version))
+        link.write(encode_frame(msg_id, link.phone, serial, frame_body, version=link.version))
         self.stats.texts_sent += 1
+        for listener in self.sent_listeners:
+            listener(command, serial)
 
     def _refuse(self, command: Command, result: CommandResult, detail: str) -> None:
         self.stats.refused += 1
@@ -233,3 +256,11 @@ class Downlink:
         """Wait for the answers and presence messages still being published."""
         with contextlib.suppress(Exception):
             await asyncio.gather(*self._tasks)
+
+
+def _encode_text(command: Command, is_2019: bool) -> tuple[int, bytes]:
+    """``text`` -> 0x8300 (flags, in 2019 the text type, GBK text)."""
+    body = TextBody.model_validate(command.body)
+    raw = text_gbk(body.text, MAX_BODY_BYTES - 2)
+    flags = m.text_flags(emergency=body.emergency, display=body.display, tts=body.tts)
+    return m.MSG_TEXT, m.encode_text(flags, raw, is_2019=is_2019)

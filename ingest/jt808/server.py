@@ -63,6 +63,10 @@ log = logging.getLogger(__name__)
 MAX_QUEUED_FRAMES = 64  # frames waiting on one connection before reading pauses
 
 
+Handler = Callable[["Session", Frame], Awaitable[bytes | None]]
+PacketHandler = Callable[["Session", Frame, float], Awaitable[bytes | None]]
+
+
 class Publisher(Protocol):
     async def publish(self, topic: str, payload: bytes) -> None:
         """Publish at QoS 1; return once the broker acknowledged, else raise PublishError."""
@@ -241,7 +245,8 @@ class Jt808Gateway:
         # platform-initiated messages to a terminal)
         self._by_terminal: dict[str, TerminalConnection] = {}
         self._contact_tasks: set[asyncio.Task[None]] = set()
-        self._handlers: dict[int, Callable[[Session, Frame], Awaitable[bytes | None]]] = {
+        self._packet_handlers: dict[int, PacketHandler] = {}
+        self._handlers: dict[int, Handler] = {
             m.MSG_HEARTBEAT: self._on_heartbeat,
             m.MSG_REGISTER: self._on_register,
             m.MSG_AUTHENTICATE: self._on_authenticate,
@@ -249,6 +254,21 @@ class Jt808Gateway:
             m.MSG_LOCATION: self._on_location,
             m.MSG_BATCH: self._on_batch,
         }
+
+    def register(self, msg_id: int, handler: Handler) -> None:
+        """Answer ``msg_id`` with ``handler`` (sub-packaged messages reassembled first)."""
+        self._handlers[msg_id] = handler
+
+    def register_packets(self, msg_id: int, handler: PacketHandler) -> None:
+        """Hand every frame of ``msg_id`` to ``handler(session, frame, now_s)`` as it arrives,
+        each packet of a sub-packaged one unassembled (an upload streamed to storage, 0x0801),
+        once the connection is authenticated as the frame's terminal."""
+        self._packet_handlers[msg_id] = handler
+
+    def writer(self, terminal_id: str) -> Callable[[bytes], None] | None:
+        """Write bytes to the connection authenticated as ``terminal_id`` (None: not here)."""
+        connection = self._by_terminal.get(terminal_id)
+        return connection.write if connection is not None and connection.open else None
 
     async def start(self, host: str | None = None, port: int | None = None) -> asyncio.Server:
         """Listen on ``host:port`` (default from settings; port 0 = any free port)."""
@@ -368,6 +388,10 @@ class Jt808Gateway:
     async def _answer(self, session: Session, frame: Frame, now_s: float) -> bytes | None:
         header = frame.header
         try:
+            packets = self._packet_handlers.get(header.msg_id)
+            if packets is not None and not header.encryption:
+                refused = self._refuse_unauthenticated(session, frame)
+                return refused if refused is not None else await packets(session, frame, now_s)
             if header.subpackage_total is not None:
                 whole = self._subpackage(session, frame, now_s)
                 if isinstance(whole, bytes):
@@ -399,6 +423,14 @@ class Jt808Gateway:
             return self._general_reply(session, frame, m.RESULT_FAILURE)
 
     # ---------------------------------------------------------------------------- replies
+
+    def reply(self, session: Session, frame: Frame, msg_id: int, body: bytes) -> bytes:
+        """A platform message ``msg_id`` to the frame's terminal, in its header version."""
+        return self._reply(session, frame, msg_id, body)
+
+    def general_reply(self, session: Session, frame: Frame, result: int) -> bytes:
+        """0x8001 answering ``frame`` with ``result``."""
+        return self._general_reply(session, frame, result)
 
     def _reply(self, session: Session, frame: Frame, msg_id: int, body: bytes) -> bytes:
         header = frame.header

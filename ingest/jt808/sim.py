@@ -7,6 +7,10 @@ marks them as blind-area re-uploads), waits for each 0x8001 reply, and disconnec
 send 0x0003, which deregisters a terminal and withdraws its auth code); with ``--linger-s N`` it
 stays connected N seconds longer, heartbeating.
 
+Photos (0x8801, issue 12): answered 0x0805 and uploaded as 0x0801 in sub-packages while the
+terminal is connected (``--linger-s``); ``--drop-packet N`` loses packet N of the first
+transmission, so the gateway's 0x8800 / 0x8003 must bring it back (:mod:`ingest.jt808.media_sim`).
+
 Text messages (0x8300) from the platform are answered at any time with a 0x0001 general response
 (result ``--text-result``, default 0 ok) and printed on stdout, one line each:
 ``jt808-sim: terminal 13511221122 text [display,tts]: 您已超速行驶，请减速慢行``.
@@ -63,6 +67,51 @@ PHONE_SPAN = 100_000_000
 
 class TerminalError(GpsMonitorError):
     """The gateway refused or did not answer a simulated terminal."""
+
+
+class SimCamera:
+    """The simulated terminal's camera (issue 12 item 6): a 0x8801 is answered 0x0805 with new
+    multimedia ids, and each photo (a real JPEG, :func:`ingest.jt808.media_sim.sim_photo`) is
+    uploaded as 0x0801 in sub-packages of ``packet_bytes``; the packets in ``drop_packets`` are
+    left out of the first transmission (a lossy link), and whatever 0x8800 / 0x8003 asks for is
+    sent again. The gateway's answers are read by whoever reads the connection (``linger``).
+    """
+
+    def __init__(self, terminal: SimTerminal) -> None:
+        self.terminal = terminal
+        self.packet_bytes = 900
+        self.drop_packets: set[int] = set()
+        self.photo_bytes = 8000
+        self.next_id = 1
+        self.uploaded: list[int] = []  # multimedia ids the gateway answered complete
+        self._replies: asyncio.Queue[Frame] = asyncio.Queue()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def take(self, frame: Frame) -> bool:
+        """Whether ``frame`` was the camera's (0x8801 starts an upload in the background;
+        0x8800 / 0x8003 go to the upload in progress)."""
+        from ingest.jt808 import media_sim
+
+        msg_id = frame.header.msg_id
+        if msg_id in (media_sim.MSG_MEDIA_UPLOAD_REPLY, media_sim.MSG_RESEND_REQUEST):
+            self._replies.put_nowait(frame)
+            return True
+        if msg_id != media_sim.MSG_CAMERA:
+            return False
+        task = asyncio.get_running_loop().create_task(media_sim.shoot(self, frame))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return True
+
+    async def reply(self, timeout_s: float) -> Frame:
+        return await asyncio.wait_for(self._replies.get(), timeout_s)
+
+    def take_replies(self) -> list[Frame]:
+        """The 0x8800 / 0x8003 frames received and not yet taken by an upload."""
+        out = []
+        while not self._replies.empty():
+            out.append(self._replies.get_nowait())
+        return out
 
 
 class TerminalTakenError(GpsMonitorError):
@@ -139,6 +188,7 @@ class SimTerminal:
         self._writer: asyncio.StreamWriter | None = None
         self._splitter = FrameSplitter()
         self._pending: list[Frame] = []
+        self.camera = SimCamera(self)
 
     async def connect(self, host: str, port: int) -> None:
         self._reader, self._writer = await asyncio.open_connection(host, port)
@@ -180,7 +230,7 @@ class SimTerminal:
                         raise TerminalError(f"terminal {self.phone}: bad reply {error}") from None
                     if frame.header.msg_id == m.MSG_TEXT:
                         await self._answer_text(frame)
-                    else:
+                    elif not self.camera.take(frame):
                         self._pending.append(frame)
         return self._pending.pop(0)
 
@@ -341,6 +391,8 @@ async def run_terminal(
     stats: SimStats | None = None,
     linger_s: float = 0.0,
     text_result: int = m.RESULT_OK,
+    photo_bytes: int = 8000,
+    drop_packets: Sequence[int] = (),
 ) -> SimStats:
     """Register, authenticate, send ``positions``, stay ``linger_s`` seconds (answering text
     messages), log out (0x0003: the gateway withdraws the code, so the next run registers
@@ -351,6 +403,8 @@ async def run_terminal(
     """
     stats = stats or SimStats()
     terminal = SimTerminal(phone, protocol=protocol, text_result=text_result)
+    terminal.camera.photo_bytes = photo_bytes
+    terminal.camera.drop_packets = set(drop_packets)
     await terminal.connect(host, port)
     try:
         await terminal.register(plate_number, plate_color)
@@ -503,6 +557,8 @@ async def simulate(args: argparse.Namespace, settings: Settings) -> SimStats:
                 stats=stats,
                 linger_s=args.linger_s,
                 text_result=args.text_result,
+                photo_bytes=args.photo_bytes,
+                drop_packets=args.drop_packet,
             )
             for terminal_id, positions in tracks.items()
         )
@@ -539,6 +595,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=0,
         help="result of the 0x0001 answer to a text message: 0 ok, 1 failed, 2 bad message, "
         "3 unsupported",
+    )
+    parser.add_argument(
+        "--photo-bytes",
+        type=int,
+        default=8000,
+        help="about how large each photo taken on 0x8801 is (a JPEG; default 8000)",
+    )
+    parser.add_argument(
+        "--drop-packet",
+        type=int,
+        action="append",
+        default=[],
+        metavar="INDEX",
+        help="leave this 0x0801 packet out of a photo's first transmission (repeatable): the "
+        "gateway must ask for it again (0x8800 / 0x8003)",
     )
     parser.add_argument(
         "--phone-base",
