@@ -190,7 +190,7 @@ async def test_excel_and_json_hold_the_same_content(
     assert summary["限速 Limit applied"] == "30.0 km/h"
     sheet_rows = [list(r) for r in wb["定位数据"].iter_rows(min_row=2, values_only=True)]
     recomputed = hashlib.sha256(
-        "".join(",".join(str(v or "") for v in r[:16]) + "\n" for r in sheet_rows).encode()
+        "".join(",".join(str(v or "") for v in r[1:17]) + "\n" for r in sheet_rows).encode()
     ).hexdigest()
     assert recomputed == report.digest_sha256 == wb["校验"]["B1"].value
     body = json.loads(export.render_json(report))

@@ -560,6 +560,7 @@ async def test_ids_beyond_bigint_answer_422_on_every_endpoint(
         ("POST", f"/api/alarms/{HUGE}/penalty", {}, {"decision": "警告"}, "enforcement",
          "alarm_id"),
         ("GET", f"/api/alarms/{HUGE}/audit", {}, None, "bureau", "alarm_id"),
+        ("PUT", f"/api/penalties/{HUGE}", {}, {"decision": "警告"}, "enforcement", "penalty_id"),
         ("PUT", "/api/geofences/f-huge/vehicles", {}, {"vehicle_ids": [HUGE]}, "bureau",
          "vehicle_ids"),
         ("PUT", "/api/routes/r-huge/vehicles", {}, {"vehicle_ids": [HUGE]}, "bureau",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -137,4 +138,37 @@ def alarm_from_row(row: asyncpg.Record, terminal_id: str = "") -> Alarm:
         id=row["id"],
         event="closed" if row["ended_at"] is not None else "opened",
         level=row["level"],
+    )
+
+
+async def kpi_episodes(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    alarm_types: list[str],
+    vehicle_ids: list[int],
+    period_start: datetime,
+    period_end: datetime,
+    *,
+    now: datetime,
+) -> list[asyncpg.Record]:
+    """Alarm episodes of ``alarm_types`` and ``vehicle_ids`` overlapping [period_start,
+    period_end), for the KPI report: ``vehicle_id``, ``alarm_type``, ``started_at``, ``until``
+    and ``handled``.
+
+    ``until``: the episode's end; an open episode (``ended_at`` NULL) runs up to ``now`` (or its
+    last fix, if later), so a driver still driving tired counts. ``handled``: status handled or
+    closed, a handling time, or a penalty decision recorded (处理率).
+    """
+    return await conn.fetch(
+        "SELECT * FROM (SELECT a.vehicle_id, a.alarm_type, a.started_at, "
+        " CASE WHEN a.ended_at IS NOT NULL THEN a.ended_at "
+        "  ELSE greatest($5, coalesce(a.last_fix_time, a.started_at)) END AS until, "
+        " (a.status IN ('handled', 'closed') OR a.handled_at IS NOT NULL "
+        "  OR EXISTS (SELECT 1 FROM alarm_penalties ap WHERE ap.alarm_id = a.id)) AS handled "
+        " FROM alarms a WHERE a.alarm_type = ANY($1::text[]) "
+        " AND a.vehicle_id = ANY($2::bigint[]) AND a.started_at < $4) e WHERE e.until >= $3",
+        alarm_types,
+        vehicle_ids,
+        period_start,
+        period_end,
+        now,
     )

@@ -1,10 +1,20 @@
 """The report log (table ``report_log``, migration 0060): every evidence or KPI report generated,
-with its number, author, what it was built from and its integrity digest."""
+with its number, author, what it was built from and its integrity digest; report numbers
+(sequence ``report_number_seq``) and evidence sets (table ``evidence_sets``, migration 0123).
+
+One report number per evidence set: the PDF, Excel, CSV and JSON of the same alarm (or the
+same vehicle, window and speed limit) over the same data carry the same number; the log has one
+entry per download, all with that number. A set whose data changed (digest differs: an open
+alarm that grew, a late fix stored since) is a new set with a new number.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import asyncpg
 
@@ -30,7 +40,6 @@ async def record(
     """Append one entry; returns its id. ``kind`` evidence/kpi, ``format`` pdf/xlsx/csv/json.
 
     Raises:
-        asyncpg.UniqueViolationError: the report number was logged before.
         asyncpg.CheckViolationError: unknown kind or format, or a malformed digest.
     """
     entry = await conn.fetchval(
@@ -55,3 +64,58 @@ async def entries(
         limit,
     )
     return [dict(r) for r in rows]
+
+
+async def next_report_number(conn: asyncpg.Connection | asyncpg.Pool, kind: str, tz: str) -> str:
+    """A new report number, ``EV-YYYYMMDD-000123`` (evidence) or ``KPI-...``; the date is the
+    local date in zone ``tz`` (IANA name), the serial from ``report_number_seq``."""
+    serial = await conn.fetchval("SELECT nextval('report_number_seq')")
+    day = datetime.now(ZoneInfo(tz)).strftime("%Y%m%d")
+    prefix = "EV" if kind == "evidence" else "KPI"
+    return f"{prefix}-{day}-{int(serial):06d}"
+
+
+def evidence_set_key(
+    *,
+    alarm_id: int | None,
+    vehicle_id: int,
+    window: tuple[datetime, datetime] | None,
+    speed_limit_kmh: float | None,
+    digest_sha256: str,
+) -> str:
+    """SHA-256 hex naming an evidence set: the alarm (or, for a window report, the vehicle, the
+    window in UTC and the speed limit asked for) and the digest of its positions."""
+    parts = {
+        "alarm_id": alarm_id,
+        "vehicle_id": vehicle_id,
+        "window": None if window is None else [t.isoformat() for t in window],
+        "speed_limit_kmh": speed_limit_kmh,
+        "digest": digest_sha256,
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+async def evidence_set_number(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    *,
+    set_key: str,
+    alarm_id: int | None,
+    vehicle_id: int,
+    digest_sha256: str,
+    tz: str,
+) -> str:
+    """The report number of evidence set ``set_key`` (:func:`evidence_set_key`): the one it was
+    given when first built, else a new one (:func:`next_report_number`, local date in ``tz``).
+    Two first builds at once agree (the insert is ``ON CONFLICT DO NOTHING`` on the key, and the
+    number is read back)."""
+    select = "SELECT report_number FROM evidence_sets WHERE set_key = $1"
+    number = await conn.fetchval(select, set_key)
+    if number is None:
+        await conn.execute(
+            "INSERT INTO evidence_sets (report_number, set_key, alarm_id, vehicle_id, "
+            "digest_sha256) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (set_key) DO NOTHING",
+            await next_report_number(conn, "evidence", tz),
+            set_key, alarm_id, vehicle_id, digest_sha256,
+        )  # fmt: skip
+        number = await conn.fetchval(select, set_key)
+    return str(number)

@@ -1,8 +1,11 @@
 """Evidence and KPI reports as Excel workbooks (openpyxl; GB/T 35658 asks for Excel export).
 
 Evidence workbook: sheet 报告 (summary, the track map and the speed chart as images), sheet
-定位数据 (the positions: the 16 canonical columns as text, exactly as the digest defines them,
-then local time and episode flag), sheet 校验 (digest and how to recompute it).
+定位数据 (the positions: column A the fix time as a date-time cell in local time, the display
+zone, named in the header; columns B-Q the 16 canonical columns as text, exactly as the digest
+defines them, fix_time among them in UTC; then episode flag and segment), sheet 校验 (digest and
+how to recompute it). Every time shown for reading is local (display zone); UTC appears only in
+the canonical column the digest is computed over.
 KPI workbook: sheet 汇总 (county and companies), sheet 日趋势 (per day), sheet 说明 (definitions).
 
 Every row goes through :func:`append_row`, which stores text as text: openpyxl would store a
@@ -19,7 +22,9 @@ from __future__ import annotations
 import io
 import re
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from openpyxl import Workbook
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
@@ -35,6 +40,8 @@ _BOLD = Font(bold=True)
 _EPISODE_FILL = PatternFill("solid", fgColor="FDE2E2")
 _LEAD_UP_FILL = PatternFill("solid", fgColor="FFF3CD")  # lead-up counted toward the violation
 _HEADER_FILL = PatternFill("solid", fgColor="DDDDDD")
+LOCAL_TIME_FORMAT = "yyyy-mm-dd hh:mm:ss"
+"""Number format of the local-time cells (Excel datetimes carry no zone: the header names it)."""
 
 
 def _escape(match: re.Match[str]) -> str:
@@ -59,6 +66,11 @@ def append_row(sheet: Any, values: Sequence[Any]) -> None:
     for column, value in enumerate(values, start=1):
         if isinstance(value, str):
             sheet.cell(row=row, column=column).data_type = "s"
+
+
+def _local_text(iso: str, zone: str) -> str:
+    """An ISO 8601 instant as local ``YYYY-MM-DD HH:MM:SS`` in ``zone``."""
+    return datetime.fromisoformat(iso).astimezone(ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _widths(sheet: Any, widths: list[int]) -> None:
@@ -92,20 +104,21 @@ def render_evidence_xlsx(
         summary.add_image(speed, f"A{anchor_row + 27}")
 
     sheet = wb.create_sheet("定位数据")
-    header = [*CANONICAL_COLUMNS, "fix_time_local", "in_episode", "segment"]
-    append_row(sheet, header)
+    local_header = f"定位时间 local time ({report.display_timezone})"
+    canonical_header = [f"{c} (UTC)" if c == "fix_time" else c for c in CANONICAL_COLUMNS]
+    append_row(sheet, [local_header, *canonical_header, "in_episode", "segment"])
     for cell in sheet[1]:
         cell.font = _BOLD
         cell.fill = _HEADER_FILL
     for p in report.positions:
-        append_row(
-            sheet, [*p.canonical_fields(), report.local(p.fix_time), p.in_episode, p.segment]
-        )
+        local = p.fix_time.astimezone(report.tz).replace(tzinfo=None)
+        append_row(sheet, [local, *p.canonical_fields(), p.in_episode, p.segment])
+        sheet.cell(row=sheet.max_row, column=1).number_format = LOCAL_TIME_FORMAT
         if p.in_episode or p.lead_up:
             for cell in sheet[sheet.max_row]:
                 cell.fill = _EPISODE_FILL if p.in_episode else _LEAD_UP_FILL
-    sheet.freeze_panes = "A2"
-    _widths(sheet, [10, 28, 12, 12, 9, 9, 9, 8, 8, 8, 10, 10, 10, 8, 7, 66, 20, 10, 10])
+    sheet.freeze_panes = "B2"
+    _widths(sheet, [20, 10, 28, 12, 12, 9, 9, 9, 8, 8, 8, 10, 10, 10, 8, 7, 66, 10, 10])
 
     check = wb.create_sheet("校验")
     append_row(check, ["SHA-256", report.digest_sha256])
@@ -115,8 +128,9 @@ def render_evidence_xlsx(
         check,
         [
             "how to verify",
-            "Sheet 定位数据, columns A-P as text, rows in order: join each row's 16 values with "
-            "',' and end with LF, UTF-8, SHA-256 over all rows.",
+            "Sheet 定位数据, columns B-Q as text (column A is the local time for reading), rows "
+            "in order: join each row's 16 values with ',' and end with LF, UTF-8, SHA-256 over "
+            "all rows.",
         ],
     )
     check["B4"].alignment = Alignment(wrap_text=True)
@@ -140,7 +154,8 @@ def render_kpi_xlsx(report: dict[str, Any]) -> bytes:
         sheet,
         [
             f"期间 period: {report['period']['from_local']} — {report['period']['to_local']}"
-            f" ({report['period']['timezone']}); 生成 {report['generated_at']} "
+            f" ({report['period']['timezone']}); 生成 "
+            f"{_local_text(report['generated_at'], report['period']['timezone'])} "
             f"by {report['generated_by']}"
         ],
     )

@@ -20,7 +20,8 @@ denominator is 0; rates in percent, 2 decimals):
 - overspeed_per_vehicle = alarms of ``reports.kpi_overspeed_alarm_types`` started in the period
   / online vehicles.
 - fatigue_hours_per_vehicle = hours of ``reports.kpi_fatigue_alarm_types`` episodes inside the
-  period (open episodes run to their last fix) / online vehicles.
+  period (an open episode, not ended yet, runs up to now: a driver still driving tired counts
+  today) / online vehicles.
 - 处理率 handling_rate = violations (``reports.kpi_violation_alarm_types``, started in the
   period) with a recorded handling (status handled/closed or ``handled_at``) or a penalty
   decision (``alarm_penalties``) / violations.
@@ -39,6 +40,7 @@ from zoneinfo import ZoneInfo
 import asyncpg
 
 from gps_monitor.config import ReportsSettings
+from gps_monitor.db import alarms
 
 KPI_LABELS: dict[str, str] = {
     "connection_rate": "入网率 %",
@@ -462,28 +464,13 @@ async def _add_alarms(
     targets: Any,
     day_counts: Any,
 ) -> None:
-    has_penalties = await conn.fetchval("SELECT to_regclass('alarm_penalties') IS NOT NULL")
-    handled_sql = "a.status IN ('handled', 'closed')"
-    if has_penalties:
-        handled_sql += (
-            " OR a.handled_at IS NOT NULL"
-            " OR EXISTS (SELECT 1 FROM alarm_penalties ap WHERE ap.alarm_id = a.id)"
-        )
     types = sorted(
         set(settings.kpi_overspeed_alarm_types)
         | set(settings.kpi_fatigue_alarm_types)
         | set(settings.kpi_violation_alarm_types)
     )
-    rows = await conn.fetch(
-        f"SELECT a.vehicle_id, a.alarm_type, a.started_at, "
-        " coalesce(a.ended_at, a.last_fix_time, a.started_at) AS until, "
-        f"({handled_sql}) AS handled "
-        "FROM alarms a WHERE a.alarm_type = ANY($1::text[]) AND a.vehicle_id = ANY($2::bigint[]) "
-        "AND a.started_at < $4 AND coalesce(a.ended_at, a.last_fix_time, a.started_at) >= $3",
-        types,
-        list(company_of),
-        period_start,
-        period_end,
+    rows = await alarms.kpi_episodes(
+        conn, types, list(company_of), period_start, period_end, now=datetime.now(UTC)
     )
     for row in rows:
         vid = row["vehicle_id"]

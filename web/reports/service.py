@@ -116,7 +116,7 @@ async def kpi_report(
         "SELECT EXISTS (SELECT 1 FROM companies WHERE id = $1)", company_id
     ):
         raise NotFoundError(f"company {company_id}: expected an existing company, found none")
-    number = await evidence.next_report_number(pool, "kpi", settings.display_timezone)
+    number = await report_log.next_report_number(pool, "kpi", settings.display_timezone)
     result = await kpi.compute_kpis(
         pool, first_day, last_day, settings,
         company_id=company_id, generated_by=generated_by, report_number=number,

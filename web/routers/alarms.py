@@ -1,6 +1,6 @@
-"""Alarms: list and filter, one alarm with its positions and audit trail, acknowledge, handle,
-penalty decision. Each change is written with its audit entry in one transaction and announced
-to live clients.
+"""Alarms: list and filter, one alarm with its positions and audit trail, acknowledge, handle.
+Penalty decisions are recorded by :mod:`web.routers.penalties`. Each change is written with its
+audit entry in one transaction and announced to live clients.
 
 Handling flow: ``open`` -> ``acknowledged`` (operator or bureau saw it) -> ``handled`` (处理方式
 and 处理意见; 提醒驾驶员 also sends the driver a text, kept as the alarm's ``remind_command_id``).
@@ -19,12 +19,11 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from gps_monitor.commands import TextBody
-from gps_monitor.db import audit
+from gps_monitor.db import audit, penalties
 from gps_monitor.db.users import User
 from web.deps import (
     CurrentUser,
     DbId,
-    EnforcementUser,
     HandlerUser,
     PoolDep,
     SettingsDep,
@@ -90,12 +89,6 @@ class HandleIn(BaseModel):
         if self.method != "remind_driver" and self.remind is not None:
             raise ValueError(f"remind: only with method remind_driver, got method {self.method}")
         return self
-
-
-class PenaltyIn(BaseModel):
-    decision: str = Field(min_length=1, max_length=200, examples=["罚款", "警告", "不予处罚"])
-    fine_yuan: float | None = Field(default=None, ge=0, lt=1e10)  # numeric(12, 2)
-    note: str | None = Field(default=None, max_length=2000)
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,9 +263,14 @@ async def fetch_alarm_row(
     return None if row is None else dict(row)
 
 
-async def _fetch(
+async def fetch_scoped(
     conn: asyncpg.Connection | asyncpg.Pool, user: User, alarm_id: int, lock: bool = False
 ) -> dict[str, Any]:
+    """One alarm row as the list shows it, if ``user`` may see it (``lock``: FOR UPDATE).
+
+    Raises:
+        HTTPException 404: no such alarm, or one of a company the user may not see.
+    """
     row = await conn.fetchrow(
         f"{_ALARM_SELECT} WHERE a.id = $1 AND ($2::bigint IS NULL OR a.company_id = $2)"
         + (" FOR UPDATE OF a" if lock else ""),
@@ -287,7 +285,7 @@ async def _fetch(
 @router.get("/{alarm_id}")
 async def get_alarm(alarm_id: DbId, user: CurrentUser, pool: PoolDep) -> dict[str, Any]:
     """One alarm with the positions of its episode (up to 2,000), penalties and audit trail."""
-    alarm = await _fetch(pool, user, alarm_id)
+    alarm = await fetch_scoped(pool, user, alarm_id)
     start = alarm["first_fix_time"] or alarm["started_at"]
     end = alarm["last_fix_time"] or alarm["ended_at"] or datetime.now(start.tzinfo)
     alarm["positions"] = [
@@ -301,15 +299,7 @@ async def get_alarm(alarm_id: DbId, user: CurrentUser, pool: PoolDep) -> dict[st
             end,
         )
     ]
-    alarm["penalties"] = [
-        dict(r)
-        for r in await pool.fetch(
-            "SELECT p.id, p.decision, p.fine_yuan::float8 AS fine_yuan, p.note, p.recorded_at, "
-            "u.username AS recorded_by FROM alarm_penalties p JOIN users u ON u.id = p.recorded_by "
-            "WHERE p.alarm_id = $1 ORDER BY p.recorded_at",
-            alarm_id,
-        )
-    ]
+    alarm["penalties"] = [p.to_dict() for p in await penalties.for_alarm(pool, alarm_id)]
     alarm["audit"] = await audit.entries_for(pool, "alarm", alarm_id)
     return alarm
 
@@ -326,7 +316,7 @@ async def acknowledge(
 ) -> dict[str, Any]:
     """open -> acknowledged (bureau or the vehicle's operator). 409 from any other status."""
     async with pool.acquire() as conn, conn.transaction():
-        alarm = await _fetch(conn, user, alarm_id, lock=True)
+        alarm = await fetch_scoped(conn, user, alarm_id, lock=True)
         if alarm["status"] != "open":
             raise HTTPException(
                 409, f"alarm {alarm_id}: expected status open, got {alarm['status']}"
@@ -346,7 +336,7 @@ async def acknowledge(
             company_id=alarm["company_id"],
             details={"from": alarm["status"], "to": "acknowledged"},
         )
-        alarm = await _fetch(conn, user, alarm_id)
+        alarm = await fetch_scoped(conn, user, alarm_id)
     await _announce(request, alarm)
     return alarm
 
@@ -365,7 +355,7 @@ async def handle(
     the alarm keeps that command (its state and the terminal's answer show on the alarm). 409
     when already handled or closed; 422 for a text the terminal cannot take."""
     async with pool.acquire() as conn, conn.transaction():
-        alarm = await _fetch(conn, user, alarm_id, lock=True)
+        alarm = await fetch_scoped(conn, user, alarm_id, lock=True)
         if alarm["status"] not in ("open", "acknowledged"):
             raise HTTPException(
                 409,
@@ -405,43 +395,13 @@ async def handle(
                 "command_id": command_row_id,
             },
         )
-        alarm = await _fetch(conn, user, alarm_id)
+        alarm = await fetch_scoped(conn, user, alarm_id)
     await _announce(request, alarm)
     return alarm
-
-
-@router.post("/{alarm_id}/penalty", status_code=201)
-async def record_penalty(
-    alarm_id: DbId, body: PenaltyIn, user: EnforcementUser, pool: PoolDep
-) -> dict[str, Any]:
-    """Record a penalty decision on an alarm (enforcement only)."""
-    async with pool.acquire() as conn, conn.transaction():
-        alarm = await _fetch(conn, user, alarm_id, lock=True)
-        row = await conn.fetchrow(
-            "INSERT INTO alarm_penalties (alarm_id, decision, fine_yuan, note, recorded_by) "
-            "VALUES ($1, $2, $3, $4, $5) RETURNING id, alarm_id, decision, "
-            "fine_yuan::float8 AS fine_yuan, note, recorded_at",
-            alarm_id,
-            body.decision,
-            body.fine_yuan,
-            body.note,
-            user.id,
-        )
-        assert row is not None
-        await audit.record(
-            conn,
-            user,
-            "alarm.penalty",
-            "alarm",
-            alarm_id,
-            company_id=alarm["company_id"],
-            details=body.model_dump(),
-        )
-    return dict(row)
 
 
 @router.get("/{alarm_id}/audit")
 async def alarm_audit(alarm_id: DbId, user: CurrentUser, pool: PoolDep) -> list[dict[str, Any]]:
     """The audit trail of one alarm (who, when, what), oldest first."""
-    await _fetch(pool, user, alarm_id)
+    await fetch_scoped(pool, user, alarm_id)
     return await audit.entries_for(pool, "alarm", alarm_id)

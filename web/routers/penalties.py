@@ -1,0 +1,125 @@
+"""Penalty decisions on alarms (处罚决定), recorded and corrected by enforcement officers.
+
+``POST /api/alarms/{alarm_id}/penalty`` records one, ``PUT /api/penalties/{penalty_id}``
+corrects one; each is written with its audit entry (``alarm.penalty`` /
+``alarm.penalty_edit``, the values before and after) in one transaction. The alarm's decisions
+are listed in ``GET /api/alarms/{alarm_id}`` (``penalties``) and shown in its evidence report.
+Only the enforcement role may write (403 for bureau and operators); the alarm is looked up under
+the user's company scope (404 for what the user may not see).
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, HTTPException
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from gps_monitor.config import Settings
+from gps_monitor.db import audit, penalties
+from gps_monitor.db.penalties import PenaltyFields
+from web.deps import DbId, EnforcementUser, PoolDep, SettingsDep, not_found
+from web.routers.alarms import fetch_scoped
+
+router = APIRouter(tags=["alarms"])
+
+
+class PenaltyIn(BaseModel):
+    """A penalty decision as the enforcement officer enters it (:mod:`gps_monitor.db.penalties`).
+
+    ``decision``: the kind (罚款 / 警告 / 不予处罚, free text); ``decision_number``: 处罚决定书编号;
+    ``fine_yuan``: 罚款金额 in yuan, at most 2 decimals, required when the decision is 罚款;
+    ``decided_on``: the date of the decision (local calendar date, not in the future; default
+    today); ``note``.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    decision: str = Field(min_length=1, max_length=200, examples=["罚款", "警告", "不予处罚"])
+    decision_number: str | None = Field(
+        default=None, max_length=100, examples=["渝交执罚〔2026〕第0123号"]
+    )
+    fine_yuan: Decimal | None = Field(
+        default=None, ge=0, lt=Decimal("1e10"), decimal_places=2
+    )  # numeric(12, 2)
+    decided_on: date | None = None
+    note: str | None = Field(default=None, max_length=2000)
+
+    @model_validator(mode="after")
+    def _fine_for_a_fine(self) -> PenaltyIn:
+        self.decision = self.decision.strip()
+        if not self.decision:
+            raise ValueError("decision: expected the kind of decision (罚款, 警告...), got blanks")
+        self.decision_number = (self.decision_number or "").strip() or None
+        if self.decision == "罚款" and self.fine_yuan is None:
+            raise ValueError("decision 罚款: expected fine_yuan (罚款金额, yuan), got none")
+        return self
+
+    def fields(self, today: date) -> PenaltyFields:
+        """The stored fields; ``decided_on`` defaults to ``today`` (local).
+
+        Raises:
+            HTTPException 422: a decision date after ``today``.
+        """
+        decided_on = self.decided_on or today
+        if decided_on > today:
+            raise HTTPException(
+                422, f"decided_on: expected a date up to today ({today}), got {decided_on}"
+            )
+        return PenaltyFields(
+            decision=self.decision,
+            decision_number=self.decision_number,
+            fine_yuan=self.fine_yuan,
+            decided_on=decided_on,
+            note=(self.note or "").strip() or None,
+        )
+
+
+def _local_today(settings: Settings) -> date:
+    return datetime.now(ZoneInfo(settings.rules.timezone)).date()
+
+
+@router.post("/api/alarms/{alarm_id}/penalty", status_code=201)
+async def record_penalty(
+    alarm_id: DbId, body: PenaltyIn, user: EnforcementUser, pool: PoolDep, settings: SettingsDep
+) -> dict[str, Any]:
+    """Record a penalty decision on an alarm (enforcement only); audited as ``alarm.penalty``.
+    422 for a 罚款 without its amount or a decision date in the future."""
+    fields = body.fields(_local_today(settings))
+    async with pool.acquire() as conn, conn.transaction():
+        alarm = await fetch_scoped(conn, user, alarm_id, lock=True)
+        penalty = await penalties.record(conn, alarm_id, fields, user.id)
+        await audit.record(
+            conn, user, "alarm.penalty", "alarm", alarm_id, company_id=alarm["company_id"],
+            details={"penalty_id": penalty.id, **fields.to_dict()},
+        )  # fmt: skip
+    return penalty.to_dict()
+
+
+@router.put("/api/penalties/{penalty_id}")
+async def edit_penalty(
+    penalty_id: DbId,
+    body: PenaltyIn,
+    user: EnforcementUser,
+    pool: PoolDep,
+    settings: SettingsDep,
+) -> dict[str, Any]:
+    """Correct a recorded penalty decision (enforcement only); audited as
+    ``alarm.penalty_edit`` with the values before and after. 404 for an unknown decision."""
+    fields = body.fields(_local_today(settings))
+    async with pool.acquire() as conn, conn.transaction():
+        before = await penalties.get(conn, penalty_id)
+        if before is None:
+            raise not_found(f"penalty {penalty_id}")
+        alarm = await fetch_scoped(conn, user, before.alarm_id, lock=True)
+        after = await penalties.update(conn, before, fields, user.id)
+        await audit.record(
+            conn, user, "alarm.penalty_edit", "alarm", before.alarm_id,
+            company_id=alarm["company_id"],
+            details={"penalty_id": penalty_id, "before": before.fields.to_dict(),
+                     "after": after.fields.to_dict()},
+        )  # fmt: skip
+    return after.to_dict()
