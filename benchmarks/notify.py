@@ -8,9 +8,11 @@ alarm events/s (default 1,000) on ``alarms/v1/...`` for ``--seconds`` s (default
 carrying its publish time; the receivers record alarm-to-delivery latency = arrival of the
 webhook request - publish time. Printed: p50/p99 per live channel, the same run without the
 dead channel (baseline) and the change, and the worker's CPU (process time / wall time) and
-peak RSS.
+peak RSS. On a shared machine one pair of runs says little: ``--runs 4`` alternates baseline
+and dead-channel runs four times each and prints every run and the medians;
+``--dead-channels 0|1`` runs one variant only.
 
-    .venv/bin/python benchmarks/notify.py --rate 1000 --seconds 15
+    .venv/bin/python benchmarks/notify.py --rate 1000 --seconds 15 --runs 4
 
 Needs PostgreSQL (GPS_MONITOR_TEST_DATABASE_URL, default
 postgresql://postgres@127.0.0.1:5432/postgres) and the ``mosquitto`` binary: the benchmark starts
@@ -324,7 +326,16 @@ async def main() -> None:
     parser.add_argument("--send-timeout-s", type=float, default=10.0)
     parser.add_argument("--mqtt-host", default=None, help="default: a private broker")
     parser.add_argument("--profile-worker", default=None, help="cProfile output file")
-    parser.add_argument("--only-dead", action="store_true", help="skip the baseline run")
+    parser.add_argument(
+        "--dead-channels",
+        type=int,
+        choices=(0, 1),
+        default=None,
+        help="run only without (0) or with (1) the dead channel; default: both, interleaved",
+    )
+    parser.add_argument(
+        "--runs", type=int, default=1, help="runs of each variant (interleaved with the other)"
+    )
     parser.add_argument("--mqtt-port", type=int, default=1883)
     args = parser.parse_args()
     broker = None
@@ -350,13 +361,51 @@ async def main() -> None:
 
 
 async def _compare(args: argparse.Namespace) -> None:
-    baseline = await run(args, with_dead=False)
-    _print("two live webhooks (baseline)", baseline)
-    dead = await run(args, with_dead=True)
-    _print(f"two live webhooks + one dead ({args.dead})", dead)
-    for name in ("live-1", "live-2"):
-        before, after = baseline[name]["p99_ms"], dead[name]["p99_ms"]
-        print(f"  {name}: p99 with the dead channel {100 * (after - before) / before:+.0f} %")
+    """``--dead-channels 0|1``: one variant ``--runs`` times; otherwise both, interleaved (the
+    machine is shared: alternating spreads its load over both), then the medians."""
+    variants = [args.dead_channels] if args.dead_channels is not None else [0, 1]
+    results: dict[int, list[dict[str, Any]]] = {0: [], 1: []}
+    for i in range(args.runs):
+        for dead_channels in variants:
+            result = await run(args, with_dead=dead_channels == 1)
+            title = (
+                f"run {i + 1}: two live webhooks + one dead ({args.dead})"
+                if dead_channels
+                else f"run {i + 1}: two live webhooks (baseline)"
+            )
+            _print(title, result)
+            results[dead_channels].append(result)
+    print("\n| run | dead | p50 live-1 / live-2 ms | p99 live-1 / live-2 ms | CPU % | RSS MB |")
+    print("|---|---|---|---|---|---|")
+    for dead_channels in variants:
+        for i, r in enumerate(results[dead_channels]):
+            print(
+                f"| {i + 1} | {dead_channels} | {r['live-1']['p50_ms']:.0f} / "
+                f"{r['live-2']['p50_ms']:.0f} | {r['live-1']['p99_ms']:.0f} / "
+                f"{r['live-2']['p99_ms']:.0f} | {r['cpu_pct']:.0f} | {r['peak_rss_mb']:.0f} |"
+            )
+    if len(variants) < 2:
+        return
+    medians = {d: _medians(results[d]) for d in variants}
+    for d in variants:
+        m = medians[d]
+        print(
+            f"median, {d} dead: p50 {m['p50_ms']:.0f} ms, p99 {m['p99_ms']:.0f} ms, "
+            f"CPU {m['cpu_pct']:.0f} %, peak RSS {m['peak_rss_mb']:.0f} MB"
+        )
+    before, after = medians[0]["p99_ms"], medians[1]["p99_ms"]
+    print(f"median p99 with the dead channel: {100 * (after - before) / before:+.1f} %")
+
+
+def _medians(results: list[dict[str, Any]]) -> dict[str, float]:
+    """Medians over runs of the live channels' p50/p99 (both channels' values pooled), CPU and
+    RSS."""
+    return {
+        "p50_ms": statistics.median(r[n]["p50_ms"] for r in results for n in ("live-1", "live-2")),
+        "p99_ms": statistics.median(r[n]["p99_ms"] for r in results for n in ("live-1", "live-2")),
+        "cpu_pct": statistics.median(r["cpu_pct"] for r in results),
+        "peak_rss_mb": statistics.median(r["peak_rss_mb"] for r in results),
+    }
 
 
 if __name__ == "__main__":

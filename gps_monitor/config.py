@@ -1062,6 +1062,22 @@ class NotifySettings(BaseModel):
         description="Deliveries held in memory per channel; beyond it they wait in the "
         "database (status pending) and are picked up by the rescan.",
     )
+    # per-channel circuit breaker (notify/breaker.py)
+    breaker_failures: int = Field(
+        default=5,
+        ge=1,
+        le=10000,
+        description="Consecutive failed attempts of one channel that open its breaker: no more "
+        "attempts to it, its deliveries wait (pending, deferred with the reason) until a probe "
+        "succeeds.",
+    )
+    breaker_probe_interval_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="While a channel's breaker is open, one probe (its oldest due delivery) "
+        "per this many seconds; success closes the breaker and the backlog goes out.",
+    )
     rescan_interval_s: float = Field(
         default=5.0,
         gt=0,

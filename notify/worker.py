@@ -19,9 +19,16 @@ connection pool and ``notify.channel_concurrency`` tasks, each attempt bounded b
 ``notify.send_timeout_s``. A dead, slow or garbage-answering receiver only fills its own queue;
 the others, the MQTT consumption and the rules worker (another process, its own session) go on.
 A failed attempt is retried after ``retry_initial_delay_s`` doubling up to ``retry_max_delay_s``,
-``max_attempts`` in all, then marked ``failed``. Every attempt is recorded (``notify_attempts``,
-batched by :class:`AttemptRecorder`). Deliveries beyond a channel's queue, and those pending
-from before a restart, wait in the table and are loaded by the rescan.
+``max_attempts`` in all, then marked ``failed``. Each channel also has a circuit breaker
+(:mod:`notify.breaker`): ``breaker_failures`` consecutive failed attempts open it; then nothing
+is attempted to that channel, its queue and retry timers are emptied (memory and sender tasks
+freed), all its pending rows are marked with the reason in one statement, and new ones are
+recorded with it; every ``breaker_probe_interval_s`` (checked by the rescan) one due delivery is
+attempted as the probe, and its success closes the breaker and the backlog is loaded again
+(each delivery keeps its attempts and ``max_attempts``; a probe is a real attempt). Every
+attempt is recorded (``notify_attempts``, batched by :class:`AttemptRecorder`). Deliveries
+beyond a channel's queue, and those pending from before a restart, wait in the table and are
+loaded by the rescan.
 
 Guarantee: at least once per (episode, event, channel) while attempts last; a crash between a
 send and the record of its attempt resends that one delivery after the restart (the webhook's
@@ -53,6 +60,7 @@ from gps_monitor.db.notify import AttemptRecord, ChannelRecord, Delivery, NewDel
 from gps_monitor.db.pool import create_pool
 from gps_monitor.errors import ConfigurationError, PayloadError
 from notify import email, sms
+from notify.breaker import CircuitBreaker, Transition
 from notify.channels import (
     ChannelError,
     Outcome,
@@ -167,7 +175,10 @@ class ChannelSender:
         self.queue: asyncio.Queue[Delivery] = asyncio.Queue(maxsize=settings.channel_queue_max)
         self.held: set[int] = set()
         self.backlog = True  # pending rows in the table that are not held (start, overflow)
-        self.timers: set[asyncio.TimerHandle] = set()
+        self.timers: dict[asyncio.TimerHandle, int] = {}  # retry timer -> delivery id
+        self.breaker = CircuitBreaker(settings.breaker_failures, settings.breaker_probe_interval_s)
+        self.probe_id: int | None = None  # the delivery attempted as the breaker's probe
+        self.chores: set[asyncio.Task[None]] = set()
         # a channel URL is tenant data: its connections go through the target policy; the
         # SMS gateway (and SMTP) are the deployment's own settings and stay unguarded
         self.policy = worker.policy if "url" in channel.config else None
@@ -186,9 +197,13 @@ class ChannelSender:
         c = self.channel
         return f"channel {c.id} {c.name!r} ({c.kind} {self.target})"
 
-    def offer(self, delivery: Delivery) -> None:
-        """Queue ``delivery`` unless held already; a full queue leaves it in the table."""
+    def offer(self, delivery: Delivery, *, probe: bool = False) -> None:
+        """Queue ``delivery`` unless held already; a full queue or an open breaker (unless this
+        is its probe) leaves it in the table."""
         if delivery.id in self.held:
+            return
+        if not (probe or self.breaker.allows()):
+            self.backlog = True
             return
         try:
             self.queue.put_nowait(delivery)
@@ -198,7 +213,7 @@ class ChannelSender:
         self.held.add(delivery.id)
 
     def _requeue(self, delivery: Delivery, timer: list[asyncio.TimerHandle]) -> None:
-        self.timers.discard(timer[0])
+        self.timers.pop(timer[0], None)
         try:
             self.queue.put_nowait(delivery)
         except asyncio.QueueFull:
@@ -209,7 +224,7 @@ class ChannelSender:
         box: list[asyncio.TimerHandle] = []
         handle = asyncio.get_running_loop().call_later(delay_s, self._requeue, delivery, box)
         box.append(handle)
-        self.timers.add(handle)
+        self.timers[handle] = delivery.id
 
     def retry_delay_s(self, attempts: int) -> float:
         """Delay after the ``attempts``-th failed attempt: initial * 2^(attempts-1), capped."""
@@ -221,6 +236,9 @@ class ChannelSender:
     async def _loop(self) -> None:
         while True:
             delivery = await self.queue.get()
+            if not self.breaker.allows() and delivery.id != self.probe_id:
+                self.held.discard(delivery.id)  # stays pending in the table
+                continue
             try:
                 await self.attempt(delivery)
             except asyncio.CancelledError:
@@ -229,6 +247,9 @@ class ChannelSender:
                 log.exception("notify: %s: delivery %s failed unexpectedly", self, delivery.id)
                 self.held.discard(delivery.id)
                 self.backlog = True
+                if delivery.id == self.probe_id:
+                    self.probe_id = None
+                    self.breaker.cancel_probe()
 
     async def attempt(self, delivery: Delivery) -> None:
         """One attempt, recorded; a failure schedules the next or marks the delivery failed."""
@@ -244,35 +265,10 @@ class ChannelSender:
             outcome = Outcome.failed(f"no answer within {settings.send_timeout_s} s")
         duration_ms = round((time.perf_counter() - started) * 1000)
         now = datetime.now(UTC)
-        next_at = None
-        if outcome.ok:
-            status = "sent"
-            self.sent += 1
-        elif outcome.final or delivery.attempts >= settings.max_attempts:
-            status = "failed"
-            self.failed_attempts += 1
-            log.warning(
-                "notify: %s: delivery %s failed after %d attempt(s) (last: %s %s)",
-                self,
-                delivery.id,
-                delivery.attempts,
-                outcome.reply_code,
-                outcome.reply[:200],
-            )
-        else:
-            status = "pending"
-            self.failed_attempts += 1
-            delay = self.retry_delay_s(delivery.attempts)
-            next_at = now + timedelta(seconds=delay)
-            log.info(
-                "notify: %s: attempt %d of delivery %s failed (%s %s); retry in %.0f s",
-                self,
-                delivery.attempts,
-                delivery.id,
-                outcome.reply_code,
-                outcome.reply[:200],
-                delay,
-            )
+        transition = self.breaker.record(outcome.ok, _failure(outcome))
+        if delivery.id == self.probe_id:
+            self.probe_id = None
+        status, next_at = self._next_step(delivery, outcome, now)
         record = AttemptRecord(
             delivery_id=delivery.id,
             attempt=delivery.attempts,
@@ -284,14 +280,108 @@ class ChannelSender:
             status=status,
             next_attempt_at=next_at,
         )
-        if status == "pending":
+        if status == "pending" and self.breaker.allows():
             self.worker.recorder.add(record, None)
             self._schedule(delivery, self.retry_delay_s(delivery.attempts))
-        else:
+        else:  # done, or it waits in the table for the breaker
             self.worker.recorder.add(record, lambda: self.held.discard(delivery.id))
+        if transition is not None:
+            self._breaker_changed(transition, delivery)
+
+    def _next_step(
+        self, delivery: Delivery, outcome: Outcome, now: datetime
+    ) -> tuple[str, datetime | None]:
+        """The delivery's status after this attempt and when the next one is due."""
+        settings = self.worker.settings.notify
+        if outcome.ok:
+            self.sent += 1
+            return "sent", None
+        self.failed_attempts += 1
+        if outcome.final or delivery.attempts >= settings.max_attempts:
+            log.warning(
+                "notify: %s: delivery %s failed after %d attempt(s) (last: %s %s)",
+                self,
+                delivery.id,
+                delivery.attempts,
+                outcome.reply_code,
+                outcome.reply[:200],
+            )
+            return "failed", None
+        delay = self.retry_delay_s(delivery.attempts)
+        log.info(
+            "notify: %s: attempt %d of delivery %s failed (%s %s); %s",
+            self,
+            delivery.attempts,
+            delivery.id,
+            outcome.reply_code,
+            outcome.reply[:200],
+            f"retry in {delay:.0f} s" if self.breaker.allows() else "waits for the breaker",
+        )
+        return "pending", now + timedelta(seconds=delay)
+
+    def _breaker_changed(self, transition: Transition, delivery: Delivery) -> None:
+        """Log a breaker change; opening frees the queue and timers and defers the rows."""
+        breaker = self.breaker
+        if transition is Transition.CLOSED:
+            log.warning(
+                "notify: %s: breaker closed (delivery %s went through); pending deliveries "
+                "go out again",
+                self,
+                delivery.id,
+            )
+            self.backlog = True
+            self.worker.rescan_soon.set()
+            return
+        if transition is Transition.PROBE_FAILED:
+            log.info(
+                "notify: %s: breaker stays open, probe with delivery %s failed (%s); next probe "
+                "in %g s",
+                self,
+                delivery.id,
+                breaker.last_failure,
+                breaker.probe_interval_s,
+            )
+            return
+        log.warning("notify: %s: %s; no attempts until a probe succeeds", self, breaker.reason())
+        dropped = list(self.timers.values())
+        for handle in self.timers:
+            handle.cancel()
+        self.timers.clear()
+        while not self.queue.empty():
+            dropped.append(self.queue.get_nowait().id)
+        self.held.difference_update(dropped)
+        self.backlog = True
+        chore = asyncio.create_task(
+            self._defer(breaker.deferral() or ""), name=f"notify defer {self.channel.id}"
+        )
+        self.chores.add(chore)
+        chore.add_done_callback(self.chores.discard)
+
+    async def _defer(self, reason: str) -> None:
+        pool = await self.worker.pool()
+        count = await self.worker.retry(
+            lambda: store.defer_deliveries(pool, self.channel.id, reason)
+        )
+        log.info("notify: %s: %d pending deliveries deferred (%s)", self, count, reason)
+
+    def changed(self, channel: ChannelRecord, target: str) -> None:
+        """The channel was edited: take the new settings; an open breaker closes (the edit may
+        be the fix, e.g. a corrected URL), the next attempts tell."""
+        self.channel, self.target = channel, target
+        if not self.breaker.allows():
+            self.breaker = CircuitBreaker(
+                self.breaker.failures_to_open, self.breaker.probe_interval_s
+            )
+            self.probe_id = None
+            self.backlog = True
+            log.warning("notify: %s: breaker closed (channel changed)", self)
 
     async def rescan(self, pool: asyncpg.Pool) -> None:
         """Load pending deliveries from the table that are due and not held, while room."""
+        if not self.breaker.allows():
+            if self.breaker.probe_due():
+                await self._probe(pool)
+            return
         if not self.backlog:
             return
         room = self.queue.maxsize - self.queue.qsize()
@@ -307,12 +397,30 @@ class ChannelSender:
         if len(rows) < room:
             self.backlog = False
 
+    async def _probe(self, pool: asyncpg.Pool) -> None:
+        """Half-open: attempt the oldest due pending delivery (nothing due: wait another
+        interval)."""
+        self.breaker.start_probe()
+        rows: list[Delivery] = []
+        try:
+            rows = await store.pending_deliveries(
+                pool, self.channel.id, exclude_ids=list(self.held), limit=1
+            )
+        finally:
+            if not rows:
+                self.breaker.cancel_probe()
+        if not rows:
+            return
+        log.info("notify: %s: breaker half-open, probing with delivery %s", self, rows[0].id)
+        self.probe_id = rows[0].id
+        self.offer(rows[0], probe=True)
+
     async def close(self) -> None:
         for handle in self.timers:
             handle.cancel()
-        for task in self.tasks:
+        for task in (*self.tasks, *self.chores):
             task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await asyncio.gather(*self.tasks, *self.chores, return_exceptions=True)
         await self.http.close()
 
 
@@ -330,6 +438,7 @@ class NotifyWorker:
         self.subscriptions: list[Subscription] = []
         self.vehicles: dict[int, VehicleInfo] = {}
         self.recorder = AttemptRecorder(self)
+        self.rescan_soon = asyncio.Event()  # a breaker closed: load its backlog now
         self.recorded_messages = 0
         self._pool: asyncpg.Pool | None = None
         self._fingerprint: tuple[Any, ...] | None = None
@@ -398,10 +507,10 @@ class NotifyWorker:
                 if sender is None:
                     self.senders[channel.id] = ChannelSender(self, channel)
                 elif sender.channel != channel:
-                    sender.target = validate_channel(
+                    target = validate_channel(
                         channel.kind, channel.config, channel.secret, self.settings.notify
                     )
-                    sender.channel = channel
+                    sender.changed(channel, target)
             except ChannelError as error:
                 log.error("notify: %s; channel left out until fixed", describe(channel, error))
                 if channel.id in self.senders:
@@ -430,7 +539,10 @@ class NotifyWorker:
             self.settings.notify.rescan_interval_s, self.settings.notify.reload_interval_s
         )
         while True:
-            await asyncio.sleep(interval)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(interval):
+                    await self.rescan_soon.wait()
+            self.rescan_soon.clear()
             try:
                 if time.monotonic() - self._loaded_at >= self.settings.notify.reload_interval_s:
                     await self.reload()
@@ -508,6 +620,7 @@ class NotifyWorker:
                 target=self.senders[channel_id].target,
                 status="pending" if send else "suppressed",
                 message=stored,
+                deferred=self.senders[channel_id].breaker.deferral() if send else None,
             )
             for channel_id, send in sorted(routed.items())
         ]
@@ -555,6 +668,16 @@ class NotifyWorker:
                     rejects,
                 )
             return await store.record_deliveries(conn, planned)
+
+
+def _failure(outcome: Outcome) -> str:
+    """A failed attempt in the breaker's words: the answer code, or our own error text when
+    there is none (the receiver's answer text is the bureau's to read only)."""
+    if outcome.ok:
+        return ""
+    if outcome.reply_code is not None:
+        return f"unsuccessful answer, code {outcome.reply_code}"
+    return outcome.reply[:120]
 
 
 async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:

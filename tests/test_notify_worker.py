@@ -236,7 +236,11 @@ async def test_each_robot_gets_its_documented_format_and_signature(
 async def test_dead_slow_and_garbage_channels_do_not_delay_a_live_one(
     pool: asyncpg.Pool, settings: Settings, world: World, receiver: Receiver
 ) -> None:
-    settings = fast(settings, send_timeout_s=5.0, max_attempts=2, channel_concurrency=2)
+    # each delivery's retries are checked here, so the breakers stay closed (12 failures per
+    # channel); tests/test_notify_breaker.py checks the breaker
+    settings = fast(
+        settings, send_timeout_s=5.0, max_attempts=2, channel_concurrency=2, breaker_failures=100
+    )
     receiver.mode.update({"hang": "hang", "e500": "500", "junk": "garbage"})
     hang = await add_channel(
         pool, "webhook", {"url": receiver.url("webhook", "hang")}, secret=SECRETS["webhook"]

@@ -97,6 +97,7 @@ class NewDelivery:
     target: str
     status: str  # pending or suppressed
     message: dict[str, Any]
+    deferred: str | None = None  # why it waits (the channel's breaker is open), else None
 
 
 @dataclass(slots=True)
@@ -224,10 +225,10 @@ async def record_deliveries(
         return []
     rows = await conn.fetch(
         "INSERT INTO notify_deliveries (alarm_id, dedup_key, event, alarm_type, level, "
-        "company_id, vehicle_id, channel_id, kind, target, status, message) "
+        "company_id, vehicle_id, channel_id, kind, target, status, message, last_reply) "
         "SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], "
         "$5::smallint[], $6::bigint[], $7::bigint[], $8::bigint[], $9::text[], $10::text[], "
-        "$11::text[], $12::jsonb[]) "
+        "$11::text[], $12::jsonb[], $13::text[]) "
         "ON CONFLICT (dedup_key, event, channel_id) DO NOTHING "
         "RETURNING id, channel_id, attempts, message, received_at, status",
         [d.alarm_id for d in deliveries],
@@ -242,6 +243,7 @@ async def record_deliveries(
         [d.target for d in deliveries],
         [d.status for d in deliveries],
         [d.message for d in deliveries],
+        [d.deferred for d in deliveries],
     )
     return [_delivery(r) for r in rows if r["status"] == "pending"]
 
@@ -274,6 +276,21 @@ async def pending_deliveries(
         limit,
     )
     return [_delivery(r) for r in rows]
+
+
+async def defer_deliveries(
+    conn: asyncpg.Connection | asyncpg.Pool, channel_id: int, reason: str
+) -> int:
+    """Mark every pending delivery of one channel as waiting for ``reason`` (its breaker
+    opened): one statement; they stay ``pending`` with their attempts and next attempt time, and
+    go out once the breaker closes. Returns how many were marked."""
+    result = await conn.execute(
+        "UPDATE notify_deliveries SET last_reply = $2, last_reply_code = NULL, "
+        "updated_at = now() WHERE channel_id = $1 AND status = 'pending'",
+        channel_id,
+        reason,
+    )
+    return int(result.split()[-1])
 
 
 async def record_attempts(conn: asyncpg.Connection, records: Sequence[AttemptRecord]) -> None:
