@@ -30,6 +30,7 @@ consumes ``alarms/v1/#``; a live (not late) alarm of such a type (or ``device_al
 that opens gets its 提醒驾驶员 template as a ``text`` command at once, kept as the alarm's
 reminder, at most once per vehicle per ``commands.auto_remind_min_interval_s`` and once per alarm
 (a redelivered alarm message adds nothing). The alarm stays unhandled: a person still handles it.
+自动拍照 (:mod:`ingest.auto_photo`) reads the same alarm messages.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ from gps_monitor.config import Settings
 from gps_monitor.db import commands as commands_db
 from gps_monitor.db.pool import connect, create_pool
 from gps_monitor.errors import PayloadError
+from ingest import auto_photo
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +119,7 @@ class CommandDispatcher:
         tracker = mqtt.PubackTracker(client)
         for topic_filter in topics.command_answer_filters(self.prefix):
             await client.subscribe(topic_filter, qos=1)
-        if self.settings.commands.auto_remind_alarm_types:
+        if self.settings.commands.auto_remind_alarm_types or auto_photo.wanted(self.settings):
             await client.subscribe(topics.alarm_filter(self.prefix), qos=1)
         self._wake_all = True
         self._wake.set()
@@ -188,9 +190,12 @@ class CommandDispatcher:
                 if answers:
                     rows = await commands_db.record_answers(conn, answers)
                 for payload in alarms:
-                    reminded = await self._auto_remind(conn, payload)
-                    if reminded is not None:
-                        wake.add(reminded)
+                    for woken in (
+                        await self._auto_remind(conn, payload),
+                        await auto_photo.auto_photo(conn, self.settings, payload),
+                    ):
+                        if woken is not None:
+                            wake.add(woken)
         for recorded, row in zip(answers, rows, strict=True):
             self._log_answer(recorded, row)
         if wake:

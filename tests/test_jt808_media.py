@@ -16,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import io
+import json
 import struct
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -23,11 +25,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import aiomqtt
 import asyncpg
 import pytest
 from ingest_helpers import wait_for
+from pypdf import PdfReader
 from web_helpers import World, make_world, rest_client, store_alarm
 
+from gps_monitor import topics
 from gps_monitor.config import CommandsSettings, Jt808Settings, MediaSettings, Settings
 from gps_monitor.db import registry
 from gps_monitor.media import TakePhotoBody
@@ -284,6 +289,21 @@ async def test_photo_about_an_alarm_loses_a_packet_is_resent_stored_and_shown(
         hidden = await client.get(f"/api/media/{row['id']}/content",
                                   headers=loop.world.auth("op_b"))  # fmt: skip
         assert hidden.status_code == 404
+        # the evidence report lists it with its digest and prints the photo
+        evidence = await client.get(
+            "/api/reports/evidence", params={"alarm_id": alarm_id, "format": "json"},
+            headers=loop.world.auth("op_a"),
+        )  # fmt: skip
+        assert [i["sha256"] for i in evidence.json()["media"]] == [row["sha256"]]
+        printed = await client.get(
+            "/api/reports/evidence", params={"alarm_id": alarm_id, "format": "pdf"},
+            headers=loop.world.auth("op_a"),
+        )  # fmt: skip
+        assert printed.status_code == 200, printed.text
+        pages = PdfReader(io.BytesIO(printed.content)).pages
+        text = "".join("".join(page.extract_text().split()) for page in pages)
+        assert f"SHA-256{row['sha256']}" in text and "照片/视频证据" in text
+        assert len(pages[-1].images) == 1
         # evidence altered on disk: refused, not served
         loop.store.path(row["sha256"]).write_bytes(b"tampered")
         altered = await client.get(f"/api/media/{row['id']}/content",
@@ -367,3 +387,49 @@ async def test_an_upload_above_the_size_limit_is_stored_incomplete_and_refused(
     assert row["complete"] is False and row["incomplete_reason"].startswith("size_limit")
     assert "at most 2048 bytes" in row["incomplete_reason"]
     assert row["size_bytes"] <= 2048
+
+
+async def test_a_level_1_or_2_alarm_opening_takes_a_photo_once_per_vehicle_interval(
+    settings: Settings, pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    async with photo_loop(
+        settings, pool, tmp_path, auto_photo_max_level=2, auto_photo_min_interval_s=600
+    ) as loop:
+        terminal = await connected(loop)
+        reader = asyncio.create_task(terminal.linger(30))
+        urgent = await store_alarm(pool, loop.vehicle_a, loop.world.company_a, level=1)
+        again = await store_alarm(pool, loop.vehicle_a, loop.world.company_a, level=2,
+                                  alarm_type="fatigue_driving")  # fmt: skip
+        minor = await store_alarm(pool, loop.vehicle_a, loop.world.company_a, level=3,
+                                  alarm_type="geofence_enter")  # fmt: skip
+
+        def message(alarm_id: int, level: int, **extra: Any) -> str:
+            return json.dumps(
+                {"id": alarm_id, "alarm_type": "overspeed", "terminal_id": PHONE_A,
+                 "event": "opened", "late": False, "details": {}, "level": level, **extra}
+            )  # fmt: skip
+
+        prefix = loop.settings.mqtt.topic_prefix
+        topic = topics.alarm_topic(loop.world.company_a, loop.vehicle_a, "overspeed", prefix)
+        async with aiomqtt.Client("127.0.0.1", loop.settings.mqtt.port) as mq:
+            await mq.publish(topic, message(minor, 3), qos=1)  # not urgent enough
+            await mq.publish(topic, message(urgent, 1, late=True), qos=1)  # late: no photo
+            await mq.publish(topic, message(urgent, 1), qos=1)
+            await mq.publish(topic, message(urgent, 1), qos=1)  # redelivered
+            await mq.publish(topic, message(again, 2), qos=1)  # same vehicle, within 10 min
+        try:
+            row = await wait_for(
+                lambda: pool.fetchrow("SELECT * FROM media WHERE terminal_id = $1", PHONE_A),
+                lambda r: r is not None,
+            )
+            await asyncio.sleep(1.0)
+            commands = await pool.fetch("SELECT name, alarm_id, created_by FROM commands")
+        finally:
+            reader.cancel()
+            await terminal.close()
+    assert [(c["name"], c["alarm_id"], c["created_by"]) for c in commands] == [
+        ("take_photo", urgent, None)
+    ]
+    assert row["alarm_id"] == urgent and row["complete"]
+    remind = await pool.fetchval("SELECT remind_command_id FROM alarms WHERE id = $1", urgent)
+    assert remind is None  # a photo is not a reminder to the driver

@@ -15,7 +15,7 @@ from uuid import UUID
 
 import asyncpg
 
-from gps_monitor.commands import Command, CommandState, state_for_result
+from gps_monitor.commands import TEXT, Command, CommandState, state_for_result
 
 NOTIFY_CHANNEL = "gps_commands"
 
@@ -108,11 +108,11 @@ async def for_alarms(
 async def create_automatic(
     conn: asyncpg.Connection, command: Command, alarm_id: int, min_interval_s: float
 ) -> dict[str, Any] | None:
-    """自动提醒: queue ``command`` about ``alarm_id`` unless that alarm already has a command or
-    the vehicle got an automatic one within ``min_interval_s``; the alarm keeps it as its
-    reminder when it has none. One transaction (the vehicle's row is locked, so two alarms of
-    one vehicle cannot both pass the rate limit). Returns the row, or None when skipped or the
-    alarm (or its vehicle's terminal) is unknown."""
+    """自动提醒 / 自动拍照: queue ``command`` about ``alarm_id`` unless that alarm already has a
+    command of that name or the vehicle got an automatic one of that name within
+    ``min_interval_s``; a text is kept as the alarm's reminder when it has none. One transaction
+    (the vehicle's row is locked, so two alarms of one vehicle cannot both pass the rate limit).
+    Returns the row, or None when skipped or the alarm (or its vehicle's terminal) is unknown."""
     async with conn.transaction():
         vehicle = await conn.fetchrow(
             "SELECT v.id, v.company_id, v.terminal_id FROM alarms a "
@@ -122,13 +122,14 @@ async def create_automatic(
         if vehicle is None or vehicle["terminal_id"] != command.terminal_id:
             return None
         busy = await conn.fetchval(
-            "SELECT EXISTS (SELECT 1 FROM commands WHERE alarm_id = $1) OR EXISTS (SELECT 1 FROM "
-            "commands WHERE vehicle_id = $2 AND created_by IS NULL "
+            "SELECT EXISTS (SELECT 1 FROM commands WHERE alarm_id = $1 AND name = $5) OR EXISTS "
+            "(SELECT 1 FROM commands WHERE vehicle_id = $2 AND created_by IS NULL AND name = $5 "
             "AND created_at > $3::timestamptz - make_interval(secs => $4))",
             alarm_id,
             vehicle["id"],
             command.created_at,
             min_interval_s,
+            command.name,
         )
         if busy:
             return None
@@ -136,11 +137,13 @@ async def create_automatic(
             conn, command, vehicle_id=vehicle["id"], company_id=vehicle["company_id"],
             alarm_id=alarm_id,
         )  # fmt: skip
-        await conn.execute(
-            "UPDATE alarms SET remind_command_id = $2 WHERE id = $1 AND remind_command_id IS NULL",
-            alarm_id,
-            row["id"],
-        )
+        if command.name == TEXT:
+            await conn.execute(
+                "UPDATE alarms SET remind_command_id = $2 "
+                "WHERE id = $1 AND remind_command_id IS NULL",
+                alarm_id,
+                row["id"],
+            )
         return row
 
 

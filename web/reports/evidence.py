@@ -57,6 +57,7 @@ import asyncpg
 from gps_monitor import alarm_levels
 from gps_monitor.config import ReportsSettings
 from gps_monitor.db import holds, penalties, report_log
+from gps_monitor.db import media as media_db
 from gps_monitor.errors import NotFoundError
 from gps_monitor.geo import distance_m
 
@@ -268,6 +269,7 @@ class EvidenceReport:
     shapes: tuple[Shape, ...]
     legal_holds: tuple[int, ...]
     digest_sha256: str
+    media: tuple[dict[str, Any], ...] = ()  # photos / videos of the alarm (table media, 0135)
 
     @property
     def tz(self) -> ZoneInfo:
@@ -311,6 +313,21 @@ class EvidenceReport:
         if state == "expired":
             return line + "; 终端未确认, 已过期 (not confirmed, expired)"
         return line + "; 等待终端确认 (awaiting the terminal)"
+
+    def media_text(self, item: dict[str, Any]) -> str:
+        """One media item: what, when and where it was taken, its size and SHA-256, and why it
+        is incomplete when it is."""
+        where = ""
+        if item.get("latitude") is not None and item.get("longitude") is not None:
+            where = f" {item['latitude']:.6f}, {item['longitude']:.6f}"
+        taken = self.local(item.get("fix_time")) or self.local(item.get("received_at"))
+        text = (
+            f"#{item['id']} {item.get('media_type')} {item.get('content_type')} {taken}{where}; "
+            f"{item.get('size_bytes')} bytes; SHA-256 {item.get('sha256') or '-'}"
+        )
+        if not item.get("complete"):
+            text += f"; 不完整 (incomplete): {item.get('incomplete_reason')}"
+        return text
 
     def summary(self) -> list[tuple[str, str]]:
         """(label, value) pairs shown at the top of every rendering, in display order."""
@@ -362,6 +379,8 @@ class EvidenceReport:
                 rows.append(("处罚决定 Penalty", penalty_text(penalty)))
             if not h.penalties:
                 rows.append(("处罚决定 Penalty", "暂无 (none recorded)"))
+        for item in self.media:
+            rows.append(("照片/视频证据 Media", self.media_text(item)))
         if self.legal_holds:
             rows.append(("封存 Legal hold", ", ".join(f"#{i}" for i in self.legal_holds)))
         rows.append(
@@ -667,6 +686,7 @@ async def build_for_alarm(
         alarm_id=alarm_id,
         violation=violation,
         handling=await _handling(conn, alarm),
+        media=tuple((await media_db.for_alarms(conn, [alarm_id])).get(alarm_id, [])),
         window=window,
         positions=positions,
         shapes=shapes,
@@ -746,6 +766,7 @@ async def _assemble(
     shapes: list[Shape],
     generated_by: str,
     report_number: str | None,
+    media: tuple[dict[str, Any], ...] = (),
 ) -> EvidenceReport:
     vehicle = await _vehicle(conn, vehicle_id)
     covering = await holds.holds_covering(conn, vehicle_id, window[0], window[1])
@@ -785,4 +806,5 @@ async def _assemble(
         shapes=tuple(shapes),
         legal_holds=tuple(h.id for h in covering),
         digest_sha256=digest,
+        media=media,
     )

@@ -143,6 +143,7 @@ def report_dict(report: EvidenceReport) -> dict[str, Any]:
                 "reminders": list(h.reminders),
                 "penalties": list(h.penalties),
             },
+            "media": list(report.media),
             "integrity": {
                 "algorithm": "SHA-256",
                 "canonical_form": CANONICAL_VERSION,

@@ -16,6 +16,7 @@ from fpdf.enums import XPos, YPos
 
 from gps_monitor.config import ReportsSettings
 from gps_monitor.errors import ConfigurationError
+from gps_monitor.media_store import MediaStore
 from web.reports import charts
 from web.reports.evidence import CANONICAL_COLUMNS, CANONICAL_VERSION, EvidenceReport
 
@@ -78,8 +79,12 @@ class _EvidencePdf(FPDF):
         self.set_text_color(0, 0, 0)
 
 
-def render_pdf(report: EvidenceReport, settings: ReportsSettings) -> bytes:
-    """The report as PDF bytes (A4 portrait).
+def render_pdf(
+    report: EvidenceReport, settings: ReportsSettings, media_store: MediaStore | None = None
+) -> bytes:
+    """The report as PDF bytes (A4 portrait); the alarm's photos are printed from
+    ``media_store`` with their SHA-256 (a file that no longer matches its digest is not
+    printed, and the page says so).
 
     Raises:
         ConfigurationError: the CJK font is missing.
@@ -103,7 +108,34 @@ def render_pdf(report: EvidenceReport, settings: ReportsSettings) -> bytes:
     _section(pdf, "三、定位数据 Positions (违法区段前后各含数分钟 context)")
     _positions(pdf, report)
     _integrity(pdf, report)
+    if report.media:
+        _media(pdf, report, media_store)
     return bytes(pdf.output())
+
+
+def _media(pdf: FPDF, report: EvidenceReport, store: MediaStore | None) -> None:
+    """五、照片证据: each photo (checked against its digest) with what :meth:`media_text` says."""
+    pdf.add_page()
+    _section(pdf, "五、照片/视频证据 Photo and video evidence")
+    for item in report.media:
+        if pdf.get_y() > pdf.page_break_trigger - 70:
+            pdf.add_page()
+        sha256 = item.get("sha256")
+        printable = store is not None and sha256 and item.get("content_type") in ("image/jpeg",)
+        note = ""
+        if printable:
+            assert store is not None and sha256
+            try:
+                if store.verify(sha256):
+                    pdf.image(str(store.path(sha256)), x=15, h=60, keep_aspect_ratio=True)
+                else:
+                    note = "文件校验失败, 未打印 (stored file does not match its SHA-256)"
+            except (OSError, ValueError, RuntimeError) as error:
+                note = f"无法打印 (not printable): {type(error).__name__}"
+        pdf.set_font(FONT, "", 8)
+        text = report.media_text(item) + (f"; {note}" if note else "")
+        pdf.multi_cell(0, 4.5, text, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        pdf.ln(2)
 
 
 def _title(pdf: FPDF, report: EvidenceReport) -> None:

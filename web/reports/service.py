@@ -11,6 +11,7 @@ import asyncpg
 from gps_monitor.config import ReportsSettings
 from gps_monitor.db import report_log
 from gps_monitor.errors import NotFoundError
+from gps_monitor.media_store import MediaStore
 from web.reports import evidence, excel, export, kpi
 
 EVIDENCE_FORMATS = ("pdf", "xlsx", "csv", "json")
@@ -23,8 +24,14 @@ MEDIA_TYPES = {
 }
 
 
-def render_evidence(report: evidence.EvidenceReport, fmt: str, settings: ReportsSettings) -> bytes:
-    """The report in one of :data:`EVIDENCE_FORMATS`.
+def render_evidence(
+    report: evidence.EvidenceReport,
+    fmt: str,
+    settings: ReportsSettings,
+    media_store: MediaStore | None = None,
+) -> bytes:
+    """The report in one of :data:`EVIDENCE_FORMATS` (the PDF prints the alarm's photos from
+    ``media_store`` when given).
 
     Raises:
         ValueError: unknown format.
@@ -32,7 +39,7 @@ def render_evidence(report: evidence.EvidenceReport, fmt: str, settings: Reports
     if fmt == "pdf":
         from web.reports import pdf  # fpdf2 and matplotlib load only when needed
 
-        return pdf.render_pdf(report, settings)
+        return pdf.render_pdf(report, settings, media_store)
     if fmt == "xlsx":
         return excel.render_evidence_xlsx(report, settings)
     if fmt == "csv":
@@ -54,6 +61,7 @@ async def evidence_report(
     start: datetime | None = None,
     end: datetime | None = None,
     speed_limit_kmh: float | None = None,
+    media_store: MediaStore | None = None,
 ) -> tuple[evidence.EvidenceReport, bytes]:
     """Build (from an alarm, or a vehicle and window), render and log an evidence report.
 
@@ -72,7 +80,7 @@ async def evidence_report(
             pool, vehicle_id, start, end, settings,
             generated_by=generated_by, speed_limit_kmh=speed_limit_kmh,
         )  # fmt: skip
-    data = await asyncio.to_thread(render_evidence, report, fmt, settings)
+    data = await asyncio.to_thread(render_evidence, report, fmt, settings, media_store)
     await report_log.record(
         pool,
         report_number=report.report_number,

@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 
 from gps_monitor.db import holds, report_log
 from gps_monitor.db.users import Role, User
+from gps_monitor.media_store import MediaStore
 from web.deps import (
     CurrentUser,
     DbId,
@@ -80,6 +81,7 @@ async def evidence_report(
             pool, settings.reports, format, generated_by=_who(user), user_id=user.id,
             alarm_id=alarm_id, vehicle_id=vehicle_id, start=start, end=end,
             speed_limit_kmh=speed_limit_kmh,
+            media_store=MediaStore(settings.media.directory),
         )  # fmt: skip
     except ValueError as error:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(error)) from error

@@ -6,6 +6,7 @@
 //                                resolves to true once handled, false when cancelled
 //   GpsmHandle.summaryHtml(a)    the handling line shown on an alarm row (method, 已提醒 + time)
 // Updated alarms are announced as a "gpsm:alarm-updated" event (detail: the alarm fields).
+// The dialog also shows the alarm's photos (GET /api/media?alarm_id=) and offers 拍照核实.
 (function (global) {
   "use strict";
   const LABELS = {
@@ -19,6 +20,8 @@
       supervision: "督办", deadline: "截止", overdue: "已逾期", answered: "已答复",
       answered_late: "逾期答复", answer: "答复督办", issue: "督办", sv_note: "督办要求",
       sv_answer: "答复内容", company_wide: "企业督办",
+      photos: "照片证据", take_photo: "拍照核实", photo_asked: "已下发拍照指令，等待终端上传",
+      no_photos: "暂无照片", incomplete: "不完整",
     },
     en: {
       title: "Handle alarm", method: "Method", remind_driver: "Remind driver", phone_call: "Phone call",
@@ -31,6 +34,8 @@
       supervision: "Supervision", deadline: "due", overdue: "overdue", answered: "answered",
       answered_late: "answered late", answer: "Answer", issue: "Supervise", sv_note: "Request",
       sv_answer: "Answer", company_wide: "Company supervision",
+      photos: "Photo evidence", take_photo: "Take a photo", photo_asked: "Photo requested, waiting for the terminal",
+      no_photos: "No photos yet", incomplete: "incomplete",
     },
   };
   const METHODS = ["remind_driver", "phone_call", "notify_company", "false_alarm", "other"];
@@ -119,6 +124,8 @@
       `<label><input type="checkbox" name="display" checked> ${L("display")}</label> ` +
       `<label><input type="checkbox" name="emergency"> ${L("emergency")}</label></div>` +
       `<label>${L("note")}<br><textarea name="note" rows="2"></textarea></label>` +
+      `<fieldset class="media-part"><legend>${L("photos")}</legend><div class="media-list"></div>` +
+      `<button type="button" class="btn-photo">${L("take_photo")}</button> <small class="photo-state"></small></fieldset>` +
       `<div class="error"></div>` +
       `<div class="buttons"><button type="submit" value="submit" class="btn-submit">${L("submit")}</button> ` +
       `<button type="button" class="btn-cancel">${L("cancel")}</button></div></form>`;
@@ -154,8 +161,44 @@
         dlg.querySelector(".error").textContent = err.message;
       }
     });
+    showMedia(dlg, alarm);
     dlg.showModal();
     return done;
+  }
+
+  // 照片证据: the alarm's photos as thumbnails (each links to the full image; its SHA-256 is the
+  // tooltip), and 拍照核实, which asks the terminal for one and watches for it for 2 minutes
+  function mediaHtml(items) {
+    if (!items.length) return `<small class="no-photos">${L("no_photos")}</small>`;
+    return items.map((i) => {
+      const label = `${fmtTime(i.fix_time || i.received_at)}${i.complete ? "" : " · " + L("incomplete")}`;
+      const img = i.sha256 && i.media_type === "image"
+        ? `<a href="/api/media/${i.id}/content" target="_blank" rel="noopener"><img class="media-thumb" data-media-id="${i.id}" src="/api/media/${i.id}/content" alt="#${i.id}" title="SHA-256 ${esc(i.sha256)}" width="160"></a>`
+        : `<span class="media-file" title="SHA-256 ${esc(i.sha256 || "-")}">#${i.id} ${esc(i.media_type)}</span>`;
+      return `<figure class="media-item">${img}<figcaption>${esc(label)}</figcaption></figure>`;
+    }).join("");
+  }
+  async function showMedia(dlg, alarm) {
+    const box = dlg.querySelector(".media-list");
+    const load = async () => {
+      const items = await api(`/api/media?alarm_id=${alarm.id}`).catch(() => []);
+      if (box.isConnected) box.innerHTML = mediaHtml(items);
+      return items.length;
+    };
+    await load();
+    dlg.querySelector(".btn-photo").addEventListener("click", async () => {
+      const state = dlg.querySelector(".photo-state");
+      try {
+        await api("/api/media/take-photo", { method: "POST", body: JSON.stringify({ alarm_id: alarm.id }) });
+        state.textContent = L("photo_asked");
+        const before = box.querySelectorAll(".media-item").length;
+        const until = Date.now() + 120e3;
+        const timer = setInterval(async () => {
+          const n = await load();
+          if (n > before || Date.now() > until || !box.isConnected) { clearInterval(timer); state.textContent = ""; }
+        }, 2000);
+      } catch (err) { state.textContent = err.message; }
+    });
   }
 
   // ------------------------------------------------------------------ 督办 (supervision)
