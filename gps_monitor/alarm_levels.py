@@ -52,6 +52,9 @@ ALARM_TYPES: dict[str, str] = {
     "offline": "离线",
     "offline_displacement": "离线位移",
     "device_alarm": "终端报警",
+    # raised by the superior platform over JT/T 809 (jt809/downward.py), not by our rules
+    "superior_warning": "上级平台报警预警",  # 0x9402
+    "superior_alarm": "上级平台实时交换报警",  # 0x9403
 }
 VEHICLE_CLASSES: tuple[str, ...] = ("coach", "tour_bus", "hazmat", "heavy_truck", "freight")
 

@@ -1247,6 +1247,17 @@ class Jt809Settings(BaseModel):
         default="gps-monitor-jt809", description="MQTT client id (persistent session)."
     )
     stats_interval_s: float = Field(default=60.0, gt=0, description="Counters logged this often.")
+    query_answer_limit_s: float = Field(
+        default=600.0,
+        gt=0,
+        description="查岗 (0x9301) answer time limit when the request gives none (2011 has no "
+        "such field); the duty page counts down to it and 平台查岗响应率 counts answers by it.",
+    )
+    slave_fallback: bool = Field(
+        default=True,
+        description="While the main link is down, send upward traffic on a logged-in slave "
+        "link (JT/T 809-2011 section 4.1.3); false: buffer until the main link returns.",
+    )
 
     @field_validator("password")
     @classmethod

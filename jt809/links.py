@@ -7,7 +7,12 @@
   (``reconnect_delay_s`` doubling up to ``reconnect_delay_max_s``) for as long as it takes.
 - :class:`SlaveLinkServer` (从链路): TCP server the superior connects to after our login. 0x9001
   must carry the verify code the superior gave in 0x1002 (answer 0x9002 result 0, else 1);
-  0x9005 is answered 0x9006, 0x9003 with 0x9004.
+  0x9005 is answered 0x9006, 0x9003 with 0x9004. A connection that logged in is in
+  ``logged_in``: the service may send upward traffic on it while the main link is down.
+
+Every other frame received on either link (the superior's requests: 0x9300, 0x9400, 0x9500
+...) goes to ``on_frame(frame, peer)`` (:class:`jt809.downward.Downward`); without one it is
+counted as unhandled.
 
 Bad frames (crc, escape, length, truncated, oversize, body) are dropped and counted with the
 peer in the log; the connection stays up. Messages this side does not handle are counted by id.
@@ -24,6 +29,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from typing import Any
 
 from gps_monitor.config import Jt809Settings
 from gps_monitor.mqtt import Backoff
@@ -33,6 +39,7 @@ from jt809.codec import EncryptionKeys, Frame, FrameCodec, FrameError, FrameSpli
 log = logging.getLogger(__name__)
 
 READ_BYTES = 65536
+OnFrame = Callable[[Frame, Any], Awaitable[None]]
 
 
 def build_codec(settings: Jt809Settings) -> FrameCodec:
@@ -162,6 +169,7 @@ class MainLink:
         self.connection: FrameConnection | None = None
         self.verify_code: int | None = None
         self.status = "down"
+        self.on_frame: OnFrame | None = None
         self._serials = itertools.count(1)
 
     @property
@@ -257,6 +265,9 @@ class MainLink:
                 if frame.msg_id == m.MSG_DISCONNECT_NOTICE:
                     log.warning("jt809: superior sent 0x1007 (main link disconnect notice)")
                     continue
+                if self.on_frame is not None:
+                    await self.on_frame(frame, connection.peer)
+                    continue
                 self.stats.unhandled[frame.msg_id] += 1
                 log.info("jt809: main link message 0x%04x not handled", frame.msg_id)
         finally:
@@ -296,8 +307,14 @@ class SlaveLinkServer:
         self.stats = stats
         self.verify_code = verify_code
         self.connections: set[FrameConnection] = set()
+        self.logged_in: set[FrameConnection] = set()
+        self.on_frame: OnFrame | None = None
         self._serials = itertools.count(1)
         self.server: asyncio.Server | None = None
+
+    @property
+    def status(self) -> str:
+        return "up" if self.logged_in else "down"
 
     async def start(self, host: str | None = None, port: int | None = None) -> int:
         """Listen; returns the bound port."""
@@ -331,6 +348,7 @@ class SlaveLinkServer:
             log.info("jt809: slave link from %s ended (%s)", connection.peer, error)
         finally:
             self.connections.discard(connection)
+            self.logged_in.discard(connection)
             await connection.close()
 
     async def _answer(self, connection: FrameConnection, frame: Frame) -> None:
@@ -339,12 +357,19 @@ class SlaveLinkServer:
             got = m.decode_slave_login(frame.body)
             result = 0 if expected is not None and got == expected else 1
             if result:
-                log.warning("jt809: slave login with verify code %s, expected %s", got, expected)
+                log.warning("jt809: slave login from %s with verify code %s, expected %s",
+                            connection.peer, got, expected)  # fmt: skip
+                self.logged_in.discard(connection)
+            else:
+                self.logged_in.add(connection)
             await connection.send(m.MSG_SLAVE_LOGIN_ANSWER, bytes([result]))
         elif frame.msg_id == m.MSG_SLAVE_HEARTBEAT:
             await connection.send(m.MSG_SLAVE_HEARTBEAT_ANSWER, b"")
         elif frame.msg_id == m.MSG_SLAVE_LOGOUT:
+            self.logged_in.discard(connection)
             await connection.send(m.MSG_SLAVE_LOGOUT_ANSWER, b"")
+        elif self.on_frame is not None:
+            await self.on_frame(frame, connection.peer)
         else:
             self.stats.unhandled[frame.msg_id] += 1
             log.info("jt809: slave link message 0x%04x not handled", frame.msg_id)

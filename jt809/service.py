@@ -43,7 +43,9 @@ from gps_monitor.db.jt809 import OutboxEntry
 from gps_monitor.db.pool import create_pool
 from gps_monitor.errors import ConfigurationError, PayloadError
 from gps_monitor.models import Position, Quality
+from jt809 import exchange as x
 from jt809 import messages as m
+from jt809.downward import Downward, answer_frame
 from jt809.links import FrameConnection, LinkStats, MainLink, SlaveLinkServer, build_codec, now_utc
 
 log = logging.getLogger(__name__)
@@ -83,6 +85,9 @@ class Jt809Service:
         self.stats = LinkStats()
         self.main = MainLink(self.jt, self.codec, self.stats, self._link_up, self._link_down)
         self.slave = SlaveLinkServer(self.jt, self.codec, self.stats, lambda: self.main.verify_code)
+        self.downward = Downward(settings, pool, self._send_now)
+        self.main.on_frame = self.downward.handle
+        self.slave.on_frame = self.downward.handle
         self.ready = asyncio.Event()
         self.plates: dict[int, tuple[str, int]] = {}
         self.last_forwarded: dict[int, datetime] = {}
@@ -91,7 +96,7 @@ class Jt809Service:
             "positions_live": 0, "positions_buffered": 0, "positions_thinned": 0,
             "positions_skipped_quality": 0, "unknown_vehicle": 0, "alarms_live": 0,
             "alarms_buffered": 0, "reupload_messages": 0, "buffer_expired": 0,
-            "bad_messages": 0,
+            "bad_messages": 0, "answers_sent": 0, "registrations_sent": 0, "sent_on_slave": 0,
         }  # fmt: skip
         self._session_id: int | None = None
         self._send_lock = asyncio.Lock()
@@ -100,6 +105,9 @@ class Jt809Service:
 
     async def _link_up(self, connection: FrameConnection) -> None:
         self._session_id = await outbox.link_up(self.pool, now_utc())
+        queued = await outbox.enqueue_registrations(self.pool)
+        log.info("jt809: %d vehicle registration(s) (0x1201) queued at login", queued)
+        await self._publish_status()
 
     async def _link_down(self, reason: str) -> None:
         cutoff = time.monotonic() - self.jt.resend_after_cut_s
@@ -116,6 +124,7 @@ class Jt809Service:
         if self._session_id is not None:
             await outbox.link_down(self.pool, self._session_id, now_utc(), reason[:200])
             self._session_id = None
+        await self._publish_status()
 
     def _remember(self, entries: list[OutboxEntry]) -> None:
         now = time.monotonic()
@@ -124,9 +133,18 @@ class Jt809Service:
         while self.recent and self.recent[0][0] < cutoff:
             self.recent.popleft()
 
+    def _uplink(self) -> FrameConnection | None:
+        """The main link, or while it is down a logged-in slave link (``slave_fallback``)."""
+        if self.main.connection is not None:
+            return self.main.connection
+        if self.jt.slave_fallback and self.slave.logged_in:
+            return next(iter(self.slave.logged_in))
+        return None
+
     async def _send(self, msg_id: int, body: bytes, entries: list[OutboxEntry]) -> bool:
-        """Write one frame on the main link; False when it is down (nothing written)."""
-        connection = self.main.connection
+        """Write one frame on the main link (or the slave link while the main one is down,
+        :meth:`_uplink`); False when neither is up (nothing written)."""
+        connection = self._uplink()
         if connection is None:
             return False
         async with self._send_lock:
@@ -134,8 +152,14 @@ class Jt809Service:
                 await connection.send(msg_id, body)
             except OSError:
                 return False
+        if connection is not self.main.connection:
+            self.counts["sent_on_slave"] += 1
         self._remember(entries)
         return True
+
+    async def _send_now(self, msg_id: int, body: bytes) -> bool:
+        """An immediate answer to a request (0x1302, unserved requests)."""
+        return await self._send(msg_id, body, [])
 
     # ------------------------------------------------------------------ vehicles
 
@@ -151,11 +175,14 @@ class Jt809Service:
     async def _vehicle_frame(
         self, vehicle_id: int, msg_id: int, data_type: int, data: bytes
     ) -> bytes | None:
+        """The envelope of ``data`` for the vehicle (2019 0x1400 carries no vehicle: the 0x1402
+        data names it)."""
         plate = await self._plate(vehicle_id)
         if plate is None:
             self.counts["unknown_vehicle"] += 1
             return None
-        return m.encode_vehicle_message(m.VehicleMessage(plate[0], plate[1], data_type, data))
+        envelope = x.Envelope(data_type, data, plate[0], plate[1])
+        return x.encode_envelope(msg_id, envelope, self.jt.version)
 
     # ------------------------------------------------------------------ positions
 
@@ -184,7 +211,7 @@ class Jt809Service:
                 "position", position.vehicle_id, position.fix_time, position.to_dict(),
                 "link_down" if live else "late",
             )  # fmt: skip
-            if live and self.main.connection is not None:
+            if live and self._uplink() is not None:
                 data = self._position_data(position)
                 body = await self._vehicle_frame(
                     position.vehicle_id, m.MSG_VEHICLE_DYNAMIC, m.MSG_REALTIME_POSITION, data
@@ -207,11 +234,30 @@ class Jt809Service:
 
     # ------------------------------------------------------------------ alarms
 
-    def _alarm_body(self, alarm: dict[str, Any]) -> bytes:
+    def _alarm_body(self, alarm: dict[str, Any], plate: tuple[str, int] | None = None) -> bytes:
+        """0x1402 data: 2011 (source 2 platform, info id = our alarm id) or 2019 (this platform
+        as the source, the vehicle, start and end = the episode so far, no destination)."""
         started = datetime.fromisoformat(alarm["started_at"])
+        warn_type = m.warn_type_for(alarm["alarm_type"], alarm.get("details"))
+        if self.jt.version == 2019:
+            ended = alarm.get("ended_at")
+            return x.encode_alarm_2019(
+                x.Alarm2019(
+                    source_platform_id=self.jt.platform_id,
+                    warn_type=warn_type,
+                    warn_time=started,
+                    start_time=started,
+                    end_time=datetime.fromisoformat(ended) if ended else started,
+                    plate_number=plate[0] if plate else "",
+                    plate_color=plate[1] if plate else 0,
+                    destination_platform_id="",
+                    drv_line_id=0,
+                    info_content=f"{alarm['alarm_type']} #{alarm.get('id') or 0}",
+                )
+            )
         info = m.AlarmInfo(
             warn_src=m.WARN_SRC_PLATFORM,
-            warn_type=m.warn_type_for(alarm["alarm_type"], alarm.get("details")),
+            warn_type=warn_type,
             warn_time=started,
             info_id=int(alarm.get("id") or 0),
             info_content=alarm["alarm_type"],
@@ -226,10 +272,11 @@ class Jt809Service:
         entry = OutboxEntry(
             "alarm", vehicle_id, datetime.fromisoformat(alarm["started_at"]), alarm, "link_down"
         )
-        if self.main.connection is not None:
+        if self._uplink() is not None:
             body = await self._vehicle_frame(
-                vehicle_id, m.MSG_VEHICLE_ALARM, m.MSG_ALARM_INFO, self._alarm_body(alarm)
-            )
+                vehicle_id, m.MSG_VEHICLE_ALARM, m.MSG_ALARM_INFO,
+                self._alarm_body(alarm, await self._plate(vehicle_id)),
+            )  # fmt: skip
             if body is None:
                 return
             if await self._send(m.MSG_VEHICLE_ALARM, body, [entry]):
@@ -252,7 +299,8 @@ class Jt809Service:
     async def _replay_once(self) -> None:
         interval = 1.0 / self.jt.reupload_rate_per_s
         while True:
-            if self.main.connection is None:
+            await self._queue_text_answers()
+            if self._uplink() is None:
                 await asyncio.sleep(REPLAY_IDLE_S)
                 continue
             cutoff = now_utc() - timedelta(seconds=self.jt.buffer_window_s)
@@ -273,6 +321,8 @@ class Jt809Service:
     async def _replay_group(self, group: list[OutboxEntry]) -> bool:
         """Send one 0x1203 (positions of one vehicle) or 0x1402; delete them once written."""
         first = group[0]
+        if first.kind not in ("position", "alarm") or first.vehicle_id is None:
+            return await self._replay_answer(first)
         if first.kind == "position":
             data = [self._position_data(Position.from_dict(e.payload)) for e in group]
             body = await self._vehicle_frame(
@@ -283,7 +333,7 @@ class Jt809Service:
         else:
             body = await self._vehicle_frame(
                 first.vehicle_id, m.MSG_VEHICLE_ALARM, m.MSG_ALARM_INFO,
-                self._alarm_body(first.payload),
+                self._alarm_body(first.payload, await self._plate(first.vehicle_id)),
             )  # fmt: skip
             msg_id = m.MSG_VEHICLE_ALARM
         ids = [e.id for e in group if e.id is not None]
@@ -295,6 +345,47 @@ class Jt809Service:
         await outbox.delete(self.pool, ids)
         self.counts["reupload_messages"] += 1
         return True
+
+    async def _replay_answer(self, entry: OutboxEntry) -> bool:
+        """Send one queued answer (0x1301/0x1401/0x1412/0x1503) or registration (0x1201)."""
+        payload = dict(entry.payload)
+        if entry.vehicle_id is not None:
+            if entry.kind == "registration":
+                info = await outbox.registration_info(self.pool, entry.vehicle_id)
+                payload.update(info or {})
+            plate = await self._plate(entry.vehicle_id)
+            if plate is None or (entry.kind == "registration" and not payload):
+                await outbox.delete(self.pool, [entry.id] if entry.id is not None else [])
+                return True
+            payload.setdefault("plate_number", plate[0])
+            payload.setdefault("plate_color", plate[1])
+        sendable = OutboxEntry(entry.kind, entry.vehicle_id, entry.fix_time, payload,
+                               entry.reason, entry.id)  # fmt: skip
+        msg_id, body = answer_frame(sendable, self.jt.version, self.jt.platform_id)
+        if not await self._send(msg_id, body, []):
+            return False
+        await outbox.delete(self.pool, [entry.id] if entry.id is not None else [])
+        self.counts["registrations_sent" if entry.kind == "registration" else "answers_sent"] += 1
+        return True
+
+    async def _queue_text_answers(self) -> None:
+        """0x1503 for each relayed 0x9503 whose command is final (queued in the outbox)."""
+        for relayed in await outbox.finished_relayed_texts(self.pool):
+            await outbox.queue_text_answer(self.pool, relayed)
+
+    async def _publish_status(self) -> None:
+        """Link status and counters for the bureau page (``jt809_link_status``)."""
+        counters = {
+            **self.counts,
+            **{f"downward_{k}": v for k, v in self.downward.counts.items()},
+            "unsupported": {f"0x{k:04x}": v for k, v in self.downward.unsupported.items()},
+            "bad_frames": dict(self.stats.bad_frames),
+            "unhandled": {f"0x{k:04x}": v for k, v in self.stats.unhandled.items()},
+            "login_refusals": {str(k): v for k, v in self.stats.login_refusals.items()},
+        }
+        with contextlib.suppress(*DATABASE_DOWN):
+            await outbox.set_link_status(self.pool, "main", self.main.status, counters)
+            await outbox.set_link_status(self.pool, "slave", self.slave.status, {})
 
     # ------------------------------------------------------------------ MQTT
 
@@ -330,6 +421,17 @@ class Jt809Service:
             manual_ack=True,
         )
 
+    async def status_forever(self) -> None:
+        """Write the link status for the bureau page every second while it changes."""
+        last = None
+        while True:
+            state = (self.main.status, self.slave.status, self.stats.summary(),
+                     sorted(self.downward.counts.items()), sorted(self.counts.items()))  # fmt: skip
+            if state != last:
+                await self._publish_status()
+                last = state
+            await asyncio.sleep(1.0)
+
     async def log_stats_forever(self) -> None:
         while True:
             await asyncio.sleep(self.jt.stats_interval_s)
@@ -344,6 +446,7 @@ class Jt809Service:
             asyncio.create_task(self.consume_forever()),
             asyncio.create_task(self.replay_forever()),
             asyncio.create_task(self.log_stats_forever()),
+            asyncio.create_task(self.status_forever()),
         ]
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
@@ -365,7 +468,7 @@ def _replay_groups(entries: list[OutboxEntry]) -> list[list[OutboxEntry]]:
     groups: list[list[OutboxEntry]] = []
     open_groups: dict[int, list[OutboxEntry]] = {}
     for entry in entries:
-        if entry.kind == "alarm":
+        if entry.kind != "position" or entry.vehicle_id is None:
             groups.append([entry])
             continue
         group = open_groups.get(entry.vehicle_id)

@@ -24,6 +24,7 @@ from jt809.sim import SuperiorSimulator
 PLATE = "渝A80901"
 TERMINAL = "13800000809"
 START = datetime(2026, 1, 26, 0, 0, tzinfo=UTC)
+BUFFERED = "SELECT count(*) FROM jt809_outbox WHERE kind = 'position'"
 
 
 def jt809_settings(settings: Settings, superior_port: int, **fields: object) -> Settings:
@@ -137,7 +138,8 @@ async def test_outage_and_restart_buffer_in_the_database_and_replay_as_0x1203(
     settings: Settings, pool: asyncpg.Pool, superior: tuple[SuperiorSimulator, int]
 ) -> None:
     sim, port = superior
-    settings = jt809_settings(settings, port, resend_after_cut_s=0)
+    # without the slave-link fallback: everything waits in the buffer while the main link is down
+    settings = jt809_settings(settings, port, resend_after_cut_s=0, slave_fallback=False)
     await register_vehicle(pool)
     async with running_worker(settings):
         async with running_service(settings, pool) as service:
@@ -149,9 +151,7 @@ async def test_outage_and_restart_buffer_in_the_database_and_replay_as_0x1203(
             await sim.drop_main_links()
             await wait_for(lambda: _value(service.main.status), lambda s: s != "up", 10)
             await publish_raw(settings, fixes(10, 17))
-            buffered = await wait_for(
-                lambda: pool.fetchval("SELECT count(*) FROM jt809_outbox"), lambda n: n >= 17
-            )
+            buffered = await wait_for(lambda: pool.fetchval(BUFFERED), lambda n: n >= 17)
             assert buffered == 17
         # the service restarts while the superior is still away; the buffer stays
         await publish_raw(settings, fixes(27, 3))
@@ -159,9 +159,7 @@ async def test_outage_and_restart_buffer_in_the_database_and_replay_as_0x1203(
         await sim.start(port=port)
         async with running_service(settings, pool):
             await wait_for(lambda: _value(len(sim.record.positions)), lambda n: n >= 30, 30)
-            left = await wait_for(
-                lambda: pool.fetchval("SELECT count(*) FROM jt809_outbox"), lambda n: n == 0
-            )
+            left = await wait_for(lambda: pool.fetchval(BUFFERED), lambda n: n == 0)
     await drop_session(settings, settings.jt809.client_id)
     assert left == 0
     received = sim.record.positions
@@ -215,9 +213,7 @@ async def test_refused_login_is_logged_with_its_code_and_positions_wait_in_the_b
         await wait_for(lambda: _value(len(sim.record.login_results)), lambda n: n >= 2, 10)
         assert service.main.status.startswith("refused: login refused by the superior: result 2")
         await publish_raw(settings, fixes(0, 4))
-        buffered = await wait_for(
-            lambda: pool.fetchval("SELECT count(*) FROM jt809_outbox"), lambda n: n >= 4
-        )
+        buffered = await wait_for(lambda: pool.fetchval(BUFFERED), lambda n: n >= 4)
         sim.refuse_with = None
         await wait_for(lambda: _value(len(sim.record.positions)), lambda n: n >= 4, 20)
     await drop_session(settings, settings.jt809.client_id)

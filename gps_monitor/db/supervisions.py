@@ -1,6 +1,8 @@
-"""The ``supervisions`` table (migration 0081): 督办 orders from the bureau and the companies'
-answers. Written by the web app only, each change with its audit entry in the caller's
-transaction.
+"""The ``supervisions`` table (migrations 0081, 0101): 督办 orders from the bureau and the
+companies' answers. Written by the web app, each change with its audit entry in the caller's
+transaction, and by ``gps-monitor jt809`` for a 督办 of the superior platform (0x9401,
+``source`` superior, ``superior_info_id`` its SUPERVISION_ID, no issuing user): answering such
+an order also queues its 0x1401 in the same transaction (:func:`answer`).
 
 State of one order, derived (never stored): ``open`` (unanswered, deadline ahead), ``overdue``
 (unanswered, deadline passed), ``answered`` (by the deadline), ``answered_late``.
@@ -20,11 +22,13 @@ _STATE = (
 )
 _SELECT = (
     "SELECT s.id, s.company_id, c.name AS company_name, s.alarm_id, a.alarm_type, "
-    "v.plate_number, s.note, s.deadline, s.issued_at, iu.username AS issued_by, s.answer, "
+    "coalesce(v.plate_number, sv.plate_number) AS plate_number, s.note, s.deadline, s.issued_at, "
+    "iu.username AS issued_by, s.answer, s.source, s.superior_info_id, "
     f"s.answered_at, au.username AS answered_by, {_STATE} AS state "
     "FROM supervisions s JOIN companies c ON c.id = s.company_id "
-    "JOIN users iu ON iu.id = s.issued_by LEFT JOIN users au ON au.id = s.answered_by "
-    "LEFT JOIN alarms a ON a.id = s.alarm_id LEFT JOIN vehicles v ON v.id = a.vehicle_id"
+    "LEFT JOIN users iu ON iu.id = s.issued_by LEFT JOIN users au ON au.id = s.answered_by "
+    "LEFT JOIN alarms a ON a.id = s.alarm_id LEFT JOIN vehicles v ON v.id = a.vehicle_id "
+    "LEFT JOIN vehicles sv ON sv.id = s.vehicle_id"
 )
 STATES = ("open", "overdue", "answered", "answered_late")
 
@@ -90,14 +94,50 @@ async def listing(
     return [dict(r) for r in rows]
 
 
+async def issue_from_superior(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    *,
+    company_id: int,
+    vehicle_id: int,
+    note: str,
+    deadline: datetime,
+    superior_info_id: int,
+) -> int:
+    """A 督办 of the superior platform (0x9401) on ``vehicle_id``'s company; returns its id. A
+    deadline already past (a late frame) keeps its time: the order is issued a second before
+    it, so it shows as overdue."""
+    return int(
+        await conn.fetchval(
+            "INSERT INTO supervisions (company_id, vehicle_id, note, deadline, issued_at, source, "
+            "superior_info_id) VALUES ($1, $2, $3, $4::timestamptz, "
+            "least(now(), $4::timestamptz - interval '1 second'), "
+            "'superior', $5) RETURNING id",
+            company_id,
+            vehicle_id,
+            note,
+            deadline,
+            superior_info_id,
+        )
+    )
+
+
 async def answer(
     conn: asyncpg.Connection, supervision_id: int, text: str, answered_by: int
 ) -> None:
+    """Record the answer; for a superior's order also queue its 0x1401 (result 1 已处理完毕)
+    in ``jt809_outbox``."""
     await conn.execute(
         "UPDATE supervisions SET answer = $2, answered_by = $3, answered_at = now() WHERE id = $1",
         supervision_id,
         text,
         answered_by,
+    )
+    await conn.execute(
+        "INSERT INTO jt809_outbox (kind, vehicle_id, fix_time, payload, reason) "
+        "SELECT 'supervision_answer', s.vehicle_id, now(), jsonb_build_object('supervision_id', "
+        "s.id, 'superior_info_id', s.superior_info_id, 'answer', s.answer), 'answer' "
+        "FROM supervisions s WHERE s.id = $1 AND s.source = 'superior'",
+        supervision_id,
     )
 
 

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from gps_monitor.commands import TextBody
 from gps_monitor.db import audit, penalties
+from gps_monitor.db import jt809 as jt809_db
 from gps_monitor.db.users import User
 from web.deps import (
     CurrentUser,
@@ -380,6 +381,10 @@ async def handle(
             body.method,
             command_row_id,
         )
+        if settings.jt809.superior_host:  # its 0x1412 to the superior (gps-monitor jt809)
+            await jt809_db.enqueue_one(
+                conn, "alarm_result", alarm["vehicle_id"], {"alarm_id": alarm_id}
+            )
         await audit.record(
             conn,
             user,
