@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+from gps_monitor.active_safety import ITEM_SOURCES
 from ingest.jt808.codec import Frame, FrameError, bcd_to_digits, digits_to_bcd
 
 # Terminal -> platform
@@ -485,7 +486,8 @@ def decode_items(items: dict[int, bytes]) -> tuple[float | None, int | None, dic
     1/10 L, 0x03 tachograph speed 1/10 km/h, 0x04 manual alarm event id, 0x05 tyre pressures,
     0x06 compartment temperature, 0x11 overspeed alarm detail, 0x12 area/route in-out detail,
     0x13 road-section time detail, 0x25 extended vehicle signals, 0x2A IO status, 0x2B analog,
-    0x30 signal strength, 0x31 GNSS satellites. Others are kept as hex under
+    0x30 signal strength, 0x31 GNSS satellites; T/JSATL 12-2017 0x64 ADAS, 0x65 DSM, 0x66 tyres,
+    0x67 blind spot into ``extras["active_safety"]`` (a list). Others are kept as hex under
     ``extras["jt808_items"]`` ("0xe1": "00735443"); a "$OBD-RT" text item is also decoded
     into ``extras["obd"]``. An item of unexpected length is kept as hex too.
     """
@@ -534,6 +536,8 @@ def decode_items(items: dict[int, bytes]) -> tuple[float | None, int | None, dic
             extras["signal_strength"] = value[0]
         elif item_id == 0x31 and n == 1:
             satellites = value[0]
+        elif item_id in ITEM_SOURCES and _active_safety(item_id, value, extras):
+            pass  # T/JSATL 12-2017 0x64-0x67 (ingest/jt808/jsatl.py)
         else:
             other[f"0x{item_id:02x}"] = value.hex()
             if value.startswith(b"$OBD-RT"):
@@ -541,6 +545,19 @@ def decode_items(items: dict[int, bytes]) -> tuple[float | None, int | None, dic
     if other:
         extras["jt808_items"] = other
     return mileage_km, satellites, extras
+
+
+def _active_safety(item_id: int, value: bytes, extras: dict[str, Any]) -> bool:
+    """Decode an active-safety item into ``extras["active_safety"]``; False (kept as hex) when
+    it does not decode."""
+    from ingest.jt808 import jsatl
+
+    try:
+        item = jsatl.decode_item(item_id, value)
+    except FrameError:
+        return False
+    extras.setdefault("active_safety", []).append(item)
+    return True
 
 
 def location_evidence(frame: Frame) -> dict[str, Any]:
