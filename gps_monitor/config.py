@@ -277,6 +277,64 @@ class WebSettings(BaseModel):
     )
     tile_attribution: str = Field(default="", description="Attribution shown under the tiles.")
     tile_max_zoom: int = Field(default=18, ge=1, le=22)
+    # -- basemaps and place names (issue 11): the map page's layer switcher (web/basemaps.py)
+    basemaps: list[Literal["osm", "tianditu", "amap"]] = Field(
+        default=["osm", "tianditu", "amap"],
+        description="Basemaps offered by the map page's layer switcher, in this order; JSON "
+        "list, e.g. '[\"tianditu\"]'. '[]' with no tile_url_template: plain background only. "
+        "tile_url_template, when set, is offered too (first, as 自定义底图).",
+    )
+    basemap_default: Literal["osm", "tianditu", "amap", "custom"] | None = Field(
+        default=None,
+        description="Basemap shown first (a user's own choice is kept in the browser). Unset: "
+        "custom when tile_url_template is set, amap when tile_crs is gcj02, else the first of "
+        "basemaps.",
+    )
+    osm_url_template: str = Field(
+        default="https://tile.openstreetmap.org/{z}/{x}/{y}.png",
+        description="OpenStreetMap tile URL template (a mirror or a local tile server).",
+    )
+    tianditu_key: str | None = Field(
+        default=None,
+        description="天地图 browser key (浏览器端 tk) for the vector (vec_w) and annotation "
+        "(cva_w) tiles; public by nature (every tile URL carries it). Unset: the 天地图 "
+        "basemap says it needs a key.",
+    )
+    tianditu_url_template: str = Field(
+        default="https://t{s}.tianditu.gov.cn/{layer}_w/wmts?SERVICE=WMTS&REQUEST=GetTile"
+        "&VERSION=1.0.0&LAYER={layer}&STYLE=default&TILEMATRIXSET=w&FORMAT=tiles"
+        "&TILEMATRIX={z}&TILEROW={y}&TILECOL={x}&tk={tk}",
+        description="天地图 WMTS tile template; {layer} is vec (roads) or cva (names), {tk} "
+        "the key, {s} 0-7.",
+    )
+    amap_url_template: str = Field(
+        default="https://webrd0{s}.is.autonavi.com/appmaptile?lang=zh_cn&size=1&scale=1"
+        "&style=8&x={x}&y={y}&z={z}",
+        description="高德 (AMap) tile template ({s} 1-4); GCJ-02, positions converted for display.",
+    )
+    geocoder_key: str | None = Field(
+        default=None,
+        description="天地图 server key (服务器端 tk) for place names (reverse geocoding, "
+        "GET /api/geocode). Unset: tianditu_key is tried; neither: coordinates only.",
+    )
+    geocoder_url: str = Field(
+        default="https://api.tianditu.gov.cn/geocoder",
+        description="天地图 reverse geocoding endpoint (postStr={'lon','lat','ver':1}, "
+        "type=geocode, tk).",
+    )
+    geocoder_timeout_s: float = Field(
+        default=3.0, gt=0, le=30, description="One reverse geocoding request gives up after this."
+    )
+    geocoder_cache_size: int = Field(
+        default=20000, ge=0, description="Place names kept in memory per web process (LRU)."
+    )
+    geocoder_cache_decimals: int = Field(
+        default=4,
+        ge=2,
+        le=6,
+        description="Positions are rounded to this many decimals of a degree before lookup and "
+        "caching (4: about 11 m).",
+    )
     map_center_lat: float = Field(default=39.9, ge=-90, le=90, description="Initial map centre.")
     map_center_lon: float = Field(default=116.4, ge=-180, le=180)
     map_zoom: int = Field(default=10, ge=1, le=22)

@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 from test_browser_map import ARTIFACTS, CHROMIUM_ARGS, chain, chromium, login
-from web_helpers import PASSWORD, store_alarm
+from web_helpers import PASSWORD, offline_tile_error, store_alarm
 
 from gps_monitor import mqtt, topics
 from gps_monitor.config import Settings
@@ -120,7 +120,12 @@ async def test_level_1_alarm_pops_up_sounds_badges_and_acknowledging_clears_othe
                     await context.add_init_script(INSTRUMENT)
                     page = await context.new_page()
                     page.on(
-                        "console", lambda m: errors.append(m.text) if m.type == "error" else None
+                        "console",
+                        lambda m: (
+                            errors.append(m.text)
+                            if m.type == "error" and not offline_tile_error(m)
+                            else None
+                        ),
                     )
                     page.on("pageerror", lambda e: errors.append(str(e)))
                     await login(page, base, username)

@@ -251,3 +251,113 @@ async def test_phone_map_fills_the_screen_and_the_lists_are_drawers(
         await page.wait_for_timeout(300)
         assert not await page.locator("#side").is_visible()
         assert page.errors == []
+
+
+async def switcher_labels(page: Any) -> list[str]:
+    return await page.evaluate(
+        "Array.from(document.querySelectorAll('#basemap-switcher .leaflet-control-layers-base "
+        "label')).map((l) => l.textContent.trim())"
+    )
+
+
+async def choose_basemap(page: Any, name: str) -> None:
+    await page.hover("#basemap-switcher")
+    await page.click(f"#basemap-switcher label:has-text('{name}')")
+    await page.mouse.move(10, 400)
+
+
+@pytest.mark.parametrize(
+    ("viewport", "lang", "labels", "offline", "needs_key"),
+    [
+        (DESKTOP, "zh-CN", ["OpenStreetMap", "天地图", "高德地图"], "无法加载", "需要密钥"),
+        (PHONE, "en", ["OpenStreetMap", "Tianditu", "AMap"], "cannot load", "needs a key"),
+    ],
+    ids=["desktop-zh", "phone-en"],
+)
+async def test_switcher_offers_three_basemaps_and_offline_tiles_fall_back_with_a_note(
+    settings: Settings,
+    pool: asyncpg.Pool,
+    browser: Any,
+    viewport: dict[str, int],
+    lang: str,
+    labels: list[str],
+    offline: str,
+    needs_key: str,
+) -> None:
+    """This machine has no internet: the default OpenStreetMap tiles fail and the page says so
+    over a plain background; 天地图 without a key names the setting to set."""
+    await make_fleet(pool)
+    tag = "desktop-zh" if viewport is DESKTOP else "phone-en"
+    async with served_app(settings) as (base, _):
+        page = await open_page(browser, base, "op_a", viewport, lang)
+        assert await switcher_labels(page) == labels
+        note = page.locator("#basemap-note")
+        await note.wait_for(state="visible", timeout=15000)
+        assert offline in await note.inner_text()
+        assert "OpenStreetMap" in await note.inner_text()
+        assert await page.evaluate(
+            "document.getElementById('map').classList.contains('tiles-failed')"
+        )
+        await page.screenshot(path=str(SHOTS / f"console-map-offline-{tag}.png"))
+        await choose_basemap(page, labels[1])
+        await wait_for_js(page, "window.GpsmBasemaps.active === 'tianditu'")
+        text = await note.inner_text()
+        assert needs_key in text and "GPS_MONITOR_WEB_TIANDITU_KEY" in text
+        await page.screenshot(path=str(SHOTS / f"console-map-tianditu-nokey-{tag}.png"))
+        # the choice is kept: a reload shows 天地图 again
+        await page.reload()
+        await wait_for_js(page, "window.GpsmBasemaps && window.GpsmBasemaps.active === 'tianditu'")
+        assert page.errors == []
+
+
+async def test_reachable_tiles_load_amap_shifts_markers_and_the_card_names_the_place(
+    settings: Settings, pool: asyncpg.Pool, browser: Any
+) -> None:
+    """With the tile templates on a local tile server the tiles load and no note shows; 高德
+    (GCJ-02) draws the vehicle at its converted place and OpenStreetMap back at the stored one;
+    the vehicle card fills in the place name from a fake 天地图 geocoder."""
+    from fake_services import geocoder_server, tile_server
+
+    fleet = await make_fleet(pool)
+    async with tile_server() as tiles, geocoder_server() as geocoder:
+        web = settings.web.model_copy(
+            update={
+                "osm_url_template": f"{tiles.base}/osm/{{z}}/{{x}}/{{y}}.png",
+                "amap_url_template": f"{tiles.base}/amap/{{z}}/{{x}}/{{y}}.png",
+                "geocoder_url": f"{geocoder.base}/geocoder",
+                "geocoder_key": "k",
+            }
+        )
+        local = settings.model_copy(update={"web": web})
+        async with served_app(local) as (base, _):
+            page = await open_page(browser, base, "op_a", DESKTOP, "zh-CN")
+            await wait_for_js(
+                page, "document.querySelectorAll('img.leaflet-tile-loaded').length > 3"
+            )
+            await page.wait_for_timeout(1000)
+            assert not await page.locator("#basemap-note").is_visible()
+            assert any(r.path.startswith("/osm/") for r in tiles.requests)
+            marker = f"window.gpsm.markers.get({fleet.online}).getLatLng()"
+            assert await page.evaluate(f"[{marker}.lat, {marker}.lng]") == [29.60, 106.60]
+            await page.screenshot(path=str(SHOTS / "console-map-tiles-osm.png"))
+            await choose_basemap(page, "高德地图")
+            await wait_for_js(page, "window.gpsm.config.tile_crs === 'gcj02'")
+            expected = await page.evaluate("GpsmCoords.wgs84ToGcj02(29.60, 106.60)")
+            assert await page.evaluate(f"[{marker}.lat, {marker}.lng]") == expected
+            assert expected != [29.60, 106.60]
+            await wait_for_js(
+                page,
+                "document.querySelectorAll('.basemap-amap img.leaflet-tile-loaded').length > 0",
+            )
+            await choose_basemap(page, "OpenStreetMap")
+            await wait_for_js(page, "window.gpsm.config.tile_crs === 'wgs84'")
+            assert await page.evaluate(f"[{marker}.lat, {marker}.lng]") == [29.60, 106.60]
+            # the card: coordinates at once, the place name when the geocoder answers
+            await page.click(f'#vehicle-list li[data-vehicle-id="{fleet.online}"]')
+            place = page.locator(".card-place")
+            await page.wait_for_selector(".card-place.place-named")
+            assert await place.inner_text() == "重庆市渝中区解放碑 106.6,29.6"
+            assert await place.get_attribute("title") == "29.60000, 106.60000"
+            await page.wait_for_timeout(500)
+            await page.screenshot(path=str(SHOTS / "console-map-place.png"))
+            assert page.errors == []

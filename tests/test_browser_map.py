@@ -17,7 +17,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from web_helpers import PASSWORD, served_app, wait_for_js
+from web_helpers import PASSWORD, offline_tile_error, served_app, wait_for_js
 
 from gps_monitor.config import Settings
 from gps_monitor.db import users
@@ -135,7 +135,14 @@ async def test_operator_watches_its_vehicles_move_and_acknowledges_an_alarm(
         try:
             page_a = await browser.new_page(viewport={"width": 1400, "height": 850})
             console: list[str] = []
-            page_a.on("console", lambda m: console.append(m.text) if m.type == "error" else None)
+            page_a.on(
+                "console",
+                lambda m: (
+                    console.append(m.text)
+                    if m.type == "error" and not offline_tile_error(m)
+                    else None
+                ),
+            )
             page_a.on("pageerror", lambda e: console.append(str(e)))
             await login(page_a, base, "op_a")
             replay = asyncio.create_task(

@@ -239,3 +239,16 @@ async def wait_for_js(page: Any, expression: str, timeout_ms: float = 30000) -> 
         if asyncio.get_running_loop().time() > deadline:
             raise TimeoutError(f"expected {expression!r} to become true within {timeout_ms} ms")
         await asyncio.sleep(0.05)
+
+
+ONLINE_TILE_HOSTS = ("tile.openstreetmap.org", ".tianditu.gov.cn", ".is.autonavi.com")
+
+
+def offline_tile_error(message: Any) -> bool:
+    """True for a Playwright console message that is an online basemap tile failing to load:
+    the test machine is offline, and the map page falls back to a plain background with a note
+    (web/static/basemaps.js, tested in test_browser_console_map.py)."""
+    url = (message.location or {}).get("url", "")
+    return message.text.startswith("Failed to load resource") and any(
+        host in url for host in ONLINE_TILE_HOSTS
+    )

@@ -25,6 +25,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gps_monitor.config import Settings
+from web.basemaps import tile_sources
 from web.deps import COOKIE_NAME
 
 STATE_CHANGING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -102,32 +103,12 @@ DOCS_PATHS = ("/docs", "/redoc")
 DOCS_CDN = "https://cdn.jsdelivr.net"
 
 
-def tile_source(tile_url_template: str | None) -> str | None:
-    """The CSP source (``scheme://host[:port]``) the basemap tiles load from, or None.
-
-    A host label holding a placeholder (``{s}.tile.openstreetmap.org``,
-    ``webrd0{s}.is.autonavi.com``) becomes ``*`` with the labels left of it:
-    ``https://*.tile.openstreetmap.org``.
-    """
-    if not tile_url_template:
-        return None
-    parts = urlsplit(tile_url_template)
-    if not parts.scheme or not parts.netloc:
-        return None
-    labels = parts.netloc.split(".")
-    templated = [i for i, label in enumerate(labels) if "{" in label]
-    if templated:
-        labels = ["*", *labels[max(templated) + 1 :]]
-    return f"{parts.scheme}://{'.'.join(labels)}"
-
-
 def content_security_policy(settings: Settings) -> str:
     """The CSP of the app's pages: scripts, styles, fetches and websockets from this origin
-    only (no inline script), images also from the basemap's tile host, never framed. Inline
+    only (no inline script), images also from the offered basemaps' tile hosts
+    (:func:`web.basemaps.tile_sources`), never framed. Inline
     ``style`` attributes are allowed (the map's markers and Leaflet set them)."""
-    images = " ".join(
-        filter(None, ("'self' data: blob:", tile_source(settings.web.tile_url_template)))
-    )
+    images = " ".join(("'self' data: blob:", *tile_sources(settings.web)))
     return (
         "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
         f"img-src {images}; connect-src 'self'; font-src 'self' data:; object-src 'none'; "

@@ -14,6 +14,7 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import FileResponse, RedirectResponse
 
+from web import basemaps, geocoder
 from web.deps import SettingsDep
 
 STATIC_DIR = Path(__file__).resolve().parents[1] / "static"
@@ -47,8 +48,10 @@ async def favicon() -> FileResponse:
 async def map_config(settings: SettingsDep) -> dict[str, Any]:
     """Basemap and map settings for the page (no login needed: holds no data).
 
-    ``tile_url_template`` null means no basemap: the page draws a plain background with a scale.
-    ``tile_crs`` gcj02 means the page converts WGS-84 positions to GCJ-02 for display only.
+    ``basemaps``: the layer switcher's entries (:mod:`web.basemaps`), ``basemap_default`` the
+    one shown first, ``tile_crs`` its datum (gcj02: the page converts WGS-84 positions to GCJ-02
+    for display only); none offered: a plain background with a scale. ``geocoder``: place names
+    are available from ``GET /api/geocode``.
     ``alert_min_level``: a new live alarm this urgent or more (level number at most this) sounds,
     pops up, counts in the title badge; ``alert_repeat_s``: a level-1 alarm's sound repeats this
     often until acknowledged.
@@ -57,6 +60,8 @@ async def map_config(settings: SettingsDep) -> dict[str, Any]:
     return {
         "tile_url_template": web.tile_url_template,
         "tile_crs": web.tile_crs,
+        **basemaps.page_config(web),  # the layer switcher; tile_crs: the default basemap's
+        "geocoder": geocoder.configured(web),
         "tile_attribution": web.tile_attribution,
         "tile_max_zoom": web.tile_max_zoom,
         "center": [web.map_center_lat, web.map_center_lon],

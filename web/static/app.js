@@ -86,18 +86,7 @@
     if (state.map) return;
     const c = state.config;
     state.map = L.map("map", { preferCanvas: true, zoomControl: true, maxZoom: c.tile_max_zoom, minZoom: 2 }).setView(disp(c.center[0], c.center[1]), c.zoom);
-    if (c.tile_url_template) {
-      L.tileLayer(c.tile_url_template, { maxZoom: c.tile_max_zoom, attribution: esc(c.tile_attribution) }).addTo(state.map);
-    } else {
-      $("map").classList.add("no-tiles");
-      const note = L.control({ position: "topright" });
-      note.onAdd = () => {
-        const div = L.DomUtil.create("div", "notice");
-        div.dataset.i18n = "no_tiles"; div.textContent = t("no_tiles");
-        return div;
-      };
-      note.addTo(state.map);
-    }
+    GpsmBasemaps.install(state.map, c, redisplay);  // layer switcher, offline fallback (basemaps.js)
     L.control.scale({ imperial: false, metric: true }).addTo(state.map);
     state.cluster = L.markerClusterGroup({ chunkedLoading: true, maxClusterRadius: 50, disableClusteringAtZoom: 15 });
     state.map.addLayer(state.cluster);
@@ -107,6 +96,17 @@
     state.map.on("dragstart", () => { state.fitted = true; });  // the user took over the view
   }
 
+  // the basemap's datum changed (WGS-84 <-> GCJ-02, basemaps.js): draw everything again in it
+  function redisplay() {
+    state.map.closePopup();
+    cancelDrawing();
+    state.markers.forEach((m, id) => {
+      const v = state.vehicles.get(id);
+      if (v && v.latitude != null) m.setLatLng(disp(v.latitude, v.longitude));
+    });
+    loadFences();
+    if (state.track && state.track.layer) loadTrack();
+  }
   function statusOf(v) {
     const now = Date.now();
     if (!v.last_seen || now - v.last_seen > state.config.offline_after_s * 1000) return "offline";
@@ -260,11 +260,15 @@
       `<tr><td>${t("vehicle_class")}</td><td>${esc(t(info.vehicle_class))}</td></tr>` +
       `<tr><td>${t("speed")}</td><td>${fmtSpeed(v.speed_kmh != null ? v.speed_kmh : latest.speed_kmh)} ${t("kmh")}</td></tr>` +
       `<tr><td>${t("last_fix")}</td><td>${fmtTime(v.fix_time || latest.fix_time)}</td></tr>` +
+      `<tr><td>${t("where")}</td><td class="card-place"></td></tr>` +
       `<tr><td>${t("open_alarms")}</td><td>${alarms}</td></tr></table>` +
       `<button class="btn-track" data-vehicle-id="${id}">${t("track")}</button>`;
     const m = state.markers.get(id);
     const ll = m ? m.getLatLng() : (latest.latitude != null ? disp(latest.latitude, latest.longitude) : state.map.getCenter());
-    L.popup().setLatLng(ll).setContent(html).openOn(state.map);
+    const popup = L.popup().setLatLng(ll).setContent(html).openOn(state.map);
+    const lat = v.latitude != null ? v.latitude : latest.latitude;  // WGS-84, as stored
+    const lon = v.longitude != null ? v.longitude : latest.longitude;
+    GpsmPlace.fill(popup.getElement().querySelector(".card-place"), lat, lon, state.config);
   }
   document.addEventListener("click", (e) => {
     const b = e.target.closest(".btn-track"); if (b) openPlayback(Number(b.dataset.vehicleId));
@@ -678,6 +682,7 @@
     GpsmAlerts.renderMute();
     renderConn();
     state.config = await api("/api/config");
+    GpsmBasemaps.prepare(state.config);  // the datum of the basemap shown first
     const session = await api("/api/auth/session");
     if (!session.user) { showLogin(); return; }
     $("login").style.display = "none";
