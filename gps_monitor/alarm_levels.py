@@ -10,7 +10,9 @@ first, in the settings' overrides (``alarms.levels``) and then in :data:`DEFAULT
 1. ``"{type}@{vehicle_class}"``, e.g. ``forbidden_area_entry@hazmat``;
 2. ``"{type}"``;
 3. for ``device_alarm`` (JT/T 808 alarm flag bits, ``details["name"]`` such as ``sos``) the bit's
-   own key first: ``device_alarm.sos@hazmat``, ``device_alarm.sos``, then 1-2;
+   own key first: ``device_alarm.sos@hazmat``, ``device_alarm.sos``, then 1-2; likewise
+   ``active_safety.<name>`` (e.g. ``active_safety.dsm_fatigue``), then for a T/JSATL 二级 alarm
+   ``active_safety.level2`` (2), then ``active_safety`` (3);
 4. ``alarms.default_level`` (3) for a type nobody configured.
 
 The rules engine stores the result on the alarm row (``alarms.level``, migration 0052), so a
@@ -55,6 +57,8 @@ ALARM_TYPES: dict[str, str] = {
     # raised by the superior platform over JT/T 809 (jt809/downward.py), not by our rules
     "superior_warning": "上级平台报警预警",  # 0x9402
     "superior_alarm": "上级平台实时交换报警",  # 0x9403
+    # T/JSATL 12-2017 ADAS / DSM / tyre / blind spot (rules/active_safety.py)
+    "active_safety": "主动安全报警",
 }
 VEHICLE_CLASSES: tuple[str, ...] = ("coach", "tour_bus", "hazmat", "heavy_truck", "freight")
 
@@ -80,7 +84,12 @@ DEFAULT_LEVELS: dict[str, int] = {
     "device_alarm": MINOR,
     "offline@hazmat": MINOR,
     "offline": INFO,
+    # T/JSATL 12-2017: 二级 asks for the platform's intervention, 一级 is a warning
+    "active_safety.level2": MAJOR,
+    "active_safety": MINOR,
 }
+#: alarm types whose ``details["name"]`` picks a more specific key ``type.name``
+NAMED_TYPES: tuple[str, ...] = ("device_alarm", "active_safety")
 
 _KEY = re.compile(r"^(?P<type>[a-z_]+(?:\.[a-z0-9_]+)?)(?:@(?P<cls>[a-z_]+))?$")
 
@@ -97,10 +106,10 @@ def check_level_key(key: str) -> str:
         raise ValueError(f"expected an alarm level key 'type' or 'type@vehicle_class', got {key!r}")
     alarm_type, cls = match["type"], match["cls"]
     base = alarm_type.split(".", 1)[0]
-    if base not in ALARM_TYPES or ("." in alarm_type and base != "device_alarm"):
+    if base not in ALARM_TYPES or ("." in alarm_type and base not in NAMED_TYPES):
         raise ValueError(
             f"expected an alarm type among {', '.join(ALARM_TYPES)} "
-            f"(or device_alarm.<bit name>), got {alarm_type!r} in {key!r}"
+            f"(or device_alarm.<bit name>, active_safety.<name>), got {alarm_type!r} in {key!r}"
         )
     if cls is not None and cls not in VEHICLE_CLASSES:
         raise ValueError(
@@ -118,8 +127,10 @@ def check_level(value: int) -> int:
 
 def _keys(alarm_type: str, vehicle_class: str | None, details: Mapping[str, Any] | None):
     types = [alarm_type]
-    if alarm_type == "device_alarm" and details and isinstance(details.get("name"), str):
-        types.insert(0, f"device_alarm.{details['name']}")
+    if alarm_type in NAMED_TYPES and details and isinstance(details.get("name"), str):
+        types.insert(0, f"{alarm_type}.{details['name']}")
+    if alarm_type == "active_safety" and details and details.get("jsatl_level") == 2:
+        types.insert(-1, "active_safety.level2")
     for name in types:
         if vehicle_class:
             yield f"{name}@{vehicle_class}"

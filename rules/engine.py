@@ -30,7 +30,16 @@ from typing import Any
 
 from gps_monitor.models import Alarm, Position, Quality
 from gps_monitor.quality import UNTRUSTED_TIME_REASONS
-from rules import device_alarm, fatigue, geofence, night_ban, offline, overspeed, route_deviation
+from rules import (
+    active_safety,
+    device_alarm,
+    fatigue,
+    geofence,
+    night_ban,
+    offline,
+    overspeed,
+    route_deviation,
+)
 from rules.context import RuleContext, make_fix
 
 log = logging.getLogger(__name__)
@@ -40,6 +49,7 @@ log = logging.getLogger(__name__)
 RULES: tuple[ModuleType, ...] = (
     offline,  # remembers the last fix; offline displacement on reappearance
     device_alarm,  # bits the terminal set itself
+    active_safety,  # T/JSATL ADAS / DSM / tyre / blind-spot alarms the terminal reported
     overspeed,  # limit: speed zone > route > vehicle > class, night factor
     fatigue,  # fatigue_driving, fatigue_warning, daily_driving_limit
     night_ban,  # coaches 02:00-05:00

@@ -143,3 +143,36 @@ def test_file_data_frame() -> None:
     assert jsatl.decode_data_head(wire[: jsatl.DATA_HEAD_BYTES]) == (b"alarm.xlsx", 1, 5)
     assert wire[jsatl.DATA_HEAD_BYTES :] == bytes([1, 2, 3, 4, 5])
     assert jsatl.encode_data_frame(b"alarm.xlsx", 1, bytes([1, 2, 3, 4, 5])) == wire
+
+
+def test_adas_and_dsm_items_become_active_safety_alarms_with_level_and_alarm_number() -> None:
+    from rules_factory import Runner, context, no_offline, position
+
+    from gps_monitor.active_safety import alarm_number
+
+    def changed(item: dict[str, Any], **fields: Any) -> dict[str, Any]:
+        return jsatl.decode_item(*jsatl.encode_item(item | fields))  # through the wire again
+
+    adas = changed(_item(ADAS), type=0x01, level=2, flag=0)  # forward collision, 二级, event
+    dsm_start = changed(_item(DSM), type=0x01, level=1, flag=1)  # fatigue, 一级, starts
+    dsm_end = changed(dsm_start, flag=2)
+    run = Runner(context("coach", rules=no_offline()))
+    run.feed([
+        position("2024-01-10 10:00:00", speed_kmh=60, extras={"active_safety": [adas]}),
+        position("2024-01-10 10:00:05", speed_kmh=60, extras={"active_safety": [dsm_start]}),
+        position("2024-01-10 10:00:10", speed_kmh=60, extras={"active_safety": [dsm_start]}),
+        position("2024-01-10 10:00:30", speed_kmh=60, extras={"active_safety": [dsm_end]}),
+    ])  # fmt: skip
+    events = [(a.details["name"], a.event, a.level) for a in run.of("active_safety")]
+    assert events == [
+        ("adas_forward_collision", "closed", 2),  # an event: opened and ended at once
+        ("dsm_fatigue", "opened", 3),  # 一级 -> 一般; the repeated start adds nothing
+        ("dsm_fatigue", "closed", 3),
+    ]
+    first = run.of("active_safety")[0]
+    number = alarm_number("T1", bytes.fromhex(adas["identification_hex"]))
+    assert first.details["alarm_number"] == number and len(number) == 32
+    assert first.details["type_text"] == "前向碰撞报警" and first.details["jsatl_level"] == 2
+    assert first.details["identification"]["attachments"] == 2
+    closed = run.of("active_safety", "closed")[1]
+    assert (closed.ended_at - closed.started_at).total_seconds() == 25

@@ -159,6 +159,7 @@ def test_rule_order_is_one_visible_tuple() -> None:
     assert [m.NAME for m in RULES] == [
         "offline",
         "device_alarm",
+        "active_safety",
         "overspeed",
         "fatigue",
         "night_ban",

@@ -1,0 +1,105 @@
+"""Active-safety alarms (主动安全, T/JSATL 12-2017 "苏标"): the ADAS, DSM, tyre and blind-spot
+alarms the terminal reports in 0x0200 items 0x64-0x67 (decoded by the gateway into
+``extras["active_safety"]``, :mod:`ingest.jt808.jsatl`) become ``active_safety`` alarms.
+
+Mandatory on 两客一危 vehicles since 2018 (交办运〔2018〕115号). The terminal judges these
+itself (a camera sees the lane, the driver's eyes); the platform's part is to raise, show and
+prove them. Each item: flag 0 (an event without duration) opens and closes at its fix; flag 1
+opens an episode that flag 2 of the same source and type closes. ``details``: ``source`` (adas,
+dsm, tyre, bsd), ``name`` (``adas_forward_collision``...), ``type_text`` (前向碰撞报警...),
+``jsatl_level`` (1 一级 / 2 二级; ADAS and DSM only), ``speed_kmh`` the terminal gave,
+``alarm_id`` the terminal's, ``alarm_number`` the platform's (:func:`gps_monitor.active_safety.
+alarm_number`, the one sent in 0x9208 and named by the attachments, which are linked through it)
+and ``identification`` (terminal id, time, sequence, attachment count). The level follows
+:mod:`gps_monitor.alarm_levels` (二级 -> 2 严重, else 3 一般, ``active_safety.<name>`` overrides).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from gps_monitor.active_safety import FLAG_END, FLAG_START, alarm_number
+from gps_monitor.models import Alarm
+from rules.context import Fix, RuleContext
+
+NAME = "active_safety"
+_DETAIL_KEYS = (
+    "source", "name", "type_text", "type", "alarm_id", "speed_kmh", "identification",
+    "front_vehicle_speed_kmh", "front_distance_100ms", "departure_type", "road_sign_type",
+    "road_sign_data", "fatigue_degree", "tyres",
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class State:
+    """Open episodes (flag 1 seen, flag 2 not yet): ``source:type`` -> [start epoch s, details]."""
+
+    active: dict[str, list[Any]] | None = None
+
+
+def _details(item: dict[str, Any], terminal_id: str) -> dict[str, Any]:
+    details = {k: item[k] for k in _DETAIL_KEYS if k in item}
+    if "level" in item:
+        details["jsatl_level"] = item["level"]
+    try:
+        details["alarm_number"] = alarm_number(
+            terminal_id, bytes.fromhex(item["identification_hex"])
+        )
+    except (KeyError, ValueError, TypeError):
+        details["alarm_number"] = None
+    return details
+
+
+def process(state: State, fix: Fix, ctx: RuleContext) -> tuple[State, list[Alarm]]:
+    """Open / close one ``active_safety`` alarm per item of the fix (module docstring)."""
+    items = fix.position.extras.get("active_safety")
+    if not items or not isinstance(items, list):
+        return state, []
+    active = dict(state.active or {})
+    alarms: list[Alarm] = []
+    for item in items:
+        if not isinstance(item, dict) or "source" not in item:
+            continue
+        key = f"{item['source']}:{item.get('type')}"
+        flag = item.get("flag")
+        if flag == FLAG_END:
+            opened = active.pop(key, None)
+            if opened is not None:
+                start, details = opened
+                alarms.append(_alarm(ctx, start, details, fix.t, closed=True))
+            continue
+        details = _details(item, ctx.vehicle.terminal_id)
+        if flag == FLAG_START:
+            if key in active:
+                continue  # already open: the terminal repeated its start
+            active[key] = [fix.t, details]
+            alarms.append(_alarm(ctx, fix.t, details, None, closed=False))
+        else:  # an event: opens and ends at this fix
+            alarms.append(_alarm(ctx, fix.t, details, fix.t, closed=True))
+    if active == (state.active or {}):
+        return state, alarms
+    return replace(state, active=active or None), alarms
+
+
+def _alarm(
+    ctx: RuleContext, start: float, details: dict[str, Any], end: float | None, *, closed: bool
+) -> Alarm:
+    return ctx.alarm(
+        NAME,
+        start,
+        discriminator=details.get("alarm_number") or details.get("name", ""),
+        ended_t=end,
+        details=details,
+        first_fix_t=start,
+        last_fix_t=end if end is not None else start,
+        event="closed" if closed else "opened",
+    )
+
+
+def dump(state: State) -> dict[str, Any]:
+    return {"active": dict(state.active or {})}
+
+
+def load(data: dict[str, Any]) -> State:
+    return State(active=data.get("active") or None)
