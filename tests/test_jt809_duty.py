@@ -332,3 +332,37 @@ async def _value(value: object) -> object:
 
 
 __all__ = ["free_port"]
+
+
+async def test_kpi_report_has_query_response_rate_with_unanswered_and_main_link_connectivity(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    from datetime import date, timedelta
+
+    from web.reports.kpi import compute_kpis
+
+    day = date(2026, 3, 2)
+    start = datetime(2026, 3, 1, 16, 0, tzinfo=UTC)  # 00:00 Beijing time
+    for n, answered_after_s in enumerate((60, None, 900)):  # in time, unanswered, late
+        await pool.execute(
+            "INSERT INTO jt809_platform_queries (info_id, msg_sn, object_type, object_id, "
+            "question, received_at, deadline, answer, answered_at) VALUES ($1, 1, 1, '', 'q', "
+            "$2::timestamptz, $2::timestamptz + interval '10 minutes', $3, "
+            "$2::timestamptz + $4::int * interval '1 second')",
+            n, start + timedelta(hours=1), None if answered_after_s is None else "a",
+            answered_after_s,
+        )  # fmt: skip
+    # the main link: up from the day start for 6 h, then 6 h more from noon (18 h down... 12 h)
+    await pool.execute(
+        "INSERT INTO jt809_link_sessions (up_at, down_at) VALUES ($1, $2), ($3, $4)",
+        start, start + timedelta(hours=6), start + timedelta(hours=12),
+        start + timedelta(hours=18),
+    )  # fmt: skip
+    report = (await compute_kpis(pool, day, day, settings.reports)).to_dict()
+    county = report["county"]
+    assert county["counts"]["platform_queries"] == 3
+    assert county["counts"]["platform_queries_unanswered"] == 1
+    assert county["kpis"]["platform_query_rate"] == 33.33  # 1 of 3 answered within the limit
+    assert county["kpis"]["platform_connectivity"] == 50.0  # 12 h of 24 h
+    assert report["labels"]["platform_connectivity"] == "平台连通率 %"
+    assert county["days"][0]["kpis"]["platform_connectivity"] == 50.0

@@ -271,16 +271,23 @@ async def answer_query(
 async def query_counts_by_day(
     conn: asyncpg.Connection | asyncpg.Pool, start: datetime, end: datetime, tz_name: str
 ) -> list[asyncpg.Record]:
-    """Per local day of receipt: 查岗 received, answered by the deadline, unanswered."""
+    """Per local day of receipt and named company (None: platform-level): 查岗 received,
+    answered by the deadline, unanswered."""
     return await conn.fetch(
-        "SELECT (received_at AT TIME ZONE $3)::date AS day, count(*) AS received, "
+        "SELECT (received_at AT TIME ZONE $3)::date AS day, company_id, count(*) AS received, "
         "count(*) FILTER (WHERE answered_at IS NOT NULL AND answered_at <= deadline) AS in_time, "
         "count(*) FILTER (WHERE answered_at IS NULL) AS unanswered "
-        "FROM jt809_platform_queries WHERE received_at >= $1 AND received_at < $2 GROUP BY 1",
+        "FROM jt809_platform_queries WHERE received_at >= $1 AND received_at < $2 "
+        "GROUP BY 1, 2",
         start,
         end,
         tz_name,
     )
+
+
+async def first_link_up(conn: asyncpg.Connection | asyncpg.Pool) -> datetime | None:
+    value = await conn.fetchval("SELECT min(up_at) FROM jt809_link_sessions")
+    return None if value is None else value
 
 
 async def link_up_seconds_by_day(
@@ -289,15 +296,17 @@ async def link_up_seconds_by_day(
     """Seconds of main-link session (up to now for an open one) inside each local day of
     [start, end); days without any session are absent."""
     rows = await conn.fetch(
-        "WITH days AS (SELECT d::date AS day, (d AT TIME ZONE $3) AS day_start, "
-        "((d + interval '1 day') AT TIME ZONE $3) AS day_end "
-        "FROM generate_series(($1 AT TIME ZONE $3)::date::timestamp, "
-        "(($2 - interval '1 microsecond') AT TIME ZONE $3)::date::timestamp, interval '1 day') d) "
+        "WITH b AS (SELECT $1::timestamptz AS lo, $2::timestamptz AS hi, $3::text AS tz), "
+        "days AS (SELECT d::date AS day, (d AT TIME ZONE b.tz) AS day_start, "
+        "((d + interval '1 day') AT TIME ZONE b.tz) AS day_end, b.lo, b.hi FROM b, "
+        "generate_series((b.lo AT TIME ZONE b.tz)::date::timestamp, "
+        "((b.hi - interval '1 microsecond') AT TIME ZONE b.tz)::date::timestamp, "
+        "interval '1 day') d) "
         "SELECT days.day, sum(extract(epoch FROM "
-        "least(coalesce(s.down_at, now()), days.day_end, $2) "
-        "- greatest(s.up_at, days.day_start, $1))) AS up_s FROM days JOIN jt809_link_sessions s "
-        "ON s.up_at < least(days.day_end, $2) AND coalesce(s.down_at, now()) > "
-        "greatest(days.day_start, $1) GROUP BY days.day",
+        "least(coalesce(s.down_at, now()), days.day_end, days.hi) "
+        "- greatest(s.up_at, days.day_start, days.lo))) AS up_s FROM days "
+        "JOIN jt809_link_sessions s ON s.up_at < least(days.day_end, days.hi) "
+        "AND coalesce(s.down_at, now()) > greatest(days.day_start, days.lo) GROUP BY days.day",
         start,
         end,
         tz_name,

@@ -27,6 +27,13 @@ denominator is 0; rates in percent, 2 decimals):
   decision (``alarm_penalties``) / violations.
 - 督办处理率 supervision_rate = 督办 orders (``supervisions``, issued in the period, by the day
   they were issued) answered by their deadline / orders issued.
+- 平台查岗响应率 platform_query_rate = 查岗 of the superior platform (JT/T 809 0x9301,
+  ``jt809_platform_queries``, by local day of receipt) answered by their deadline / received;
+  unanswered ones are in the counts (``platform_queries_unanswered``). Platform-wide: in the
+  county figures (and a company's when the 查岗 named it).
+- 平台连通率 platform_connectivity = seconds the JT/T 809 main link was up
+  (``jt809_link_sessions``) / seconds of the period, counted from the first session ever (a
+  platform never linked has no figure), the current day up to now. County only.
 """
 
 from __future__ import annotations
@@ -52,6 +59,8 @@ KPI_LABELS: dict[str, str] = {
     "fatigue_hours_per_vehicle": "疲劳驾驶 小时/车",
     "handling_rate": "处理率 %",
     "supervision_rate": "督办处理率 %",
+    "platform_query_rate": "平台查岗响应率 %",
+    "platform_connectivity": "平台连通率 %",
 }
 DEFINITIONS: dict[str, str] = {
     "connection_rate": "发送过至少一条有效定位的应入网车辆 / 应入网车辆",
@@ -64,6 +73,8 @@ DEFINITIONS: dict[str, str] = {
     "fatigue_hours_per_vehicle": "期间内疲劳驾驶时长 (小时) / 上线车辆",
     "handling_rate": "有处理记录或处罚决定的违法报警 / 违法报警",
     "supervision_rate": "期限内答复的督办 / 下发的督办",
+    "platform_query_rate": "时限内应答的上级平台查岗 / 收到的查岗",
+    "platform_connectivity": "809 主链路连通时长 / 统计时长",
 }
 
 
@@ -95,6 +106,11 @@ class Counts:
     handled_violations: int = 0
     supervisions: int = 0
     supervisions_in_time: int = 0
+    platform_queries: int = 0
+    platform_queries_in_time: int = 0
+    platform_queries_unanswered: int = 0
+    link_up_s: float = 0.0
+    link_period_s: float = 0.0
 
     def kpis(self) -> dict[str, float | None]:
         """The KPI values (see the module docstring)."""
@@ -110,6 +126,12 @@ class Counts:
             "fatigue_hours_per_vehicle": _per(self.fatigue_s / 3600.0, self.online_vehicles),
             "handling_rate": _pct(self.handled_violations, self.violations),
             "supervision_rate": _pct(self.supervisions_in_time, self.supervisions),
+            "platform_query_rate": _pct(self.platform_queries_in_time, self.platform_queries),
+            "platform_connectivity": (
+                None
+                if self.link_period_s <= 0
+                else min(100.0, _pct(self.link_up_s, self.link_period_s) or 0.0)
+            ),
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -312,6 +334,7 @@ async def compute_kpis(
     await _add_supervisions(
         conn, settings, period_start, period_end, company_id, county, units, day_counts
     )
+    await _add_platform(conn, settings, tz, days, company_id, county, units, day_counts)
     return KpiReport(
         report_number=report_number,
         generated_at=datetime.now(UTC),
@@ -451,6 +474,49 @@ async def _add_supervisions(
             for counts in (target.period, day_counts(target, row["day"])):
                 counts.supervisions += row["issued"]
                 counts.supervisions_in_time += row["in_time"]
+
+
+async def _add_platform(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    settings: ReportsSettings,
+    tz: ZoneInfo,
+    days: list[date],
+    company_id: int | None,
+    county: Unit,
+    units: dict[int, Unit],
+    day_counts: Any,
+) -> None:
+    """平台查岗响应率 and 平台连通率 (JT/T 809, migrations 0100/0101) per local day."""
+    if not await conn.fetchval("SELECT to_regclass('jt809_platform_queries') IS NOT NULL"):
+        return
+    from gps_monitor.db import jt809 as jt809_db
+
+    start, _ = local_day_bounds(days[0], tz)
+    _, end = local_day_bounds(days[-1], tz)
+    for row in await jt809_db.query_counts_by_day(conn, start, end, settings.display_timezone):
+        unit = units.get(row["company_id"]) if row["company_id"] is not None else None
+        targets = ((unit,) if unit is not None else ()) + (() if company_id else (county,))
+        for target in targets:
+            for counts in (target.period, day_counts(target, row["day"])):
+                counts.platform_queries += row["received"]
+                counts.platform_queries_in_time += row["in_time"]
+                counts.platform_queries_unanswered += row["unanswered"]
+    if company_id is not None:
+        return
+    first_up = await jt809_db.first_link_up(conn)
+    if first_up is None:
+        return
+    up_by_day = await jt809_db.link_up_seconds_by_day(conn, start, end, settings.display_timezone)
+    now = datetime.now(UTC)
+    for day in days:
+        lo, hi = local_day_bounds(day, tz)
+        lo, hi = max(lo, first_up), min(hi, now)
+        if hi <= lo:
+            continue
+        up_s = min(up_by_day.get(day, 0.0), (hi - lo).total_seconds())
+        for counts in (day_counts(county, day), county.period):
+            counts.link_up_s += up_s
+            counts.link_period_s += (hi - lo).total_seconds()
 
 
 async def _add_alarms(

@@ -6,6 +6,7 @@
   const SVG = "http://www.w3.org/2000/svg";
   const PERCENT = new Set(["connection_rate", "online_rate", "track_completeness", "data_quality",
     "drift_rate", "handling_rate", "supervision_rate"]);
+  PERCENT.add("platform_query_rate").add("platform_connectivity");  // JT/T 809 (issue 10)
   let labels = {};
   let report = null;
 
