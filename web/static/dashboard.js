@@ -9,6 +9,39 @@
   PERCENT.add("platform_query_rate").add("platform_connectivity");  // JT/T 809 (issue 10)
   let labels = {};
   let report = null;
+  const I18N = window.GpsmI18n;
+  const t = (key) => I18N.t(key);
+  I18N.register({
+    "zh-CN": {
+      db_title: "联网联控考核指标", db_county: "全县", db_query: "查询", db_export: "导出 Excel",
+      db_map: "地图", db_trend: "日趋势", db_ranking: "企业排名", db_details: "明细", db_unit: "单位",
+      db_loading: "加载中…", db_error: "错误", db_login_failed: "用户名或密码错误",
+      db_period: "期间", db_today_live: "（含今日，实时）", db_no_data: "无数据",
+    },
+    en: {
+      db_title: "KPI dashboard", db_county: "County", db_query: "Show", db_export: "Export Excel",
+      db_map: "Map", db_trend: "Trend over days", db_ranking: "Companies ranked", db_details: "Details",
+      db_unit: "Unit", db_loading: "Loading…", db_error: "Error", db_login_failed: "Wrong username or password",
+      db_period: "Period", db_today_live: "(including today, live)", db_no_data: "no data",
+      kpi_connection_rate: "Connection rate %", kpi_online_rate: "Online rate %",
+      kpi_track_completeness: "Track completeness %", kpi_data_quality: "Data quality %",
+      kpi_drift_rate: "Drifting vehicles %", kpi_overspeed_per_vehicle: "Overspeed alarms / vehicle",
+      kpi_fatigue_hours_per_vehicle: "Fatigue hours / vehicle", kpi_handling_rate: "Handling rate %",
+      kpi_supervision_rate: "Supervision answered in time %",
+      def_connection_rate: "must-connect vehicles that sent a valid fix / must-connect vehicles",
+      def_online_rate: "Σ vehicles online per day / Σ vehicles connected per day (vehicle-days)",
+      def_track_completeness: "mileage without gaps (> 300 s and > 1 km) / mileage",
+      def_data_quality: "valid records / records",
+      def_drift_rate: "vehicles with drifting fixes / online vehicles",
+      def_overspeed_per_vehicle: "overspeed alarms started in the period / online vehicles",
+      def_fatigue_hours_per_vehicle: "hours of fatigue driving in the period (open episodes up to now) / online vehicles",
+      def_handling_rate: "violations handled or with a penalty decision / violations",
+      def_supervision_rate: "supervision orders (督办) answered by their deadline / orders issued",
+    },
+  });
+  // a KPI's label and definition in the page language: the server's (Chinese) or English
+  const kpiLabel = (key) => (I18N.lang === "en" ? t("kpi_" + key) : labels[key]);
+  const kpiDefinition = (key) => (I18N.lang === "en" ? t("def_" + key) : (report.definitions[key] || ""));
 
   function el(name, attrs, text) {
     const node = document.createElementNS(SVG, name);
@@ -39,7 +72,7 @@
   }
 
   async function load() {
-    $("status").textContent = "加载中…";
+    $("status").textContent = t("db_loading");
     try {
       report = await api(query("json"));
       labels = report.labels;
@@ -48,17 +81,18 @@
       render();
       $("status").textContent = "";
     } catch (error) {
-      if (error.message !== "401") $("status").textContent = "错误: " + error.message;
+      if (error.message !== "401") $("status").textContent = t("db_error") + ": " + error.message;
     }
   }
 
   function fillSelectors() {
     for (const id of ["trend-kpi", "rank-kpi"]) {
       const select = $(id);
-      if (select.options.length) continue;
-      for (const [key, label] of Object.entries(labels)) select.add(new Option(label, key));
-      select.value = id === "trend-kpi" ? "online_rate" : "track_completeness";
-      select.addEventListener("change", render);
+      const chosen = select.value || (id === "trend-kpi" ? "online_rate" : "track_completeness");
+      select.textContent = "";
+      for (const key of Object.keys(labels)) select.add(new Option(kpiLabel(key), key));
+      select.value = chosen;
+      if (!select.dataset.wired) { select.addEventListener("change", render); select.dataset.wired = "1"; }
     }
     const companies = $("company");
     if (companies.options.length === 1) {
@@ -69,14 +103,19 @@
   function render() {
     const cards = $("cards");
     cards.textContent = "";
-    for (const [key, label] of Object.entries(labels)) {
+    const period = report.period;
+    const today = localDay(0);
+    $("period-note").textContent = `${t("db_period")} ${period.from_local} – ${period.to_local}` +
+      (period.to_local >= today && period.from_local <= today ? " " + t("db_today_live") : "") +
+      ` · ${period.timezone}`;
+    for (const key of Object.keys(labels)) {
       const card = document.createElement("div");
       card.className = "card";
       card.dataset.kpi = key;
       card.innerHTML = '<div class="label"></div><div class="value"></div><div class="sub"></div>';
-      card.querySelector(".label").textContent = label;
+      card.querySelector(".label").textContent = kpiLabel(key);
       card.querySelector(".value").textContent = fmt(key, report.county.kpis[key]);
-      card.querySelector(".sub").textContent = report.definitions[key] || "";
+      card.querySelector(".sub").textContent = kpiDefinition(key);
       cards.appendChild(card);
     }
     drawTrend($("trend"), $("trend-kpi").value);
@@ -125,37 +164,33 @@
     box.appendChild(svg);
   }
 
+  // one row per company: its full name on a line of its own (long Chinese company names were
+  // clipped in a fixed label column), the bar and the value under it
   function drawRanking(box, key) {
     const rows = report.companies
       .map((c) => ({ name: c.name, v: c.kpis[key] }))
       .sort((a, b) => (b.v ?? -1) - (a.v ?? -1));
-    const W = 900, bar = 22, L = 200, R = 70, T = 6;
-    const H = T * 2 + rows.length * (bar + 6);
-    const svg = el("svg", { viewBox: `0 0 ${W} ${Math.max(H, 40)}`, role: "img", "aria-label": "ranking" });
     const top = axisMax(rows.map((r) => r.v), key);
     box.textContent = "";
-    box.appendChild(svg);  // in the page, so labels can be measured
     rows.forEach((r, i) => {
-      const yy = T + i * (bar + 6);
-      const label = el("text", { x: L - 8, y: yy + bar * 0.7, "text-anchor": "end" }, `${i + 1}. ${r.name}`);
-      svg.appendChild(label);
-      fitLabel(label, `${i + 1}. `, r.name, L - 12);
-      const w = r.v === null ? 0 : ((W - L - R) * r.v) / top;
-      svg.appendChild(el("rect", { x: L, y: yy, width: Math.max(w, 0), height: bar, fill: "#2ca02c", rx: 3 }));
-      svg.appendChild(el("text", { x: L + w + 6, y: yy + bar * 0.7 }, fmt(key, r.v)));
+      const row = document.createElement("div");
+      row.className = "rank-row";
+      const name = document.createElement("div");
+      name.className = "rank-name";
+      name.textContent = `${i + 1}. ${r.name}`;
+      const bar = document.createElement("div");
+      bar.className = "rank-bar";
+      const fill = document.createElement("span");
+      fill.className = "bar";
+      fill.style.width = r.v === null ? "0" : `${Math.max(0, (85 * r.v) / top).toFixed(1)}%`;
+      const value = document.createElement("span");
+      value.className = "value";
+      value.textContent = fmt(key, r.v);
+      bar.append(fill, value);
+      row.append(name, bar);
+      box.appendChild(row);
     });
-  }
-
-  // A company name wider than the label column (Chinese company names often are) ran off the
-  // chart's left edge, rank number first: shorten it with "…", the full name as its tooltip.
-  function fitLabel(label, prefix, name, maxWidth) {
-    if (label.getComputedTextLength() <= maxWidth) return;
-    label.appendChild(el("title", {}, name));
-    let n = name.length;
-    while (n > 1 && label.getComputedTextLength() > maxWidth) {
-      n -= 1;
-      label.firstChild.nodeValue = `${prefix}${name.slice(0, n)}…`;
-    }
+    if (!rows.length) box.textContent = t("db_no_data");
   }
 
   function drawTable() {
@@ -163,7 +198,7 @@
     const head = $("table").tHead;
     head.innerHTML = "";
     const hr = head.insertRow();
-    for (const text of ["单位 Unit", ...keys.map((k) => labels[k])]) {
+    for (const text of [t("db_unit"), ...keys.map(kpiLabel)]) {
       const th = document.createElement("th");
       th.textContent = text;
       hr.appendChild(th);
@@ -172,7 +207,7 @@
     body.innerHTML = "";
     for (const unit of [report.county, ...report.companies]) {
       const tr = body.insertRow();
-      tr.insertCell().textContent = unit.name;
+      tr.insertCell().textContent = unit.id == null ? t("db_county") : unit.name;
       for (const k of keys) tr.insertCell().textContent = fmt(k, unit.kpis[k]);
     }
   }
@@ -184,14 +219,23 @@
       method: "POST", credentials: "same-origin", headers: { "Content-Type": "application/json" },
       body: JSON.stringify({ username: $("login-username").value, password: $("login-password").value }),
     });
-    if (!r.ok) { $("login-error").textContent = "登录失败 login failed"; return; }
+    if (!r.ok) { $("login-error").textContent = t("db_login_failed"); return; }
     $("login").hidden = true;
     load();
   });
-  // default period: the last 30 local days up to and including today (so far), so a new
-  // system, or `make demo`, shows today's figures instead of an empty yesterday
+  // the language switch: labels in the page, then the charts and table drawn again
+  $("lang").value = I18N.lang;
+  $("lang").addEventListener("change", () => I18N.setLang($("lang").value));
+  document.addEventListener("gpsm:lang", () => {
+    if (report) { fillSelectors(); render(); }
+    const county = $("company").options[0];
+    if (county) county.textContent = t("db_county");
+  });
+  I18N.apply();
+  // default period: this month so far, today included (month to date, the usual reporting
+  // period of 联网联控 assessments), so a new system, or `make demo`, shows today at once
   const params = new URLSearchParams(location.search);
-  $("from").value = params.get("from") || localDay(-29);
+  $("from").value = params.get("from") || localDay(0).slice(0, 8) + "01";
   $("to").value = params.get("to") || localDay(0);
   load();
 })();

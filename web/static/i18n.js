@@ -96,12 +96,18 @@
       el.placeholder = t(el.dataset.i18nPlaceholder);
     });
     document.documentElement.lang = lang;
-    document.title = "gps-monitor · " + t("title");
+    // a page other than the map names its own title key: <body data-i18n-title="...">
+    document.title = "gps-monitor · " + t((document.body && document.body.dataset.i18nTitle) || "title");
   }
   function setLang(value) {
     lang = value;
     localStorage.setItem("gpsm_lang", value);
     apply();
+    document.dispatchEvent(new CustomEvent("gpsm:lang", { detail: value }));
   }
-  global.GpsmI18n = { t, apply, setLang, get lang() { return lang; } };
+  // a page's own labels ({"zh-CN": {...}, en: {...}}), merged into the shared table
+  function register(labels) {
+    for (const [code, table] of Object.entries(labels)) LABELS[code] = Object.assign(LABELS[code] || {}, table);
+  }
+  global.GpsmI18n = { t, apply, setLang, register, get lang() { return lang; } };
 })(window);
