@@ -54,13 +54,21 @@ async def record(
 
 
 async def entries(
-    conn: asyncpg.Connection | asyncpg.Pool, *, alarm_id: int | None = None, limit: int = 100
+    conn: asyncpg.Connection | asyncpg.Pool,
+    *,
+    alarm_id: int | None = None,
+    kind: str | None = None,
+    limit: int = 100,
 ) -> list[dict[str, Any]]:
-    """Newest entries first, optionally of one alarm."""
+    """Newest entries first, optionally of one alarm or one kind (evidence / kpi); each with
+    the vehicle's ``plate_number`` and the alarm's ``alarm_type`` (None where there is none)."""
     rows = await conn.fetch(
-        "SELECT * FROM report_log WHERE ($1::bigint IS NULL OR alarm_id = $1) "
-        "ORDER BY generated_at DESC, id DESC LIMIT $2",
+        "SELECT l.*, v.plate_number, a.alarm_type FROM report_log l "
+        "LEFT JOIN vehicles v ON v.id = l.vehicle_id LEFT JOIN alarms a ON a.id = l.alarm_id "
+        "WHERE ($1::bigint IS NULL OR l.alarm_id = $1) AND ($2::text IS NULL OR l.kind = $2) "
+        "ORDER BY l.generated_at DESC, l.id DESC LIMIT $3",
         alarm_id,
+        kind,
         limit,
     )
     return [dict(r) for r in rows]

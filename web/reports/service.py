@@ -96,6 +96,7 @@ async def evidence_report(
         user_id=user_id,
         digest_sha256=report.digest_sha256,
         record_count=len(report.positions),
+        parameters={} if speed_limit_kmh is None else {"speed_limit_kmh": speed_limit_kmh},
     )
     return report, data
 

@@ -123,10 +123,12 @@ async def kpi_report(
 @router.get("/api/reports/log")
 async def list_report_log(
     user: LawUser, pool: PoolDep, alarm_id: DbId | None = None,
+    kind: Annotated[str | None, Query(pattern="^(evidence|kpi)$")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[dict[str, Any]]:  # fmt: skip
-    """Reports generated, newest first (bureau and enforcement)."""
-    rows = await report_log.entries(pool, alarm_id=alarm_id, limit=limit)
+    """Reports generated, newest first (bureau and enforcement), with the plate and alarm type;
+    the formats of one evidence set share its ``report_number``."""
+    rows = await report_log.entries(pool, alarm_id=alarm_id, kind=kind, limit=limit)
     return [{k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in r.items()}
             for r in rows]  # fmt: skip
 

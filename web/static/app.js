@@ -410,7 +410,8 @@
         `${window.GpsmHandle ? GpsmHandle.summaryHtml(a) + GpsmHandle.supervisionHtml(a) : ""}` +
         `${a.handling_note ? `<div class="meta">${esc(a.handling_note)}</div>` : ""}${actions}` +
         `<button class="btn-alarm-track" data-alarm-id="${a.id}">${t("track")}</button>` +
-        ` <a class="evidence" target="_blank" href="/api/reports/evidence?alarm_id=${a.id}&format=pdf">${t("evidence")}</a></li>`;
+        (window.GpsmEnforce ? GpsmEnforce.rowHtml(a)  // evidence PDF/Excel/CSV, 处罚 (enforce.js)
+          : ` <a class="evidence" target="_blank" href="/api/reports/evidence?alarm_id=${a.id}&format=pdf">${t("evidence")}</a>`) + `</li>`;
     }).join("") || `<li class="alarm-empty">${t("none")}</li>`;
   }
   // the three actions, shared by the list and the pop-up cards; each resolves to true when the
@@ -658,6 +659,7 @@
   async function start() {
     state.user = await api("/api/auth/me");
     renderWho();
+    if (window.GpsmEnforce) GpsmEnforce.start(state.user);  // 处罚, evidence list (enforce.js)
     initMap();
     if (state.user.role === "bureau") $("draw-bar").style.display = "block";
     const handles = state.user.role === "bureau" || state.user.role === "operator";  // enforcement reads
