@@ -28,6 +28,9 @@
       kpi_drift_rate: "Drifting vehicles %", kpi_overspeed_per_vehicle: "Overspeed alarms / vehicle",
       kpi_fatigue_hours_per_vehicle: "Fatigue hours / vehicle", kpi_handling_rate: "Handling rate %",
       kpi_supervision_rate: "Supervision answered in time %",
+      kpi_platform_query_rate: "Platform queries answered %", kpi_platform_connectivity: "Platform link up %",
+      def_platform_query_rate: "queries (查岗) of the superior platform answered by their deadline / received",
+      def_platform_connectivity: "time the JT/T 809 main link was up / period",
       def_connection_rate: "must-connect vehicles that sent a valid fix / must-connect vehicles",
       def_online_rate: "Σ vehicles online per day / Σ vehicles connected per day (vehicle-days)",
       def_track_completeness: "mileage without gaps (> 300 s and > 1 km) / mileage",
@@ -40,8 +43,10 @@
     },
   });
   // a KPI's label and definition in the page language: the server's (Chinese) or English
-  const kpiLabel = (key) => (I18N.lang === "en" ? t("kpi_" + key) : labels[key]);
-  const kpiDefinition = (key) => (I18N.lang === "en" ? t("def_" + key) : (report.definitions[key] || ""));
+  // (a KPI without an English label yet shows the server's Chinese one)
+  const english = (key, fallback) => (I18N.lang === "en" && t(key) !== key ? t(key) : fallback);
+  const kpiLabel = (key) => english("kpi_" + key, labels[key]);
+  const kpiDefinition = (key) => english("def_" + key, report.definitions[key] || "");
 
   function el(name, attrs, text) {
     const node = document.createElementNS(SVG, name);
