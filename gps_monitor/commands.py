@@ -11,7 +11,9 @@ Contract (README, MQTT contract; topics in :mod:`gps_monitor.topics`):
 - The terminal (or the JT/T 808 gateway in front of it) answers at QoS 1 on
   ``gps/v1/{terminal_id}/cmd_result``: ``{"command_id": "6f1c…", "result": 0}`` with ``result``
   0 ok, 1 failed, 2 bad message, 3 unsupported (the JT/T 808 0x0001 general response codes),
-  optionally ``answered_at`` (ISO 8601) and ``detail``.
+  optionally ``answered_at`` (ISO 8601), ``detail`` and ``body`` (a JSON object: what the
+  terminal answered besides its result, e.g. the parameter list of a 0x0104 or the position of a
+  0x0201; stored on the command row as ``result_body``).
 - Presence: ``gps/v1/{terminal_id}/status`` ``{"online": true|false}`` (the gateway publishes it
   as a terminal authenticates and as its connection ends; an MQTT terminal publishes ``true``
   after connecting and sets ``false`` as its will).
@@ -192,6 +194,7 @@ class CommandAnswer(BaseModel):
     result: CommandResult
     answered_at: datetime | None = None
     detail: str | None = Field(default=None, max_length=2000)
+    body: dict[str, Any] | None = None
 
 
 class PresenceMessage(BaseModel):
@@ -218,8 +221,15 @@ def parse_presence(payload: bytes) -> PresenceMessage:
         raise PayloadError("malformed_status", _first_error(error)) from None
 
 
-def answer_message(command_id: str, result: int, answered_at: datetime, detail: str = "") -> bytes:
-    """The ``cmd_result`` payload a gateway publishes for a terminal's answer."""
+def answer_message(
+    command_id: str,
+    result: int,
+    answered_at: datetime,
+    detail: str = "",
+    body: dict[str, Any] | None = None,
+) -> bytes:
+    """The ``cmd_result`` payload a gateway publishes for a terminal's answer (``body``: what
+    the terminal answered besides the result, when it did)."""
     out: dict[str, Any] = {
         "command_id": command_id,
         "result": int(result),
@@ -227,6 +237,8 @@ def answer_message(command_id: str, result: int, answered_at: datetime, detail: 
     }
     if detail:
         out["detail"] = detail
+    if body is not None:
+        out["body"] = body
     return json.dumps(out, ensure_ascii=False, separators=(",", ":")).encode()
 
 
@@ -267,6 +279,23 @@ def build_text(
         created_at=created_at,
         expires_at=created_at + timedelta(seconds=expiry_s),
     )
+
+
+def build_command(
+    terminal_id: str,
+    name: str,
+    body: dict[str, Any],
+    *,
+    expiry_s: float,
+    now: datetime | None = None,
+) -> Command:
+    """A new command ``name`` with an already checked ``body`` (see
+    :func:`gps_monitor.command_kinds.checked_body`), expiring ``expiry_s`` seconds from ``now``."""
+    created_at = now or datetime.now(UTC)
+    return Command(
+        new_command_id(), terminal_id, name, body, created_at,
+        created_at + timedelta(seconds=expiry_s),
+    )  # fmt: skip
 
 
 def remind_text(templates: dict[str, str], default: str, alarm_type: str, name: str | None) -> str:

@@ -178,6 +178,7 @@ class CommandDispatcher:
                     int(answer.result),
                     answer.answered_at or datetime.now(UTC),
                     answer.detail,
+                    answer.body,
                 )
             )
         rows: list[dict[str, Any] | None] = []

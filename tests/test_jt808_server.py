@@ -389,7 +389,7 @@ async def test_unsupported_and_encrypted_messages_get_result_3(settings, pool):
     await add_vehicle(pool, "13800000001", "测A00001")
     async with running_gateway(settings, pool) as (gateway, port):
         terminal = await authenticated(port, "13800000001")
-        assert await terminal.general(0x0900, b"\x01transparent") == m.RESULT_UNSUPPORTED
+        assert await terminal.general(0x0301, b"\x01") == m.RESULT_UNSUPPORTED  # event report
         # props bit 10: RSA-encrypted body
         body = m.encode_location(location_report())
         plain = bytearray(unescape_frame(encode_frame(m.MSG_LOCATION, "13800000001", 77, body)))

@@ -8,6 +8,7 @@ dispatcher (``ingest/commands.py``) moves them on (:func:`mark_sent`, :func:`rec
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -15,6 +16,7 @@ from uuid import UUID
 
 import asyncpg
 
+from gps_monitor.command_kinds import AUDITED_ANSWERS
 from gps_monitor.commands import TEXT, Command, CommandState, state_for_result
 
 NOTIFY_CHANNEL = "gps_commands"
@@ -22,7 +24,7 @@ NOTIFY_CHANNEL = "gps_commands"
 _COLUMNS = (
     "c.id, c.command_id::text AS command_id, c.terminal_id, c.vehicle_id, c.company_id, c.name, "
     "c.body, c.state, c.result, c.result_detail, c.alarm_id, c.created_by, c.created_at, "
-    "c.expires_at, c.sent_at, c.answered_at, c.updated_at"
+    "c.expires_at, c.sent_at, c.answered_at, c.updated_at, c.result_body"
 )
 
 
@@ -88,6 +90,17 @@ async def listing(
         limit,
     )
     return [dict(r) for r in rows]
+
+
+async def alarm_of_vehicle(conn: asyncpg.Connection, alarm_id: int, vehicle_id: int) -> bool:
+    """Whether alarm ``alarm_id`` exists and is ``vehicle_id``'s."""
+    return bool(
+        await conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM alarms WHERE id = $1 AND vehicle_id = $2)",
+            alarm_id,
+            vehicle_id,
+        )
+    )
 
 
 async def for_alarms(
@@ -183,24 +196,28 @@ async def mark_sent(conn: asyncpg.Connection, ids: list[int], sent_at: datetime)
 
 class Answer(NamedTuple):
     """One ``cmd_result`` to record: the terminal it came from (its topic), its result code
-    (0-3), when the terminal answered and the optional detail."""
+    (0-3), when the terminal answered, the optional detail and the optional answer body."""
 
     command_id: str
     terminal_id: str
     result: int
     answered_at: datetime
     detail: str | None
+    body: dict[str, Any] | None = None
 
 
 async def record_answers(
     conn: asyncpg.Connection, answers: Sequence[Answer]
 ) -> list[dict[str, Any] | None]:
     """The terminals' answers, in one statement: each command -> acknowledged (0) or failed
-    (1-3). Only a command of the answering terminal is changed, and only the first answer
-    counts: a redelivered answer, or a second one for the same command later in ``answers``,
-    changes nothing. Returns, per answer in order, the changed row, or None (unknown command,
-    a command id that is not a UUID, another terminal's command, or already answered). Run it
-    in the caller's transaction to commit a batch at once."""
+    (1-3), with the answer's body (``result_body``); the answer to a command that changes the
+    terminal (:data:`gps_monitor.command_kinds.AUDITED_ANSWERS`) is added to the audit trail as
+    ``command.answer`` in the requesting user's name. Only a command of the answering terminal
+    is changed, and only the first answer counts: a redelivered answer, or a second one for the
+    same command later in ``answers``, changes nothing. Returns, per answer in order, the
+    changed row, or None (unknown command, a command id that is not a UUID, another terminal's
+    command, or already answered). Run it in the caller's transaction to commit a batch at
+    once."""
     first: dict[tuple[UUID, str], int] = {}
     for i, a in enumerate(answers):
         try:
@@ -212,18 +229,30 @@ async def record_answers(
         return [None] * len(answers)
     picked = [answers[i] for i in first.values()]
     rows = await conn.fetch(
-        "UPDATE commands AS c SET state = a.state, result = a.result, answered_at = "
-        "a.answered_at, result_detail = a.detail, updated_at = now() "
+        "WITH changed AS (UPDATE commands AS c SET state = a.state, result = a.result, "
+        "answered_at = a.answered_at, result_detail = a.detail, result_body = a.body::jsonb, "
+        "updated_at = now() "
         "FROM unnest($1::uuid[], $2::text[], $3::smallint[], $4::text[], $5::timestamptz[], "
-        "$6::text[]) AS a (command_id, terminal_id, result, state, answered_at, detail) "
+        "$6::text[], $7::text[]) AS a (command_id, terminal_id, result, state, answered_at, "
+        "detail, body) "
         "WHERE c.command_id = a.command_id AND c.terminal_id = a.terminal_id "
-        f"AND c.result IS NULL RETURNING {_COLUMNS}",
+        "AND c.result IS NULL RETURNING c.*), "
+        # a change to a terminal (set_params, terminal_control...) is audited with its answer,
+        # in the name of the user who asked for it, in the same statement
+        "audited AS (INSERT INTO audit_log (user_id, username, role, action, object_type, "
+        "object_id, company_id, details) SELECT u.id, u.username, u.role, 'command.answer', "
+        "'command', ch.id, ch.company_id, jsonb_build_object('name', ch.name, 'request', "
+        "ch.body, 'result', ch.result, 'state', ch.state, 'answer', ch.result_body) "
+        "FROM changed ch JOIN users u ON u.id = ch.created_by WHERE ch.name = ANY($8::text[])) "
+        f"SELECT {_COLUMNS} FROM changed c",
         [key[0] for key in first],
         [a.terminal_id for a in picked],
         [a.result for a in picked],
         [str(state_for_result(a.result)) for a in picked],
         [a.answered_at for a in picked],
         [a.detail for a in picked],
+        [None if a.body is None else json.dumps(a.body, ensure_ascii=False) for a in picked],
+        sorted(AUDITED_ANSWERS),
     )
     changed = {(UUID(r["command_id"]), r["terminal_id"]): dict(r) for r in rows}
     out: list[dict[str, Any] | None] = [None] * len(answers)

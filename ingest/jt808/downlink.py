@@ -6,6 +6,10 @@ their 0x0001 answers back on ``gps/v1/{terminal_id}/cmd_result``, and the termin
   display, bit 3 TTS), in 2019 the text type (1 notice), then the GBK text. The serial of the
   0x8300 frame is remembered; the terminal's 0x0001 naming that serial and 0x8300 becomes
   ``{"command_id", "result"}`` with the result as the terminal gave it.
+- The terminal commands of :mod:`ingest.jt808.terminal_commands` (parameters, position query,
+  temporary tracking, terminal control, pass-through) are registered the same way by
+  :func:`ingest.jt808.uplink.install`; their answers with data (0x0104 parameter list, 0x0201
+  position) are published with that data as ``cmd_result.body`` (:meth:`Downlink.answer_serial`).
 - Any other command name is answered result 3 (unsupported); a text GBK cannot encode or longer
   than the 1023-byte body allows, result 2 (bad message); a malformed command message is logged
   and dropped (the dispatcher expires it).
@@ -29,7 +33,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 import aiomqtt
 
@@ -155,17 +159,23 @@ class Downlink:
             self.answer_serial(terminal_id, serial, result)
 
     def answer_serial(
-        self, terminal_id: str, serial: int, result: int, detail: str = ""
+        self,
+        terminal_id: str,
+        serial: int,
+        result: int,
+        detail: str = "",
+        body: dict[str, Any] | None = None,
     ) -> str | None:
         """The terminal answered the command frame it sent with ``serial`` (0x0001, or a
-        command's own answer such as 0x0805): publish it; returns the command id, or None
-        when no command awaits that serial."""
+        command's own answer such as 0x0805, 0x0104, 0x0201): publish it, with ``body`` when
+        the answer carries data (``cmd_result.body``); returns the command id, or None when no
+        command awaits that serial."""
         command_id = self._awaiting.get(terminal_id, {}).pop(serial, None)
         if command_id is None:
             log.info("jt808 terminal %s: answer for unknown command serial %d", terminal_id, serial)
             return None
         self.stats.answers += 1
-        self._answer(terminal_id, command_id, result, detail)
+        self._answer(terminal_id, command_id, result, detail, body)
         return command_id
 
     # ------------------------------------------------------------------------ MQTT side
@@ -237,8 +247,15 @@ class Downlink:
                  int(result), detail)  # fmt: skip
         self._answer(command.terminal_id, command.command_id, int(result), detail)
 
-    def _answer(self, terminal_id: str, command_id: str, result: int, detail: str = "") -> None:
-        payload = answer_message(command_id, result, datetime.now(UTC), detail)
+    def _answer(
+        self,
+        terminal_id: str,
+        command_id: str,
+        result: int,
+        detail: str = "",
+        body: dict[str, Any] | None = None,
+    ) -> None:
+        payload = answer_message(command_id, result, datetime.now(UTC), detail, body)
         self._publish_later(topics.cmd_result_topic(terminal_id, self.prefix), payload)
 
     def _publish_later(self, topic: str, payload: bytes) -> None:

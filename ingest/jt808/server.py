@@ -44,6 +44,7 @@ from gps_monitor import topics
 from gps_monitor.config import IngestSettings, Jt808Settings, Settings
 from gps_monitor.errors import PayloadError
 from ingest.jt808 import messages as m
+from ingest.jt808 import uplink
 from ingest.jt808.auth import TerminalAuthenticator
 from ingest.jt808.codec import (
     Frame,
@@ -254,6 +255,7 @@ class Jt808Gateway:
             m.MSG_LOCATION: self._on_location,
             m.MSG_BATCH: self._on_batch,
         }
+        uplink.install(self)  # issue 12: parameters, position query, 0x0004, 0x0900, 0x0705...
 
     def register(self, msg_id: int, handler: Handler) -> None:
         """Answer ``msg_id`` with ``handler`` (sub-packaged messages reassembled first)."""

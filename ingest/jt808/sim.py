@@ -13,7 +13,9 @@ transmission, so the gateway's 0x8800 / 0x8003 must bring it back (:mod:`ingest.
 
 Text messages (0x8300) from the platform are answered at any time with a 0x0001 general response
 (result ``--text-result``, default 0 ok) and printed on stdout, one line each:
-``jt808-sim: terminal 13511221122 text [display,tts]: 您已超速行驶，请减速慢行``.
+``jt808-sim: terminal 13511221122 text [display,tts]: 您已超速行驶，请减速慢行``. Parameter
+queries and settings, position queries, temporary tracking, terminal control and pass-through
+are answered as :mod:`ingest.jt808.sim_commands` describes.
 
 Terminal ids: the track's terminal id is used as the phone number when it is all digits (at
 most 12, or 20 with ``--protocol 2019``); otherwise the phone is derived from the track's own
@@ -42,6 +44,7 @@ import struct
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 import asyncpg
 
@@ -52,7 +55,9 @@ from gps_monitor.errors import ConfigurationError, GpsMonitorError
 from gps_monitor.models import PlateColor, Position, VehicleClass
 from gps_monitor.tracks import FORMATS, read_track
 from ingest.jt808 import messages as m
+from ingest.jt808 import misc
 from ingest.jt808.codec import Frame, FrameError, FrameSplitter, decode_frame, encode_frame
+from ingest.jt808.sim_commands import COMMAND_IDS, DEFAULT_PARAMETERS, SimCommands
 
 log = logging.getLogger(__name__)
 
@@ -189,11 +194,15 @@ class SimTerminal:
         self._splitter = FrameSplitter()
         self._pending: list[Frame] = []
         self.camera = SimCamera(self)
+        self.parameters: dict[int, bytes] = dict(DEFAULT_PARAMETERS)  # id -> value bytes
+        self.last_report: m.LocationReport | None = None
+        self.commands = SimCommands(self)
 
     async def connect(self, host: str, port: int) -> None:
         self._reader, self._writer = await asyncio.open_connection(host, port)
 
     async def close(self) -> None:
+        self.commands.stop()
         if self._writer is not None:
             self._writer.close()
             with contextlib.suppress(ConnectionError, OSError):
@@ -230,6 +239,8 @@ class SimTerminal:
                         raise TerminalError(f"terminal {self.phone}: bad reply {error}") from None
                     if frame.header.msg_id == m.MSG_TEXT:
                         await self._answer_text(frame)
+                    elif frame.header.msg_id in COMMAND_IDS:
+                        await self.commands.answer(frame)
                     elif not self.camera.take(frame):
                         self._pending.append(frame)
         return self._pending.pop(0)
@@ -326,9 +337,20 @@ class SimTerminal:
         return await self.general(m.MSG_LOGOUT)
 
     async def send_location(self, report: m.LocationReport) -> int:
+        self.last_report = report
         return await self.general(m.MSG_LOCATION, m.encode_location(report))
 
+    async def query_time(self) -> datetime:
+        """0x0004 -> the platform's time from its 0x8004 (UTC)."""
+        _, wire = self.frame(misc.MSG_QUERY_TIME)
+        await self.send_raw(wire)
+        while (reply := await self.read_frame()).header.msg_id != misc.MSG_TIME_ANSWER:
+            continue
+        return misc.decode_time_answer(reply.body)
+
     async def send_batch(self, reports: list[m.LocationReport], *, reupload: bool = False) -> int:
+        if reports:
+            self.last_report = reports[-1]
         batch_type = m.BATCH_TYPE_REUPLOAD if reupload else m.BATCH_TYPE_NORMAL
         return await self.general(m.MSG_BATCH, m.encode_batch(reports, batch_type))
 

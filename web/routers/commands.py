@@ -1,9 +1,13 @@
-"""Downlink commands to terminals: send a text to a driver, follow a command's state.
+"""Downlink commands to terminals: send a text to a driver, query and set the terminal's
+parameters, query its position, track it, reset it; follow a command's state and answer.
 
 A command is created ``queued`` (with its audit entry, one transaction); the command dispatcher
 in ``gps-monitor ingest`` sends it when the terminal is online and records the answer
-(:mod:`ingest.commands`). Bureau users reach every vehicle, operators their own company's; a
-vehicle they may not see, or a terminal no vehicle has, answers 404.
+(:mod:`ingest.commands`), with its body when the terminal answers with data (the parameter list,
+the position). Names, bodies and who may send which: :mod:`gps_monitor.command_kinds`. Bureau
+users reach every vehicle, operators their own company's; a vehicle they may not see, or a
+terminal no vehicle has, answers 404; a bureau-only command from an operator 403; a body that
+fails its checks 422 naming the field (for a parameter: its name, id, range and the value).
 """
 
 from __future__ import annotations
@@ -14,11 +18,12 @@ import asyncpg
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from gps_monitor.commands import TEXT, CommandError, TextBody, build_text, checked_expiry_s
+from gps_monitor.command_kinds import checked_body, kind_of
+from gps_monitor.commands import TEXT, CommandError, TextBody, build_command, checked_expiry_s
 from gps_monitor.config import CommandsSettings
 from gps_monitor.db import audit
 from gps_monitor.db import commands as commands_db
-from gps_monitor.db.users import User
+from gps_monitor.db.users import Role, User
 from web.deps import CurrentUser, DbId, HandlerUser, PoolDep, SettingsDep, company_scope, not_found
 
 router = APIRouter(prefix="/api/commands", tags=["commands"])
@@ -31,8 +36,14 @@ class CommandIn(BaseModel):
 
     vehicle_id: DbId | None = None
     terminal_id: str | None = Field(default=None, min_length=1, max_length=32)
-    name: str = Field(default=TEXT, examples=[TEXT])
-    body: TextBody
+    name: str = Field(default=TEXT, examples=[TEXT, "query_params", "set_params", "track"])
+    body: dict[str, Any] = Field(
+        description="The name's body (gps_monitor.command_kinds), e.g. text: {text, tts...}; "
+        "set_params: {params: {overspeed_limit_kmh: 80}}; track: {interval_s, duration_s}"
+    )
+    alarm_id: DbId | None = Field(
+        default=None, description="The alarm this command is about (临时跟踪 from an alarm)"
+    )
     expires_in_s: float | None = Field(
         default=None,
         description="Seconds; default commands.expiry_s; from commands.min_expiry_s (10) to "
@@ -85,13 +96,31 @@ async def send_text(
     alarm_id: int | None = None,
     expires_in_s: float | None = None,
 ) -> dict[str, Any]:
-    """Queue a text for ``vehicle``'s terminal (call inside the caller's transaction; audited
-    when ``user`` is given).
+    """Queue a text for ``vehicle``'s terminal (see :func:`queue_command`)."""
+    return await queue_command(
+        conn, user, settings, vehicle, TEXT, body.model_dump(), alarm_id=alarm_id,
+        expires_in_s=expires_in_s,
+    )  # fmt: skip
+
+
+async def queue_command(
+    conn: asyncpg.Connection,
+    user: User | None,
+    settings: CommandsSettings,
+    vehicle: asyncpg.Record,
+    name: str,
+    body: dict[str, Any],
+    *,
+    alarm_id: int | None = None,
+    expires_in_s: float | None = None,
+) -> dict[str, Any]:
+    """Queue command ``name`` for ``vehicle``'s terminal (call inside the caller's transaction;
+    audited when ``user`` is given).
 
     Raises:
-        HTTPException 422: text too long for ``commands.text_max_bytes`` or not GBK (names the
-            limit or the character), or an expiry outside ``commands.min_expiry_s`` ..
-            ``commands.max_expiry_s`` (:func:`checked_expiry_s`).
+        HTTPException 422: a body that fails its checks (:func:`checked_body`: text too long or
+            not GBK, a parameter unknown, not settable or out of its range...), or an expiry
+            outside ``commands.min_expiry_s`` .. ``commands.max_expiry_s``.
     """
     try:
         expiry_s = checked_expiry_s(
@@ -99,12 +128,10 @@ async def send_text(
             settings.min_expiry_s,
             settings.max_expiry_s,
         )
-        command = build_text(
-            vehicle["terminal_id"], body, text_max_bytes=settings.text_max_bytes, expiry_s=expiry_s
-        )
+        checked = checked_body(name, body, text_max_bytes=settings.text_max_bytes)
     except CommandError as error:
-        where = "" if error.field == "expires_in_s" else "body."
-        raise HTTPException(422, f"{where}{error}") from None
+        raise HTTPException(422, str(error)) from None
+    command = build_command(vehicle["terminal_id"], name, checked, expiry_s=expiry_s)
     row = await commands_db.create(
         conn,
         command,
@@ -130,16 +157,25 @@ async def send_text(
 async def create_command(
     body: CommandIn, user: HandlerUser, pool: PoolDep, settings: SettingsDep
 ) -> dict[str, Any]:
-    """Queue a command (``text``: 0x8300 to the driver) for a vehicle's terminal."""
-    if body.name != TEXT:
-        raise HTTPException(422, f"name: expected one of {TEXT!r}, got {body.name!r}")
+    """Queue a command for a vehicle's terminal (names: gps_monitor.command_kinds)."""
+    try:
+        kind = kind_of(body.name)
+    except CommandError as error:
+        raise HTTPException(422, str(error)) from None
+    if kind.bureau_only and user.role != Role.BUREAU:
+        raise HTTPException(403, f"{body.name}: expected role bureau, got {user.role}")
     async with pool.acquire() as conn, conn.transaction():
         vehicle = await target_vehicle(
             conn, user, vehicle_id=body.vehicle_id, terminal_id=body.terminal_id
         )
-        return await send_text(
-            conn, user, settings.commands, vehicle, body.body, expires_in_s=body.expires_in_s
-        )
+        if body.alarm_id is not None and not await commands_db.alarm_of_vehicle(
+            conn, body.alarm_id, vehicle["id"]
+        ):
+            raise not_found(f"alarm {body.alarm_id} of vehicle {vehicle['id']}")
+        return await queue_command(
+            conn, user, settings.commands, vehicle, body.name, body.body,
+            alarm_id=body.alarm_id, expires_in_s=body.expires_in_s,
+        )  # fmt: skip
 
 
 @router.get("/templates")

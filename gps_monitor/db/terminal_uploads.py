@@ -1,0 +1,51 @@
+"""The ``terminal_uploads`` table (migration 0130): JT/T 808 0x0900 pass-through, 0x0705 CAN
+data and 0x0108 upgrade results, each message's body as received beside what was read from it.
+Written by the JT/T 808 gateway before it answers the terminal."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+KINDS = ("pass_through", "can_data", "upgrade_result")
+
+
+async def insert(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    *,
+    terminal_id: str,
+    vehicle_id: int | None,
+    msg_id: int,
+    kind: str,
+    body: bytes,
+    frame_sha256: str,
+    decoded: dict[str, Any],
+) -> int:
+    """Store one message; returns its row id. ``kind`` is one of :data:`KINDS`."""
+    row_id = await conn.fetchval(
+        "INSERT INTO terminal_uploads (terminal_id, vehicle_id, msg_id, kind, body, "
+        "frame_sha256, decoded) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+        terminal_id,
+        vehicle_id,
+        msg_id,
+        kind,
+        body,
+        frame_sha256,
+        decoded,
+    )
+    return int(row_id)
+
+
+async def listing(
+    conn: asyncpg.Connection | asyncpg.Pool, vehicle_id: int, limit: int
+) -> list[dict[str, Any]]:
+    """A vehicle's uploads, newest first; ``body`` as hex (``body_hex``)."""
+    rows = await conn.fetch(
+        "SELECT id, terminal_id, vehicle_id, msg_id, kind, encode(body, 'hex') AS body_hex, "
+        "frame_sha256, decoded, received_at FROM terminal_uploads WHERE vehicle_id = $1 "
+        "ORDER BY received_at DESC, id DESC LIMIT $2",
+        vehicle_id,
+        limit,
+    )
+    return [dict(r) for r in rows]
