@@ -328,6 +328,12 @@ class WebSettings(BaseModel):
     geocoder_cache_size: int = Field(
         default=20000, ge=0, description="Place names kept in memory per web process (LRU)."
     )
+    geocoder_cache_days: int = Field(
+        default=180,
+        ge=1,
+        description="Place names stored in the database (table place_names) are looked up "
+        "again after this many days.",
+    )
     geocoder_cache_decimals: int = Field(
         default=4,
         ge=2,

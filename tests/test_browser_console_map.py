@@ -211,6 +211,15 @@ async def test_bureau_tree_lists_every_company_with_counts(
         assert total == {"online": 3, "in_alarm": 1, "offline": 1, "never": 1}
         assert await page.locator("#vehicle-list li.company").count() == 2
         assert await page.inner_text("#vehicle-count") == "(5)"
+        # the map frames every located vehicle of both companies
+        await wait_for_js(page, "window.gpsm.fitted === true")
+        await page.wait_for_timeout(400)
+        inside = await page.evaluate(
+            """(() => { const b = window.gpsm.map.getBounds();
+            return [[29.50, 106.50], [29.60, 106.60], [29.55, 106.70], [30.67, 104.06]]
+              .map((p) => b.contains(p)); })()"""
+        )
+        assert inside == [True, True, True, True]
         # folding a company hides its vehicles, the counts stay
         await page.click("#vehicle-list li.company:has-text('成都')")
         assert await page.locator(f'#vehicle-list li[data-vehicle-id="{fleet.other}"]').count() == 0

@@ -132,3 +132,32 @@ def test_answers_that_are_not_the_documented_shape_are_refused() -> None:
     with pytest.raises(GeocoderError, match="expected a result object"):
         parse_answer(b'{"status": "0", "msg": "ok"}')
     assert parse_answer(b'{"status": "0", "result": {"formatted_address": ""}}') is None
+
+
+async def test_a_place_name_is_stored_so_another_web_process_does_not_ask_again(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    world = await make_world(pool, settings)
+    where = {"lat": 29.56, "lon": 106.55}
+    async with geocoder_server() as fake:
+        local = with_geocoder(settings, fake.base)
+        async with rest_client(local) as first_process:
+            r = await first_process.get("/api/geocode", params=where, headers=world.auth("op_a"))
+            assert r.json()["cached"] is False
+        async with rest_client(local) as second_process:  # its memory is empty
+            r = await second_process.get("/api/geocode", params=where, headers=world.auth("op_a"))
+            assert r.json() == {
+                "lat": 29.56,
+                "lon": 106.55,
+                "place": "重庆市渝中区解放碑 106.55,29.56",
+                "cached": True,
+            }
+        assert len(fake.requests) == 1
+        row = await pool.fetchrow("SELECT latitude, longitude, place FROM place_names")
+        assert tuple(row) == (29.56, 106.55, "重庆市渝中区解放碑 106.55,29.56")
+        # an old answer is looked up again
+        await pool.execute("UPDATE place_names SET looked_up_at = now() - interval '181 days'")
+        async with rest_client(local) as third_process:
+            r = await third_process.get("/api/geocode", params=where, headers=world.auth("op_a"))
+            assert r.json()["cached"] is False
+        assert len(fake.requests) == 2

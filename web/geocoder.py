@@ -10,10 +10,12 @@ Coordinates are sent as stored (WGS-84; 天地图 uses CGCS2000, the same to a f
 
 Positions are rounded to ``web.geocoder_cache_decimals`` (4: about 11 m) before lookup, so a
 parked vehicle costs one request; answers are kept in an in-memory LRU of
-``web.geocoder_cache_size`` per web process (天地图's free keys have a daily quota), and
-concurrent requests for the same rounded position share one lookup. A failed lookup is not
-cached. Each lookup gives up after ``web.geocoder_timeout_s``; the page asks asynchronously and
-shows the coordinates meanwhile and on failure, so a slow geocoder never blocks it.
+``web.geocoder_cache_size`` per web process and in the table ``place_names`` (migration 0120,
+shared by the web processes and kept across restarts, looked up again after
+``web.geocoder_cache_days``), because 天地图's free keys have a daily quota; concurrent requests
+for the same rounded position share one lookup. A failed lookup is not cached. Each lookup
+gives up after ``web.geocoder_timeout_s``; the page asks asynchronously and shows the
+coordinates meanwhile and on failure, so a slow geocoder never blocks it.
 """
 
 from __future__ import annotations
@@ -25,8 +27,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+import asyncpg
 
 from gps_monitor.config import WebSettings
+from gps_monitor.db import place_names
 from gps_monitor.errors import GpsMonitorError
 
 
@@ -87,15 +91,16 @@ class Geocoder:
     def __init__(self, web: WebSettings) -> None:
         self.web = web
         self._cache: OrderedDict[tuple[float, float], str | None] = OrderedDict()
-        self._pending: dict[tuple[float, float], asyncio.Future[str | None]] = {}
+        self._pending: dict[tuple[float, float], asyncio.Future[tuple[str | None, bool]]] = {}
         self.lookups = 0  # requests sent to the service (the cache's misses)
 
     def key_of(self, lat: float, lon: float) -> tuple[float, float]:
         digits = self.web.geocoder_cache_decimals
         return round(lat, digits), round(lon, digits)
 
-    async def place(self, lat: float, lon: float) -> Place:
-        """The place name near (``lat``, ``lon``), WGS-84 degrees.
+    async def place(self, pool: asyncpg.Pool, lat: float, lon: float) -> Place:
+        """The place name near (``lat``, ``lon``), WGS-84 degrees: from memory, else the table,
+        else the service (then stored in both).
 
         Raises:
             GeocoderError: no key configured, the service timed out or answered an error.
@@ -106,11 +111,23 @@ class Geocoder:
             return Place(*key, self._cache[key], cached=True)
         pending = self._pending.get(key)
         if pending is None:
-            pending = asyncio.ensure_future(self._lookup(*key))
+            pending = asyncio.ensure_future(self._find_or_lookup(pool, *key))
             self._pending[key] = pending
             pending.add_done_callback(lambda _: self._pending.pop(key, None))
-        name = await asyncio.shield(pending)
-        return Place(*key, name)
+        name, cached = await asyncio.shield(pending)
+        return Place(*key, name, cached=cached)
+
+    async def _find_or_lookup(
+        self, pool: asyncpg.Pool, lat: float, lon: float
+    ) -> tuple[str | None, bool]:
+        stored = await place_names.find(pool, lat, lon, self.web.geocoder_cache_days)
+        if stored is not None:
+            self._remember((lat, lon), stored.place)
+            return stored.place, True
+        name = await self._lookup(lat, lon)
+        await place_names.store(pool, lat, lon, name)
+        self._remember((lat, lon), name)
+        return name, False
 
     async def _lookup(self, lat: float, lon: float) -> str | None:
         tk = geocoder_key(self.web)
@@ -138,9 +155,7 @@ class Geocoder:
             ) from error
         except aiohttp.ClientError as error:
             raise GeocoderError(f"geocoder: unreachable ({error})", timeout=True) from error
-        name = parse_answer(body)
-        self._remember((lat, lon), name)
-        return name
+        return parse_answer(body)
 
     def _remember(self, key: tuple[float, float], name: str | None) -> None:
         if self.web.geocoder_cache_size == 0:

@@ -1,5 +1,6 @@
-"""``GET /api/geocode``: the place name of a position (天地图 reverse geocoding, cached;
-:mod:`web.geocoder`). Any logged-in user; a position is no vehicle's data, so no company scope.
+"""``GET /api/geocode``: the place name of a position (天地图 reverse geocoding, cached in memory
+and in the table ``place_names``; :mod:`web.geocoder`). Any logged-in user; a position is no
+vehicle's data, so no company scope.
 """
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
 
-from web.deps import CurrentUser, SettingsDep
+from web.deps import CurrentUser, PoolDep, SettingsDep
 from web.geocoder import Geocoder, GeocoderError, answer, configured
 
 router = APIRouter(prefix="/api", tags=["geocode"])
@@ -26,6 +27,7 @@ def _geocoder(request: Request) -> Geocoder:
 async def geocode(
     request: Request,
     user: CurrentUser,
+    pool: PoolDep,
     settings: SettingsDep,
     lat: Annotated[float, Query(ge=-90, le=90, description="WGS-84 latitude, degrees")],
     lon: Annotated[float, Query(ge=-180, le=180, description="WGS-84 longitude, degrees")],
@@ -45,6 +47,6 @@ async def geocode(
             "GPS_MONITOR_WEB_TIANDITU_KEY); positions are shown as coordinates",
         )
     try:
-        return answer(await _geocoder(request).place(lat, lon))
+        return answer(await _geocoder(request).place(pool, lat, lon))
     except GeocoderError as error:
         raise HTTPException(504 if error.timeout else 502, str(error)) from error
