@@ -1,0 +1,69 @@
+"""The bureau answers the superior platform's 查岗 from the map page, in real headless Chromium
+(zh): jt809-sim sends 0x9301 over the real slave link, the duty panel shows it with a ticking
+countdown, the answer typed there reaches the simulator as 0x1301 with the info id."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+import asyncpg
+import pytest
+from ingest_helpers import wait_for
+from test_browser_map import ARTIFACTS, CHROMIUM_ARGS, chromium, login
+from test_jt809_duty import superior_and_service
+from web_helpers import PASSWORD, served_app, wait_for_js
+
+from gps_monitor.config import Settings
+from gps_monitor.db import users
+
+pytestmark = pytest.mark.browser
+__all__ = ["chromium"]
+
+
+async def test_bureau_sees_the_query_count_down_and_answers_it_in_chinese(
+    settings: Settings, pool: asyncpg.Pool, chromium: str
+) -> None:
+    from playwright.async_api import async_playwright
+
+    await users.create_user(pool, "bureau", PASSWORD, "bureau", None)
+    async with (
+        superior_and_service(settings, pool) as (sim, _service, settings),
+        served_app(settings) as (base, _),
+        async_playwright() as pw,
+    ):
+        browser = await pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        try:
+            page = await browser.new_page(viewport={"width": 1400, "height": 850})
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            await login(page, base, "bureau")
+            info_id = await sim.send_query("请报告今日值班人员姓名", answer_time_min=10)
+            await page.evaluate("() => window.GpsmJt809.reload()")
+            item = page.locator(f".jt809-query[data-info-id='{info_id}']")
+            await item.wait_for(timeout=15000)
+            panel = page.locator("#jt809-panel")
+            assert "上级平台查岗" in await panel.inner_text()
+            assert "请报告今日值班人员姓名" in await item.inner_text()
+            countdown = item.locator(".jt809-countdown")
+            first = await countdown.inner_text()
+            assert re.fullmatch(r"剩余 (09:[0-5]\d|10:00)", first), first
+            await asyncio.sleep(2.5)
+            assert await countdown.inner_text() != first  # it ticks
+            assert "主链路: up" in await panel.locator(".jt809-links").inner_text()
+            await page.screenshot(path=str(ARTIFACTS / "jt809_query.png"))
+            await item.locator("input[name=answer]").fill("值班员王五在岗")
+            await item.locator("button[type=submit]").click()
+            done = f".jt809-query[data-info-id='{info_id}'] .jt809-done"
+            await wait_for_js(page, f'!!document.querySelector("{done}")')
+            assert await item.locator(".jt809-countdown").inner_text() == "已应答"
+            await wait_for(lambda: _value(len(sim.record.query_answers)), lambda n: n >= 1, 10)
+            assert errors == []
+        finally:
+            await browser.close()
+    answer = sim.record.query_answers[0]
+    assert (answer.info_id, answer.answer) == (info_id, "值班员王五在岗")
+
+
+async def _value(value: object) -> object:
+    return value
