@@ -236,6 +236,9 @@ async def test_phone_map_fills_the_screen_and_the_lists_are_drawers(
         page = await open_page(browser, base, "op_a", PHONE, lang)
         map_box = await page.locator("#map").bounding_box()
         assert map_box is not None and map_box["width"] > 300 and map_box["height"] > 600
+        bar = await page.locator("#top").bounding_box()
+        assert bar is not None and map_box["y"] >= bar["y"] + bar["height"] - 1  # not under it
+        assert map_box["y"] + map_box["height"] <= 844 + 1
         assert not await page.locator("#side").is_visible()
         assert not await page.locator("#alarm-panel").is_visible()
         await page.screenshot(path=f"/tmp/console-map-phone-{lang}.png")
@@ -245,6 +248,7 @@ async def test_phone_map_fills_the_screen_and_the_lists_are_drawers(
         await page.wait_for_timeout(300)  # slide-in
         panel = await page.locator("#alarm-panel").bounding_box()
         assert panel is not None and panel["x"] >= 0 and panel["x"] + panel["width"] <= 390
+        assert panel["y"] >= bar["y"] + bar["height"] - 1
         await page.screenshot(path=f"/tmp/console-map-phone-alarms-{lang}.png")
         await page.locator(".alarm-item b").first.click()
         await page.wait_for_selector(f'[data-card-vehicle="{fleet.alarming}"]')

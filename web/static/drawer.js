@@ -2,7 +2,8 @@
 // panel (#alarm-panel) leave the row beside the map and become drawers over it, so the map
 // fills the screen. The 车辆 / 报警 buttons in the top bar (shown only then, phone.css) open one
 // drawer at a time and close it again; choosing a vehicle or an alarm closes the drawer so the
-// map shows what was chosen. On a wide screen the buttons are hidden and nothing changes.
+// map shows what was chosen. The top bar wraps onto as many rows as it needs. On a wide screen
+// the buttons are hidden and nothing changes.
 (function () {
   "use strict";
   const DRAWERS = { "drawer-vehicles": "side", "drawer-alarms": "alarm-panel" };
@@ -28,5 +29,12 @@
     if (phone.matches && e.target.closest(".alarm-item") && (!e.target.closest("button") || e.target.closest(".btn-alarm-track"))) open(null);
   });
   phone.addEventListener("change", () => { if (!phone.matches) open(null); });
+  // on a phone the top bar wraps onto as many rows as its controls need: the map and the drawers
+  // start below it (--top-h), and the map learns its new size
+  const top = document.getElementById("top");
+  new ResizeObserver(() => {
+    document.documentElement.style.setProperty("--top-h", top.offsetHeight + "px");
+    if (window.gpsm && window.gpsm.map) window.gpsm.map.invalidateSize();
+  }).observe(top);
   window.GpsmDrawer = { open };
 })();
