@@ -92,13 +92,14 @@ class ImportRow:
         line: its row number in the sheet (the header is row 1 when first).
         cells: canonical field -> cell text as read (empty cells left out).
         vehicle: the checked row, or None when a cell was refused.
-        errors: ``{"field", "type", "msg"}`` per refused cell (pydantic's error types).
+        errors: ``{"field", "type", "msg", "ctx"}`` per refused cell (pydantic's error types
+            and context, e.g. ``{"min_length": 2}``).
     """
 
     line: int
     cells: dict[str, str]
     vehicle: ImportedVehicle | None
-    errors: list[dict[str, str]] = field(default_factory=list)
+    errors: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +136,14 @@ def check_row(line: int, cells: dict[str, str]) -> ImportRow:
         vehicle = ImportedVehicle.model_validate(_normalised(cells))
     except ValidationError as error:
         errors = [
-            {"field": str(e["loc"][0]) if e["loc"] else "", "type": e["type"], "msg": e["msg"]}
+            {
+                "field": str(e["loc"][0]) if e["loc"] else "",
+                "type": e["type"],
+                "msg": e["msg"],
+                "ctx": {
+                    k: v for k, v in e.get("ctx", {}).items() if isinstance(v, str | int | float)
+                },
+            }
             for e in error.errors(include_url=False)
         ]
         return ImportRow(line, cells, None, errors)

@@ -457,13 +457,13 @@ _IMPORTED = (
 )
 
 
-def _refused(row: ImportRow, field: str, kind: str, message: str) -> dict[str, Any]:
+def _refused(row: ImportRow, field: str, kind: str, message: str, **ctx: Any) -> dict[str, Any]:
     return {
         "line": row.line,
         "plate_number": row.cells.get("plate_number"),
         "outcome": "refused",
         "vehicle_id": None,
-        "errors": [{"field": field, "type": f"registry_{kind}", "msg": message}],
+        "errors": [{"field": field, "type": f"registry_{kind}", "msg": message, "ctx": ctx}],
     }
 
 
@@ -505,7 +505,9 @@ async def import_vehicles(conn: asyncpg.Connection, rows: list[ImportRow]) -> li
                 else ("terminal_id", seen_terminals[v.terminal_id])
             )
             outcomes.append(
-                _refused(row, field, "duplicate_in_file", f"{field}: the same as row {first}")
+                _refused(
+                    row, field, "duplicate_in_file", f"{field}: the same as row {first}", line=first
+                )
             )
             continue
         seen_plates[plate] = seen_terminals[v.terminal_id] = row.line

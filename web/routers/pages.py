@@ -37,6 +37,13 @@ async def map_page() -> FileResponse:
     return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
 
 
+@page(router, "/admin")
+async def admin_page() -> FileResponse:
+    """The bureau's registry page: companies, vehicles, bulk import, users (static/admin.js).
+    The page itself holds no data; every API call it makes is bureau-only."""
+    return FileResponse(STATIC_DIR / "admin.html", headers={"Cache-Control": "no-cache"})
+
+
 @page(router, "/favicon.ico")
 async def favicon() -> FileResponse:
     """The icon browsers ask for on their own (pages without a ``<link rel="icon">``, the API
