@@ -24,6 +24,7 @@ from gps_monitor.config import CommandsSettings
 from gps_monitor.db import audit
 from gps_monitor.db import commands as commands_db
 from gps_monitor.db.users import Role, User
+from gps_monitor.terminal_params import PARAMETERS
 from web.deps import CurrentUser, DbId, HandlerUser, PoolDep, SettingsDep, company_scope, not_found
 
 router = APIRouter(prefix="/api/commands", tags=["commands"])
@@ -176,6 +177,22 @@ async def create_command(
             conn, user, settings.commands, vehicle, body.name, body.body,
             alarm_id=body.alarm_id, expires_in_s=body.expires_in_s,
         )  # fmt: skip
+
+
+@router.get("/parameters")
+async def terminal_parameters(_: CurrentUser) -> list[dict[str, Any]]:
+    """The JT/T 808 terminal parameters the platform knows (gps_monitor.terminal_params): id,
+    name (unit in the name), Chinese name, wire type, and for the settable ones the range."""
+    return [
+        {
+            "id": p.id_hex, "name": p.name, "zh": p.zh, "wire": str(p.wire),
+            "settable": p.settable,
+            "minimum": p.minimum if p.settable else None,
+            "maximum": p.maximum if p.settable else None,
+            "step": 1 / p.scale,
+        }
+        for p in PARAMETERS
+    ]  # fmt: skip
 
 
 @router.get("/templates")

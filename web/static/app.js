@@ -262,7 +262,8 @@
       `<tr><td>${t("last_fix")}</td><td>${fmtTime(v.fix_time || latest.fix_time)}</td></tr>` +
       `<tr><td>${t("where")}</td><td class="card-place"></td></tr>` +
       `<tr><td>${t("open_alarms")}</td><td>${alarms}</td></tr></table>` +
-      `<button class="btn-track" data-vehicle-id="${id}">${t("track")}</button>`;
+      `<button class="btn-track" data-vehicle-id="${id}">${t("track")}</button>` +
+      (window.GpsmParams ? GpsmParams.buttonHtml(id, info.plate_number) : "");  // params.js
     const m = state.markers.get(id);
     const ll = m ? m.getLatLng() : (latest.latitude != null ? disp(latest.latitude, latest.longitude) : state.map.getCenter());
     const popup = L.popup().setLatLng(ll).setContent(html).openOn(state.map);

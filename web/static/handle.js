@@ -126,6 +126,7 @@
       `<label>${L("note")}<br><textarea name="note" rows="2"></textarea></label>` +
       `<fieldset class="media-part"><legend>${L("photos")}</legend><div class="media-list"></div>` +
       `<button type="button" class="btn-photo">${L("take_photo")}</button> <small class="photo-state"></small></fieldset>` +
+      `<div class="track-part"></div>` +  // 临时跟踪 (params.js)
       `<div class="error"></div>` +
       `<div class="buttons"><button type="submit" value="submit" class="btn-submit">${L("submit")}</button> ` +
       `<button type="button" class="btn-cancel">${L("cancel")}</button></div></form>`;
@@ -162,6 +163,7 @@
       }
     });
     showMedia(dlg, alarm);
+    if (global.GpsmParams) GpsmParams.mountTrack(dlg.querySelector(".track-part"), alarm);
     dlg.showModal();
     return done;
   }
