@@ -64,6 +64,7 @@ SERVICES: tuple[tuple[str, str, str], ...] = (
     ("rules", "rules.worker", "rules engine: accepted positions -> alarms"),
     ("notify", "notify.cli", "push channels: alarms -> robots, webhooks, e-mail, SMS"),
     ("web", "web.demo", "live map, REST API and websocket feed (prints users and address)"),
+    ("jt809", "jt809.demo", "JT/T 809 to a simulated provincial platform (查岗 on the map)"),
 )
 
 DEMO_FILE = "bods_liverpool_bus_route14_outbound.csv"
