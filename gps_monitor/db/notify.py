@@ -220,17 +220,27 @@ async def record_deliveries(
     conn: asyncpg.Connection, deliveries: Sequence[NewDelivery]
 ) -> list[Delivery]:
     """Insert deliveries; one already recorded (same alarm episode, event and channel: a
-    redelivered message) is left as it is. Returns the new *pending* ones (to send)."""
+    redelivered message) is left as it is. Returns the new *pending* ones (to send), each
+    carrying its planned ``message`` (the same object for every channel of one alarm).
+
+    Each distinct message is serialized once, not once per channel (the channels of one alarm
+    share it), and nothing is read back but the ids: a per-row cost of an extra channel (e.g.
+    a dead one) stays small."""
     if not deliveries:
         return []
+    texts: dict[int, str] = {}
+    for d in deliveries:
+        if id(d.message) not in texts:
+            texts[id(d.message)] = json.dumps(d.message)
     rows = await conn.fetch(
         "INSERT INTO notify_deliveries (alarm_id, dedup_key, event, alarm_type, level, "
         "company_id, vehicle_id, channel_id, kind, target, status, message, last_reply) "
-        "SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], "
-        "$5::smallint[], $6::bigint[], $7::bigint[], $8::bigint[], $9::text[], $10::text[], "
-        "$11::text[], $12::jsonb[], $13::text[]) "
+        "SELECT a, k, e, t, l, c, v, ch, kd, tg, s, m::jsonb, r FROM unnest($1::bigint[], "
+        "$2::text[], $3::text[], $4::text[], $5::smallint[], $6::bigint[], $7::bigint[], "
+        "$8::bigint[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[]) "
+        "AS u(a, k, e, t, l, c, v, ch, kd, tg, s, m, r) "
         "ON CONFLICT (dedup_key, event, channel_id) DO NOTHING "
-        "RETURNING id, channel_id, attempts, message, received_at, status",
+        "RETURNING id, channel_id, dedup_key, event, attempts, received_at, status",
         [d.alarm_id for d in deliveries],
         [d.dedup_key for d in deliveries],
         [d.event for d in deliveries],
@@ -242,10 +252,21 @@ async def record_deliveries(
         [d.kind for d in deliveries],
         [d.target for d in deliveries],
         [d.status for d in deliveries],
-        [d.message for d in deliveries],
+        [texts[id(d.message)] for d in deliveries],
         [d.deferred for d in deliveries],
     )
-    return [_delivery(r) for r in rows if r["status"] == "pending"]
+    planned = {(d.dedup_key, d.event, d.channel_id): d.message for d in deliveries}
+    return [
+        Delivery(
+            id=r["id"],
+            channel_id=r["channel_id"],
+            attempts=r["attempts"],
+            message=planned[(r["dedup_key"], r["event"], r["channel_id"])],
+            received_at=r["received_at"],
+        )
+        for r in rows
+        if r["status"] == "pending"
+    ]
 
 
 def _delivery(row: asyncpg.Record) -> Delivery:
