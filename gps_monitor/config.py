@@ -659,6 +659,36 @@ class MediaSettings(BaseModel):
     )
 
 
+class AttachmentsSettings(BaseModel):
+    """The T/JSATL 12-2017 attachment server of active-safety alarms (issue 12 item 8), run by
+    ``gps-monitor jt808`` beside the gateway. Env: ``GPS_MONITOR_ATTACHMENTS_<FIELD>``."""
+
+    host: str = Field(default="0.0.0.0", description="Listen address of the attachment server.")
+    port: int = Field(default=8810, ge=0, le=65535, description="Listen port (0: any free port).")
+    advertised_host: str = Field(
+        default="",
+        description="Address sent to terminals in 0x9208 (IPv4 or a host name); empty: the "
+        "address the terminal reached the gateway at (same host).",
+    )
+    read_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="A frame, a data frame's head or 64 KiB of file data must arrive within "
+        "this, else the connection is closed (a peer trickling bytes holds nothing for long).",
+    )
+    max_file_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=1024,
+        description="Largest attachment (a short video); a larger announced size is refused.",
+    )
+    alarm_ttl_s: float = Field(
+        default=86400.0,
+        gt=0,
+        description="An alarm number sent in 0x9208 is accepted by the attachment server this "
+        "long (terminals upload when they have signal).",
+    )
+
+
 class RulesSettings(BaseModel):
     """Rules engine thresholds (DOMAIN.md, Rules the platform must evaluate).
 
@@ -1379,6 +1409,7 @@ class Settings(BaseSettings):
     commands: CommandsSettings = CommandsSettings()
     jt809: Jt809Settings = Jt809Settings()
     media: MediaSettings = MediaSettings()
+    attachments: AttachmentsSettings = AttachmentsSettings()
 
 
 @lru_cache(maxsize=1)

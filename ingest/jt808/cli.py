@@ -14,6 +14,7 @@ from gps_monitor.db.pool import create_pool
 from gps_monitor.media_store import MediaStore
 from gps_monitor.mqtt import require_host
 from gps_monitor.service import run_until_signal, upgrade_schema
+from ingest.jt808.attachments import AttachmentServer
 from ingest.jt808.auth import TerminalAuthenticator
 from ingest.jt808.downlink import Downlink
 from ingest.jt808.media import MediaUploads
@@ -66,6 +67,9 @@ async def serve(
                 settings, MediaStore(settings.media.directory), pool, gateway, downlink
             )
             media_task = asyncio.create_task(media.run(), name="jt808-media")
+            attachments = AttachmentServer(settings, media.store, pool, gateway)
+            attachment_server = await attachments.start()
+            log.info("jt808 attachment server listening on port %d", attachments.port)
             downlink_task = asyncio.create_task(downlink.run(), name="jt808-downlink")
             server = await gateway.start(host, port)
             addresses = ", ".join(str(s.getsockname()) for s in server.sockets)
@@ -82,6 +86,7 @@ async def serve(
                 stats_task.cancel()
                 downlink_task.cancel()
                 media_task.cancel()
+                attachment_server.close()
                 server.close()
                 await gateway.close_connections()
                 media.close()

@@ -42,7 +42,7 @@ def sim_photo(size_bytes: int, seed: int = 0) -> bytes:
     pixel count), different for each ``seed``. Pillow comes with the report dependencies."""
     from PIL import Image
 
-    side = max(16, int((size_bytes / 1.6) ** 0.5))
+    side = max(16, int((size_bytes / 0.78) ** 0.5))  # ~0.78 bytes per noise pixel at q85
     noise = random.Random(seed).randbytes(side * side * 3)
     out = io.BytesIO()
     Image.frombytes("RGB", (side, side), noise).save(out, "JPEG", quality=85)

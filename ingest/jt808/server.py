@@ -66,6 +66,7 @@ MAX_QUEUED_FRAMES = 64  # frames waiting on one connection before reading pauses
 
 Handler = Callable[["Session", Frame], Awaitable[bytes | None]]
 PacketHandler = Callable[["Session", Frame, float], Awaitable[bytes | None]]
+LocationHook = Callable[["Session", Frame, dict[str, Any]], bytes]
 
 
 class Publisher(Protocol):
@@ -247,6 +248,7 @@ class Jt808Gateway:
         self._by_terminal: dict[str, TerminalConnection] = {}
         self._contact_tasks: set[asyncio.Task[None]] = set()
         self._packet_handlers: dict[int, PacketHandler] = {}
+        self._location_hooks: list[LocationHook] = []
         self._handlers: dict[int, Handler] = {
             m.MSG_HEARTBEAT: self._on_heartbeat,
             m.MSG_REGISTER: self._on_register,
@@ -266,6 +268,11 @@ class Jt808Gateway:
         each packet of a sub-packaged one unassembled (an upload streamed to storage, 0x0801),
         once the connection is authenticated as the frame's terminal."""
         self._packet_handlers[msg_id] = handler
+
+    def register_location_hook(self, hook: LocationHook) -> None:
+        """Call ``hook(session, frame, position)`` for each 0x0200 after its answer is ready;
+        the frames it returns are sent after that answer (0x9208 for active-safety alarms)."""
+        self._location_hooks.append(hook)
 
     def writer(self, terminal_id: str) -> Callable[[bytes], None] | None:
         """Write bytes to the connection authenticated as ``terminal_id`` (None: not here)."""
@@ -534,7 +541,10 @@ class Jt808Gateway:
         if position["fix_time"] is None:
             self.stats.positions_bad_time += 1
         topic = topics.position_topic(frame.header.terminal_id, self.prefix)
-        return await self._publish_then_reply(session, frame, [(topic, _json(position), 1)])
+        reply = await self._publish_then_reply(session, frame, [(topic, _json(position), 1)])
+        for hook in self._location_hooks:
+            reply += hook(session, frame, position)
+        return reply
 
     async def _on_batch(self, session: Session, frame: Frame) -> bytes:
         refused = self._refuse_unauthenticated(session, frame)

@@ -42,9 +42,10 @@ import hashlib
 import logging
 import struct
 import time
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import asyncpg
 
@@ -89,24 +90,35 @@ class SimCamera:
         self.photo_bytes = 8000
         self.next_id = 1
         self.uploaded: list[int] = []  # multimedia ids the gateway answered complete
+        # active safety: files uploaded on 0x9208 ({number} in a name becomes the alarm number)
+        self.attachments: list[tuple[str, bytes]] = []
+        self.drop_segments: set[int] = set()  # data frames left out of each file's first pass
+        self.attachments_sent: list[str] = []  # alarm numbers whose files were all accepted
+        self.attachments_refused: list[str] = []
         self._replies: asyncio.Queue[Frame] = asyncio.Queue()
         self._tasks: set[asyncio.Task[None]] = set()
 
     def take(self, frame: Frame) -> bool:
         """Whether ``frame`` was the camera's (0x8801 starts an upload in the background;
         0x8800 / 0x8003 go to the upload in progress)."""
-        from ingest.jt808 import media_sim
+        from ingest.jt808 import attachments_sim, jsatl, media_sim
 
         msg_id = frame.header.msg_id
+        if msg_id == jsatl.MSG_ATTACHMENT_REQUEST:
+            self._start(attachments_sim.upload_attachments(self, frame))
+            return True
         if msg_id in (media_sim.MSG_MEDIA_UPLOAD_REPLY, media_sim.MSG_RESEND_REQUEST):
             self._replies.put_nowait(frame)
             return True
         if msg_id != media_sim.MSG_CAMERA:
             return False
-        task = asyncio.get_running_loop().create_task(media_sim.shoot(self, frame))
+        self._start(media_sim.shoot(self, frame))
+        return True
+
+    def _start(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        return True
 
     async def reply(self, timeout_s: float) -> Frame:
         return await asyncio.wait_for(self._replies.get(), timeout_s)
@@ -415,6 +427,7 @@ async def run_terminal(
     text_result: int = m.RESULT_OK,
     photo_bytes: int = 8000,
     drop_packets: Sequence[int] = (),
+    adas_alarms: int = 0,
 ) -> SimStats:
     """Register, authenticate, send ``positions``, stay ``linger_s`` seconds (answering text
     messages), log out (0x0003: the gateway withdraws the code, so the next run registers
@@ -449,12 +462,30 @@ async def run_terminal(
                 stats.accepted += len(chunk)
             else:
                 stats.refused += len(chunk)
+        if adas_alarms:
+            await send_adas_alarms(terminal, adas_alarms, photo_bytes)
         if linger_s > 0:
             await terminal.linger(linger_s)
         await terminal.logout()
     finally:
         await terminal.close()
     return stats
+
+
+async def send_adas_alarms(terminal: SimTerminal, count: int, photo_bytes: int) -> None:
+    """Report ``count`` ADAS forward-collision alarms, each with a photo and a short "video"
+    for the attachment server (uploaded when the gateway's 0x9208 comes, while lingering)."""
+    from ingest.jt808.attachments_sim import adas_report
+    from ingest.jt808.media_sim import sim_photo
+
+    terminal.camera.attachments = [
+        ("00_64_0101_0_{number}.jpg", sim_photo(photo_bytes, seed=7)),
+        ("02_64_0101_1_{number}.mp4", sim_photo(photo_bytes * 3, seed=8)),
+    ]
+    for sequence in range(count):
+        report = adas_report(terminal.phone[-7:], sequence, attachments=2)
+        await terminal.send_location(report)
+    print(f"jt808-sim: terminal {terminal.phone} reported {count} ADAS alarm(s)", flush=True)
 
 
 async def foreign_holders(
@@ -579,8 +610,9 @@ async def simulate(args: argparse.Namespace, settings: Settings) -> SimStats:
                 stats=stats,
                 linger_s=args.linger_s,
                 text_result=args.text_result,
-                photo_bytes=args.photo_bytes,
-                drop_packets=args.drop_packet,
+                photo_bytes=getattr(args, "photo_bytes", 8000),  # options of issue 12: a
+                drop_packets=getattr(args, "drop_packet", ()),  # Namespace built by hand
+                adas_alarms=getattr(args, "adas_alarms", 0),  # may lack them
             )
             for terminal_id, positions in tracks.items()
         )
@@ -632,6 +664,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="INDEX",
         help="leave this 0x0801 packet out of a photo's first transmission (repeatable): the "
         "gateway must ask for it again (0x8800 / 0x8003)",
+    )
+    parser.add_argument(
+        "--adas-alarms",
+        type=int,
+        default=0,
+        metavar="N",
+        help="after the track, report N ADAS forward-collision alarms (T/JSATL item 0x64) with "
+        "two attachments each, uploaded to the attachment server the gateway names in 0x9208 "
+        "(use --linger-s to stay connected for them)",
     )
     parser.add_argument(
         "--phone-base",

@@ -1,0 +1,264 @@
+"""Active safety end to end (issue 12 item 8) on the real Mosquitto and PostgreSQL: a simulated
+terminal reports an ADAS forward-collision alarm with two attachments in a 0x0200 (item 0x64);
+the gateway answers 0x9208 with the attachment server's address and the alarm number; ingest
+stores the position, the rules worker raises the ``active_safety`` alarm with that number; the
+terminal uploads a photo and a video to the attachment server (0x1210, 0x1211, data frames,
+0x1212), one data frame lost and asked for again in 0x9212; both files are stored under their
+SHA-256 and shown with the alarm. Bad input: an alarm number never issued, a peer trickling
+bytes, a file name with ``../`` and NUL."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import random
+import sys
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from ingest_helpers import drop_session, running_worker, wait_for
+from web_helpers import World, make_world, rest_client
+
+from gps_monitor.active_safety import alarm_number
+from gps_monitor.config import AttachmentsSettings, Jt808Settings, MediaSettings, Settings
+from gps_monitor.db import registry
+from gps_monitor.media_store import MediaStore
+from gps_monitor.models import PlateColor
+from ingest.jt808 import jsatl
+from ingest.jt808 import messages as m
+from ingest.jt808.attachments import AttachmentServer
+from ingest.jt808.attachments_sim import adas_report
+from ingest.jt808.auth import TerminalAuthenticator
+from ingest.jt808.codec import FrameSplitter, decode_frame, encode_frame
+from ingest.jt808.media_sim import sim_photo
+from ingest.jt808.publisher import MqttPublisher
+from ingest.jt808.server import Jt808Gateway
+from ingest.jt808.sim import SimTerminal
+from rules.worker import RulesWorker, rules_client_id
+
+PHONE = "13900000021"
+
+
+@dataclass
+class Chain:
+    settings: Settings
+    world: World
+    port: int
+    vehicle_id: int
+    attachments: AttachmentServer
+    store: MediaStore
+
+
+@contextlib.asynccontextmanager
+async def chain(
+    settings: Settings, pool: asyncpg.Pool, tmp_path: Path, *, rules: bool = True, **at: Any
+) -> AsyncIterator[Chain]:
+    """Gateway and attachment server (free ports), with ingest and rules workers in process."""
+    settings = settings.model_copy(
+        update={
+            "jt808": Jt808Settings(client_id=f"{settings.mqtt.client_id}-gw"),
+            "media": MediaSettings(directory=str(tmp_path / "media")),
+            "attachments": AttachmentsSettings(port=0, **at),
+        }
+    )
+    world = await make_world(pool, settings)
+    vehicle = await registry.ensure_vehicle(
+        pool, company_id=world.company_a, plate_number="渝A80021", terminal_id=PHONE,
+        plate_color=PlateColor.YELLOW,
+    )  # fmt: skip
+    store = MediaStore(settings.media.directory)
+    authenticator = TerminalAuthenticator(pool, policy="registry", check_plate=True)
+    async with running_worker(settings), MqttPublisher(settings, connect_timeout_s=5) as pub:
+        gateway = Jt808Gateway(settings, authenticator, pub)
+        attachments = AttachmentServer(settings, store, pool, gateway)
+        attachment_server = await attachments.start("127.0.0.1", 0)
+        server = await gateway.start("127.0.0.1", 0)
+        worker = RulesWorker(settings)
+        tasks = [asyncio.create_task(worker.run())] if rules else []
+        try:
+            if rules:
+                await asyncio.wait_for(worker.ready.wait(), 10)
+            yield Chain(settings, world, server.sockets[0].getsockname()[1], vehicle.id,
+                        attachments, store)  # fmt: skip
+        finally:
+            server.close()
+            attachment_server.close()
+            await gateway.close_connections()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if rules:
+                await drop_session(settings, rules_client_id(settings))
+
+
+async def connected(c: Chain) -> SimTerminal:
+    terminal = SimTerminal(PHONE, reply_timeout_s=10)
+    await terminal.connect("127.0.0.1", c.port)
+    await terminal.register("渝A80021", int(PlateColor.YELLOW))
+    assert await terminal.authenticate() == m.RESULT_OK
+    return terminal
+
+
+async def test_adas_alarm_with_attachments_is_raised_uploaded_resent_stored_and_shown(
+    settings: Settings, pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    photo = sim_photo(30_000, seed=3)
+    video = random.Random(4).randbytes(100_000)
+    async with chain(settings, pool, tmp_path) as c:
+        terminal = await connected(c)
+        terminal.camera.attachments = [
+            ("00_64_0101_0_{number}.jpg", photo), ("02_64_0101_1_{number}.mp4", video),
+        ]  # fmt: skip
+        terminal.camera.drop_segments = {1}  # the second 16 KiB data frame of each file
+        report = adas_report("TERM001", 7, attachments=2)
+        assert await terminal.send_location(report) == m.RESULT_OK
+        reader = asyncio.create_task(terminal.linger(30))
+        try:
+            rows = await wait_for(
+                lambda: pool.fetch("SELECT * FROM media ORDER BY id"), lambda r: len(r) == 2
+            )
+            alarm = await wait_for(
+                lambda: pool.fetchrow("SELECT * FROM alarms WHERE alarm_type = 'active_safety'"),
+                lambda r: r is not None,
+            )
+        finally:
+            reader.cancel()
+            await terminal.close()
+        identification = bytes.fromhex(report.items[0x64][-16:].hex())
+        number = alarm_number(PHONE, identification)
+        assert terminal.camera.attachments_sent == [number]
+        assert alarm["details"]["alarm_number"] == number and alarm["level"] == 2
+        assert alarm["details"]["name"] == "adas_forward_collision"
+        assert [(r["media_type"], r["complete"], r["alarm_number"]) for r in rows] == [
+            ("image", True, number), ("video", True, number),
+        ]  # fmt: skip
+        assert rows[0]["sha256"] == hashlib.sha256(photo).hexdigest()
+        assert rows[1]["sha256"] == hashlib.sha256(video).hexdigest()
+        assert rows[0]["file_name"] == f"00_64_0101_0_{number}.jpg"
+        assert c.store.path(rows[1]["sha256"]).read_bytes() == video
+        async with rest_client(c.settings) as client:
+            listed = await client.get("/api/media", params={"alarm_id": alarm["id"]},
+                                      headers=c.world.auth("op_a"))  # fmt: skip
+            assert sorted(i["sha256"] for i in listed.json()) == sorted(r["sha256"] for r in rows)
+            hidden = await client.get("/api/media", params={"alarm_id": alarm["id"]},
+                                      headers=c.world.auth("op_b"))  # fmt: skip
+            assert hidden.json() == []
+
+
+async def _open(c: Chain) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    return await asyncio.open_connection("127.0.0.1", c.attachments.port)
+
+
+async def _frames(reader: asyncio.StreamReader, timeout_s: float = 5) -> list[Any]:
+    splitter, out = FrameSplitter(8192), []
+    with contextlib.suppress(TimeoutError, ConnectionError):
+        async with asyncio.timeout(timeout_s):
+            while data := await reader.read(4096):
+                out += [decode_frame(content, wire) for content, wire in splitter.feed(data)]
+    return out
+
+
+async def test_an_alarm_number_never_issued_is_refused_and_the_connection_closed(
+    settings: Settings, pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    async with chain(settings, pool, tmp_path, rules=False) as c:
+        reader, writer = await _open(c)
+        info = jsatl.AttachmentInfo("TERM001", bytes(16), "F" * 32, 0, ((b"a.jpg", 10),))
+        writer.write(encode_frame(jsatl.MSG_ATTACHMENT_INFO, PHONE, 0,
+                                  jsatl.encode_attachment_info(info)))  # fmt: skip
+        frames = await _frames(reader)
+        writer.close()
+    assert [m.decode_general_reply(f.body)[2] for f in frames] == [m.RESULT_FAILURE]
+    assert c.attachments.stats.refused == 1
+    assert await pool.fetchval("SELECT count(*) FROM media") == 0
+
+
+async def _trickle(c: Chain, byte: bytes) -> float | None:
+    """Send ``byte`` every 0.2 s; seconds until the server closed the connection (None: not
+    within 8 s)."""
+    reader, writer = await _open(c)
+    started = time.monotonic()
+    try:
+        for _ in range(40):
+            try:
+                writer.write(byte)
+                await writer.drain()
+                async with asyncio.timeout(0.2):
+                    if await reader.read(1) == b"":
+                        return time.monotonic() - started
+            except TimeoutError:
+                continue
+            except ConnectionError:
+                return time.monotonic() - started
+        return None
+    finally:
+        writer.close()
+
+
+async def test_a_peer_trickling_bytes_is_closed_after_the_read_timeout(
+    settings: Settings, pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    async with chain(settings, pool, tmp_path, rules=False, read_timeout_s=1.0) as c:
+        head = await _trickle(c, b"\x30")  # a data frame head, one byte every 0.2 s
+        garbage = await _trickle(c, b"\x55")  # bytes that never make anything complete
+        terminal = await connected(c)  # the gateway and the server still serve others
+        assert await terminal.heartbeat() == m.RESULT_OK
+        await terminal.close()
+    assert head is not None and head < 3
+    assert garbage is not None and garbage < 3
+    assert c.attachments.stats.closed_timeout == 2
+
+
+async def test_a_file_name_with_dot_dot_and_nul_is_stored_under_our_own_name(
+    settings: Settings, pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    data = os.urandom(5000)
+    async with chain(settings, pool, tmp_path, rules=False) as c:
+        terminal = await connected(c)
+        terminal.camera.attachments = [("../../../evil\x00.jpg", data)]
+        assert await terminal.send_location(adas_report("TERM001", 9, 1)) == m.RESULT_OK
+        reader = asyncio.create_task(terminal.linger(20))
+        try:
+            row = await wait_for(lambda: pool.fetchrow("SELECT * FROM media"),
+                                 lambda r: r is not None)  # fmt: skip
+        finally:
+            reader.cancel()
+            await terminal.close()
+    assert row["complete"] and row["sha256"] == hashlib.sha256(data).hexdigest()
+    assert row["file_name"] == "../../../evil\\x00.jpg"  # shown, never a path
+    assert c.store.path(row["sha256"]).read_bytes() == data
+    assert not (tmp_path / "evil").exists() and not list(tmp_path.parent.glob("evil*"))
+    stored = [p for p in (tmp_path / "media").rglob("*") if p.is_file()]
+    assert stored == [c.store.path(row["sha256"])]
+
+
+async def test_the_jt808_sim_process_reports_an_adas_alarm_and_uploads_its_attachments(
+    settings: Settings, pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    from datetime import UTC, datetime
+
+    from ingest_helpers import worker_env
+
+    track = tmp_path / "track.csv"
+    fix_time = datetime.now(UTC).replace(microsecond=0).isoformat()
+    track.write_text(
+        f"terminal_id,fix_time,latitude,longitude,speed_kmh\n{PHONE},{fix_time},29.5,106.5,40\n"
+    )
+    async with chain(settings, pool, tmp_path, rules=False) as c:
+        sim = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "gps_monitor.cli", "jt808-sim", str(track), "--format", "csv",
+            "--port", str(c.port), "--adas-alarms", "1", "--linger-s", "8",
+            env=worker_env(c.settings), stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+        rows = await wait_for(lambda: pool.fetch("SELECT * FROM media"), lambda r: len(r) == 2)
+        output, _ = await asyncio.wait_for(sim.communicate(), 30)
+    assert f"terminal {PHONE} reported 1 ADAS alarm(s)" in output.decode(), output.decode()
+    assert sorted(r["media_type"] for r in rows) == ["image", "video"]
+    assert all(r["complete"] and r["alarm_number"] for r in rows)
