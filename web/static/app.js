@@ -1,17 +1,17 @@
 // gps-monitor live map: vehicles (clustered, coloured by status, heading arrow), vehicle card,
 // plate search, alarm worklist (levels, filters, counts, paging; acknowledge / handle; alerts in
-// alerts.js), track playback with overspeed stretches,
-// geofences and routes (bureau users draw and edit them). Positions arrive in WGS-84 and are
-// converted for display only when the tiles are GCJ-02.
+// alerts.js); track playback is playback.js's, geofences and routes fences.js's (both started
+// from start() below with window.gpsm). Positions arrive in WGS-84 and are converted for display
+// only when the tiles are GCJ-02.
 (function () {
   "use strict";
   const t = (k) => GpsmI18n.t(k);
   const state = {
     config: null, user: null, map: null, cluster: null, ws: null, wsBackoff: 1000,
     vehicles: new Map(), markers: new Map(), alarms: new Map(), lastMessageAt: 0,
-    fences: null, fenceProps: {}, track: null, drawing: null, received: { snapshot: 0, positions: 0, alarm: 0 },
+    fences: null, drawing: null, received: { snapshot: 0, positions: 0, alarm: 0 },
   };
-  window.gpsm = state;
+  window.gpsm = state;  // also read by fences.js and playback.js (with disp below)
 
   const esc = (s) => String(s == null ? "" : s).replace(/[&<>"']/g, (c) => (
     { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
@@ -28,6 +28,7 @@
     return r.status === 204 ? null : r.json();
   }
 
+  state.disp = disp;
   function disp(lat, lon) {
     return state.config && state.config.tile_crs === "gcj02" ? GpsmCoords.wgs84ToGcj02(lat, lon) : [lat, lon];
   }
@@ -92,7 +93,6 @@
     state.map.addLayer(state.cluster);
     state.fences = L.layerGroup().addTo(state.map);
     state.svg = L.svg();  // tracks and fences as SVG (few, styled, testable); markers on canvas
-    state.map.on("click", onMapClick);
     state.map.on("dragstart", () => { state.fitted = true; });  // the user took over the view
   }
 
@@ -272,7 +272,7 @@
     GpsmPlace.fill(popup.getElement().querySelector(".card-place"), lat, lon, state.config);
   }
   document.addEventListener("click", (e) => {
-    const b = e.target.closest(".btn-track"); if (b) openPlayback(Number(b.dataset.vehicleId));
+    const b = e.target.closest(".btn-track"); if (b) GpsmPlayback.open(Number(b.dataset.vehicleId));
   });
 
   // ---------------------------------------------------------------- alarms
@@ -430,8 +430,7 @@
   function showAlarmTrack(alarm) {  // the episode with 30 min either side
     const start = new Date(Date.parse(alarm.started_at) - 30 * 60e3);
     const endAt = alarm.ended_at ? Date.parse(alarm.ended_at) : Date.now();
-    openPlayback(alarm.vehicle_id, start, new Date(Math.max(endAt, Date.parse(alarm.started_at)) + 30 * 60e3));
-    loadTrack();
+    GpsmPlayback.open(alarm.vehicle_id, start, new Date(Math.max(endAt, Date.parse(alarm.started_at)) + 30 * 60e3), true);
   }
   // the handling dialog (handle.js) reports the handled alarm and its reminder's progress
   document.addEventListener("gpsm:alarm-updated", (e) => {
@@ -471,190 +470,9 @@
   $("af-prev").addEventListener("click", () => { alarmView.page = Math.max(0, alarmView.page - 1); loadAlarms(); });
   $("af-next").addEventListener("click", () => { alarmView.page += 1; loadAlarms(); });
 
-  // ---------------------------------------------------------------- track playback
-  function localInput(d) {
-    const s = new Date(d.getTime() + 8 * 3600e3).toISOString();  // Asia/Shanghai wall time
-    return s.slice(0, 16);
-  }
+  // ---------------------------------------------------------------- local time inputs (alarm filters)
   function fromLocalInput(s) { return new Date(Date.parse(s + ":00Z") - 8 * 3600e3).toISOString(); }
-  function openPlayback(id, start, end) {  // the last 24 h unless a window is given
-    const v = state.vehicles.get(id) || {};
-    state.track = state.track || {};
-    state.track.vehicleId = id;
-    $("pb-plate").textContent = v.plate_number || "#" + id;
-    end = end || (v.fix_time ? new Date(Date.parse(v.fix_time) + 60e3) : new Date());
-    $("pb-end").value = localInput(end);
-    $("pb-start").value = localInput(start || new Date(end.getTime() - 24 * 3600e3));
-    $("playback").style.display = "block";
-  }
-  $("pb-close").addEventListener("click", () => { clearTrack(); $("playback").style.display = "none"; });
-  function clearTrack() {
-    if (state.track && state.track.layer) state.map.removeLayer(state.track.layer);
-    if (state.track && state.track.timer) clearInterval(state.track.timer);
-  }
-  $("pb-load").addEventListener("click", () => loadTrack());
-  async function loadTrack() {
-    clearTrack();
-    const id = state.track.vehicleId;
-    const q = new URLSearchParams({ start: fromLocalInput($("pb-start").value), end: fromLocalInput($("pb-end").value) });
-    const fc = await api(`/api/vehicles/${id}/track?${q}`).catch((err) => { alert(err.message); return null; });
-    if (!fc) return;
-    state.map.closePopup();
-    const layer = L.layerGroup().addTo(state.map);
-    const track = fc.features.find((f) => f.properties.kind === "track");
-    const pts = track.geometry.coordinates.map(([lon, lat]) => disp(lat, lon));
-    if (pts.length) L.polyline(pts, { color: "#2f6fd0", weight: 3, renderer: state.svg, className: "track-line" }).addTo(layer);
-    fc.features.filter((f) => f.properties.kind === "overspeed").forEach((f) => {
-      const seg = f.geometry.coordinates.map(([lon, lat]) => disp(lat, lon));
-      if (seg.length) L.polyline(seg, { color: "#e02424", weight: 6, opacity: 0.8, className: "overspeed-stretch", renderer: state.svg })
-        .bindTooltip(t("overspeed_stretch") + " " + fmtTime(f.properties.started_at)).addTo(layer);
-    });
-    fc.features.filter((f) => f.properties.kind === "flagged" && f.geometry).forEach((f) => {
-      const [lon, lat] = f.geometry.coordinates;
-      L.circleMarker(disp(lat, lon), { radius: 4, color: "#888", fillOpacity: 0.6, renderer: state.svg, className: "flagged-fix" })
-        .bindTooltip(`${f.properties.quality} ${f.properties.quality_reason || ""} ${fmtTime(f.properties.fix_time)}`).addTo(layer);
-    });
-    const cursor = L.circleMarker(pts[0] || state.map.getCenter(), { radius: 7, color: "#000", fillColor: "#ff0", fillOpacity: 1, renderer: state.svg }).addTo(layer);
-    Object.assign(state.track, { layer, pts, props: track.properties, cursor, i: 0 });
-    $("pb-slider").max = Math.max(0, pts.length - 1); $("pb-slider").value = 0;
-    showStep(0);
-    state.fitted = true;
-    if (pts.length) state.map.fitBounds(L.latLngBounds(pts).pad(0.1), { animate: false });
-  }
-  function showStep(i) {
-    const tr = state.track; if (!tr || !tr.pts || !tr.pts.length) { $("pb-info").textContent = "0 " + t("points"); return; }
-    tr.i = i; tr.cursor.setLatLng(tr.pts[i]);
-    $("pb-info").textContent = `${fmtTime(tr.props.fix_times[i])} ${fmtSpeed(tr.props.speeds_kmh[i])} ${t("kmh")} · ` +
-      `${tr.props.points_returned}/${tr.props.points_ok} ${t("points")}${tr.props.simplified ? " (" + t("simplified") + ")" : ""}`;
-  }
-  $("pb-slider").addEventListener("input", (e) => showStep(Number(e.target.value)));
-  $("pb-play").addEventListener("click", () => {
-    const tr = state.track; if (!tr || !tr.pts) return;
-    if (tr.timer) { clearInterval(tr.timer); tr.timer = null; $("pb-play").textContent = t("play"); return; }
-    $("pb-play").textContent = t("pause");
-    tr.timer = setInterval(() => {
-      if (tr.i >= tr.pts.length - 1) { clearInterval(tr.timer); tr.timer = null; $("pb-play").textContent = t("play"); return; }
-      $("pb-slider").value = tr.i + 1; showStep(tr.i + 1);
-    }, 100);
-  });
-
-  // ---------------------------------------------------------------- geofences and routes
-  async function loadFences() {
-    let fc;
-    try { fc = await api("/api/geofences"); } catch (err) { return; }
-    state.fences.clearLayers();
-    (fc.features || []).forEach(drawFence);
-  }
-  function toDisplay(coords) {
-    if (typeof coords[0] === "number") { const [lat, lon] = disp(coords[1], coords[0]); return [lon, lat]; }
-    return coords.map(toDisplay);
-  }
-  function drawFence(f) {
-    const p = f.properties || {};
-    const geom = Object.assign({}, f.geometry, { coordinates: toDisplay(f.geometry.coordinates) });
-    const isRoute = p.kind === "route";
-    const color = { forbidden: "#d33", keep_in: "#2a7", speed_zone: "#e90", watch: "#36c", route: "#83c" }[p.kind] || "#36c";
-    let layer;
-    if (geom.type === "Point" && p.radius_m) {
-      layer = L.circle([geom.coordinates[1], geom.coordinates[0]], { radius: p.radius_m, color, renderer: state.svg });
-    } else {
-      layer = L.geoJSON(geom, { style: { color, weight: isRoute ? 4 : 2, dashArray: isRoute ? "8 6" : null, fillOpacity: 0.1, renderer: state.svg, className: "fence fence-" + p.kind } });
-    }
-    let html = `<b>${esc(p.name || p.id)}</b><br>${esc(p.kind)}${p.corridor_m ? " ±" + p.corridor_m + " m" : ""}`;
-    if (state.user && state.user.role === "bureau") {
-      const type = isRoute ? "routes" : "geofences";
-      state.fenceProps[type + ":" + p.db_id] = p;
-      html += `<br><button class="btn-fence-rename" data-id="${esc(p.db_id)}" data-type="${type}">${t("name")}</button>` +
-        `<button class="btn-fence-redraw" data-id="${esc(p.db_id)}" data-type="${type}">${t("redraw")}</button>` +
-        `<button class="btn-fence-delete" data-id="${esc(p.db_id)}" data-type="${type}">${t("delete")}</button>`;
-    }
-    // a popup on click, except while drawing: then the click reaches the map and adds a vertex
-    // (bindPopup would stop it)
-    layer.on("click", (e) => {
-      if (!state.drawing) L.popup().setLatLng(e.latlng).setContent(html).openOn(state.map);
-    });
-    state.fences.addLayer(layer);
-  }
-  document.addEventListener("click", async (e) => {
-    const del = e.target.closest(".btn-fence-delete");
-    const ren = e.target.closest(".btn-fence-rename");
-    const redraw = e.target.closest(".btn-fence-redraw");
-    if (redraw) {  // draw the new shape; Finish replaces the geometry, keeping the properties
-      const type = redraw.dataset.type;
-      state.map.closePopup();
-      startDrawing(type === "routes" ? "route" : "polygon");
-      state.drawing.replace = { type, id: redraw.dataset.id, props: state.fenceProps[type + ":" + redraw.dataset.id] };
-      return;
-    }
-    try {
-      if (del) { await api(`/api/${del.dataset.type}/${del.dataset.id}`, { method: "DELETE" }); state.map.closePopup(); loadFences(); }
-      if (ren) {
-        const name = prompt(t("name")); if (!name) return;
-        await api(`/api/${ren.dataset.type}/${ren.dataset.id}`, { method: "PATCH", body: JSON.stringify({ name }) });
-        state.map.closePopup(); loadFences();
-      }
-    } catch (err) { alert(err.message); }
-  });
-  function startDrawing(kind) {
-    cancelDrawing();
-    state.fitted = true;  // never move the view under the user's clicks
-    state.drawing = { kind, points: [], layer: L.polyline([], { color: "#f0f", dashArray: "4 4", renderer: state.svg }).addTo(state.map) };
-    $("draw-finish").disabled = false; $("draw-cancel").disabled = false;
-    $("map").style.cursor = "crosshair";
-    state.map.doubleClickZoom.disable();
-  }
-  function cancelDrawing() {
-    if (state.drawing) state.map.removeLayer(state.drawing.layer);
-    state.drawing = null;
-    $("draw-finish").disabled = true; $("draw-cancel").disabled = true;
-    $("map").style.cursor = "";
-    if (state.map) state.map.doubleClickZoom.enable();
-  }
-  function onMapClick(e) {
-    if (!state.drawing) return;
-    state.drawing.points.push([e.latlng.lng, e.latlng.lat]);  // display CRS; server converts back
-    state.drawing.layer.setLatLngs(state.drawing.points.map(([x, y]) => [y, x]));
-  }
-  $("draw-polygon").addEventListener("click", () => startDrawing("polygon"));
-  $("draw-route").addEventListener("click", () => startDrawing("route"));
-  $("draw-cancel").addEventListener("click", cancelDrawing);
-  $("draw-finish").addEventListener("click", async () => {
-    const d = state.drawing; if (!d) return;
-    if (d.replace) {
-      const props = Object.assign({}, d.replace.props); delete props.db_id;
-      const closed = d.kind === "polygon";
-      if (d.points.length < (closed ? 3 : 2)) { alert(`${d.kind}: expected at least ${closed ? 3 : 2} points`); return; }
-      delete props.radius_m;
-      const geometry = closed ? { type: "Polygon", coordinates: [[...d.points, d.points[0]]] }
-        : { type: "LineString", coordinates: d.points };
-      try {
-        await api(`/api/${d.replace.type}/${d.replace.id}`, { method: "PUT", body: JSON.stringify({
-          feature: { type: "Feature", properties: props, geometry }, coordinates_crs: state.config.tile_crs }) });
-        cancelDrawing(); loadFences();
-      } catch (err) { alert(err.message); }
-      return;
-    }
-    const name = prompt(t("name")); if (!name) return;
-    let body;
-    if (d.kind === "polygon") {
-      if (d.points.length < 3) { alert("polygon: expected at least 3 points"); return; }
-      const kind = prompt(t("kind") + " (forbidden / keep_in / speed_zone / watch)", "forbidden") || "forbidden";
-      const props = { name, kind };
-      if (kind === "speed_zone") props.speed_limit_kmh = Number(prompt("speed_limit_kmh", "60"));
-      body = { feature: { type: "Feature", properties: props,
-        geometry: { type: "Polygon", coordinates: [[...d.points, d.points[0]]] } } };
-    } else {
-      if (d.points.length < 2) { alert("route: expected at least 2 points"); return; }
-      const corridor = Number(prompt("corridor_m", "100"));
-      body = { feature: { type: "Feature", properties: { name, kind: "route", corridor_m: corridor },
-        geometry: { type: "LineString", coordinates: d.points } } };
-    }
-    body.coordinates_crs = state.config.tile_crs;
-    try {
-      await api(d.kind === "polygon" ? "/api/geofences" : "/api/routes", { method: "POST", body: JSON.stringify(body) });
-      cancelDrawing(); loadFences();
-    } catch (err) { alert(err.message); }
-  });
+  // track playback: playback.js; geofences and routes: fences.js (started below)
 
   // ---------------------------------------------------------------- start
   async function start() {
@@ -662,7 +480,6 @@
     renderWho();
     if (window.GpsmEnforce) GpsmEnforce.start(state.user);  // 处罚, evidence list (enforce.js)
     initMap();
-    if (state.user.role === "bureau") $("draw-bar").style.display = "block";
     const handles = state.user.role === "bureau" || state.user.role === "operator";  // enforcement reads
     GpsmAlerts.configure(state.config, {
       acknowledge: handles ? acknowledgeAlarm : null, handle: handles ? openHandleDialog : null,
@@ -675,7 +492,8 @@
     fillAlarmFilters();
     await loadAlarms();
     if (window.GpsmHandle) GpsmHandle.loadSupervisions(state.user);  // 督办 list (handle.js)
-    loadFences();
+    GpsmPlayback.init(state);
+    GpsmFences.start(state);
     connect();
   }
   async function boot() {
