@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo
 import asyncpg
 import pytest
 from pyproj import Geod
-from test_browser_map import CHROMIUM_ARGS, chromium, login  # noqa: F401 (fixture)
+from test_browser_map import CHROMIUM_ARGS, chain, chromium, login
 from web_helpers import (
     PASSWORD,
     position_dict,
@@ -47,6 +47,7 @@ from gps_monitor.tracks import read_track
 from rules.evaluate import evaluate_track
 
 pytestmark = pytest.mark.browser
+__all__ = ["chromium"]  # the fixture, imported for this module's tests
 
 SHOTS = Path("/tmp")
 DESK = {"width": 1366, "height": 768}
@@ -75,9 +76,9 @@ async def browser_page(
             problems: list[str] = []
             page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
 
-            def on_dialog(dialog: Any) -> None:
+            async def on_dialog(dialog: Any) -> None:
                 problems.append(f"browser dialog: {dialog.type} {dialog.message}")
-                asyncio.ensure_future(dialog.dismiss())
+                await dialog.dismiss()
 
             page.on("dialog", on_dialog)
             yield page, problems
@@ -150,8 +151,6 @@ def off_route_track(
 async def test_bureau_draws_a_route_assigns_it_and_deviation_is_raised(
     settings: Settings, pool: asyncpg.Pool, chromium: str
 ) -> None:
-    from test_browser_map import chain
-
     company_id, vehicles = await setup_fleet(pool)
     rules = settings.rules.model_copy(update={"offline_after_s": 86400.0})
     settings = settings.model_copy(update={"rules": rules})
@@ -298,8 +297,10 @@ async def test_phone_english_speed_zone_form_and_delete(
             "07:00-18:00",
         )
         assert fence.vehicle_ids == frozenset(vehicles)  # the whole company
+        assert fence.corridor_m is None and fence.radius_m is None  # an area, not buffered
         await open_popup_of(page, "speed_zone")
-        assert "Speed-limit zone" in await page.inner_text(".fence-popup")
+        popup = await page.inner_text(".fence-popup")
+        assert "Speed-limit zone" in popup and "corridor" not in popup
         await page.screenshot(path=str(SHOTS / "console-fences-zone-popup-en-phone.png"))
         await page.click(".btn-fence-delete")
         assert "Delete “School zone”?" in await page.inner_text("#confirm-form")
@@ -411,12 +412,12 @@ async def test_playback_of_a_real_bus_trip_at_16x_with_chart_alarms_and_local_ti
         assert 0 < i_mid < await rows.count() - 1
         assert await page.get_attribute("#pb-table tr.current", "data-i") == str(i_mid)
         marker = await page.evaluate(
-            "(() => { const ll = GpsmPlayback.state.cursor.getLatLng(); return [ll.lat, ll.lng]; })()"
+            "(() => { const ll = GpsmPlayback.state.cursor.getLatLng();"
+            " return [ll.lat, ll.lng]; })()"
         )
         expected_ll = await page.evaluate(f"GpsmPlayback.state.data.pts[{i_mid}]")
         assert marker == pytest.approx(expected_ll)
         # play at 16×: the cursor moves along the chart
-        await page.evaluate("GpsmPlayback.state.data && 0")
         await page.select_option("#pb-rate", "16")
         x_before = float(await page.get_attribute("#pb-cursor", "x1") or 0)
         i_before = await page.evaluate("GpsmPlayback.state.i")

@@ -302,7 +302,7 @@
   }
   // opts: { item } to edit an existing one, or { geometry, isRoute } for a new drawing
   async function openForm(opts) {
-    const p = opts.item ? opts.item.props : { kind: opts.isRoute ? "route" : "forbidden", corridor_m: 100 };
+    const p = opts.item ? opts.item.props : (opts.isRoute ? { kind: "route", corridor_m: 100 } : { kind: "forbidden" });
     const isRoute = p.kind === "route";
     const [from, to] = (p.active_hours || "-").split("-");
     const companies = companiesOf(await registry());
@@ -442,8 +442,15 @@
         const r = await call(`/api/${type}/${encodeURIComponent(id)}`, "PUT", body);
         if (!r.ok) { const e = errorKey(r.status, r.detail); markError(form, e.field, e.key, r.detail); return; }
       }
-      const r = await call(`/api/${type}/${encodeURIComponent(id)}/vehicles`, "PUT", assignment(form));
-      if (!r.ok) { const e = errorKey(r.status, r.detail); markError(form, "assign", e.key, r.detail); return; }
+      // the assignment, when it changed (a new one with nothing ticked has none to write)
+      const wanted = assignment(form);
+      const ticked = new Set(Array.from(form.querySelectorAll(".assign-vehicle:checked")).map((b) => Number(b.value)));
+      const before = new Set(p.vehicle_ids || []);
+      const changed = wanted.company_ids.length > 0 || ticked.size !== before.size || [...ticked].some((v) => !before.has(v));
+      if (changed) {
+        const r = await call(`/api/${type}/${encodeURIComponent(id)}/vehicles`, "PUT", wanted);
+        if (!r.ok) { const e = errorKey(r.status, r.detail); markError(form, "assign", e.key, r.detail); return; }
+      }
       closeDialog();
       if (g.drawing && !g.drawing.item) stopEditing();
       toast(t("fence_saved"));
