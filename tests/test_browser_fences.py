@@ -430,4 +430,12 @@ async def test_playback_of_a_real_bus_trip_at_16x_with_chart_alarms_and_local_ti
         assert await page.get_attribute("#pb-table tr.current", "data-i") == str(i_after)
         await page.wait_for_timeout(300)
         await page.screenshot(path=str(SHOTS / f"console-fences-playback-{tag}.png"))
+        # the language switch relabels the panel, the table and the chart's times
+        other, play, status = (
+            ("en", "Play", "moving") if lang == "zh-CN" else ("zh-CN", "播放", "行驶")
+        )
+        await page.select_option("#lang", other)
+        assert await page.inner_text("#pb-play") == play
+        assert status in await page.inner_text("#pb-table tbody")
+        assert await page.get_attribute("#pb-table tr.current", "data-i") == str(i_after)
         assert problems == []

@@ -516,6 +516,6 @@
   $("draw-route").addEventListener("click", () => startDrawing("route"));
   $("draw-cancel").addEventListener("click", () => stopEditing());
   $("draw-finish").addEventListener("click", () => finish());
-  $("lang").addEventListener("change", () => { if (g && g.map) load(); });
+  document.addEventListener("gpsm:lang", () => { if (g && g.map) load(); });  // popups relabelled
   window.GpsmFences = { start, reload: () => load(), errorKey, confirm: confirmDialog };
 })();

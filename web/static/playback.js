@@ -113,7 +113,7 @@
       if (d) { e.preventDefault(); pause(); step(Math.max(0, Math.min(P.data.times.length - 1, P.i + d))); }
     });
     window.addEventListener("resize", () => { if (isOpen()) { place(); drawChart(); } });
-    $("lang").addEventListener("change", () => { GpsmI18n.apply(el); if (isOpen() && P.data) { renderTable(); drawChart(); step(P.i); } });
+    document.addEventListener("gpsm:lang", () => { GpsmI18n.apply(el); if (isOpen() && P.data) { renderTable(); drawChart(); step(P.i); } });
   }
   const isOpen = () => !$("playback").hidden;
   // the panel sits under the map, as wide as the map; the map gives up that height
