@@ -12,21 +12,28 @@
 2. Applies the migrations, starts every service of :data:`SERVICES` and waits until each is
    ready.
 3. Registers the 8 Liverpool buses of the shipped BODS file (``gps_monitor/demo_data``, Open
-   Government Licence, see ATTRIBUTION.txt) as coaches and replays it over MQTT
-   (``--speedup N``). The rules evaluate local time in ``rules.timezone`` (Asia/Shanghai), and
-   the buses ran 15:55-18:19 Liverpool time, which is 23:55-02:19 in Beijing: night speed limit,
-   2 h night fatigue limit and, after 02:00, the coach night ban would fire on a city bus's
-   evening service. So each fix keeps its Liverpool wall-clock time (:data:`DEMO_SOURCE_TIMEZONE`)
-   re-read in ``rules.timezone`` (:func:`same_local_time`): the buses run 15:55-18:19 local time,
-   as they did, with the order and spacing of their fixes unchanged.
+   Government Licence, see ATTRIBUTION.txt) as coaches, installs the shipped demo rules
+   (:data:`DEMO_RULES_FILE`: a 25 km/h speed-limit zone, a forbidden zone and a route with a
+   100 m corridor assigned to bus BODS-4803, placed where the tracks violate them) and replays
+   the buses *in the present* (:func:`rebase_tracks`): each bus's first fix is moved to now
+   (bus after bus, :data:`DEMO_STAGGER_S` apart), order and spacing of its fixes kept, and the
+   fixes are published when their time comes, in real time by default (``--speedup N``
+   compresses the spacing N times, 1-3; ``--speedup 0`` publishes at once a replay that ended
+   just now). So live markers move, a bus is online while it runs and offline only after it
+   stops, and the first forbidden-zone, route-deviation and overspeed alarms come within the
+   first minutes. The rules read local time in ``rules.timezone`` (Asia/Shanghai): the buses
+   run at the current Beijing time, under the full coach rule set (at night: the night limit,
+   the 2 h night fatigue limit and, 02:00-05:00, the night ban, as for any coach).
 4. Prints what was stored (new, and already present, which is 0 in a fresh database). With
    ``--exit-after-replay`` it then stops everything and exits; otherwise the services keep
    running (map, alarms) until Ctrl-C.
 
-Adding a service (rules worker, web server...) = one entry in :data:`SERVICES`: the module is
-imported by name (the core does not import the services) and must provide
+Adding a service (rules worker, web server, a JT/T 809 superior-platform simulator...) = one
+entry in :data:`SERVICES`: the module is imported by name (the core does not import the
+services) and must provide
 ``async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None``, which runs
-until cancelled and sets ``ready`` once it accepts work.
+until cancelled and sets ``ready`` once it accepts work. Services start in the tuple's order,
+each once the previous one is ready.
 """
 
 from __future__ import annotations
@@ -35,13 +42,14 @@ import argparse
 import asyncio
 import contextlib
 import importlib
+import json
 import logging
 import signal
 import socket
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from datetime import UTC
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -51,8 +59,10 @@ from zoneinfo import ZoneInfo
 import asyncpg
 
 from gps_monitor.config import MqttSettings, Settings
+from gps_monitor.db import geofences
 from gps_monitor.db.pool import connect
 from gps_monitor.errors import ConfigurationError
+from gps_monitor.geofences import Geofence, Route, parse_geojson
 from gps_monitor.models import Position, VehicleClass
 from gps_monitor.service import upgrade_schema
 
@@ -70,8 +80,14 @@ SERVICES: tuple[tuple[str, str, str], ...] = (
 DEMO_FILE = "bods_liverpool_bus_route14_outbound.csv"
 DEMO_FORMAT = "bods"
 DEMO_COMPANY = "Liverpool demo buses (BODS, OGL v3.0)"
-# The zone the demo file's buses ran in; their wall-clock times are replayed in rules.timezone.
-DEMO_SOURCE_TIMEZONE = "Europe/London"
+# The demo rules (GeoJSON): speed zone, forbidden zone, route with corridor; a feature's
+# "demo_assign_plates" names the buses it is assigned to (the route: BODS-4803).
+DEMO_RULES_FILE = "demo_rules.geojson"
+# Bus k of the replay (in the order the buses started in the file) starts k x this after now.
+DEMO_STAGGER_S = 15.0
+# Fastest replay that keeps the buses' implied speeds (up to 56 km/h) below the drift test's
+# 200 km/h (quality.drift_speed_kmh): faster, real fixes would be set aside as GPS jumps.
+DEMO_MAX_SPEEDUP = 3.0
 # On a configured PostgreSQL server: the demo's own database, dropped and recreated each run.
 DEMO_DATABASE = "gps_monitor_demo"
 # Paces the replay below a broker's per-client queue (Mosquitto default 1000 messages).
@@ -82,8 +98,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--speedup",
         type=float,
-        default=60.0,
-        help="replay time compression N (default 60); 0 = as fast as the services take it",
+        default=1.0,
+        help="1 (default): the buses run in real time from now; N (up to 3): N times faster; "
+        "0: at once, as a replay that ended just now",
     )
     parser.add_argument(
         "--exit-after-replay",
@@ -234,18 +251,104 @@ class Demo:
                 raise RuntimeError(f"service {name} stopped")
 
 
-def same_local_time(positions: Sequence[Position], source: str, target: str) -> list[Position]:
-    """``positions`` with each fix time moved to the same wall-clock time in zone ``target``
-    that it showed in zone ``source`` (IANA names), e.g. 15:55 Europe/London -> 15:55
-    Asia/Shanghai; order and spacing are kept (neither zone changes offset in the demo file)."""
-    source_zone, target_zone = ZoneInfo(source), ZoneInfo(target)
-    return [
-        replace(
-            p,
-            fix_time=p.fix_time.astimezone(source_zone).replace(tzinfo=target_zone).astimezone(UTC),
+def rebase_tracks(
+    tracks: dict[str, list[Position]],
+    start: datetime,
+    *,
+    speedup: float = 1.0,
+    stagger_s: float = DEMO_STAGGER_S,
+) -> dict[str, list[Position]]:
+    """``tracks`` moved into the present: bus k (in the order of their first fixes) has its
+    first fix at ``start + k * stagger_s`` and each later fix ``(t - t_first) / speedup`` after
+    it (order kept, spacing divided by ``speedup`` >= 1). Speeds and headings are the file's
+    (derived from the original spacing), so a speed-up shows the buses N times faster while
+    the speeds they report stay real; positions are unchanged.
+
+    Raises:
+        ValueError: ``speedup`` below 1.
+    """
+    if speedup < 1:
+        raise ValueError(f"speedup: expected at least 1, got {speedup}")
+    order = sorted(tracks, key=lambda terminal: (tracks[terminal][0].fix_time, terminal))
+    out: dict[str, list[Position]] = {}
+    for k, terminal in enumerate(order):
+        first = tracks[terminal][0].fix_time
+        bus_start = start + timedelta(seconds=k * stagger_s)
+        out[terminal] = [
+            replace(p, fix_time=bus_start + (p.fix_time - first) / speedup)
+            for p in tracks[terminal]
+        ]
+    return out
+
+
+def replay_start(
+    tracks: dict[str, list[Position]],
+    now: datetime,
+    speedup: float,
+    stagger_s: float = DEMO_STAGGER_S,
+) -> tuple[datetime, float]:
+    """(start, compression) for :func:`rebase_tracks`: a paced replay (``speedup`` > 0) starts
+    2 s from ``now``; an immediate one (0) starts early enough that its last fix is ``now``
+    (the replay "ended just now"), uncompressed.
+
+    Raises:
+        ConfigurationError: ``speedup`` negative, between 0 and 1, or above
+            :data:`DEMO_MAX_SPEEDUP`.
+    """
+    if speedup == 0:
+        span = max(
+            (ps[-1].fix_time - ps[0].fix_time).total_seconds() + k * stagger_s
+            for k, ps in enumerate(sorted(tracks.values(), key=lambda ps: ps[0].fix_time))
         )
-        for p in positions
-    ]
+        return now - timedelta(seconds=span), 1.0
+    check_speedup(speedup)
+    return now + timedelta(seconds=2), speedup
+
+
+def check_speedup(speedup: float) -> None:
+    """Raises ConfigurationError unless ``speedup`` is 0 or within 1..:data:`DEMO_MAX_SPEEDUP`."""
+    if speedup != 0 and not 1 <= speedup <= DEMO_MAX_SPEEDUP:
+        raise ConfigurationError(
+            f"--speedup: expected 0, or 1 to {DEMO_MAX_SPEEDUP:g} (faster replays make GPS "
+            f"jumps of real fixes), got {speedup:g}"
+        )
+
+
+def demo_rules() -> tuple[list[Geofence], list[Route], dict[str, list[str]]]:
+    """The shipped demo rules: (geofences, routes, {id: plates it is assigned to}).
+
+    Raises:
+        GeometryError: the shipped file is not valid (a packaging error).
+    """
+    path = Path(str(resources.files("gps_monitor") / "demo_data" / DEMO_RULES_FILE))
+    data = json.loads(path.read_text(encoding="utf-8"))
+    fences, routes = parse_geojson(data)
+    plates = {
+        str(f["properties"]["id"]): list(f["properties"].get("demo_assign_plates") or [])
+        for f in data["features"]
+    }
+    return fences, routes, plates
+
+
+async def install_demo_rules(conn: asyncpg.Connection) -> dict[str, list[int]]:
+    """Write the demo rules (:func:`demo_rules`) and their assignments (the buses must be
+    registered); returns ``{id: vehicle ids assigned}``. A geofence assigned to no vehicle
+    applies to every vehicle; a route only to the vehicles it is assigned to.
+
+    Raises:
+        NotFoundError: a plate the rules name is not registered.
+    """
+    fences, routes, plates = demo_rules()
+    await geofences.save_geofences(conn, fences)
+    await geofences.save_routes(conn, routes)
+    assigned: dict[str, list[int]] = {}
+    for item_id, item_plates in plates.items():
+        if item_plates:
+            kind: geofences.Kind = "route" if any(r.id == item_id for r in routes) else "geofence"
+            assigned[item_id] = await geofences.assign(
+                conn, kind, item_id, item_plates, replace=True
+            )
+    return assigned
 
 
 async def demo_positions(conn: asyncpg.Connection) -> int:
@@ -259,43 +362,75 @@ async def demo_positions(conn: asyncpg.Connection) -> int:
 
 
 async def replay_demo(demo: Demo, speedup: float) -> tuple[int, int, int]:
-    """Register the buses and replay the demo file (fix times moved by :func:`same_local_time`);
-    returns (published, distinct fixes, positions already stored before the replay)."""
+    """Register the buses, install the demo rules and replay the demo file in the present
+    (:func:`rebase_tracks`, :func:`replay_start`); returns (published, distinct fixes,
+    positions already stored before the replay)."""
     from gps_monitor.tracks import read_track, replay_order
     from ingest.replay import publish_positions, register_terminals
 
     settings = demo.settings
-    tracks = {
-        terminal_id: same_local_time(ps, DEMO_SOURCE_TIMEZONE, settings.rules.timezone)
-        for terminal_id, ps in read_track(demo_file(), DEMO_FORMAT).items()
-    }
+    tracks = read_track(demo_file(), DEMO_FORMAT)
     conn = await connect(settings.database)
     try:
         await register_terminals(
             conn, sorted(tracks), company=DEMO_COMPANY, vehicle_class=VehicleClass.COACH
         )
+        await install_demo_rules(conn)
         before = await demo_positions(conn)
     finally:
         await conn.close()
+    start, compression = replay_start(tracks, datetime.now(UTC), speedup)
+    tracks = rebase_tracks(tracks, start, speedup=compression)
     distinct = sum(len({p.fix_time for p in ps}) for ps in tracks.values())
+    zone = ZoneInfo(settings.rules.timezone)
+    last = max(ps[-1].fix_time for ps in tracks.values())
+    print(
+        f"demo: replaying {len(tracks)} buses "
+        + ("in real time" if speedup == 1 else f"{speedup:g}x faster" if speedup else "at once")
+        + f", fixes {start.astimezone(zone):%H:%M:%S}-{last.astimezone(zone):%H:%M:%S} "
+        f"{settings.rules.timezone}; demo rules: speed zone 25 km/h, forbidden zone, route "
+        "with corridor for BODS-4803",
+        flush=True,
+    )
     published = await publish_positions(
-        settings, replay_order(tracks), speedup=speedup, max_rate=DEMO_MAX_RATE
+        settings,
+        replay_order(tracks),
+        speedup=1.0 if speedup else 0.0,  # the rebased times are already compressed
+        max_rate=DEMO_MAX_RATE,
+        progress=speedup == 0,
     )
     return published, distinct, before
 
 
+async def rules_behind(conn: asyncpg.Connection) -> int:
+    """Demo buses whose last stored ok fix the rules engine has not evaluated yet
+    (``rule_state.last_fix_time`` older, or no state)."""
+    count = await conn.fetchval(
+        "SELECT count(*) FROM vehicles v JOIN companies c ON c.id = v.company_id "
+        "LEFT JOIN rule_state s ON s.vehicle_id = v.id "
+        "WHERE c.name = $1 AND EXISTS (SELECT 1 FROM positions p WHERE p.vehicle_id = v.id "
+        "AND p.quality = 'ok' AND (s.last_fix_time IS NULL OR p.fix_time > s.last_fix_time))",
+        DEMO_COMPANY,
+    )
+    return int(count)
+
+
 async def wait_stored(demo: Demo, expected: int, *, idle_timeout_s: float = 30.0) -> dict[str, Any]:
-    """Wait until the demo company's stored positions reach ``expected`` (or stop growing for
-    ``idle_timeout_s``); returns the summary of what is stored."""
+    """Wait until the demo company's stored positions reach ``expected`` and the rules engine
+    has evaluated every one of them (or either stops progressing for ``idle_timeout_s``), so
+    the alarms of the replay are all raised; returns the summary of what is stored."""
     conn = await connect(demo.settings.database)
     try:
-        last, last_change = -1, time.monotonic()
+        last, last_change = (-1, -1), time.monotonic()
         while True:
             demo.check_services()
             count = await demo_positions(conn)
-            if count != last:
-                last, last_change = count, time.monotonic()
-            if count >= expected or time.monotonic() - last_change > idle_timeout_s:
+            behind = await rules_behind(conn)
+            if (count, behind) != last:
+                last, last_change = (count, behind), time.monotonic()
+            if (count >= expected and behind == 0) or (
+                time.monotonic() - last_change > idle_timeout_s
+            ):
                 break
             await asyncio.sleep(0.2)
         return await summary(conn)
@@ -387,6 +522,7 @@ async def run_demo(settings: Settings, *, speedup: float, exit_after_replay: boo
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    check_speedup(args.speedup)
     return asyncio.run(
         run_demo(
             settings,
@@ -397,4 +533,4 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     )
 
 
-__all__ = ["DEMO_DATABASE", "SERVICES", "Demo", "run_demo", "same_local_time"]
+__all__ = ["DEMO_DATABASE", "SERVICES", "Demo", "rebase_tracks", "replay_start", "run_demo"]

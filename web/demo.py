@@ -24,7 +24,8 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
         task.result()
         return
     address = bound["address"]
-    print(f"demo: live map at {address}/map  (API docs {address}/docs)")
+    print(f"demo: live map at {address}/map  (KPI dashboard {address}/dashboard, API docs "
+          f"{address}/docs)")  # fmt: skip
     for username, role, password in credentials:
         print(f"demo:   user {username:<17} password {password:<14} role {role}")
     if ready is not None:
