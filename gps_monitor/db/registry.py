@@ -169,11 +169,11 @@ _UNIQUE_FIELDS = {
     "companies_name_key": "name",
 }
 
-_ENTRY_SELECT = (
-    "SELECT v.id, v.company_id, c.name AS company_name, v.plate_number, v.plate_color, "
-    "v.vehicle_class, v.terminal_id, v.speed_limit_kmh, v.night_ban_exempt, v.active "
-    "FROM vehicles v JOIN companies c ON c.id = v.company_id"
+_ENTRY_COLUMNS = (
+    "v.id, v.company_id, c.name AS company_name, v.plate_number, v.plate_color, "
+    "v.vehicle_class, v.terminal_id, v.speed_limit_kmh, v.night_ban_exempt, v.active"
 )
+_ENTRY_SELECT = f"SELECT {_ENTRY_COLUMNS} FROM vehicles v JOIN companies c ON c.id = v.company_id"
 EDITABLE_COLUMNS = (
     "company_id",
     "plate_number",
@@ -363,15 +363,18 @@ async def create_vehicle(conn: asyncpg.Connection, fields: Mapping[str, Any]) ->
     placeholders = ", ".join(f"${i + 1}" for i in range(len(values)))
     try:
         async with conn.transaction():  # a savepoint inside the caller's transaction
-            vehicle_id = await conn.fetchval(
-                f"INSERT INTO vehicles ({', '.join(columns)}) VALUES ({placeholders}) RETURNING id",
+            row = await conn.fetchrow(
+                f"WITH v AS (INSERT INTO vehicles ({', '.join(columns)}) "
+                f"VALUES ({placeholders}) RETURNING *) "
+                f"SELECT {_ENTRY_COLUMNS} FROM v JOIN companies c ON c.id = v.company_id",
                 *values,
             )
     except asyncpg.UniqueViolationError as error:
         raise _taken(error, fields) from error
     except asyncpg.ForeignKeyViolationError as error:
         raise _unknown_company(fields.get("company_id")) from error
-    return await registry_entry(conn, vehicle_id)
+    assert row is not None
+    return _entry(row)
 
 
 async def update_vehicle(
@@ -469,7 +472,8 @@ def _refused(row: ImportRow, field: str, kind: str, message: str, **ctx: Any) ->
 
 async def import_vehicles(conn: asyncpg.Connection, rows: list[ImportRow]) -> list[dict[str, Any]]:
     """Apply checked import rows in the caller's transaction, row by row; answers one outcome
-    per row, in file order: ``{line, plate_number, outcome, vehicle_id, errors[, changes]}``.
+    per row, in file order: ``{line, plate_number, outcome, vehicle_id, errors[, vehicle,
+    changes]}`` (``vehicle``: the registry entry written).
 
     ``outcome`` is ``added`` (a new plate number + colour), ``updated`` (the plate was
     registered: its company, class, terminal or limit set to the row's; ``changes`` holds the
@@ -479,8 +483,11 @@ async def import_vehicles(conn: asyncpg.Connection, rows: list[ImportRow]) -> li
     ``registry_taken`` (the terminal is another vehicle's). Each row runs in a savepoint, so a
     refused row leaves nothing behind; whether the whole is committed is the caller's choice.
     """
-    names = sorted({r.vehicle.company for r in rows if r.vehicle is not None})
-    companies = await company_ids_by_name(conn, names)
+    checked = [r.vehicle for r in rows if r.vehicle is not None]
+    companies = await company_ids_by_name(conn, sorted({v.company for v in checked}))
+    registered = await _entries_by_plate(
+        conn, [(v.plate_number, int(v.plate_color)) for v in checked]
+    )
     seen_plates: dict[tuple[str, int], int] = {}
     seen_terminals: dict[str, int] = {}
     outcomes: list[dict[str, Any]] = []
@@ -522,7 +529,7 @@ async def import_vehicles(conn: asyncpg.Connection, rows: list[ImportRow]) -> li
             )
             continue
         fields = {**v.model_dump(exclude={"company"}), "company_id": companies[v.company]}
-        outcomes.append(await _import_one(conn, row, fields))
+        outcomes.append(await _import_one(conn, row, fields, registered.get(plate)))
     return outcomes
 
 
@@ -533,29 +540,41 @@ def _same(stored: Any, wanted: Any) -> bool:
     return bool(stored == wanted)
 
 
-async def _import_one(
-    conn: asyncpg.Connection, row: ImportRow, fields: dict[str, Any]
-) -> dict[str, Any]:
-    existing = await conn.fetchrow(
-        f"{_ENTRY_SELECT} WHERE v.plate_number = $1 AND v.plate_color = $2",
-        fields["plate_number"],
-        int(fields["plate_color"]),
+async def _entries_by_plate(
+    conn: asyncpg.Connection, plates: list[tuple[str, int]]
+) -> dict[tuple[str, int], dict[str, Any]]:
+    """The registry entries of those (plate number, plate colour) that are registered."""
+    rows = await conn.fetch(
+        f"{_ENTRY_SELECT} WHERE (v.plate_number, v.plate_color) IN "
+        "(SELECT * FROM unnest($1::text[], $2::smallint[]))",
+        [p for p, _ in plates],
+        [c for _, c in plates],
     )
+    return {(r["plate_number"], r["plate_color"]): _entry(r) for r in rows}
+
+
+async def _import_one(
+    conn: asyncpg.Connection,
+    row: ImportRow,
+    fields: dict[str, Any],
+    before: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """One checked row against the vehicle registered with its plate (``before``, or None)."""
     out: dict[str, Any] = {"line": row.line, "plate_number": fields["plate_number"], "errors": []}
     try:
-        if existing is None:
+        if before is None:
             entry = await create_vehicle(conn, fields)
-            return {**out, "outcome": "added", "vehicle_id": entry["id"]}
-        before = _entry(existing)
+            return {**out, "outcome": "added", "vehicle_id": entry["id"], "vehicle": entry}
         wanted = {c: _column_value(c, fields[c]) for c in _IMPORTED}
         changes = {c: value for c, value in wanted.items() if not _same(before[c], value)}
         if not changes:
             return {**out, "outcome": "unchanged", "vehicle_id": before["id"]}
-        await update_vehicle(conn, before["id"], changes)
+        _, after = await update_vehicle(conn, before["id"], changes)
         return {
             **out,
             "outcome": "updated",
             "vehicle_id": before["id"],
+            "vehicle": after,
             "changes": {c: before[c] for c in changes},
         }
     except RegistryError as error:

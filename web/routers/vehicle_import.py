@@ -59,7 +59,8 @@ async def import_vehicles(
             counts = {k: 0 for k in ("added", "updated", "unchanged", "refused")}
             for row in rows:
                 counts[row["outcome"]] += 1
-            await _audit(conn, user, rows, counts)
+            if commit:  # a preview is rolled back: nothing to audit
+                await _audit(conn, user, rows, counts)
         except BaseException:
             await transaction.rollback()
             raise
@@ -81,24 +82,11 @@ async def _audit(
     """One entry per vehicle added or updated (with its import line), then the counts."""
     for row in rows:
         if row["outcome"] in ("added", "updated"):
-            entry = await store.registry_entry(conn, row["vehicle_id"])
-            action = "vehicle.create" if row["outcome"] == "added" else "vehicle.update"
-            details = {
-                "import_line": row["line"],
-                **{
-                    k: entry[k]
-                    for k in (
-                        "plate_number",
-                        "plate_color",
-                        "vehicle_class",
-                        "terminal_id",
-                        "speed_limit_kmh",
-                        "company_id",
-                    )
-                },
-            }
+            entry = row["vehicle"]
+            details = {k: entry[k] for k in _AUDITED} | {"import_line": row["line"]}
             if "changes" in row:
                 details["before"] = row["changes"]
+            action = "vehicle.create" if row["outcome"] == "added" else "vehicle.update"
             await audit.record(
                 conn,
                 user,
@@ -109,6 +97,10 @@ async def _audit(
                 details=details,
             )
     await audit.record(conn, user, "vehicle.import", "vehicle", None, details=counts)
+
+
+_AUDITED = ("plate_number", "plate_color", "vehicle_class", "terminal_id", "speed_limit_kmh",
+            "company_id")  # fmt: skip
 
 
 @router.get("/template.csv")
