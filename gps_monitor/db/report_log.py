@@ -127,3 +127,18 @@ async def evidence_set_number(
         )  # fmt: skip
         number = await conn.fetchval(select, set_key)
     return str(number)
+
+
+async def evidence_owner(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    *,
+    alarm_id: int | None = None,
+    vehicle_id: int | None = None,
+) -> int | None:
+    """The company an evidence report's subject belongs to: the alarm's (``alarm_id``) or the
+    vehicle's; None when there is no such alarm or vehicle (the caller's scope check)."""
+    if alarm_id is not None:
+        owner = await conn.fetchval("SELECT company_id FROM alarms WHERE id = $1", alarm_id)
+    else:
+        owner = await conn.fetchval("SELECT company_id FROM vehicles WHERE id = $1", vehicle_id)
+    return None if owner is None else int(owner)

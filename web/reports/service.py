@@ -9,7 +9,7 @@ from typing import Any
 import asyncpg
 
 from gps_monitor.config import ReportsSettings
-from gps_monitor.db import report_log
+from gps_monitor.db import registry, report_log
 from gps_monitor.errors import NotFoundError
 from gps_monitor.media_store import MediaStore
 from web.reports import evidence, excel, export, kpi
@@ -121,9 +121,7 @@ async def kpi_report(
     """
     if fmt not in KPI_FORMATS:
         raise ValueError(f"format: expected one of {', '.join(KPI_FORMATS)}, got {fmt!r}")
-    if company_id is not None and not await pool.fetchval(
-        "SELECT EXISTS (SELECT 1 FROM companies WHERE id = $1)", company_id
-    ):
+    if company_id is not None and await registry.company_name(pool, company_id) is None:
         raise NotFoundError(f"company {company_id}: expected an existing company, found none")
     number = await report_log.next_report_number(pool, "kpi", settings.display_timezone)
     result = await kpi.compute_kpis(

@@ -64,10 +64,10 @@ async def evidence_report(
 ) -> Response:
     """Evidence report of one alarm (``alarm_id``) or one vehicle over [start, end]."""
     if alarm_id is not None:
-        owner = await pool.fetchval("SELECT company_id FROM alarms WHERE id = $1", alarm_id)
+        owner = await report_log.evidence_owner(pool, alarm_id=alarm_id)
         what = f"alarm {alarm_id}"
     elif vehicle_id is not None and start is not None and end is not None:
-        owner = await pool.fetchval("SELECT company_id FROM vehicles WHERE id = $1", vehicle_id)
+        owner = await report_log.evidence_owner(pool, vehicle_id=vehicle_id)
         what = f"vehicle {vehicle_id}"
     else:
         raise HTTPException(
