@@ -323,6 +323,20 @@ async def test_time_query_and_uploads_stored_raw_and_refused_before_authenticati
         assert "count says 2 items" in rows[2]["decoded"]["problem"]
         assert rows[3]["decoded"] == {"upgrade_type": "terminal", "result": "failed"}
 
+        # read back through the API: the operator's own vehicle, newest first; others 404
+        async with rest_client(loop.settings) as client:
+            url = f"/api/terminal-uploads?vehicle_id={loop.vehicle_a}"
+            listed = (await client.get(url, headers=loop.world.auth("op_a"))).json()
+            assert [u["kind"] for u in listed] == [
+                "upgrade_result", "can_data", "can_data", "pass_through"
+            ]  # fmt: skip
+            assert (
+                listed[-1]["body_hex"] == pass_body.hex() and len(listed[-1]["frame_sha256"]) == 64
+            )
+            assert (await client.get(url, headers=loop.world.auth("op_b"))).status_code == 404
+            empty = f"/api/terminal-uploads?vehicle_id={loop.vehicle_b}"
+            assert (await client.get(empty, headers=loop.world.auth("op_b"))).json() == []
+
 
 async def test_set_params_from_the_api_reaches_the_jt808_sim_process(
     settings: Settings, pool: asyncpg.Pool, tmp_path: Path

@@ -38,14 +38,20 @@ async def insert(
 
 
 async def listing(
-    conn: asyncpg.Connection | asyncpg.Pool, vehicle_id: int, limit: int
-) -> list[dict[str, Any]]:
-    """A vehicle's uploads, newest first; ``body`` as hex (``body_hex``)."""
+    conn: asyncpg.Connection | asyncpg.Pool, vehicle_id: int, company_id: int | None, limit: int
+) -> list[dict[str, Any]] | None:
+    """A vehicle's uploads, newest first, ``body`` as hex (``body_hex``); None when the vehicle
+    does not exist or is not of ``company_id`` (None = any company)."""
     rows = await conn.fetch(
-        "SELECT id, terminal_id, vehicle_id, msg_id, kind, encode(body, 'hex') AS body_hex, "
-        "frame_sha256, decoded, received_at FROM terminal_uploads WHERE vehicle_id = $1 "
-        "ORDER BY received_at DESC, id DESC LIMIT $2",
+        "SELECT u.id, u.terminal_id, u.msg_id, u.kind, encode(u.body, 'hex') AS body_hex, "
+        "u.frame_sha256, u.decoded, u.received_at, v.id AS vehicle_id FROM vehicles v "
+        "LEFT JOIN LATERAL (SELECT * FROM terminal_uploads t WHERE t.vehicle_id = v.id "
+        "ORDER BY t.received_at DESC, t.id DESC LIMIT $3) u ON true "
+        "WHERE v.id = $1 AND ($2::bigint IS NULL OR v.company_id = $2)",
         vehicle_id,
+        company_id,
         limit,
     )
-    return [dict(r) for r in rows]
+    if not rows:
+        return None
+    return [dict(r) for r in rows if r["id"] is not None]
