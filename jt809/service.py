@@ -313,13 +313,20 @@ class Jt809Service:
             if not entries:
                 await asyncio.sleep(REPLAY_IDLE_S)
                 continue
-            for group in _replay_groups(entries):
-                if not await self._replay_group(group):
-                    break
-                await asyncio.sleep(interval)
+            written: list[int] = []
+            try:
+                for group in _replay_groups(entries):
+                    if not await self._replay_group(group, written):
+                        break
+                    await asyncio.sleep(interval)
+            finally:
+                # one DELETE per batch: a crash before it re-sends at most one batch (the
+                # superior may see a position twice, never zero times)
+                await outbox.delete(self.pool, written)
 
-    async def _replay_group(self, group: list[OutboxEntry]) -> bool:
-        """Send one 0x1203 (positions of one vehicle) or 0x1402; delete them once written."""
+    async def _replay_group(self, group: list[OutboxEntry], written: list[int]) -> bool:
+        """Send one 0x1203 (positions of one vehicle) or 0x1402; their ids go to ``written``
+        (deleted by the caller) once written to the link; False when no link took it."""
         first = group[0]
         if first.kind not in ("position", "alarm") or first.vehicle_id is None:
             return await self._replay_answer(first)
@@ -338,11 +345,11 @@ class Jt809Service:
             msg_id = m.MSG_VEHICLE_ALARM
         ids = [e.id for e in group if e.id is not None]
         if body is None:  # the vehicle left the registry: nobody to report it for
-            await outbox.delete(self.pool, ids)
+            written.extend(ids)
             return True
         if not await self._send(msg_id, body, group):
             return False
-        await outbox.delete(self.pool, ids)
+        written.extend(ids)
         self.counts["reupload_messages"] += 1
         return True
 
