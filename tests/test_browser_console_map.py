@@ -17,7 +17,15 @@ from typing import Any
 
 import asyncpg
 import pytest
-from web_helpers import PASSWORD, served_app, store_alarm, store_position, wait_for_js
+from web_helpers import (
+    PASSWORD,
+    position_dict,
+    publish_positions,
+    served_app,
+    store_alarm,
+    store_position,
+    wait_for_js,
+)
 
 from gps_monitor.config import Settings
 from gps_monitor.db import users
@@ -83,7 +91,7 @@ async def make_fleet(pool: asyncpg.Pool) -> Fleet:
         ids[1],
     )
     await store_position(pool, ids[2], now, 29.60, 106.60, speed_kmh=40)
-    await store_position(pool, ids[3], now, 29.55, 106.70, speed_kmh=90)
+    await store_position(pool, ids[3], now - timedelta(minutes=2), 29.55, 106.70, speed_kmh=90)
     await store_alarm(pool, ids[3], a.id, started_at=now - timedelta(minutes=1))
     await store_position(pool, other.id, now, 30.67, 104.06)
     await users.create_user(pool, "op_a", PASSWORD, "operator", a.id)
@@ -116,6 +124,19 @@ async def browser(chromium: str) -> AsyncIterator[Any]:
             yield browser
         finally:
             await browser.close()
+
+
+# the located vehicles of make_fleet: 甲's offline, online, alarming, then 乙's
+LOCATED = [(29.50, 106.50), (29.60, 106.60), (29.55, 106.70), (30.67, 104.06)]
+
+
+async def in_view(page: Any, points: list[tuple[float, float]]) -> list[bool]:
+    """Whether each (lat, lon) is inside the map's view, once the page framed its vehicles."""
+    await wait_for_js(page, "window.gpsm.fitted === true")
+    await page.wait_for_timeout(400)  # the fitBounds animation
+    return await page.evaluate(
+        f"{[list(p) for p in points]}.map((p) => window.gpsm.map.getBounds().contains(p))"
+    )
 
 
 async def counts(page: Any, selector: str) -> dict[str, int]:
@@ -172,13 +193,7 @@ async def test_operator_tree_counts_only_his_company_and_the_map_fits_his_vehicl
         assert ("未入网" if lang == "zh-CN" else "never connected") in await never_row.inner_text()
         await page.screenshot(path=str(SHOTS / f"console-map-tree-{tag}.png"))
         # the map framed his located vehicles on login (and not 乙's)
-        await wait_for_js(page, "window.gpsm.fitted === true")
-        await page.wait_for_timeout(400)
-        inside = await page.evaluate(
-            """(() => { const b = window.gpsm.map.getBounds();
-            return [[29.50, 106.50], [29.60, 106.60], [29.55, 106.70], [30.67, 104.06]]
-              .map((p) => b.contains(p)); })()"""
-        )
+        inside = await in_view(page, LOCATED)
         assert inside == [True, True, True, False]
         # filters: status and class
         await page.select_option("#tree-status", "never")
@@ -212,14 +227,24 @@ async def test_bureau_tree_lists_every_company_with_counts(
         assert await page.locator("#vehicle-list li.company").count() == 2
         assert await page.inner_text("#vehicle-count") == "(5)"
         # the map frames every located vehicle of both companies
-        await wait_for_js(page, "window.gpsm.fitted === true")
-        await page.wait_for_timeout(400)
-        inside = await page.evaluate(
-            """(() => { const b = window.gpsm.map.getBounds();
-            return [[29.50, 106.50], [29.60, 106.60], [29.55, 106.70], [30.67, 104.06]]
-              .map((p) => b.contains(p)); })()"""
-        )
+        inside = await in_view(page, LOCATED)
         assert inside == [True, True, True, True]
+        # the never-connected vehicle reports for the first time: the counts follow the feed
+        company_a = await pool.fetchval(
+            "SELECT company_id FROM vehicles WHERE id = $1", fleet.never
+        )
+        first = position_dict(
+            fleet.never, company_a, "01390000000", datetime.now(UTC), 29.58, 106.58
+        )
+        await publish_positions(settings, [[first]])
+        await wait_for_js(
+            page,
+            f"document.querySelector('#vehicle-list li[data-vehicle-id=\"{fleet.never}\"]')"
+            ".dataset.status === 'moving'",
+        )
+        await page.wait_for_timeout(1200)  # the tree redraws at most once a second
+        total = await counts(page, "#fleet-counts")
+        assert total == {"online": 4, "in_alarm": 1, "offline": 1, "never": 0}
         # folding a company hides its vehicles, the counts stay
         await page.click("#vehicle-list li.company:has-text('成都')")
         assert await page.locator(f'#vehicle-list li[data-vehicle-id="{fleet.other}"]').count() == 0
@@ -328,7 +353,7 @@ async def test_reachable_tiles_load_amap_shifts_markers_and_the_card_names_the_p
 ) -> None:
     """With the tile templates on a local tile server the tiles load and no note shows; 高德
     (GCJ-02) draws the vehicle at its converted place and OpenStreetMap back at the stored one;
-    the vehicle card fills in the place name from a fake 天地图 geocoder."""
+    the vehicle card and the alarm list fill in place names from a fake 天地图 geocoder."""
     from fake_services import geocoder_server, tile_server
 
     fleet = await make_fleet(pool)
@@ -371,6 +396,14 @@ async def test_reachable_tiles_load_amap_shifts_markers_and_the_card_names_the_p
             await page.wait_for_selector(".card-place.place-named")
             assert await place.inner_text() == "重庆市渝中区解放碑 106.6,29.6"
             assert await place.get_attribute("title") == "29.60000, 106.60000"
+            # the alarm list names the place of its alarm too
+            await page.wait_for_selector(".alarm-item .place.place-named")
+            assert await page.inner_text(".alarm-item .place") == "重庆市渝中区解放碑 106.7,29.55"
             await page.wait_for_timeout(500)
             await page.screenshot(path=str(SHOTS / "console-map-place.png"))
+            # one request per rounded position, whatever the page showed
+            assert sorted(r.query["postStr"] for r in geocoder.requests) == [
+                "{'lon':106.6,'lat':29.6,'ver':1}",
+                "{'lon':106.7,'lat':29.55,'ver':1}",
+            ]
             assert page.errors == []

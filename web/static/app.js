@@ -260,7 +260,7 @@
       `<tr><td>${t("vehicle_class")}</td><td>${esc(t(info.vehicle_class))}</td></tr>` +
       `<tr><td>${t("speed")}</td><td>${fmtSpeed(v.speed_kmh != null ? v.speed_kmh : latest.speed_kmh)} ${t("kmh")}</td></tr>` +
       `<tr><td>${t("last_fix")}</td><td>${fmtTime(v.fix_time || latest.fix_time)}</td></tr>` +
-      `<tr><td>${t("where")}</td><td class="card-place"></td></tr>` +
+      `<tr><td>${t("where")}</td><td class="card-place place"></td></tr>` +
       `<tr><td>${t("open_alarms")}</td><td>${alarms}</td></tr></table>` +
       `<button class="btn-track" data-vehicle-id="${id}">${t("track")}</button>` +
       (window.GpsmParams ? GpsmParams.buttonHtml(id, info.plate_number) : "");  // params.js
@@ -367,9 +367,10 @@
     if (a) refreshVehicle(a.vehicle_id);
     scheduleAlarmRefresh();
   }
-  function fmtPlace(a) {
+  function fmtPlace(a) {  // coordinates now, the place name when the geocoder answers (place.js)
     if (a.latitude == null || a.longitude == null) return "";
-    return `${Number(a.latitude).toFixed(5)}, ${Number(a.longitude).toFixed(5)}`;
+    return `<span class="place" data-lat="${Number(a.latitude)}" data-lon="${Number(a.longitude)}">` +
+      `${esc(GpsmPlace.coords(a.latitude, a.longitude))}</span>`;
   }
   function renderAlarmCounts() {
     const s = alarmView.summary;
@@ -407,13 +408,14 @@
         `${a.late ? ` <small>[${t("late")}]</small>` : ""}<div class="meta">${fmtTime(a.started_at)}` +
         `${a.ended_at ? " – " + fmtTime(a.ended_at) : ""} · <span class="alarm-status">${esc(t("status_" + a.status))}</span></div>` +
         `${figure ? `<div class="figure">${esc(figure)}</div>` : ""}` +
-        `${place ? `<div class="meta where" >${esc(t("where"))} ${esc(place)}</div>` : ""}` +
+        `${place ? `<div class="meta where" >${esc(t("where"))} ${place}</div>` : ""}` +
         `${window.GpsmHandle ? GpsmHandle.summaryHtml(a) + GpsmHandle.supervisionHtml(a) : ""}` +
         `${a.handling_note ? `<div class="meta">${esc(a.handling_note)}</div>` : ""}${actions}` +
         `<button class="btn-alarm-track" data-alarm-id="${a.id}">${t("track")}</button>` +
         (window.GpsmEnforce ? GpsmEnforce.rowHtml(a)  // evidence PDF/Excel/CSV, 处罚 (enforce.js)
           : ` <a class="evidence" target="_blank" href="/api/reports/evidence?alarm_id=${a.id}&format=pdf">${t("evidence")}</a>`) + `</li>`;
     }).join("") || `<li class="alarm-empty">${t("none")}</li>`;
+    GpsmPlace.fillAll($("alarm-list"), state.config);
   }
   // the three actions, shared by the list and the pop-up cards; each resolves to true when the
   // alarm no longer needs the card
