@@ -302,6 +302,18 @@ async def test_phone_english_speed_zone_form_and_delete(
         popup = await page.inner_text(".fence-popup")
         assert "Speed-limit zone" in popup and "corridor" not in popup
         await page.screenshot(path=str(SHOTS / "console-fences-zone-popup-en-phone.png"))
+        # edit: the form opens filled in; a new limit is saved, shape and assignment kept
+        await page.click(".btn-fence-edit")
+        assert await page.input_value("#fence-form input[name=name]") == "School zone"
+        assert await page.input_value("#fence-form input[name=hours_to]") == "18:00"
+        assert await page.is_checked(f'#fence-form .assign-company[value="{company_id}"]')
+        await page.fill("#fence-form input[name=speed_limit_kmh]", "40")
+        await page.click("#fence-form button[type=submit]")
+        await page.wait_for_selector("#fence-form", state="detached")
+        (edited,) = await fence_store.load_geofences(pool)
+        assert edited.speed_limit_kmh == 40 and edited.geometry.equals(fence.geometry)
+        assert edited.vehicle_ids == fence.vehicle_ids and str(edited.active_hours) == "07:00-18:00"
+        await open_popup_of(page, "speed_zone")
         await page.click(".btn-fence-delete")
         assert "Delete “School zone”?" in await page.inner_text("#confirm-form")
         await page.screenshot(path=str(SHOTS / "console-fences-delete-confirm-en-phone.png"))

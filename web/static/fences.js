@@ -148,6 +148,13 @@
     const layer = geom.type === "Point" && p.radius_m
       ? L.circle([geom.coordinates[1], geom.coordinates[0]], Object.assign({ radius: p.radius_m }, style))
       : L.geoJSON(geom, { style });
+    if (p.kind === "route" && geom.type === "LineString" && p.corridor_m) {  // the corridor itself
+      const band = L.polyline(geom.coordinates.map(([x, y]) => [y, x]), { color, opacity: 0.15, lineCap: "round",
+        lineJoin: "round", renderer: g.svg, className: "fence-corridor", interactive: false });
+      band.corridorM = p.corridor_m;
+      sizeBand(band);
+      layer.addLayer(band);
+    }
     F.byKey.set(key, { feature: f, props: p, layer });
     // a popup on click, except while drawing or editing: then the click belongs to the map
     layer.on("click", (e) => {
@@ -155,6 +162,15 @@
       L.popup().setLatLng(e.latlng).setContent(popupHtml(p, key)).openOn(g.map);
     });
     g.fences.addLayer(layer);
+  }
+  // a corridor band is 2 × corridor_m wide on the ground: its stroke width in pixels at this zoom
+  function sizeBand(band) {
+    const lat = band.getBounds().getCenter().lat;
+    const metresPerPixel = 40075016.686 * Math.cos(lat * Math.PI / 180) / Math.pow(2, g.map.getZoom() + 8);
+    band.setStyle({ weight: Math.max(2, 2 * band.corridorM / metresPerPixel) });
+  }
+  function sizeBands() {
+    g.fences.eachLayer((layer) => { if (layer.eachLayer) layer.eachLayer((l) => { if (l.corridorM) sizeBand(l); }); });
   }
   function popupHtml(p, key) {
     let html = `<div class="fence-popup" data-fence-key="${esc(key)}"><b>${esc(p.name || p.id)}</b><br>` +
@@ -484,6 +500,7 @@
   }
   async function confirmDelete(item) {
     const p = item.props;
+    g.map.closePopup();
     if (!await confirmDialog(t("fence_delete_confirm").replace("{name}", p.name || p.id), t("delete"))) return;
     const r = await call(`/api/${typeOf(p)}/${encodeURIComponent(p.db_id)}`, "DELETE");
     if (!r.ok) { toast(t(errorKey(r.status, r.detail).key), true, r.detail); }
@@ -503,6 +520,7 @@
   function start(gpsm) {
     g = gpsm;
     g.map.on("click", onMapClick);
+    g.map.on("zoomend", sizeBands);
     if (!$("fence-toast")) {
       const el = document.createElement("div");
       el.id = "fence-toast"; el.hidden = true; el.setAttribute("role", "status");
