@@ -150,8 +150,13 @@ async def counts(page: Any, selector: str) -> dict[str, int]:
 
 @pytest.mark.parametrize(
     ("viewport", "lang", "no_match"),
-    [(DESKTOP, "zh-CN", "无匹配车辆"), (PHONE, "en", "No vehicle matches")],
-    ids=["desktop-zh", "phone-en"],
+    [
+        (DESKTOP, "zh-CN", "无匹配车辆"),
+        (DESKTOP, "en", "No vehicle matches"),
+        (PHONE, "zh-CN", "无匹配车辆"),
+        (PHONE, "en", "No vehicle matches"),
+    ],
+    ids=["desktop-zh", "desktop-en", "phone-zh", "phone-en"],
 )
 async def test_operator_tree_counts_only_his_company_and_the_map_fits_his_vehicles(
     settings: Settings,
@@ -162,7 +167,7 @@ async def test_operator_tree_counts_only_his_company_and_the_map_fits_his_vehicl
     no_match: str,
 ) -> None:
     fleet = await make_fleet(pool)
-    tag = "desktop-zh" if viewport is DESKTOP else "phone-en"
+    tag = f"{'desktop' if viewport is DESKTOP else 'phone'}-{lang[:2]}"
     async with served_app(settings) as (base, _):
         page = await open_page(browser, base, "op_a", viewport, lang)
         await wait_for_js(
@@ -325,7 +330,7 @@ async def test_switcher_offers_three_basemaps_and_offline_tiles_fall_back_with_a
     """This machine has no internet: the default OpenStreetMap tiles fail and the page says so
     over a plain background; 天地图 without a key names the setting to set."""
     await make_fleet(pool)
-    tag = "desktop-zh" if viewport is DESKTOP else "phone-en"
+    tag = f"{'desktop' if viewport is DESKTOP else 'phone'}-{lang[:2]}"
     async with served_app(settings) as (base, _):
         page = await open_page(browser, base, "op_a", viewport, lang)
         assert await switcher_labels(page) == labels
