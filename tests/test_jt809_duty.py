@@ -248,6 +248,31 @@ async def test_registrations_go_up_at_login_as_0x1201(
     assert reg.platform_id == "50000000001" and reg.terminal_sim == "139A0000000"[-12:].lstrip("0")
 
 
+async def test_a_vehicle_registered_or_changed_later_goes_up_as_0x1201(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    world = await make_world(pool, settings)
+    async with superior_and_service(settings, pool) as (sim, _service, settings):
+        await wait_for(lambda: _value(len(sim.record.registrations)), lambda n: n >= 4, 10)
+        async with rest_client(settings) as client:
+            created = await client.post(
+                "/api/vehicles",
+                json={"company_id": world.company_a, "plate_number": "渝A20000",
+                      "vehicle_class": "coach", "terminal_id": "013900020000"},
+                headers=world.auth("bureau"),
+            )  # fmt: skip
+            assert created.status_code == 201, created.text
+            changed = await client.patch(
+                f"/api/vehicles/{world.vehicles_b[0]}",
+                json={"plate_number": "渝B19999"},
+                headers=world.auth("bureau"),
+            )
+            assert changed.status_code == 200, changed.text
+            await wait_for(lambda: _value(len(sim.record.registrations)), lambda n: n >= 6, 10)
+    later = [plate for plate, _ in sim.record.registrations[4:]]
+    assert sorted(later) == ["渝A20000", "渝B19999"]
+
+
 async def test_upward_traffic_uses_the_slave_link_while_the_main_link_is_down(
     settings: Settings, pool: asyncpg.Pool
 ) -> None:

@@ -142,7 +142,9 @@ async def enqueue_one(
     )
 
 
-async def enqueue_registrations(pool: asyncpg.Pool, vehicle_ids: list[int] | None = None) -> int:
+async def enqueue_registrations(
+    pool: asyncpg.Pool | asyncpg.Connection, vehicle_ids: list[int] | None = None
+) -> int:
     """A 0x1201 registration for each vehicle (all when ``vehicle_ids`` is None), unless one is
     already waiting; returns how many were queued."""
     result = await pool.execute(

@@ -15,10 +15,11 @@ from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel
 
 from gps_monitor.db import audit
+from gps_monitor.db import jt809 as jt809_db
 from gps_monitor.db import registry as store
 from gps_monitor.models import PlateColor, VehicleClass
 from gps_monitor.registry_fields import CompanyName, PlateNumber, SpeedLimitKmh, TerminalId
-from web.deps import BureauUser, CurrentUser, DbId, PoolDep, company_scope
+from web.deps import BureauUser, CurrentUser, DbId, PoolDep, SettingsDep, company_scope
 from web.units import round_measures
 
 router = APIRouter(prefix="/api", tags=["registry"])
@@ -141,11 +142,15 @@ async def get_vehicle(vehicle_id: DbId, user: CurrentUser, pool: PoolDep) -> dic
 
 
 @router.post("/vehicles", status_code=201)
-async def create_vehicle(body: VehicleIn, user: BureauUser, pool: PoolDep) -> dict[str, Any]:
+async def create_vehicle(
+    body: VehicleIn, user: BureauUser, pool: PoolDep, settings: SettingsDep
+) -> dict[str, Any]:
     """Register a vehicle (bureau only). 409 when the terminal or plate+colour is taken, 422
-    for an unknown company."""
+    for an unknown company. With a JT/T 809 superior configured, its 0x1201 is queued."""
     async with pool.acquire() as conn, conn.transaction():
         vehicle = await store.create_vehicle(conn, body.model_dump())
+        if settings.jt809.superior_host:
+            await jt809_db.enqueue_registrations(conn, [vehicle["id"]])
         await audit.record(
             conn,
             user,
@@ -160,10 +165,11 @@ async def create_vehicle(body: VehicleIn, user: BureauUser, pool: PoolDep) -> di
 
 @router.patch("/vehicles/{vehicle_id}")
 async def update_vehicle(
-    vehicle_id: DbId, body: VehiclePatch, user: BureauUser, pool: PoolDep
+    vehicle_id: DbId, body: VehiclePatch, user: BureauUser, pool: PoolDep, settings: SettingsDep
 ) -> dict[str, Any]:
     """Change some fields of a vehicle (bureau only); ``{"active": false}`` deactivates it. The
-    audit entry keeps the changes and the values before."""
+    audit entry keeps the changes and the values before. A changed plate, colour or terminal
+    queues a new 0x1201 when a JT/T 809 superior is configured."""
     changes = body.model_dump(exclude_unset=True, mode="json")
     if not changes:
         raise HTTPException(422, "expected at least one field to change, got none")
@@ -172,6 +178,10 @@ async def update_vehicle(
             raise HTTPException(422, f"{name}: expected a value, got null")
     async with pool.acquire() as conn, conn.transaction():
         before, after = await store.update_vehicle(conn, vehicle_id, changes)
+        if settings.jt809.superior_host and {"plate_number", "plate_color", "terminal_id"} & set(
+            changes
+        ):
+            await jt809_db.enqueue_registrations(conn, [vehicle_id])
         action = "vehicle.update"
         if set(changes) == {"active"}:
             action = "vehicle.reactivate" if changes["active"] else "vehicle.deactivate"
