@@ -42,7 +42,7 @@ from jt808 import (  # noqa: E402
     wait_port,
 )
 
-from ingest.jt808 import jsatl  # noqa: E402
+from ingest.jt808 import jsatl, media_sim  # noqa: E402
 from ingest.jt808 import messages as m  # noqa: E402
 from ingest.jt808.attachments_sim import adas_report, upload_attachments  # noqa: E402
 from ingest.jt808.codec import Frame  # noqa: E402
@@ -113,6 +113,7 @@ def summary(name: str, times: list[tuple[float, float]], size: int, wanted: int)
 
 async def run(args: argparse.Namespace) -> None:
     raise_fd_limit()
+    media_sim.REPLY_TIMEOUT_S = args.timeout_s  # all upload at once: the last wait long
     name = f"gpsm_bench_media_{os.getpid()}"
     url = await prepare_database(args.admin_url, name, args.terminals)
     folder = Path(tempfile.mkdtemp(prefix="gpsm-media-bench-"))

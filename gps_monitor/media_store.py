@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+from array import array
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -39,39 +40,64 @@ class StoredObject:
 
 
 class Spool:
-    """One upload in progress: an append-only file plus the index key -> (offset, length).
+    """One upload in progress: an append-only file plus the index key -> (offset, length), kept
+    in three integer arrays (24 bytes a piece: a 2 MB photo in 900-byte packets indexes in
+    ~53 KB, where a dict of tuples took ~330 KB).
 
     Attributes:
         size_bytes: bytes held (sum of distinct pieces).
+        count: distinct pieces held.
     """
 
-    __slots__ = ("_file", "_hash", "_in_order", "_last_key", "path", "pieces", "size_bytes")
+    __slots__ = (
+        "_file",
+        "_hash",
+        "_in_order",
+        "_keys",
+        "_lengths",
+        "_offsets",
+        "count",
+        "path",
+        "size_bytes",
+    )
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._file: BinaryIO = open(path, "xb")  # noqa: SIM115 (closed by commit/discard)
-        self.pieces: dict[int, tuple[int, int]] = {}
+        self._keys, self._offsets, self._lengths = array("q"), array("q"), array("q")
         self.size_bytes = 0
+        self.count = 0
         self._hash = hashlib.sha256()
         self._in_order = True
-        self._last_key: int | None = None
+
+    def has(self, key: int) -> bool:
+        """Whether piece ``key`` is held (constant time for pieces arriving in key order)."""
+        if not self._keys or key > self._keys[-1]:
+            return False
+        return key in self._keys
 
     def write(self, key: int, data: bytes) -> bool:
         """Append the piece ``key``; False (nothing written) when that key is already held."""
-        if key in self.pieces:
-            return False
-        if self._last_key is not None and key < self._last_key:
+        if self._keys and key <= self._keys[-1]:
+            if key in self._keys:
+                return False
             self._in_order = False
-        self._last_key = key if self._last_key is None else max(key, self._last_key)
-        self.pieces[key] = (self.size_bytes, len(data))
+        self._keys.append(key)
+        self._offsets.append(self.size_bytes)
+        self._lengths.append(len(data))
         self._file.write(data)
         if self._in_order:
             self._hash.update(data)
         self.size_bytes += len(data)
+        self.count += 1
         return True
 
     def keys(self) -> set[int]:
-        return set(self.pieces)
+        return set(self._keys)
+
+    def ordered(self) -> list[tuple[int, int, int]]:
+        """(key, offset in the spool, length) of every piece, in key order."""
+        return sorted(zip(self._keys, self._offsets, self._lengths, strict=True))
 
     def close(self) -> None:
         if not self._file.closed:
@@ -131,8 +157,7 @@ class MediaStore:
         ordered = self.spool_dir / (spool.path.name + ".ordered")
         digest = hashlib.sha256()
         with open(spool.path, "rb") as source, open(ordered, "xb") as out:
-            for key in sorted(spool.pieces):
-                offset, length = spool.pieces[key]
+            for _key, offset, length in spool.ordered():
                 source.seek(offset)
                 data = source.read(length)
                 digest.update(data)

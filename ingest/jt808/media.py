@@ -272,7 +272,10 @@ class Upload:
     requested: set[int] = field(default_factory=set)
 
     def missing(self) -> list[int]:
-        have = self.spool.pieces
+        """The packet indexes not held (O(total): called once per round, not per packet)."""
+        if self.spool.count >= self.total:
+            return []
+        have = self.spool.keys()
         return [i for i in range(1, self.total + 1) if i not in have]
 
     def belongs(self, total: int, index: int, first_serial: int) -> bool:
@@ -414,13 +417,13 @@ class MediaUploads:
 
     async def _after_packet(self, upload: Upload, frame: Frame, index: int) -> bytes:
         session = upload.session
-        missing = upload.missing()
-        if not missing and upload.head is not None:
+        if upload.spool.count >= upload.total and upload.head is not None:
             await self._finish(upload, None)
             body = encode_upload_reply(upload.head.multimedia_id, [])
             return self.gateway.reply(session, frame, MSG_MEDIA_UPLOAD_REPLY, body)
         round_over = index == upload.total if upload.requests == 0 else not upload.requested
         if round_over and upload.head is not None:
+            missing = upload.missing()
             if upload.requests >= self.media.resend_max_requests:
                 await self._finish(upload, self._missing_reason(upload))
                 body = encode_upload_reply(upload.head.multimedia_id, [])
