@@ -187,7 +187,7 @@ async def live_phase(
                 payload = json.dumps([position(vehicle, fix)])
                 published[(plate(vehicle), fix)] = time.monotonic()
                 await client.publish(
-                    topics.accepted_topic(company, vehicle + 1, PREFIX), payload, qos=1
+                    topics.accepted_topic(company, vehicle + 1, PREFIX), payload, qos=0
                 )
             await asyncio.sleep(0.1)
     for _ in range(300):  # up to 60 s for the last frames

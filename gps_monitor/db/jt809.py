@@ -57,18 +57,24 @@ async def enqueue(pool: asyncpg.Pool, entries: list[OutboxEntry]) -> None:
 
 
 async def oldest(pool: asyncpg.Pool, limit: int) -> list[OutboxEntry]:
-    """Up to ``limit`` entries: answers and registrations first (answers before registrations,
-    then insertion order), then positions and alarms, oldest fix time first."""
+    """Up to ``limit`` entries in sending order: answers first (insertion order), then up to
+    half the batch of 0x1201 registrations, then positions and alarms, oldest fix time first
+    (registrations queued at login share the bandwidth with a backlog, not block it)."""
+    columns = "SELECT id, kind, vehicle_id, fix_time, payload::text AS payload, reason "
     rows = await pool.fetch(
-        "SELECT id, kind, vehicle_id, fix_time, payload::text AS payload, reason "
-        "FROM jt809_outbox WHERE kind <> 'position' AND kind <> 'alarm' "
-        "ORDER BY (kind = 'registration'), id LIMIT $1",
+        f"{columns} FROM jt809_outbox WHERE kind NOT IN ('position', 'alarm', 'registration') "
+        "ORDER BY id LIMIT $1",
         limit,
     )
     if len(rows) < limit:
         rows += await pool.fetch(
-            "SELECT id, kind, vehicle_id, fix_time, payload::text AS payload, reason "
-            "FROM jt809_outbox WHERE kind IN ('position', 'alarm') ORDER BY fix_time, id LIMIT $1",
+            f"{columns} FROM jt809_outbox WHERE kind = 'registration' ORDER BY id LIMIT $1",
+            max(1, (limit - len(rows)) // 2),
+        )
+    if len(rows) < limit:
+        rows += await pool.fetch(
+            f"{columns} FROM jt809_outbox WHERE kind IN ('position', 'alarm') "
+            "ORDER BY fix_time, id LIMIT $1",
             limit - len(rows),
         )
     return [
