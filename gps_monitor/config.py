@@ -673,7 +673,7 @@ class AttachmentsSettings(BaseModel):
     read_timeout_s: float = Field(
         default=30.0,
         gt=0,
-        description="A frame, a data frame's head or 64 KiB of file data must arrive within "
+        description="A frame, a data frame's head or 16 KiB of file data must arrive within "
         "this, else the connection is closed (a peer trickling bytes holds nothing for long).",
     )
     max_file_bytes: int = Field(

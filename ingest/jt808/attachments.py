@@ -13,7 +13,7 @@
    answered) and **0x1212** (done), answered **0x9212**: result 0, or result 1 with the missing
    (offset, length) segments, which the terminal sends again before another 0x1212.
 3. Each file is written to a :class:`gps_monitor.media_store.Spool` as its data arrives (in
-   chunks of at most 64 KiB; bytes already held or beyond the announced size are dropped, so
+   chunks of at most 16 KiB; bytes already held or beyond the announced size are dropped, so
    resent segments never overlap), and when complete stored under its SHA-256 with a ``media``
    row (source ``jsatl``, the alarm number, linked to the alarm carrying it). After
    ``media.resend_max_requests`` 0x9212 requests, or when the connection ends before 0x1212, what
@@ -21,7 +21,7 @@
 
 File names come from the terminal: they are matched byte for byte between 0x1211 and the data
 frames and kept (NUL shown as ``\\x00``) in ``media.file_name`` for display; no path is ever made
-from them. A connection must deliver each frame, data frame head, or 64 KiB of data within
+from them. A connection must deliver each frame, data frame head, or 16 KiB of data within
 ``attachments.read_timeout_s``, so one that trickles bytes is closed; a frame longer than
 4 KiB or a refused alarm number ends the connection too. Other connections are not affected.
 """
@@ -49,7 +49,8 @@ from ingest.jt808.server import Jt808Gateway, Session
 
 log = logging.getLogger(__name__)
 
-CHUNK_BYTES = 64 * 1024
+CHUNK_BYTES = 16 * 1024  # file data read (and spooled) at a time
+READ_BYTES = 16 * 1024  # bytes per recv (asyncio's default 256 KiB would be held per peer)
 MAX_FRAME_BYTES = 4096
 
 
@@ -186,6 +187,8 @@ class AttachmentServer:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.stats.connections += 1
+        if hasattr(writer.transport, "max_size"):
+            writer.transport.max_size = READ_BYTES
         peer = writer.get_extra_info("peername")
         upload = _Connection(self, reader, writer)
         try:

@@ -65,6 +65,7 @@ MAX_QUEUED_FRAMES = 64  # frames waiting on one connection before reading pauses
 # ... or bytes of them (wire): a photo upload's 1 KB packets would otherwise queue 64 x 2 KB per
 # connection (1,000 uploading terminals: +130 MB RSS); reading resumes below half of either
 MAX_QUEUED_BYTES = 16 * 1024
+READ_BYTES = 16 * 1024  # bytes read per recv (asyncio's default 256 KiB, see connection_made)
 
 
 Handler = Callable[["Session", Frame], Awaitable[bytes | None]]
@@ -631,6 +632,8 @@ class TerminalConnection(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         gateway = self.gateway
         self.transport = transport
+        if hasattr(transport, "max_size"):  # asyncio's selector transport reads 256 KiB a
+            transport.max_size = READ_BYTES  # recv; a photo upload would hold that per peer
         jt = gateway.jt
         self.session = Session(
             str(transport.get_extra_info("peername")), jt, gateway.subpackage_budget, self
