@@ -360,6 +360,8 @@ class Jt809Service:
             if entry.kind == "registration":
                 info = await outbox.registration_info(self.pool, entry.vehicle_id)
                 payload.update(info or {})
+                if info:  # a changed plate: later positions use the new one
+                    self.plates[entry.vehicle_id] = (info["plate_number"], info["plate_color"])
             plate = await self._plate(entry.vehicle_id)
             if plate is None or (entry.kind == "registration" and not payload):
                 await outbox.delete(self.pool, [entry.id] if entry.id is not None else [])
@@ -447,6 +449,8 @@ class Jt809Service:
 
     async def run(self, *, slave_port: int | None = None) -> None:
         """Run everything until cancelled; ``ready`` is set once subscribed and listening."""
+        with contextlib.suppress(*DATABASE_DOWN):  # every plate at once (else one query each)
+            self.plates.update(await outbox.vehicle_plates(self.pool, None))
         await self.slave.start(port=slave_port)
         tasks = [
             asyncio.create_task(self.main.run()),

@@ -134,7 +134,11 @@ class SuperiorSimulator:
         try:
             while (frame := await connection.receive()) is not None:
                 self.record.access_codes[frame.header.access_code] += 1
-                await self._on_main_frame(connection, frame.msg_id, frame.body)
+                try:
+                    await self._on_main_frame(connection, frame.msg_id, frame.body)
+                except FrameError as error:  # a body this side cannot read: counted, kept
+                    self.stats.bad_frames["body"] += 1
+                    log.warning("jt809-sim: frame 0x%04x: %s", frame.msg_id, error)
         except (OSError, ValueError) as error:
             log.info("jt809-sim: main link from %s ended (%s)", connection.peer, error)
         finally:

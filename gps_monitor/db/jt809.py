@@ -104,10 +104,13 @@ async def size(pool: asyncpg.Pool) -> int:
     return int(await pool.fetchval("SELECT count(*) FROM jt809_outbox"))
 
 
-async def vehicle_plates(pool: asyncpg.Pool, vehicle_ids: list[int]) -> dict[int, tuple[str, int]]:
-    """vehicle id -> (plate_number, plate_color) for the ids that exist."""
+async def vehicle_plates(
+    pool: asyncpg.Pool, vehicle_ids: list[int] | None
+) -> dict[int, tuple[str, int]]:
+    """vehicle id -> (plate_number, plate_color) for the ids that exist (None: every vehicle)."""
     rows = await pool.fetch(
-        "SELECT id, plate_number, plate_color FROM vehicles WHERE id = ANY($1::bigint[])",
+        "SELECT id, plate_number, plate_color FROM vehicles "
+        "WHERE $1::bigint[] IS NULL OR id = ANY($1::bigint[])",
         vehicle_ids,
     )
     return {r["id"]: (r["plate_number"], r["plate_color"]) for r in rows}
