@@ -254,6 +254,14 @@ async def test_bureau_tree_lists_every_company_with_counts(
         await page.click("#vehicle-list li.company:has-text('成都')")
         assert await page.locator(f'#vehicle-list li[data-vehicle-id="{fleet.other}"]').count() == 0
         await page.screenshot(path="/tmp/console-map-tree-bureau-zh.png")
+        # the language switch rewrites the tree, its filters, the switcher and the note
+        await page.locator("#basemap-note").wait_for(state="visible", timeout=15000)
+        await page.select_option("#lang", "en")
+        assert await page.inner_text("#tree-status option >> nth=0") == "all statuses"
+        assert "online" in await page.inner_text("#fleet-counts")
+        assert await switcher_labels(page) == ["OpenStreetMap", "Tianditu", "AMap"]
+        assert "cannot load" in await page.inner_text("#basemap-note")
+        await page.screenshot(path="/tmp/console-map-tree-bureau-en.png")
         assert page.errors == []
 
 

@@ -19,6 +19,7 @@
   const MAX_ROWS = 500;  // vehicles drawn per render (the counts always cover all)
   const collapsed = new Set();  // company ids folded by the user
   let app = null;
+  let filtersLang = null;  // the language the filter options are written in
 
   function statusOf(v) {
     if (v.status === "never" || (v.latitude == null && !v.last_seen && !v.last_message_at)) return "never";
@@ -42,7 +43,11 @@
       `${esc(t("tree_" + k))} <b>${c[k]}</b></span>`).join("");
   }
 
+  // (re)written only when the language changes: the tree redraws every second under live
+  // positions, and rewriting a <select> would close it under the user's pointer
   function fillFilters() {
+    if (filtersLang === GpsmI18n.lang) return;
+    filtersLang = GpsmI18n.lang;
     const opt = (value, label) => `<option value="${esc(value)}">${esc(label)}</option>`;
     const keep = (id, html) => { const el = $(id); const v = el.value; el.innerHTML = html; el.value = v; };
     keep("tree-status", opt("", t("all_statuses")) + FILTERS.map((k) => opt(k, t("tree_" + k))).join(""));
