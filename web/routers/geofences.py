@@ -9,9 +9,9 @@ converted to WGS-84 here before validation (DOMAIN.md, Coordinates).
 Only bureau users change geofences and routes and assign them (police-approved routes; an
 unassigned geofence applies to every vehicle, so an operator may not narrow it). Each change is
 one call into :mod:`gps_monitor.db.geofences` with its audit entry in the same transaction.
-Operators see the
-geofences that concern their vehicles (unassigned ones apply to every vehicle) and the routes
-assigned to them; the vehicle ids of other companies are never shown to them.
+Operators see the geofences that concern their vehicles (unassigned ones apply to every vehicle)
+and the routes assigned to them (anything else is a 404); the vehicle ids of other companies are
+never shown to them.
 """
 
 from __future__ import annotations

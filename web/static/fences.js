@@ -177,7 +177,7 @@
       summary(p).map(esc).join("<br>");
     if (isBureau()) {
       html += `<div class="fence-actions"><button type="button" class="btn-fence-edit">${esc(t("fence_edit"))}</button>` +
-        `<button type="button" class="btn-fence-vertices">${esc(t("fence_edit_vertices"))}</button>` +
+        (ringOf(F.byKey.get(key)) ? `<button type="button" class="btn-fence-vertices">${esc(t("fence_edit_vertices"))}</button>` : "") +
         `<button type="button" class="btn-fence-delete danger">${esc(t("delete"))}</button></div>`;
     }
     return html + "</div>";
