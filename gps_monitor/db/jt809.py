@@ -58,8 +58,11 @@ async def enqueue(pool: asyncpg.Pool, entries: list[OutboxEntry]) -> None:
 
 async def oldest(pool: asyncpg.Pool, limit: int) -> list[OutboxEntry]:
     """Up to ``limit`` entries in sending order: answers first (insertion order), then up to
-    half the batch of 0x1201 registrations, then positions and alarms, oldest fix time first
-    (registrations queued at login share the bandwidth with a backlog, not block it)."""
+    half the batch of 0x1201 registrations, then positions and alarms, oldest first by
+    150-second windows of fix time and, inside a window, by vehicle and fix time, so that a
+    0x1203 carries up to 5 positions of one vehicle (one per 30 s) even when 10,000 vehicles
+    interleave (registrations queued at login share the bandwidth with a backlog, not block
+    it)."""
     columns = "SELECT id, kind, vehicle_id, fix_time, payload::text AS payload, reason "
     rows = await pool.fetch(
         f"{columns} FROM jt809_outbox WHERE kind NOT IN ('position', 'alarm', 'registration') "
@@ -74,7 +77,8 @@ async def oldest(pool: asyncpg.Pool, limit: int) -> list[OutboxEntry]:
     if len(rows) < limit:
         rows += await pool.fetch(
             f"{columns} FROM jt809_outbox WHERE kind IN ('position', 'alarm') "
-            "ORDER BY fix_time, id LIMIT $1",
+            "ORDER BY date_bin('150 seconds', fix_time, timestamptz '2000-01-01'), vehicle_id, "
+            "fix_time, id LIMIT $1",
             limit - len(rows),
         )
     return [

@@ -2,7 +2,7 @@
 // their deadline and an answer box; POST /api/jt809/queries/{id}/answer sends the answer back
 // as 0x1301 (via gps-monitor jt809). The bureau sees every question and the links' status
 // (GET /api/jt809/status: main/slave link, login refusals, bad frames); a company's operators
-// see the questions naming their company. Self-contained: a floating panel added to the page,
+// see the questions naming their company. Nothing is asked before app.js has logged in. Self-contained: a floating panel added to the page,
 // labels registered in GpsmI18n (zh/en). Polls every 5 s; the countdown ticks every second.
 (function (global) {
   "use strict";
@@ -152,7 +152,12 @@
     }
   }
 
+  function user() {
+    return global.gpsm && global.gpsm.user;  // set by app.js once logged in
+  }
+
   async function load() {
+    if (!user()) { panel.hidden = true; return; }  // not logged in yet: nothing to ask
     try {
       queries = await api("/api/jt809/queries");
       loadedAt = Date.now();
@@ -160,7 +165,7 @@
       if (error.status === 401) { panel.hidden = true; return; }
       throw error;
     }
-    const configured = await loadStatus();
+    const configured = user().role === "bureau" ? await loadStatus() : false;
     panel.hidden = !(queries.length || configured);
     render();
   }
