@@ -99,13 +99,13 @@
   // the basemap's datum changed (WGS-84 <-> GCJ-02, basemaps.js): draw everything again in it
   function redisplay() {
     state.map.closePopup();
-    cancelDrawing();
+    if (state.drawing) $("draw-cancel").click();  // a half-drawn shape is in the old datum (fences.js)
     state.markers.forEach((m, id) => {
       const v = state.vehicles.get(id);
       if (v && v.latitude != null) m.setLatLng(disp(v.latitude, v.longitude));
     });
-    loadFences();
-    if (state.track && state.track.layer) loadTrack();
+    GpsmFences.reload();
+    if (GpsmPlayback.state.layer) GpsmPlayback.load();
   }
   function statusOf(v) {
     const now = Date.now();
