@@ -495,23 +495,29 @@ async def run_demo(settings: Settings, *, speedup: float, exit_after_replay: boo
         if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
             logging.getLogger(noisy).setLevel(logging.WARNING)
     demo = Demo(settings)
+    # Ctrl-C / SIGTERM stop the demo cleanly at any time, also during the (real-time, hours
+    # long) replay: the services, the embedded broker and the embedded PostgreSQL are stopped
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
     try:
         await demo.start(force_embedded=force_embedded)
         for line in demo.embedded:
             print(f"demo: started embedded {line}")
         for line in demo.notes:
             print(f"demo: {line}")
-        published, distinct, before = await replay_demo(demo, speedup)
+        replay = asyncio.create_task(replay_demo(demo, speedup))
+        if not await _until_done_or_stopped(demo, replay, stop):
+            print("demo: stopped during the replay")
+            return 0
+        published, distinct, before = replay.result()
         info = await wait_stored(demo, before + distinct)
         print_summary(info, published, distinct, before, demo.settings.rules.timezone)
         if exit_after_replay:
             return 0 if info["positions"] - before == distinct else 1
         print("demo: services running; Ctrl-C to stop")
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError):
-                loop.add_signal_handler(sig, stop.set)
         while not stop.is_set():
             demo.check_services()
             with contextlib.suppress(asyncio.TimeoutError):
@@ -519,6 +525,21 @@ async def run_demo(settings: Settings, *, speedup: float, exit_after_replay: boo
         return 0
     finally:
         await demo.stop()
+
+
+async def _until_done_or_stopped(demo: Demo, task: asyncio.Task[Any], stop: asyncio.Event) -> bool:
+    """Wait for ``task`` while the services run; True once it is done (its result is then
+    ready), False when ``stop`` was set first (the task is cancelled). Raises the error of a
+    service that stopped."""
+    while not task.done():
+        if stop.is_set():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            return False
+        demo.check_services()
+        await asyncio.wait({task}, timeout=0.5)
+    return True
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import csv
 import os
+import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -143,3 +145,30 @@ async def test_demo_on_a_configured_server_recreates_its_own_database_and_leaves
     finally:
         await pool.execute(f'DROP DATABASE IF EXISTS "{DEMO_DATABASE}"')
     assert await pool.fetchval("SELECT count(*) FROM companies WHERE name = '渝运物流'") == 1
+
+
+@pytest.mark.slow
+def test_demo_stops_cleanly_when_terminated_during_the_real_time_replay(tmp_path: Path) -> None:
+    """The replay runs in real time for hours: SIGTERM (or Ctrl-C) during it stops the services
+    and the embedded PostgreSQL (it used to leave the database server running)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GPS_MONITOR_")}
+    env["XDG_DATA_HOME"] = str(tmp_path)
+    with socket.socket() as probe:  # a free port for the demo's web server
+        probe.bind(("127.0.0.1", 0))
+        env["GPS_MONITOR_WEB_PORT"] = str(probe.getsockname()[1])
+    with subprocess.Popen(
+        [sys.executable, "-m", "gps_monitor.cli", "demo", "--embedded"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    ) as demo:  # fmt: skip
+        assert demo.stdout is not None
+        lines = []
+        for line in demo.stdout:
+            lines.append(line)
+            if line.startswith("demo: replaying 8 buses in real time"):
+                demo.send_signal(signal.SIGTERM)
+                break
+        rest, _ = demo.communicate(timeout=60)
+    output = "".join(lines) + rest
+    assert demo.returncode == 0, output[-3000:]
+    assert "demo: stopped during the replay" in rest, output[-3000:]
+    assert not (tmp_path / "gps-monitor" / "postgres" / "postmaster.pid").exists()
