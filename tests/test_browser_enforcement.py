@@ -65,8 +65,18 @@ def _number_in_csv(path: Path) -> str:
 
 READERS = {"pdf": _number_in_pdf, "xlsx": _number_in_xlsx, "csv": _number_in_csv}
 TEXT = {
-    "zh-CN": {"need_number": "请填写处罚决定书编号", "edit": "修改", "list": "证据报告列表"},
-    "en": {"need_number": "Enter the decision number", "edit": "Edit", "list": "Evidence reports"},
+    "zh-CN": {
+        "need_number": "请填写处罚决定书编号",
+        "edit": "修改",
+        "list": "证据报告列表",
+        "saved": "已保存",
+    },
+    "en": {
+        "need_number": "Enter the decision number",
+        "edit": "Edit",
+        "list": "Evidence reports",
+        "saved": "Saved",
+    },
 }
 
 
@@ -141,6 +151,7 @@ async def test_enforcement_records_a_penalty_and_downloads_one_report_number_in_
         await page.screenshot(path=f"/tmp/console-enforce-penalty-form-{lang}-{size}.png")
         await page.click("#penalty-dialog .btn-submit")
         await page.wait_for_selector("#penalty-dialog .penalty-list li[data-penalty-id]")
+        assert (await page.text_content("#penalty-dialog .saved") or "").startswith(text["saved"])
         # a correction of the amount
         await page.click("#penalty-dialog .btn-edit-penalty")
         assert await page.text_content("#penalty-dialog .btn-submit") != ""

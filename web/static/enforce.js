@@ -116,7 +116,7 @@
       `<label>${L("decided_on")}<input name="decided_on" type="date"></label>` +
       `<label>${L("note")}<textarea name="note" rows="2" maxlength="2000"></textarea></label>` +
       `<div class="error" role="alert"></div>` +
-      `<div class="buttons"><button type="submit" class="btn-submit">${L("save")}</button> ` +
+      `<div class="buttons"><span class="saved" role="status"></span> <button type="submit" class="btn-submit">${L("save")}</button> ` +
       `<button type="button" class="btn-cancel">${L("close")}</button></div>` +
       `<div class="meta downloads">${L("downloads")}: ${downloadLinks({ alarm_id: alarm.id })}</div></form>`;
     document.body.appendChild(dlg);
@@ -169,6 +169,7 @@
         note: form.elements.note.value.trim() || null,
       };
       const problem = formErrors(body);
+      dlg.querySelector(".saved").textContent = "";
       if (problem) { error.textContent = problem; return; }
       try {
         if (editing) await api(`/api/penalties/${editing}`, { method: "PUT", body: JSON.stringify(body) });
@@ -177,6 +178,8 @@
         renderList(fresh.penalties || []);
         reset();
         error.textContent = "";
+        const saved = dlg.querySelector(".saved");
+        saved.textContent = `${L("saved")} ${fmtTime(new Date().toISOString())}`;
         dlg.querySelector(".downloads").dataset.saved = "1";
         document.dispatchEvent(new CustomEvent("gpsm:penalty-saved", { detail: { alarm_id: alarm.id } }));
       } catch (err) {
