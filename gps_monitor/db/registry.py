@@ -450,14 +450,7 @@ async def delete_vehicle(conn: asyncpg.Connection, vehicle_id: int) -> dict[str,
     return entry
 
 
-_IMPORTED = (
-    "company_id",
-    "plate_number",
-    "plate_color",
-    "vehicle_class",
-    "terminal_id",
-    "speed_limit_kmh",
-)
+_IMPORTED = EDITABLE_COLUMNS[:6]  # what a file row sets: not night_ban_exempt, active
 
 
 def _refused(row: ImportRow, field: str, kind: str, message: str, **ctx: Any) -> dict[str, Any]:

@@ -98,6 +98,12 @@ def _check_role_company(role: Role, company_id: int | None) -> None:
         )
 
 
+def _unknown_company(company_id: int | None) -> UserError:
+    return UserError(
+        f"company_id {company_id}: expected an existing company", "company_id", "unknown_company"
+    )
+
+
 def hash_password(password: str) -> str:
     """An argon2id hash string of ``password``."""
     return _HASHER.hash(password)
@@ -137,11 +143,7 @@ async def create_user(
     except asyncpg.UniqueViolationError as error:
         raise UserError(f"username {username!r}: already exists", "username", "taken") from error
     except asyncpg.ForeignKeyViolationError as error:
-        raise UserError(
-            f"company_id {company_id}: expected an existing company",
-            "company_id",
-            "unknown_company",
-        ) from error
+        raise _unknown_company(company_id) from error
     assert row is not None
     return _user(row)
 
@@ -338,11 +340,7 @@ async def update_user(
             active,
         )
     except asyncpg.ForeignKeyViolationError as error:
-        raise UserError(
-            f"company_id {company_id}: expected an existing company",
-            "company_id",
-            "unknown_company",
-        ) from error
+        raise _unknown_company(company_id) from error
     if row is None:
         raise NotFoundError(f"user {user_id}: not found")
     if not active:
