@@ -1,0 +1,446 @@
+"""End-to-end pipeline benchmark: terminals -> broker -> ``gps-monitor ingest`` -> database ->
+``gps-monitor rules`` -> alarms on ``alarms/v1``; prints figures, asserts nothing.
+
+One fix per vehicle per second (``--rate`` vehicles, so ``--rate`` positions/s offered), each
+fix's ``fix_time`` = the publisher's wall clock when it builds the message; every vehicle's SOS
+bit (JT/T 808 alarm flag bit 0) toggles every ``--alarm-every`` fixes, so device alarms open and
+close all along. The terminals are ``--publishers`` processes publishing QoS 1 on
+``gps/v1/{terminal}/position``; ingest and rules are real subprocesses on a scratch database.
+
+Prints:
+- offered and sustained rate: positions published per second, and positions stored per second
+  from the first publish to the last commit;
+- positions stored vs published (lost = published - stored);
+- alarm events expected (one per toggle the terminals published) vs received on ``alarms/v1``
+  (by a listener in its own process);
+- p50 / p99 fix -> alarm: the alarm message's arrival minus the fix time of the fix that opened
+  or closed it (the fix time is the publish wall clock, so this is end to end);
+- in the same run, after the pipeline: the bare-subscriber ceiling (a plain aiomqtt QoS 1
+  subscriber under the same publishers running flat out) and ingest's stored rate as a share of it.
+
+Transports: ``--transport mqtt`` (the default single-partition transport: one ingest and one rules
+process, ``--partitions 1 --ingest 1 --rules 1``). The partitioned engine of issue 13 section 2
+is not built yet, so other values are refused with a message rather than measured.
+
+    .venv/bin/python benchmarks/pipeline.py --rate 2000 --seconds 20
+
+Needs PostgreSQL (GPS_MONITOR_TEST_DATABASE_URL, default postgresql://postgres@127.0.0.1:5432/
+postgres) and the ``mosquitto`` binary (a private broker is started on a free port with the
+production queue limits of deploy/mosquitto, unless ``--mqtt-port`` names a running one).
+The script makes no assumption about the core count, so it runs unchanged on a bigger machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import json
+import multiprocessing as mp
+import os
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import asyncpg  # noqa: E402
+
+from gps_monitor import mqtt, topics  # noqa: E402
+from gps_monitor.config import DatabaseSettings, MqttSettings, Settings  # noqa: E402
+from gps_monitor.db import migrate  # noqa: E402
+from gps_monitor.db.pool import connect  # noqa: E402
+
+
+def _bench_ingest() -> ModuleType:
+    """benchmarks/ingest.py (its broker, registration and ceiling helpers); loaded by path
+    because its module name would be the ``ingest`` package's."""
+    spec = importlib.util.spec_from_file_location("bench_ingest", ROOT / "benchmarks/ingest.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _parse() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--transport", default="mqtt", choices=["mqtt", "nats"])
+    p.add_argument("--partitions", type=int, default=1, help="partitions P (mqtt: 1)")
+    p.add_argument("--ingest", type=int, default=1, help="ingest processes N (mqtt: 1)")
+    p.add_argument("--rules", type=int, default=1, help="rules processes M (mqtt: 1)")
+    p.add_argument("--rate", type=int, default=1000, help="vehicles = positions/s (default 1000)")
+    p.add_argument("--seconds", type=float, default=20, help="seconds of publishing (default 20)")
+    p.add_argument("--alarm-every", type=int, default=5, help="toggle SOS every N fixes")
+    p.add_argument("--publishers", type=int, default=2, help="publisher processes (default 2)")
+    p.add_argument("--drain-s", type=float, default=30, help="longest wait for the tail")
+    p.add_argument("--ceiling-messages", type=int, default=30000, help="bare-subscriber run")
+    p.add_argument(
+        "--admin-url",
+        default=os.environ.get(
+            "GPS_MONITOR_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+        ),
+    )
+    p.add_argument("--mqtt-host", default="127.0.0.1")
+    p.add_argument(
+        "--mqtt-port", type=int, default=0, help="a running broker (default: a private mosquitto)"
+    )
+    p.add_argument("--protocol", default="3.1.1", choices=["5", "3.1.1"])
+    args = p.parse_args()
+    if args.transport != "mqtt":
+        p.error("--transport nats: the partitioned engine (issue 13 section 2) is not built yet")
+    if (args.partitions, args.ingest, args.rules) != (1, 1, 1):
+        p.error(
+            "--transport mqtt is the single-partition transport: expected --partitions 1 "
+            f"--ingest 1 --rules 1, got {args.partitions}/{args.ingest}/{args.rules}"
+        )
+    # the ceiling helper of benchmarks/ingest.py reads these
+    args.duration = args.seconds
+    return args
+
+
+# ---------------------------------------------------------------- terminals (own processes)
+
+
+def _terminal_main(
+    mqtt_settings: dict[str, Any], terminals: list[str], seconds: float, alarm_every: int,
+    prefix: str, start_at: float, out: Any, flat_out: bool = False,
+) -> None:  # fmt: skip
+    out.put(
+        asyncio.run(
+            _terminals(MqttSettings(**mqtt_settings), terminals, seconds, alarm_every, prefix,
+                       start_at, flat_out)
+        )
+    )  # fmt: skip
+
+
+async def _terminals(
+    settings: MqttSettings, terminals: list[str], seconds: float, alarm_every: int, prefix: str,
+    start_at: float, flat_out: bool,
+) -> tuple[int, int, float, float]:  # fmt: skip
+    """Each terminal sends one fix per second (spread evenly over the second; ``flat_out``: as
+    fast as the broker takes them), fix time = now; SOS set on fixes where
+    ``(i // alarm_every) % 2 == 1``. Returns (published, toggles
+    published, seconds spent publishing, worst lag behind schedule in seconds)."""
+    client = mqtt.build_client(
+        settings, client_id=f"bench-term-{uuid.uuid4().hex[:8]}", max_inflight_messages=1000
+    )
+    client.pending_calls_threshold = 10**9
+    semaphore = asyncio.Semaphore(1000)
+    published = toggles = 0
+    worst_lag_s = 0.0
+    n = len(terminals)
+    topic_of = [topics.position_topic(t, prefix) for t in terminals]
+    pending: set[asyncio.Task[None]] = set()
+
+    async def one(topic: str, payload: str) -> None:
+        nonlocal published
+        try:
+            await client.publish(topic, payload, qos=1)
+            published += 1
+        finally:
+            semaphore.release()
+
+    async with client:
+        while time.time() < start_at:  # noqa: ASYNC110 (wall-clock start shared by processes)
+            await asyncio.sleep(0.001)
+        t0 = time.monotonic()
+        rounds = int(seconds)
+        for i in range(rounds):
+            sos = (i // alarm_every) % 2
+            toggled = i > 0 and i % alarm_every == 0
+            for k in range(n):
+                due = t0 + i + k / n
+                lag = time.monotonic() - due
+                if flat_out:
+                    pass
+                elif lag < 0:
+                    await asyncio.sleep(-lag)
+                else:
+                    worst_lag_s = max(worst_lag_s, lag)
+                payload = json.dumps(
+                    {"fix_time": datetime.now(UTC).isoformat(), "latitude": 30.0 + k * 1e-4,
+                     "longitude": 104.0 + i * 1e-5, "speed_kmh": 40.0, "alarm_flags": sos}
+                )  # fmt: skip
+                await semaphore.acquire()
+                task = asyncio.create_task(one(topic_of[k], payload))
+                pending.add(task)
+                task.add_done_callback(pending.discard)
+                toggles += toggled
+        if pending:
+            await asyncio.gather(*pending)
+        elapsed = time.monotonic() - t0
+    return published, toggles, elapsed, worst_lag_s
+
+
+# ---------------------------------------------------------------- alarm listener (own process)
+
+
+def _listen_main(
+    mqtt_settings: dict[str, Any], prefix: str, ready: Any, stop: Any, out: Any
+) -> None:
+    """Arrival wall time minus the fix time of each alarm event on ``alarms/v1``, until
+    ``stop``; the list goes to ``out``."""
+
+    async def run() -> list[float]:
+        latencies: list[float] = []
+        settings = MqttSettings(**mqtt_settings)
+        async with mqtt.build_client(settings, client_id=f"bench-l-{uuid.uuid4().hex[:8]}") as c:
+            await c.subscribe(topics.alarm_filter(prefix), qos=1)
+            ready.set()
+
+            async def consume() -> None:
+                async for message in c.messages:
+                    now = time.time()
+                    alarm = json.loads(message.payload)
+                    at = alarm["started_at"] if alarm["event"] == "opened" else alarm["ended_at"]
+                    latencies.append(now - datetime.fromisoformat(at).timestamp())
+
+            task = asyncio.create_task(consume())
+            await asyncio.to_thread(stop.wait)
+            task.cancel()
+        return latencies
+
+    out.put(asyncio.run(run()))
+
+
+# ---------------------------------------------------------------- the run
+
+
+async def bare_subscriber_ceiling(
+    args: argparse.Namespace, settings: MqttSettings, terminals: list[str]
+) -> dict[str, Any]:
+    """A plain aiomqtt subscriber (QoS 1, auto-ack) while the same terminal processes publish
+    ``--ceiling-messages`` fixes as fast as the broker takes them."""
+    prefix = f"{settings.topic_prefix}bare/"
+    received = 0
+    first = last = 0.0
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    async with mqtt.build_client(settings, client_id=f"bench-bare-{uuid.uuid4().hex[:8]}") as c:
+        await c.subscribe(topics.inbound_filter(prefix), qos=1)
+
+        async def consume() -> None:
+            nonlocal received, first, last
+            async for _message in c.messages:
+                if received == 0:
+                    first = time.monotonic()
+                received += 1
+                last = time.monotonic()
+
+        consumer = asyncio.create_task(consume())
+        rounds = max(1, args.ceiling_messages // len(terminals))
+        start_at = time.time() + 2.0
+        procs = []
+        for k in range(args.publishers):
+            proc = ctx.Process(
+                target=_terminal_main,
+                args=(settings.model_dump(), terminals[k :: args.publishers], rounds,
+                      args.alarm_every, prefix, start_at, out, True),
+            )  # fmt: skip
+            proc.start()
+            procs.append(proc)
+        results = [await asyncio.to_thread(out.get) for _ in procs]
+        for proc in procs:
+            proc.join()
+        published = sum(r[0] for r in results)
+        deadline = time.monotonic() + 30
+        while received < published and time.monotonic() < deadline:  # noqa: ASYNC110 (a count, polled)
+            await asyncio.sleep(0.2)
+        consumer.cancel()
+    return {
+        "published": published,
+        "publish_rate": published / max(r[2] for r in results),
+        "received": received,
+        "receive_rate": received / (last - first) if last > first else float("nan"),
+    }
+
+
+def _spawn(command: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "gps_monitor.cli", "--log-level", "INFO", command,
+             "--no-upgrade"],
+            env=env, stdout=out, stderr=out,
+        )  # fmt: skip
+
+
+async def _wait_log(proc: subprocess.Popen[bytes], log: Path, text: bytes) -> None:
+    deadline = time.monotonic() + 60
+    while text not in log.read_bytes():  # noqa: ASYNC240
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"{log} never said {text!r}:\n{log.read_text()[-2000:]}")  # noqa: ASYNC240
+        await asyncio.sleep(0.1)
+
+
+async def pipeline_run(
+    args: argparse.Namespace, settings: Settings, bench: ModuleType, tag: str
+) -> dict[str, Any]:
+    conn = await connect(settings.database)
+    terminals = await bench._register(conn, args.rate)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GPS_MONITOR_")}
+    env.update(
+        GPS_MONITOR_DATABASE_URL=settings.database.url or "",
+        GPS_MONITOR_MQTT_HOST=settings.mqtt.host or "",
+        GPS_MONITOR_MQTT_PORT=str(settings.mqtt.port),
+        GPS_MONITOR_MQTT_CLIENT_ID=settings.mqtt.client_id,
+        GPS_MONITOR_MQTT_TOPIC_PREFIX=settings.mqtt.topic_prefix,
+        GPS_MONITOR_MQTT_PROTOCOL_VERSION=settings.mqtt.protocol_version,
+    )
+    logs = {name: Path(f"/tmp/gpsm-pipeline-{tag}-{name}.log") for name in ("ingest", "rules")}
+    workers = {name: _spawn(name, env, log) for name, log in logs.items()}
+    ctx = mp.get_context("spawn")
+    stop = ctx.Event()
+    try:
+        await _wait_log(workers["ingest"], logs["ingest"], b"ingest subscribed")
+        await _wait_log(workers["rules"], logs["rules"], b"rules worker subscribed")
+        ready, alarms_q = ctx.Event(), ctx.Queue()
+        listener = ctx.Process(
+            target=_listen_main,
+            args=(settings.mqtt.model_dump(), settings.mqtt.topic_prefix, ready, stop, alarms_q),
+        )
+        listener.start()
+        if not await asyncio.to_thread(ready.wait, 30):
+            raise SystemExit("alarm listener did not subscribe")
+        start_at = time.time() + 2.0
+        out = ctx.Queue()
+        procs = []
+        for k in range(args.publishers):
+            proc = ctx.Process(
+                target=_terminal_main,
+                args=(settings.mqtt.model_dump(), terminals[k :: args.publishers], args.seconds,
+                      args.alarm_every, settings.mqtt.topic_prefix, start_at, out),
+            )  # fmt: skip
+            proc.start()
+            procs.append(proc)
+        results = [await asyncio.to_thread(out.get) for _ in procs]
+        for proc in procs:
+            proc.join()
+        published = sum(r[0] for r in results)
+        expected_alarms = sum(r[1] for r in results)
+        publish_s = max(r[2] for r in results)
+        worst_lag_s = max(r[3] for r in results)
+        # the tail: until everything is stored and the alarms table stops changing
+        deadline = time.monotonic() + args.drain_s
+        last: tuple[int, str] | None = None
+        steady = 0
+        while time.monotonic() < deadline and steady < 4:
+            stored = await conn.fetchval("SELECT count(*) FROM positions")
+            alarms = await conn.fetchrow("SELECT count(*), max(updated_at)::text FROM alarms")
+            now = (alarms[0], alarms[1] or "")
+            steady = steady + 1 if stored >= published and now == last else 0
+            last = now
+            await asyncio.sleep(0.5)
+        last_commit = await conn.fetchval("SELECT max(received_at) FROM positions")
+        stored = await conn.fetchval("SELECT count(*) FROM positions")
+        await asyncio.sleep(1.0)  # the last alarm messages on their way
+        stop.set()
+        latencies: list[float] = sorted(await asyncio.to_thread(alarms_q.get, True, 60))
+        listener.join(10)
+        first = datetime.fromtimestamp(start_at, tz=UTC)
+        span_s = max((last_commit - first).total_seconds(), publish_s) if last_commit else publish_s
+        return {
+            "terminals": terminals,
+            "published": published,
+            "offered_rate": published / publish_s,
+            "worst_lag_s": worst_lag_s,
+            "stored": stored,
+            "sustained_rate": stored / span_s,
+            "expected_alarms": expected_alarms,
+            "received_alarms": len(latencies),
+            "p50_ms": 1000 * statistics.median(latencies) if latencies else float("nan"),
+            "p99_ms": 1000 * latencies[int(0.99 * (len(latencies) - 1))]
+            if latencies
+            else float("nan"),
+            "max_ms": 1000 * latencies[-1] if latencies else float("nan"),
+        }
+    finally:
+        stop.set()
+        for proc in workers.values():
+            proc.terminate()
+        for proc in workers.values():
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        await conn.close()
+
+
+def _load_average() -> str:
+    one, five, _ = os.getloadavg()
+    return f"load average {one:.1f} (1 min) {five:.1f} (5 min) on {os.cpu_count()} cores"
+
+
+async def main() -> None:
+    args = _parse()
+    bench = _bench_ingest()
+    broker = None
+    if not args.mqtt_port:
+        broker = bench._start_own_broker(args, Path(f"/tmp/gpsm-pipeline-broker-{os.getpid()}"))
+    tag = uuid.uuid4().hex[:8]
+    database = f"gpsm_bench_{tag}"
+    admin = await asyncpg.connect(args.admin_url)
+    await admin.execute(f'CREATE DATABASE "{database}"')
+    await admin.close()
+    settings = Settings(
+        database=DatabaseSettings(url=args.admin_url.rpartition("/")[0] + "/" + database,
+                                  timescale="off"),
+        mqtt=MqttSettings(host=args.mqtt_host, port=args.mqtt_port,
+                          client_id=f"bench-pipe-{tag}", topic_prefix=f"bench-{tag}/",
+                          protocol_version=args.protocol),
+    )  # fmt: skip
+    try:
+        conn = await connect(settings.database)
+        await migrate.upgrade(conn, settings.database)
+        await conn.close()
+        print(f"before: {_load_average()} (the machine may be shared with other work)")
+        run = await pipeline_run(args, settings, bench, tag)
+        print(f"after the pipeline: {_load_average()}")
+        bare = await bare_subscriber_ceiling(args, settings.mqtt, run["terminals"])
+        print(
+            f"pipeline, transport {args.transport}: {args.rate} vehicles at 1 fix/s for "
+            f"{args.seconds:.0f} s, SOS toggled every {args.alarm_every} fixes, "
+            f"{args.publishers} terminal processes, MQTT {args.protocol}"
+        )
+        print(
+            f"  offered      {run['published']} positions at {run['offered_rate']:.0f}/s "
+            f"(terminals at worst {run['worst_lag_s']:.2f} s behind schedule)"
+        )
+        print(
+            f"  sustained    {run['sustained_rate']:.0f} positions/s stored "
+            f"(first publish to last commit)"
+        )
+        print(
+            f"  positions    stored {run['stored']} of {run['published']} published "
+            f"({run['published'] - run['stored']} not stored)"
+        )
+        print(
+            f"  alarms       received {run['received_alarms']} of {run['expected_alarms']} "
+            f"expected events"
+        )
+        print(
+            f"  fix -> alarm p50 {run['p50_ms']:.0f} ms, p99 {run['p99_ms']:.0f} ms, "
+            f"max {run['max_ms']:.0f} ms"
+        )
+        print(
+            f"  ceiling      bare aiomqtt QoS 1 subscriber {bare['receive_rate']:.0f} msg/s "
+            f"(received {bare['received']} of {bare['published']} published at "
+            f"{bare['publish_rate']:.0f}/s); stored / ceiling "
+            f"{100 * run['sustained_rate'] / bare['receive_rate']:.0f} %"
+        )
+    finally:
+        admin = await asyncpg.connect(args.admin_url)
+        await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        await admin.close()
+        if broker is not None:
+            broker.terminate()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
