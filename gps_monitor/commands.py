@@ -37,8 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gps_monitor.errors import GpsMonitorError, PayloadError
 
-TEXT = "text"  #: the only command name so far: 0x8300 text message to the driver
-COMMAND_NAMES: frozenset[str] = frozenset({TEXT})
+TEXT = "text"  #: 0x8300 text message to the driver (every name: gps_monitor.command_kinds)
 
 
 class CommandState(StrEnum):

@@ -373,3 +373,21 @@ def test_cmd_result_body_round_trips_through_the_contract() -> None:
     payload = answer_message("c1", 0, datetime.now(UTC), body={"params": [{"id": "0x0055"}]})
     assert parse_answer(payload).body == {"params": [{"id": "0x0055"}]}
     assert parse_answer(json.dumps({"command_id": "c1", "result": 0}).encode()).body is None
+
+
+async def test_an_upload_the_database_cannot_take_is_answered_1_so_the_terminal_resends(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    async with command_loop(settings, pool) as loop:
+        terminal = await connected(loop)
+        try:
+            await pool.execute("ALTER TABLE terminal_uploads RENAME TO terminal_uploads_away")
+            body = bytes.fromhex("0001")
+            assert await terminal.general(misc.MSG_UPGRADE_RESULT, body) == m.RESULT_FAILURE
+            await pool.execute("ALTER TABLE terminal_uploads_away RENAME TO terminal_uploads")
+            assert await terminal.general(misc.MSG_UPGRADE_RESULT, body) == m.RESULT_OK
+            assert await terminal.heartbeat() == m.RESULT_OK  # the connection lived on
+        finally:
+            await terminal.close()
+        assert await pool.fetchval("SELECT count(*) FROM terminal_uploads") == 1
+        assert loop.gateway.stats.handler_errors == 0  # an outage, not a crash in a handler

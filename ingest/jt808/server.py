@@ -20,7 +20,9 @@ Location data from a connection that has not authenticated as that terminal is r
 result 1) and never published. A 0x0704's positions are published in batch payloads under
 ingest's size limits (:func:`batch_payloads`), all acknowledged before the terminal's result 0.
 Terminal replies (0x0001) get no answer (one to a 0x8300 becomes the command's answer, see
-:mod:`ingest.jt808.downlink`); other messages get 0x8001 result 3 (unsupported).
+:mod:`ingest.jt808.downlink`); other messages get 0x8001 result 3 (unsupported), unless a module
+registered a handler for them (:meth:`Jt808Gateway.register`): :mod:`ingest.jt808.uplink`
+(0x0104, 0x0201, 0x0004, 0x0900, 0x0705, 0x0108), the photo and active-safety modules.
 
 Contact (issue 12): every valid frame from a connection authenticated as the frame's terminal
 (a heartbeat, a logout, a reply, an unsupported message; the 0x0102 that authenticates it) keeps

@@ -74,6 +74,8 @@ class TerminalMessages:
 
     def __init__(self, gateway: Jt808Gateway) -> None:
         self.gateway = gateway
+        self.stored = 0  # rows written to terminal_uploads
+        self.store_failures = 0  # database refused or away: the terminal was told to resend
 
     # ----------------------------------------------------------------------- answers
 
@@ -176,8 +178,9 @@ class TerminalMessages:
                 decoded=decoded,
             )
         except (OSError, asyncpg.PostgresError) as error:
-            gw.stats.publish_failures += 1
+            self.store_failures += 1
             log.warning("jt808 %s: 0x%04x not stored (%s); terminal told to resend",
                         session.peer, frame.header.msg_id, error)  # fmt: skip
             return gw.general_reply(session, frame, m.RESULT_FAILURE)
+        self.stored += 1
         return gw.general_reply(session, frame, result)
