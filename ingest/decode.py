@@ -121,18 +121,20 @@ def check_depth(position: Any, max_extras_depth: int, where: str) -> None:
     JSON objects/arrays (``extras`` itself is level 1; unknown fields count the same).
 
     Walks iteratively, so any depth the JSON parser produced is measured without recursion.
+    Only objects and arrays are visited and a path is only spelled out for them: a flat
+    position (the usual case) costs one type check per field.
 
     Raises:
         PayloadError(reason="too_deep"): names the path where the limit is passed.
     """
     if not isinstance(position, dict):
         return  # parse_position says what is wrong with it
+    containers = dict | list
     stack: list[tuple[Any, str, int]] = [(v, f"{where}.{k}" if where else k, 1)
-                                         for k, v in position.items()]  # fmt: skip
+                                         for k, v in position.items()
+                                         if isinstance(v, containers)]  # fmt: skip
     while stack:
         value, path, depth = stack.pop()
-        if not isinstance(value, dict | list):
-            continue
         if depth > max_extras_depth:
             raise PayloadError(
                 "too_deep",
@@ -140,9 +142,11 @@ def check_depth(position: Any, max_extras_depth: int, where: str) -> None:
                 f"levels inside a position (extras is level 1), got level {depth}",
             )
         if isinstance(value, dict):
-            stack.extend((v, f"{path}.{k}", depth + 1) for k, v in value.items())
+            stack.extend((v, f"{path}.{k}", depth + 1) for k, v in value.items()
+                         if isinstance(v, containers))  # fmt: skip
         else:
-            stack.extend((v, f"{path}[{i}]", depth + 1) for i, v in enumerate(value))
+            stack.extend((v, f"{path}[{i}]", depth + 1) for i, v in enumerate(value)
+                         if isinstance(v, containers))  # fmt: skip
 
 
 def _refuse_nul(value: Any, where: str) -> None:
