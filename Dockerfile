@@ -22,12 +22,13 @@ COPY web ./web
 COPY notify ./notify
 COPY jt809 ./jt809
 RUN pip install . \
- && useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin gpsmon
+ && useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin gpsmon \
+ && mkdir -p /var/lib/gps-monitor/media && chown gpsmon /var/lib/gps-monitor/media
 
 COPY deploy/healthcheck.py /usr/local/bin/gps-monitor-healthcheck
 RUN chmod 0755 /usr/local/bin/gps-monitor-healthcheck
 
 USER gpsmon
-EXPOSE 8000 8808
+EXPOSE 8000 8808 8810
 ENTRYPOINT ["gps-monitor"]
 CMD ["--help"]

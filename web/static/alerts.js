@@ -60,6 +60,9 @@
         return d.geofence_name || d.geofence_id || "";
       case "device_alarm":  // the type name already says which bit (typeName)
         return d.bit != null ? `${t("alarm_bit")} ${d.bit}` : "";
+      case "active_safety":  // T/JSATL: the terminal's own words (前向碰撞报警...), its level
+        return [d.type_text || d.name, d.jsatl_level ? (d.jsatl_level === 2 ? "二级" : "一级") : ""]
+          .filter(Boolean).join(" · ");
       default:
         return "";
     }
