@@ -79,7 +79,9 @@ def _parse() -> argparse.Namespace:
     p.add_argument("--seconds", type=float, default=20, help="seconds of publishing (default 20)")
     p.add_argument("--alarm-every", type=int, default=5, help="toggle SOS every N fixes")
     p.add_argument("--publishers", type=int, default=2, help="publisher processes (default 2)")
-    p.add_argument("--drain-s", type=float, default=30, help="longest wait for the tail")
+    p.add_argument(
+        "--drain-s", type=float, default=15, help="end the tail after this long without progress"
+    )
     p.add_argument("--ceiling-messages", type=int, default=30000, help="bare-subscriber run")
     p.add_argument(
         "--admin-url",
@@ -326,15 +328,20 @@ async def pipeline_run(
         expected_alarms = sum(r[1] for r in results)
         publish_s = max(r[2] for r in results)
         worst_lag_s = max(r[3] for r in results)
-        # the tail: until everything is stored and the alarms table stops changing
-        deadline = time.monotonic() + args.drain_s
-        last: tuple[int, str] | None = None
+        # the tail: until everything is stored and the alarms table stops changing, or nothing
+        # has moved for --drain-s seconds
+        last: tuple[int, int, str] | None = None
         steady = 0
-        while time.monotonic() < deadline and steady < 4:
-            stored = await conn.fetchval("SELECT count(*) FROM positions")
-            alarms = await conn.fetchrow("SELECT count(*), max(updated_at)::text FROM alarms")
-            now = (alarms[0], alarms[1] or "")
-            steady = steady + 1 if stored >= published and now == last else 0
+        moved_at = time.monotonic()
+        while steady < 4 and time.monotonic() - moved_at < args.drain_s:
+            alarms = await conn.fetchrow(
+                "SELECT (SELECT count(*) FROM positions), count(*), max(updated_at)::text "
+                "FROM alarms"
+            )
+            now = (alarms[0], alarms[1], alarms[2] or "")
+            if now != last:
+                moved_at = time.monotonic()
+            steady = steady + 1 if now[0] >= published and now == last else 0
             last = now
             await asyncio.sleep(0.5)
         last_commit = await conn.fetchval("SELECT max(received_at) FROM positions")
@@ -362,13 +369,13 @@ async def pipeline_run(
         }
     finally:
         stop.set()
-        for proc in workers.values():
-            proc.terminate()
-        for proc in workers.values():
+        for worker in workers.values():
+            worker.terminate()
+        for worker in workers.values():
             try:
-                proc.wait(10)
+                worker.wait(10)
             except subprocess.TimeoutExpired:
-                proc.kill()
+                worker.kill()
         await conn.close()
 
 
@@ -418,7 +425,8 @@ async def main() -> None:
         )
         print(
             f"  positions    stored {run['stored']} of {run['published']} published "
-            f"({run['published'] - run['stored']} not stored)"
+            f"({run['published'] - run['stored']} not stored when nothing moved for "
+            f"{args.drain_s:.0f} s)"
         )
         print(
             f"  alarms       received {run['received_alarms']} of {run['expected_alarms']} "
