@@ -9,6 +9,8 @@ send it, and the checks made before it is queued (422 in the API).
 - ``track``: 0x8202, :class:`TrackBody`; answered 0x0001.
 - ``terminal_control`` (bureau only): 0x8105, :class:`TerminalControlBody`; answered 0x0001.
 - ``pass_through`` (bureau only): 0x8900, :class:`PassThroughBody`; answered 0x0001 if at all.
+- ``query_driver``: 0x8702, ``{}``; answered by the terminal's next 0x0702, the driver identity
+  is the answer's body (:mod:`ingest.jt808.driver_uplink`).
 
 Operators act on their own company's vehicles only (the API's scope check). Terminal control
 (a reset cuts the terminal off for a minute or two) and raw pass-through bytes (meaning set by
@@ -31,6 +33,7 @@ QUERY_POSITION = "query_position"
 TRACK = "track"
 TERMINAL_CONTROL = "terminal_control"
 PASS_THROUGH = "pass_through"
+QUERY_DRIVER = "query_driver"
 
 CONTROL_ACTIONS = {"reset": 4, "factory_reset": 5}  # JT/T 808 0x8105 command words
 
@@ -91,6 +94,10 @@ class PassThroughBody(BaseModel):
     content_hex: str = Field(pattern=r"^([0-9a-fA-F]{2}){0,1000}$")
 
 
+class QueryDriverBody(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
 @dataclass(frozen=True, slots=True)
 class CommandKind:
     name: str
@@ -109,6 +116,7 @@ KINDS: dict[str, CommandKind] = {
         CommandKind(TRACK, TrackBody, changes_terminal=True),
         CommandKind(TERMINAL_CONTROL, TerminalControlBody, bureau_only=True, changes_terminal=True),
         CommandKind(PASS_THROUGH, PassThroughBody, bureau_only=True, changes_terminal=True),
+        CommandKind(QUERY_DRIVER, QueryDriverBody),
     )
 }
 AUDITED_ANSWERS: frozenset[str] = frozenset(k.name for k in KINDS.values() if k.changes_terminal)

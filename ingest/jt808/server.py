@@ -73,6 +73,7 @@ READ_BYTES = 16 * 1024  # bytes read per recv (asyncio's default 256 KiB, see co
 Handler = Callable[["Session", Frame], Awaitable[bytes | None]]
 PacketHandler = Callable[["Session", Frame, float], Awaitable[bytes | None]]
 LocationHook = Callable[["Session", Frame, dict[str, Any]], bytes]
+PositionExtras = Callable[["Session"], Awaitable[dict[str, Any]]]
 
 
 class Publisher(Protocol):
@@ -255,6 +256,7 @@ class Jt808Gateway:
         self._contact_tasks: set[asyncio.Task[None]] = set()
         self._packet_handlers: dict[int, PacketHandler] = {}
         self._location_hooks: list[LocationHook] = []
+        self._position_extras: list[PositionExtras] = []
         self._handlers: dict[int, Handler] = {
             m.MSG_HEARTBEAT: self._on_heartbeat,
             m.MSG_REGISTER: self._on_register,
@@ -279,6 +281,11 @@ class Jt808Gateway:
         """Call ``hook(session, frame, position)`` for each 0x0200 after its answer is ready;
         the frames it returns are sent after that answer (0x9208 for active-safety alarms)."""
         self._location_hooks.append(hook)
+
+    def register_position_extras(self, extras: PositionExtras) -> None:
+        """Merge ``await extras(session)`` into the ``extras`` of each 0x0200 position before
+        it is published (the current driver, :mod:`ingest.jt808.driver_uplink`)."""
+        self._position_extras.append(extras)
 
     def writer(self, terminal_id: str) -> Callable[[bytes], None] | None:
         """Write bytes to the connection authenticated as ``terminal_id`` (None: not here)."""
@@ -546,6 +553,8 @@ class Jt808Gateway:
         )
         if position["fix_time"] is None:
             self.stats.positions_bad_time += 1
+        for extras in self._position_extras:
+            position["extras"] = {**(position.get("extras") or {}), **await extras(session)}
         topic = topics.position_topic(frame.header.terminal_id, self.prefix)
         reply = await self._publish_then_reply(session, frame, [(topic, _json(position), 1)])
         for hook in self._location_hooks:

@@ -44,7 +44,7 @@ import struct
 import time
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -55,8 +55,8 @@ from gps_monitor.db.pool import connect
 from gps_monitor.errors import ConfigurationError, GpsMonitorError
 from gps_monitor.models import PlateColor, Position, VehicleClass
 from gps_monitor.tracks import FORMATS, read_track
+from ingest.jt808 import driver, misc
 from ingest.jt808 import messages as m
-from ingest.jt808 import misc
 from ingest.jt808.codec import Frame, FrameError, FrameSplitter, decode_frame, encode_frame
 from ingest.jt808.sim_commands import COMMAND_IDS, DEFAULT_PARAMETERS, SimCommands
 
@@ -209,6 +209,40 @@ class SimTerminal:
         self.parameters: dict[int, bytes] = dict(DEFAULT_PARAMETERS)  # id -> value bytes
         self.last_report: m.LocationReport | None = None
         self.commands = SimCommands(self)
+        self.driver: driver.DriverIdentity | None = None  # the IC card in the reader
+
+    def driver_report(self, removed_at: datetime | None = None) -> bytes:
+        """0x0702 body: the card in the reader (2019 layout with a 2019 header), or a removal
+        at ``removed_at`` (now when None) when there is none."""
+        if self.driver is not None:
+            return driver.encode_driver_identity(self.driver)
+        when = removed_at or datetime.now(UTC) + timedelta(hours=8)
+        return driver.encode_driver_identity(
+            driver.DriverIdentity("2013", "removed", when.replace(tzinfo=None))
+        )
+
+    async def insert_card(
+        self,
+        certificate_no: str,
+        name: str,
+        when_local: datetime,
+        authority: str = "",
+        *,
+        valid_until: date | None = None,
+        id_card_no: str | None = None,
+    ) -> int:
+        """Insert a qualification-certificate IC card at ``when_local`` (terminal time,
+        naive): 0x0702 inserted; returns the gateway's result."""
+        self.driver = driver.DriverIdentity(
+            "2019" if self.version else "2013", "inserted", when_local, "ok", name,
+            certificate_no, authority or None, valid_until, id_card_no,
+        )  # fmt: skip
+        return await self.general(driver.MSG_DRIVER_IDENTITY, self.driver_report())
+
+    async def remove_card(self, when_local: datetime) -> int:
+        """Pull the card out at ``when_local``: 0x0702 removed; returns the gateway's result."""
+        self.driver = None
+        return await self.general(driver.MSG_DRIVER_IDENTITY, self.driver_report(when_local))
 
     async def connect(self, host: str, port: int) -> None:
         self._reader, self._writer = await asyncio.open_connection(host, port)

@@ -10,6 +10,8 @@ platform's terminal commands, as a real terminal would:
 - 0x8202: answers 0x0001 and then sends a 0x0200 every ``interval_s`` for ``duration_s``
   (the last report with the current time); interval 0 stops a tracking in progress;
 - 0x8105 and 0x8900: answers 0x0001 result 0 (a simulator does not reset);
+- 0x8702: answers 0x0702 with the card in its reader (inserted, read ok), or a removal when
+  none is in (:attr:`SimTerminal.driver`);
 - each printed on stdout, one line: ``jt808-sim: terminal 13511221122 0x8103 set
   overspeed_limit_kmh=80``.
 
@@ -26,8 +28,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from gps_monitor.terminal_params import BY_NAME
+from ingest.jt808 import driver, misc, query
 from ingest.jt808 import messages as m
-from ingest.jt808 import misc, query
 from ingest.jt808 import params as p
 from ingest.jt808.codec import Frame
 
@@ -72,6 +74,7 @@ COMMAND_IDS = frozenset(
         query.MSG_TRACK,
         misc.MSG_TERMINAL_CONTROL,
         misc.MSG_PASS_THROUGH_DOWN,
+        driver.MSG_QUERY_DRIVER,
     }
 )
 
@@ -107,6 +110,10 @@ class SimCommands:
             self._print(msg_id, "position query")
             body = query.encode_position_answer(serial, self.current_report())
             await self._send(query.MSG_POSITION_ANSWER, body)
+            return
+        if msg_id == driver.MSG_QUERY_DRIVER:
+            self._print(msg_id, "driver identity request")
+            await self._send(driver.MSG_DRIVER_IDENTITY, t.driver_report())
             return
         if msg_id == p.MSG_SET_PARAMS:
             settings = p.decode_set(frame.body)

@@ -32,8 +32,8 @@ import asyncpg
 
 from gps_monitor import topics
 from gps_monitor.db import terminal_uploads
+from ingest.jt808 import driver_uplink, misc, query
 from ingest.jt808 import messages as m
-from ingest.jt808 import misc, query
 from ingest.jt808 import params as p
 from ingest.jt808.codec import Frame, FrameError
 from ingest.jt808.terminal_commands import ENCODERS, SENT_IDS
@@ -54,6 +54,7 @@ def install(gateway: Jt808Gateway) -> None:
     gateway.register(misc.MSG_PASS_THROUGH_UP, handlers.on_pass_through)
     gateway.register(misc.MSG_CAN_DATA, handlers.on_can_data)
     gateway.register(misc.MSG_UPGRADE_RESULT, handlers.on_upgrade_result)
+    driver_uplink.install(gateway)  # issue 12 item 7: 0x0702, current driver, query_driver
     if gateway.downlink is not None:
         for name, encoder in ENCODERS.items():
             for msg_id in SENT_IDS[name]:

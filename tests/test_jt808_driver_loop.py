@@ -1,0 +1,145 @@
+"""Issue 12 item 7 through the real gateway (TCP), Mosquitto and PostgreSQL: the simulated
+terminal inserts IC cards (0x0702), positions carry the driver whose card is in, a driver change
+closes one card session and opens the next, a removal closes it, and ``query_driver`` from the
+web API goes out as 0x8702 and comes back answered by the terminal's 0x0702."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import UTC, date, datetime
+
+import asyncpg
+from ingest_helpers import wait_for
+from jt808_helpers import location_report, next_message, subscription
+from test_commands import PHONE_A, Loop, command_loop, connected
+from test_jt808_params_loop import answered, post
+from web_helpers import rest_client
+
+from gps_monitor.config import Settings
+from gps_monitor.db import drivers
+from ingest.jt808 import messages as m
+from ingest.jt808.driver import MSG_DRIVER_IDENTITY
+from ingest.jt808.sim import SimTerminal
+
+AUTHORITY = "重庆市交通运输委员会"
+
+
+async def sessions_of(loop: Loop) -> list[tuple[str, datetime, datetime | None, str | None]]:
+    rows = await drivers.sessions(loop.pool, loop.vehicle_a)
+    return [(r["certificate_no"], r["card_in_at"], r["card_out_at"], r["ended_by"]) for r in rows][
+        ::-1
+    ]
+
+
+async def test_cards_in_and_out_make_driver_sessions_and_positions_carry_the_driver(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    async with command_loop(settings, pool) as loop, subscription(loop.settings) as positions:
+        terminal = await connected(loop)
+        # no card yet: the position carries no driver
+        assert await terminal.send_location(location_report("260101080000")) == m.RESULT_OK
+        _, first = await next_message(positions)
+        assert "driver" not in (first.get("extras") or {})
+
+        # driver A (card time is the terminal's local time, GMT+8)
+        result = await terminal.insert_card(
+            "500101198001011234", "张三", datetime(2026, 1, 1, 8, 1), AUTHORITY,
+            valid_until=date(2030, 6, 30),
+        )  # fmt: skip
+        assert result == m.RESULT_OK
+        assert await terminal.send_location(location_report("260101080200")) == m.RESULT_OK
+        _, second = await next_message(positions)
+        assert second["extras"]["driver"] == {
+            "certificate_no": "500101198001011234",
+            "name": "张三",
+        }
+        row = await pool.fetchrow("SELECT * FROM drivers")
+        assert (row["name"], row["issuing_authority"], row["valid_until"]) == (
+            "张三", AUTHORITY, date(2030, 6, 30),
+        )  # fmt: skip
+
+        # driver B takes over: A's session is closed ('replaced') when B's card goes in
+        await terminal.insert_card("500101198502022345", "李四", datetime(2026, 1, 1, 12, 0))
+        assert await terminal.send_location(location_report("260101120100")) == m.RESULT_OK
+        _, third = await next_message(positions)
+        assert third["extras"]["driver"]["name"] == "李四"
+
+        # B pulls his card: the next position carries nobody
+        await terminal.remove_card(datetime(2026, 1, 1, 16, 30))
+        assert await terminal.send_location(location_report("260101163100")) == m.RESULT_OK
+        _, fourth = await next_message(positions)
+        assert "driver" not in fourth["extras"]
+        assert await sessions_of(loop) == [
+            ("500101198001011234", datetime(2026, 1, 1, 0, 1, tzinfo=UTC),
+             datetime(2026, 1, 1, 4, 0, tzinfo=UTC), "replaced"),
+            ("500101198502022345", datetime(2026, 1, 1, 4, 0, tzinfo=UTC),
+             datetime(2026, 1, 1, 8, 30, tzinfo=UTC), "removed"),
+        ]  # fmt: skip
+        assert (await drivers.driver_at(pool, loop.vehicle_a, datetime(2026, 1, 1, 3, tzinfo=UTC)))[
+            "name"
+        ] == "张三"
+
+        # a body that fits no layout: result 2, nothing stored, the terminal still served
+        assert await terminal.general(MSG_DRIVER_IDENTITY, bytes.fromhex("0318")) == (
+            m.RESULT_MESSAGE_ERROR
+        )
+        assert await pool.fetchval("SELECT count(*) FROM driver_sessions") == 2
+        assert await terminal.heartbeat() == m.RESULT_OK
+        await terminal.close()
+
+
+async def test_after_a_gateway_restart_the_driver_whose_card_is_in_comes_from_the_database(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    async with command_loop(settings, pool) as loop, subscription(loop.settings) as positions:
+        terminal = await connected(loop)
+        await terminal.insert_card("500101198001011234", "张三", datetime(2026, 1, 1, 8, 1))
+        code = terminal.auth_code
+        await terminal.close()
+        # what a restarted gateway knows: nothing in memory (its handlers' cache emptied)
+        handlers = loop.gateway._handlers[MSG_DRIVER_IDENTITY].__self__  # type: ignore[attr-defined]
+        handlers._current.clear()
+        terminal = SimTerminal(PHONE_A, reply_timeout_s=10)
+        await terminal.connect("127.0.0.1", loop.port)
+        assert await terminal.authenticate(code) == m.RESULT_OK
+        assert await terminal.send_location(location_report("260101090000")) == m.RESULT_OK
+        _, position = await next_message(positions)
+        assert position["extras"]["driver"]["certificate_no"] == "500101198001011234"
+        await terminal.close()
+
+
+async def test_query_driver_goes_out_as_0x8702_and_the_0702_answers_it(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    async with command_loop(settings, pool) as loop, rest_client(loop.settings) as client:
+        terminal = await connected(loop, protocol="2019")
+        terminal.driver = None
+        assert await terminal.send_location(location_report()) == m.RESULT_OK
+        reader = asyncio.create_task(terminal.linger(60, heartbeat_s=30))
+        try:
+            # the card goes in without a report (the sim only sets its reader)
+            from ingest.jt808.driver import DriverIdentity
+
+            terminal.driver = DriverIdentity(
+                "2019", "inserted", datetime(2026, 1, 1, 8, 0), "ok", "王五",
+                "500101199003033456", AUTHORITY, date(2031, 1, 1), "500101199003033456",
+            )  # fmt: skip
+            created = await post(client, loop, "query_driver", {})
+            assert created.status_code == 201, created.text
+            row = await answered(loop, created.json()["id"])
+            assert (row["state"], row["result"]) == ("acknowledged", 0)
+            body = row["result_body"]
+            assert (body["layout"], body["status"], body["name"]) == ("2019", "inserted", "王五")
+            assert body["certificate_no"] == "500101199003033456"
+            assert body["id_card_no"] == "500101199003033456"
+            # and the answer opened the driver's session like any card report
+            session = await wait_for(
+                lambda: drivers.current_driver(pool, loop.vehicle_a), lambda r: r is not None
+            )
+            assert session is not None and session["name"] == "王五"
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await reader
+            await terminal.close()
