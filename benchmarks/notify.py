@@ -273,6 +273,7 @@ async def run(args: argparse.Namespace, with_dead: bool) -> dict[str, Any]:
             "published": published,
             "publish_rate": published / publish_s,
             "cpu_pct": 100 * cpu_s / wall_s,
+            "cpu_s": cpu_s,
             "peak_rss_mb": watch.peak_rss / 2**20,
             "dead_requests": dead.requests,
         }
@@ -312,7 +313,7 @@ def _print(title: str, result: dict[str, Any]) -> None:
             f"p99 {r['p99_ms']:.0f} ms"
         )
     print(
-        f"  worker CPU {result['cpu_pct']:.0f} % of one core, peak RSS "
+        f"  worker CPU {result['cpu_pct']:.0f} % of one core ({result['cpu_s']:.1f} s), peak RSS "
         f"{result['peak_rss_mb']:.0f} MB; dead channel requests {result['dead_requests']}, "
         f"deliveries still pending {result['pending']}"
     )
@@ -375,14 +376,15 @@ async def _compare(args: argparse.Namespace) -> None:
             )
             _print(title, result)
             results[dead_channels].append(result)
-    print("\n| run | dead | p50 live-1 / live-2 ms | p99 live-1 / live-2 ms | CPU % | RSS MB |")
+    print("\n| run | dead | p50 live-1 / live-2 ms | p99 live-1 / live-2 ms | CPU % (s) | RSS MB |")
     print("|---|---|---|---|---|---|")
     for dead_channels in variants:
         for i, r in enumerate(results[dead_channels]):
             print(
                 f"| {i + 1} | {dead_channels} | {r['live-1']['p50_ms']:.0f} / "
                 f"{r['live-2']['p50_ms']:.0f} | {r['live-1']['p99_ms']:.0f} / "
-                f"{r['live-2']['p99_ms']:.0f} | {r['cpu_pct']:.0f} | {r['peak_rss_mb']:.0f} |"
+                f"{r['live-2']['p99_ms']:.0f} | {r['cpu_pct']:.0f} ({r['cpu_s']:.1f}) | "
+                f"{r['peak_rss_mb']:.0f} |"
             )
     if len(variants) < 2:
         return
@@ -391,10 +393,13 @@ async def _compare(args: argparse.Namespace) -> None:
         m = medians[d]
         print(
             f"median, {d} dead: p50 {m['p50_ms']:.0f} ms, p99 {m['p99_ms']:.0f} ms, "
-            f"CPU {m['cpu_pct']:.0f} %, peak RSS {m['peak_rss_mb']:.0f} MB"
+            f"CPU {m['cpu_pct']:.0f} % ({m['cpu_s']:.1f} s), peak RSS {m['peak_rss_mb']:.0f} MB"
         )
     before, after = medians[0]["p99_ms"], medians[1]["p99_ms"]
     print(f"median p99 with the dead channel: {100 * (after - before) / before:+.1f} %")
+    cpu_before, cpu_after = medians[0]["cpu_s"], medians[1]["cpu_s"]
+    print(f"median worker CPU time with it: {100 * (cpu_after - cpu_before) / cpu_before:+.1f} %")
+    print(f"load average at the end: {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
 
 
 def _medians(results: list[dict[str, Any]]) -> dict[str, float]:
@@ -404,6 +409,7 @@ def _medians(results: list[dict[str, Any]]) -> dict[str, float]:
         "p50_ms": statistics.median(r[n]["p50_ms"] for r in results for n in ("live-1", "live-2")),
         "p99_ms": statistics.median(r[n]["p99_ms"] for r in results for n in ("live-1", "live-2")),
         "cpu_pct": statistics.median(r["cpu_pct"] for r in results),
+        "cpu_s": statistics.median(r["cpu_s"] for r in results),
         "peak_rss_mb": statistics.median(r["peak_rss_mb"] for r in results),
     }
 
