@@ -22,6 +22,7 @@ from gps_monitor.config import AlarmsSettings, QualitySettings, RulesSettings
 from gps_monitor.geo import ZonedIndex, ZoneKey, ZoneShapes, projection_of_zone, zone_key
 from gps_monitor.geofences import Geofence, Route, TimeWindow
 from gps_monitor.models import Alarm, Position
+from rules.driver_days import DriverDays
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,6 +275,8 @@ class RuleContext:
     late: bool = False
     clock: str = "fix"
     levels: AlarmsSettings = field(default_factory=AlarmsSettings)
+    # drivers' daily driving on every vehicle (one ledger per worker; issue 12 item 7)
+    driver_days: DriverDays = field(default_factory=DriverDays)
 
     def in_window(self, window: TimeWindow | None, t_minute: int) -> bool:
         return window is None or window.contains(t_minute)

@@ -16,6 +16,10 @@ Per vehicle, positions are evaluated strictly in fix-time order. For one positio
 3. each rule of :data:`RULES` steps its own state: ``process(state, fix, ctx) -> (state,
    alarms)``. A rule that raises is logged with the vehicle and skipped (its state unchanged);
    the others still run.
+4. alarms raised at a position that names a driver (``extras.driver``, the IC card in the
+   vehicle, issue 12 item 7) carry ``details.driver_certificate_no`` unless the rule set it
+   itself (fatigue names the driver whose count it is, which after a change of driver may not
+   be the one at this position).
 
 :meth:`Engine.tick` is the offline timer of the live service (wall clock).
 State is a :class:`VehicleState`: small, explicit and JSON-serialisable (:meth:`to_json`).
@@ -23,6 +27,7 @@ State is a :class:`VehicleState`: small, explicit and JSON-serialisable (:meth:`
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -136,7 +141,7 @@ class Engine:
         if position.quality is Quality.INVALID or not newer or position.quality is Quality.DRIFT:
             if newer and position.quality_reason not in UNTRUSTED_TIME_REASONS:
                 alarms += self._without_fix(rules, position, state.last, ctx)
-            return VehicleState(last=state.last, rules=rules), alarms
+            return VehicleState(last=state.last, rules=rules), with_driver(alarms, position)
         fix = make_fix(position, state.last, ctx.local)
         for module in self.rules:
             name = module.NAME
@@ -158,7 +163,7 @@ class Engine:
             rules[name] = new
             alarms += out
         last = (t, position.latitude, position.longitude, position.speed_kmh)
-        return VehicleState(last=last, rules=rules), alarms
+        return VehicleState(last=last, rules=rules), with_driver(alarms, position)
 
     def _without_fix(
         self,
@@ -207,6 +212,23 @@ class Engine:
         rules = dict(state.rules)
         rules[offline.NAME] = new
         return VehicleState(last=state.last, rules=rules), alarms
+
+
+def with_driver(alarms: list[Alarm], position: Position) -> list[Alarm]:
+    """``alarms`` with ``details.driver_certificate_no`` of the driver the position names
+    (unchanged when it names none or the rule already said whose alarm it is)."""
+    if not alarms or not position.extras:
+        return alarms
+    driver = position.extras.get("driver")
+    certificate = driver.get("certificate_no") if isinstance(driver, dict) else None
+    if not certificate:
+        return alarms
+    return [
+        a
+        if "driver_certificate_no" in a.details
+        else dataclasses.replace(a, details={**a.details, "driver_certificate_no": certificate})
+        for a in alarms
+    ]
 
 
 def merge_events(events: list[Alarm]) -> list[Alarm]:

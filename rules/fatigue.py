@@ -45,14 +45,34 @@ Each interval between two consecutive fixes is classified:
   ``daily_driving_limit``) says so in ``details``: ``ambiguous_gaps`` (how many),
   ``ambiguous_s`` (their total length), ``ambiguous_driving_s`` (the part counted as driving)
   and ``evidence`` (the assumption, in words).
+
+Drivers (issue 12 item 7; DOMAIN.md, Drivers: driving-time limits bind the driver). A position
+may name the driver whose IC card is in the vehicle (``extras.driver.certificate_no``, set by the
+JT/T 808 gateway from 0x0702). Without any card data the counts are the vehicle's, as above.
+With it:
+
+- a different driver's card with the vehicle stopped (the fix before the change was not moving)
+  starts a fresh continuous-driving count for the incoming driver: the outgoing driver's run,
+  warning and alarm close at that fix before the change (``reason`` ``driver change``). A card
+  swapped while moving is no rest: the incoming driver takes over the running count;
+- the daily total is the driver's: what he drove on this vehicle that day plus what he drove on
+  every other vehicle that day (:class:`rules.driver_days.DriverDays`); the daily alarm names
+  the driver (``driver_certificate_no``; its discriminator is the day and the driver, so two
+  drivers of one vehicle have their own) and the vehicles' shares (``driving_s_by_vehicle``);
+- a card pulled out (positions without a driver after a card) changes nothing: the count goes
+  on for the last driver known, since nothing shows somebody fresh took the wheel;
+- every fatigue alarm carries ``driver_certificate_no`` (the driver whose count it is), taken
+  from this rule's state rather than the position, so an alarm closing after a change still
+  names the driver it was about.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from gps_monitor.models import Alarm
+from rules import driver_days
 from rules.context import Fix, LocalClock, RuleContext, fields_of, night_window, utc
 
 NAME = "fatigue"
@@ -85,10 +105,23 @@ class State:
     day_ambiguous_gaps: int = 0
     day_ambiguous_s: float = 0.0
     day_ambiguous_driving_s: float = 0.0
+    driver: str | None = None  # certificate number of the driver counted (None: the vehicle)
+    driver_days: dict[str, float] = field(default_factory=dict)  # "cert|day" -> s on this one
 
 
 def _copy(state: State) -> State:
-    return State(**fields_of(state))
+    copied = State(**fields_of(state))
+    copied.driver_days = dict(state.driver_days)
+    return copied
+
+
+def driver_of(fix: Fix) -> str | None:
+    """The certificate number of the driver a position names (``extras.driver``), or None."""
+    found = (fix.position.extras or {}).get("driver")
+    if isinstance(found, dict):
+        certificate = found.get("certificate_no")
+        return str(certificate) if certificate else None
+    return None
 
 
 def replace(state: State, **changes: Any) -> State:
@@ -191,6 +224,8 @@ def _run_details(state: State, limit: float, ctx: RuleContext) -> dict[str, Any]
         "limit_s": limit,
         "run_started_at": _iso(state.run_start_t),
     }
+    if state.driver is not None:
+        details["driver_certificate_no"] = state.driver
     return details | _evidence(
         state.ambiguous_gaps, state.ambiguous_s, state.ambiguous_driving_s, ctx
     )
@@ -200,11 +235,44 @@ def _day_details(state: State, day: int, ctx: RuleContext) -> dict[str, Any]:
     details: dict[str, Any] = {
         "day": LocalClock.day_iso(day),
         "limit_s": ctx.settings.daily_driving_limit_s,
-        "driving_s": round(state.day_driving_s, 1),
+        "driving_s": round(state.day_driving_s + _others(state, day, ctx), 1),
     }
+    if state.driver is not None:
+        shares = ctx.driver_days.vehicles(state.driver, day)
+        shares[ctx.vehicle.vehicle_id] = state.day_driving_s
+        details["driver_certificate_no"] = state.driver
+        details["driving_s_by_vehicle"] = {str(v): round(s, 1) for v, s in sorted(shares.items())}
     return details | _evidence(
         state.day_ambiguous_gaps, state.day_ambiguous_s, state.day_ambiguous_driving_s, ctx
     )
+
+
+def _others(state: State, day: int, ctx: RuleContext) -> float:
+    """What the counted driver drove that day on other vehicles (0 without a driver)."""
+    if state.driver is None:
+        return 0.0
+    return ctx.driver_days.others(state.driver, day, ctx.vehicle.vehicle_id)
+
+
+def _day_discriminator(state: State, day: int) -> str:
+    iso = LocalClock.day_iso(day)
+    return iso if state.driver is None else f"{iso}|{state.driver}"
+
+
+def _record_day(state: State, ctx: RuleContext) -> State:
+    """Write the counted driver's figure of the day into the state and the shared ledger
+    (only yesterday and today are kept in the state)."""
+    if state.driver is None or state.day is None:
+        return state
+    name = driver_days.key(state.driver, state.day)
+    state.driver_days[name] = state.day_driving_s
+    ctx.driver_days.record(state.driver, state.day, ctx.vehicle.vehicle_id, state.day_driving_s)
+    if len(state.driver_days) > 1:
+        keep = {state.day, state.day - 1}
+        state.driver_days = {
+            k: v for k, v in state.driver_days.items() if int(k.rpartition("|")[2]) in keep
+        }
+    return state
 
 
 def _iso(t: float | None) -> str | None:
@@ -229,9 +297,10 @@ def _add_day(
         if state.day != day:
             state = _roll_day(state, day, clock.next_midnight(t) - 86400, ctx, alarms)
         piece_end = min(end_t, clock.next_midnight(t))
-        before = state.day_driving_s
+        others = _others(state, day, ctx)
+        before = state.day_driving_s + others
         after = before + (piece_end - t)
-        state = replace(state, day_driving_s=after)
+        state = replace(state, day_driving_s=after - others)
         if gap_s:
             state = replace(
                 state,
@@ -246,13 +315,14 @@ def _add_day(
                 ctx.alarm(
                     "daily_driving_limit",
                     cross_t,
-                    discriminator=LocalClock.day_iso(day),
+                    discriminator=_day_discriminator(state, day),
                     details=_day_details(state, day, ctx),
                     first_fix_t=cross_t,
                     last_fix_t=end_t,
                 )
             )
         t = piece_end
+        state = _record_day(state, ctx)
     return state
 
 
@@ -265,7 +335,7 @@ def _roll_day(
             ctx.alarm(
                 "daily_driving_limit",
                 state.daily_alarm_t,
-                discriminator=LocalClock.day_iso(state.day),
+                discriminator=_day_discriminator(state, state.day),
                 ended_t=midnight_t,
                 details=_day_details(state, state.day, ctx),
                 first_fix_t=state.daily_alarm_t,
@@ -284,14 +354,16 @@ def _roll_day(
     )
 
 
-def _close_run(state: State, end_t: float, ctx: RuleContext, alarms: list[Alarm]) -> State:
+def _close_run(
+    state: State, end_t: float, ctx: RuleContext, alarms: list[Alarm], reason: str = "rest"
+) -> State:
     if state.warning_t is not None:
         alarms.append(
             ctx.alarm(
                 "fatigue_warning",
                 state.warning_t,
                 ended_t=end_t,
-                details=_run_details(state, state.alarm_limit_s, ctx) | {"reason": "rest"},
+                details=_run_details(state, state.alarm_limit_s, ctx) | {"reason": reason},
                 event="closed",
             )
         )
@@ -301,7 +373,8 @@ def _close_run(state: State, end_t: float, ctx: RuleContext, alarms: list[Alarm]
                 NAME_ALARM,
                 state.alarm_t,
                 ended_t=end_t,
-                details=_run_details(state, state.alarm_limit_s, ctx),
+                details=_run_details(state, state.alarm_limit_s, ctx)
+                | ({"reason": reason} if reason != "rest" else {}),
                 first_fix_t=state.run_start_t,
                 last_fix_t=end_t,
                 event="closed",
@@ -410,10 +483,15 @@ def process(state: State, fix: Fix, ctx: RuleContext) -> tuple[State, list[Alarm
     """Step continuous driving, warning and daily totals with one fix (module docstring)."""
     alarms: list[Alarm] = []
     if fix.prev_t is None or fix.dt_s <= 0:
-        if state.day is None:
-            state = replace(_copy(state), day=ctx.local.day_number(fix.t))
+        incoming = driver_of(fix) if fix.prev_t is None else None
+        if state.day is None or (incoming is not None and state.driver is None):
+            day = state.day if state.day is not None else ctx.local.day_number(fix.t)
+            state = replace(_copy(state), day=day, driver=incoming or state.driver)
         return state, alarms
     state = _copy(state)
+    incoming = driver_of(fix)
+    if incoming is not None and incoming != state.driver:
+        state = _change_driver(state, incoming, fix, ctx, alarms)
     kind, driving_s = classify(fix, ctx)
     gap_s = fix.dt_s if kind == "ambiguous" else 0.0
     for driving, start_t, end_t in _segments(fix, ctx, driving_s):
@@ -422,6 +500,47 @@ def process(state: State, fix: Fix, ctx: RuleContext) -> tuple[State, list[Alarm
         else:
             state = _stop(state, start_t, end_t, ctx, alarms)
     return state, alarms
+
+
+def _change_driver(
+    state: State, incoming: str, fix: Fix, ctx: RuleContext, alarms: list[Alarm]
+) -> State:
+    """Another driver's card (module docstring): with the vehicle stopped, the outgoing
+    driver's run and daily alarm close at the fix before the change and the incoming driver's
+    day starts from what he drove on this vehicle that day; while moving he takes over the run."""
+    s = ctx.settings
+    moving = (fix.prev_speed_kmh or 0.0) > s.moving_speed_kmh
+    if moving:
+        return replace(state, driver=incoming)
+    change_t = fix.prev_t if fix.prev_t is not None else fix.t
+    if not moving and state.run_start_t is not None:
+        state = _close_run(state, change_t, ctx, alarms, reason="driver change")
+        state = replace(state, rest_s=0.0, rest_start_t=None)
+    if state.daily_alarm_t is not None and state.day is not None:
+        alarms.append(
+            ctx.alarm(
+                "daily_driving_limit",
+                state.daily_alarm_t,
+                discriminator=_day_discriminator(state, state.day),
+                ended_t=change_t,
+                details=_day_details(state, state.day, ctx) | {"reason": "driver change"},
+                first_fix_t=state.daily_alarm_t,
+                last_fix_t=change_t,
+                event="closed",
+            )
+        )
+    day = state.day if state.day is not None else ctx.local.day_number(change_t)
+    own_s = state.driver_days.get(driver_days.key(incoming, day), 0.0)
+    return replace(
+        state,
+        driver=incoming,
+        day=day,
+        day_driving_s=own_s,
+        daily_alarm_t=None,
+        day_ambiguous_gaps=0,
+        day_ambiguous_s=0.0,
+        day_ambiguous_driving_s=0.0,
+    )
 
 
 def dump(state: State) -> dict[str, Any]:

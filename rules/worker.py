@@ -56,8 +56,9 @@ from gps_monitor.db.positions import RejectedMessage, save_rejected, vehicle_pos
 from gps_monitor.errors import PayloadError
 from gps_monitor.models import Alarm, Position
 from gps_monitor.service import relay_ready
-from rules import offline
+from rules import fatigue, offline
 from rules.context import GeoContext, LocalClock, RuleContext, VehicleProfile
+from rules.driver_days import DriverDays
 from rules.engine import Engine, VehicleState, merge_events
 from rules.state import load_states, save_states
 
@@ -189,6 +190,7 @@ class RulesWorker:
         self.local = LocalClock(settings.rules.timezone)
         self.states: dict[int, VehicleState] = {}
         self.written: dict[int, str] = {}
+        self.driver_days = DriverDays()  # drivers' daily driving across vehicles
         self.profiles: dict[int, VehicleProfile] = {}
         self.geo = GeoContext([], [])
         self.ready = asyncio.Event()
@@ -251,6 +253,11 @@ class RulesWorker:
         stored = await load_states(await self.pool())
         self.states = {vid: state for vid, (state, _) in stored.items()}
         self.written = {vid: text for vid, (_, text) in stored.items()}
+        self.driver_days.restore(
+            (vid, state.rules[fatigue.NAME].driver_days)
+            for vid, state in self.states.items()
+            if fatigue.NAME in state.rules
+        )
         log.info("rules worker restored the state of %d vehicle(s)", len(self.states))
 
     def context(self, profile: VehicleProfile, *, late: bool = False) -> RuleContext:
@@ -263,6 +270,7 @@ class RulesWorker:
             late=late,
             clock="fix" if late else "wall",
             levels=self.settings.alarms,
+            driver_days=self.driver_days,
         )
 
     # --- service -------------------------------------------------------------------------
