@@ -1,14 +1,17 @@
-"""The ``alarms`` table (migration 0003): episodes written by the rules engine.
+"""The ``alarms`` table (migration 0003): episodes written by the rules engine, and the web
+app's worklist view of them with their handling.
 
 Each alarm is identified by its ``dedup_key`` (vehicle, type, discriminator, start), so writing
-the same episode again (reprocessing, redelivery after a crash) never duplicates it. Handling
-columns (acknowledged/handled) belong to the web app and are never touched here.
+the same episode again (reprocessing, redelivery after a crash) never duplicates it. The rules
+engine's writes never touch the handling columns (acknowledged/handled); those are written only
+by :func:`acknowledge` and :func:`mark_handled` (the web app, with its audit entry in the same
+transaction).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -171,4 +174,182 @@ async def kpi_episodes(
         period_start,
         period_end,
         now,
+    )
+
+
+# --- the web app's worklist view -------------------------------------------------------------
+
+_ALARM_SELECT = (
+    "SELECT a.id, a.alarm_type, a.level, a.vehicle_id, a.company_id, v.plate_number, "
+    "v.plate_color, v.vehicle_class, c.name AS company_name, a.started_at, a.ended_at, a.status, "
+    "a.late, a.details, a.first_fix_time, a.last_fix_time, a.acknowledged_at, a.acknowledged_by, "
+    "a.handled_at, a.handled_by, a.handling_note, a.created_at, a.updated_at, "
+    "a.handling_method, a.remind_command_id, rc.body->>'text' AS remind_text, "
+    "rc.state AS remind_state, rc.sent_at AS remind_sent_at, rc.result AS remind_result, "
+    "rc.answered_at AS remind_answered_at, sv.id AS supervision_id, "
+    "sv.deadline AS supervision_deadline, sv.answered_at AS supervision_answered_at "
+    "FROM alarms a JOIN vehicles v ON v.id = a.vehicle_id JOIN companies c ON c.id = a.company_id "
+    "LEFT JOIN commands rc ON rc.id = a.remind_command_id "
+    "LEFT JOIN LATERAL (SELECT s.id, s.deadline, s.answered_at FROM supervisions s "
+    "WHERE s.alarm_id = a.id ORDER BY s.issued_at DESC, s.id DESC LIMIT 1) sv ON true"
+)
+# the worklist order (indexes alarms_worklist_idx / alarms_company_worklist_idx, migration 0052):
+# unhandled first, then by level (1 紧急 first), then newest
+_WORKLIST_ORDER = (
+    "ORDER BY (a.status IN ('handled', 'closed')), a.level, a.started_at DESC, a.id DESC"
+)
+# where the alarm happened: the vehicle's last ok fix at its start (within the day before)
+_PLACE = (
+    "LEFT JOIN LATERAL (SELECT p.latitude, p.longitude FROM positions p "
+    "WHERE p.vehicle_id = a.vehicle_id AND p.quality = 'ok' "
+    "AND p.fix_time <= COALESCE(a.first_fix_time, a.started_at) "
+    "AND p.fix_time > COALESCE(a.first_fix_time, a.started_at) - interval '1 day' "
+    "ORDER BY p.fix_time DESC LIMIT 1) AS place ON true"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmFilter:
+    """The list filters as one SQL condition; ``status`` and ``level`` apart, so the summary
+    can count every status and level under the other filters. ``company_id`` None: every
+    company; ``plate``: a literal part of the plate, any case."""
+
+    company_id: int | None
+    alarm_type: str | None
+    vehicle_id: int | None
+    plate: str | None
+    start: datetime | None
+    end: datetime | None
+    late: bool | None
+
+    def where(
+        self, statuses: list[str] | None = None, levels: list[int] | None = None
+    ) -> tuple[str, list[Any]]:
+        """``(condition, args)``: only the filters given, as ``$1``, ``$2``... (a plan per
+        combination, so each can use its index), over ``alarms a JOIN vehicles v``."""
+        plate = None
+        if self.plate:  # a literal part of the plate: LIKE's wildcards escaped
+            literal = self.plate.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            plate = f"%{literal}%"
+        terms = (
+            ("a.company_id = {}", self.company_id),
+            ("a.alarm_type = {}", self.alarm_type),
+            ("a.vehicle_id = {}", self.vehicle_id),
+            ("v.plate_number ILIKE {}", plate),
+            ("a.started_at >= {}", self.start),
+            ("a.started_at < {}", self.end),
+            ("a.late = {}", self.late),
+            ("a.status = ANY({}::text[])", statuses),
+            ("a.level = ANY({}::smallint[])", levels),
+        )
+        conditions, args = [], []
+        for sql, value in terms:
+            if value is not None:
+                args.append(value)
+                conditions.append(sql.format(f"${len(args)}"))
+        return " AND ".join(conditions) or "true", args
+
+
+async def worklist(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    filters: AlarmFilter,
+    statuses: list[str] | None,
+    levels: list[int] | None,
+    limit: int,
+    offset: int,
+) -> list[dict[str, Any]]:
+    """One page of the worklist (unhandled first, then level, then newest) as view rows, each
+    with ``latitude`` / ``longitude``: the vehicle's last ok fix at the alarm's start (None
+    without one within the day before)."""
+    where, args = filters.where(statuses, levels)
+    n = len(args)
+    rows = await conn.fetch(
+        f"SELECT a.*, place.latitude, place.longitude FROM ({_ALARM_SELECT} WHERE {where} "
+        f"{_WORKLIST_ORDER} LIMIT ${n + 1} OFFSET ${n + 2}) AS a {_PLACE} {_WORKLIST_ORDER}",
+        *args,
+        limit,
+        offset,
+    )
+    return [dict(r) for r in rows]
+
+
+async def counts_by_status_level(
+    conn: asyncpg.Connection | asyncpg.Pool, filters: AlarmFilter
+) -> list[tuple[str, int, int]]:
+    """``(status, level, count)`` of the alarms under ``filters`` (status and level unfiltered)."""
+    where, args = filters.where()
+    join = "JOIN vehicles v ON v.id = a.vehicle_id " if filters.plate else ""
+    rows = await conn.fetch(
+        f"SELECT a.status, a.level, count(*) AS n FROM alarms a {join}"
+        f"WHERE {where} GROUP BY a.status, a.level",
+        *args,
+    )
+    return [(r["status"], r["level"], r["n"]) for r in rows]
+
+
+async def view_row(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    alarm_id: int,
+    company_id: int | None = None,
+    lock: bool = False,
+) -> dict[str, Any] | None:
+    """One alarm as the worklist shows it; None when missing or (``company_id`` given) of
+    another company. ``lock``: FOR UPDATE of the alarm row (inside a transaction)."""
+    row = await conn.fetchrow(
+        f"{_ALARM_SELECT} WHERE a.id = $1 AND ($2::bigint IS NULL OR a.company_id = $2)"
+        + (" FOR UPDATE OF a" if lock else ""),
+        alarm_id,
+        company_id,
+    )
+    return None if row is None else dict(row)
+
+
+async def episode_positions(
+    conn: asyncpg.Connection | asyncpg.Pool, vehicle_id: int, start: datetime, end: datetime
+) -> list[dict[str, Any]]:
+    """The vehicle's positions from ``start`` to ``end`` inclusive, oldest first, up to 2,000:
+    ``fix_time``, ``latitude``, ``longitude``, ``speed_kmh``, ``heading_deg``, ``quality``,
+    ``late``."""
+    rows = await conn.fetch(
+        "SELECT fix_time, latitude, longitude, speed_kmh, heading_deg, quality, late "
+        "FROM positions WHERE vehicle_id = $1 AND fix_time BETWEEN $2 AND $3 "
+        "ORDER BY fix_time LIMIT 2000",
+        vehicle_id,
+        start,
+        end,
+    )
+    return [dict(r) for r in rows]
+
+
+async def acknowledge(conn: asyncpg.Connection, alarm_id: int, user_id: int) -> None:
+    """open -> acknowledged by ``user_id`` now (the caller checked the status under lock)."""
+    await conn.execute(
+        "UPDATE alarms SET status = 'acknowledged', acknowledged_at = now(), "
+        "acknowledged_by = $2, updated_at = now() WHERE id = $1",
+        alarm_id,
+        user_id,
+    )
+
+
+async def mark_handled(
+    conn: asyncpg.Connection,
+    alarm_id: int,
+    user_id: int,
+    note: str | None,
+    method: str | None,
+    remind_command_id: int | None,
+) -> None:
+    """-> handled by ``user_id`` now with the 处理方式 and 处理意见 (acknowledged too when it was
+    not); ``remind_command_id``: the text sent to the driver, kept when None."""
+    await conn.execute(
+        "UPDATE alarms SET status = 'handled', handled_at = now(), handled_by = $2, "
+        "handling_note = $3, acknowledged_at = coalesce(acknowledged_at, now()), "
+        "acknowledged_by = coalesce(acknowledged_by, $2), handling_method = $4, "
+        "remind_command_id = coalesce($5, remind_command_id), updated_at = now() "
+        "WHERE id = $1",
+        alarm_id,
+        user_id,
+        note,
+        method,
+        remind_command_id,
     )

@@ -9,7 +9,6 @@ Enforcement records penalty decisions on any alarm.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -19,8 +18,10 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from gps_monitor.commands import TextBody
+from gps_monitor.db import alarms as alarms_db
 from gps_monitor.db import audit, penalties
 from gps_monitor.db import jt809 as jt809_db
+from gps_monitor.db.alarms import AlarmFilter
 from gps_monitor.db.users import User
 from web.deps import (
     CurrentUser,
@@ -36,36 +37,8 @@ from web.units import round_measures
 
 router = APIRouter(prefix="/api/alarms", tags=["alarms"])
 
-_ALARM_SELECT = (
-    "SELECT a.id, a.alarm_type, a.level, a.vehicle_id, a.company_id, v.plate_number, "
-    "v.plate_color, v.vehicle_class, c.name AS company_name, a.started_at, a.ended_at, a.status, "
-    "a.late, a.details, a.first_fix_time, a.last_fix_time, a.acknowledged_at, a.acknowledged_by, "
-    "a.handled_at, a.handled_by, a.handling_note, a.created_at, a.updated_at, "
-    "a.handling_method, a.remind_command_id, rc.body->>'text' AS remind_text, "
-    "rc.state AS remind_state, rc.sent_at AS remind_sent_at, rc.result AS remind_result, "
-    "rc.answered_at AS remind_answered_at, sv.id AS supervision_id, "
-    "sv.deadline AS supervision_deadline, sv.answered_at AS supervision_answered_at "
-    "FROM alarms a JOIN vehicles v ON v.id = a.vehicle_id JOIN companies c ON c.id = a.company_id "
-    "LEFT JOIN commands rc ON rc.id = a.remind_command_id "
-    "LEFT JOIN LATERAL (SELECT s.id, s.deadline, s.answered_at FROM supervisions s "
-    "WHERE s.alarm_id = a.id ORDER BY s.issued_at DESC, s.id DESC LIMIT 1) sv ON true"
-)
 STATUSES = ("open", "acknowledged", "handled", "closed")
 UNHANDLED = ("open", "acknowledged")
-# the worklist order (indexes alarms_worklist_idx / alarms_company_worklist_idx, migration 0052):
-# unhandled first, then by level (1 紧急 first), then newest
-_WORKLIST_ORDER = (
-    "ORDER BY (a.status IN ('handled', 'closed')), a.level, a.started_at DESC, a.id DESC"
-)
-# where the alarm happened: the vehicle's last ok fix at its start (within the day before)
-_PLACE = (
-    "LEFT JOIN LATERAL (SELECT p.latitude, p.longitude FROM positions p "
-    "WHERE p.vehicle_id = a.vehicle_id AND p.quality = 'ok' "
-    "AND p.fix_time <= COALESCE(a.first_fix_time, a.started_at) "
-    "AND p.fix_time > COALESCE(a.first_fix_time, a.started_at) - interval '1 day' "
-    "ORDER BY p.fix_time DESC LIMIT 1) AS place ON true"
-)
-
 
 HANDLING_METHODS = ("remind_driver", "phone_call", "notify_company", "false_alarm", "other")
 """处理方式: 提醒驾驶员 (sends a text to the terminal), 电话联系, 通知企业, 误报/设备故障, 其他."""
@@ -90,47 +63,6 @@ class HandleIn(BaseModel):
         if self.method != "remind_driver" and self.remind is not None:
             raise ValueError(f"remind: only with method remind_driver, got method {self.method}")
         return self
-
-
-@dataclass(frozen=True, slots=True)
-class AlarmFilter:
-    """The list filters as one SQL condition; ``status`` and ``level`` apart, so the summary
-    can count every status and level under the other filters."""
-
-    company_id: int | None
-    alarm_type: str | None
-    vehicle_id: int | None
-    plate: str | None
-    start: datetime | None
-    end: datetime | None
-    late: bool | None
-
-    def where(
-        self, statuses: list[str] | None = None, levels: list[int] | None = None
-    ) -> tuple[str, list[Any]]:
-        """``(condition, args)``: only the filters given, as ``$1``, ``$2``... (a plan per
-        combination, so each can use its index), over ``alarms a JOIN vehicles v``."""
-        plate = None
-        if self.plate:  # a literal part of the plate: LIKE's wildcards escaped
-            literal = self.plate.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            plate = f"%{literal}%"
-        terms = (
-            ("a.company_id = {}", self.company_id),
-            ("a.alarm_type = {}", self.alarm_type),
-            ("a.vehicle_id = {}", self.vehicle_id),
-            ("v.plate_number ILIKE {}", plate),
-            ("a.started_at >= {}", self.start),
-            ("a.started_at < {}", self.end),
-            ("a.late = {}", self.late),
-            ("a.status = ANY({}::text[])", statuses),
-            ("a.level = ANY({}::smallint[])", levels),
-        )
-        conditions, args = [], []
-        for sql, value in terms:
-            if value is not None:
-                args.append(value)
-                conditions.append(sql.format(f"${len(args)}"))
-        return " AND ".join(conditions) or "true", args
 
 
 def _statuses(status: str | None) -> list[str] | None:
@@ -196,16 +128,7 @@ async def list_alarms(
     speed and limit, driving time, distance off route...) and ``latitude`` / ``longitude``: the
     vehicle's last ok fix at the alarm's start (None without one within the day before).
     """
-    where, args = filters.where(_statuses(status), level)
-    n = len(args)
-    rows = await pool.fetch(
-        f"SELECT a.*, place.latitude, place.longitude FROM ({_ALARM_SELECT} WHERE {where} "
-        f"{_WORKLIST_ORDER} LIMIT ${n + 1} OFFSET ${n + 2}) AS a {_PLACE} {_WORKLIST_ORDER}",
-        *args,
-        limit,
-        offset,
-    )
-    return [dict(r) for r in rows]
+    return await alarms_db.worklist(pool, filters, _statuses(status), level, limit, offset)
 
 
 @router.get("/summary")
@@ -219,13 +142,7 @@ async def alarm_summary(
     ``open_by_level`` (ignoring the status filter; the page's title badge counts the ``open``
     ones at or above its alert level), all as ``{"key": count}`` with every key present.
     """
-    where, args = filters.where()
-    join = "JOIN vehicles v ON v.id = a.vehicle_id " if filters.plate else ""
-    rows = await pool.fetch(
-        f"SELECT a.status, a.level, count(*) AS n FROM alarms a {join}"
-        f"WHERE {where} GROUP BY a.status, a.level",
-        *args,
-    )
+    counts = await alarms_db.counts_by_status_level(pool, filters)
     statuses = _statuses(status)
     levels = set(level) if level else None
     by_status = dict.fromkeys(STATUSES, 0)
@@ -233,20 +150,20 @@ async def alarm_summary(
     unhandled = dict(by_level)
     opened = dict(by_level)
     total = 0
-    for r in rows:
-        in_status = statuses is None or r["status"] in statuses
-        in_level = levels is None or r["level"] in levels
-        key = str(r["level"])
+    for row_status, row_level, n in counts:
+        in_status = statuses is None or row_status in statuses
+        in_level = levels is None or row_level in levels
+        key = str(row_level)
         if in_level:
-            by_status[r["status"]] = by_status.get(r["status"], 0) + r["n"]
+            by_status[row_status] = by_status.get(row_status, 0) + n
         if in_status:
-            by_level[key] += r["n"]
+            by_level[key] += n
         if in_status and in_level:
-            total += r["n"]
-        if r["status"] in UNHANDLED:
-            unhandled[key] += r["n"]
-        if r["status"] == "open":
-            opened[key] += r["n"]
+            total += n
+        if row_status in UNHANDLED:
+            unhandled[key] += n
+        if row_status == "open":
+            opened[key] += n
     return {
         "total": total,
         "by_status": by_status,
@@ -260,8 +177,7 @@ async def fetch_alarm_row(
     conn: asyncpg.Connection | asyncpg.Pool, alarm_id: int
 ) -> dict[str, Any] | None:
     """One alarm row as the list shows it, unscoped (for announcements to live clients)."""
-    row = await conn.fetchrow(f"{_ALARM_SELECT} WHERE a.id = $1", alarm_id)
-    return None if row is None else dict(row)
+    return await alarms_db.view_row(conn, alarm_id)
 
 
 async def fetch_scoped(
@@ -272,15 +188,10 @@ async def fetch_scoped(
     Raises:
         HTTPException 404: no such alarm, or one of a company the user may not see.
     """
-    row = await conn.fetchrow(
-        f"{_ALARM_SELECT} WHERE a.id = $1 AND ($2::bigint IS NULL OR a.company_id = $2)"
-        + (" FOR UPDATE OF a" if lock else ""),
-        alarm_id,
-        company_scope(user),
-    )
+    row = await alarms_db.view_row(conn, alarm_id, company_scope(user), lock=lock)
     if row is None:
         raise not_found(f"alarm {alarm_id}")
-    return dict(row)
+    return row
 
 
 @router.get("/{alarm_id}")
@@ -291,14 +202,7 @@ async def get_alarm(alarm_id: DbId, user: CurrentUser, pool: PoolDep) -> dict[st
     end = alarm["last_fix_time"] or alarm["ended_at"] or datetime.now(start.tzinfo)
     alarm["positions"] = [
         round_measures(dict(r))
-        for r in await pool.fetch(
-            "SELECT fix_time, latitude, longitude, speed_kmh, heading_deg, quality, late "
-            "FROM positions WHERE vehicle_id = $1 AND fix_time BETWEEN $2 AND $3 "
-            "ORDER BY fix_time LIMIT 2000",
-            alarm["vehicle_id"],
-            start,
-            end,
-        )
+        for r in await alarms_db.episode_positions(pool, alarm["vehicle_id"], start, end)
     ]
     alarm["penalties"] = [p.to_dict() for p in await penalties.for_alarm(pool, alarm_id)]
     alarm["audit"] = await audit.entries_for(pool, "alarm", alarm_id)
@@ -322,12 +226,7 @@ async def acknowledge(
             raise HTTPException(
                 409, f"alarm {alarm_id}: expected status open, got {alarm['status']}"
             )
-        await conn.execute(
-            "UPDATE alarms SET status = 'acknowledged', acknowledged_at = now(), "
-            "acknowledged_by = $2, updated_at = now() WHERE id = $1",
-            alarm_id,
-            user.id,
-        )
+        await alarms_db.acknowledge(conn, alarm_id, user.id)
         await audit.record(
             conn,
             user,
@@ -369,17 +268,8 @@ async def handle(
                 conn, user, settings.commands, vehicle, body.remind, alarm_id=alarm_id
             )
             command_row_id = command["id"]
-        await conn.execute(
-            "UPDATE alarms SET status = 'handled', handled_at = now(), handled_by = $2, "
-            "handling_note = $3, acknowledged_at = coalesce(acknowledged_at, now()), "
-            "acknowledged_by = coalesce(acknowledged_by, $2), handling_method = $4, "
-            "remind_command_id = coalesce($5, remind_command_id), updated_at = now() "
-            "WHERE id = $1",
-            alarm_id,
-            user.id,
-            body.note or None,
-            body.method,
-            command_row_id,
+        await alarms_db.mark_handled(
+            conn, alarm_id, user.id, body.note or None, body.method, command_row_id
         )
         if settings.jt809.superior_host:  # its 0x1412 to the superior (gps-monitor jt809)
             await jt809_db.enqueue_one(
