@@ -94,6 +94,9 @@ def _parse() -> argparse.Namespace:
         "--mqtt-port", type=int, default=0, help="a running broker (default: a private mosquitto)"
     )
     p.add_argument("--protocol", default="3.1.1", choices=["5", "3.1.1"])
+    p.add_argument(
+        "--profile-dir", type=Path, default=None, help="write ingest.prof and rules.prof here"
+    )
     args = p.parse_args()
     if args.transport != "mqtt":
         p.error("--transport nats: the partitioned engine (issue 13 section 2) is not built yet")
@@ -264,10 +267,15 @@ async def bare_subscriber_ceiling(
     }
 
 
-def _spawn(command: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+def _spawn(
+    command: str, env: dict[str, str], log: Path, profile_dir: Path | None
+) -> subprocess.Popen[bytes]:
+    """A real ``gps-monitor <command>`` process (under cProfile, written to
+    ``profile_dir/<command>.prof`` when it exits on SIGTERM, if ``profile_dir`` is given)."""
+    profile = ["-m", "cProfile", "-o", str(profile_dir / f"{command}.prof")] if profile_dir else []
     with log.open("wb") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "gps_monitor.cli", "--log-level", "INFO", command,
+            [sys.executable, *profile, "-m", "gps_monitor.cli", "--log-level", "INFO", command,
              "--no-upgrade"],
             env=env, stdout=out, stderr=out,
         )  # fmt: skip
@@ -296,7 +304,7 @@ async def pipeline_run(
         GPS_MONITOR_MQTT_PROTOCOL_VERSION=settings.mqtt.protocol_version,
     )
     logs = {name: Path(f"/tmp/gpsm-pipeline-{tag}-{name}.log") for name in ("ingest", "rules")}
-    workers = {name: _spawn(name, env, log) for name, log in logs.items()}
+    workers = {name: _spawn(name, env, log, args.profile_dir) for name, log in logs.items()}
     ctx = mp.get_context("spawn")
     stop = ctx.Event()
     try:
