@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import asyncpg
 from ingest_helpers import drop_session, running_worker, wait_for
+from pypdf import PdfReader
 from web_helpers import make_world
 
 from gps_monitor.config import Jt808Settings, Settings
@@ -29,6 +31,7 @@ from ingest.jt808.publisher import MqttPublisher
 from ingest.jt808.server import Jt808Gateway
 from ingest.jt808.sim import SimTerminal
 from rules.worker import RulesWorker, rules_client_id
+from web.reports import evidence, export, pdf
 
 A = ("500101198001011234", "张三")
 B = ("500101198502022345", "李四")
@@ -191,3 +194,14 @@ async def test_relay_driver_gets_a_fresh_count_and_the_daily_limit_spans_both_co
         assert {r["name"] for r in names} == {A[1], B[1]}
         await one.terminal.close()
         await two.terminal.close()
+
+    # the evidence report names the driver of each alarm and his certificate number
+    daily_id = await pool.fetchval("SELECT id FROM alarms WHERE alarm_type = 'daily_driving_limit'")
+    warning_id = await pool.fetchval("SELECT id FROM alarms WHERE alarm_type = 'fatigue_warning'")
+    for alarm_id, (certificate, name) in ((daily_id, B), (warning_id, A)):
+        report = await evidence.build_for_alarm(pool, alarm_id, settings.reports, generated_by="t")
+        data = pdf.render_pdf(report, settings.reports)
+        text = "".join(p.extract_text() for p in PdfReader(io.BytesIO(data)).pages)
+        compact = text.replace(" ", "")
+        assert f"{name};从业资格证号(certificate){certificate}" in compact
+        assert export.report_dict(report)["drivers"][0]["certificate_no"] == certificate

@@ -108,3 +108,36 @@ async def sessions(
         limit,
     )
     return [dict(r) for r in rows]
+
+
+async def for_evidence(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    vehicle_id: int,
+    start: datetime,
+    end: datetime,
+    certificate_no: str | None = None,
+) -> list[dict[str, Any]]:
+    """The drivers an evidence report names: the one of ``certificate_no`` (the driver an
+    alarm names) when given and known, else those whose card sessions on the vehicle overlap
+    [start, end], in order of card-in; each with ``card_in_at`` / ``card_out_at`` (None when
+    named by certificate alone)."""
+    if certificate_no is not None:
+        row = await conn.fetchrow(
+            f"SELECT {DRIVER_COLUMNS}, s.card_in_at, s.card_out_at FROM drivers d "
+            "LEFT JOIN LATERAL (SELECT card_in_at, card_out_at FROM driver_sessions x "
+            "WHERE x.certificate_no = d.certificate_no AND x.vehicle_id = $2 "
+            "AND x.card_in_at <= $3 ORDER BY x.card_in_at DESC LIMIT 1) s ON true "
+            "WHERE d.certificate_no = $1",
+            certificate_no, vehicle_id, end,
+        )  # fmt: skip
+        if row is not None:
+            return [dict(row)]
+    rows = await conn.fetch(
+        f"SELECT {DRIVER_COLUMNS}, s.card_in_at, s.card_out_at FROM driver_sessions s "
+        "JOIN drivers d USING (certificate_no) WHERE s.vehicle_id = $1 AND s.card_in_at <= $3 "
+        "AND (s.card_out_at IS NULL OR s.card_out_at >= $2) ORDER BY s.card_in_at, s.id",
+        vehicle_id,
+        start,
+        end,
+    )
+    return [dict(r) for r in rows]

@@ -56,6 +56,7 @@ import asyncpg
 
 from gps_monitor import alarm_levels
 from gps_monitor.config import ReportsSettings
+from gps_monitor.db import drivers as drivers_db
 from gps_monitor.db import holds, penalties, report_log
 from gps_monitor.db import media as media_db
 from gps_monitor.errors import NotFoundError
@@ -270,6 +271,7 @@ class EvidenceReport:
     legal_holds: tuple[int, ...]
     digest_sha256: str
     media: tuple[dict[str, Any], ...] = ()  # photos / videos of the alarm (table media, 0135)
+    drivers: tuple[dict[str, Any], ...] = ()  # IC card drivers (gps_monitor.db.drivers, 0140)
 
     @property
     def tz(self) -> ZoneInfo:
@@ -329,6 +331,18 @@ class EvidenceReport:
             text += f"; 不完整 (incomplete): {item.get('incomplete_reason')}"
         return text
 
+    def driver_text(self, driver: dict[str, Any]) -> str:
+        """One driver: name, 从业资格证号, 发证机构, validity, and the card times on the vehicle."""
+        text = f"{driver.get('name') or '-'}; 从业资格证号 (certificate) {driver['certificate_no']}"
+        if driver.get("issuing_authority"):
+            text += f"; 发证机构 (issued by) {driver['issuing_authority']}"
+        if driver.get("valid_until"):
+            text += f"; 有效期至 (valid until) {driver['valid_until']}"
+        if driver.get("card_in_at"):
+            out = self.local(driver.get("card_out_at")) or "未拔卡 (card still in)"
+            text += f"; 插卡 (card in) {self.local(driver['card_in_at'])} — {out}"
+        return text
+
     def summary(self) -> list[tuple[str, str]]:
         """(label, value) pairs shown at the top of every rendering, in display order."""
         v = self.violation
@@ -357,6 +371,8 @@ class EvidenceReport:
             ("限速来源 Limit source", v.limit_source or "-"),
             ("依据 Basis", v.basis),
         ]
+        for i, driver in enumerate(self.drivers):  # after the terminal
+            rows.insert(8 + i, ("驾驶员 Driver", self.driver_text(driver)))
         if self.alarm_id is not None:
             rows.insert(7, ("报警编号 Alarm id", str(self.alarm_id)))
         if v.late:
@@ -679,6 +695,10 @@ async def build_for_alarm(
         late=alarm["late"],
         details=details,
     )
+    # the driver the alarm names (fatigue: whose count it is), else whoever had a card in
+    drivers = await drivers_db.for_evidence(
+        conn, alarm["vehicle_id"], episode_start, episode_end, details.get("driver_certificate_no")
+    )
     return await _assemble(
         conn,
         settings,
@@ -687,6 +707,7 @@ async def build_for_alarm(
         violation=violation,
         handling=await _handling(conn, alarm),
         media=tuple((await media_db.for_alarms(conn, [alarm_id])).get(alarm_id, [])),
+        drivers=tuple(drivers),
         window=window,
         positions=positions,
         shapes=shapes,
@@ -741,6 +762,7 @@ async def build_for_window(
         alarm_id=None,
         violation=violation,
         handling=None,
+        drivers=tuple(await drivers_db.for_evidence(conn, vehicle_id, start, end)),
         window=(start, end),
         positions=positions,
         shapes=[],
@@ -767,6 +789,7 @@ async def _assemble(
     generated_by: str,
     report_number: str | None,
     media: tuple[dict[str, Any], ...] = (),
+    drivers: tuple[dict[str, Any], ...] = (),
 ) -> EvidenceReport:
     vehicle = await _vehicle(conn, vehicle_id)
     covering = await holds.holds_covering(conn, vehicle_id, window[0], window[1])
@@ -807,4 +830,5 @@ async def _assemble(
         legal_holds=tuple(h.id for h in covering),
         digest_sha256=digest,
         media=media,
+        drivers=drivers,
     )

@@ -28,7 +28,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from web.reports.evidence import CANONICAL_COLUMNS, CANONICAL_VERSION, EvidenceReport
@@ -82,7 +82,7 @@ def read_csv_rows(data: bytes) -> list[list[str]]:
 
 
 def _jsonable(value: Any) -> Any:
-    if isinstance(value, datetime):
+    if isinstance(value, datetime | date):
         return value.isoformat()
     if isinstance(value, dict):
         return {k: _jsonable(v) for k, v in value.items()}
@@ -107,6 +107,7 @@ def report_dict(report: EvidenceReport) -> dict[str, Any]:
                 "window_end": report.window_end,
                 "legal_holds": list(report.legal_holds),
             },
+            "drivers": list(report.drivers),
             "vehicle": {
                 "vehicle_id": report.vehicle_id,
                 "plate_number": report.plate_number,
