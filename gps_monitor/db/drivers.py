@@ -72,7 +72,9 @@ async def card_removed(conn: asyncpg.Pool, *, vehicle_id: int, card_out_at: date
     return int(status.split()[-1])
 
 
-async def current_driver(conn: asyncpg.Pool, vehicle_id: int) -> dict[str, Any] | None:
+async def current_driver(
+    conn: asyncpg.Connection | asyncpg.Pool, vehicle_id: int
+) -> dict[str, Any] | None:
     """The driver whose card is in the vehicle now (``certificate_no``, ``name``, ...)."""
     row = await conn.fetchrow(
         f"SELECT {DRIVER_COLUMNS}, s.card_in_at FROM driver_sessions s "

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
+from gps_monitor.db import drivers
 from gps_monitor.errors import GpsMonitorError, NotFoundError
 from gps_monitor.models import Company, PlateColor, Vehicle, VehicleClass
 
@@ -319,7 +320,9 @@ async def vehicle_card(
     conn: asyncpg.Connection | asyncpg.Pool, vehicle_id: int, company_id: int | None = None
 ) -> dict[str, Any]:
     """The map's vehicle card: the registry entry, ``latest`` (its ``latest_positions`` marker
-    or None) and ``open_alarms`` (up to 50 unended, open or acknowledged, newest first).
+    or None), ``open_alarms`` (up to 50 unended, open or acknowledged, newest first) and
+    ``driver`` (the driver whose IC card is in, :func:`gps_monitor.db.drivers.current_driver`,
+    or None).
 
     Raises:
         NotFoundError: as :func:`registry_entry`.
@@ -338,6 +341,7 @@ async def vehicle_card(
         vehicle_id,
     )
     card["open_alarms"] = [dict(r) for r in alarms]
+    card["driver"] = await drivers.current_driver(conn, vehicle_id)
     return card
 
 

@@ -248,6 +248,10 @@
     if (m) state.map.setView(m.getLatLng(), Math.max(state.map.getZoom(), 15), { animate: false });
     openCard(id);
   }
+  function driverRow(d) {  // the driver whose IC card is in (JT/T 808 0x0702)
+    const who = d ? `${esc(d.name || "")} <span class="cert">${esc(d.certificate_no)}</span>` : t("no_driver_card");
+    return `<tr class="card-driver"><td>${t("driver")}</td><td>${who}</td></tr>`;
+  }
   async function openCard(id) {
     const info = await api("/api/vehicles/" + id);
     const v = state.vehicles.get(id) || {};
@@ -258,6 +262,7 @@
       `<tr><td>${t("plate")}</td><td><b>${esc(info.plate_number)}</b></td></tr>` +
       `<tr><td>${t("company")}</td><td>${esc(info.company_name)}</td></tr>` +
       `<tr><td>${t("vehicle_class")}</td><td>${esc(t(info.vehicle_class))}</td></tr>` +
+      driverRow(info.driver) +
       `<tr><td>${t("speed")}</td><td>${fmtSpeed(v.speed_kmh != null ? v.speed_kmh : latest.speed_kmh)} ${t("kmh")}</td></tr>` +
       `<tr><td>${t("last_fix")}</td><td>${fmtTime(v.fix_time || latest.fix_time)}</td></tr>` +
       `<tr><td>${t("where")}</td><td class="card-place place"></td></tr>` +
