@@ -109,7 +109,7 @@ class Downward:
         elif data_type == x.MSG_SUPERVISION:
             await self._supervision(envelope)
         elif data_type in SUPERIOR_ALARM_TYPES:
-            await self._superior_alarm(envelope)
+            await self._superior_alarm(frame, envelope)
         elif data_type == x.MSG_VEHICLE_TEXT:
             await self._vehicle_text(frame, envelope)
         elif data_type in UNSERVED_ANSWERS:
@@ -180,7 +180,7 @@ class Downward:
 
     # ------------------------------------------------------------------ warnings
 
-    async def _superior_alarm(self, envelope: x.Envelope) -> None:
+    async def _superior_alarm(self, frame: Frame, envelope: x.Envelope) -> None:
         warning = x.decode_warning(envelope.data, self.jt.version)
         plate = warning.plate_number or envelope.plate_number
         color = warning.plate_color if warning.plate_number else envelope.plate_color
@@ -197,9 +197,13 @@ class Downward:
         level = alarm_levels.level_for(
             alarm_type, vehicle["vehicle_class"], self.settings.alarms, details
         )
-        await jt809_db.insert_superior_alarm(
+        alarm_id = await jt809_db.insert_superior_alarm(
             self.pool, vehicle, alarm_type, warning.warn_time, details, level
         )
+        if alarm_id is not None:  # its 2019 0x1412 quotes this frame
+            await jt809_db.record_alarm_report(
+                self.pool, alarm_id, envelope.data_type, frame.header.msg_sn
+            )
         self.counts[alarm_type] += 1
 
     # ------------------------------------------------------------------ 0x9503
@@ -282,7 +286,10 @@ def answer_frame(entry: OutboxEntry, version: int, platform_id: str) -> tuple[in
         envelope = x.Envelope(x.MSG_SUPERVISION_ANSWER, data, p["plate_number"], p["plate_color"])
         return m.MSG_VEHICLE_ALARM, x.encode_envelope(m.MSG_VEHICLE_ALARM, envelope, version)
     if entry.kind == "alarm_result":
-        data = x.encode_alarm_result(version, p["alarm_id"], x.ALARM_RESULT_DONE)
+        data = x.encode_alarm_result(
+            version, p["alarm_id"], x.ALARM_RESULT_DONE, p.get("source_msg_sn", 0),
+            p.get("source_data_type", x.MSG_ALARM_INFO),
+        )  # fmt: skip
         envelope = x.Envelope(x.MSG_ALARM_RESULT, data, p["plate_number"], p["plate_color"])
         return m.MSG_VEHICLE_ALARM, x.encode_envelope(m.MSG_VEHICLE_ALARM, envelope, version)
     if entry.kind == "text_answer":

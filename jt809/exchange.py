@@ -276,11 +276,14 @@ def decode_alarm_2019(data: bytes) -> Alarm2019:
 # -------------------------------------------------------------------------------- 0x1412
 
 
-def encode_alarm_result(version: int, info_id: int, result: int, msg_sn: int = 0) -> bytes:
-    """0x1412: the handling result of an alarm reported by 0x1402 (2011: its info id; 2019:
-    source data type 0x1402 and the serial number of the frame that carried it)."""
+def encode_alarm_result(
+    version: int, info_id: int, result: int, msg_sn: int = 0, data_type: int = MSG_ALARM_INFO
+) -> bytes:
+    """0x1412: the handling result of an alarm (2011: its info id; 2019: the data type of the
+    frame that reported it, 0x1402 sent by us or 0x9402 / 0x9403 received, and that frame's
+    serial number)."""
     if version == 2019:
-        return struct.pack(">HIB", MSG_ALARM_INFO, msg_sn & 0xFFFFFFFF, result)
+        return struct.pack(">HIB", data_type, msg_sn & 0xFFFFFFFF, result)
     return struct.pack(">IB", info_id & 0xFFFFFFFF, result)
 
 

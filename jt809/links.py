@@ -94,19 +94,22 @@ class FrameConnection:
         self._serials = serials
         self.last_received = time.monotonic()
 
-    async def send(self, msg_id: int, body: bytes) -> None:
-        """Write one frame and wait until the socket took it (``drain``).
+    async def send(self, msg_id: int, body: bytes) -> int:
+        """Write one frame and wait until the socket took it (``drain``); returns the frame's
+        serial number (MSG_SN, u32) as written in its header.
 
         Raises:
             ConnectionError / OSError: the connection is gone.
         """
         key = random.getrandbits(32) if self.codec.encrypt else 0
-        frame = self.codec.encode(msg_id, body, next(self._serials), encrypt_key=key)
+        serial = next(self._serials) & 0xFFFFFFFF
+        frame = self.codec.encode(msg_id, body, serial, encrypt_key=key)
         if self.writer.is_closing():
             raise ConnectionResetError(f"link to {self.peer} is closed")
         self.writer.write(frame)
         await self.writer.drain()
         self.stats.sent[msg_id] += 1
+        return serial
 
     async def receive(self) -> Frame | None:
         """The next good frame, or None at end of stream. Bad frames are counted and logged."""

@@ -141,25 +141,26 @@ class Jt809Service:
             return next(iter(self.slave.logged_in))
         return None
 
-    async def _send(self, msg_id: int, body: bytes, entries: list[OutboxEntry]) -> bool:
+    async def _send(self, msg_id: int, body: bytes, entries: list[OutboxEntry]) -> int | None:
         """Write one frame on the main link (or the slave link while the main one is down,
-        :meth:`_uplink`); False when neither is up (nothing written)."""
+        :meth:`_uplink`); returns its serial number, None when neither is up (nothing
+        written)."""
         connection = self._uplink()
         if connection is None:
-            return False
+            return None
         async with self._send_lock:
             try:
-                await connection.send(msg_id, body)
+                serial = await connection.send(msg_id, body)
             except OSError:
-                return False
+                return None
         if connection is not self.main.connection:
             self.counts["sent_on_slave"] += 1
         self._remember(entries)
-        return True
+        return serial
 
     async def _send_now(self, msg_id: int, body: bytes) -> bool:
         """An immediate answer to a request (0x1302, unserved requests)."""
-        return await self._send(msg_id, body, [])
+        return await self._send(msg_id, body, []) is not None
 
     # ------------------------------------------------------------------ vehicles
 
@@ -218,7 +219,7 @@ class Jt809Service:
                 )
                 if body is None:
                     continue
-                if await self._send(m.MSG_VEHICLE_DYNAMIC, body, [entry]):
+                if await self._send(m.MSG_VEHICLE_DYNAMIC, body, [entry]) is not None:
                     self.counts["positions_live"] += 1
                     continue
             buffered.append(entry)
@@ -279,8 +280,10 @@ class Jt809Service:
             )  # fmt: skip
             if body is None:
                 return
-            if await self._send(m.MSG_VEHICLE_ALARM, body, [entry]):
+            serial = await self._send(m.MSG_VEHICLE_ALARM, body, [entry])
+            if serial is not None:
                 self.counts["alarms_live"] += 1
+                await self._alarm_reported(alarm, serial)
                 return
         await outbox.enqueue(self.pool, [entry])
         self.counts["alarms_buffered"] += 1
@@ -347,11 +350,21 @@ class Jt809Service:
         if body is None:  # the vehicle left the registry: nobody to report it for
             written.extend(ids)
             return True
-        if not await self._send(msg_id, body, group):
+        serial = await self._send(msg_id, body, group)
+        if serial is None:
             return False
         written.extend(ids)
         self.counts["reupload_messages"] += 1
+        if first.kind == "alarm":
+            await self._alarm_reported(first.payload, serial)
         return True
+
+    async def _alarm_reported(self, alarm: dict[str, Any], serial: int) -> None:
+        """Keep the serial of the 0x1402 frame that carried ``alarm``: its 2019 0x1412 quotes
+        it (:func:`jt809.downward.answer_frame`)."""
+        alarm_id = int(alarm.get("id") or 0)
+        if alarm_id:
+            await outbox.record_alarm_report(self.pool, alarm_id, m.MSG_ALARM_INFO, serial)
 
     async def _replay_answer(self, entry: OutboxEntry) -> bool:
         """Send one queued answer (0x1301/0x1401/0x1412/0x1503) or registration (0x1201)."""
@@ -368,13 +381,33 @@ class Jt809Service:
                 return True
             payload.setdefault("plate_number", plate[0])
             payload.setdefault("plate_color", plate[1])
+        if entry.kind == "alarm_result" and not await self._alarm_result_source(payload):
+            return True  # its 0x1402 is still in the outbox: answered after it went up
         sendable = OutboxEntry(entry.kind, entry.vehicle_id, entry.fix_time, payload,
                                entry.reason, entry.id)  # fmt: skip
         msg_id, body = answer_frame(sendable, self.jt.version, self.jt.platform_id)
-        if not await self._send(msg_id, body, []):
+        if await self._send(msg_id, body, []) is None:
             return False
         await outbox.delete(self.pool, [entry.id] if entry.id is not None else [])
+        if entry.kind == "alarm_result":
+            await outbox.forget_alarm_report(self.pool, int(payload["alarm_id"]))
         self.counts["registrations_sent" if entry.kind == "registration" else "answers_sent"] += 1
+        return True
+
+    async def _alarm_result_source(self, payload: dict[str, Any]) -> bool:
+        """Put the frame that reported the alarm (``source_data_type``, ``source_msg_sn``)
+        into a 0x1412 payload; False while that alarm's 0x1402 waits in the outbox (the
+        0x1412 must follow it). An alarm never reported (a report older than this table)
+        is answered with serial 0, and logged."""
+        alarm_id = int(payload["alarm_id"])
+        source = await outbox.alarm_report(self.pool, alarm_id)
+        if source is None:
+            if await outbox.alarm_waiting(self.pool, alarm_id):
+                return False
+            log.warning("jt809: alarm %d was never reported to the superior; its 0x1412 "
+                        "quotes serial 0", alarm_id)  # fmt: skip
+            source = (m.MSG_ALARM_INFO, 0)
+        payload["source_data_type"], payload["source_msg_sn"] = source
         return True
 
     async def _queue_text_answers(self) -> None:

@@ -65,6 +65,10 @@ class SimRecord:
     query_answers: list[x.QueryAnswer] = field(default_factory=list)
     supervision_answers: list[tuple[int, int]] = field(default_factory=list)
     alarm_results: list[tuple[str, int, int]] = field(default_factory=list)
+    #: serial number of each 0x1402 frame received, in order (quoted by the 2019 0x1412)
+    alarm_serials: list[int] = field(default_factory=list)
+    #: 2019 0x1412 SOURCE_DATA_TYPE of each alarm result, in order
+    alarm_result_types: list[int] = field(default_factory=list)
     text_answers: list[tuple[str, int, int]] = field(default_factory=list)
     other_answers: list[tuple[int, bytes]] = field(default_factory=list)
     on_slave_link: Counter[int] = field(default_factory=Counter)
@@ -135,7 +139,9 @@ class SuperiorSimulator:
             while (frame := await connection.receive()) is not None:
                 self.record.access_codes[frame.header.access_code] += 1
                 try:
-                    await self._on_main_frame(connection, frame.msg_id, frame.body)
+                    await self._on_main_frame(
+                        connection, frame.msg_id, frame.body, frame.header.msg_sn
+                    )
                 except FrameError as error:  # a body this side cannot read: counted, kept
                     self.stats.bad_frames["body"] += 1
                     log.warning("jt809-sim: frame 0x%04x: %s", frame.msg_id, error)
@@ -145,7 +151,9 @@ class SuperiorSimulator:
             self.main_links.discard(connection)
             await connection.close()
 
-    async def _on_main_frame(self, connection: FrameConnection, msg_id: int, body: bytes) -> None:
+    async def _on_main_frame(
+        self, connection: FrameConnection, msg_id: int, body: bytes, msg_sn: int = 0
+    ) -> None:
         if msg_id == m.MSG_LOGIN:
             login = m.decode_login(body)
             self.record.logins.append(login)
@@ -166,10 +174,10 @@ class SuperiorSimulator:
             self.record.logouts += 1
             await connection.send(m.MSG_LOGOUT_ANSWER, b"")
         else:
-            self._on_upward(msg_id, body)
+            self._on_upward(msg_id, body, msg_sn)
 
-    def _on_upward(self, msg_id: int, body: bytes) -> None:
-        """Business messages, on either link."""
+    def _on_upward(self, msg_id: int, body: bytes, msg_sn: int) -> None:
+        """Business messages, on either link (``msg_sn``: the frame's serial number)."""
         version = self.codec.version
         if msg_id == m.MSG_VEHICLE_DYNAMIC:
             vehicle = m.decode_vehicle_message(body)
@@ -183,13 +191,17 @@ class SuperiorSimulator:
             if env.data_type == m.MSG_ALARM_INFO and version == 2019:
                 alarm = x.decode_alarm_2019(env.data)
                 self.record.alarms_2019.append(alarm)
+                self.record.alarm_serials.append(msg_sn)
             elif env.data_type == m.MSG_ALARM_INFO:
                 self.record.alarms.append((env.plate_number, m.decode_alarm_info(env.data)))
+                self.record.alarm_serials.append(msg_sn)
             elif env.data_type == x.MSG_SUPERVISION_ANSWER:
                 self.record.supervision_answers.append(x.decode_supervision_answer(env.data))
             elif env.data_type == x.MSG_ALARM_RESULT:
                 info, result = x.decode_alarm_result(env.data, version)
                 self.record.alarm_results.append((env.plate_number, info, result))
+                if version == 2019:
+                    self.record.alarm_result_types.append(int.from_bytes(env.data[:2], "big"))
             else:
                 self.stats.unhandled[env.data_type] += 1
         elif msg_id == x.MSG_PLATFORM_UP:
@@ -251,7 +263,7 @@ class SuperiorSimulator:
         else:
             self.record.on_slave_link[frame.msg_id] += 1
             try:
-                self._on_upward(frame.msg_id, frame.body)
+                self._on_upward(frame.msg_id, frame.body, frame.header.msg_sn)
             except FrameError as error:
                 self.stats.bad_frames["body"] += 1
                 log.warning("jt809-sim: slave link frame 0x%04x: %s", frame.msg_id, error)
@@ -324,15 +336,16 @@ class SuperiorSimulator:
 
     async def send_warning(
         self, plate_number: str, plate_color: int, data_type: int, warn_type: int, content: str
-    ) -> None:
-        """A 0x9402 报警预警 or 0x9403 实时交换报警 about the vehicle."""
+    ) -> int:
+        """A 0x9402 报警预警 or 0x9403 实时交换报警 about the vehicle; returns the frame serial
+        (the 2019 0x1412 quotes it)."""
         now = datetime.now(UTC).replace(microsecond=0)
         warning = x.SuperiorWarning(warn_type, now, content, 2, plate_number, plate_color)
         version = self.codec.version
         envelope = x.Envelope(
             data_type, x.encode_warning(warning, version), plate_number, plate_color
         )
-        await self.send_raw(
+        return await self.send_raw(
             x.MSG_ALARM_DOWN, x.encode_envelope(x.MSG_ALARM_DOWN, envelope, version)
         )
 

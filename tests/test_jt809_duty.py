@@ -391,3 +391,89 @@ async def test_kpi_report_has_query_response_rate_with_unanswered_and_main_link_
     assert county["kpis"]["platform_connectivity"] == 50.0  # 12 h of 24 h
     assert report["labels"]["platform_connectivity"] == "平台连通率 %"
     assert county["days"][0]["kpis"]["platform_connectivity"] == 50.0
+
+
+async def _handle(client: object, world: object, alarm_id: int) -> None:
+    handled = await client.post(  # type: ignore[attr-defined]
+        f"/api/alarms/{alarm_id}/handle",
+        json={"method": "phone_call", "note": "已电话联系驾驶员"},
+        headers=world.auth("op_a"),  # type: ignore[attr-defined]
+    )
+    assert handled.status_code == 200, handled.text
+
+
+async def _stored_alarm(pool: asyncpg.Pool, world: object, vehicle_id: int, key: str) -> Alarm:
+    started = datetime(2026, 1, 26, 1, 2, 3, tzinfo=UTC)
+    company = world.company_a  # type: ignore[attr-defined]
+    alarm_id = await pool.fetchval(
+        "INSERT INTO alarms (vehicle_id, company_id, alarm_type, dedup_key, started_at) "
+        "VALUES ($1, $2, 'overspeed', $3, $4) RETURNING id",
+        vehicle_id, company, key, started,
+    )  # fmt: skip
+    return Alarm(
+        alarm_type="overspeed", dedup_key=key, vehicle_id=vehicle_id, company_id=company,
+        terminal_id=world.terminals[vehicle_id], started_at=started, id=alarm_id,  # type: ignore[attr-defined]
+    )  # fmt: skip
+
+
+async def test_2019_0x1412_quotes_the_serial_of_the_0x1402_that_reported_the_alarm(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    """Review of issue 10: the 2019 0x1412 carried serial 0; it must name the 0x1402 frame
+    (SOURCE_DATA_TYPE 0x1402, SOURCE_MSG_SN its serial), here after the login and the
+    0x1201s moved the serial counter past 1."""
+    world = await make_world(pool, settings)
+    vehicle_id = world.vehicles_a[0]
+    alarm = await _stored_alarm(pool, world, vehicle_id, "review-1412")
+    async with superior_and_service(settings, pool, version=2019) as (sim, _service, settings):
+        await wait_for(lambda: _value(len(sim.record.registrations)), lambda n: n >= 4, 10)
+        topic = f"alarms/v1/{world.company_a}/{vehicle_id}/overspeed"
+        await publish_raw(settings, [(topic, json.dumps(alarm.to_dict()))])
+        await wait_for(lambda: _value(len(sim.record.alarm_serials)), lambda n: n >= 1, 10)
+        async with rest_client(settings) as client:
+            await _handle(client, world, alarm.id or 0)
+            await wait_for(lambda: _value(len(sim.record.alarm_results)), lambda n: n >= 1, 10)
+    (serial,) = sim.record.alarm_serials
+    assert serial > 1
+    assert sim.record.alarm_results == [("", serial, x.ALARM_RESULT_DONE)]  # 2019 0x1400: no plate
+    assert sim.record.alarm_result_types == [m.MSG_ALARM_INFO]
+    assert await pool.fetchval("SELECT count(*) FROM jt809_alarm_reports") == 0  # answered
+
+
+async def test_2019_0x1412_of_a_buffered_alarm_follows_its_0x1402_and_quotes_it(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    """An alarm raised and handled while the link was down: its 0x1402 waits in the outbox,
+    so its 0x1412 (an answer, sent first otherwise) must wait and then quote that 0x1402."""
+    world = await make_world(pool, settings)
+    vehicle_id = world.vehicles_a[0]
+    alarm = await _stored_alarm(pool, world, vehicle_id, "review-1412-buffered")
+    assert alarm.id is not None
+    settings = jt809_settings(settings, free_port(), version=2019, platform_id="50000000001")
+    service = Jt809Service(settings, pool)
+    await service.handle_alarm(alarm.to_dict())  # no link: into the outbox
+    async with rest_client(settings) as client:
+        await _handle(client, world, alarm.id)
+    kinds = await pool.fetch("SELECT kind FROM jt809_outbox ORDER BY id")
+    assert [r["kind"] for r in kinds] == ["alarm", "alarm_result"]
+    async with superior_and_service(settings, pool, version=2019) as (sim, _service, _s):
+        await wait_for(lambda: _value(len(sim.record.alarm_results)), lambda n: n >= 1, 15)
+    (serial,) = sim.record.alarm_serials
+    assert sim.record.alarm_results == [("", serial, x.ALARM_RESULT_DONE)]  # 2019 0x1400: no plate
+
+
+async def test_2019_0x1412_of_a_superior_alarm_quotes_the_0x9403_frame(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    world = await make_world(pool, settings)
+    async with superior_and_service(settings, pool, version=2019) as (sim, _service, settings):
+        serial = await sim.send_warning("渝A10000", 2, x.MSG_EXCHANGE_ALARM, 0x0002, "疲劳驾驶")
+        async with rest_client(settings) as client:
+            alarms = await wait_for(
+                lambda: _json(client, "/api/alarms", world.auth("op_a")),
+                lambda rows: len(rows) == 1,
+            )
+            await _handle(client, world, alarms[0]["id"])
+            await wait_for(lambda: _value(len(sim.record.alarm_results)), lambda n: n >= 1, 10)
+    assert sim.record.alarm_results == [("", serial, x.ALARM_RESULT_DONE)]  # 2019 0x1400: no plate
+    assert sim.record.alarm_result_types == [x.MSG_EXCHANGE_ALARM]

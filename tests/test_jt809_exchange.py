@@ -207,3 +207,6 @@ def test_alarm_result_layouts() -> None:
     assert x.encode_alarm_result(2011, 3344, 1) == bytes.fromhex("00000D1001")
     assert x.decode_alarm_result(x.encode_alarm_result(2019, 0, 1, 99), 2019) == (99, 1)
     assert x.encode_alarm_result(2019, 0, 1, 99)[:2] == b"\x14\x02"
+    assert x.encode_alarm_result(2019, 0, 1, 7, x.MSG_EXCHANGE_ALARM) == bytes.fromhex(
+        "94030000000701"
+    )

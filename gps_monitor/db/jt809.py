@@ -428,3 +428,46 @@ async def insert_superior_alarm(
         vehicle["id"], vehicle["company_id"], alarm_type, key, started_at, details, level,
     )  # fmt: skip
     return None if value is None else int(value)
+
+
+# ---------------------------------------------------------------- alarm reports (0x1412, 2019)
+
+
+async def record_alarm_report(
+    conn: asyncpg.Connection | asyncpg.Pool, alarm_id: int, data_type: int, msg_sn: int
+) -> None:
+    """Remember the frame that told the superior about alarm ``alarm_id`` (``data_type``
+    0x1402 sent by us, or 0x9402 / 0x9403 received; ``msg_sn`` its serial number): the 2019
+    0x1412 quotes it (JT/T 809-2019 0x1412 SOURCE_DATA_TYPE, SOURCE_MSG_SN). A later report of
+    the same alarm replaces it."""
+    await conn.execute(
+        "INSERT INTO jt809_alarm_reports (alarm_id, data_type, msg_sn) VALUES ($1, $2, $3) "
+        "ON CONFLICT (alarm_id) DO UPDATE SET data_type = EXCLUDED.data_type, "
+        "msg_sn = EXCLUDED.msg_sn, reported_at = now()",
+        alarm_id,
+        data_type,
+        msg_sn,
+    )
+
+
+async def alarm_report(pool: asyncpg.Pool, alarm_id: int) -> tuple[int, int] | None:
+    """(data type, serial number) of the frame that reported ``alarm_id``, None when none did."""
+    row = await pool.fetchrow(
+        "SELECT data_type, msg_sn FROM jt809_alarm_reports WHERE alarm_id = $1", alarm_id
+    )
+    return None if row is None else (int(row["data_type"]), int(row["msg_sn"]))
+
+
+async def alarm_waiting(pool: asyncpg.Pool, alarm_id: int) -> bool:
+    """Whether the 0x1402 of ``alarm_id`` is still in the outbox (not yet sent)."""
+    return bool(
+        await pool.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM jt809_outbox WHERE kind = 'alarm' "
+            "AND payload->>'id' = $1::text)",
+            str(alarm_id),
+        )
+    )
+
+
+async def forget_alarm_report(pool: asyncpg.Pool, alarm_id: int) -> None:
+    await pool.execute("DELETE FROM jt809_alarm_reports WHERE alarm_id = $1", alarm_id)
