@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import asyncpg
 from ingest_helpers import wait_for
 from jt808_helpers import location_report, next_message, subscription
-from test_commands import PHONE_A, Loop, command_loop, connected
+from test_commands import PHONE_A, Loop, command_loop, connected, jt808_sim
 from test_jt808_params_loop import answered, post
 from web_helpers import rest_client
 
@@ -85,6 +86,14 @@ async def test_cards_in_and_out_make_driver_sessions_and_positions_carry_the_dri
             m.RESULT_MESSAGE_ERROR
         )
         assert await pool.fetchval("SELECT count(*) FROM driver_sessions") == 2
+        # every report kept as received, the bad one with the reason
+        kept = await pool.fetch(
+            "SELECT encode(body, 'hex') AS body_hex, decoded FROM terminal_uploads "
+            "WHERE kind = 'driver_identity' ORDER BY id"
+        )
+        assert [k["decoded"].get("status") for k in kept[:3]] == ["inserted", "inserted", "removed"]
+        assert kept[-1]["body_hex"] == "0318"
+        assert "expected a 2011, 2013 or 2019 driver identity" in kept[-1]["decoded"]["problem"]
         assert await terminal.heartbeat() == m.RESULT_OK
         await terminal.close()
 
@@ -143,3 +152,31 @@ async def test_query_driver_goes_out_as_0x8702_and_the_0702_answers_it(
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await reader
             await terminal.close()
+
+
+async def test_the_jt808_sim_process_hands_the_track_from_one_driver_to_the_next(
+    settings: Settings, pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    track = tmp_path / "track.csv"
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    rows = [
+        f"{PHONE_A},{(start + timedelta(minutes=i)).isoformat()},29.5,{106.5 + i / 100},40"
+        for i in range(4)
+    ]
+    track.write_text("terminal_id,fix_time,latitude,longitude,speed_kmh\n" + "\n".join(rows))
+    async with command_loop(settings, pool) as loop:
+        sim = jt808_sim(
+            loop,
+            track,
+            "--driver",
+            "500101198001011234:张三",
+            "--driver",
+            "500101198502022345:李四",
+        )
+        output, _ = await asyncio.to_thread(sim.communicate, timeout=60)
+        assert sim.returncode == 0, output
+        assert await sessions_of(loop) == [
+            ("500101198001011234", start, start + timedelta(minutes=2), "replaced"),
+            ("500101198502022345", start + timedelta(minutes=2), start + timedelta(minutes=3),
+             "removed"),
+        ]  # fmt: skip

@@ -1,5 +1,6 @@
 """The ``terminal_uploads`` table (migration 0130): JT/T 808 0x0900 pass-through, 0x0705 CAN
-data and 0x0108 upgrade results, each message's body as received beside what was read from it.
+data, 0x0108 upgrade results and (migration 0141) 0x0702 driver identity reports, each
+message's body as received beside what was read from it.
 Written by the JT/T 808 gateway before it answers the terminal."""
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ from typing import Any
 
 import asyncpg
 
-KINDS = ("pass_through", "can_data", "upgrade_result")
+KINDS = ("pass_through", "can_data", "upgrade_result", "driver_identity")
 
 
 async def insert(

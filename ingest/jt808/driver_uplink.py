@@ -1,6 +1,8 @@
 """The gateway's side of driver identity (issue 12 item 7; codec in :mod:`ingest.jt808.driver`).
 
-- 0x0702 from an authenticated terminal bound to a vehicle: a card inserted and read opens a
+- 0x0702 from an authenticated terminal: kept as received in ``terminal_uploads`` (kind
+  ``driver_identity``, with what was read or why it could not be). From a terminal bound to a
+  vehicle, a card inserted and read opens a
   driver session on the vehicle (``drivers`` / ``driver_sessions``,
   :mod:`gps_monitor.db.drivers`; a 2011 report, which has no status, counts as inserted at its
   arrival); a card removed closes it; a failed read is logged and changes nothing (the card
@@ -17,6 +19,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections import deque
 from datetime import UTC, datetime, timedelta
@@ -27,6 +30,7 @@ import asyncpg
 from gps_monitor import command_kinds as kinds
 from gps_monitor.commands import Command
 from gps_monitor.db import drivers as db
+from gps_monitor.db import terminal_uploads
 from ingest.jt808 import driver as d
 from ingest.jt808 import messages as m
 from ingest.jt808.codec import Frame, FrameError
@@ -93,20 +97,24 @@ class DriverMessages:
         if refused is not None:
             return refused
         terminal_id = frame.header.terminal_id
+        pool = gw.authenticator.pool
         try:
             identity = d.decode_driver_identity(frame.body)
         except FrameError as error:
             gw.stats.frames_bad[error.reason] += 1
             log.warning("jt808 %s: 0x0702 refused (%s)", session.peer, error)
+            if not await self._keep(session, frame, {"problem": str(error)}):
+                return gw.general_reply(session, frame, m.RESULT_FAILURE)
             self._answer_query(terminal_id, m.RESULT_MESSAGE_ERROR, str(error)[:500], None)
             return gw.general_reply(session, frame, m.RESULT_MESSAGE_ERROR)
+        if not await self._keep(session, frame, identity.as_json()):
+            return gw.general_reply(session, frame, m.RESULT_FAILURE)
         self.reports += 1
         self._answer_query(terminal_id, m.RESULT_OK, "", identity.as_json())
         if session.vehicle_id is None:
             log.info("jt808 terminal %s: 0x0702 from a terminal without a vehicle", terminal_id)
             return gw.general_reply(session, frame, m.RESULT_OK)
         when = self._utc(identity.card_time_local, session.utc_offset_min)
-        pool = gw.authenticator.pool
         try:
             if identity.status == "removed":
                 await db.card_removed(pool, vehicle_id=session.vehicle_id, card_out_at=when)
@@ -138,6 +146,26 @@ class DriverMessages:
                         session.peer, error)  # fmt: skip
             return gw.general_reply(session, frame, m.RESULT_FAILURE)
         return gw.general_reply(session, frame, m.RESULT_OK)
+
+    async def _keep(self, session: Session, frame: Frame, decoded: dict[str, Any]) -> bool:
+        """Store the report as received; False (logged) when the database refused."""
+        try:
+            await terminal_uploads.insert(
+                self.gateway.authenticator.pool,
+                terminal_id=frame.header.terminal_id,
+                vehicle_id=session.vehicle_id,
+                msg_id=frame.header.msg_id,
+                kind="driver_identity",
+                body=frame.body,
+                frame_sha256=hashlib.sha256(frame.wire).hexdigest(),
+                decoded=decoded,
+            )
+        except (OSError, asyncpg.PostgresError) as error:
+            self.store_failures += 1
+            log.warning("jt808 %s: 0x0702 not stored (%s); terminal told to resend",
+                        session.peer, error)  # fmt: skip
+            return False
+        return True
 
     @staticmethod
     def _utc(local: datetime | None, utc_offset_min: int) -> datetime:

@@ -462,6 +462,7 @@ async def run_terminal(
     photo_bytes: int = 8000,
     drop_packets: Sequence[int] = (),
     adas_alarms: int = 0,
+    drivers: Sequence[tuple[str, str]] = (),
 ) -> SimStats:
     """Register, authenticate, send ``positions``, stay ``linger_s`` seconds (answering text
     messages), log out (0x0003: the gateway withdraws the code, so the next run registers
@@ -480,8 +481,13 @@ async def run_terminal(
         if await terminal.authenticate() != m.RESULT_OK:
             raise TerminalError(f"terminal {phone}: authentication refused")
         previous = None
+        shifts = driver_shifts(len(positions), len(drivers))
         for start in range(0, len(positions), batch_size):
             chunk = positions[start : start + batch_size]
+            if start in shifts:  # the next driver's IC card goes in (0x0702)
+                certificate_no, name = drivers[shifts[start]]
+                when = chunk[0].fix_time.astimezone(UTC) + timedelta(hours=8)
+                await terminal.insert_card(certificate_no, name, when.replace(tzinfo=None))
             if speedup > 0 and previous is not None:
                 wait_s = (chunk[0].fix_time - previous).total_seconds() / speedup
                 await asyncio.sleep(max(wait_s, 0))
@@ -496,6 +502,9 @@ async def run_terminal(
                 stats.accepted += len(chunk)
             else:
                 stats.refused += len(chunk)
+        if drivers and positions:
+            when = positions[-1].fix_time.astimezone(UTC) + timedelta(hours=8)
+            await terminal.remove_card(when.replace(tzinfo=None))
         if adas_alarms:
             await send_adas_alarms(terminal, adas_alarms, photo_bytes)
         if linger_s > 0:
@@ -504,6 +513,14 @@ async def run_terminal(
     finally:
         await terminal.close()
     return stats
+
+
+def driver_shifts(count: int, drivers: int) -> dict[int, int]:
+    """Index of the position at which each driver's card goes in -> the driver's index: the
+    track split in ``drivers`` equal parts (``--driver``)."""
+    if drivers <= 0 or count <= 0:
+        return {}
+    return {count * i // drivers: i for i in range(drivers)}
 
 
 async def send_adas_alarms(terminal: SimTerminal, count: int, photo_bytes: int) -> None:
@@ -647,6 +664,7 @@ async def simulate(args: argparse.Namespace, settings: Settings) -> SimStats:
                 photo_bytes=getattr(args, "photo_bytes", 8000),  # options of issue 12: a
                 drop_packets=getattr(args, "drop_packet", ()),  # Namespace built by hand
                 adas_alarms=getattr(args, "adas_alarms", 0),  # may lack them
+                drivers=[parse_driver(d) for d in getattr(args, "driver", ())],
             )
             for terminal_id, positions in tracks.items()
         )
@@ -709,6 +727,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(use --linger-s to stay connected for them)",
     )
     parser.add_argument(
+        "--driver",
+        action="append",
+        default=[],
+        metavar="CERTIFICATE:NAME",
+        help="a driver's IC card (repeatable): the track is split in equal parts, one per "
+        "driver; each part starts with that driver's card inserted (0x0702, card time = the "
+        "part's first fix time), the card is removed after the track; the simulator answers "
+        "0x8702 with the card in its reader",
+    )
+    parser.add_argument(
         "--phone-base",
         type=int,
         default=PHONE_BASE,
@@ -721,6 +749,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="create the simulator's company and its vehicles first (never changes another "
         "company's vehicle: exit 2)",
     )
+
+
+def parse_driver(text: str) -> tuple[str, str]:
+    """``CERTIFICATE:NAME`` -> (certificate number, name).
+
+    Raises:
+        ConfigurationError: no ``:`` or an empty certificate number.
+    """
+    certificate_no, sep, name = text.partition(":")
+    if not sep or not certificate_no.strip():
+        raise ConfigurationError(f"--driver: expected CERTIFICATE:NAME, got {text!r}")
+    return certificate_no.strip(), name.strip()
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
