@@ -15,9 +15,18 @@ from pydantic import AfterValidator, Field
 from gps_monitor.db.registry import check_terminal_id
 
 CompanyName = Annotated[str, Field(min_length=1, max_length=200, examples=["渝运危货运输公司"])]
+# No whitespace (a trailing space or a line break pasted from a spreadsheet made a second
+# vehicle of one plate, as the uniqueness is on the exact text), no control or invisible
+# format characters (zero-width space, BOM): a plate is printed on evidence and sent to JT/T 809.
 PlateNumber = Annotated[
     str,
-    Field(min_length=2, max_length=20, description="车牌号", examples=["渝A12345"]),
+    Field(
+        min_length=2,
+        max_length=20,
+        pattern=r"^[^\s\p{Cc}\p{Cf}]+$",
+        description="车牌号: 2 to 20 characters, no spaces, line breaks or invisible characters",
+        examples=["渝A12345"],
+    ),
 ]
 TerminalId = Annotated[
     str,

@@ -70,12 +70,15 @@ TEXT = {
         "edit": "修改",
         "list": "证据报告列表",
         "saved": "已保存",
+        "duplicate": "此处罚决定已录入（同一决定书编号或完全相同的决定）；如需更正请点“修改”",
     },
     "en": {
         "need_number": "Enter the decision number",
         "edit": "Edit",
         "list": "Evidence reports",
         "saved": "Saved",
+        "duplicate": "This decision is already recorded (same decision number, or the very same "
+        "decision); use Edit to correct it",
     },
 }
 
@@ -149,9 +152,20 @@ async def test_enforcement_records_a_penalty_and_downloads_one_report_number_in_
         await page.fill("#penalty-dialog [name=decision_number]", "渝交执罚〔2026〕第0007号")
         await page.fill("#penalty-dialog [name=note]", "驾驶员当场承认超速")
         await page.screenshot(path=f"/tmp/console-enforce-penalty-form-{lang}-{size}.png")
-        await page.click("#penalty-dialog .btn-submit")
+        # a double click (an impatient officer) records one decision and shows no error
+        await page.dblclick("#penalty-dialog .btn-submit")
         await page.wait_for_selector("#penalty-dialog .penalty-list li[data-penalty-id]")
         assert (await page.text_content("#penalty-dialog .saved") or "").startswith(text["saved"])
+        await page.wait_for_timeout(500)
+        assert await page.text_content("#penalty-dialog .error") == ""
+        assert await pool.fetchval("SELECT count(*) FROM alarm_penalties") == 1
+        # the same decision number again: refused in the page language, nothing written
+        await page.fill("#penalty-dialog [name=decision_number]", "渝交执罚〔2026〕第0007号")
+        await page.fill("#penalty-dialog [name=fine_yuan]", "200")
+        await page.click("#penalty-dialog .btn-submit")
+        await wait_for_js(page, "document.querySelector('#penalty-dialog .error').textContent")
+        assert await page.text_content("#penalty-dialog .error") == text["duplicate"]
+        assert await pool.fetchval("SELECT count(*) FROM alarm_penalties") == 1
         # a correction of the amount
         await page.click("#penalty-dialog .btn-edit-penalty")
         assert await page.text_content("#penalty-dialog .btn-submit") != ""

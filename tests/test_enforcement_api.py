@@ -108,6 +108,47 @@ async def test_enforcement_records_and_corrects_a_penalty_audited_with_before_an
     assert await pool.fetchval("SELECT count(*) FROM alarm_penalties") == 2
 
 
+async def test_a_decision_is_recorded_once_a_repeat_or_double_submit_is_409(
+    settings: Settings, pool: asyncpg.Pool, world
+) -> None:  # type: ignore[no-untyped-def]
+    """Found in the console review: a double click on 保存 recorded the decision twice."""
+    alarm = world.alarms["A"]
+    law = world.auth("enforcement")
+    async with rest_client(settings) as client:
+        # a double submit: two requests at once, one decision
+        answers = await asyncio.gather(
+            *(client.post(f"/api/alarms/{alarm}/penalty", json=DECISION, headers=law)
+              for _ in range(2))
+        )  # fmt: skip
+        assert sorted(r.status_code for r in answers) == [201, 409], [r.text for r in answers]
+        first = next(r.json() for r in answers if r.status_code == 201)
+        refused = next(r for r in answers if r.status_code == 409)
+        assert f"penalty {first['id']}" in refused.text and "0123" in refused.text
+        # the same decision number with other values is still the same document: 409
+        r = await client.post(
+            f"/api/alarms/{alarm}/penalty", json={**DECISION, "fine_yuan": 100}, headers=law
+        )
+        assert r.status_code == 409
+        # without a number: the very same decision twice is 409, a different one is recorded
+        warning = {"decision": "警告", "decided_on": "2026-03-05"}
+        r = await client.post(f"/api/alarms/{alarm}/penalty", json=warning, headers=law)
+        assert r.status_code == 201, r.text
+        r = await client.post(f"/api/alarms/{alarm}/penalty", json=warning, headers=law)
+        assert r.status_code == 409
+        r = await client.post(
+            f"/api/alarms/{alarm}/penalty", json={**warning, "note": "二次警告"}, headers=law
+        )
+        assert r.status_code == 201
+        # another alarm may carry its own decision (a number is checked per alarm)
+        r = await client.post(
+            f"/api/alarms/{world.alarms['B']}/penalty", json=DECISION, headers=law
+        )
+        assert r.status_code == 201
+    assert await pool.fetchval("SELECT count(*) FROM alarm_penalties") == 4
+    actions = await pool.fetch("SELECT action FROM audit_log")
+    assert [a["action"] for a in actions] == ["alarm.penalty"] * 4
+
+
 async def test_only_enforcement_records_penalties_and_unknown_ones_are_404(
     settings: Settings, pool: asyncpg.Pool, world
 ) -> None:  # type: ignore[no-untyped-def]

@@ -56,6 +56,37 @@ async def test_a_taken_plate_or_name_is_refused_on_its_field(
     assert await pool.fetchval("SELECT count(*) FROM audit_log") == 0
 
 
+async def test_a_plate_with_spaces_line_breaks_or_invisible_characters_is_refused(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    """Found in the console review: "渝A10000 " (a trailing space pasted from a spreadsheet)
+    was registered as a second vehicle beside 渝A10000, and a line break went into a plate."""
+    w = await make_world(pool, settings)
+    bureau = w.auth("bureau")
+    async with rest_client(settings) as client:
+        for plate in ("渝A10000 ", " 渝A10000", "渝A1000\n0", "渝A\t10000", "渝A\u300010000",
+                      "渝A\u200b10000", "渝A\x0110000"):  # fmt: skip
+            body = dict(NEW_VEHICLE, company_id=w.company_a, plate_number=plate)
+            r = await client.post("/api/vehicles", json=body, headers=bureau)
+            assert r.status_code == 422, (plate, r.text)
+            assert [(d["loc"], d["type"]) for d in r.json()["detail"]] == [
+                (["body", "plate_number"], "string_pattern_mismatch")
+            ], plate
+        r = await client.patch(
+            f"/api/vehicles/{w.vehicles_a[0]}", json={"plate_number": "渝A 10000"}, headers=bureau
+        )
+        assert r.status_code == 422
+        # what plates look like stays accepted: Chinese, with a separator dot, 学/挂, ASCII
+        for plate in ("渝A·12345", "渝A1234学", "渝A1234挂", "BODS-4716"):
+            body = dict(NEW_VEHICLE, company_id=w.company_a, plate_number=plate,
+                        terminal_id=f"0139{abs(hash(plate)) % 10**8:08d}")  # fmt: skip
+            r = await client.post("/api/vehicles", json=body, headers=bureau)
+            assert r.status_code == 201, (plate, r.text)
+    plates = {r["plate_number"] for r in await pool.fetch("SELECT plate_number FROM vehicles")}
+    assert plates == {"渝A10000", "渝A10001", "渝B10000", "渝B10001",
+                      "渝A·12345", "渝A1234学", "渝A1234挂", "BODS-4716"}  # fmt: skip
+
+
 async def test_deactivate_keeps_history_and_leaves_the_connection_rate(
     settings: Settings, pool: asyncpg.Pool
 ) -> None:

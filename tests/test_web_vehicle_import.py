@@ -147,3 +147,23 @@ async def test_a_file_that_cannot_be_read_is_refused_whole_and_operators_cannot_
     template = load_workbook(io.BytesIO(r.content))
     assert [c.value for c in template.worksheets[0][1]] == HEADER_ZH
     assert await pool.fetchval("SELECT count(*) FROM vehicles") == 4
+
+
+async def test_a_plate_cell_with_a_line_break_is_refused_not_registered(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    """Found in the console review: a quoted CSV cell "渝D5000\\n7" was imported as a plate with
+    a line break in it (the page showed 渝D5000 7)."""
+    w = await make_world(pool, settings)
+    body = (",".join(HEADER_ZH) + '\r\n"渝D5000\n7",黄,客运班车,013950000007,,甲运输公司\r\n'
+            "渝D50008,黄,客运班车,013950000008,,甲运输公司\r\n").encode()  # fmt: skip
+    async with rest_client(settings) as client:
+        r = await client.post(
+            "/api/vehicle-import", params={"commit": "true"}, content=body, headers=w.auth("bureau")
+        )
+    assert r.status_code == 200, r.text
+    assert outcomes(r.json()) == [
+        (2, "refused", [("plate_number", "string_pattern_mismatch")]),
+        (3, "added", []),
+    ]
+    assert await pool.fetchval("SELECT count(*) FROM vehicles WHERE plate_number ~ '\\s'") == 0

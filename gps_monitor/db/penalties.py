@@ -108,6 +108,28 @@ async def get(conn: asyncpg.Connection | asyncpg.Pool, penalty_id: int) -> Penal
     return None if row is None else _penalty(row)
 
 
+async def find_same(
+    conn: asyncpg.Connection, alarm_id: int, fields: PenaltyFields
+) -> Penalty | None:
+    """A decision already recorded on ``alarm_id`` that ``fields`` would repeat, or None.
+
+    With a decision number (处罚决定书编号): the decision of that number on the alarm (one
+    decision document is recorded once; a correction is an update). Without one: a decision with
+    the same kind, fine, date and note and no number (a double submit). The caller holds the
+    alarm's row lock, so two concurrent requests cannot both find none.
+    """
+    row = await conn.fetchrow(
+        f"SELECT {_COLUMNS} {_FROM} WHERE p.alarm_id = $1 AND ("
+        "($2::text IS NOT NULL AND p.decision_number = $2) OR "
+        "($2::text IS NULL AND p.decision_number IS NULL AND p.decision = $3 "
+        "AND p.fine_yuan IS NOT DISTINCT FROM $4 AND p.decided_on IS NOT DISTINCT FROM $5 "
+        "AND p.note IS NOT DISTINCT FROM $6)) ORDER BY p.id LIMIT 1",
+        alarm_id, fields.decision_number, fields.decision, fields.fine_yuan, fields.decided_on,
+        fields.note,
+    )  # fmt: skip
+    return None if row is None else _penalty(row)
+
+
 async def record(
     conn: asyncpg.Connection, alarm_id: int, fields: PenaltyFields, user_id: int
 ) -> Penalty:

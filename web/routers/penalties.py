@@ -87,10 +87,24 @@ async def record_penalty(
     alarm_id: DbId, body: PenaltyIn, user: EnforcementUser, pool: PoolDep, settings: SettingsDep
 ) -> dict[str, Any]:
     """Record a penalty decision on an alarm (enforcement only); audited as ``alarm.penalty``.
-    422 for a 罚款 without its amount or a decision date in the future."""
+    422 for a 罚款 without its amount or a decision date in the future; 409 (nothing written)
+    when the alarm already has a decision of that number, or without a number the very same
+    decision (a double submit: :func:`gps_monitor.db.penalties.find_same`)."""
     fields = body.fields(_local_today(settings))
     async with pool.acquire() as conn, conn.transaction():
         alarm = await fetch_scoped(conn, user, alarm_id, lock=True)
+        same = await penalties.find_same(conn, alarm_id, fields)
+        if same is not None:
+            what = (
+                f"decision number {fields.decision_number!r}"
+                if fields.decision_number
+                else "the same decision"
+            )
+            raise HTTPException(
+                409,
+                f"penalty: expected a new decision on alarm {alarm_id}, got {what} already "
+                f"recorded as penalty {same.id} (correct it with PUT /api/penalties/{same.id})",
+            )
         penalty = await penalties.record(conn, alarm_id, fields, user.id)
         await audit.record(
             conn, user, "alarm.penalty", "alarm", alarm_id, company_id=alarm["company_id"],

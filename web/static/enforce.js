@@ -22,6 +22,7 @@
       no_reports: "尚无证据报告", need_fine: "罚款须填写罚款金额", need_number: "请填写处罚决定书编号",
       future_date: "决定日期不能晚于今天", bad_fine: "罚款金额须为不小于0、最多两位小数的数字",
       saved: "已保存", yuan: "元", window: "时段",
+      duplicate: "此处罚决定已录入（同一决定书编号或完全相同的决定）；如需更正请点“修改”",
     },
     en: {
       evidence: "Evidence", penalty: "Penalty", penalty_title: "Penalty decision", decision: "Decision",
@@ -36,6 +37,7 @@
       future_date: "The decision date cannot be after today",
       bad_fine: "The fine must be a number of at least 0 with at most 2 decimals",
       saved: "Saved", yuan: "yuan", window: "window",
+      duplicate: "This decision is already recorded (same decision number, or the very same decision); use Edit to correct it",
     },
   };
   // the decision kinds the form offers, stored as their Chinese names (the API's free text)
@@ -52,7 +54,9 @@
       const body = await r.json().catch(() => ({}));
       const detail = Array.isArray(body.detail)
         ? body.detail.map((d) => `${(d.loc || []).slice(-1)[0]}: ${d.msg}`).join("; ") : body.detail;
-      throw new Error(typeof detail === "string" ? detail : r.statusText);
+      const err = new Error(typeof detail === "string" ? detail : r.statusText);
+      err.status = r.status;
+      throw err;
     }
     return r.json();
   }
@@ -171,6 +175,9 @@
       const problem = formErrors(body);
       dlg.querySelector(".saved").textContent = "";
       if (problem) { error.textContent = problem; return; }
+      const button = dlg.querySelector(".btn-submit");
+      if (button.disabled) return;  // a double click sends one decision
+      button.disabled = true;
       try {
         if (editing) await api(`/api/penalties/${editing}`, { method: "PUT", body: JSON.stringify(body) });
         else await api(`/api/alarms/${alarm.id}/penalty`, { method: "POST", body: JSON.stringify(body) });
@@ -183,7 +190,10 @@
         dlg.querySelector(".downloads").dataset.saved = "1";
         document.dispatchEvent(new CustomEvent("gpsm:penalty-saved", { detail: { alarm_id: alarm.id } }));
       } catch (err) {
-        error.textContent = err.message;
+        error.textContent = err.status === 409 && !editing ? L("duplicate") : err.message;
+        error.title = err.message;
+      } finally {
+        button.disabled = false;
       }
     });
     dlg.showModal();
