@@ -54,6 +54,7 @@ NOT_FORWARDED = (Quality.INVALID, Quality.DRIFT)
 DATABASE_DOWN = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
 REPLAY_BATCH = 500
 REPLAY_IDLE_S = 0.5
+REPLAY_FLUSH_S = 1.0  # longest a sent outbox row stays (re-sent after a crash)
 
 
 def check_settings(settings: Settings) -> None:
@@ -317,14 +318,20 @@ class Jt809Service:
                 await asyncio.sleep(REPLAY_IDLE_S)
                 continue
             written: list[int] = []
+            flushed_at = time.monotonic()
             try:
                 for group in _replay_groups(entries):
                     if not await self._replay_group(group, written):
                         break
+                    if time.monotonic() - flushed_at >= REPLAY_FLUSH_S:
+                        await outbox.delete(self.pool, written)
+                        written.clear()
+                        flushed_at = time.monotonic()
                     await asyncio.sleep(interval)
             finally:
-                # one DELETE per batch: a crash before it re-sends at most one batch (the
-                # superior may see a position twice, never zero times)
+                # what was written leaves the outbox at least once a second: a crash (kill -9,
+                # power) re-sends at most the last second of replay (the superior may see a
+                # position twice, never zero times)
                 await outbox.delete(self.pool, written)
 
     async def _replay_group(self, group: list[OutboxEntry], written: list[int]) -> bool:

@@ -14,7 +14,9 @@ from broker_helpers import free_port
 from ingest_helpers import drop_session, position_json, publish_raw, running_worker, wait_for
 
 from gps_monitor.config import Jt809Settings, Settings
-from gps_monitor.models import Alarm
+from gps_monitor.db import jt809 as outbox
+from gps_monitor.db.jt809 import OutboxEntry
+from gps_monitor.models import Alarm, Position
 from jt809 import messages as m
 from jt809.codec import FrameCodec, FrameSplitter
 from jt809.links import build_codec
@@ -298,3 +300,48 @@ async def test_slave_link_survives_garbage_and_bad_frames_and_checks_the_verify_
 
 async def _value(value: object) -> object:
     return value
+
+
+async def test_replayed_rows_leave_the_outbox_within_a_second_not_at_the_end_of_the_batch(
+    settings: Settings, pool: asyncpg.Pool, superior: tuple[SuperiorSimulator, int]
+) -> None:
+    """Review of issue 10: the replay deleted what it sent once per 500-row batch, so a crash
+    (kill -9) in a slow replay re-sent everything of the batch (65 positions twice after 13
+    0x1203 in a manual run). Now sent rows leave at least once a second."""
+    sim, port = superior
+    vehicle_id = await register_vehicle(pool)
+    entries = [
+        OutboxEntry(
+            "position",
+            vehicle_id,
+            START + timedelta(seconds=10 * i),
+            Position(
+                terminal_id=TERMINAL,
+                fix_time=START + timedelta(seconds=10 * i),
+                latitude=29.56,
+                longitude=106.55 + i * 1e-4,
+                speed_kmh=40.0,
+                vehicle_id=vehicle_id,
+            ).to_dict(),
+            "link_down",
+        )
+        for i in range(60)
+    ]
+    await outbox.enqueue(pool, entries)
+    settings = jt809_settings(settings, port)
+    slow = settings.jt809.model_copy(update={"reupload_rate_per_s": 4})  # 12 x 0x1203: ~3 s
+    settings = settings.model_copy(update={"jt809": slow})
+    shrank_while_sending: list[tuple[int, int]] = []  # (rows left, 0x1203 received)
+    async with running_service(settings, pool):
+        while sim.record.reupload_messages < 12:
+            before = sim.record.reupload_messages
+            left = await pool.fetchval(BUFFERED)
+            if left < 60 and before < 12:
+                shrank_while_sending.append((left, before))
+            await asyncio.sleep(0.1)
+        await wait_for(lambda: pool.fetchval(BUFFERED), lambda n: n == 0)
+    await drop_session(settings, settings.jt809.client_id)
+    assert shrank_while_sending, "the outbox kept every sent row until the batch ended"
+    # never deleted before it was sent
+    assert all(60 - left <= 5 * (sent + 1) for left, sent in shrank_while_sending)
+    assert len(sim.record.positions) == 60
