@@ -304,6 +304,12 @@ async def view_row(
     return None if row is None else dict(row)
 
 
+async def company_of(conn: asyncpg.Connection | asyncpg.Pool, alarm_id: int) -> int | None:
+    """The company of an alarm's vehicle at the alarm, or None when there is no such alarm."""
+    company_id = await conn.fetchval("SELECT company_id FROM alarms WHERE id = $1", alarm_id)
+    return None if company_id is None else int(company_id)
+
+
 async def episode_positions(
     conn: asyncpg.Connection | asyncpg.Pool, vehicle_id: int, start: datetime, end: datetime
 ) -> list[dict[str, Any]]:

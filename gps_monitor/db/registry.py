@@ -234,6 +234,39 @@ async def company_name(conn: asyncpg.Connection | asyncpg.Pool, company_id: int)
     return None if name is None else str(name)
 
 
+async def command_target(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    *,
+    vehicle_id: int | None,
+    terminal_id: str | None,
+    company_id: int | None,
+) -> asyncpg.Record | None:
+    """The vehicle a command goes to, by id and/or terminal number, within ``company_id`` (None:
+    any company): ``id``, ``company_id``, ``terminal_id`` (None or '' without a terminal) and
+    ``plate_number``; None when no vehicle matches."""
+    return await conn.fetchrow(
+        "SELECT id, company_id, terminal_id, plate_number FROM vehicles "
+        "WHERE ($1::bigint IS NULL OR id = $1) AND ($2::text IS NULL OR terminal_id = $2) "
+        "AND ($3::bigint IS NULL OR company_id = $3)",
+        vehicle_id,
+        terminal_id,
+        company_id,
+    )
+
+
+async def vehicles_of_other_companies(
+    conn: asyncpg.Connection | asyncpg.Pool, vehicle_ids: list[int], company_id: int
+) -> list[int]:
+    """The ids among ``vehicle_ids`` of vehicles registered to a company other than
+    ``company_id``, ascending (unknown ids are not listed)."""
+    rows = await conn.fetch(
+        "SELECT id FROM vehicles WHERE id = ANY($1::bigint[]) AND company_id <> $2 ORDER BY id",
+        vehicle_ids,
+        company_id,
+    )
+    return [r["id"] for r in rows]
+
+
 async def company_ids_by_name(
     conn: asyncpg.Connection | asyncpg.Pool, names: list[str]
 ) -> dict[str, int]:

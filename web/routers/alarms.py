@@ -173,13 +173,6 @@ async def alarm_summary(
     }
 
 
-async def fetch_alarm_row(
-    conn: asyncpg.Connection | asyncpg.Pool, alarm_id: int
-) -> dict[str, Any] | None:
-    """One alarm row as the list shows it, unscoped (for announcements to live clients)."""
-    return await alarms_db.view_row(conn, alarm_id)
-
-
 async def fetch_scoped(
     conn: asyncpg.Connection | asyncpg.Pool, user: User, alarm_id: int, lock: bool = False
 ) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from gps_monitor.command_kinds import checked_body, kind_of
 from gps_monitor.commands import TEXT, CommandError, TextBody, build_command, checked_expiry_s
 from gps_monitor.config import CommandsSettings
-from gps_monitor.db import audit
+from gps_monitor.db import audit, registry
 from gps_monitor.db import commands as commands_db
 from gps_monitor.db.users import Role, User
 from gps_monitor.terminal_params import PARAMETERS
@@ -71,13 +71,8 @@ async def target_vehicle(
         HTTPException 404: no such vehicle or terminal, another company's, or a vehicle without
             a terminal.
     """
-    row = await conn.fetchrow(
-        "SELECT id, company_id, terminal_id, plate_number FROM vehicles "
-        "WHERE ($1::bigint IS NULL OR id = $1) AND ($2::text IS NULL OR terminal_id = $2) "
-        "AND ($3::bigint IS NULL OR company_id = $3)",
-        vehicle_id,
-        terminal_id,
-        company_scope(user),
+    row = await registry.command_target(
+        conn, vehicle_id=vehicle_id, terminal_id=terminal_id, company_id=company_scope(user)
     )
     what = f"vehicle {vehicle_id}" if vehicle_id is not None else f"terminal {terminal_id!r}"
     if row is None:

@@ -31,7 +31,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from gps_monitor.alarm_levels import ALARM_TYPES
 from gps_monitor.config import NotifySettings
-from gps_monitor.db import audit
+from gps_monitor.db import audit, registry, users
 from gps_monitor.db import notify as store
 from gps_monitor.db.notify import Subscription
 from gps_monitor.db.users import Role, User
@@ -145,12 +145,11 @@ async def _owner_for(conn: asyncpg.Connection, user: User, body: ChannelIn) -> U
             )
         if body.company_wide:
             return None
-        row = await conn.fetchrow(
-            "SELECT id, username, role, company_id FROM users WHERE id = $1", body.user_id
-        )
-        if row is None:
-            raise not_found(f"user {body.user_id}")
-        return User(row["id"], row["username"], Role(row["role"]), row["company_id"])
+        assert body.user_id is not None  # not company-wide: another user's channel
+        try:
+            return await users.user_by_id(conn, body.user_id)
+        except NotFoundError as error:
+            raise not_found(f"user {body.user_id}") from error
     return user
 
 
@@ -302,24 +301,19 @@ async def _subscription_from(
         )
     owner_company = None
     if channel.user_id is not None:
-        owner_company = await conn.fetchval(
-            "SELECT company_id FROM users WHERE id = $1", channel.user_id
-        )
+        try:
+            owner_company = (await users.user_by_id(conn, channel.user_id)).company_id
+        except NotFoundError:
+            owner_company = None
     company_id = body.company_id
     if owner_company is not None:
         operator = User(channel.user_id, "", Role.OPERATOR, owner_company)
         company_id = company_scope(operator, body.company_id)
     if body.vehicle_ids and company_id is not None:
-        foreign = await conn.fetch(
-            "SELECT id FROM vehicles WHERE id = ANY($1::bigint[]) AND company_id <> $2",
-            body.vehicle_ids,
-            company_id,
-        )
+        foreign = await registry.vehicles_of_other_companies(conn, body.vehicle_ids, company_id)
         if foreign:
             raise HTTPException(
-                422,
-                f"vehicle_ids: expected vehicles of company {company_id}, got "
-                f"{sorted(r['id'] for r in foreign)}",
+                422, f"vehicle_ids: expected vehicles of company {company_id}, got {foreign}"
             )
     return Subscription(
         id=subscription_id,

@@ -15,7 +15,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
-from gps_monitor.db import audit
+from gps_monitor.db import alarms as alarms_db
+from gps_monitor.db import audit, registry
 from gps_monitor.db import supervisions as supervisions_db
 from gps_monitor.db.users import Role
 from web.deps import BureauUser, CurrentUser, DbId, HandlerUser, PoolDep, company_scope, not_found
@@ -51,9 +52,7 @@ async def _announce(request: Request, alarm_id: int | None, pool: Any) -> None:
     hub = getattr(request.app.state, "hub", None)
     if hub is None or alarm_id is None:
         return
-    from web.routers.alarms import fetch_alarm_row
-
-    row = await fetch_alarm_row(pool, alarm_id)
+    row = await alarms_db.view_row(pool, alarm_id)
     if row is not None:
         await hub.announce_alarm_change(row)
 
@@ -70,17 +69,14 @@ async def issue(
         )
     async with pool.acquire() as conn, conn.transaction():
         if body.alarm_id is not None:
-            company_id = await conn.fetchval(
-                "SELECT company_id FROM alarms WHERE id = $1", body.alarm_id
-            )
+            company_id = await alarms_db.company_of(conn, body.alarm_id)
             if company_id is None:
                 raise not_found(f"alarm {body.alarm_id}")
         else:
-            company_id = await conn.fetchval(
-                "SELECT id FROM companies WHERE id = $1", body.company_id
-            )
-            if company_id is None:
+            assert body.company_id is not None  # SupervisionIn: an alarm or a company
+            if await registry.company_name(conn, body.company_id) is None:
                 raise not_found(f"company {body.company_id}")
+            company_id = body.company_id
         row = await supervisions_db.issue(
             conn,
             company_id=company_id,
