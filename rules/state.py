@@ -1,4 +1,5 @@
-"""Rule state persistence: table ``rule_state`` (migration 0021), one JSON row per vehicle.
+"""Rule state persistence: table ``rule_state`` (migration 0021, :mod:`gps_monitor.db.rule_state`),
+one JSON row per vehicle.
 
 A state is written only when its JSON differs from what was last written (callers keep the
 last written text per vehicle), in the same transaction as the alarms it produced.
@@ -11,6 +12,7 @@ from datetime import UTC, datetime
 
 import asyncpg
 
+from gps_monitor.db import rule_state
 from rules.engine import VehicleState
 
 
@@ -24,9 +26,9 @@ async def load_states(
 ) -> dict[int, tuple[VehicleState, str]]:
     """Every stored vehicle state with its canonical text."""
     out: dict[int, tuple[VehicleState, str]] = {}
-    for row in await conn.fetch("SELECT vehicle_id, state FROM rule_state"):
-        state = VehicleState.from_json(row["state"])
-        out[row["vehicle_id"]] = (state, state_text(state))
+    for vehicle_id, stored in await rule_state.load(conn):
+        state = VehicleState.from_json(stored)
+        out[vehicle_id] = (state, state_text(state))
     return out
 
 
@@ -44,12 +46,5 @@ async def save_states(
         changed[vehicle_id] = text
         last = datetime.fromtimestamp(state.last[0], UTC) if state.last else None
         rows.append((vehicle_id, text, last))
-    if rows:
-        await conn.executemany(
-            "INSERT INTO rule_state (vehicle_id, state, last_fix_time) "
-            "VALUES ($1, $2::text::jsonb, $3) "
-            "ON CONFLICT (vehicle_id) DO UPDATE SET state = EXCLUDED.state, "
-            "last_fix_time = EXCLUDED.last_fix_time, updated_at = now()",
-            rows,
-        )
+    await rule_state.save(conn, rows)
     return changed

@@ -42,7 +42,7 @@ from paho.mqtt.properties import Properties
 
 from gps_monitor import mqtt, topics
 from gps_monitor.config import Settings
-from gps_monitor.db import failures
+from gps_monitor.db import failures, registry
 from gps_monitor.db.alarms import (
     mark_published,
     overlapping_alarm_exists,
@@ -50,9 +50,14 @@ from gps_monitor.db.alarms import (
     save_alarm_events,
 )
 from gps_monitor.db.failures import Blame
-from gps_monitor.db.geofences import load_geofences, load_routes
+from gps_monitor.db.geofences import geometry_fingerprint, load_geofences, load_routes
 from gps_monitor.db.pool import create_pool
-from gps_monitor.db.positions import RejectedMessage, save_rejected, vehicle_positions
+from gps_monitor.db.positions import (
+    RejectedMessage,
+    last_messages,
+    save_rejected,
+    vehicle_positions,
+)
 from gps_monitor.errors import PayloadError
 from gps_monitor.models import Alarm, Position
 from gps_monitor.service import relay_ready
@@ -67,24 +72,6 @@ log = logging.getLogger(__name__)
 _NOT_FROM_LATE_DATA = ("offline", "offline_displacement")
 # arrival times as the worker and the database hold them may differ in the last bit
 _SAME_INSTANT_S = 1e-3
-# changes when a geofence/route is added, changed or deleted or an assignment changes
-_GEOMETRY_FINGERPRINT = """
-SELECT (SELECT count(*) FROM geofences), (SELECT max(updated_at) FROM geofences),
-       (SELECT count(*) FROM routes), (SELECT max(updated_at) FROM routes),
-       (SELECT count(*) FROM geofence_vehicles),
-       (SELECT coalesce(sum(hashtext(geofence_id || ':' || vehicle_id)), 0)
-          FROM geofence_vehicles),
-       (SELECT count(*) FROM route_vehicles),
-       (SELECT coalesce(sum(hashtext(route_id || ':' || vehicle_id)), 0) FROM route_vehicles)
-"""
-
-# the offline timer's view of every vehicle that has sent something (arrival time of its last
-# message of any kind, and its last ok fix)
-_LAST_MESSAGES = """
-SELECT vehicle_id, extract(epoch FROM last_message_at)::float8 AS last_message_t,
-       extract(epoch FROM fix_time)::float8 AS fix_t, latitude, longitude
-FROM latest_positions
-"""
 
 
 def _with_last_message(
@@ -221,11 +208,8 @@ class RulesWorker:
         """Vehicles from the database; geofences, routes and assignments too when they changed
         since the last load (the geometry indexes are rebuilt only then)."""
         pool = await self.pool()
-        rows = await pool.fetch(
-            "SELECT id, company_id, terminal_id, vehicle_class, speed_limit_kmh, "
-            "night_ban_exempt FROM vehicles"
-        )
-        fingerprint = tuple(await pool.fetchrow(_GEOMETRY_FINGERPRINT) or ())
+        rows = await registry.rule_settings(pool)
+        fingerprint = await geometry_fingerprint(pool)
         if fingerprint != self._geo_fingerprint:
             routes = await load_routes(pool)
             self.geo = GeoContext(await load_geofences(pool), routes)
@@ -568,7 +552,7 @@ class RulesWorker:
         sent anything is not connected (入网率), not offline: no alarm."""
         async with self.lock:
             pool = await self.pool()
-            rows = await pool.fetch(_LAST_MESSAGES)
+            rows = await last_messages(pool)
             now = time.time()
             events: list[Alarm] = []
             new_states: dict[int, VehicleState] = {}

@@ -248,6 +248,24 @@ async def _assignments(conn: Any, kind: Kind) -> dict[str, frozenset[int]]:
     return {k: frozenset(v) for k, v in found.items()}
 
 
+_GEOMETRY_FINGERPRINT = """
+SELECT (SELECT count(*) FROM geofences), (SELECT max(updated_at) FROM geofences),
+       (SELECT count(*) FROM routes), (SELECT max(updated_at) FROM routes),
+       (SELECT count(*) FROM geofence_vehicles),
+       (SELECT coalesce(sum(hashtext(geofence_id || ':' || vehicle_id)), 0)
+          FROM geofence_vehicles),
+       (SELECT count(*) FROM route_vehicles),
+       (SELECT coalesce(sum(hashtext(route_id || ':' || vehicle_id)), 0) FROM route_vehicles)
+"""
+
+
+async def geometry_fingerprint(conn: asyncpg.Connection | asyncpg.Pool) -> tuple[Any, ...]:
+    """A value that changes when a geofence or route is added, changed or deleted or an
+    assignment changes (counts, last update times, a hash of the assignments): a loader
+    compares it to skip reloading the geometry when nothing changed."""
+    return tuple(await conn.fetchrow(_GEOMETRY_FINGERPRINT) or ())
+
+
 async def load_geofences(conn: asyncpg.Connection | asyncpg.Pool) -> list[Geofence]:
     """Every geofence with its assigned vehicle ids, by id."""
     assigned = await _assignments(conn, "geofence")

@@ -530,6 +530,17 @@ async def vehicle_tails(
     return tails
 
 
+async def last_messages(conn: asyncpg.Connection | asyncpg.Pool) -> list[asyncpg.Record]:
+    """Every vehicle that has sent something (``latest_positions``): ``vehicle_id``,
+    ``last_message_t`` (arrival of its last message of any kind, epoch s), ``fix_t`` (its last
+    ok fix, epoch s, None without one), ``latitude``, ``longitude``."""
+    return await conn.fetch(
+        "SELECT vehicle_id, extract(epoch FROM last_message_at)::float8 AS last_message_t, "
+        "extract(epoch FROM fix_time)::float8 AS fix_t, latitude, longitude "
+        "FROM latest_positions"
+    )
+
+
 async def count_positions(conn: asyncpg.Connection | asyncpg.Pool) -> dict[str, int]:
     """Stored positions by quality (``{"ok": n, "invalid": n, "drift": n}``, zeros included)."""
     rows = await conn.fetch("SELECT quality, count(*) AS n FROM positions GROUP BY quality")

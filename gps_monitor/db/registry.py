@@ -267,6 +267,15 @@ async def vehicles_of_other_companies(
     return [r["id"] for r in rows]
 
 
+async def rule_settings(conn: asyncpg.Connection | asyncpg.Pool) -> list[asyncpg.Record]:
+    """What the rules engine needs of every vehicle: ``id``, ``company_id``, ``terminal_id``,
+    ``vehicle_class``, ``speed_limit_kmh`` (None: the class default), ``night_ban_exempt``."""
+    return await conn.fetch(
+        "SELECT id, company_id, terminal_id, vehicle_class, speed_limit_kmh, "
+        "night_ban_exempt FROM vehicles"
+    )
+
+
 async def company_ids_by_name(
     conn: asyncpg.Connection | asyncpg.Pool, names: list[str]
 ) -> dict[str, int]:

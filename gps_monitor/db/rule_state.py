@@ -1,0 +1,35 @@
+"""The ``rule_state`` table (migration 0021): the rules engine's state of each vehicle as one
+JSON document, written in the same transaction as the alarms it produced.
+
+The JSON's shape belongs to :class:`rules.engine.VehicleState` (``rules.state`` converts); this
+module only stores and loads it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+
+async def load(conn: asyncpg.Connection | asyncpg.Pool) -> list[tuple[int, Any]]:
+    """``(vehicle_id, state)`` of every stored state, ``state`` as the driver decodes the jsonb
+    column (JSON text unless a codec is set)."""
+    return [
+        (r["vehicle_id"], r["state"])
+        for r in await conn.fetch("SELECT vehicle_id, state FROM rule_state")
+    ]
+
+
+async def save(conn: asyncpg.Connection, rows: Sequence[tuple[int, str, datetime | None]]) -> None:
+    """Insert or replace states: ``(vehicle_id, state JSON text, last fix time or None)``."""
+    if rows:
+        await conn.executemany(
+            "INSERT INTO rule_state (vehicle_id, state, last_fix_time) "
+            "VALUES ($1, $2::text::jsonb, $3) "
+            "ON CONFLICT (vehicle_id) DO UPDATE SET state = EXCLUDED.state, "
+            "last_fix_time = EXCLUDED.last_fix_time, updated_at = now()",
+            rows,
+        )
