@@ -56,8 +56,10 @@ from paho.mqtt.properties import Properties
 from gps_monitor import mqtt, topics
 from gps_monitor.config import Settings
 from gps_monitor.db import notify as store
+from gps_monitor.db import registry
 from gps_monitor.db.notify import AttemptRecord, ChannelRecord, Delivery, NewDelivery, Subscription
 from gps_monitor.db.pool import create_pool
+from gps_monitor.db.positions import RejectedMessage, save_rejected
 from gps_monitor.errors import ConfigurationError, PayloadError
 from notify import email, sms
 from notify.breaker import CircuitBreaker, Transition
@@ -77,11 +79,6 @@ from notify.routing import route
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-_VEHICLES = (
-    "SELECT v.id, v.plate_number, v.vehicle_class, c.name AS company_name "
-    "FROM vehicles v JOIN companies c ON c.id = v.company_id"
-)
 
 
 def notify_client_id(settings: Settings) -> str:
@@ -522,7 +519,7 @@ class NotifyWorker:
         )
 
     async def load_vehicles(self) -> None:
-        rows = await (await self.pool()).fetch(_VEHICLES)
+        rows = await registry.vehicle_labels(await self.pool())
         self.vehicles = {
             r["id"]: VehicleInfo(r["plate_number"], r["vehicle_class"], r["company_name"])
             for r in rows
@@ -628,7 +625,7 @@ class NotifyWorker:
     async def handle_batch(self, client: aiomqtt.Client, batch: list[aiomqtt.Message]) -> None:
         """Route, record, acknowledge, hand over to the senders (module docstring)."""
         checked: list[dict[str, Any]] = []
-        rejects: list[tuple[str, bytes, str, str]] = []
+        rejects: list[RejectedMessage] = []
         for message in batch:
             payload = (
                 message.payload
@@ -639,7 +636,15 @@ class NotifyWorker:
                 checked.append(parse_alarm_message(payload))
             except PayloadError as error:
                 log.warning("notify: message on %s set aside: %s", message.topic, error)
-                rejects.append((str(message.topic), bytes(payload), error.reason, error.detail))
+                rejects.append(
+                    RejectedMessage(
+                        topic=str(message.topic),
+                        payload=bytes(payload),
+                        received_at=datetime.now(UTC),
+                        reason=error.reason,
+                        detail=error.detail,
+                    )
+                )
         if time.monotonic() - self._loaded_at > self.settings.notify.reload_interval_s:
             await self.retry(self.reload)
         unknown = any(d["vehicle_id"] not in self.vehicles for d in checked)
@@ -657,16 +662,11 @@ class NotifyWorker:
                 sender.offer(delivery)
 
     async def _record(
-        self, planned: list[NewDelivery], rejects: list[tuple[str, bytes, str, str]]
+        self, planned: list[NewDelivery], rejects: list[RejectedMessage]
     ) -> list[Delivery]:
         pool = await self.pool()
         async with pool.acquire() as conn, conn.transaction():
-            if rejects:
-                await conn.executemany(
-                    "INSERT INTO rejected_messages (topic, payload, reason, detail) "
-                    "VALUES ($1, $2, $3, $4)",
-                    rejects,
-                )
+            await save_rejected(conn, rejects)
             return await store.record_deliveries(conn, planned)
 
 

@@ -49,6 +49,8 @@ import asyncpg
 
 from gps_monitor import topics
 from gps_monitor.config import Settings
+from gps_monitor.db import alarms as alarms_db
+from gps_monitor.db import registry
 from gps_monitor.db.users import User
 from gps_monitor.mqtt import run_with_reconnect
 from web.live_query import LiveFilter
@@ -337,9 +339,7 @@ class LiveHub:
         """Forward an alarm opening/closing; looks its id up by dedup_key when the message has
         none (the UI needs it to acknowledge)."""
         if alarm.get("id") is None and alarm.get("dedup_key"):
-            alarm["id"] = await self.pool.fetchval(
-                "SELECT id FROM alarms WHERE dedup_key = $1", alarm["dedup_key"]
-            )
+            alarm["id"] = await alarms_db.id_by_dedup_key(self.pool, alarm["dedup_key"])
         if "plate_number" not in alarm:
             alarm.update(await self._vehicle_names(alarm["vehicle_id"]))
         message = {"type": "alarm", "live": not alarm.get("late", False), "alarm": alarm}
@@ -352,12 +352,9 @@ class LiveHub:
         now = time.monotonic()
         found = self._names.get(vehicle_id)
         if found is None or now - found[0] > self.VEHICLE_NAMES_TTL_S:
-            row = await self.pool.fetchrow(
-                "SELECT v.plate_number, v.plate_color, c.name AS company_name FROM vehicles v "
-                "JOIN companies c ON c.id = v.company_id WHERE v.id = $1",
-                vehicle_id,
-            )
-            found = (now, dict(row) if row is not None else {})
+            rows = await registry.vehicle_labels(self.pool, [vehicle_id])
+            keys = ("plate_number", "plate_color", "company_name")
+            found = (now, {k: rows[0][k] for k in keys} if rows else {})
             self._names[vehicle_id] = found
         return found[1]
 

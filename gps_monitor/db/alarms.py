@@ -304,6 +304,12 @@ async def view_row(
     return None if row is None else dict(row)
 
 
+async def id_by_dedup_key(conn: asyncpg.Connection | asyncpg.Pool, dedup_key: str) -> int | None:
+    """The id of the alarm stored under ``dedup_key``, or None when none is."""
+    alarm_id = await conn.fetchval("SELECT id FROM alarms WHERE dedup_key = $1", dedup_key)
+    return None if alarm_id is None else int(alarm_id)
+
+
 async def company_of(conn: asyncpg.Connection | asyncpg.Pool, alarm_id: int) -> int | None:
     """The company of an alarm's vehicle at the alarm, or None when there is no such alarm."""
     company_id = await conn.fetchval("SELECT company_id FROM alarms WHERE id = $1", alarm_id)

@@ -276,6 +276,20 @@ async def rule_settings(conn: asyncpg.Connection | asyncpg.Pool) -> list[asyncpg
     )
 
 
+async def vehicle_labels(
+    conn: asyncpg.Connection | asyncpg.Pool, vehicle_ids: list[int] | None = None
+) -> list[asyncpg.Record]:
+    """How vehicles are named to people (alarm pop-ups, notifications): ``id``,
+    ``plate_number``, ``plate_color``, ``vehicle_class``, ``company_name``; of every vehicle,
+    or of ``vehicle_ids`` (unknown ids are left out)."""
+    return await conn.fetch(
+        "SELECT v.id, v.plate_number, v.plate_color, v.vehicle_class, c.name AS company_name "
+        "FROM vehicles v JOIN companies c ON c.id = v.company_id "
+        "WHERE $1::bigint[] IS NULL OR v.id = ANY($1::bigint[])",
+        vehicle_ids,
+    )
+
+
 async def company_ids_by_name(
     conn: asyncpg.Connection | asyncpg.Pool, names: list[str]
 ) -> dict[str, int]:
