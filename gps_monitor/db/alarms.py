@@ -310,6 +310,24 @@ async def id_by_dedup_key(conn: asyncpg.Connection | asyncpg.Pool, dedup_key: st
     return None if alarm_id is None else int(alarm_id)
 
 
+async def episode(conn: asyncpg.Connection | asyncpg.Pool, alarm_id: int) -> asyncpg.Record | None:
+    """What an evidence report needs of an alarm: ``id``, ``vehicle_id``, ``alarm_type``,
+    ``started_at``, ``ended_at``, ``status``, ``late``, ``details``, ``first_fix_time``,
+    ``last_fix_time``; None when there is no such alarm."""
+    return await conn.fetchrow(
+        "SELECT id, vehicle_id, alarm_type, started_at, ended_at, status, late, details, "
+        "first_fix_time, last_fix_time FROM alarms WHERE id = $1",
+        alarm_id,
+    )
+
+
+async def handling_of(
+    conn: asyncpg.Connection | asyncpg.Pool, alarm_id: int
+) -> asyncpg.Record | None:
+    """The alarm's whole row (its handling columns among them), None when there is none."""
+    return await conn.fetchrow("SELECT * FROM alarms WHERE id = $1", alarm_id)
+
+
 async def company_of(conn: asyncpg.Connection | asyncpg.Pool, alarm_id: int) -> int | None:
     """The company of an alarm's vehicle at the alarm, or None when there is no such alarm."""
     company_id = await conn.fetchval("SELECT company_id FROM alarms WHERE id = $1", alarm_id)

@@ -118,6 +118,19 @@ async def for_alarms(
     return out
 
 
+async def reminders_for_alarm(
+    conn: asyncpg.Connection | asyncpg.Pool, alarm_id: int
+) -> list[dict[str, Any]]:
+    """The texts sent to the driver about an alarm, oldest first: ``text``, ``state``,
+    ``result``, ``created_at``, ``sent_at``, ``answered_at``."""
+    rows = await conn.fetch(
+        "SELECT body->>'text' AS text, state, result, created_at, sent_at, answered_at "
+        "FROM commands WHERE alarm_id = $1 AND name = 'text' ORDER BY created_at, id",
+        alarm_id,
+    )
+    return [dict(r) for r in rows]
+
+
 async def create_automatic(
     conn: asyncpg.Connection, command: Command, alarm_id: int, min_interval_s: float
 ) -> dict[str, Any] | None:

@@ -221,6 +221,50 @@ async def held_positions(
     )
 
 
+async def live_positions(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    vehicle_id: int,
+    start: datetime,
+    end: datetime,
+    limit: int,
+) -> list[asyncpg.Record]:
+    """The vehicle's live positions with start <= fix_time <= end, oldest first, at most
+    ``limit``, in the same columns as :func:`held_positions` (``POSITION_COLUMNS``)."""
+    return await conn.fetch(
+        f"SELECT {POSITION_COLUMNS} FROM positions WHERE vehicle_id = $1 AND fix_time >= $2 "
+        "AND fix_time <= $3 ORDER BY fix_time LIMIT $4",
+        vehicle_id,
+        start,
+        end,
+        limit,
+    )
+
+
+_NTH_FIX = (
+    "SELECT fix_time FROM (SELECT fix_time FROM positions WHERE vehicle_id = $1 "
+    " AND fix_time {op} $2 ORDER BY fix_time {order} LIMIT $3) a UNION "
+    "SELECT fix_time FROM (SELECT fix_time FROM held_positions WHERE vehicle_id = $1 "
+    " AND fix_time {op} $2 ORDER BY fix_time {order} LIMIT $3) b "
+    "ORDER BY fix_time {order} OFFSET $3 - 1 LIMIT 1"
+)
+
+
+async def nth_fix_time(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    vehicle_id: int,
+    at: datetime,
+    n: int,
+    *,
+    before: bool,
+) -> datetime | None:
+    """The fix time of the vehicle's ``n``-th position (n >= 1) strictly before ``at``
+    (``before``) or strictly after it, live and held positions alike (so the answer is the same
+    after retention); None when there are fewer than ``n``."""
+    sql = _NTH_FIX.format(op="<", order="DESC") if before else _NTH_FIX.format(op=">", order="ASC")
+    fix_time: datetime | None = await conn.fetchval(sql, vehicle_id, at, n)
+    return fix_time
+
+
 async def held_raw_payloads(
     conn: asyncpg.Connection | asyncpg.Pool, raw_ids: list[int]
 ) -> dict[int, bytes]:

@@ -91,10 +91,14 @@ async def _choose_mode(conn: asyncpg.Connection, settings: DatabaseSettings) -> 
     return mode
 
 
+async def table_exists(conn: asyncpg.Connection | asyncpg.Pool, table: str) -> bool:
+    """True when ``table`` exists in the search path (its migration has been applied)."""
+    return bool(await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", table))
+
+
 async def storage_mode(conn: asyncpg.Connection) -> Mode | None:
     """The recorded storage mode, or None before the first upgrade."""
-    exists = await conn.fetchval("SELECT to_regclass('schema_info') IS NOT NULL")
-    if not exists:
+    if not await table_exists(conn, "schema_info"):
         return None
     recorded = await conn.fetchval("SELECT value FROM schema_info WHERE key = 'storage_mode'")
     return None if recorded is None else _as_mode(recorded)

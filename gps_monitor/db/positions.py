@@ -530,6 +530,18 @@ async def vehicle_tails(
     return tails
 
 
+async def raw_digests(
+    conn: asyncpg.Connection | asyncpg.Pool, raw_ids: list[int]
+) -> dict[int, str]:
+    """SHA-256 (hex) of the stored ``raw_messages`` payloads by id; ids no longer stored are
+    left out."""
+    rows = await conn.fetch(
+        "SELECT id, sha256(payload) AS digest FROM raw_messages WHERE id = ANY($1::bigint[])",
+        raw_ids,
+    )
+    return {r["id"]: bytes(r["digest"]).hex() for r in rows}
+
+
 async def last_messages(conn: asyncpg.Connection | asyncpg.Pool) -> list[asyncpg.Record]:
     """Every vehicle that has sent something (``latest_positions``): ``vehicle_id``,
     ``last_message_t`` (arrival of its last message of any kind, epoch s), ``fix_t`` (its last

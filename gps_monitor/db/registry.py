@@ -279,15 +279,29 @@ async def rule_settings(conn: asyncpg.Connection | asyncpg.Pool) -> list[asyncpg
 async def vehicle_labels(
     conn: asyncpg.Connection | asyncpg.Pool, vehicle_ids: list[int] | None = None
 ) -> list[asyncpg.Record]:
-    """How vehicles are named to people (alarm pop-ups, notifications): ``id``,
-    ``plate_number``, ``plate_color``, ``vehicle_class``, ``company_name``; of every vehicle,
-    or of ``vehicle_ids`` (unknown ids are left out)."""
+    """How vehicles are named to people (alarm pop-ups, notifications, reports): ``id``,
+    ``plate_number``, ``plate_color``, ``vehicle_class``, ``terminal_id``, ``company_id``,
+    ``company_name``; of every vehicle, or of ``vehicle_ids`` (unknown ids are left out)."""
     return await conn.fetch(
-        "SELECT v.id, v.plate_number, v.plate_color, v.vehicle_class, c.name AS company_name "
+        "SELECT v.id, v.plate_number, v.plate_color, v.vehicle_class, v.terminal_id, "
+        "v.company_id, c.name AS company_name "
         "FROM vehicles v JOIN companies c ON c.id = v.company_id "
         "WHERE $1::bigint[] IS NULL OR v.id = ANY($1::bigint[])",
         vehicle_ids,
     )
+
+
+async def vehicle_ids_by_plate(
+    conn: asyncpg.Connection | asyncpg.Pool, plate_number: str, plate_color: int | None = None
+) -> list[int]:
+    """Ids of the vehicles registered under ``plate_number`` (and ``plate_color`` when given)."""
+    rows = await conn.fetch(
+        "SELECT id FROM vehicles WHERE plate_number = $1 "
+        "AND ($2::smallint IS NULL OR plate_color = $2)",
+        plate_number,
+        plate_color,
+    )
+    return [r["id"] for r in rows]
 
 
 async def company_ids_by_name(

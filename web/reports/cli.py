@@ -19,6 +19,7 @@ from datetime import date, datetime
 from pathlib import Path
 
 from gps_monitor.config import Settings
+from gps_monitor.db import registry
 from gps_monitor.db.pool import create_pool
 from gps_monitor.errors import ConfigurationError, NotFoundError
 from web.deps import BIGINT_MAX
@@ -119,17 +120,13 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
                 if vehicle_id is None:
                     if not args.plate:
                         raise ConfigurationError("expected --alarm, --vehicle-id or --plate")
-                    rows = await pool.fetch(
-                        "SELECT id FROM vehicles WHERE plate_number = $1 "
-                        "AND ($2::smallint IS NULL OR plate_color = $2)",
-                        args.plate, args.plate_color,
-                    )  # fmt: skip
-                    if len(rows) != 1:
+                    ids = await registry.vehicle_ids_by_plate(pool, args.plate, args.plate_color)
+                    if len(ids) != 1:
                         raise NotFoundError(
-                            f"plate {args.plate}: expected one vehicle, found {len(rows)} "
+                            f"plate {args.plate}: expected one vehicle, found {len(ids)} "
                             "(give --plate-color or --vehicle-id)"
                         )
-                    vehicle_id = rows[0]["id"]
+                    vehicle_id = ids[0]
             try:
                 report, data = await service.evidence_report(
                     pool, settings.reports, fmt, generated_by=by, alarm_id=args.alarm,

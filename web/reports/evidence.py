@@ -56,9 +56,12 @@ import asyncpg
 
 from gps_monitor import alarm_levels
 from gps_monitor.config import ReportsSettings
+from gps_monitor.db import alarms as alarms_db
+from gps_monitor.db import commands as commands_db
 from gps_monitor.db import drivers as drivers_db
-from gps_monitor.db import holds, penalties, report_log
+from gps_monitor.db import holds, migrate, penalties, registry, report_log
 from gps_monitor.db import media as media_db
+from gps_monitor.db import positions as positions_db
 from gps_monitor.errors import NotFoundError
 from gps_monitor.geo import distance_m
 
@@ -487,15 +490,8 @@ async def context_window(
     n = settings.context_min_fixes
     if n > 0:
         # live and held (sealed) positions alike, so the window is the same after retention
-        union = (
-            "SELECT fix_time FROM (SELECT fix_time FROM positions WHERE vehicle_id = $1 "
-            " AND fix_time {op} $2 ORDER BY fix_time {order} LIMIT $3) a UNION "
-            "SELECT fix_time FROM (SELECT fix_time FROM held_positions WHERE vehicle_id = $1 "
-            " AND fix_time {op} $2 ORDER BY fix_time {order} LIMIT $3) b "
-            "ORDER BY fix_time {order} OFFSET $3 - 1 LIMIT 1"
-        )
-        before = await conn.fetchval(union.format(op="<", order="DESC"), vehicle_id, start, n)
-        after = await conn.fetchval(union.format(op=">", order="ASC"), vehicle_id, end, n)
+        before = await holds.nth_fix_time(conn, vehicle_id, start, n, before=True)
+        after = await holds.nth_fix_time(conn, vehicle_id, end, n, before=False)
         limit = timedelta(seconds=settings.context_max_s)
         if before is not None:
             lo = min(lo, max(before, start - limit))
@@ -515,15 +511,7 @@ async def _load_positions(
 ) -> list[EvidencePosition]:
     """Positions over [start, end], live or held; ``in_episode`` within ``episode``,
     ``lead_up`` within [lead_up_start, episode start)."""
-    columns = holds.POSITION_COLUMNS
-    live = await conn.fetch(
-        f"SELECT {columns} FROM positions WHERE vehicle_id = $1 AND fix_time >= $2 "
-        "AND fix_time <= $3 ORDER BY fix_time LIMIT $4",
-        vehicle_id,
-        start,
-        end,
-        max_positions + 1,
-    )
+    live = await holds.live_positions(conn, vehicle_id, start, end, max_positions + 1)
     held = await holds.held_positions(conn, vehicle_id, start, end)
     merged: dict[datetime, tuple[asyncpg.Record, str]] = {r["fix_time"]: (r, "live") for r in live}
     merged.update({r["fix_time"]: (r, "held") for r in held})
@@ -535,11 +523,7 @@ async def _load_positions(
     raw_ids = sorted({r["raw_message_id"] for r, _ in merged.values() if r["raw_message_id"]})
     raw_digest: dict[int, str] = {}
     if raw_ids:
-        rows = await conn.fetch(
-            "SELECT id, sha256(payload) AS digest FROM raw_messages WHERE id = ANY($1::bigint[])",
-            raw_ids,
-        )
-        raw_digest = {r["id"]: bytes(r["digest"]).hex() for r in rows}
+        raw_digest = await positions_db.raw_digests(conn, raw_ids)
         missing = [i for i in raw_ids if i not in raw_digest]
         if missing:
             for raw_id, payload in (await holds.held_raw_payloads(conn, missing)).items():
@@ -592,32 +576,19 @@ def episode_stats(
 
 
 async def _vehicle(conn: asyncpg.Connection | asyncpg.Pool, vehicle_id: int) -> asyncpg.Record:
-    row = await conn.fetchrow(
-        "SELECT v.id, v.plate_number, v.plate_color, v.vehicle_class, v.terminal_id, "
-        "v.company_id, c.name AS company_name FROM vehicles v "
-        "JOIN companies c ON c.id = v.company_id WHERE v.id = $1",
-        vehicle_id,
-    )
-    if row is None:
+    rows = await registry.vehicle_labels(conn, [vehicle_id])
+    if not rows:
         raise NotFoundError(f"vehicle {vehicle_id}: expected a registered vehicle, found none")
-    return row
+    return rows[0]
 
 
 async def _handling(conn: asyncpg.Connection | asyncpg.Pool, alarm: asyncpg.Record) -> Handling:
-    has_handling = await conn.fetchval("SELECT to_regclass('alarm_penalties') IS NOT NULL")
-    if not has_handling:
+    if not await migrate.table_exists(conn, "alarm_penalties"):
         return Handling(status=alarm["status"])
-    extra = await conn.fetchrow("SELECT * FROM alarms WHERE id = $1", alarm["id"])
+    extra = await alarms_db.handling_of(conn, alarm["id"])
     reminders: list[dict[str, Any]] = []
-    if await conn.fetchval("SELECT to_regclass('commands') IS NOT NULL"):
-        reminders = [
-            dict(r)
-            for r in await conn.fetch(
-                "SELECT body->>'text' AS text, state, result, created_at, sent_at, answered_at "
-                "FROM commands WHERE alarm_id = $1 AND name = 'text' ORDER BY created_at, id",
-                alarm["id"],
-            )
-        ]
+    if await migrate.table_exists(conn, "commands"):
+        reminders = await commands_db.reminders_for_alarm(conn, alarm["id"])
     return Handling(
         status=alarm["status"],
         acknowledged_at=extra["acknowledged_at"] if extra else None,
@@ -650,11 +621,7 @@ async def build_for_alarm(
         NotFoundError: no such alarm.
         ValueError: the window holds more than ``reports.max_positions`` positions.
     """
-    alarm = await conn.fetchrow(
-        "SELECT id, vehicle_id, alarm_type, started_at, ended_at, status, late, details, "
-        "first_fix_time, last_fix_time FROM alarms WHERE id = $1",
-        alarm_id,
-    )
+    alarm = await alarms_db.episode(conn, alarm_id)
     if alarm is None:
         raise NotFoundError(f"alarm {alarm_id}: expected an existing alarm, found none")
     details: dict[str, Any] = alarm["details"] or {}

@@ -47,7 +47,8 @@ from zoneinfo import ZoneInfo
 import asyncpg
 
 from gps_monitor.config import ReportsSettings
-from gps_monitor.db import alarms
+from gps_monitor.db import alarms, migrate, registry
+from gps_monitor.db import kpi as kpi_db
 
 KPI_LABELS: dict[str, str] = {
     "connection_rate": "入网率 %",
@@ -246,21 +247,12 @@ async def compute_kpis(
     period_start, _ = local_day_bounds(first_day, tz)
     _, period_end = local_day_bounds(last_day, tz)
 
-    vehicles = await conn.fetch(
-        "SELECT v.id, v.company_id, c.name AS company_name, "
-        " (SELECT p.fix_time FROM positions p WHERE p.vehicle_id = v.id AND p.quality = 'ok' "
-        "  AND p.fix_time < $2 ORDER BY p.fix_time LIMIT 1) AS first_ok "
-        "FROM vehicles v JOIN companies c ON c.id = v.company_id "
-        "WHERE v.must_connect AND ($1::bigint IS NULL OR v.company_id = $1) ORDER BY v.id",
-        company_id,
-        period_end,
-    )
+    vehicles = await kpi_db.must_connect_vehicles(conn, company_id, period_end)
+    names: dict[int, str | None]
     if company_id is not None:
-        names = {
-            company_id: await conn.fetchval("SELECT name FROM companies WHERE id = $1", company_id)
-        }
+        names = {company_id: await registry.company_name(conn, company_id)}
     else:
-        names = {r["id"]: r["name"] for r in await conn.fetch("SELECT id, name FROM companies")}
+        names = {r["id"]: r["name"] for r in await registry.list_companies(conn)}
     county = Unit(None, "全县 County" if company_id is None else "合计 Total")
     units: dict[int, Unit] = {cid: Unit(cid, str(name)) for cid, name in names.items()}
     company_of = {r["id"]: r["company_id"] for r in vehicles}
@@ -354,24 +346,6 @@ DAILY_GAP_S = 300.0
 DAILY_GAP_M = 1000.0
 DAILY_TIMEZONE = "Asia/Shanghai"
 
-_DAYS_FROM_POSITIONS = (
-    "SELECT vehicle_id, (fix_time AT TIME ZONE $3)::date AS day, count(*) AS n, "
-    " count(*) FILTER (WHERE quality = 'ok') AS n_ok, "
-    " count(*) FILTER (WHERE quality = 'drift') AS n_drift, "
-    " coalesce(sum(distance_m) FILTER (WHERE quality = 'ok'), 0) AS dist, "
-    " coalesce(sum(distance_m) FILTER (WHERE quality = 'ok' AND interval_s > $4 "
-    "   AND distance_m > $5), 0) AS dist_gap "
-    "FROM positions WHERE fix_time >= $1 AND fix_time < $2 "
-    "AND vehicle_id = ANY($6::bigint[]) GROUP BY 1, 2"
-)
-_DAYS_FROM_DAILY = (
-    "SELECT vehicle_id, (day AT TIME ZONE $3)::date AS day, positions AS n, "
-    " ok_positions AS n_ok, drift_positions AS n_drift, distance_m AS dist, "
-    " gap_distance_m AS dist_gap "
-    "FROM vehicle_day_kpi WHERE day >= $1 AND day < $2 AND positions > 0 "
-    "AND vehicle_id = ANY($4::bigint[])"
-)
-
 
 def uses_daily_figures(settings: ReportsSettings) -> bool:
     """True when the report can read ``vehicle_day_kpi`` (its gap thresholds and day zone are
@@ -381,6 +355,14 @@ def uses_daily_figures(settings: ReportsSettings) -> bool:
         and settings.kpi_gap_m == DAILY_GAP_M
         and settings.display_timezone == DAILY_TIMEZONE
     )
+
+
+def _gap(settings: ReportsSettings, from_positions: bool) -> tuple[float, float] | None:
+    """The gap thresholds (s, m) to aggregate raw positions with, or None to read the daily
+    figures (``vehicle_day_kpi``)."""
+    if from_positions or not uses_daily_figures(settings):
+        return (settings.kpi_gap_s, settings.kpi_gap_m)
+    return None
 
 
 async def vehicle_days(
@@ -397,18 +379,13 @@ async def vehicle_days(
     of those, stretches > kpi_gap_s AND > kpi_gap_m). From ``vehicle_day_kpi`` (kept up to
     date as positions arrive, migration 0110) when :func:`uses_daily_figures`, else, or with
     ``from_positions``, aggregated from raw positions; both give the same figures."""
-    if from_positions or not uses_daily_figures(settings):
-        return await conn.fetch(
-            _DAYS_FROM_POSITIONS,
-            period_start,
-            period_end,
-            settings.display_timezone,
-            settings.kpi_gap_s,
-            settings.kpi_gap_m,
-            vehicle_ids,
-        )
-    return await conn.fetch(
-        _DAYS_FROM_DAILY, period_start, period_end, settings.display_timezone, vehicle_ids
+    return await kpi_db.vehicle_days(
+        conn,
+        period_start,
+        period_end,
+        settings.display_timezone,
+        vehicle_ids,
+        _gap(settings, from_positions),
     )
 
 
@@ -425,25 +402,14 @@ async def _company_days(
     the period (``day`` None), for ``vehicles`` given as (vehicle id, company id, connected by
     the period end): n, n_ok, dist, dist_gap as there; online = connected vehicles with a
     record, drift = those of them with a drift record."""
-    raw = from_positions or not uses_daily_figures(settings)
-    inner = _DAYS_FROM_POSITIONS if raw else _DAYS_FROM_DAILY
-    args: list[object] = [period_start, period_end, settings.display_timezone]
-    if raw:
-        args += [settings.kpi_gap_s, settings.kpi_gap_m]
-    args.append([v[0] for v in vehicles])
-    n = len(args)
-    sql = (
-        f"WITH d AS ({inner}), "
-        f"v AS (SELECT * FROM unnest(${n}::bigint[], ${n + 1}::bigint[], ${n + 2}::bool[]) "
-        "       AS v(vehicle_id, company_id, connected)) "
-        "SELECT v.company_id, d.day, sum(d.n)::bigint AS n, sum(d.n_ok)::bigint AS n_ok, "
-        " sum(d.dist) AS dist, sum(d.dist_gap) AS dist_gap, "
-        " count(DISTINCT d.vehicle_id) FILTER (WHERE v.connected) AS online, "
-        " count(DISTINCT d.vehicle_id) FILTER (WHERE v.connected AND d.n_drift > 0) AS drift "
-        "FROM d JOIN v ON v.vehicle_id = d.vehicle_id "
-        "GROUP BY GROUPING SETS ((v.company_id, d.day), (v.company_id))"
+    return await kpi_db.company_days(
+        conn,
+        period_start,
+        period_end,
+        settings.display_timezone,
+        vehicles,
+        _gap(settings, from_positions),
     )
-    return await conn.fetch(sql, *args, [v[1] for v in vehicles], [v[2] for v in vehicles])
 
 
 async def _add_supervisions(
@@ -457,7 +423,7 @@ async def _add_supervisions(
     day_counts: Any,
 ) -> None:
     """督办: orders issued in the period and those answered by their deadline, per company."""
-    if not await conn.fetchval("SELECT to_regclass('supervisions') IS NOT NULL"):
+    if not await migrate.table_exists(conn, "supervisions"):
         return
     from gps_monitor.db import supervisions
 
@@ -487,7 +453,7 @@ async def _add_platform(
     day_counts: Any,
 ) -> None:
     """平台查岗响应率 and 平台连通率 (JT/T 809, migrations 0100/0101) per local day."""
-    if not await conn.fetchval("SELECT to_regclass('jt809_platform_queries') IS NOT NULL"):
+    if not await migrate.table_exists(conn, "jt809_platform_queries"):
         return
     from gps_monitor.db import jt809 as jt809_db
 
