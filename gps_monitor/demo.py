@@ -59,7 +59,9 @@ from zoneinfo import ZoneInfo
 import asyncpg
 
 from gps_monitor.config import MqttSettings, Settings
-from gps_monitor.db import geofences
+from gps_monitor.db import admin as db_admin
+from gps_monitor.db import geofences, rule_state
+from gps_monitor.db import positions as positions_db
 from gps_monitor.db.pool import connect
 from gps_monitor.errors import ConfigurationError
 from gps_monitor.geofences import Geofence, Route, parse_geojson
@@ -156,11 +158,9 @@ async def fresh_demo_database(url: str) -> str:
         ConfigurationError: ``url`` names :data:`DEMO_DATABASE` itself, or the role may not
             drop or create it.
     """
-    from gps_monitor import embedded
-
     admin = await asyncpg.connect(url, timeout=10)
     try:
-        current = await admin.fetchval("SELECT current_database()")
+        current = await db_admin.current_database(admin)
         if current == DEMO_DATABASE:
             raise ConfigurationError(
                 f"GPS_MONITOR_DATABASE_URL: expected a database other than {DEMO_DATABASE}, "
@@ -168,7 +168,7 @@ async def fresh_demo_database(url: str) -> str:
                 "another database of the server (the demo then uses "
                 f"{DEMO_DATABASE} beside it), or run `gps-monitor demo --embedded`"
             )
-        await embedded.recreate_database(admin, DEMO_DATABASE)
+        await db_admin.recreate_database(admin, DEMO_DATABASE)
     finally:
         await admin.close()
     return with_database(url, DEMO_DATABASE)
@@ -353,12 +353,7 @@ async def install_demo_rules(conn: asyncpg.Connection) -> dict[str, list[int]]:
 
 async def demo_positions(conn: asyncpg.Connection) -> int:
     """Positions stored for the demo company's vehicles."""
-    count = await conn.fetchval(
-        "SELECT count(*) FROM positions p JOIN vehicles v ON v.id = p.vehicle_id "
-        "JOIN companies c ON c.id = v.company_id WHERE c.name = $1",
-        DEMO_COMPANY,
-    )
-    return int(count)
+    return await positions_db.company_position_count(conn, DEMO_COMPANY)
 
 
 async def replay_demo(demo: Demo, speedup: float) -> tuple[int, int, int]:
@@ -405,14 +400,7 @@ async def replay_demo(demo: Demo, speedup: float) -> tuple[int, int, int]:
 async def rules_behind(conn: asyncpg.Connection) -> int:
     """Demo buses whose last stored ok fix the rules engine has not evaluated yet
     (``rule_state.last_fix_time`` older, or no state)."""
-    count = await conn.fetchval(
-        "SELECT count(*) FROM vehicles v JOIN companies c ON c.id = v.company_id "
-        "LEFT JOIN rule_state s ON s.vehicle_id = v.id "
-        "WHERE c.name = $1 AND EXISTS (SELECT 1 FROM positions p WHERE p.vehicle_id = v.id "
-        "AND p.quality = 'ok' AND (s.last_fix_time IS NULL OR p.fix_time > s.last_fix_time))",
-        DEMO_COMPANY,
-    )
-    return int(count)
+    return await rule_state.vehicles_behind(conn, DEMO_COMPANY)
 
 
 async def wait_stored(demo: Demo, expected: int, *, idle_timeout_s: float = 30.0) -> dict[str, Any]:
@@ -440,23 +428,8 @@ async def wait_stored(demo: Demo, expected: int, *, idle_timeout_s: float = 30.0
 
 async def summary(conn: asyncpg.Connection) -> dict[str, Any]:
     """What the database holds for the demo company: positions by quality, per vehicle."""
-    rows = await conn.fetch(
-        """
-        SELECT v.plate_number, v.terminal_id,
-               count(p.*) AS positions,
-               count(*) FILTER (WHERE p.quality = 'ok') AS ok,
-               count(*) FILTER (WHERE p.quality = 'invalid') AS invalid,
-               count(*) FILTER (WHERE p.quality = 'drift') AS drift,
-               count(*) FILTER (WHERE p.late) AS late,
-               coalesce(sum(p.distance_m), 0) AS distance_m,
-               min(p.fix_time) AS first_fix, max(p.fix_time) AS last_fix
-        FROM vehicles v JOIN companies c ON c.id = v.company_id
-        LEFT JOIN positions p ON p.vehicle_id = v.id
-        WHERE c.name = $1 GROUP BY v.id ORDER BY v.plate_number
-        """,
-        DEMO_COMPANY,
-    )
-    rejected = await conn.fetchval("SELECT count(*) FROM rejected_messages")
+    rows = await positions_db.company_vehicle_counts(conn, DEMO_COMPANY)
+    rejected = await positions_db.count_rejected(conn)
     return {
         "vehicles": [dict(r) for r in rows],
         "positions": sum(r["positions"] for r in rows),

@@ -22,6 +22,7 @@ from typing import Any
 import asyncpg
 import platformdirs
 
+from gps_monitor.db import admin as db_admin
 from gps_monitor.errors import ConfigurationError
 
 log = logging.getLogger(__name__)
@@ -48,29 +49,6 @@ class EmbeddedPostgres:
         self.server.cleanup()
 
 
-async def recreate_database(admin: asyncpg.Connection, name: str) -> None:
-    """Drop database ``name`` when it exists and create it empty, through ``admin`` (a
-    connection to another database of the same server).
-
-    Raises:
-        ConfigurationError: another session is connected to ``name`` (another demo running?),
-            or the role may not drop or create it.
-    """
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    except asyncpg.ObjectInUseError as error:
-        raise ConfigurationError(
-            f"database {name}: expected no other session on it (the demo recreates it each run), "
-            f"got {error} (is another `gps-monitor demo` running?)"
-        ) from error
-    except asyncpg.InsufficientPrivilegeError as error:
-        raise ConfigurationError(
-            f"database {name}: expected the right to drop and create it (the demo recreates it "
-            f"each run), got {error}"
-        ) from error
-
-
 async def start_postgres(folder: Path | None = None, *, fresh: bool = False) -> EmbeddedPostgres:
     """Start (or reuse) the embedded server in ``folder`` (default ``data_dir()/postgres``) and
     make sure the ``gps_monitor`` database exists; with ``fresh``, drop and recreate it empty.
@@ -94,11 +72,10 @@ async def start_postgres(folder: Path | None = None, *, fresh: bool = False) -> 
         ) from error
     admin = await asyncpg.connect(server.get_uri())
     try:
-        exists = await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", DATABASE_NAME)
         if fresh:
-            await recreate_database(admin, DATABASE_NAME)
-        elif not exists:
-            await admin.execute(f'CREATE DATABASE "{DATABASE_NAME}"')
+            await db_admin.recreate_database(admin, DATABASE_NAME)
+        elif not await db_admin.database_exists(admin, DATABASE_NAME):
+            await db_admin.create_database(admin, DATABASE_NAME)
     finally:
         await admin.close()
     log.info("embedded PostgreSQL running in %s", pgdata)

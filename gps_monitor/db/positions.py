@@ -559,3 +559,42 @@ async def count_positions(conn: asyncpg.Connection | asyncpg.Pool) -> dict[str, 
     counts = {str(q): 0 for q in Quality}
     counts.update({r["quality"]: r["n"] for r in rows})
     return counts
+
+
+async def count_rejected(conn: asyncpg.Connection | asyncpg.Pool) -> int:
+    """Messages set aside in ``rejected_messages`` (by every consumer)."""
+    return int(await conn.fetchval("SELECT count(*) FROM rejected_messages"))
+
+
+async def company_position_count(conn: asyncpg.Connection | asyncpg.Pool, company_name: str) -> int:
+    """Positions stored for the vehicles of the company called ``company_name``."""
+    count = await conn.fetchval(
+        "SELECT count(*) FROM positions p JOIN vehicles v ON v.id = p.vehicle_id "
+        "JOIN companies c ON c.id = v.company_id WHERE c.name = $1",
+        company_name,
+    )
+    return int(count)
+
+
+async def company_vehicle_counts(
+    conn: asyncpg.Connection | asyncpg.Pool, company_name: str
+) -> list[asyncpg.Record]:
+    """Per vehicle of the company called ``company_name``, by plate: ``plate_number``,
+    ``terminal_id``, ``positions``, ``ok``, ``invalid``, ``drift``, ``late`` (counts),
+    ``distance_m`` (sum), ``first_fix``, ``last_fix``."""
+    return await conn.fetch(
+        """
+        SELECT v.plate_number, v.terminal_id,
+               count(p.*) AS positions,
+               count(*) FILTER (WHERE p.quality = 'ok') AS ok,
+               count(*) FILTER (WHERE p.quality = 'invalid') AS invalid,
+               count(*) FILTER (WHERE p.quality = 'drift') AS drift,
+               count(*) FILTER (WHERE p.late) AS late,
+               coalesce(sum(p.distance_m), 0) AS distance_m,
+               min(p.fix_time) AS first_fix, max(p.fix_time) AS last_fix
+        FROM vehicles v JOIN companies c ON c.id = v.company_id
+        LEFT JOIN positions p ON p.vehicle_id = v.id
+        WHERE c.name = $1 GROUP BY v.id ORDER BY v.plate_number
+        """,
+        company_name,
+    )

@@ -33,3 +33,16 @@ async def save(conn: asyncpg.Connection, rows: Sequence[tuple[int, str, datetime
             "last_fix_time = EXCLUDED.last_fix_time, updated_at = now()",
             rows,
         )
+
+
+async def vehicles_behind(conn: asyncpg.Connection | asyncpg.Pool, company_name: str) -> int:
+    """Vehicles of the company called ``company_name`` with a stored ok fix the rules engine
+    has not evaluated yet (``last_fix_time`` older, or no state)."""
+    count = await conn.fetchval(
+        "SELECT count(*) FROM vehicles v JOIN companies c ON c.id = v.company_id "
+        "LEFT JOIN rule_state s ON s.vehicle_id = v.id "
+        "WHERE c.name = $1 AND EXISTS (SELECT 1 FROM positions p WHERE p.vehicle_id = v.id "
+        "AND p.quality = 'ok' AND (s.last_fix_time IS NULL OR p.fix_time > s.last_fix_time))",
+        company_name,
+    )
+    return int(count)
