@@ -266,41 +266,55 @@ async def geometry_fingerprint(conn: asyncpg.Connection | asyncpg.Pool) -> tuple
     return tuple(await conn.fetchrow(_GEOMETRY_FINGERPRINT) or ())
 
 
+def _geofence(r: asyncpg.Record, vehicle_ids: frozenset[int]) -> Geofence:
+    return Geofence(
+        id=r["id"],
+        name=r["name"],
+        kind=GeofenceKind(r["kind"]),
+        geometry=shape(r["geometry"]),
+        radius_m=r["radius_m"],
+        corridor_m=r["corridor_m"],
+        speed_limit_kmh=r["speed_limit_kmh"],
+        road_class=r["road_class"],
+        vehicle_classes=tuple(r["vehicle_classes"]),
+        active_hours=TimeWindow.parse(r["active_hours"]) if r["active_hours"] else None,
+        vehicle_ids=vehicle_ids,
+    )
+
+
+def _route(r: asyncpg.Record, vehicle_ids: frozenset[int]) -> Route:
+    return Route(
+        id=r["id"],
+        name=r["name"],
+        line=shape(r["line"]),
+        corridor_m=r["corridor_m"],
+        speed_limit_kmh=r["speed_limit_kmh"],
+        active_hours=TimeWindow.parse(r["active_hours"]) if r["active_hours"] else None,
+        vehicle_ids=vehicle_ids,
+    )
+
+
 async def load_geofences(conn: asyncpg.Connection | asyncpg.Pool) -> list[Geofence]:
     """Every geofence with its assigned vehicle ids, by id."""
     assigned = await _assignments(conn, "geofence")
     rows = await conn.fetch("SELECT * FROM geofences ORDER BY id")
-    return [
-        Geofence(
-            id=r["id"],
-            name=r["name"],
-            kind=GeofenceKind(r["kind"]),
-            geometry=shape(r["geometry"]),
-            radius_m=r["radius_m"],
-            corridor_m=r["corridor_m"],
-            speed_limit_kmh=r["speed_limit_kmh"],
-            road_class=r["road_class"],
-            vehicle_classes=tuple(r["vehicle_classes"]),
-            active_hours=TimeWindow.parse(r["active_hours"]) if r["active_hours"] else None,
-            vehicle_ids=assigned.get(r["id"], frozenset()),
-        )
-        for r in rows
-    ]
+    return [_geofence(r, assigned.get(r["id"], frozenset())) for r in rows]
 
 
 async def load_routes(conn: asyncpg.Connection | asyncpg.Pool) -> list[Route]:
     """Every route with its assigned vehicle ids, by id."""
     assigned = await _assignments(conn, "route")
     rows = await conn.fetch("SELECT * FROM routes ORDER BY id")
-    return [
-        Route(
-            id=r["id"],
-            name=r["name"],
-            line=shape(r["line"]),
-            corridor_m=r["corridor_m"],
-            speed_limit_kmh=r["speed_limit_kmh"],
-            active_hours=TimeWindow.parse(r["active_hours"]) if r["active_hours"] else None,
-            vehicle_ids=assigned.get(r["id"], frozenset()),
-        )
-        for r in rows
-    ]
+    return [_route(r, assigned.get(r["id"], frozenset())) for r in rows]
+
+
+async def get_geofence(conn: asyncpg.Connection | asyncpg.Pool, item_id: str) -> Geofence | None:
+    """One geofence without its assignments (``vehicle_ids`` empty), None when there is none."""
+    row = await conn.fetchrow("SELECT * FROM geofences WHERE id = $1", item_id)
+    return None if row is None else _geofence(row, frozenset())
+
+
+async def get_route(conn: asyncpg.Connection | asyncpg.Pool, item_id: str) -> Route | None:
+    """One route without its assignments (``vehicle_ids`` empty), None when there is none."""
+    row = await conn.fetchrow("SELECT * FROM routes WHERE id = $1", item_id)
+    return None if row is None else _route(row, frozenset())

@@ -1,32 +1,30 @@
 """The geofence or route an alarm refers to, as drawable WGS-84 lines for the evidence map.
 
-The rules issue owns the ``geofences`` and ``routes`` tables; this module only reads them. An
-alarm's ``details`` name the object by ``geofence_id`` / ``route_id``; the geometry is read from
-the table's GeoJSON column (``geometry`` for geofences, ``line`` for routes). A circle (GeoJSON
-Point with ``radius_m``) is drawn as a 72-gon. Missing tables or ids give no shape, never an
-error: the map is then drawn without it.
+An alarm's ``details`` name the object by ``geofence_id`` / ``route_id`` (or ``limit_source``
+``geofence:ID`` / ``route:ID``); it is read through :mod:`gps_monitor.db.geofences` (the
+geofence's geometry, the route's line). A circle (GeoJSON Point with ``radius_m``) is drawn as
+a 72-gon. Unknown ids give no shape, never an error: the map is then drawn without it.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import asyncpg
+from shapely.geometry import mapping
 
+from gps_monitor.db import geofences as geofences_db
 from gps_monitor.geo import WGS84
+from gps_monitor.geofences import Geofence, Route
 from web.reports.evidence import Shape
 
-_GEOMETRY_COLUMNS = ("geometry", "line", "geojson")
 
-
-async def _columns(conn: asyncpg.Connection | asyncpg.Pool, table: str) -> set[str]:
-    rows = await conn.fetch(
-        "SELECT column_name FROM information_schema.columns WHERE table_name = $1 "
-        "AND table_schema = current_schema()",
-        table,
-    )
-    return {r["column_name"] for r in rows}
+async def _item(
+    conn: asyncpg.Connection | asyncpg.Pool, table: str, item_id: str
+) -> Geofence | Route | None:
+    if table == "geofences":
+        return await geofences_db.get_geofence(conn, item_id)
+    return await geofences_db.get_route(conn, item_id)
 
 
 def lines_from_geojson(
@@ -70,32 +68,17 @@ async def shapes_for(
             object_id = source.partition(":")[2]
         if object_id is None:
             continue
-        columns = await _columns(conn, table)
-        geometry_column = next((c for c in _GEOMETRY_COLUMNS if c in columns), None)
-        if geometry_column is None or "id" not in columns:
+        item = await _item(conn, table, str(object_id))
+        if item is None:
             continue
-        extra = [c for c in ("name", "kind", "radius_m", "corridor_m") if c in columns]
-        select = ", ".join([f"{geometry_column} AS geometry", *extra])
-        try:
-            row = await conn.fetchrow(
-                f"SELECT {select} FROM {table} WHERE id::text = $1", str(object_id)
-            )
-        except (asyncpg.DataError, asyncpg.UndefinedFunctionError):
-            continue
-        if row is None:
-            continue
-        geometry = row["geometry"]
-        if isinstance(geometry, str):
-            geometry = json.loads(geometry)
-        if isinstance(geometry, dict) and geometry.get("type") == "Feature":
-            geometry = geometry.get("geometry") or {}
-        radius = row["radius_m"] if "radius_m" in extra else None
+        if isinstance(item, Geofence):
+            geometry, radius, kind = mapping(item.geometry), item.radius_m, str(item.kind)
+        else:
+            geometry, radius, kind = mapping(item.line), None, "route"
         lines, closed = lines_from_geojson(geometry or {}, radius)
         if not lines:
             continue
-        name = row["name"] if "name" in extra else f"{table[:-1]} {object_id}"
-        kind = row["kind"] if "kind" in extra else table[:-1]
         out.append(
-            Shape(name=str(name), kind=str(kind), lines=lines, closed=closed, kind_table=table[:-1])
+            Shape(name=item.name, kind=kind, lines=lines, closed=closed, kind_table=table[:-1])
         )
     return out
