@@ -326,23 +326,31 @@ def _add_day(
     return state
 
 
+def _close_daily(
+    state: State, end_t: float, ctx: RuleContext, alarms: list[Alarm], extra: dict[str, Any]
+) -> None:
+    """Close the open daily alarm (if any) at ``end_t``; ``extra`` goes into its details."""
+    if state.daily_alarm_t is None or state.day is None:
+        return
+    alarms.append(
+        ctx.alarm(
+            "daily_driving_limit",
+            state.daily_alarm_t,
+            discriminator=_day_discriminator(state, state.day),
+            ended_t=end_t,
+            details=_day_details(state, state.day, ctx) | extra,
+            first_fix_t=state.daily_alarm_t,
+            last_fix_t=end_t,
+            event="closed",
+        )
+    )
+
+
 def _roll_day(
     state: State, day: int, midnight_t: float, ctx: RuleContext, alarms: list[Alarm]
 ) -> State:
     """Start a new local day; close the previous day's daily alarm at midnight."""
-    if state.daily_alarm_t is not None and state.day is not None:
-        alarms.append(
-            ctx.alarm(
-                "daily_driving_limit",
-                state.daily_alarm_t,
-                discriminator=_day_discriminator(state, state.day),
-                ended_t=midnight_t,
-                details=_day_details(state, state.day, ctx),
-                first_fix_t=state.daily_alarm_t,
-                last_fix_t=midnight_t,
-                event="closed",
-            )
-        )
+    _close_daily(state, midnight_t, ctx, alarms, {})
     return replace(
         state,
         day=day,
@@ -513,22 +521,10 @@ def _change_driver(
     if moving:
         return replace(state, driver=incoming)
     change_t = fix.prev_t if fix.prev_t is not None else fix.t
-    if not moving and state.run_start_t is not None:
+    if state.run_start_t is not None:
         state = _close_run(state, change_t, ctx, alarms, reason="driver change")
         state = replace(state, rest_s=0.0, rest_start_t=None)
-    if state.daily_alarm_t is not None and state.day is not None:
-        alarms.append(
-            ctx.alarm(
-                "daily_driving_limit",
-                state.daily_alarm_t,
-                discriminator=_day_discriminator(state, state.day),
-                ended_t=change_t,
-                details=_day_details(state, state.day, ctx) | {"reason": "driver change"},
-                first_fix_t=state.daily_alarm_t,
-                last_fix_t=change_t,
-                event="closed",
-            )
-        )
+    _close_daily(state, change_t, ctx, alarms, {"reason": "driver change"})
     day = state.day if state.day is not None else ctx.local.day_number(change_t)
     own_s = state.driver_days.get(driver_days.key(incoming, day), 0.0)
     return replace(

@@ -38,6 +38,11 @@ TRACCAR = (
     "traccar/traccar@9e5c458a:src/test/java/org/traccar/protocol/Jt808ProtocolDecoderTest.java"
 )
 AUTHORITY = "中华人民共和国道路运输从业人员从业资格证"
+# SmallChi Test3 and Test3_1: the same card (certificate padded on the left, then the right)
+KOIKE_2013 = DriverIdentity(
+    "2013", "inserted", datetime(2018, 8, 16, 9, 16, 16), "ok", "koike", "qwe123456aaa",
+    "qwertx", date(2018, 8, 16),
+)  # fmt: skip
 
 
 def frame_of(wire_hex: str) -> Frame:
@@ -62,16 +67,7 @@ BODIES = [
     (  # SmallChi Test3 (their serializer pads the certificate on the left)
         SMALLCHI + " Test3",
         "0118081609161600056B6F696B6500000000000000007177653132333435366161610671776572747820180816",
-        DriverIdentity(
-            "2013",
-            "inserted",
-            datetime(2018, 8, 16, 9, 16, 16),
-            "ok",
-            "koike",
-            "qwe123456aaa",
-            "qwertx",
-            date(2018, 8, 16),
-        ),
+        KOIKE_2013,
     ),
     (  # SmallChi Test2011_2: the 2011 layout (no status, ID card + 40-byte certificate)
         SMALLCHI + " Test2011_2",
@@ -92,16 +88,7 @@ REENCODED = [
     (
         SMALLCHI + " Test3_1",
         "0118081609161600056B6F696B6571776531323334353661616100000000000000000671776572747820180816",
-        DriverIdentity(
-            "2013",
-            "inserted",
-            datetime(2018, 8, 16, 9, 16, 16),
-            "ok",
-            "koike",
-            "qwe123456aaa",
-            "qwertx",
-            date(2018, 8, 16),
-        ),
+        KOIKE_2013,
     ),
     (
         SMALLCHI + " Test_2019_2",

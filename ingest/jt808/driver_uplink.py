@@ -19,7 +19,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections import deque
 from datetime import UTC, datetime, timedelta
@@ -30,9 +29,9 @@ import asyncpg
 from gps_monitor import command_kinds as kinds
 from gps_monitor.commands import Command
 from gps_monitor.db import drivers as db
-from gps_monitor.db import terminal_uploads
 from ingest.jt808 import driver as d
 from ingest.jt808 import messages as m
+from ingest.jt808 import upload_store
 from ingest.jt808.codec import Frame, FrameError
 
 if TYPE_CHECKING:
@@ -148,24 +147,12 @@ class DriverMessages:
         return gw.general_reply(session, frame, m.RESULT_OK)
 
     async def _keep(self, session: Session, frame: Frame, decoded: dict[str, Any]) -> bool:
-        """Store the report as received; False (logged) when the database refused."""
-        try:
-            await terminal_uploads.insert(
-                self.gateway.authenticator.pool,
-                terminal_id=frame.header.terminal_id,
-                vehicle_id=session.vehicle_id,
-                msg_id=frame.header.msg_id,
-                kind="driver_identity",
-                body=frame.body,
-                frame_sha256=hashlib.sha256(frame.wire).hexdigest(),
-                decoded=decoded,
-            )
-        except (OSError, asyncpg.PostgresError) as error:
+        kept = await upload_store.keep_upload(
+            self.gateway, session, frame, "driver_identity", decoded
+        )
+        if not kept:
             self.store_failures += 1
-            log.warning("jt808 %s: 0x0702 not stored (%s); terminal told to resend",
-                        session.peer, error)  # fmt: skip
-            return False
-        return True
+        return kept
 
     @staticmethod
     def _utc(local: datetime | None, utc_offset_min: int) -> datetime:

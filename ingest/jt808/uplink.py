@@ -22,17 +22,13 @@ Only a connection authenticated as the frame's terminal is heard (else 0x8001 re
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-import asyncpg
-
 from gps_monitor import topics
-from gps_monitor.db import terminal_uploads
-from ingest.jt808 import driver_uplink, misc, query
+from ingest.jt808 import driver_uplink, misc, query, upload_store
 from ingest.jt808 import messages as m
 from ingest.jt808 import params as p
 from ingest.jt808.codec import Frame, FrameError
@@ -167,21 +163,8 @@ class TerminalMessages:
         refused = gw._refuse_unauthenticated(session, frame)
         if refused is not None:
             return refused
-        try:
-            await terminal_uploads.insert(
-                gw.authenticator.pool,
-                terminal_id=frame.header.terminal_id,
-                vehicle_id=session.vehicle_id,
-                msg_id=frame.header.msg_id,
-                kind=kind,
-                body=frame.body,
-                frame_sha256=hashlib.sha256(frame.wire).hexdigest(),
-                decoded=decoded,
-            )
-        except (OSError, asyncpg.PostgresError) as error:
+        if not await upload_store.keep_upload(gw, session, frame, kind, decoded):
             self.store_failures += 1
-            log.warning("jt808 %s: 0x%04x not stored (%s); terminal told to resend",
-                        session.peer, frame.header.msg_id, error)  # fmt: skip
             return gw.general_reply(session, frame, m.RESULT_FAILURE)
         self.stored += 1
         return gw.general_reply(session, frame, result)
