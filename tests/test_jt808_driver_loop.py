@@ -97,6 +97,20 @@ async def test_cards_in_and_out_make_driver_sessions_and_positions_carry_the_dri
         assert await terminal.heartbeat() == m.RESULT_OK
         await terminal.close()
 
+        # the API: the operator of the vehicle's company sees its sessions, another gets 404
+        async with rest_client(loop.settings) as client:
+            url = f"/api/driver-sessions?vehicle_id={loop.vehicle_a}"
+            listed = await client.get(url, headers=loop.world.auth("op_a"))
+            assert listed.status_code == 200, listed.text
+            assert [(r["name"], r["ended_by"]) for r in listed.json()] == [
+                ("李四", "removed"), ("张三", "replaced"),
+            ]  # fmt: skip
+            assert listed.json()[1]["issuing_authority"] == AUTHORITY
+            other = await client.get(url, headers=loop.world.auth("op_b"))
+            assert other.status_code == 404
+            empty = f"/api/driver-sessions?vehicle_id={loop.vehicle_b}"
+            assert (await client.get(empty, headers=loop.world.auth("bureau"))).json() == []
+
 
 async def test_after_a_gateway_restart_the_driver_whose_card_is_in_comes_from_the_database(
     settings: Settings, pool: asyncpg.Pool

@@ -608,6 +608,7 @@ async def test_ids_beyond_bigint_answer_422_on_every_endpoint(
         ("POST", "/api/media/take-photo", {}, {"alarm_id": HUGE}, "bureau", "alarm_id"),
         ("POST", "/api/media/take-photo", {}, {"vehicle_id": HUGE}, "bureau", "vehicle_id"),
         ("GET", "/api/terminal-uploads", {"vehicle_id": HUGE}, None, "bureau", "vehicle_id"),
+        ("GET", "/api/driver-sessions", {"vehicle_id": HUGE}, None, "bureau", "vehicle_id"),
         ("POST", f"/api/jt809/queries/{HUGE}/answer", {}, {"answer": "x"}, "bureau",
          "query_id"),
         ("POST", "/api/commands", {}, {"alarm_id": HUGE, "body": {"text": "x"}}, "bureau",

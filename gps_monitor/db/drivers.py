@@ -102,14 +102,29 @@ async def sessions(
     conn: asyncpg.Connection | asyncpg.Pool, vehicle_id: int, limit: int = 100
 ) -> list[dict[str, Any]]:
     """The vehicle's card sessions, newest first, with the driver's fields."""
+    return await listing(conn, vehicle_id, None, limit) or []
+
+
+async def listing(
+    conn: asyncpg.Connection | asyncpg.Pool, vehicle_id: int, company_id: int | None, limit: int
+) -> list[dict[str, Any]] | None:
+    """The vehicle's card sessions, newest first (``id``, the driver's fields, ``card_in_at``,
+    ``card_out_at``, ``ended_by``); None when the vehicle does not exist or is not of
+    ``company_id`` (None = any company)."""
     rows = await conn.fetch(
         f"SELECT s.id, {DRIVER_COLUMNS}, s.card_in_at, s.card_out_at, s.ended_by "
-        "FROM driver_sessions s JOIN drivers d USING (certificate_no) WHERE s.vehicle_id = $1 "
-        "ORDER BY s.card_in_at DESC, s.id DESC LIMIT $2",
+        "FROM vehicles v LEFT JOIN LATERAL (SELECT * FROM driver_sessions x "
+        "WHERE x.vehicle_id = v.id ORDER BY x.card_in_at DESC, x.id DESC LIMIT $3) s ON true "
+        "LEFT JOIN drivers d USING (certificate_no) "
+        "WHERE v.id = $1 AND ($2::bigint IS NULL OR v.company_id = $2) "
+        "ORDER BY s.card_in_at DESC, s.id DESC",
         vehicle_id,
+        company_id,
         limit,
     )
-    return [dict(r) for r in rows]
+    if not rows:
+        return None
+    return [dict(r) for r in rows if r["id"] is not None]
 
 
 async def for_evidence(
