@@ -471,7 +471,7 @@
       method: "POST", credentials: "same-origin", headers: { "Content-Type": "application/json" },
       body: JSON.stringify({ username: $("login-username").value, password: $("login-password").value }),
     });
-    if (!r.ok) { $("login-error").textContent = t("login_failed"); return; }
+    if (!r.ok) { $("login-error").textContent = GpsmI18n.loginError(r.status, r.headers.get("Retry-After")); return; }
     $("login").hidden = true;
     start();
   });

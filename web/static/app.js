@@ -23,7 +23,10 @@
     if (r.status === 401 && !path.startsWith("/api/auth/login")) { showLogin(); throw new Error("401"); }
     if (!r.ok) {
       const body = await r.json().catch(() => ({}));
-      throw new Error(typeof body.detail === "string" ? body.detail : JSON.stringify(body.detail || r.statusText));
+      const err = new Error(typeof body.detail === "string" ? body.detail : JSON.stringify(body.detail || r.statusText));
+      err.status = r.status;
+      err.retryAfter = r.headers.get("Retry-After");
+      throw err;
     }
     return r.status === 204 ? null : r.json();
   }
@@ -57,7 +60,7 @@
       await api("/api/auth/login", { method: "POST", body: JSON.stringify({
         username: $("login-username").value, password: $("login-password").value }) });
     } catch (err) {
-      $("login-error").textContent = t("login_failed");
+      $("login-error").textContent = GpsmI18n.loginError(err.status, err.retryAfter);
       return;
     }
     $("login").style.display = "none";

@@ -224,7 +224,10 @@
       method: "POST", credentials: "same-origin", headers: { "Content-Type": "application/json" },
       body: JSON.stringify({ username: $("login-username").value, password: $("login-password").value }),
     });
-    if (!r.ok) { $("login-error").textContent = t("db_login_failed"); return; }
+    if (!r.ok) {
+      $("login-error").textContent = r.status === 429 ? I18N.loginError(r.status, r.headers.get("Retry-After")) : t("db_login_failed");
+      return;
+    }
     $("login").hidden = true;
     load();
   });

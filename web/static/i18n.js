@@ -4,7 +4,7 @@
   const LABELS = {
     "zh-CN": {
       title: "车辆动态监控", login: "登录", username: "用户名", password: "密码",
-      login_failed: "用户名或密码错误", logout: "退出", search_plate: "搜索车牌或企业",
+      login_failed: "用户名或密码错误", login_locked: "登录尝试过多，已暂时锁定，请 {min} 分钟后再试", logout: "退出", search_plate: "搜索车牌或企业",
       vehicles: "车辆", alarms: "报警", acknowledge: "确认", handle: "处理",
       handle_note: "处理情况（如：已电话提醒驾驶员）", acknowledged: "已确认", handled: "已处理",
       open: "未处理", closed: "已关闭", late: "补报", plate: "车牌", company: "企业",
@@ -43,7 +43,7 @@
     },
     en: {
       title: "Live vehicle monitoring", login: "Log in", username: "Username", password: "Password",
-      login_failed: "Wrong username or password", logout: "Log out", search_plate: "Search plate or company",
+      login_failed: "Wrong username or password", login_locked: "Too many login attempts: locked for now, try again in {min} min", logout: "Log out", search_plate: "Search plate or company",
       vehicles: "Vehicles", alarms: "Alarms", acknowledge: "Acknowledge", handle: "Handle",
       handle_note: "What was done (e.g. called the driver)", acknowledged: "acknowledged",
       handled: "handled", open: "open", closed: "closed", late: "late", plate: "Plate",
@@ -109,5 +109,12 @@
   function register(labels) {
     for (const [code, table] of Object.entries(labels)) LABELS[code] = Object.assign(LABELS[code] || {}, table);
   }
-  global.GpsmI18n = { t, apply, setLang, register, get lang() { return lang; } };
+  // the line under a login form for a refused login: a lock (429, its Retry-After in seconds)
+  // says so and for how long, anything else is the wrong username or password
+  function loginError(status, retryAfter) {
+    if (status !== 429) return t("login_failed");
+    const minutes = Math.max(1, Math.ceil((Number(retryAfter) || 900) / 60));
+    return t("login_locked").replace("{min}", String(minutes));
+  }
+  global.GpsmI18n = { t, apply, setLang, register, loginError, get lang() { return lang; } };
 })(window);

@@ -128,7 +128,12 @@
       method: "POST", credentials: "same-origin", headers: { "Content-Type": "application/json" },
       body: JSON.stringify({ username: $("login-username").value, password: $("login-password").value }),
     });
-    if (!r.ok) { $("login-error").textContent = "登录失败 login failed"; return; }
+    if (!r.ok) {  // this page has no language switch: both languages, a lock said as one
+      $("login-error").textContent = r.status === 429
+        ? `登录尝试过多，请 ${Math.max(1, Math.ceil((Number(r.headers.get("Retry-After")) || 900) / 60))} 分钟后再试 · too many login attempts, try again later`
+        : "登录失败 login failed";
+      return;
+    }
     $("login").hidden = true;
     run(() => Promise.resolve());
   });
