@@ -226,6 +226,8 @@ class MainLink:
             if was_up:
                 self.status = f"down: {reason}"
                 await self.on_down(reason)
+            elif reason != "refused":  # never logged in: say why (a silent superior, ...)
+                self.status = f"down: {reason}"
             delay = backoff.next_delay_s()
             log.info("jt809: main link reconnecting in %.1f s", delay)
             await asyncio.sleep(delay)
@@ -239,7 +241,12 @@ class MainLink:
         deadline = time.monotonic() + self.settings.login_timeout_s
         while True:
             left = deadline - time.monotonic()
-            frame = await asyncio.wait_for(connection.receive(), max(left, 0.001))
+            try:
+                frame = await asyncio.wait_for(connection.receive(), max(left, 0.001))
+            except TimeoutError:
+                raise TimeoutError(
+                    f"no 0x1002 login answer within {self.settings.login_timeout_s:g} s"
+                ) from None
             if frame is None:
                 raise ConnectionResetError("superior closed the main link before 0x1002")
             if frame.msg_id != m.MSG_LOGIN_ANSWER:

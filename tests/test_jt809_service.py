@@ -345,3 +345,38 @@ async def test_replayed_rows_leave_the_outbox_within_a_second_not_at_the_end_of_
     # never deleted before it was sent
     assert all(60 - left <= 5 * (sent + 1) for left, sent in shrank_while_sending)
     assert len(sim.record.positions) == 60
+
+
+async def test_a_superior_that_never_answers_the_login_is_named_in_the_status_and_log(
+    settings: Settings, pool: asyncpg.Pool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Review of issue 10: a superior that accepts TCP and stays silent left the status at
+    its previous value ("connecting", or a stale "closed by the superior") and logged
+    "lost (TimeoutError: )". Now both say no 0x1002 came, and the service keeps retrying."""
+    connections: list[int] = []
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(1)
+        while await reader.read(4096):
+            pass
+        writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    slow = jt809_settings(settings, port).jt809.model_copy(update={"login_timeout_s": 0.5})
+    settings = settings.model_copy(update={"jt809": slow})
+    try:
+        async with running_service(settings, pool) as service:
+            await wait_for(lambda: _value(len(connections)), lambda n: n >= 2, 10)
+            status = service.main.status
+            stored = await wait_for(
+                lambda: pool.fetchval("SELECT status FROM jt809_link_status WHERE link = 'main'"),
+                lambda s: s is not None and "0x1002" in s,
+            )
+    finally:
+        server.close()
+        await server.wait_closed()
+        await drop_session(settings, settings.jt809.client_id)
+    assert status == "down: TimeoutError: no 0x1002 login answer within 0.5 s"
+    assert stored == status  # what the bureau page shows
+    assert "no 0x1002 login answer within 0.5 s" in caplog.text
