@@ -20,8 +20,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from gps_monitor.active_safety import FLAG_END, FLAG_START, alarm_number
-from gps_monitor.models import Alarm
-from rules.context import Fix, RuleContext
+from gps_monitor.models import Alarm, Position
+from rules.context import Fix, RuleContext, without_fix_evidence
 
 NAME = "active_safety"
 _DETAIL_KEYS = (
@@ -53,7 +53,37 @@ def _details(item: dict[str, Any], terminal_id: str) -> dict[str, Any]:
 
 def process(state: State, fix: Fix, ctx: RuleContext) -> tuple[State, list[Alarm]]:
     """Open / close one ``active_safety`` alarm per item of the fix (module docstring)."""
-    items = fix.position.extras.get("active_safety")
+    return _step(state, fix.position.extras.get("active_safety"), fix.t, ctx, None)
+
+
+def process_without_fix(
+    state: State,
+    position: Position,
+    last_fix: tuple[float, float, float, float] | None,
+    ctx: RuleContext,
+) -> tuple[State, list[Alarm]]:
+    """The items of a report whose position is not usable (fix flag off, a jump: issue 12 item
+    2, as :func:`rules.device_alarm.process_without_fix`): raised all the same at the report's
+    time, placed at the vehicle's last good fix, ``details["without_fix"]`` saying so
+    (:func:`rules.context.without_fix_evidence`). A camera sees a phone call in a tunnel too.
+
+    Args:
+        position: the report, judged ``invalid`` (with a reason whose time is trusted) or
+            ``drift``, newer than ``last_fix``.
+        last_fix: the vehicle's last good fix ``(epoch_s, lat, lon, speed_kmh)``, or None.
+    """
+    items = position.extras.get("active_safety")
+    if not items:
+        return state, []
+    evidence = without_fix_evidence(position, last_fix)
+    return _step(state, items, position.fix_time.timestamp(), ctx, evidence)
+
+
+def _step(
+    state: State, items: Any, t: float, ctx: RuleContext, evidence: dict[str, Any] | None
+) -> tuple[State, list[Alarm]]:
+    """Step the decoded items at ``t``; ``evidence`` (a report without a fix) goes into the
+    details of the alarms they open (an episode's close keeps its opening's details)."""
     if not items or not isinstance(items, list):
         return state, []
     active = dict(state.active or {})
@@ -67,16 +97,18 @@ def process(state: State, fix: Fix, ctx: RuleContext) -> tuple[State, list[Alarm
             opened = active.pop(key, None)
             if opened is not None:
                 start, details = opened
-                alarms.append(_alarm(ctx, start, details, fix.t, closed=True))
+                alarms.append(_alarm(ctx, start, details, t, closed=True))
             continue
         details = _details(item, ctx.vehicle.terminal_id)
+        if evidence is not None:
+            details["without_fix"] = evidence
         if flag == FLAG_START:
             if key in active:
                 continue  # already open: the terminal repeated its start
-            active[key] = [fix.t, details]
-            alarms.append(_alarm(ctx, fix.t, details, None, closed=False))
-        else:  # an event: opens and ends at this fix
-            alarms.append(_alarm(ctx, fix.t, details, fix.t, closed=True))
+            active[key] = [t, details]
+            alarms.append(_alarm(ctx, t, details, None, closed=False))
+        else:  # an event: opens and ends at this report
+            alarms.append(_alarm(ctx, t, details, t, closed=True))
     if active == (state.active or {}):
         return state, alarms
     return replace(state, active=active or None), alarms

@@ -93,6 +93,29 @@ def utc(t: float) -> datetime:
     return datetime.fromtimestamp(t, UTC)
 
 
+def without_fix_evidence(
+    position: Position, last_fix: tuple[float, float, float, float] | None
+) -> dict[str, Any]:
+    """``details["without_fix"]`` of an alarm opened by a report without a usable fix (issue 12
+    item 2): the report's ``quality``, ``quality_reason`` and ``report_fix_time``, and
+    ``position``: ``{"source": "last_good_fix", "fix_time", "latitude", "longitude"}`` of
+    ``last_fix`` ``(epoch_s, lat, lon, speed_kmh)``, or ``{"source": "none"}`` before any."""
+    where: dict[str, Any] = {"source": "none"}
+    if last_fix is not None:
+        where = {
+            "source": "last_good_fix",
+            "fix_time": utc(last_fix[0]).isoformat(),
+            "latitude": last_fix[1],
+            "longitude": last_fix[2],
+        }
+    return {
+        "quality": str(position.quality),
+        "quality_reason": position.quality_reason,
+        "report_fix_time": position.fix_time.isoformat(),
+        "position": where,
+    }
+
+
 @dataclass(slots=True)
 class Fix:
     """One position as the rules see it.

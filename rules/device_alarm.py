@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from gps_monitor.models import Alarm, Position
-from rules.context import Fix, RuleContext, utc
+from rules.context import Fix, RuleContext, without_fix_evidence
 
 NAME = "device_alarm"
 
@@ -82,20 +82,7 @@ def process_without_fix(
         return state, []
     if not position.alarm_flags and not state.active:
         return state, []
-    where: dict[str, Any] = {"source": "none"}
-    if last_fix is not None:
-        where = {
-            "source": "last_good_fix",
-            "fix_time": utc(last_fix[0]).isoformat(),
-            "latitude": last_fix[1],
-            "longitude": last_fix[2],
-        }
-    evidence = {
-        "quality": str(position.quality),
-        "quality_reason": position.quality_reason,
-        "report_fix_time": position.fix_time.isoformat(),
-        "position": where,
-    }
+    evidence = without_fix_evidence(position, last_fix)
     state, alarms = _step(state, position.alarm_flags, t, ctx, evidence)
     return replace(state, last_without_fix_t=t), alarms
 

@@ -139,3 +139,29 @@ def test_without_fix_rules_see_only_newer_reports_whose_time_is_trusted() -> Non
     # an older report without a fix than the one already stepped changes nothing
     _, out = engine.process(state, no_fix("2026-01-10 10:00:05", "zero_coordinates", 0), ctx)
     assert out == []
+
+
+def test_an_active_safety_item_without_a_fix_opens_at_the_last_good_fix() -> None:
+    """A DSM phone-call alarm (0x65) in a report with the fix flag off (a tunnel) is raised all
+    the same, marked ``without_fix``; an episode it opens is closed by the next fix."""
+    engine, ctx = Engine(), _ctx()
+    state = VehicleState()
+    state, _ = engine.process(state, position("2026-01-10 10:00:00", speed_kmh=30), ctx)
+    call = {"source": "dsm", "type": 0x02, "flag": 1, "level": 2, "name": "dsm_phone_call"}
+    tunnel = replace(
+        position("2026-01-10 10:00:10", extras={"active_safety": [call]}),
+        quality=Quality.INVALID,
+        quality_reason="fix_not_valid",
+    )
+    state, out = engine.process(state, tunnel, ctx)
+    [opened] = [a for a in out if a.alarm_type == "active_safety"]
+    assert opened.event == "opened" and opened.level == 2
+    assert opened.details["name"] == "dsm_phone_call"
+    assert opened.details["without_fix"]["quality_reason"] == "fix_not_valid"
+    assert opened.details["without_fix"]["position"]["source"] == "last_good_fix"
+    assert opened.started_at == tunnel.fix_time
+    end = position("2026-01-10 10:00:20", extras={"active_safety": [call | {"flag": 2}]})
+    _, out = engine.process(state, end, ctx)
+    [closed] = [a for a in out if a.alarm_type == "active_safety"]
+    assert closed.event == "closed" and closed.started_at == tunnel.fix_time
+    assert closed.details["without_fix"] == opened.details["without_fix"]
