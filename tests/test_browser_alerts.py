@@ -337,3 +337,40 @@ async def test_key_figure_shows_seconds_for_an_episode_under_a_minute(
             assert figures == ["离线 29秒", "离线 59秒", "离线 1分", "离线 2分", "离线 1小时02分"]
         finally:
             await browser.close()
+
+
+async def test_active_safety_key_figure_speaks_the_page_language(
+    settings: Settings, pool: asyncpg.Pool, chromium: str
+) -> None:
+    """The worklist line of an active-safety alarm: the standard's Chinese words in Chinese, our
+    name spelled out and "level 2" in English (not 前向碰撞报警 · 二级 in an English page)."""
+    from playwright.async_api import async_playwright
+    from web_helpers import served_app
+
+    company = await ensure_company(pool, "渝运物流")
+    vehicle = await ensure_vehicle(
+        pool, company_id=company.id, plate_number="渝A30002", terminal_id="013900000302"
+    )
+    details = {"source": "adas", "name": "adas_forward_collision", "type_text": "前向碰撞报警",
+               "jsatl_level": 2}  # fmt: skip
+    await store_alarm(
+        pool, vehicle.id, company.id, "active_safety", datetime.now(UTC), details=details, level=2
+    )
+    await users.create_user(pool, "chief", PASSWORD, "bureau", None)
+    async with served_app(settings) as (base, _), async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        try:
+            page = await browser.new_page()
+            await login(page, base, "chief")
+            await page.wait_for_selector(".alarm-item")
+            [row] = await page.locator(".alarm-item").all_inner_texts()
+            assert "前向碰撞报警 · 二级" in row, row
+            await page.evaluate("GpsmI18n.setLang('en')")
+            figure = await page.evaluate(
+                "GpsmAlerts.keyFigure({alarm_type: 'active_safety', details: "
+                + json.dumps(details)
+                + "})"
+            )
+            assert figure == "ADAS forward collision · level 2"
+        finally:
+            await browser.close()

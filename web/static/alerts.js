@@ -60,12 +60,18 @@
         return d.geofence_name || d.geofence_id || "";
       case "device_alarm":  // the type name already says which bit (typeName)
         return d.bit != null ? `${t("alarm_bit")} ${d.bit}` : "";
-      case "active_safety":  // T/JSATL: the terminal's own words (前向碰撞报警...), its level
-        return [d.type_text || d.name, d.jsatl_level ? (d.jsatl_level === 2 ? "二级" : "一级") : ""]
+      case "active_safety":  // T/JSATL: the standard's words (前向碰撞报警...) or, in English,
+        // our name spelled out (adas_forward_collision -> ADAS forward collision), its level
+        return [activeSafetyType(d), d.jsatl_level ? t("jsatl_level_" + d.jsatl_level) : ""]
           .filter(Boolean).join(" · ");
       default:
         return "";
     }
+  }
+  function activeSafetyType(d) {
+    if (GpsmI18n.lang !== "en" && d.type_text) return d.type_text;
+    const [source, ...rest] = String(d.name || "").split("_");
+    return [source.toUpperCase(), ...rest].join(" ");
   }
   function levelTag(level) {
     const l = Number(level) || 3;
