@@ -118,12 +118,18 @@ class FrameConnection:
             if not data:
                 return None
             oversize_before = self.splitter.oversize
+            garbage_before = self.splitter.garbage_bytes
             for raw in self.splitter.feed(data):
                 try:
                     self._pending.append(self.codec.decode(raw))
                 except FrameError as error:
                     self.stats.bad_frames[error.reason] += 1
                     log.warning("jt809: dropped a frame from %s: %s", self.peer, error)
+            if self.splitter.garbage_bytes > garbage_before:
+                garbage = self.splitter.garbage_bytes - garbage_before
+                self.stats.bad_frames["garbage_bytes"] += garbage
+                log.warning("jt809: dropped %d byte(s) outside 5B...5D frames from %s", garbage,
+                            self.peer)  # fmt: skip
             if self.splitter.oversize > oversize_before:
                 self.stats.bad_frames["oversize"] += self.splitter.oversize - oversize_before
                 log.warning("jt809: dropped an oversize frame from %s", self.peer)
@@ -378,6 +384,13 @@ class SlaveLinkServer:
         elif frame.msg_id == m.MSG_SLAVE_LOGOUT:
             self.logged_in.discard(connection)
             await connection.send(m.MSG_SLAVE_LOGOUT_ANSWER, b"")
+        elif connection not in self.logged_in:
+            # JT/T 809-2011 4.1.2: the superior logs in on the slave link (0x9001 with the
+            # verify code of our 0x1002) before it sends requests; anything else is dropped,
+            # so whoever reaches this port cannot inject 查岗, 督办 or warnings.
+            self.stats.bad_frames["slave_not_logged_in"] += 1
+            log.warning("jt809: slave link frame 0x%04x from %s before a valid 0x9001 login; "
+                        "dropped", frame.msg_id, connection.peer)  # fmt: skip
         elif self.on_frame is not None:
             await self.on_frame(frame, connection.peer)
         else:

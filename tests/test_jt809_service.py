@@ -17,6 +17,7 @@ from gps_monitor.config import Jt809Settings, Settings
 from gps_monitor.db import jt809 as outbox
 from gps_monitor.db.jt809 import OutboxEntry
 from gps_monitor.models import Alarm, Position
+from jt809 import exchange as x
 from jt809 import messages as m
 from jt809.codec import FrameCodec, FrameSplitter
 from jt809.links import build_codec
@@ -295,7 +296,43 @@ async def test_slave_link_survives_garbage_and_bad_frames_and_checks_the_verify_
         stats = service.stats
     assert answers == [(m.MSG_SLAVE_LOGIN_ANSWER, b"\x01"), (m.MSG_SLAVE_HEARTBEAT_ANSWER, b"")]
     assert stats.bad_frames["crc"] == 1 and stats.bad_frames["escape"] == 1
+    assert stats.bad_frames["garbage_bytes"] == len(b"garbage\x00")  # counted, not silent
     await drop_session(settings, settings.jt809.client_id)
+
+
+async def test_slave_link_requests_before_the_0x9001_login_are_dropped_not_acted_on(
+    settings: Settings, pool: asyncpg.Pool, superior: tuple[SuperiorSimulator, int]
+) -> None:
+    """Review of issue 10: any peer reaching the slave-link port could inject a 查岗 (it was
+    stored, listed on the duty page and counted in 平台查岗响应率) without 0x9001. Now only a
+    connection logged in with the verify code of our 0x1002 is served."""
+    _sim, port = superior
+    settings = jt809_settings(settings, port)
+    codec = FrameCodec(2011, access_code=20180920)
+    query = x.PlatformQuery(x.QUERY_OBJECT_PLATFORM, "", 777, "伪造查岗")
+    request = x.encode_envelope(
+        x.MSG_PLATFORM_DOWN, x.Envelope(x.MSG_QUERY, x.encode_query(query, 2011)), 2011
+    )
+    stored = "SELECT count(*) FROM jt809_platform_queries WHERE info_id = 777"
+    async with running_service(settings, pool) as service:
+        await wait_for(lambda: _value(service.main.status), lambda s: s == "up", 10)
+        _reader, writer = await asyncio.open_connection("127.0.0.1", settings.jt809.slave_port)
+        writer.write(codec.encode(x.MSG_PLATFORM_DOWN, request, 1))
+        await writer.drain()
+        await wait_for(
+            lambda: _value(service.stats.bad_frames["slave_not_logged_in"]), lambda n: n == 1, 10
+        )
+        assert await pool.fetchval(stored) == 0
+        # the same connection, logged in with the verify code: served
+        writer.write(
+            codec.encode(m.MSG_SLAVE_LOGIN, m.encode_slave_login(service.main.verify_code or 0), 2)
+        )
+        writer.write(codec.encode(x.MSG_PLATFORM_DOWN, request, 3))
+        await writer.drain()
+        count = await wait_for(lambda: pool.fetchval(stored), lambda n: n == 1, 10)
+        writer.close()
+    await drop_session(settings, settings.jt809.client_id)
+    assert count == 1
 
 
 async def _value(value: object) -> object:
