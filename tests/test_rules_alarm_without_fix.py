@@ -21,6 +21,7 @@ from rules_factory import position
 from gps_monitor.config import Settings
 from gps_monitor.models import Quality
 from ingest.jt808 import messages as m
+from ingest.jt808.attachments_sim import adas_report
 from ingest.jt808.sim import sim_plate
 from rules.context import RuleContext, VehicleProfile
 from rules.engine import Engine, VehicleState
@@ -104,6 +105,41 @@ async def test_a_no_fix_sos_through_gateway_ingest_and_rules_opens_at_the_last_g
     assert details(opened) == {"bit": 0, "name": "sos", "without_fix": evidence}
     assert closed["ended_at"] == datetime(2026, 1, 1, 0, 3, tzinfo=UTC)
     assert details(closed)["without_fix"] == evidence  # the close keeps the marker
+
+
+async def test_a_no_fix_adas_alarm_through_gateway_ingest_and_rules_is_raised_marked(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    """An ADAS forward collision (item 0x64) in a 0x0200 with the fix flag off reaches the alarm
+    table, at the last good fix and marked ``without_fix`` (before: nothing)."""
+    await add_vehicle(pool, PHONE, sim_plate(PHONE))
+    good = location_report("260101080000")
+    adas = adas_report("T000012", 1, 0, datetime(2026, 1, 1, 0, 1, 30, tzinfo=UTC))
+    tunnel = replace(adas, status_flags=m.STATUS_ACC_ON, latitude_e6=0, longitude_e6=0)
+    async with (
+        running_worker(settings),
+        running_rules(settings),
+        running_gateway(settings, pool) as (_gateway, port),
+    ):
+        terminal = await authenticated(port, PHONE)
+        assert await terminal.send_location(good) == m.RESULT_OK
+        assert await terminal.send_location(tunnel) == m.RESULT_OK
+        row = await wait_for(
+            lambda: pool.fetchrow("SELECT * FROM alarms WHERE alarm_type = 'active_safety'"),
+            lambda row: row is not None,
+        )
+        await terminal.close()
+    assert row["started_at"] == datetime(2026, 1, 1, 0, 1, 30, tzinfo=UTC)
+    details = row["details"]
+    details = json.loads(details) if isinstance(details, str) else dict(details)
+    assert details["name"] == "adas_forward_collision" and row["level"] == 2
+    assert details["without_fix"]["quality_reason"] == "fix_not_valid"
+    assert details["without_fix"]["position"] == {
+        "source": "last_good_fix",
+        "fix_time": "2026-01-01T00:00:00+00:00",
+        "latitude": 29.563,
+        "longitude": 106.551,
+    }
 
 
 def _ctx() -> RuleContext:
