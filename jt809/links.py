@@ -241,9 +241,9 @@ class MainLink:
     async def _login(self, connection: FrameConnection) -> int:
         login = m.Login(
             self.settings.user_id, self.settings.password, self.down_link_ip,
-            self.settings.slave_port,
+            self.settings.slave_port, self.settings.access_code,
         )  # fmt: skip
-        await connection.send(m.MSG_LOGIN, m.encode_login(login))
+        await connection.send(m.MSG_LOGIN, m.encode_login(login, self.codec.version))
         deadline = time.monotonic() + self.settings.login_timeout_s
         while True:
             left = deadline - time.monotonic()

@@ -135,24 +135,37 @@ def _need(body: bytes, size: int, what: str) -> None:
 
 @dataclass(frozen=True, slots=True)
 class Login:
-    """0x1001: user id, password, and the address of our slave-link server."""
+    """0x1001: user id, password, the address of our slave-link server and (2019 only) our
+    接入码 MSG_GNSSCENTERID."""
 
     user_id: int
     password: str
     down_link_ip: str
     down_link_port: int
+    access_code: int = 0
 
 
-def encode_login(login: Login) -> bytes:
+def encode_login(login: Login, version: int = 2011) -> bytes:
+    """0x1001 body. 2011 (46 bytes): USERID u32, PASSWORD 8, DOWN_LINK_IP 32, DOWN_LINK_PORT
+    u16. 2019 (50 bytes) puts MSG_GNSSCENTERID u32 after the password (JT/T 809-2019 0x1001;
+    layout as in zboyco/jtt809 pkg/jtt809/registration.go, commit 6f2c0c86)."""
+    center = struct.pack(">I", login.access_code) if version == 2019 else b""
     return (
         struct.pack(">I", login.user_id)
         + fixed_text(login.password, 8)
+        + center
         + fixed_text(login.down_link_ip, 32)
         + struct.pack(">H", login.down_link_port)
     )
 
 
-def decode_login(body: bytes) -> Login:
+def decode_login(body: bytes, version: int = 2011) -> Login:
+    """Raises FrameError when the body is shorter than the version's layout."""
+    if version == 2019:
+        _need(body, 50, "0x1001 (2019)")
+        user_id, center = struct.unpack_from(">I8xI", body)
+        (port,) = struct.unpack_from(">H", body, 48)
+        return Login(user_id, read_text(body[4:12]), read_text(body[16:48]), port, center)
     _need(body, 46, "0x1001")
     (user_id,) = struct.unpack_from(">I", body)
     (port,) = struct.unpack_from(">H", body, 44)

@@ -155,7 +155,7 @@ class SuperiorSimulator:
         self, connection: FrameConnection, msg_id: int, body: bytes, msg_sn: int = 0
     ) -> None:
         if msg_id == m.MSG_LOGIN:
-            login = m.decode_login(body)
+            login = m.decode_login(body, self.codec.version)
             self.record.logins.append(login)
             ok = login.user_id == self.user_id and login.password == self.password
             result = 0 if ok and self.refuse_with is None else (self.refuse_with or 4)

@@ -308,3 +308,20 @@ def test_2019_position_round_trips_from_our_position() -> None:
     assert gnss.fix_time == position.fix_time
     assert (gnss.latitude, gnss.longitude) == (29.56301, 106.551556)
     assert (gnss.speed_kmh, gnss.mileage_km) == (62, 12346)
+
+
+# JT/T 809-2019 0x1001 field table (USERID u32, PASSWORD 8, MSG_GNSSCENTERID u32, DOWN_LINK_IP
+# 32, DOWN_LINK_PORT u16 = 50 bytes), the layout zboyco/jtt809 pkg/jtt809/registration.go
+# (commit 6f2c0c86e4221f5ed2da3b420ea4d081af505e4b) encodes and checks; bytes built from it.
+LOGIN_2019_BODY = (
+    "0133EFB8" + "3230313830393230" + "0133EFB8" + "3132372E302E302E31".ljust(64, "0") + "0329"
+)
+
+
+def test_2019_login_carries_the_access_code_after_the_password() -> None:
+    """Review of issue 10: the 2019 0x1001 was sent in the 2011 layout (46 bytes, no
+    MSG_GNSSCENTERID), which a 2019 superior reads with the IP shifted by 4 bytes."""
+    login = m.Login(20180920, "20180920", "127.0.0.1", 809, access_code=20180920)
+    assert m.encode_login(login, 2019) == bytes.fromhex(LOGIN_2019_BODY)
+    assert m.decode_login(bytes.fromhex(LOGIN_2019_BODY), 2019) == login
+    assert len(m.encode_login(login, 2011)) == 46  # 2011 unchanged (vector above)

@@ -198,6 +198,9 @@ async def test_2019_link_carries_0x1202_as_jt808_location_bodies(
     await drop_session(settings, settings.jt809.client_id)
     assert sim.record.login_results == [0] and sim.record.slave_login_results == [0]
     assert {p.gnss.fix_time for p in sim.record.positions} == fix_times(0, 5)
+    (login,) = sim.record.logins  # the 2019 0x1001 layout, decoded by the superior
+    assert (login.access_code, login.down_link_ip) == (20180920, "127.0.0.1")
+    assert login.down_link_port == settings.jt809.slave_port
     third = {p.gnss.fix_time: p.gnss for p in sim.record.positions}[START + timedelta(seconds=20)]
     assert (third.latitude, third.longitude, third.speed_kmh) == (29.5632, 106.5517, 42)
 
