@@ -451,3 +451,41 @@ async def test_playback_of_a_real_bus_trip_at_16x_with_chart_alarms_and_local_ti
         assert status in await page.inner_text("#pb-table tbody")
         assert await page.get_attribute("#pb-table tr.current", "data-i") == str(i_after)
         assert problems == []
+
+
+async def test_the_language_switch_relabels_an_open_geofence_form(
+    settings: Settings, pool: asyncpg.Pool, chromium: str
+) -> None:
+    """Found in the console review: switching 中文 → English with the form open (by keyboard: the
+    backdrop covers the top bar) left its labels, options and buttons in Chinese beside English
+    error messages."""
+    await setup_fleet(pool)
+    async with (
+        served_app(settings) as (base, _),
+        browser_page(chromium, DESK, "zh-CN") as (page, problems),
+    ):
+        await login(page, base, "chief")
+        await page.evaluate(
+            "() => { window.gpsm.fitted = true; window.gpsm.map.setView([29.56, 106.55], 14); }"
+        )
+        await page.click("#draw-polygon")
+        await click_map(page, [(0.3, 0.55), (0.7, 0.55), (0.7, 0.8)])
+        await page.click("#draw-finish")
+        await page.select_option("#fence-form select[name=kind]", "speed_zone")
+        await page.click("#fence-form button[type=submit]")
+        assert await page.inner_text("#ff-error-speed") == "限速区域需要填写限速"
+        await page.fill("#fence-form input[name=name]", "学校路段")
+        # the modal's backdrop keeps the pointer off the top bar; the keyboard reaches the switch
+        await page.focus("#lang")
+        await page.select_option("#lang", "en")
+        form = await page.inner_text("#fence-form")
+        for english in ("New geofence", "Name", "Speed limit (km/h)", "Save", "Cancel"):
+            assert english in form, english
+        assert not any(zh in form for zh in ("新建电子围栏", "名称", "保存", "取消", "限速区域"))
+        assert await page.inner_text("#ff-error-speed") == "A speed-limit zone needs its limit"
+        selected = "#fence-form select[name=kind] option:checked"
+        assert await page.inner_text(selected) == "Speed-limit zone"
+        # what was typed stays
+        assert await page.input_value("#fence-form input[name=name]") == "学校路段"
+        await page.screenshot(path=str(SHOTS / "console-fences-form-lang-switch.png"))
+        assert problems == []

@@ -312,9 +312,13 @@
     });
     return Array.from(byCompany.values()).sort((a, b) => String(a.name).localeCompare(String(b.name), "zh-CN"));
   }
-  function field(name, label, input, hint) {
-    return `<label class="ff" data-field="${name}"><span class="ff-label">${esc(label)}</span>${input}` +
-      (hint ? `<small class="ff-hint">${esc(hint)}</small>` : "") + `<small class="ff-error" id="ff-error-${name}"></small></label>`;
+  // a label of the form: its text now and its key, so the language switch relabels it while the
+  // form is open (GpsmI18n.apply rewrites every [data-i18n] of the page)
+  const i18nSpan = (key) => `<span data-i18n="${esc(key)}">${esc(t(key))}</span>`;
+  function field(name, labelKey, input, hintKey) {
+    return `<label class="ff" data-field="${name}"><span class="ff-label">${i18nSpan(labelKey)}</span>${input}` +
+      (hintKey ? `<small class="ff-hint" data-i18n="${esc(hintKey)}">${esc(t(hintKey))}</small>` : "") +
+      `<small class="ff-error" id="ff-error-${name}"></small></label>`;
   }
   // opts: { item } to edit an existing one, or { geometry, isRoute } for a new drawing
   async function openForm(opts) {
@@ -323,41 +327,45 @@
     const [from, to] = (p.active_hours || "-").split("-");
     const companies = companiesOf(await registry());
     const assigned = new Set(p.vehicle_ids || []);
-    const title = opts.item ? `${t("fence_edit")} · ${p.name}` : t(isRoute ? "fence_new_route" : "fence_new_geofence");
-    const kindInput = isRoute ? `<input type="text" value="${esc(t("fence_route"))}" disabled>`
-      : `<select name="kind">${FENCE_KINDS.map((k) => `<option value="${k}"${k === p.kind ? " selected" : ""}>${esc(t("fence_" + k))}</option>`).join("")}</select>`;
+    const title = opts.item ? `${i18nSpan("fence_edit")} · ${esc(p.name)}` : i18nSpan(isRoute ? "fence_new_route" : "fence_new_geofence");
+    const kindInput = isRoute ? `<input type="text" value="${esc(t("fence_route"))}" data-i18n-value="fence_route" disabled>`
+      : `<select name="kind">${FENCE_KINDS.map((k) => `<option value="${k}"${k === p.kind ? " selected" : ""} data-i18n="fence_${k}">${esc(t("fence_" + k))}</option>`).join("")}</select>`;
     const tree = companies.map((c) => {
       const all = c.vehicles.every((v) => assigned.has(v.id)) && c.vehicles.length > 0;
       return `<li class="tree-company" data-company-id="${c.id}" data-search="${esc(c.name)}">` +
         `<label><input type="checkbox" class="assign-company" value="${c.id}"${all ? " checked" : ""}> <b>${esc(c.name)}</b> ` +
-        `<small>${esc(t("fence_assign_company"))}</small></label><ul>` +
+        `<small>${i18nSpan("fence_assign_company")}</small></label><ul>` +
         c.vehicles.map((v) => `<li data-search="${esc(v.plate_number)} ${esc(c.name)}"><label><input type="checkbox" class="assign-vehicle" value="${v.id}"` +
-          `${assigned.has(v.id) ? " checked" : ""}> ${esc(v.plate_number)} <small>${esc(t(v.vehicle_class))}</small></label></li>`).join("") +
+          `${assigned.has(v.id) ? " checked" : ""}> ${esc(v.plate_number)} <small>${i18nSpan(v.vehicle_class)}</small></label></li>`).join("") +
         "</ul></li>";
     }).join("");
     const html = `<form id="fence-form" class="gpsm-dialog" novalidate>
-      <h3>${esc(title)}</h3>
+      <h3>${title}</h3>
       <div class="ff-error form-error" id="ff-error-form" role="alert"></div>
-      ${field("name", t("name"), `<input name="name" maxlength="200" value="${esc(p.name || "")}" required>`)}
-      ${field("kind", t("fence_type"), kindInput, isRoute ? "" : t("fence_" + p.kind + "_hint"))}
-      ${field("speed", t("fence_speed_limit"), `<input name="speed_limit_kmh" type="number" min="1" step="any" value="${esc(p.speed_limit_kmh == null ? "" : p.speed_limit_kmh)}">`)}
-      ${isRoute ? field("corridor", t("fence_corridor"), `<input name="corridor_m" type="number" min="1" max="${MAX_CORRIDOR_M}" step="any" value="${esc(p.corridor_m || 100)}">`) : ""}
-      ${field("hours", t("fence_hours"), `<span class="ff-row"><input name="hours_from" class="hhmm" inputmode="numeric" maxlength="5" placeholder="08:00" value="${esc(from || "")}"> – <input name="hours_to" class="hhmm" inputmode="numeric" maxlength="5" placeholder="18:00" value="${esc(to || "")}"></span>`, t("fence_hours_always"))}
-      ${isRoute ? "" : field("classes", t("fence_classes"), `<span class="ff-row">${CLASSES.map((c) => `<label class="chk"><input type="checkbox" name="vehicle_classes" value="${c}"${(p.vehicle_classes || []).includes(c) ? " checked" : ""}> ${esc(t(c))}</label>`).join("")}</span>`, t("fence_classes_all"))}
+      ${field("name", "name", `<input name="name" maxlength="200" value="${esc(p.name || "")}" required>`)}
+      ${field("kind", "fence_type", kindInput, isRoute ? "" : "fence_" + p.kind + "_hint")}
+      ${field("speed", "fence_speed_limit", `<input name="speed_limit_kmh" type="number" min="1" step="any" value="${esc(p.speed_limit_kmh == null ? "" : p.speed_limit_kmh)}">`)}
+      ${isRoute ? field("corridor", "fence_corridor", `<input name="corridor_m" type="number" min="1" max="${MAX_CORRIDOR_M}" step="any" value="${esc(p.corridor_m || 100)}">`) : ""}
+      ${field("hours", "fence_hours", `<span class="ff-row"><input name="hours_from" class="hhmm" inputmode="numeric" maxlength="5" placeholder="08:00" value="${esc(from || "")}"> – <input name="hours_to" class="hhmm" inputmode="numeric" maxlength="5" placeholder="18:00" value="${esc(to || "")}"></span>`, "fence_hours_always")}
+      ${isRoute ? "" : field("classes", "fence_classes", `<span class="ff-row">${CLASSES.map((c) => `<label class="chk"><input type="checkbox" name="vehicle_classes" value="${c}"${(p.vehicle_classes || []).includes(c) ? " checked" : ""}> ${i18nSpan(c)}</label>`).join("")}</span>`, "fence_classes_all")}
       <div class="ff" data-field="geometry" hidden><small class="ff-error" id="ff-error-geometry"></small></div>
-      <fieldset class="ff" data-field="assign"><legend>${esc(t("fence_assign"))}</legend>
-        <small class="ff-hint">${esc(t(isRoute ? "fence_assign_hint_route" : "fence_assign_hint_geofence"))}</small>
-        <input type="search" class="assign-filter" placeholder="${esc(t("fence_filter"))}">
+      <fieldset class="ff" data-field="assign"><legend>${i18nSpan("fence_assign")}</legend>
+        <small class="ff-hint">${i18nSpan(isRoute ? "fence_assign_hint_route" : "fence_assign_hint_geofence")}</small>
+        <input type="search" class="assign-filter" data-i18n-placeholder="fence_filter" placeholder="${esc(t("fence_filter"))}">
         <ul class="assign-tree">${tree}</ul><small class="ff-error" id="ff-error-assign"></small></fieldset>
-      <div class="dialog-buttons"><button type="submit" class="primary">${esc(t("fence_save"))}</button>
-        <button type="button" class="btn-cancel">${esc(t("cancel"))}</button></div>
+      <div class="dialog-buttons"><button type="submit" class="primary" data-i18n="fence_save">${esc(t("fence_save"))}</button>
+        <button type="button" class="btn-cancel" data-i18n="cancel">${esc(t("cancel"))}</button></div>
     </form>`;
     const dialog = showDialog(html);
     const form = dialog.querySelector("form");
     const syncKind = () => {
       const kind = isRoute ? "route" : form.elements.kind.value;
       form.querySelector('[data-field="speed"]').hidden = !(kind === "speed_zone" || kind === "route");
-      if (!isRoute) form.querySelector('[data-field="kind"] .ff-hint').textContent = t("fence_" + kind + "_hint");
+      if (!isRoute) {
+        const hint = form.querySelector('[data-field="kind"] .ff-hint');
+        hint.dataset.i18n = "fence_" + kind + "_hint";
+        hint.textContent = t(hint.dataset.i18n);
+      }
     };
     syncKind();
     if (!isRoute) form.elements.kind.addEventListener("change", syncKind);
@@ -379,7 +387,7 @@
       const box = e.target.closest(".ff");
       if (box && box.classList.contains("invalid")) {
         box.classList.remove("invalid");
-        const err = box.querySelector(".ff-error"); if (err) err.textContent = "";
+        const err = box.querySelector(".ff-error"); if (err) { err.textContent = ""; delete err.dataset.i18n; }
       }
     });
     form.querySelector(".btn-cancel").addEventListener("click", () => closeDialog());
@@ -389,6 +397,7 @@
   function markError(form, fieldName, key, detail) {
     const el = form.querySelector("#ff-error-" + (fieldName || "form")) || form.querySelector("#ff-error-form");
     el.textContent = t(key);
+    el.dataset.i18n = key;  // relabelled by a language switch
     if (detail) el.title = detail;  // the API's own words, for support
     const box = el.closest(".ff"); if (box) { box.classList.add("invalid"); box.hidden = false; }
     el.scrollIntoView({ block: "nearest" });
@@ -435,7 +444,7 @@
     return { vehicle_ids: vehicleIds, company_ids: companyIds };
   }
   async function submitForm(form, opts, p, isRoute) {
-    form.querySelectorAll(".ff-error").forEach((el) => { el.textContent = ""; el.title = ""; });
+    form.querySelectorAll(".ff-error").forEach((el) => { el.textContent = ""; el.title = ""; delete el.dataset.i18n; });
     form.querySelectorAll(".invalid").forEach((el) => el.classList.remove("invalid"));
     const { props, errors } = readForm(form, p, isRoute);
     if (errors.length) { errors.forEach(([f, k]) => markError(form, f, k)); return; }
@@ -534,6 +543,10 @@
   $("draw-route").addEventListener("click", () => startDrawing("route"));
   $("draw-cancel").addEventListener("click", () => stopEditing());
   $("draw-finish").addEventListener("click", () => finish());
-  document.addEventListener("gpsm:lang", () => { if (g && g.map) load(); });  // popups relabelled
+  document.addEventListener("gpsm:lang", () => {
+    if (g && g.map) load();  // popups relabelled
+    // an open form's labels follow through [data-i18n]; a disabled input's value does not
+    document.querySelectorAll("#fence-dialog [data-i18n-value]").forEach((el) => { el.value = t(el.dataset.i18nValue); });
+  });
   window.GpsmFences = { start, reload: () => load(), errorKey, confirm: confirmDialog };
 })();
