@@ -27,6 +27,7 @@ import struct
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from gps_monitor.active_safety import ITEM_SOURCES
 from gps_monitor.terminal_params import BY_NAME
 from ingest.jt808 import driver, misc, query
 from ingest.jt808 import messages as m
@@ -133,14 +134,16 @@ class SimCommands:
         await self._send(m.MSG_TERMINAL_REPLY, m.encode_terminal_reply(serial, msg_id, 0))
 
     def current_report(self) -> m.LocationReport:
-        """The last report sent, timed now (the terminal's zone, GMT+8)."""
+        """The last report sent, timed now (the terminal's zone, GMT+8), without its
+        active-safety items (0x64-0x67: an alarm is reported once, not in every answer)."""
         now = m.bcd_time_from_datetime(datetime.now(UTC))
         last = self.terminal.last_report
         if last is None:
             return m.LocationReport(0, 0, 0, 0, 0, 0, 0, now)
         return m.LocationReport(
             last.alarm_flags, last.status_flags, last.latitude_e6, last.longitude_e6,
-            last.altitude_m, last.speed_dkmh, last.heading_deg, now, dict(last.items),
+            last.altitude_m, last.speed_dkmh, last.heading_deg, now,
+            {k: v for k, v in last.items.items() if k not in ITEM_SOURCES},
         )  # fmt: skip
 
     def start_tracking(self, interval_s: int, duration_s: int) -> None:
