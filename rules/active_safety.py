@@ -24,6 +24,7 @@ from gps_monitor.models import Alarm, Position
 from rules.context import Fix, RuleContext, without_fix_evidence
 
 NAME = "active_safety"
+SEEN_KEPT = 64  # alarm numbers remembered against repeats (a terminal repeats its latest ones)
 _DETAIL_KEYS = (
     "source", "name", "type_text", "type", "alarm_id", "speed_kmh", "identification",
     "front_vehicle_speed_kmh", "front_distance_100ms", "departure_type", "road_sign_type",
@@ -33,9 +34,15 @@ _DETAIL_KEYS = (
 
 @dataclass(frozen=True, slots=True)
 class State:
-    """Open episodes (flag 1 seen, flag 2 not yet): ``source:type`` -> [start epoch s, details]."""
+    """Open episodes (flag 1 seen, flag 2 not yet): ``source:type`` -> [start epoch s, details].
+
+    ``seen``: ``source:type:alarm number`` of the last :data:`SEEN_KEPT` alarms raised. A
+    report the terminal sends again carries the same identification, hence the same number
+    (:func:`gps_monitor.active_safety.alarm_number`): it is the same alarm, not a new one.
+    """
 
     active: dict[str, list[Any]] | None = None
+    seen: list[str] | None = None
 
 
 def _details(item: dict[str, Any], terminal_id: str) -> dict[str, Any]:
@@ -87,6 +94,7 @@ def _step(
     if not items or not isinstance(items, list):
         return state, []
     active = dict(state.active or {})
+    seen = list(state.seen or [])
     alarms: list[Alarm] = []
     for item in items:
         if not isinstance(item, dict) or "source" not in item:
@@ -100,6 +108,12 @@ def _step(
                 alarms.append(_alarm(ctx, start, details, t, closed=True))
             continue
         details = _details(item, ctx.vehicle.terminal_id)
+        number = details.get("alarm_number")
+        once = f"{key}:{number}" if number is not None else None
+        if once is not None and once in seen:
+            continue  # the terminal sent this alarm again (a resent report, a position answer)
+        if once is not None and (flag != FLAG_START or key not in active):
+            seen = [*seen, once][-SEEN_KEPT:]
         if evidence is not None:
             details["without_fix"] = evidence
         if flag == FLAG_START:
@@ -109,9 +123,9 @@ def _step(
             alarms.append(_alarm(ctx, t, details, None, closed=False))
         else:  # an event: opens and ends at this report
             alarms.append(_alarm(ctx, t, details, t, closed=True))
-    if active == (state.active or {}):
+    if active == (state.active or {}) and seen == (state.seen or []):
         return state, alarms
-    return replace(state, active=active or None), alarms
+    return replace(state, active=active or None, seen=seen or None), alarms
 
 
 def _alarm(
@@ -130,8 +144,8 @@ def _alarm(
 
 
 def dump(state: State) -> dict[str, Any]:
-    return {"active": dict(state.active or {})}
+    return {"active": dict(state.active or {}), "seen": list(state.seen or [])}
 
 
 def load(data: dict[str, Any]) -> State:
-    return State(active=data.get("active") or None)
+    return State(active=data.get("active") or None, seen=data.get("seen") or None)

@@ -176,3 +176,38 @@ def test_adas_and_dsm_items_become_active_safety_alarms_with_level_and_alarm_num
     assert first.details["identification"]["attachments"] == 2
     closed = run.of("active_safety", "closed")[1]
     assert (closed.ended_at - closed.started_at).total_seconds() == 25
+
+
+def test_an_alarm_the_terminal_sends_again_is_raised_once() -> None:
+    """The same ADAS event (same identification, hence the same alarm number) in a later report
+    (the terminal resending, or repeating its last report in a 0x0201 answer or while tracked)
+    is one alarm, not one per report; a new identification is a new alarm."""
+    from rules_factory import Runner, context, no_offline, position
+
+    adas = jsatl.decode_item(*jsatl.encode_item(_item(ADAS) | {"type": 0x01, "flag": 0}))
+    ident = bytearray(bytes.fromhex(adas["identification_hex"]))
+    ident[13] ^= 0xFF  # another sequence number: another alarm
+    other = adas | {"identification_hex": bytes(ident).hex()}
+    run = Runner(context("coach", rules=no_offline()))
+    run.feed([
+        position("2024-01-10 10:00:00", speed_kmh=60, extras={"active_safety": [adas]}),
+        position("2024-01-10 10:00:01", speed_kmh=60, extras={"active_safety": [adas]}),
+        position("2024-01-10 10:00:02", speed_kmh=60, extras={"active_safety": [adas]}),
+        position("2024-01-10 10:00:03", speed_kmh=60, extras={"active_safety": [other]}),
+    ])  # fmt: skip
+    starts = [a.started_at.second for a in run.of("active_safety")]
+    assert starts == [0, 3]
+
+
+def test_the_simulators_position_answer_does_not_repeat_its_last_alarm() -> None:
+    """jt808-sim answers 0x8201 / follows 0x8202 with its last report timed now: without the
+    ADAS item of that report (else each answer was the alarm again, with a fresh 0x9208 and
+    its attachments uploaded again)."""
+    from ingest.jt808.attachments_sim import adas_report
+    from ingest.jt808.sim import SimTerminal
+
+    terminal = SimTerminal("13900000012")
+    terminal.last_report = adas_report("T000012", 1, 2)
+    answer = terminal.commands.current_report()
+    assert 0x64 not in answer.items and 0x01 in answer.items  # mileage stays
+    assert answer.latitude_e6 == terminal.last_report.latitude_e6
