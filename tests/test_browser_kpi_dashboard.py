@@ -107,3 +107,50 @@ async def test_dashboard_in_english_month_to_date_full_names_and_open_fatigue(
             assert errors == []
         finally:
             await browser.close()
+
+
+@pytest.mark.browser
+async def test_an_operator_sees_his_company_total_not_a_county(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    """Found in the console review: the operator's dashboard offered 全县 / County and labelled
+    his own company's figures as the county's."""
+    if not await asyncio.to_thread(Path(CHROMIUM).exists):
+        pytest.skip(f"{CHROMIUM} not installed (scripts/install-system.sh)")
+    from playwright.async_api import async_playwright
+
+    world = await make_world(pool, settings)
+    now = datetime.now(UTC)
+    for vehicle in world.vehicles_a + world.vehicles_b:
+        await store_position(pool, vehicle, now - timedelta(minutes=5), 29.56, 106.55)
+    async with served_app(settings) as (address, _), async_playwright() as p:
+        browser = await p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        try:
+            page = await browser.new_page(viewport={"width": 1366, "height": 768})
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            await page.goto(f"http://{address}/dashboard")
+            await page.fill("#login-username", "op_a")
+            await page.fill("#login-password", PASSWORD)
+            await page.click("#login-form button")
+            await page.wait_for_selector("#table tbody tr")
+            rows = await page.eval_on_selector_all(
+                "#table tbody tr", "rows => rows.map(r => r.cells[0].textContent)"
+            )
+            assert rows == ["合计", "甲运输公司"]
+            options = await page.eval_on_selector_all(
+                "#company option", "os => os.map(o => o.textContent)"
+            )
+            assert options == ["合计", "甲运输公司"]
+            await page.select_option("#lang", "en")
+            await wait_for_js(
+                page, "document.querySelector('#table tbody tr td').textContent === 'Total'"
+            )
+            assert await page.text_content("#company option") == "Total"
+            await page.screenshot(path="/tmp/console-enforce-dashboard-operator.png")
+            assert errors == []
+        finally:
+            await browser.close()

@@ -145,6 +145,9 @@ class Counts:
         return out
 
 
+COUNTY_NAME = "全县 County"
+
+
 @dataclass(slots=True)
 class Unit:
     """KPIs of one company (id, name) or of the county (id None): the period and each day."""
@@ -197,6 +200,9 @@ class KpiReport:
             "labels": KPI_LABELS,
             "county": self.county.to_dict(),
             "companies": [c.to_dict() for c in self.companies],
+            # "company": the report covers one company (asked for, or an operator's own), so its
+            # first unit is that company's total, not the county's
+            "scope": "county" if self.county.name == COUNTY_NAME else "company",
         }
 
 
@@ -253,7 +259,7 @@ async def compute_kpis(
         names = {company_id: await registry.company_name(conn, company_id)}
     else:
         names = {r["id"]: r["name"] for r in await registry.list_companies(conn)}
-    county = Unit(None, "全县 County" if company_id is None else "合计 Total")
+    county = Unit(None, COUNTY_NAME if company_id is None else "合计 Total")
     units: dict[int, Unit] = {cid: Unit(cid, str(name)) for cid, name in names.items()}
     company_of = {r["id"]: r["company_id"] for r in vehicles}
     first_ok = {r["id"]: r["first_ok"] for r in vehicles}

@@ -13,13 +13,13 @@
   const t = (key) => I18N.t(key);
   I18N.register({
     "zh-CN": {
-      db_title: "联网联控考核指标", db_county: "全县", db_query: "查询", db_export: "导出 Excel",
+      db_title: "联网联控考核指标", db_county: "全县", db_total: "合计", db_query: "查询", db_export: "导出 Excel",
       db_map: "地图", db_trend: "日趋势", db_ranking: "企业排名", db_details: "明细", db_unit: "单位",
       db_loading: "加载中…", db_error: "错误", db_login_failed: "用户名或密码错误",
       db_period: "期间", db_today_live: "（含今日，实时）", db_no_data: "无数据",
     },
     en: {
-      db_title: "KPI dashboard", db_county: "County", db_query: "Show", db_export: "Export Excel",
+      db_title: "KPI dashboard", db_county: "County", db_total: "Total", db_query: "Show", db_export: "Export Excel",
       db_map: "Map", db_trend: "Trend over days", db_ranking: "Companies ranked", db_details: "Details",
       db_unit: "Unit", db_loading: "Loading…", db_error: "Error", db_login_failed: "Wrong username or password",
       db_period: "Period", db_today_live: "(including today, live)", db_no_data: "no data",
@@ -76,6 +76,10 @@
     return "/api/reports/kpi?" + p.toString();
   }
 
+  let scopedUser = null;  // an operator: every report is of his company (known after the first)
+  // the first unit of the report: the county's, or the total of the one company it covers
+  const totalKey = () => (report && report.scope === "company" ? "db_total" : "db_county");
+
   async function load() {
     $("status").textContent = t("db_loading");
     try {
@@ -100,6 +104,9 @@
       if (!select.dataset.wired) { select.addEventListener("change", render); select.dataset.wired = "1"; }
     }
     const companies = $("company");
+    // an operator's report is his company's from the start: no county to choose
+    if (scopedUser === null) scopedUser = report.scope === "company" && !companies.value;
+    companies.options[0].textContent = t(scopedUser ? "db_total" : "db_county");
     if (companies.options.length === 1) {
       for (const c of report.companies) companies.add(new Option(c.name, c.id));
     }
@@ -212,7 +219,7 @@
     body.innerHTML = "";
     for (const unit of [report.county, ...report.companies]) {
       const tr = body.insertRow();
-      tr.insertCell().textContent = unit.id == null ? t("db_county") : unit.name;
+      tr.insertCell().textContent = unit.id == null ? t(totalKey()) : unit.name;
       for (const k of keys) tr.insertCell().textContent = fmt(k, unit.kpis[k]);
     }
   }
@@ -237,7 +244,7 @@
   document.addEventListener("gpsm:lang", () => {
     if (report) { fillSelectors(); render(); }
     const county = $("company").options[0];
-    if (county) county.textContent = t("db_county");
+    if (county) county.textContent = t(scopedUser ? "db_total" : "db_county");
   });
   I18N.apply();
   // default period: this month so far, today included (month to date, the usual reporting
