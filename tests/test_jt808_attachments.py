@@ -179,6 +179,40 @@ async def test_an_alarm_number_never_issued_is_refused_and_the_connection_closed
     assert await pool.fetchval("SELECT count(*) FROM media") == 0
 
 
+async def test_only_the_files_0x1210_announced_are_accepted_each_once(
+    settings: Settings, pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    """One issued alarm number is no licence to write file after file into the store: a 0x1211
+    for a name the 0x1210 did not list is refused (result 1), as is a second 0x1211 for a file
+    already stored on this connection; the announced file is accepted."""
+    async with chain(settings, pool, tmp_path, rules=False) as c:
+        terminal = await connected(c)
+        assert await terminal.send_location(adas_report("TERM001", 7, 1)) == m.RESULT_OK
+        [(number, issued)] = await wait_for(
+            lambda: asyncio.sleep(0, list(c.attachments.issued.items())), bool
+        )
+        reader, writer = await _open(c)
+        info = jsatl.AttachmentInfo("TERM001", issued.identification, number, 0,
+                                    ((b"a.jpg", 3),))  # fmt: skip
+        serial = iter(range(100))
+
+        def send(msg_id: int, body: bytes) -> None:
+            writer.write(encode_frame(msg_id, PHONE, next(serial), body))
+
+        send(jsatl.MSG_ATTACHMENT_INFO, jsatl.encode_attachment_info(info))
+        send(jsatl.MSG_FILE_INFO, jsatl.encode_file_info(b"other.jpg", 0, 3))  # not announced
+        send(jsatl.MSG_FILE_INFO, jsatl.encode_file_info(b"a.jpg", 0, 3))
+        writer.write(jsatl.encode_data_frame(b"a.jpg", 0, b"abc"))
+        send(jsatl.MSG_FILE_DONE, jsatl.encode_file_info(b"a.jpg", 0, 3))
+        send(jsatl.MSG_FILE_INFO, jsatl.encode_file_info(b"a.jpg", 0, 3))  # again: refused
+        frames = await _frames(reader, timeout_s=3)
+        writer.close()
+        await terminal.close()
+    results = [m.decode_general_reply(f.body)[2] for f in frames if f.header.msg_id == 0x8001]
+    assert results == [m.RESULT_OK, m.RESULT_FAILURE, m.RESULT_OK, m.RESULT_FAILURE]
+    assert await pool.fetchval("SELECT count(*) FROM media") == 1
+
+
 async def _trickle(c: Chain, byte: bytes) -> float | None:
     """Send ``byte`` every 0.2 s; seconds until the server closed the connection (None: not
     within 8 s)."""

@@ -368,7 +368,12 @@ class _Connection:
             return
         upload = self.files.get(name)
         if upload is None or upload.done:
-            upload = self.files[name] = FileUpload(name, size, file_type)
+            # only the files 0x1210 announced, each once: else one issued alarm number would
+            # let a peer write file after file (64 MiB each) into the store without end
+            log.info("attachments %s: %s refused: %s", self.terminal_id, display_name(name),
+                     "already stored" if upload else "not in the 0x1210 list")  # fmt: skip
+            self._general(frame, m.RESULT_FAILURE)
+            return
         upload.size, upload.file_type = size, file_type
         self._general(frame, m.RESULT_OK)
 
