@@ -372,5 +372,11 @@ async def test_active_safety_key_figure_speaks_the_page_language(
                 + "})"
             )
             assert figure == "ADAS forward collision · level 2"
+            # an alarm from a report without a fix (item 2) says where it is placed
+            figure = await page.evaluate(
+                "GpsmAlerts.keyFigure({alarm_type: 'device_alarm', details: {bit: 0, "
+                "without_fix: {quality: 'invalid', position: {source: 'last_good_fix'}}}})"
+            )
+            assert figure == "alarm bit 0 · no valid fix (placed at the last good fix)"
         finally:
             await browser.close()

@@ -38,7 +38,14 @@
     return Number(m) >= 1000 ? `${num(Number(m) / 1000, 1)} km` : `${num(m)} m`;
   }
   // the one figure that says how bad it is: speed and limit, driving time, distance off route...
+  // an alarm raised by a report without a usable fix (an SOS from a tunnel) is placed at the
+  // vehicle's last good fix: the line says so
   function keyFigure(a) {
+    const figure = figureOf(a);
+    if (!(a.details || {}).without_fix) return figure;
+    return [figure, t("without_fix")].filter(Boolean).join(" · ");
+  }
+  function figureOf(a) {
     const d = a.details || {};
     switch (a.alarm_type) {
       case "overspeed":
