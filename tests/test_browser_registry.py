@@ -118,6 +118,15 @@ async def test_bureau_registers_a_company_and_imports_vehicles_in_the_page(
             assert "新增" in rows[0] and "新增" in rows[1]
             assert "拒绝" in rows[2] and "车牌颜色: 须为 蓝/黄" in rows[2]
             assert "2" in await page.inner_text("#import-commit")
+            if width > 600:  # console review: 结果 was squeezed to 新/增 on two lines, 行 wide
+                cells = await page.eval_on_selector_all(
+                    "#import-report tbody tr:first-child td",
+                    "tds => tds.map(td => { const r = document.createRange();"
+                    " r.selectNodeContents(td); return [td.getBoundingClientRect().width,"
+                    " r.getClientRects().length]; })",
+                )
+                assert cells[2][1] == 1, cells  # the outcome on one line
+                assert cells[0][0] < 80 and cells[3][0] > width / 2, cells
             await page.screenshot(path=str(SHOTS / f"console-registry-{size}-import-preview.png"),
                                   full_page=True)  # fmt: skip
             await page.click("#import-commit")
