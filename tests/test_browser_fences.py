@@ -465,6 +465,8 @@ async def test_the_language_switch_relabels_an_open_geofence_form(
         browser_page(chromium, DESK, "zh-CN") as (page, problems),
     ):
         await login(page, base, "chief")
+        # logged in: the connection badge is shown (hidden before a login)
+        await wait_for_js(page, "!document.getElementById('conn').hidden")
         await page.evaluate(
             "() => { window.gpsm.fitted = true; window.gpsm.map.setView([29.56, 106.55], 14); }"
         )

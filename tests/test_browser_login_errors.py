@@ -1,7 +1,7 @@
 """A locked login said as a lock, in headless Chromium (found in the console review: after the
 per-address limit the map page said 用户名或密码错误 to a user typing the right password, who
 then tries again and again). The map page in Chinese, the registry page in English, the KPI
-dashboard in Chinese; at 1366×768."""
+dashboard in Chinese; at 1366×768. Before a login the map shows no connection badge."""
 
 from __future__ import annotations
 
@@ -62,6 +62,10 @@ async def test_a_locked_login_says_locked_and_for_how_long_not_wrong_password(
         dialogs: list[str] = []
         page.on("dialog", lambda d: dialogs.append(d.message))
         await page.goto(f"http://{base}{path}")
+        if path == "/map":  # nobody logged in: no red 连接中断 badge behind the login box
+            await page.wait_for_selector("#login-form", state="visible")
+            await page.wait_for_timeout(1000)
+            assert await page.is_hidden("#conn")
         seen = []
         for password in ("wrong-1", "wrong-2", PASSWORD):  # the third, right, is locked out
             await page.fill("#login-username", "bureau")

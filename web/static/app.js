@@ -71,6 +71,7 @@
     location.reload();
   });
   function renderConn() {
+    $("conn").hidden = !state.user;  // no red 连接中断 behind the login box before anyone logged in
     const up = Boolean(state.ws && state.ws.readyState === 1 && state.received.snapshot);
     $("conn").classList.toggle("up", up);
     $("conn").textContent = t(up ? "connected" : "disconnected");
