@@ -300,16 +300,21 @@ async def pending_deliveries(
 
 
 async def defer_deliveries(
-    conn: asyncpg.Connection | asyncpg.Pool, channel_id: int, reason: str
+    conn: asyncpg.Connection | asyncpg.Pool, channel_id: int, reason: str, limit: int = 500
 ) -> int:
-    """Mark every pending delivery of one channel as waiting for ``reason`` (its breaker
-    opened): one statement; they stay ``pending`` with their attempts and next attempt time, and
-    go out once the breaker closes. Returns how many were marked."""
+    """Mark at most ``limit`` pending deliveries of one channel that do not carry ``reason`` yet
+    as waiting for it (its breaker opened): they stay ``pending`` with their attempts and next
+    attempt time, and go out once the breaker closes. Returns how many were marked (0: none
+    left). Called in chunks by the worker, so a backlog of thousands never holds the database
+    in one long statement while the live channels' deliveries are being written."""
     result = await conn.execute(
         "UPDATE notify_deliveries SET last_reply = $2, last_reply_code = NULL, "
-        "updated_at = now() WHERE channel_id = $1 AND status = 'pending'",
+        "updated_at = now() WHERE id IN (SELECT id FROM notify_deliveries "
+        "WHERE channel_id = $1 AND status = 'pending' AND last_reply IS DISTINCT FROM $2 "
+        "LIMIT $3)",
         channel_id,
         reason,
+        limit,
     )
     return int(result.split()[-1])
 
