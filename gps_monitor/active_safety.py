@@ -9,9 +9,16 @@ id 7 bytes, BCD time 6, sequence u8, attachment count u8, reserved u8). The plat
 alarm with a 32-character *alarm number* (报警编号) and sends it in 0x9208 with the attachment
 server's address; the terminal uploads the alarm's photos and videos there, naming the number.
 
-The alarm number here is derived from the terminal and the alarm identification
-(:func:`alarm_number`), so a report resent by the terminal gets the same number and the gateway,
-the rules engine and the attachment server agree on it without talking to each other.
+Two values, so that nobody outside can open the attachment server for a real alarm:
+
+- the *alarm key* (:func:`alarm_key`) is derived from the terminal and the alarm identification,
+  so a report resent by the terminal gets the same key and the rules engine (``details.alarm_key``)
+  and the gateway agree on it without talking to each other. It is public (anyone knowing the
+  phone number, alarm time and sequence can compute it): it only *links* files to the alarm.
+- the *alarm number* (:func:`new_alarm_number`) is 128 random bits the gateway issues, stores in
+  ``jsatl_alarm_numbers`` (with the key, the terminal and an expiry) before it sends 0x9208; the
+  attachment server accepts a 0x1210 only for a stored, unexpired number issued to the terminal
+  that names it, so an upload survives a gateway restart and a computed number opens nothing.
 
 Our alarm type is ``active_safety`` with ``details["name"]`` such as ``adas_forward_collision``;
 its level: ``alarms.levels`` ``active_safety.<name>`` if configured, else 二级 -> 2 (严重) and
@@ -21,6 +28,7 @@ its level: ``alarms.levels`` ``active_safety.<name>`` if configured, else 二级
 from __future__ import annotations
 
 import hashlib
+import secrets
 
 ITEM_ADAS, ITEM_DSM, ITEM_TYRE, ITEM_BSD = 0x64, 0x65, 0x66, 0x67
 ITEM_SOURCES: dict[int, str] = {
@@ -87,12 +95,18 @@ def type_name(source: str, alarm_type: int) -> tuple[str, str]:
     return f"{source}_type_0x{alarm_type:02x}", f"{source.upper()} 报警 0x{alarm_type:02x}"
 
 
-def alarm_number(terminal_id: str, identification: bytes) -> str:
-    """The platform's 32-character alarm number of one alarm: the first 128 bits of the SHA-256
-    of our terminal id and the 16-byte alarm identification, as uppercase hex (ASCII, the 32
-    bytes 0x9208 and 0x1210 carry)."""
+def alarm_key(terminal_id: str, identification: bytes) -> str:
+    """The public alarm key of one alarm (links its files to it; module docstring): the first
+    128 bits of the SHA-256 of our terminal id and the 16-byte alarm identification, as 32
+    uppercase hex characters. Not a secret: never accepted as an alarm number."""
     digest = hashlib.sha256(terminal_id.encode() + b"|" + identification).hexdigest()
     return digest[:32].upper()
+
+
+def new_alarm_number() -> str:
+    """A fresh alarm number for 0x9208: 128 random bits (:mod:`secrets`) as 32 uppercase hex
+    characters (ASCII, the 32 bytes 0x9208 and 0x1210 carry)."""
+    return secrets.token_hex(16).upper()
 
 
 def default_level(jsatl_level: int | None) -> int:

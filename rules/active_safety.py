@@ -8,8 +8,9 @@ prove them. Each item: flag 0 (an event without duration) opens and closes at it
 opens an episode that flag 2 of the same source and type closes. ``details``: ``source`` (adas,
 dsm, tyre, bsd), ``name`` (``adas_forward_collision``...), ``type_text`` (前向碰撞报警...),
 ``jsatl_level`` (1 一级 / 2 二级; ADAS and DSM only), ``speed_kmh`` the terminal gave,
-``alarm_id`` the terminal's, ``alarm_number`` the platform's (:func:`gps_monitor.active_safety.
-alarm_number`, the one sent in 0x9208 and named by the attachments, which are linked through it)
+``alarm_id`` the terminal's, ``alarm_key`` the platform's public key of the alarm
+(:func:`gps_monitor.active_safety.alarm_key`; the random number sent in 0x9208 is stored with it
+in ``jsatl_alarm_numbers``, and the attachments are linked to the alarm through the key)
 and ``identification`` (terminal id, time, sequence, attachment count). The level follows
 :mod:`gps_monitor.alarm_levels` (二级 -> 2 严重, else 3 一般, ``active_safety.<name>`` overrides).
 """
@@ -19,12 +20,12 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from gps_monitor.active_safety import FLAG_END, FLAG_START, alarm_number
+from gps_monitor.active_safety import FLAG_END, FLAG_START, alarm_key
 from gps_monitor.models import Alarm, Position
 from rules.context import Fix, RuleContext, without_fix_evidence
 
 NAME = "active_safety"
-SEEN_KEPT = 64  # alarm numbers remembered against repeats (a terminal repeats its latest ones)
+SEEN_KEPT = 64  # alarm keys remembered against repeats (a terminal repeats its latest ones)
 _DETAIL_KEYS = (
     "source", "name", "type_text", "type", "alarm_id", "speed_kmh", "identification",
     "front_vehicle_speed_kmh", "front_distance_100ms", "departure_type", "road_sign_type",
@@ -36,9 +37,9 @@ _DETAIL_KEYS = (
 class State:
     """Open episodes (flag 1 seen, flag 2 not yet): ``source:type`` -> [start epoch s, details].
 
-    ``seen``: ``source:type:alarm number`` of the last :data:`SEEN_KEPT` alarms raised. A
-    report the terminal sends again carries the same identification, hence the same number
-    (:func:`gps_monitor.active_safety.alarm_number`): it is the same alarm, not a new one.
+    ``seen``: ``source:type:alarm key`` of the last :data:`SEEN_KEPT` alarms raised. A
+    report the terminal sends again carries the same identification, hence the same key
+    (:func:`gps_monitor.active_safety.alarm_key`): it is the same alarm, not a new one.
     """
 
     active: dict[str, list[Any]] | None = None
@@ -50,11 +51,9 @@ def _details(item: dict[str, Any], terminal_id: str) -> dict[str, Any]:
     if "level" in item:
         details["jsatl_level"] = item["level"]
     try:
-        details["alarm_number"] = alarm_number(
-            terminal_id, bytes.fromhex(item["identification_hex"])
-        )
+        details["alarm_key"] = alarm_key(terminal_id, bytes.fromhex(item["identification_hex"]))
     except (KeyError, ValueError, TypeError):
-        details["alarm_number"] = None
+        details["alarm_key"] = None
     return details
 
 
@@ -108,7 +107,7 @@ def _step(
                 alarms.append(_alarm(ctx, start, details, t, closed=True))
             continue
         details = _details(item, ctx.vehicle.terminal_id)
-        number = details.get("alarm_number")
+        number = details.get("alarm_key")
         once = f"{key}:{number}" if number is not None else None
         if once is not None and once in seen:
             continue  # the terminal sent this alarm again (a resent report, a position answer)
@@ -134,7 +133,7 @@ def _alarm(
     return ctx.alarm(
         NAME,
         start,
-        discriminator=details.get("alarm_number") or details.get("name", ""),
+        discriminator=details.get("alarm_key") or details.get("name", ""),
         ended_t=end,
         details=details,
         first_fix_t=start,

@@ -148,7 +148,7 @@ def test_file_data_frame() -> None:
 def test_adas_and_dsm_items_become_active_safety_alarms_with_level_and_alarm_number() -> None:
     from rules_factory import Runner, context, no_offline, position
 
-    from gps_monitor.active_safety import alarm_number
+    from gps_monitor.active_safety import alarm_key
 
     def changed(item: dict[str, Any], **fields: Any) -> dict[str, Any]:
         return jsatl.decode_item(*jsatl.encode_item(item | fields))  # through the wire again
@@ -170,8 +170,8 @@ def test_adas_and_dsm_items_become_active_safety_alarms_with_level_and_alarm_num
         ("dsm_fatigue", "closed", 3),
     ]
     first = run.of("active_safety")[0]
-    number = alarm_number("T1", bytes.fromhex(adas["identification_hex"]))
-    assert first.details["alarm_number"] == number and len(number) == 32
+    number = alarm_key("T1", bytes.fromhex(adas["identification_hex"]))
+    assert first.details["alarm_key"] == number and len(number) == 32
     assert first.details["type_text"] == "前向碰撞报警" and first.details["jsatl_level"] == 2
     assert first.details["identification"]["attachments"] == 2
     closed = run.of("active_safety", "closed")[1]

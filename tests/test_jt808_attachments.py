@@ -4,8 +4,10 @@ the gateway answers 0x9208 with the attachment server's address and the alarm nu
 stores the position, the rules worker raises the ``active_safety`` alarm with that number; the
 terminal uploads a photo and a video to the attachment server (0x1210, 0x1211, data frames,
 0x1212), one data frame lost and asked for again in 0x9212; both files are stored under their
-SHA-256 and shown with the alarm. Bad input: an alarm number never issued, a peer trickling
-bytes, a file name with ``../`` and NUL."""
+SHA-256 and shown with the alarm. The alarm number is random and stored: uploads survive a
+restart of the attachment server, and a number computed from the alarm identification (the
+public alarm key) is refused. Bad input: an alarm number never issued, a peer trickling bytes, a
+file name with ``../`` and NUL."""
 
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ import asyncpg
 from ingest_helpers import drop_session, running_worker, wait_for
 from web_helpers import World, make_world, rest_client
 
-from gps_monitor.active_safety import alarm_number
+from gps_monitor.active_safety import alarm_key
 from gps_monitor.config import AttachmentsSettings, Jt808Settings, MediaSettings, Settings
 from gps_monitor.db import registry
 from gps_monitor.media_store import MediaStore
@@ -53,6 +55,7 @@ class Chain:
     vehicle_id: int
     attachments: AttachmentServer
     store: MediaStore
+    gateway: Jt808Gateway
 
 
 @contextlib.asynccontextmanager
@@ -85,7 +88,7 @@ async def chain(
             if rules:
                 await asyncio.wait_for(worker.ready.wait(), 10)
             yield Chain(settings, world, server.sockets[0].getsockname()[1], vehicle.id,
-                        attachments, store)  # fmt: skip
+                        attachments, store, gateway)  # fmt: skip
         finally:
             server.close()
             attachment_server.close()
@@ -131,12 +134,18 @@ async def test_adas_alarm_with_attachments_is_raised_uploaded_resent_stored_and_
             reader.cancel()
             await terminal.close()
         identification = bytes.fromhex(report.items[0x64][-16:].hex())
-        number = alarm_number(PHONE, identification)
-        assert terminal.camera.attachments_sent == [number]
-        assert alarm["details"]["alarm_number"] == number and alarm["level"] == 2
+        key = alarm_key(PHONE, identification)
+        [number] = terminal.camera.attachments_sent
+        stored = await pool.fetchrow("SELECT * FROM jsatl_alarm_numbers")
+        assert (stored["alarm_number"], stored["terminal_id"], stored["alarm_key"]) == (
+            number, PHONE, key,
+        )  # fmt: skip
+        assert number != key and len(number) == 32
+        assert alarm["details"]["alarm_key"] == key and alarm["level"] == 2
         assert alarm["details"]["name"] == "adas_forward_collision"
-        assert [(r["media_type"], r["complete"], r["alarm_number"]) for r in rows] == [
-            ("image", True, number), ("video", True, number),
+        assert [(r["media_type"], r["complete"], r["alarm_number"], r["alarm_key"])
+                for r in rows] == [
+            ("image", True, number, key), ("video", True, number, key),
         ]  # fmt: skip
         assert rows[0]["sha256"] == hashlib.sha256(photo).hexdigest()
         assert rows[1]["sha256"] == hashlib.sha256(video).hexdigest()
@@ -188,12 +197,12 @@ async def test_only_the_files_0x1210_announced_are_accepted_each_once(
     async with chain(settings, pool, tmp_path, rules=False) as c:
         terminal = await connected(c)
         assert await terminal.send_location(adas_report("TERM001", 7, 1)) == m.RESULT_OK
-        [(number, issued)] = await wait_for(
-            lambda: asyncio.sleep(0, list(c.attachments.issued.items())), bool
+        issued = await wait_for(
+            lambda: pool.fetchrow("SELECT * FROM jsatl_alarm_numbers"), lambda r: r is not None
         )
         reader, writer = await _open(c)
-        info = jsatl.AttachmentInfo("TERM001", issued.identification, number, 0,
-                                    ((b"a.jpg", 3),))  # fmt: skip
+        info = jsatl.AttachmentInfo("TERM001", issued["identification"], issued["alarm_number"],
+                                    0, ((b"a.jpg", 3),))  # fmt: skip
         serial = iter(range(100))
 
         def send(msg_id: int, body: bytes) -> None:
@@ -211,6 +220,84 @@ async def test_only_the_files_0x1210_announced_are_accepted_each_once(
     results = [m.decode_general_reply(f.body)[2] for f in frames if f.header.msg_id == 0x8001]
     assert results == [m.RESULT_OK, m.RESULT_FAILURE, m.RESULT_OK, m.RESULT_FAILURE]
     assert await pool.fetchval("SELECT count(*) FROM media") == 1
+
+
+async def _upload_one(
+    port: int, phone: str, identification: bytes, number: str, data: bytes
+) -> list[int]:
+    """0x1210 naming ``number``, then one file ``a.jpg`` (0x1211, one data frame, 0x1212); the
+    results of the platform's 0x8001 answers and of its 0x9212 (-1 when it sent none)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    serial = iter(range(100))
+
+    def send(msg_id: int, body: bytes) -> None:
+        writer.write(encode_frame(msg_id, phone, next(serial), body))
+
+    info = jsatl.AttachmentInfo("TERM001", identification, number, 0, ((b"a.jpg", len(data)),))
+    send(jsatl.MSG_ATTACHMENT_INFO, jsatl.encode_attachment_info(info))
+    send(jsatl.MSG_FILE_INFO, jsatl.encode_file_info(b"a.jpg", 0, len(data)))
+    writer.write(jsatl.encode_data_frame(b"a.jpg", 0, data))
+    send(jsatl.MSG_FILE_DONE, jsatl.encode_file_info(b"a.jpg", 0, len(data)))
+    frames = await _frames(reader, timeout_s=3)
+    writer.close()
+    replies = [m.decode_general_reply(f.body)[2] for f in frames if f.header.msg_id == 0x8001]
+    done = [jsatl.decode_file_done_reply(f.body)[1] for f in frames if f.header.msg_id == 0x9212]
+    return [*replies, *(done or [-1])]
+
+
+async def test_an_issued_alarm_number_is_still_accepted_after_a_restart(
+    settings: Settings, pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    """The number issued in 0x9208 is stored, not held in memory: after the attachment server
+    that issued it is closed and a new one started (a gateway restart), the upload for it is
+    accepted and linked to the alarm through its key."""
+    async with chain(settings, pool, tmp_path, rules=False) as c:
+        terminal = await connected(c)
+        report = adas_report("TERM001", 9, 1)
+        assert await terminal.send_location(report) == m.RESULT_OK
+        issued = await wait_for(
+            lambda: pool.fetchrow("SELECT * FROM jsatl_alarm_numbers"), lambda r: r is not None
+        )
+        await terminal.close()
+        assert c.attachments._server is not None
+        c.attachments._server.close()
+        restarted = AttachmentServer(c.settings, c.store, pool, c.gateway)
+        server = await restarted.start("127.0.0.1", 0)
+        try:
+            results = await _upload_one(restarted.port, PHONE, issued["identification"],
+                                        issued["alarm_number"], b"jpeg")  # fmt: skip
+            rows = await wait_for(lambda: pool.fetch("SELECT * FROM media"), bool)
+        finally:
+            server.close()
+    assert results[:3] == [m.RESULT_OK, m.RESULT_OK, 0]
+    identification = bytes.fromhex(report.items[0x64][-16:].hex())
+    assert [(r["alarm_number"], r["alarm_key"], r["complete"]) for r in rows] == [
+        (issued["alarm_number"], alarm_key(PHONE, identification), True)
+    ]
+
+
+async def test_a_computed_or_foreign_alarm_number_is_refused(
+    settings: Settings, pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    """Knowing a terminal's phone number, alarm time and sequence is not enough: the number the
+    platform used to derive from them (now the public alarm key) opens nothing, nor does a
+    number issued to another terminal."""
+    async with chain(settings, pool, tmp_path, rules=False) as c:
+        terminal = await connected(c)
+        report = adas_report("TERM001", 11, 1)
+        assert await terminal.send_location(report) == m.RESULT_OK
+        issued = await wait_for(
+            lambda: pool.fetchrow("SELECT * FROM jsatl_alarm_numbers"), lambda r: r is not None
+        )
+        await terminal.close()
+        identification = bytes.fromhex(report.items[0x64][-16:].hex())
+        computed = await _upload_one(c.attachments.port, PHONE, identification,
+                                     alarm_key(PHONE, identification), b"fake")  # fmt: skip
+        foreign = await _upload_one(c.attachments.port, "13900000099", identification,
+                                    issued["alarm_number"], b"fake")  # fmt: skip
+    assert computed == [m.RESULT_FAILURE, -1] and foreign == [m.RESULT_FAILURE, -1]
+    assert c.attachments.stats.refused == 2
+    assert await pool.fetchval("SELECT count(*) FROM media") == 0
 
 
 async def _trickle(c: Chain, byte: bytes) -> float | None:

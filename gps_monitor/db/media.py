@@ -5,11 +5,13 @@ Writer: the JT/T 808 gateway (:func:`insert`, once an upload is stored or given 
 
 Which alarm an item belongs to (decided once, at insert; ``alarm_id`` NULL when none fits):
 1. the alarm of the command that asked for it (``take_photo`` about an alarm, 自动拍照);
-2. the active-safety alarm carrying its T/JSATL alarm number (``details.alarm_number``);
+2. the active-safety alarm carrying its T/JSATL alarm key (``details.alarm_key``; the key the
+   issued alarm number was stored with, :mod:`gps_monitor.db.jsatl_alarm_numbers`);
 3. otherwise the unhandled (open / acknowledged) alarm of that vehicle that started nearest to
    the item's time (its fix time, else its arrival) within ``link_window_s``.
 An item whose alarm was not raised yet when it arrived (rules worker behind) is still found by
-the alarm through its alarm number: :func:`for_alarms` also matches on it.
+the alarm through its alarm key: :func:`for_alarms` also matches on it. Alarms raised before
+migration 0136 carry the key as ``details.alarm_number``.
 """
 
 from __future__ import annotations
@@ -24,8 +26,8 @@ _COLUMNS = (
     "m.id, m.source, m.terminal_id, m.vehicle_id, m.company_id, m.sha256, m.size_bytes, "
     "m.media_type, m.content_type, m.multimedia_id, m.format_code, m.event_code, m.channel, "
     "m.fix_time, m.latitude, m.longitude, m.speed_kmh, m.alarm_flags, m.status_flags, "
-    "m.alarm_id, m.command_id, m.alarm_number, m.file_name, m.complete, m.incomplete_reason, "
-    "m.missing, m.received_at"
+    "m.alarm_id, m.command_id, m.alarm_number, m.alarm_key, m.file_name, m.complete, "
+    "m.incomplete_reason, m.missing, m.received_at"
 )
 
 
@@ -57,6 +59,7 @@ class MediaRecord:
     status_flags: int | None = None
     command_uuid: str | None = None
     alarm_number: str | None = None
+    alarm_key: str | None = None
     file_name: str | None = None
 
 
@@ -67,13 +70,14 @@ WITH v AS (SELECT id, company_id FROM vehicles WHERE terminal_id = $1),
 INSERT INTO media AS m (source, terminal_id, vehicle_id, company_id, sha256, size_bytes,
     media_type, content_type, complete, incomplete_reason, missing, multimedia_id, format_code,
     event_code, channel, fix_time, latitude, longitude, speed_kmh, alarm_flags, status_flags,
-    command_id, alarm_number, file_name, alarm_id)
+    command_id, alarm_number, alarm_key, file_name, alarm_id)
 SELECT $2, $1, v.id, v.company_id, $3, $4, $5, $6, $7, $8, $9::int[], $10, $11, $12, $13, $14,
-    $15, $16, $17, $20, $21, c.id, $19, $22,
+    $15, $16, $17, $20, $21, c.id, $19, $24, $22,
     COALESCE(
         c.alarm_id,
-        (SELECT a.id FROM alarms a WHERE $19::text IS NOT NULL AND a.vehicle_id = v.id
-         AND a.details->>'alarm_number' = $19 ORDER BY a.id LIMIT 1),
+        (SELECT a.id FROM alarms a WHERE $24::text IS NOT NULL AND a.vehicle_id = v.id
+         AND COALESCE(a.details->>'alarm_key', a.details->>'alarm_number') = $24
+         ORDER BY a.id LIMIT 1),
         (SELECT a.id FROM alarms a WHERE a.vehicle_id = v.id
          AND a.status IN ('open', 'acknowledged')
          AND a.started_at BETWEEN COALESCE($14, now()) - make_interval(secs => $23)
@@ -114,6 +118,7 @@ async def insert(
         item.status_flags,
         item.file_name,
         link_window_s,
+        item.alarm_key,
     )
     assert row is not None
     return dict(row)
@@ -124,15 +129,15 @@ def as_dict(item: MediaRecord) -> dict[str, Any]:
 
 
 _OF_ALARM = (
-    "(m.alarm_id = a.id OR (m.alarm_number IS NOT NULL AND m.vehicle_id = a.vehicle_id "
-    "AND m.alarm_number = a.details->>'alarm_number'))"
+    "(m.alarm_id = a.id OR (m.alarm_key IS NOT NULL AND m.vehicle_id = a.vehicle_id "
+    "AND m.alarm_key = COALESCE(a.details->>'alarm_key', a.details->>'alarm_number')))"
 )
 
 
 async def for_alarms(
     conn: asyncpg.Connection | asyncpg.Pool, alarm_ids: list[int], company_id: int | None = None
 ) -> dict[int, list[dict[str, Any]]]:
-    """The media of each alarm (linked, or carrying its alarm number), oldest first, within
+    """The media of each alarm (linked, or carrying its alarm key), oldest first, within
     ``company_id`` (None = any)."""
     rows = await conn.fetch(
         f"SELECT a.id AS of_alarm, {_COLUMNS} FROM alarms a JOIN media m ON {_OF_ALARM} "

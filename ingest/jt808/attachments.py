@@ -3,10 +3,13 @@
 1. A 0x0200 carrying an ADAS / DSM / tyre / blind-spot item whose alarm identification announces
    attachments (count > 0) is answered, after its 0x8001, with **0x9208**: this server's address
    (``attachments.advertised_host``, or the address the terminal reached the gateway at) and
-   port, the identification and the platform's alarm number
-   (:func:`gps_monitor.active_safety.alarm_number`, the number the rules engine puts in the alarm).
-   The number is remembered for ``attachments.alarm_ttl_s``: only numbers issued by this gateway
-   to that terminal are accepted here.
+   port, the identification and a fresh random alarm number
+   (:func:`gps_monitor.active_safety.new_alarm_number`), stored first in ``jsatl_alarm_numbers``
+   with the terminal, the public alarm key (:func:`gps_monitor.active_safety.alarm_key`, the key
+   the rules engine puts in the alarm) and an expiry ``attachments.alarm_ttl_s`` away. Only a
+   stored, unexpired number issued to the terminal naming it is accepted here, so uploads survive
+   a gateway restart and a number computed from the alarm identification is refused. When the
+   number cannot be stored, no 0x9208 is sent (logged, ``stats.numbers_not_stored``).
 2. The terminal connects here (TCP) and sends **0x1210** (alarm number, the files' names and
    sizes; answered 0x8001), then per file **0x1211** (name, type, size; 0x8001), the file's
    **data frames** (``30 31 63 64``, name[50], offset u32, length u32, bytes; unframed, not
@@ -15,7 +18,7 @@
 3. Each file is written to a :class:`gps_monitor.media_store.Spool` as its data arrives (in
    chunks of at most 16 KiB; bytes already held or beyond the announced size are dropped, so
    resent segments never overlap), and when complete stored under its SHA-256 with a ``media``
-   row (source ``jsatl``, the alarm number, linked to the alarm carrying it). After
+   row (source ``jsatl``, the alarm number and key, linked to the alarm carrying the key). After
    ``media.resend_max_requests`` 0x9212 requests, or when the connection ends before 0x1212, what
    came is stored as incomplete with the missing segments and the reason.
 
@@ -37,8 +40,9 @@ from typing import Any
 
 import asyncpg
 
-from gps_monitor.active_safety import FLAG_END, alarm_number
+from gps_monitor.active_safety import FLAG_END, alarm_key, new_alarm_number
 from gps_monitor.config import Settings
+from gps_monitor.db import jsatl_alarm_numbers as numbers_db
 from gps_monitor.db import media as media_db
 from gps_monitor.media import JSATL_FILE_TYPES, OCTET_STREAM
 from gps_monitor.media_store import MediaStore, Spool
@@ -52,15 +56,6 @@ log = logging.getLogger(__name__)
 CHUNK_BYTES = 16 * 1024  # file data read (and spooled) at a time
 READ_BYTES = 16 * 1024  # bytes per recv (asyncio's default 256 KiB would be held per peer)
 MAX_FRAME_BYTES = 4096
-
-
-@dataclass(slots=True)
-class Issued:
-    """An alarm number sent in 0x9208: to which terminal, until when (epoch s)."""
-
-    terminal_id: str
-    identification: bytes
-    expires_s: float
 
 
 @dataclass(slots=True)
@@ -110,6 +105,7 @@ class FileUpload:
 @dataclass(slots=True)
 class AttachmentStats:
     alarms_requested: int = 0
+    numbers_not_stored: int = 0
     connections: int = 0
     closed_timeout: int = 0
     refused: int = 0
@@ -130,7 +126,6 @@ class AttachmentServer:
         self.store = store
         self.pool = pool
         self.stats = AttachmentStats()
-        self.issued: dict[str, Issued] = {}
         self.port = self.at.port
         self._server: asyncio.Server | None = None
         self._handlers: set[asyncio.Task[None]] = set()
@@ -146,20 +141,28 @@ class AttachmentServer:
 
     # ------------------------------------------------------------------ 0x9208 (gateway)
 
-    def on_location(self, session: Session, frame: Frame, position: dict[str, Any]) -> bytes:
-        """0x9208 frames for the active-safety items of a 0x0200 that announce attachments."""
+    async def on_location(self, session: Session, frame: Frame, position: dict[str, Any]) -> bytes:
+        """0x9208 frames for the active-safety items of a 0x0200 that announce attachments, each
+        with a new alarm number stored before the frame is made (module docstring)."""
         items = (position.get("extras") or {}).get("active_safety") or []
         out = b""
-        now_s = time.time()
-        self._expire(now_s)
         terminal_id = frame.header.terminal_id
         for item in items:
             ident = item.get("identification") or {}
             if not ident.get("attachments") or item.get("flag") == FLAG_END:
                 continue
             identification = bytes.fromhex(item["identification_hex"])
-            number = alarm_number(terminal_id, identification)
-            self.issued[number] = Issued(terminal_id, identification, now_s + self.at.alarm_ttl_s)
+            number = new_alarm_number()
+            issued = numbers_db.IssuedNumber(
+                number, terminal_id, alarm_key(terminal_id, identification), identification
+            )
+            try:
+                await numbers_db.issue(self.pool, issued, self.at.alarm_ttl_s)
+            except (asyncpg.PostgresError, OSError) as error:
+                self.stats.numbers_not_stored += 1
+                log.error("attachments %s: alarm number not stored, no 0x9208 sent: %s",
+                          terminal_id, error)  # fmt: skip
+                continue
             body = jsatl.encode_attachment_request(
                 self._advertised(session), self.port, 0, identification, number
             )
@@ -177,11 +180,6 @@ class AttachmentServer:
         transport = connection.transport if connection is not None else None
         sockname = transport.get_extra_info("sockname") if transport is not None else None
         return str(sockname[0]) if sockname else "127.0.0.1"
-
-    def _expire(self, now_s: float) -> None:
-        if len(self.issued) > 1000:
-            for number in [n for n, i in self.issued.items() if i.expires_s < now_s]:
-                del self.issued[number]
 
     # ------------------------------------------------------------------------ uploads
 
@@ -209,9 +207,10 @@ class AttachmentServer:
                 await writer.wait_closed()
 
     async def store_file(
-        self, terminal_id: str, number: str, upload: FileUpload, reason: str | None
+        self, issued: numbers_db.IssuedNumber, upload: FileUpload, reason: str | None
     ) -> dict[str, Any] | None:
         """Commit a file (or what came of it) and write its ``media`` row."""
+        terminal_id, number = issued.terminal_id, issued.alarm_number
         sha256, size = None, 0
         try:
             if upload.spool is not None and upload.spool.size_bytes > 0:
@@ -230,7 +229,7 @@ class AttachmentServer:
             source="jsatl", terminal_id=terminal_id, sha256=sha256, size_bytes=size,
             media_type=name, content_type=mime, complete=reason is None,
             incomplete_reason=reason, missing=[o for o, _ in missing] or None,
-            alarm_number=number, file_name=display_name(upload.name),
+            alarm_number=number, alarm_key=issued.alarm_key, file_name=display_name(upload.name),
         )  # fmt: skip
         try:
             row = await media_db.insert(self.pool, record, self.settings.media.link_window_s)
@@ -270,7 +269,7 @@ class _Connection:
         self.terminal_id: str | None = None
         self.phone = ""
         self.version: int | None = None
-        self.number: str | None = None
+        self.number: numbers_db.IssuedNumber | None = None
         self.files: dict[bytes, FileUpload] = {}
         self.serial = 0
         self.progress_s = 0.0
@@ -345,13 +344,18 @@ class _Connection:
     async def _info(self, frame: Frame) -> None:
         info = jsatl.decode_attachment_info(frame.body)
         terminal_id = frame.header.terminal_id
-        issued = self.server.issued.get(info.alarm_number)
-        if issued is None or issued.terminal_id != terminal_id or issued.expires_s < time.time():
+        try:
+            issued = await numbers_db.issued_to(self.server.pool, info.alarm_number, terminal_id)
+        except (asyncpg.PostgresError, OSError) as error:
+            self._general(frame, m.RESULT_FAILURE)
+            await self.writer.drain()
+            raise _Refused(f"terminal {terminal_id}: alarm number not checked: {error}") from None
+        if issued is None:
             self._general(frame, m.RESULT_FAILURE)
             await self.writer.drain()
             raise _Refused(f"terminal {terminal_id}: alarm number {info.alarm_number!r} was not "
                            "issued to it (or expired)")  # fmt: skip
-        self.terminal_id, self.number = terminal_id, info.alarm_number
+        self.terminal_id, self.number = terminal_id, issued
         for name, size in info.files:
             self.files.setdefault(name, FileUpload(name, size, None))
         self._general(frame, m.RESULT_OK)
@@ -411,7 +415,7 @@ class _Connection:
             reason = (f"missing_segments: {len(missing)} segment(s) of {upload.size} bytes never "
                       f"came after {upload.requests} request(s)")  # fmt: skip
         upload.done = True
-        await self.server.store_file(self.terminal_id, self.number, upload, reason)
+        await self.server.store_file(self.number, upload, reason)
         self._send(jsatl.MSG_FILE_DONE_REPLY, jsatl.encode_file_done_reply(name, file_type, []))
 
     async def finish_all(self, reason: str) -> None:
@@ -424,4 +428,4 @@ class _Connection:
         for upload in self.files.values():
             if not upload.done and (upload.spool is not None or upload.file_type is not None):
                 upload.done = True
-                await self.server.store_file(self.terminal_id, self.number, upload, reason)
+                await self.server.store_file(self.number, upload, reason)

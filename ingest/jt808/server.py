@@ -72,7 +72,7 @@ READ_BYTES = 16 * 1024  # bytes read per recv (asyncio's default 256 KiB, see co
 
 Handler = Callable[["Session", Frame], Awaitable[bytes | None]]
 PacketHandler = Callable[["Session", Frame, float], Awaitable[bytes | None]]
-LocationHook = Callable[["Session", Frame, dict[str, Any]], bytes]
+LocationHook = Callable[["Session", Frame, dict[str, Any]], Awaitable[bytes]]
 PositionExtras = Callable[["Session"], Awaitable[dict[str, Any]]]
 
 
@@ -278,7 +278,7 @@ class Jt808Gateway:
         self._packet_handlers[msg_id] = handler
 
     def register_location_hook(self, hook: LocationHook) -> None:
-        """Call ``hook(session, frame, position)`` for each 0x0200 after its answer is ready;
+        """Call ``await hook(session, frame, position)`` for each 0x0200 after its answer is ready;
         the frames it returns are sent after that answer (0x9208 for active-safety alarms)."""
         self._location_hooks.append(hook)
 
@@ -558,7 +558,7 @@ class Jt808Gateway:
         topic = topics.position_topic(frame.header.terminal_id, self.prefix)
         reply = await self._publish_then_reply(session, frame, [(topic, _json(position), 1)])
         for hook in self._location_hooks:
-            reply += hook(session, frame, position)
+            reply += await hook(session, frame, position)
         return reply
 
     async def _on_batch(self, session: Session, frame: Frame) -> bytes:
