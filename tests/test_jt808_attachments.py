@@ -276,6 +276,28 @@ async def test_an_issued_alarm_number_is_still_accepted_after_a_restart(
     ]
 
 
+async def test_the_same_file_uploaded_again_for_an_alarm_is_stored_once(
+    settings: Settings, pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    """A terminal that uploads an alarm's file again (it missed the 0x9212, or repeats the whole
+    upload) gets result 0 again, but the alarm keeps one media row for it."""
+    async with chain(settings, pool, tmp_path, rules=False) as c:
+        terminal = await connected(c)
+        assert await terminal.send_location(adas_report("TERM001", 13, 1)) == m.RESULT_OK
+        issued = await wait_for(
+            lambda: pool.fetchrow("SELECT * FROM jsatl_alarm_numbers"), lambda r: r is not None
+        )
+        await terminal.close()
+        args = (c.attachments.port, PHONE, issued["identification"], issued["alarm_number"])
+        first = await _upload_one(*args, b"jpeg")
+        again = await _upload_one(*args, b"jpeg")
+    assert first == again == [m.RESULT_OK, m.RESULT_OK, 0]
+    rows = await pool.fetch("SELECT * FROM media")
+    assert [(r["sha256"], r["complete"]) for r in rows] == [
+        (hashlib.sha256(b"jpeg").hexdigest(), True)
+    ]
+
+
 async def test_a_computed_or_foreign_alarm_number_is_refused(
     settings: Settings, pool: asyncpg.Pool, tmp_path: Path
 ) -> None:

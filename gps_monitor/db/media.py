@@ -92,7 +92,21 @@ async def insert(
     conn: asyncpg.Connection | asyncpg.Pool, item: MediaRecord, link_window_s: float
 ) -> dict[str, Any]:
     """Insert one item, linked to its vehicle, command and alarm (module docstring); returns the
-    row. A terminal no vehicle carries is kept with ``vehicle_id`` NULL (shown to the bureau)."""
+    row. A terminal no vehicle carries is kept with ``vehicle_id`` NULL (shown to the bureau).
+
+    A complete active-safety file already stored for the same alarm key with the same SHA-256 (a
+    terminal uploading an alarm's files again, e.g. after a lost 0x9212) is not stored twice: the
+    existing row is returned. Checked before the insert, not by a unique index: two connections
+    uploading the same file for the same alarm at the same moment may still write two rows."""
+    if item.alarm_key is not None and item.sha256 is not None and item.complete:
+        existing = await conn.fetchrow(
+            f"SELECT {_COLUMNS} FROM media m WHERE m.alarm_key = $1 AND m.sha256 = $2 "
+            "AND m.complete ORDER BY m.id LIMIT 1",
+            item.alarm_key,
+            item.sha256,
+        )
+        if existing is not None:
+            return dict(existing)
     row = await conn.fetchrow(
         _INSERT,
         item.terminal_id,
