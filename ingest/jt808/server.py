@@ -554,7 +554,9 @@ class Jt808Gateway:
         if position["fix_time"] is None:
             self.stats.positions_bad_time += 1
         for extras in self._position_extras:
-            position["extras"] = {**(position.get("extras") or {}), **await extras(session)}
+            added = await extras(session)
+            if added:  # most positions: no card data, nothing to merge
+                position["extras"] = {**(position.get("extras") or {}), **added}
         topic = topics.position_topic(frame.header.terminal_id, self.prefix)
         reply = await self._publish_then_reply(session, frame, [(topic, _json(position), 1)])
         for hook in self._location_hooks:
