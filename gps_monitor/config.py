@@ -12,7 +12,9 @@ pattern: one ``BaseModel`` per concern, one field on :class:`Settings`.
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
+import socket
 from functools import lru_cache
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -92,6 +94,55 @@ class MqttSettings(BaseModel):
         description="Prepended to every topic (e.g. 'county-a/'), so several deployments or "
         "test runs can share one broker.",
     )
+
+
+def _default_client_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class BusSettings(BaseModel):
+    """The transport between terminals, ingest, rules and the other consumers.
+
+    ``mqtt`` (default): one partition on the MQTT broker of :class:`MqttSettings` (Mosquitto, or
+    the demo's embedded broker). ``nats``: NATS JetStream, terminals partitioned by vehicle into
+    ``partitions`` partitions; every ingest and rules process owns a share of them (pinned
+    consumers of a priority group) and takes over those of a process that stops pulling for
+    ``owner_timeout_s`` (docs/scale-out.md)."""
+
+    transport: Literal["mqtt", "nats"] = Field(
+        default="mqtt", description="mqtt: one partition on the MQTT broker; nats: JetStream."
+    )
+    nats_url: str = Field(
+        default="nats://127.0.0.1:4222",
+        description="NATS server URL; a comma-separated list for a cluster.",
+    )
+    partitions: int = Field(
+        default=32,
+        ge=1,
+        le=1024,
+        description="P, fixed at deployment (streams and consumers are made for it); ignored on "
+        "mqtt, where it is 1.",
+    )
+    stream_replicas: int = Field(
+        default=1, ge=1, le=5, description="Replicas of each JetStream stream (3 in a cluster)."
+    )
+    owner_timeout_s: float = Field(
+        default=10.0,
+        ge=1.0,
+        le=3600.0,
+        description="A partition's owner that has not pulled for this long loses it to another "
+        "process (the consumers' pinned-client priority_timeout; also their ack wait).",
+    )
+    client_name: str = Field(
+        default_factory=_default_client_name,
+        min_length=1,
+        description="This process's owner name (default hostname-pid).",
+    )
+
+    @property
+    def partition_count(self) -> int:
+        """P as in force: ``partitions`` on nats, 1 on mqtt."""
+        return self.partitions if self.transport == "nats" else 1
 
 
 class IngestSettings(BaseModel):
@@ -1398,6 +1449,7 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     database: DatabaseSettings = DatabaseSettings()
     mqtt: MqttSettings = MqttSettings()
+    bus: BusSettings = BusSettings()
     ingest: IngestSettings = IngestSettings()
     quality: QualitySettings = QualitySettings()
     web: WebSettings = WebSettings()
