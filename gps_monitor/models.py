@@ -7,7 +7,7 @@ Units are in field names; datetimes are timezone-aware UTC. Converting from wire
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -134,12 +134,14 @@ class Position:
     received_at: datetime | None = None
 
     def __post_init__(self) -> None:
-        _require_utc("fix_time", self.fix_time)
-        if (range_error := fix_time_range_error(self.fix_time)) is not None:
-            raise PayloadError("out_of_range", range_error)
-        if self.fix_time.utcoffset() != UTC.utcoffset(None):
+        # tzinfo UTC (what every decoder produces) needs neither the aware check nor converting
+        if self.fix_time.tzinfo is not UTC:
+            _require_utc("fix_time", self.fix_time)
+        if not FIX_TIME_MIN <= self.fix_time < FIX_TIME_MAX:
+            raise PayloadError("out_of_range", fix_time_range_error(self.fix_time) or "")
+        if self.fix_time.tzinfo is not UTC and self.fix_time.utcoffset() != UTC.utcoffset(None):
             object.__setattr__(self, "fix_time", self.fix_time.astimezone(UTC))
-        if self.received_at is not None:
+        if self.received_at is not None and self.received_at.tzinfo is not UTC:
             _require_utc("received_at", self.received_at)
         if not self.terminal_id:
             raise PayloadError("missing_field", "terminal_id: expected a non-empty string")
@@ -153,12 +155,27 @@ class Position:
             )
 
     def with_verdict(self, quality: Quality, reason: str | None = None) -> Position:
-        """A copy with another quality verdict."""
-        return replace(self, quality=quality, quality_reason=reason)
+        """A copy with another quality verdict (this position when it has that one)."""
+        return self.evolve(quality=quality, quality_reason=reason)
 
     def evolve(self, **changes: Any) -> Position:
-        """A copy with some fields changed (validated again)."""
-        return replace(self, **changes)
+        """A copy with some fields changed, validated again when a field that
+        ``__post_init__`` checks changes. Changing only other fields (vehicle, verdict, flags:
+        what ingest's quality judgement sets on every position) copies without a check, and
+        returns this very position when every value given is the one it holds already.
+
+        Raises:
+            PayloadError: as the constructor, for a changed checked field.
+            TypeError: a name that is not a field.
+        """
+        if not changes.keys() <= _UNCHECKED_FIELDS:
+            return replace(self, **changes)
+        if all(getattr(self, name) is value for name, value in changes.items()):
+            return self
+        copy = _new_object(Position)
+        for name in _POSITION_FIELDS:
+            _set_field(copy, name, changes[name] if name in changes else getattr(self, name))
+        return copy
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict: every field, datetimes as ISO 8601 UTC, enums as their value.
@@ -184,6 +201,15 @@ class Position:
             return cls(**values)
         except (TypeError, ValueError, KeyError) as error:
             raise PayloadError("wrong_type", f"position dict: {error}") from error
+
+
+_POSITION_FIELDS = tuple(f.name for f in fields(Position))
+# fields Position.__post_init__ does not look at: changing them cannot make a valid position invalid
+_UNCHECKED_FIELDS = frozenset(_POSITION_FIELDS) - {
+    "terminal_id", "fix_time", "received_at", "speed_kmh", "alarm_flags", "status_flags",
+}  # fmt: skip
+_new_object = object.__new__
+_set_field = object.__setattr__
 
 
 @dataclass(frozen=True, slots=True)
