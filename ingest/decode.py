@@ -10,6 +10,7 @@ import json
 from datetime import datetime
 from typing import Any
 
+from gps_monitor import fastjson
 from gps_monitor.config import IngestSettings
 from gps_monitor.errors import PayloadError
 from gps_monitor.models import Position
@@ -50,7 +51,7 @@ def decode_positions(
     """
     check_size(payload, settings)
     try:
-        data: Any = json.loads(payload)
+        data: Any = fastjson.loads(payload)
     except RecursionError:
         raise PayloadError(
             "too_deep",
@@ -101,7 +102,7 @@ def decode_contact(payload: bytes, settings: IngestSettings) -> None:
     if not payload.strip():
         return
     try:
-        data: Any = json.loads(payload)
+        data: Any = fastjson.loads(payload)
     except RecursionError:
         raise PayloadError("too_deep", "heartbeat payload: nested too deep to parse") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as error:

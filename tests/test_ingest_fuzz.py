@@ -179,6 +179,34 @@ def test_decoding_fuzzed_payloads_raises_only_payload_errors_and_rules_reads_wha
     ), outcomes
 
 
+def _decode_outcome(payload: bytes, kind: str, terminal: str, received_at: datetime) -> Any:
+    """The positions (as dicts, repr'd: NaN-safe, 1 told from 1.0) or the (reason, detail)."""
+    try:
+        positions = decode_positions(payload, kind, terminal, received_at, Settings().ingest)  # type: ignore[arg-type]
+    except PayloadError as error:
+        return error.reason, error.detail
+    return [repr(p.to_dict()) for p in positions]
+
+
+def test_fast_decoding_accepts_and_rejects_exactly_as_the_json_loads_decoding(
+    base_positions: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """decode_positions parses with gps_monitor.fastjson; with the standard library's parser in
+    its place it gives the same positions and the same rejection reasons and details, on the
+    real track's payloads, the fuzzed ones and the track as one batch."""
+    rng = random.Random(SEED + 7)
+    received_at = datetime(2026, 1, 27, tzinfo=UTC)
+    cases = [(TERMINAL, "position", json.dumps(p).encode()) for p in base_positions]
+    cases.append((TERMINAL, "batch", json.dumps(base_positions).encode()))
+    cases += [c for c in fuzz_messages(rng, base_positions, 3000) if c[1] in ("position", "batch")]
+    fast = [_decode_outcome(p, kind, terminal, received_at) for terminal, kind, p in cases]
+    monkeypatch.setattr("gps_monitor.fastjson.loads", json.loads)
+    slow = [_decode_outcome(p, kind, terminal, received_at) for terminal, kind, p in cases]
+    for case, a, b in zip(cases, fast, slow, strict=True):
+        assert a == b, case[2][:200]
+    assert sum(isinstance(o, list) for o in fast) > 300  # the real payloads were accepted
+
+
 @contextlib.asynccontextmanager
 async def _task(worker: IngestWorker | RulesWorker) -> AsyncIterator[asyncio.Task[None]]:
     task = asyncio.create_task(worker.run())
