@@ -15,6 +15,11 @@ while it is down or crashes:
    ``{prefix}alarms/v1/{company_id}/{vehicle_id}/{type}`` as :meth:`Alarm.to_dict`, then the
    messages acknowledged in arrival order.
 
+Batching, the order commit -> publish -> acknowledge, the database-outage policy (retried until the
+database is back) and the interval stats are the shared batch consumer's
+(:mod:`gps_monitor.bus.consumer`); this module keeps its own steps: evaluate -> save
+(:meth:`RulesWorker.__call__`). The transport (:mod:`gps_monitor.bus`) is MQTT by default.
+
 A crash before 3 loses nothing (the broker redelivers); after 3, redelivered fixes are older
 than the committed state and skipped, so a restarted worker gives the same alarms as one that ran
 through. The offline timer runs every ``rules.offline_check_interval_s`` on the wall clock over
@@ -30,17 +35,18 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
-import aiomqtt
 import asyncpg
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 from gps_monitor import mqtt, topics
+from gps_monitor.bus.base import Delivery, FencedOut, Sink, Source, Transport
+from gps_monitor.bus.consumer import BatchConsumer, Fence, Outcome, retry_while_outage
+from gps_monitor.bus.mqtt_transport import MqttTransport
 from gps_monitor.config import Settings
 from gps_monitor.db import failures, registry
 from gps_monitor.db.alarms import (
@@ -68,6 +74,8 @@ from rules.engine import Engine, VehicleState, merge_events
 from rules.state import load_states, save_states
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 _NOT_FROM_LATE_DATA = ("offline", "offline_displacement")
 # arrival times as the worker and the database hold them may differ in the last bit
@@ -147,30 +155,30 @@ def parse_positions(payload: bytes | bytearray | str) -> list[Position]:
 class _Readable:
     """A message whose topic and payload could be read: the positions of one vehicle."""
 
-    message: aiomqtt.Message
+    delivery: Delivery
     vehicle_id: int
     positions: list[Position]
 
 
-def _rejected(message: aiomqtt.Message, error: BaseException) -> RejectedMessage:
-    """``message`` set aside because of ``error`` (a PayloadError keeps its reason)."""
+def _rejected(delivery: Delivery, error: BaseException) -> RejectedMessage:
+    """``delivery`` set aside because of ``error`` (a PayloadError keeps its reason)."""
     if isinstance(error, PayloadError):
         reason, detail = error.reason, error.detail
     else:
         reason, detail = failures.set_aside_reason(error)
-    log.warning("rules: setting aside the message on %s: %s: %s", message.topic, reason, detail)
-    payload = message.payload
-    raw = payload if isinstance(payload, bytes) else str(payload).encode()
-    return RejectedMessage(str(message.topic), raw, datetime.now(UTC), reason, detail)
+    log.warning("rules: setting aside the message on %s: %s: %s", delivery.topic, reason, detail)
+    return RejectedMessage(delivery.topic, delivery.payload, datetime.now(UTC), reason, detail)
 
 
 class RulesWorker:
-    """The rules service. :meth:`run` reconnects forever; :meth:`session` serves one
-    connection (tests). ``ready`` is set once subscribed."""
+    """The rules service. :meth:`run` reconnects forever. ``ready`` is set once subscribed and
+    the alarm outbox is published."""
 
     PUBLISH_TIMEOUT_S = 30.0  # no PUBACK for an alarm by then: reconnect (the outbox resends)
+    PIPELINE_DEPTH = 4  # committed batches publishing/acking at once
+    REPORT_INTERVAL_S = 10.0
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, transport: Transport | None = None) -> None:
         self.settings = settings
         self.prefix = settings.mqtt.topic_prefix
         self.engine = Engine()
@@ -186,11 +194,25 @@ class RulesWorker:
         self._pool: asyncpg.Pool | None = None
         self._loaded_at = 0.0
         self._geo_fingerprint: tuple[Any, ...] | None = None
-        self._stats: list[float] = [0, 0, 0, 0.0]
-        self._stats_since = time.monotonic()
         self._max_lag_s = 0.0
-        self._phases = [0.0, 0.0, 0.0]
-        self._tracker: mqtt.PubackTracker | None = None
+        self._sink: Sink | None = None
+        self.transport: Transport = transport or MqttTransport(
+            settings.mqtt,
+            client_id=rules_client_id(settings),
+            subscriptions=[topics.accepted_filter(self.prefix)],
+            # a batch fills while acks wait for the commit
+            receive_maximum=settings.rules.receive_maximum,
+            publish_timeout_s=self.PUBLISH_TIMEOUT_S,
+        )
+        self.consumer = BatchConsumer(
+            "rules",
+            self,
+            batch_limit=settings.rules.batch_max_messages,
+            batch_wait_s=settings.rules.batch_wait_s,
+            pipeline_depth=self.PIPELINE_DEPTH,
+            report=self._report,
+            report_interval_s=self.REPORT_INTERVAL_S,
+        )
 
     # --- setup ---------------------------------------------------------------------------
 
@@ -264,169 +286,127 @@ class RulesWorker:
         try:
             await self.reload()
             await self.restore()
-            await mqtt.run_with_reconnect(
-                self.settings.mqtt,
-                self.session,
-                client_id=rules_client_id(self.settings),
-                persistent=True,
-                manual_ack=True,
-                **self._connect_options(),
-            )
+            await self.transport.serve(self._session)
         finally:
             await self.close()
 
-    def _connect_options(self) -> dict[str, Any]:
-        """MQTT v5: CONNECT properties with the persistent session's expiry (as
-        :func:`mqtt.build_client` sets it) plus a Receive Maximum large enough for a batch to
-        fill while acks wait for the commit. MQTT 3.1.1 (the embedded demo broker) has no
-        properties: nothing to add."""
-        if self.settings.mqtt.protocol_version != "5":
-            return {}
-        properties = Properties(PacketTypes.CONNECT)
-        properties.SessionExpiryInterval = self.settings.mqtt.session_expiry_s
-        properties.ReceiveMaximum = self.settings.rules.receive_maximum
-        return {"properties": properties}
-
-    async def session(self, client: aiomqtt.Client) -> None:
-        """Subscribe and consume on one connection (returns only by an exception)."""
-        self._tracker = mqtt.PubackTracker(client)  # alarm publishes of this connection
-        await client.subscribe(topics.accepted_filter(self.prefix), qos=1)
+    async def _session(self, source: Source, sink: Sink) -> None:
+        """Consume on one connection (returns only by an exception): the alarm outbox first,
+        then batches, with the offline timer beside them."""
+        self._sink = sink
         log.info("rules worker subscribed to %s", topics.accepted_filter(self.prefix))
-        await self._publish_all(client, await self._retry(self._pending_publications))
+        await self._publish_all(await self._retry(self._pending_publications))
         self.ready.set()
-        timer = asyncio.create_task(self._offline_timer(client))
+        timer = asyncio.create_task(self._offline_timer())
         try:
-            limit = self.settings.rules.batch_max_messages
-            wait_s = self.settings.rules.batch_wait_s
-            while True:
-                batch = await mqtt.next_batch(client.messages, limit, wait_s)
-                await self.handle_batch(client, batch)
+            await self.consumer.run(source, sink)
         finally:
             timer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await timer
-            self._tracker.fail_all("connection to the MQTT broker lost")
-            self._tracker = None
+            self._sink = None
 
-    async def handle_batch(self, client: aiomqtt.Client, batch: list[aiomqtt.Message]) -> None:
-        """Evaluate, commit, publish, acknowledge (module docstring).
+    async def reset(self) -> None:
+        """Nothing to forget: states are replaced in memory only after a commit."""
+
+    async def __call__(self, deliveries: list[Delivery], fence: Fence) -> Outcome:
+        """The step: evaluate and save ``deliveries`` (module docstring, 1-3); returns the
+        changed alarms to publish and the outbox flags to clear once they are acknowledged.
 
         A message that cannot be read (not JSON, too deep, not positions, a bad topic) or whose
         evaluation fails on its own for any reason other than a database outage is set aside
         in ``rejected_messages`` with its reason, in the same transaction as the batch's
-        alarms, and acknowledged with it: one bad message never stops the worker. Outages
-        (:mod:`gps_monitor.db.failures`) are retried until the database is back.
+        alarms, and acknowledged with it: one bad message never stops the worker.
+
+        Raises:
+            an outage: nothing was committed (the consumer retries the batch).
+            FencedOut: this process lost a partition of the batch; nothing was committed.
         """
         started = time.perf_counter()
         readable: list[_Readable] = []
         set_aside: list[RejectedMessage] = []
-        for message in batch:
+        for delivery in deliveries:
             try:
-                _, vehicle_id = parse_accepted_topic(str(message.topic), self.prefix)
-                readable.append(_Readable(message, vehicle_id, parse_positions(message.payload)))
+                _, vehicle_id = parse_accepted_topic(delivery.topic, self.prefix)
+                readable.append(_Readable(delivery, vehicle_id, parse_positions(delivery.payload)))
             except Exception as error:  # whatever it raised, the message caused it
-                set_aside.append(_rejected(message, error))
+                set_aside.append(_rejected(delivery, error))
         if time.monotonic() - self._loaded_at > self.settings.rules.reload_interval_s or any(
             r.vehicle_id not in self.profiles for r in readable
         ):
-            await self._retry(self.reload)
+            await self.reload()
         try:
-            changed = await self._retry(lambda: self._evaluate_and_commit(readable, set_aside))
+            changed = await self._evaluate_and_commit(fence, readable, set_aside)
+        except FencedOut:
+            raise
         except Exception as error:
             if failures.is_outage(error):
                 raise
             log.warning(
                 "rules: batch of %d message(s) failed (%r); evaluating it message by message",
-                len(batch),
+                len(deliveries),
                 error,
             )
-            changed = await self._one_by_one(readable, set_aside)
-        t_commit = time.perf_counter()
-        # sent in this order by paho (MQTT keeps per-topic order); awaited together, not one
-        # PUBACK round trip after the other
-        await self._publish_all(client, changed)
-        t_publish = time.perf_counter()
-        for message in batch:
-            mqtt.ack(client, message)
-        self._phases[0] += t_commit - started
-        self._phases[1] += t_publish - t_commit
-        self._phases[2] += time.perf_counter() - t_publish
-        lags = [
-            time.time() - r.positions[-1].received_at.timestamp()
-            for r in readable
-            if r.positions and r.positions[-1].received_at is not None
-        ]
-        self._report(len(batch), sum(len(r.positions) for r in readable), started, lags)
+            changed = await self._one_by_one(fence, readable, set_aside)
+        now = time.time()
+        for r in readable:
+            if r.positions and r.positions[-1].received_at is not None:
+                self._max_lag_s = max(
+                    self._max_lag_s, now - r.positions[-1].received_at.timestamp()
+                )
+        self.consumer.counts["positions"] += sum(len(r.positions) for r in readable)
+        self.consumer.counts["evaluate_s"] += time.perf_counter() - started
+        return Outcome(
+            [self._alarm_message(alarm) for alarm in changed],
+            (lambda: self._mark_published(changed)) if changed else None,
+        )
 
     async def _one_by_one(
-        self, readable: list[_Readable], set_aside: list[RejectedMessage]
+        self, fence: Fence, readable: list[_Readable], set_aside: list[RejectedMessage]
     ) -> list[Alarm]:
         """Commit the messages of a failed batch one per transaction, in arrival order; one
-        that fails on its own (not an outage) is set aside with its reason."""
-        changed = await self._retry(lambda: self._evaluate_and_commit([], set_aside))
+        that fails on its own (not an outage) is set aside with its reason. Each commit is
+        retried through an outage on its own (the alarms of those already committed must still
+        be published with this batch)."""
+        changed = await self._retry(lambda: self._evaluate_and_commit(fence, [], set_aside))
         for item in readable:
             try:
-                changed += await self._retry(lambda item=item: self._evaluate_and_commit([item]))
+                changed += await self._retry(partial(self._evaluate_and_commit, fence, [item]))
+            except FencedOut:
+                raise
             except Exception as error:
                 if await failures.blame(error, await self.pool()) is Blame.OUTAGE:
                     raise
-                log.error("rules: message on %s set aside: %r", item.message.topic, error)
-                rejected = [_rejected(item.message, error)]
-                changed += await self._retry(lambda r=rejected: self._evaluate_and_commit([], r))
+                log.error("rules: message on %s set aside: %r", item.delivery.topic, error)
+                rejected = [_rejected(item.delivery, error)]
+                changed += await self._retry(
+                    partial(self._evaluate_and_commit, fence, [], rejected)
+                )
         return changed
 
-    def _report(self, messages: int, positions: int, started: float, lags: list[float]) -> None:
-        """Log throughput, batch time and lag (now - received_at of the newest position of
-        each vehicle, i.e. ingest + broker + queueing) every 10 s (INFO)."""
-        if lags:
-            self._max_lag_s = max(self._max_lag_s, max(lags))
-        stats = self._stats
-        stats[0] += 1
-        stats[1] += messages
-        stats[2] += positions
-        stats[3] += time.perf_counter() - started
-        now = time.monotonic()
-        if now - self._stats_since >= 10.0:
-            batches, msgs, count, busy = stats
-            log.info(
-                "rules: %d positions in %d messages, %d batches in %.0f s (%.0f positions/s, "
-                "mean batch %.1f ms, busy %.0f %%, max lag since received_at %.0f ms; "
-                "evaluate+commit %.1f s, publish %.1f s, ack %.1f s)",
-                count,
-                msgs,
-                batches,
-                now - self._stats_since,
-                count / (now - self._stats_since),
-                busy / batches * 1000,
-                busy / (now - self._stats_since) * 100,
-                self._max_lag_s * 1000,
-                *self._phases,
-            )
-            self._max_lag_s = 0.0
-            self._phases = [0.0, 0.0, 0.0]
-            self._stats = [0, 0, 0, 0.0]
-            self._stats_since = now
+    def _report(self, d: dict[str, float], elapsed_s: float) -> None:
+        """Log one interval's throughput, batch time and lag (now - received_at of the newest
+        position of each vehicle, i.e. ingest + broker + queueing)."""
+        log.info(
+            "rules: %d positions in %d messages, %d batches in %.0f s (%.0f positions/s, "
+            "mean batch %.1f ms, busy %.0f %%, max lag since received_at %.0f ms; "
+            "evaluate+commit %.1f s, publish %.1f s, ack %.1f s)",
+            d["positions"], d["messages"], d["batches"], elapsed_s, d["positions"] / elapsed_s,
+            d["step_s"] / max(d["batches"], 1) * 1000, d["step_s"] / elapsed_s * 100,
+            self._max_lag_s * 1000, d["step_s"], d["publish_s"], d["ack_s"],
+        )  # fmt: skip
+        self._max_lag_s = 0.0
 
-    async def _retry(self, action: Any) -> Any:
-        """``await action()``, again and again while it fails with a database outage
-        (:func:`gps_monitor.db.failures.is_outage`), backing off up to 30 s. Anything else
-        propagates (the caller decides whose fault it is)."""
-        delay = 0.5
-        while True:
-            try:
-                return await action()
-            except Exception as error:
-                if not failures.is_outage(error):
-                    raise
-                log.error("rules: database error (%r); retrying in %.1f s", error, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 30.0)
+    async def _retry(self, action: Callable[[], Awaitable[T]]) -> T:
+        """``await action()`` through database outages (:func:`retry_while_outage`)."""
+        return await retry_while_outage(action, "rules")
 
     async def _evaluate_and_commit(
-        self, readable: list[_Readable], set_aside: Sequence[RejectedMessage] = ()
+        self, fence: Fence, readable: list[_Readable], set_aside: Sequence[RejectedMessage] = ()
     ) -> list[Alarm]:
-        """One transaction: the alarms of the positions of ``readable`` (per vehicle, in fix-time
-        order), the changed vehicle states and the ``set_aside`` messages. States are replaced
+        """One transaction (fenced before its commit): the alarms of the positions of
+        ``readable`` (per vehicle, in fix-time order), the changed vehicle states and the
+        ``set_aside`` messages. States are replaced
         in memory only after the commit. Returns the changed alarms (to publish)."""
         by_vehicle: dict[int, list[Position]] = {}
         for item in readable:
@@ -466,6 +446,7 @@ class RulesWorker:
                 changed = await save_alarm_events(conn, events)
                 written = await save_states(conn, new_states, self.written)
                 await save_rejected(conn, set_aside)
+                await fence(conn)
             self.states.update(new_states)
             self.written.update(written)
             return changed
@@ -507,41 +488,34 @@ class RulesWorker:
     async def _pending_publications(self) -> list[Alarm]:
         return await pending_publications(await self.pool())
 
-    async def _publish_all(self, client: aiomqtt.Client, alarms: list[Alarm]) -> None:
-        """Publish alarm events (paho sends them in order; the PUBACKs are awaited together),
-        then clear their outbox flag. A failure leaves the flag set: the next session
-        republishes them."""
+    async def _publish_all(self, alarms: list[Alarm]) -> None:
+        """Publish alarm events (sent in order; the PUBACKs are awaited together), then clear
+        their outbox flag. A failure leaves the flag set: the next session republishes them."""
         if not alarms:
             return
-        await asyncio.gather(*(self.publish(client, alarm) for alarm in alarms))
+        assert self._sink is not None
+        await self._sink.publish([self._alarm_message(alarm) for alarm in alarms])
+        await self._mark_published(alarms)
+
+    async def _mark_published(self, alarms: list[Alarm]) -> None:
         pool = await self.pool()
         await self._retry(
             lambda: mark_published(pool, sorted({a.id for a in alarms if a.id is not None}))
         )
 
-    async def publish(self, client: aiomqtt.Client, alarm: Alarm) -> None:
-        """Publish one alarm event at QoS 1 and return once the broker's PUBACK is in.
-
-        Through :class:`gps_monitor.mqtt.PubackTracker`, not ``client.publish``: aiomqtt logs
-        "There are N pending publish calls" for every publish while more than 10 wait, which
-        was nearly every log line of a busy worker."""
+    def _alarm_message(self, alarm: Alarm) -> tuple[str, bytes]:
+        """``(topic, payload)`` of one alarm event: ``alarms/v1/...``, :meth:`Alarm.to_dict`."""
         topic = topics.alarm_topic(
             alarm.company_id, alarm.vehicle_id, alarm.alarm_type, self.prefix
         )
-        if self._tracker is None:
-            self._tracker = mqtt.PubackTracker(client)
-        await self._tracker.publish(
-            topic,
-            json.dumps(alarm.to_dict(), ensure_ascii=False),
-            timeout_s=self.PUBLISH_TIMEOUT_S,
-        )
+        return topic, json.dumps(alarm.to_dict(), ensure_ascii=False).encode()
 
-    async def _offline_timer(self, client: aiomqtt.Client) -> None:
+    async def _offline_timer(self) -> None:
         interval = self.settings.rules.offline_check_interval_s
         while True:
             await asyncio.sleep(interval)
             changed = await self._retry(self._tick)
-            await self._publish_all(client, changed)
+            await self._publish_all(changed)
 
     async def _tick(self) -> list[Alarm]:
         """The offline timer (DOMAIN.md, Online / offline): every registered vehicle that has

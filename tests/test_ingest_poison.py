@@ -99,5 +99,5 @@ async def test_a_message_the_database_refuses_is_rejected_and_its_batch_is_store
     by_payload = {bytes(r["payload"]): r["detail"] for r in rejected}
     assert "NaN" in by_payload[nan_extras.encode()]  # PostgreSQL's own message
     assert "float32" in by_payload[huge_altitude.encode()]
-    assert worker.stats.rejected_by_reason["unstorable"] == 2
+    assert worker.stats["rejected:unstorable"] == 2
     assert await pool.fetchval("SELECT count(*) FROM raw_messages") == 4

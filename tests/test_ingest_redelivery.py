@@ -6,13 +6,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import asyncpg
 import pytest
 from ingest_helpers import drop_session, position_json, publish_raw, wait_for
 
-from gps_monitor import mqtt
+from gps_monitor.bus.base import Delivery
+from gps_monitor.bus.mqtt_transport import MqttSource
 from gps_monitor.config import Settings
 from gps_monitor.db import registry
 from ingest.worker import IngestWorker
@@ -20,6 +21,10 @@ from ingest.worker import IngestWorker
 TERMINAL = "013800000114"
 TOPIC = f"gps/v1/{TERMINAL}/position"
 N = 15  # below Mosquitto's max_inflight_messages (20): it sends no more while none is acked
+
+
+async def _no_ack(self: MqttSource, deliveries: Sequence[Delivery]) -> None:
+    """A worker that dies before any PUBACK."""
 
 
 async def _run(
@@ -57,23 +62,23 @@ async def test_a_redelivered_message_adds_no_second_raw_message_row(
     try:
         with monkeypatch.context() as patch:
             # the first worker commits every message, and dies before any PUBACK
-            patch.setattr(mqtt, "ack", lambda client, message: None)
+            patch.setattr(MqttSource, "ack", _no_ack)
             await _run(
                 settings,
                 lambda: publish_raw(settings, [(TOPIC, f) for f in fixes]),
-                lambda w: w.stats.messages >= N,
+                lambda w: w.stats["messages"] >= N,
             )
         stored_once = await pool.fetchval("SELECT count(*) FROM raw_messages")
         # the broker delivers all N again to the next worker, then the repeat arrives
         second = await _run(
             settings,
             lambda: publish_raw(settings, [(f"gps/v1/{TERMINAL}/batch", repeat)]),
-            lambda w: w.stats.messages >= N + 1,
+            lambda w: w.stats["messages"] >= N + 1,
         )
     finally:
         await drop_session(settings)
     assert stored_once == N
-    assert second.stats.already_stored == N + 1  # the redelivery did happen (and the repeat)
+    assert second.stats["already_stored"] == N + 1  # the redelivery did happen (and the repeat)
     assert await pool.fetchval("SELECT count(*) FROM positions") == N
     raw = await pool.fetch("SELECT payload FROM raw_messages ORDER BY id")
     assert sorted(bytes(r["payload"]) for r in raw) == sorted(f.encode() for f in [*fixes, repeat])

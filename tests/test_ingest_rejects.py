@@ -68,7 +68,7 @@ async def test_each_kind_of_bad_input_is_rejected_and_the_next_good_message_is_s
     assert any("latitude" in d and "'29.5'" in d for d in details)
     assert any("missing_field:latitude" in d for d in details)
     assert any("expected a registered vehicle" in d for d in details)
-    assert worker.stats.rejected == len(cases)
+    assert worker.stats["rejected"] == len(cases)
     assert await pool.fetchval("SELECT count(*) FROM raw_messages") == 1
 
 

@@ -60,8 +60,8 @@ async def test_ingest_records_heartbeats_as_contact_at_most_once_per_interval(
             lambda: pool.fetch("SELECT topic, reason FROM rejected_messages ORDER BY id"),
             lambda rows: len(rows) >= 2,
         )
-        assert worker.stats.contacts_throttled == 5
-        assert worker.stats.contacts == 1
+        assert worker.stats["contacts_throttled"] == 5
+        assert worker.stats["contacts"] == 1
     assert (await _latest(pool, HEARTBEATER))["last_message_at"] == first["last_message_at"]
     assert [(r["topic"].rsplit("/", 2)[-2], r["reason"]) for r in rejected] == [
         ("nobody", "unknown_terminal"),

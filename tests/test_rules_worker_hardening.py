@@ -93,7 +93,7 @@ async def test_a_blind_area_upload_in_the_same_ingest_batch_as_a_newer_live_fix_
                 )
                 await asyncio.sleep(0.5)
                 rows = await pool.fetch("SELECT alarm_type, late FROM alarms")
-                batches = ingest.stats.batches
+                batches = ingest.stats["batches"]
             late_flags = await pool.fetch(
                 "SELECT late, count(*) AS n FROM positions GROUP BY late ORDER BY late"
             )
