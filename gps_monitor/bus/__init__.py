@@ -8,5 +8,6 @@ One concept per module:
   partition (0).
 - :mod:`~gps_monitor.bus.consumer`: the shared batch consumer (batching, step with commit and
   fence -> publish -> acknowledge in arrival order, the database-outage policy, stats).
-- ``partition``, ``nats_transport``, ``fencing``: NATS JetStream partitions and owner fencing.
+- ``partition``, ``nats_names``, ``nats_transport``, ``fencing``: NATS JetStream partitions
+  (names and the topic <-> subject mapping, the transport) and owner fencing.
 """

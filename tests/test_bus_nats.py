@@ -1,0 +1,228 @@
+"""The NATS JetStream transport on a private nats-server and the real PostgreSQL: provisioning,
+partitions split between processes and moved when one stops, fencing of a taken-over owner,
+terminals publishing MQTT to NATS's MQTT listener, JetStream-acknowledged publishing."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+
+import asyncpg
+import nats
+import paho.mqtt.client as paho
+import pytest
+from nats.aio.client import Client as NatsClient
+from nats_helpers import PrivateNats, nats_server  # noqa: F401  (fixture)
+
+from gps_monitor.bus.base import Delivery, FencedOut
+from gps_monitor.bus.fencing import PartitionFence
+from gps_monitor.bus.nats_names import NatsNames, Stage
+from gps_monitor.bus.nats_transport import NatsSink, NatsSource, provision
+from gps_monitor.bus.partition import partition_of
+from gps_monitor.config import BusSettings, Settings
+
+P = 8
+TERMINALS = [f"T{i:03d}" for i in range(40)]
+
+
+def bus_settings(settings: Settings, server: PrivateNats, name: str) -> Settings:
+    bus = BusSettings(
+        transport="nats", nats_url=server.url, partitions=P, owner_timeout_s=2.0, client_name=name
+    )
+    return settings.model_copy(update={"bus": bus})
+
+
+@dataclass
+class Process:
+    """One consuming 'process': its own connection, source and consumer loop."""
+
+    name: str
+    nc: NatsClient
+    source: NatsSource
+    received: list[Delivery] = field(default_factory=list)
+    task: asyncio.Task[None] | None = None
+
+    async def consume(self) -> None:
+        while True:
+            batch = await self.source.next_batch(500, 0.02)
+            self.received += batch
+            await self.source.ack(batch)
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+        await self.source.stop()
+        await self.source.fencer.close()
+        await self.nc.close()
+
+
+@pytest.fixture
+async def start(
+    settings: Settings,
+    nats_server: PrivateNats,  # noqa: F811
+) -> AsyncIterator[Callable[..., object]]:
+    started: list[Process] = []
+
+    async def start_process(name: str, stage: Stage = "ingest", consume: bool = True) -> Process:
+        s = bus_settings(settings, nats_server, name)
+        nc = await nats.connect(nats_server.url)
+        source = NatsSource(nc, s, stage, PartitionFence(s.database, stage, name))
+        await source.start()
+        process = Process(name, nc, source)
+        if consume:
+            process.task = asyncio.create_task(process.consume())
+        started.append(process)
+        return process
+
+    nc = await nats.connect(nats_server.url)
+    await provision(nc, bus_settings(settings, nats_server, "provisioner"))
+    await provision(nc, bus_settings(settings, nats_server, "provisioner"))  # idempotent
+    await nc.close()
+    yield start_process
+    for process in started:
+        with contextlib.suppress(Exception):
+            await process.stop()
+
+
+async def _publish_round(nc: NatsClient, prefix: str, n: int) -> None:
+    js = nc.jetstream()
+    for terminal in TERMINALS:
+        await js.publish(NatsNames.to_subject(f"{prefix}gps/v1/{terminal}/position"), b"%d" % n)
+
+
+async def _eventually(check: Callable[[], bool], timeout_s: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.1)
+
+
+async def test_provisioned_consumers_are_pinned_per_partition(
+    start: Callable[..., object],
+    settings: Settings,
+    nats_server: PrivateNats,  # noqa: F811
+) -> None:
+    nc = await nats.connect(nats_server.url)
+    try:
+        js = nc.jetstream()
+        names = NatsNames(settings.mqtt.topic_prefix)
+        for stage in ("ingest", "rules"):
+            info = await js.consumer_info(names.stage_stream(stage), names.consumer(stage, 5))
+            raw = info.config.as_dict()
+            assert info.config.durable_name == f"{stage}-p05"
+            assert set(raw["filter_subjects"]) == set(names.partition_filter(stage, 5))
+        reply = await nc.request(
+            f"$JS.API.CONSUMER.INFO.{names.inbound_stream}.ingest-p05", b"", timeout=5
+        )
+        assert b'"priority_policy":"pinned_client"' in reply.data
+        assert b'"priority_timeout":2000000000' in reply.data
+        stream = await js.stream_info(names.inbound_stream)
+        assert stream.config.max_msgs in (None, -1) and stream.config.max_bytes in (None, -1)
+    finally:
+        await nc.close()
+
+
+async def test_partitions_split_between_two_processes_and_move_when_one_dies(
+    start: Callable[..., object],
+    nats_server: PrivateNats,  # noqa: F811
+) -> None:
+    a: Process = await start("proc-a")  # type: ignore[misc]
+    publisher = await nats.connect(nats_server.url)
+    try:
+        await _eventually(lambda: a.source.owned_partitions == frozenset(range(P)))
+        await _publish_round(publisher, a.source.names.prefix, 0)
+        b: Process = await start("proc-b")  # type: ignore[misc]
+        # each partition ends with exactly one owner, both processes own some
+        await _eventually(
+            lambda: (
+                a.source.owned_partitions | b.source.owned_partitions == frozenset(range(P))
+                and not a.source.owned_partitions & b.source.owned_partitions
+                and bool(a.source.owned_partitions)
+                and bool(b.source.owned_partitions)
+            )
+        )
+        for n in range(1, 4):
+            await _publish_round(publisher, a.source.names.prefix, n)
+        await _eventually(lambda: len(a.received) + len(b.received) >= 4 * len(TERMINALS))
+        # a terminal's messages after the split went to the owner of its partition only
+        for process in (a, b):
+            for d in process.received:
+                if int(d.payload) >= 1:
+                    p = partition_of(d.topic.split("/")[-2], P)
+                    assert p == d.partition and p in process.source.owned_partitions
+        # b dies (stops pulling without a word): its partitions move to a, nothing is lost
+        b_owned = b.source.owned_partitions
+        assert b.task is not None
+        b.task.cancel()
+        await b.source.stop()
+        await b.nc.close()
+        for n in range(4, 8):
+            await _publish_round(publisher, a.source.names.prefix, n)
+        await _eventually(lambda: b_owned <= a.source.owned_partitions, timeout_s=30)
+        prefix = a.source.names.prefix
+        expected = {(f"{prefix}gps/v1/{t}/position", n) for t in TERMINALS for n in range(8)}
+        await _eventually(
+            lambda: {(d.topic, int(d.payload)) for d in a.received + b.received} >= expected,
+            timeout_s=30,
+        )
+        got = {(d.topic, int(d.payload)) for d in a.received + b.received}
+        assert got == expected
+    finally:
+        await publisher.close()
+
+
+async def test_a_taken_over_owner_is_fenced_out(
+    start: Callable[..., object], pool: asyncpg.Pool
+) -> None:
+    a: Process = await start("proc-a", consume=False)  # type: ignore[misc]
+    await _eventually(lambda: a.source.owned_partitions == frozenset(range(P)))
+    async with pool.acquire() as conn, conn.transaction():
+        await a.source.fence(conn, frozenset({0, 1}))  # still ours: passes
+    # another process takes partition 1 (as after a takeover while a was stalled)
+    other = PartitionFence(a.source.settings.database, "ingest", "proc-b")
+    await other.take(frozenset({1}))
+    await other.close()
+    async with pool.acquire() as conn:
+        with pytest.raises(FencedOut, match=r"\[1\]"):
+            async with conn.transaction():
+                await a.source.fence(conn, frozenset({0, 1}))
+        with pytest.raises(FencedOut, match="no longer ours"):
+            async with conn.transaction():
+                await a.source.fence(conn, frozenset({1}))  # forgotten since
+
+
+async def test_terminals_publish_mqtt_to_the_nats_listener_and_rules_receive_sink_output(
+    start: Callable[..., object],
+    nats_server: PrivateNats,  # noqa: F811
+) -> None:
+    ingest: Process = await start("proc-a")  # type: ignore[misc]
+    rules: Process = await start("proc-a", stage="rules")  # type: ignore[misc]
+    await _eventually(lambda: ingest.source.owned_partitions == frozenset(range(P)))
+    client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="terminal-T007")
+    assert nats_server.mqtt_port is not None
+    client.connect("127.0.0.1", nats_server.mqtt_port)
+    client.loop_start()
+    try:
+        prefix = ingest.source.names.prefix
+        info = client.publish(f"{prefix}gps/v1/T007/position", b'{"n": 1}', qos=1)
+        info.wait_for_publish(10)
+    finally:
+        client.loop_stop()
+        client.disconnect()
+    await _eventually(lambda: bool(ingest.received))
+    (delivery,) = ingest.received
+    assert delivery.topic == f"{prefix}gps/v1/T007/position"
+    assert delivery.partition == partition_of("T007", P)
+    assert delivery.payload == b'{"n": 1}' and delivery.message_id is not None
+    # what ingest publishes (positions/v2/<p>) reaches the rules stage's partition p
+    sink = NatsSink(ingest.nc)
+    await sink.publish([(f"{prefix}positions/v2/{delivery.partition}", b"[]")])
+    await _eventually(lambda: bool(rules.received))
+    assert [(d.topic, d.partition) for d in rules.received] == [
+        (f"{prefix}positions/v2/{delivery.partition}", delivery.partition)
+    ]
