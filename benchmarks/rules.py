@@ -11,8 +11,17 @@
    and close all along; latency = alarm message received - the publish of the message carrying
    the fix that raised it (p50 / p99).
 
+3. ``steps``: the rules worker's own steps per CPU-second without a broker, over the ``engine``
+   world, batch by batch (``--batch`` positions, one per vehicle): ``decode`` (the accepted
+   payload, a JSON array of ``Position.to_dict()``, back to positions), ``evaluate``
+   (``Engine.process``), ``state`` (``rules.state``: the JSON text of each changed vehicle
+   state) and, unless ``--no-db``, ``save`` (``rules.state.save_states`` into a scratch
+   database: this process's CPU and the database backend's, read from /proc); ``encode`` (the
+   ingest side: ``to_dict`` and JSON of the batch) is shown apart. Best of ``--repeat`` runs.
+
     .venv/bin/python benchmarks/rules.py engine --positions 200000
     .venv/bin/python benchmarks/rules.py live --rate 5000 --seconds 10
+    .venv/bin/python benchmarks/rules.py steps --vehicles 2000 --positions 40000
 
 ``live`` needs PostgreSQL (GPS_MONITOR_TEST_DATABASE_URL, default
 postgresql://postgres@127.0.0.1:5432/postgres) and Mosquitto (127.0.0.1:1883).
@@ -22,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import math
 import multiprocessing
@@ -170,10 +180,12 @@ def make_tracks(vehicles: int, per_vehicle: int, rng: random.Random) -> list[lis
     return tracks
 
 
-def bench_engine(args: argparse.Namespace) -> None:
+def make_world(
+    args: argparse.Namespace,
+) -> tuple[list[Geofence], list[Route], list[list[Position]], list[RuleContext]]:
+    """The geofences, routes, tracks and per-vehicle rule contexts of ``args``."""
     rng = random.Random(42)
     per_vehicle = max(1, args.positions // args.vehicles)
-    t0 = time.perf_counter()
     fences = make_geofences(args.geofences, rng)
     routes = make_routes(args.routes, args.vehicles, rng)
     tracks = make_tracks(args.vehicles, per_vehicle, rng)
@@ -201,6 +213,13 @@ def bench_engine(args: argparse.Namespace) -> None:
         )
         for v in range(args.vehicles)
     ]
+    return fences, routes, tracks, contexts
+
+
+def bench_engine(args: argparse.Namespace) -> None:
+    per_vehicle = max(1, args.positions // args.vehicles)
+    t0 = time.perf_counter()
+    fences, routes, tracks, contexts = make_world(args)
     setup_s = time.perf_counter() - t0
     engine = Engine()
     states = [VehicleState() for _ in range(args.vehicles)]
@@ -235,6 +254,128 @@ def bench_engine(args: argparse.Namespace) -> None:
     print(f"  {alarms} alarm events; rule errors: {engine.errors}")
     state_bytes = sum(len(json.dumps(s.to_json())) for s in states) / len(states)
     print(f"  mean state size {state_bytes:.0f} bytes of JSON per vehicle")
+
+
+# --- steps ----------------------------------------------------------------------------------
+
+
+def bench_steps(args: argparse.Namespace) -> None:
+    from gps_monitor import fastjson
+    from rules.state import state_text
+
+    per_vehicle = max(2, args.positions // args.vehicles)
+    args.positions = per_vehicle * args.vehicles
+    _, _, tracks, contexts = make_world(args)
+    received = datetime(2024, 1, 10, tzinfo=UTC)
+    # the accepted positions as ingest stores them (vehicle, company, verdict, arrival)
+    tracks = [[p.evolve(received_at=received) for p in track] for track in tracks]
+    engine = Engine()
+    # round by round over the vehicles, cut into batches of --batch positions
+    feed = [tracks[v][i] for i in range(per_vehicle) for v in range(args.vehicles)]
+    warm, feed = feed[: args.vehicles], feed[args.vehicles :]
+    batches = [feed[i : i + args.batch] for i in range(0, len(feed), args.batch)]
+    print(f"load average {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} at start")
+    best: dict[str, float] = {}
+    saved: list[list[tuple[int, VehicleState]]] = []
+    for _ in range(args.repeat):
+        states = [VehicleState() for _ in range(args.vehicles)]
+        for p in warm:
+            v = p.vehicle_id
+            assert v is not None
+            states[v], _ = engine.process(states[v], p, contexts[v])
+        written: dict[int, str] = {}
+        cpu = dict.fromkeys(("encode", "decode", "evaluate", "state"), 0.0)
+        saved = []
+        gc.collect()
+        for batch in batches:
+            c0 = time.process_time()
+            payload = json.dumps([p.to_dict() for p in batch]).encode()
+            c1 = time.process_time()
+            positions = [Position.from_dict(d) for d in fastjson.loads(payload)]
+            c2 = time.process_time()
+            changed: dict[int, VehicleState] = {}
+            for p in positions:
+                v = p.vehicle_id
+                assert v is not None
+                if engine.order(states[v], p) == "new":
+                    states[v], _ = engine.process(states[v], p, contexts[v])
+                    changed[v] = states[v]
+            c3 = time.process_time()
+            for v, state in changed.items():
+                text = state_text(state)
+                if written.get(v) != text:
+                    written[v] = text
+            c4 = time.process_time()
+            cpu["encode"] += c1 - c0
+            cpu["decode"] += c2 - c1
+            cpu["evaluate"] += c3 - c2
+            cpu["state"] += c4 - c3
+            saved.append(list(changed.items()))
+        for k, v in cpu.items():
+            best[k] = min(best.get(k, float("inf")), v)
+    n = len(feed)
+    print(f"steps: {args.vehicles} vehicles, {n} positions in batches of {args.batch}")
+    for k in ("decode", "evaluate", "state"):
+        print(f"  {k:<18} {n / best[k]:>10,.0f} positions/CPU-s")
+    total = best["decode"] + best["evaluate"] + best["state"]
+    print(f"  {'decode+eval+state':<18} {n / total:>10,.0f} positions/CPU-s")
+    print(f"  (ingest side) encode {n / best['encode']:>10,.0f} positions/CPU-s")
+    if not args.no_db:
+        asyncio.run(_bench_save(saved, n))
+    print(f"load average {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} at end")
+
+
+async def _bench_save(saved: list[list[tuple[int, VehicleState]]], positions: int) -> None:
+    """``save_states`` of every batch's changed states into a scratch database."""
+    import asyncpg
+    import psutil
+
+    from gps_monitor.config import DatabaseSettings
+    from gps_monitor.db import migrate
+    from gps_monitor.db.pool import connect
+    from rules.state import save_states
+
+    admin_url = os.environ.get(
+        "GPS_MONITOR_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+    )
+    name = f"gpsm_bench_{uuid.uuid4().hex[:8]}"
+    url = admin_url.rpartition("/")[0] + "/" + name
+    admin = await asyncpg.connect(admin_url)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    await admin.close()
+    try:
+        settings = DatabaseSettings(url=url, timescale="off")
+        conn = await connect(settings)
+        await migrate.upgrade(conn, settings)
+        company = await conn.fetchval("INSERT INTO companies (name) VALUES ('bench') RETURNING id")
+        vehicles = {v for batch in saved for v, _ in batch}
+        await conn.copy_records_to_table(
+            "vehicles",
+            records=[(v, company, f"B{v:07d}", "freight", f"T{v}") for v in vehicles],
+            columns=("id", "company_id", "plate_number", "vehicle_class", "terminal_id"),
+        )
+        backend = psutil.Process(await conn.fetchval("SELECT pg_backend_pid()"))
+        written: dict[int, str] = {}
+        rows = 0
+        server0 = sum(backend.cpu_times()[:2])
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        for batch in saved:
+            async with conn.transaction():
+                new = await save_states(conn, dict(batch), written)
+            written.update(new)
+            rows += len(new)
+        cpu = time.process_time() - cpu0
+        wall = time.perf_counter() - wall0
+        server = sum(backend.cpu_times()[:2]) - server0
+        await conn.close()
+    finally:
+        admin = await asyncpg.connect(admin_url)
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+    print(f"  save_states: {rows} rows written for {positions} positions (one run)")
+    print(f"    this process {positions / cpu:>10,.0f} positions/CPU-s (text included)")
+    print(f"    db backend   {positions / server:>10,.0f} positions/CPU-s")
+    print(f"    wall         {positions / wall:>10,.0f} positions/s")
 
 
 # --- live -----------------------------------------------------------------------------------
@@ -465,6 +606,14 @@ def main() -> None:
     e.add_argument("--geofences", type=int, default=1_000)
     e.add_argument("--routes", type=int, default=100)
     e.add_argument("--positions", type=int, default=200_000)
+    st = sub.add_parser("steps")
+    st.add_argument("--vehicles", type=int, default=2_000)
+    st.add_argument("--geofences", type=int, default=1_000)
+    st.add_argument("--routes", type=int, default=100)
+    st.add_argument("--positions", type=int, default=40_000)
+    st.add_argument("--batch", type=int, default=1_000, help="positions per batch")
+    st.add_argument("--repeat", type=int, default=3, help="runs (best)")
+    st.add_argument("--no-db", action="store_true", help="skip the save_states part")
     live = sub.add_parser("live")
     live.add_argument("--vehicles", type=int, default=500)
     live.add_argument("--rate", type=int, default=5_000, help="positions per second")
@@ -477,6 +626,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.which == "engine":
         bench_engine(args)
+    elif args.which == "steps":
+        bench_steps(args)
     else:
         asyncio.run(bench_live(args))
 

@@ -8,6 +8,7 @@ settings; rules only read them.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -440,3 +441,35 @@ def fields_of(state: Any) -> dict[str, Any]:
     """A flat slots dataclass as a dict (what ``dataclasses.asdict`` gives for flat states,
     without its recursive deep copy: state JSON is written for every vehicle of every batch)."""
     return {name: getattr(state, name) for name in state.__slots__}
+
+
+_NO_DEFAULT = object()
+_defaults_of: dict[type, tuple[tuple[str, Any], ...]] = {}
+
+
+def dump_fields(state: Any) -> dict[str, Any]:
+    """A flat slots dataclass as a dict of the fields that are not at their default (same value
+    and type), for the state JSON: ``type(state)(**dump_fields(state)) == state``. Most fields
+    of a vehicle's rule states sit at their defaults, and the stored JSON's size is what the
+    database pays for on every write (half the size, twice the rows per CPU-second)."""
+    cls = type(state)
+    defaults = _defaults_of.get(cls)
+    if defaults is None:
+        defaults = _defaults_of[cls] = tuple(
+            (
+                f.name,
+                f.default
+                if f.default is not dataclasses.MISSING
+                else f.default_factory()
+                if f.default_factory is not dataclasses.MISSING
+                else _NO_DEFAULT,
+            )
+            for f in dataclasses.fields(cls)
+        )
+    out: dict[str, Any] = {}
+    for name, default in defaults:
+        value = getattr(state, name)
+        if value is default or (type(value) is type(default) and value == default):
+            continue
+        out[name] = value
+    return out

@@ -62,6 +62,9 @@ RULES: tuple[ModuleType, ...] = (
     geofence,  # forbidden / keep-in / watch (speed zones feed overspeed)
 )
 
+# what each rule's fresh State() dumps as: such a rule state is not stored
+_FRESH_DUMPS = {m.NAME: m.dump(m.State()) for m in RULES}
+
 
 @dataclass(slots=True)
 class VehicleState:
@@ -80,11 +83,16 @@ class VehicleState:
         return found if found is not None else module.State()
 
     def to_json(self) -> dict[str, Any]:
-        """JSON-ready dict (what ``rule_state.state`` stores)."""
-        return {
-            "last": list(self.last) if self.last is not None else None,
-            "rules": {m.NAME: m.dump(self.rules[m.NAME]) for m in RULES if m.NAME in self.rules},
-        }
+        """JSON-ready dict (what ``rule_state.state`` stores). A rule whose state dumps as a
+        fresh one's is left out (:meth:`from_json` starts it fresh), and the rules' dumps leave
+        out fields at their defaults (:func:`rules.context.dump_fields`): the stored JSON is
+        under half the size it was with every field."""
+        rules: dict[str, Any] = {}
+        for m in RULES:
+            state = self.rules.get(m.NAME)
+            if state is not None and (dumped := m.dump(state)) != _FRESH_DUMPS[m.NAME]:
+                rules[m.NAME] = dumped
+        return {"last": list(self.last) if self.last is not None else None, "rules": rules}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> VehicleState:

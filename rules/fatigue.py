@@ -73,7 +73,15 @@ from typing import Any
 
 from gps_monitor.models import Alarm
 from rules import driver_days
-from rules.context import Fix, LocalClock, RuleContext, fields_of, night_window, utc
+from rules.context import (
+    Fix,
+    LocalClock,
+    RuleContext,
+    dump_fields,
+    fields_of,
+    night_window,
+    utc,
+)
 
 NAME = "fatigue"
 NAME_ALARM = "fatigue_driving"
@@ -540,7 +548,7 @@ def _change_driver(
 
 
 def dump(state: State) -> dict[str, Any]:
-    return fields_of(state)
+    return dump_fields(state)
 
 
 def load(data: dict[str, Any]) -> State:

@@ -37,7 +37,7 @@ from shapely import LineString
 
 from gps_monitor.geofences import Geofence, GeofenceKind
 from gps_monitor.models import Alarm
-from rules.context import Fix, RuleContext, fence_hits, fields_of
+from rules.context import Fix, RuleContext, dump_fields, fence_hits
 
 NAME = "geofence"
 _ALARM_ON_INSIDE = {GeofenceKind.FORBIDDEN: "forbidden_area_entry"}
@@ -285,7 +285,7 @@ def process(state: State, fix: Fix, ctx: RuleContext) -> tuple[State, list[Alarm
 
 
 def dump(state: State) -> dict[str, Any]:
-    return {"fences": {k: fields_of(v) for k, v in (state.fences or {}).items()}}
+    return {"fences": {k: dump_fields(v) for k, v in (state.fences or {}).items()}}
 
 
 def load(data: dict[str, Any]) -> State:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from gps_monitor.models import Alarm
-from rules.context import Fix, RuleContext, fields_of, night_window
+from rules.context import Fix, RuleContext, dump_fields, night_window
 
 NAME = "night_ban"
 
@@ -130,7 +130,7 @@ def process(state: State, fix: Fix, ctx: RuleContext) -> tuple[State, list[Alarm
 
 
 def dump(state: State) -> dict[str, Any]:
-    return fields_of(state)
+    return dump_fields(state)
 
 
 def load(data: dict[str, Any]) -> State:

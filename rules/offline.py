@@ -19,7 +19,7 @@ from typing import Any
 
 from gps_monitor.geo import distance_m
 from gps_monitor.models import Alarm
-from rules.context import Fix, RuleContext, fields_of, utc
+from rules.context import Fix, RuleContext, dump_fields, utc
 
 NAME = "offline"
 
@@ -121,7 +121,7 @@ def process(state: State, fix: Fix, ctx: RuleContext) -> tuple[State, list[Alarm
 
 
 def dump(state: State) -> dict[str, Any]:
-    return fields_of(state)
+    return dump_fields(state)
 
 
 def load(data: dict[str, Any]) -> State:

@@ -26,7 +26,7 @@ from typing import Any
 
 from gps_monitor.geofences import GeofenceKind
 from gps_monitor.models import Alarm
-from rules.context import Fix, RuleContext, fence_hits, fields_of, night_window, route_inside
+from rules.context import Fix, RuleContext, dump_fields, fence_hits, night_window, route_inside
 
 NAME = "overspeed"
 _CROSS_CHECK_MAX_INTERVAL_S = 60.0
@@ -204,7 +204,7 @@ def process(state: State, fix: Fix, ctx: RuleContext) -> tuple[State, list[Alarm
 
 
 def dump(state: State) -> dict[str, Any]:
-    return fields_of(state)
+    return dump_fields(state)
 
 
 def load(data: dict[str, Any]) -> State:

@@ -24,7 +24,14 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from gps_monitor.models import Alarm
-from rules.context import Fix, RuleContext, fields_of, route_along, route_inside, route_offset
+from rules.context import (
+    Fix,
+    RuleContext,
+    dump_fields,
+    route_along,
+    route_inside,
+    route_offset,
+)
 
 NAME = "route_deviation"
 
@@ -146,7 +153,7 @@ def process(state: State, fix: Fix, ctx: RuleContext) -> tuple[State, list[Alarm
 
 
 def dump(state: State) -> dict[str, Any]:
-    return {"routes": {k: fields_of(v) for k, v in (state.routes or {}).items()}}
+    return {"routes": {k: dump_fields(v) for k, v in (state.routes or {}).items()}}
 
 
 def load(data: dict[str, Any]) -> State:

@@ -2,7 +2,8 @@
 one JSON row per vehicle.
 
 A state is written only when its JSON differs from what was last written (callers keep the
-last written text per vehicle), in the same transaction as the alarms it produced.
+last written text per vehicle), in the same transaction as the alarms it produced. The JSON
+leaves out what a fresh state holds (:meth:`VehicleState.to_json`).
 """
 
 from __future__ import annotations
@@ -11,14 +12,26 @@ import json
 from datetime import UTC, datetime
 
 import asyncpg
+from pydantic_core import PydanticSerializationError, to_json
 
 from gps_monitor.db import rule_state
 from rules.engine import VehicleState
 
 
 def state_text(state: VehicleState) -> str:
-    """Canonical JSON text of a state (for change detection)."""
-    return json.dumps(state.to_json(), sort_keys=True, separators=(",", ":"))
+    """The JSON text of a state, as stored and for change detection: the same state built the
+    same way gives the same text (keys in the order the rules dump them; equal states whose
+    fences or routes were met in another order may differ, and are then written once more).
+
+    Written by pydantic-core (5x ``json.dumps`` with ``sort_keys``); a state it cannot write
+    (a string with a lone surrogate from a payload's extras) falls back to ``json.dumps``, and
+    the database says what is wrong with it, as it did before.
+    """
+    data = state.to_json()
+    try:
+        return to_json(data).decode()
+    except PydanticSerializationError:
+        return json.dumps(data, separators=(",", ":"))
 
 
 async def load_states(
