@@ -5,7 +5,7 @@
 
 Phase 1, live: ``gps-monitor jt809`` runs as its own process (so its CPU and RSS are its own)
 against the superior simulator of this process over loopback TCP. This process publishes
-accepted positions (``positions/v1/...``, what ingest publishes after its commit) for
+accepted positions (``positions/v2/...``, what ingest publishes after its commit) for
 ``--vehicles`` vehicles at one position per vehicle per 30 s, plus a burst of ``--burst``
 positions at once every 20 s; the simulator stamps each 0x1202 as it decodes it. Latency =
 simulator receive time - publish time (same clock), p50/p99/max.
@@ -186,9 +186,7 @@ async def live_phase(
                 fix = base + timedelta(seconds=n // args.vehicles * 30 + (n % 30))
                 payload = json.dumps([position(vehicle, fix)])
                 published[(plate(vehicle), fix)] = time.monotonic()
-                await client.publish(
-                    topics.accepted_topic(company, vehicle + 1, PREFIX), payload, qos=0
-                )
+                await client.publish(topics.accepted_topic(0, PREFIX), payload, qos=0)
             await asyncio.sleep(0.1)
     for _ in range(300):  # up to 60 s for the last frames
         if len(sim.received_at) >= len(published):

@@ -485,9 +485,7 @@ async def bench_live(args: argparse.Namespace) -> None:
                     sent_at[(vehicle_id, fix_time_iso)] = now
                 # received_at = now (what ingest stamps), so the worker's lag figure means something
                 stamped = payload.replace(_PLACEHOLDER_ISO, datetime.now(UTC).isoformat())
-                await pub.publish(
-                    topics.accepted_topic(company, vehicle_id, prefix), stamped, qos=1
-                )
+                await pub.publish(topics.accepted_topic(0, prefix), stamped, qos=1)
                 positions_sent += per_message
                 lag = t_begin + (n + 1) * interval - time.perf_counter()
                 if lag > 0:

@@ -12,7 +12,7 @@ GPS_MONITOR_TEST_MQTT_HOST, defaults 127.0.0.1):
      parsed at the client, and the server's query time;
   4. connects the clients (``--bureau-clients`` see every vehicle, the others are operators of
      one company each), then a publisher process publishes every vehicle's position every
-     ``--period-s`` seconds on ``positions/v1/{company}/{vehicle}`` as ingest does (fix_time =
+     ``--period-s`` seconds on ``positions/v2/0`` as ingest does (fix_time =
      publish time), for ``--duration-s``;
   5. prints p50/p99/max publish-to-client latency over every position delivered, positions
      delivered, and the web process RSS (peak sampled every second);
@@ -139,7 +139,7 @@ def publisher(
                         "received_at": now.isoformat(),
                     }
                 ]
-                await client.publish(f"{prefix}positions/v1/{cid}/{vid}", json.dumps(payload))
+                await client.publish(f"{prefix}positions/v2/0", json.dumps(payload))
                 i += 1
 
     asyncio.run(main())

@@ -6,8 +6,11 @@ Inbound (terminals or a gateway publish):
     ``{prefix}gps/v1/{terminal_id}/heartbeat`` contact without a position (empty or a JSON
                                                object): keeps the terminal online
 
-Internal (ingest publishes after commit, rules and web subscribe):
-    ``{prefix}positions/v1/{company_id}/{vehicle_id}``  accepted positions, JSON array
+Internal (ingest publishes after commit, rules, web and jt809 subscribe):
+    ``{prefix}positions/v2/{partition}``  the accepted positions of one committed batch of one
+                                          partition (0 on MQTT), a JSON array of
+                                          ``Position.to_dict()`` (each element names its
+                                          company_id and vehicle_id)
 
 Alarms (rules publish as an alarm opens and as it closes):
     ``{prefix}alarms/v1/{company_id}/{vehicle_id}/{alarm_type}``
@@ -86,12 +89,26 @@ def parse_command_topic(topic: str, prefix: str = "") -> tuple[str, str]:
     return parts[2], parts[3]
 
 
-def accepted_topic(company_id: int, vehicle_id: int, prefix: str = "") -> str:
-    return f"{prefix}positions/v1/{company_id}/{vehicle_id}"
+def accepted_topic(partition: int, prefix: str = "") -> str:
+    """``{prefix}positions/v2/{partition}``: one committed batch's accepted positions."""
+    return f"{prefix}positions/v2/{partition}"
 
 
 def accepted_filter(prefix: str = "") -> str:
-    return f"{prefix}positions/v1/+/+"
+    """Every partition's accepted positions."""
+    return f"{prefix}positions/v2/+"
+
+
+def parse_accepted(topic: str, prefix: str = "") -> int:
+    """``{prefix}positions/v2/{partition}`` -> partition.
+
+    Raises:
+        PayloadError(reason="bad_topic"): anything else.
+    """
+    parts = topic[len(prefix) :].split("/") if topic.startswith(prefix) else []
+    if len(parts) != 3 or parts[:2] != ["positions", "v2"] or not parts[2].isdigit():
+        raise PayloadError("bad_topic", f"expected {prefix}positions/v2/PARTITION, got {topic!r}")
+    return int(parts[2])
 
 
 def alarm_topic(company_id: int, vehicle_id: int, alarm_type: str, prefix: str = "") -> str:

@@ -1,5 +1,6 @@
 """The ingest worker: inbound terminal messages -> judged positions in the database, then the
-accepted positions on ``positions/v1/{company_id}/{vehicle_id}``.
+accepted positions on ``positions/v2/{partition}``: one message per committed batch and
+partition (0 on MQTT), a JSON array of ``Position.to_dict()``.
 
 Its own steps only (:meth:`IngestWorker.step`): decode -> judge -> write. Batching, the order
 commit -> publish -> acknowledge, the database-outage policy and the interval stats are the
@@ -31,6 +32,7 @@ so with manual acks that setting bounds the batch size and the throughput of one
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -57,6 +59,10 @@ from ingest.pipeline import Pipeline
 from ingest.terminals import TerminalCache
 
 log = logging.getLogger(__name__)
+
+
+def _fix_time(position: Position) -> datetime:
+    return position.fix_time
 
 
 class _PoisonMessage(Exception):
@@ -185,7 +191,9 @@ class IngestWorker:
         self.stats["already_stored"] += len(result.already_stored)
         # cleared drift suspects go out again as ok, so rules and map take them
         return Outcome(
-            self._accepted_messages([*result.inserted, *result.already_stored, *write.cleared])
+            self._accepted_messages(
+                [*result.inserted, *result.already_stored, *write.cleared], deliveries
+            )
         )
 
     async def _write(self, write: WriteBatch, fence: Fence) -> positions_db.WriteResult:
@@ -377,18 +385,32 @@ class IngestWorker:
             self.stats["rejected"] += 1
             self.stats[f"rejected:{rejected.reason}"] += 1
 
-    def _accepted_messages(self, stored: list[Position]) -> list[tuple[str, bytes]]:
-        """One message per vehicle: a JSON array of ``Position.to_dict()`` in fix-time order."""
-        by_vehicle: dict[tuple[int, int], list[Position]] = defaultdict(list)
-        for p in stored:
-            assert p.company_id is not None and p.vehicle_id is not None
-            by_vehicle[(p.company_id, p.vehicle_id)].append(p)
+    def _accepted_messages(
+        self, stored: list[Position], deliveries: list[Delivery]
+    ) -> list[tuple[str, bytes]]:
+        """One message per partition of the batch (one on MQTT): ``positions/v2/{partition}``,
+        a JSON array of ``Position.to_dict()`` in fix-time order."""
+        if not stored:
+            return []
+        partitions = {d.partition for d in deliveries}
+        if len(partitions) == 1:
+            by_partition = {partitions.pop(): stored}
+        else:
+            of_terminal: dict[str, int] = {}
+            for d in deliveries:
+                with contextlib.suppress(PayloadError):  # a bad topic stored no position
+                    of_terminal[topics.parse_inbound(d.topic, self.prefix).terminal_id] = (
+                        d.partition
+                    )
+            by_partition = defaultdict(list)
+            for p in stored:
+                by_partition[of_terminal[p.terminal_id]].append(p)
         return [
             (
-                topics.accepted_topic(company_id, vehicle_id, self.prefix),
-                json.dumps([p.to_dict() for p in sorted(ps, key=lambda p: p.fix_time)]).encode(),
+                topics.accepted_topic(partition, self.prefix),
+                json.dumps([p.to_dict() for p in sorted(ps, key=_fix_time)]).encode(),
             )
-            for (company_id, vehicle_id), ps in by_vehicle.items()
+            for partition, ps in sorted(by_partition.items())
         ]
 
     def _report(self, d: dict[str, float], elapsed_s: float) -> None:

@@ -1,7 +1,7 @@
 """``gps-monitor jt809``: forwards accepted positions and alarms to the superior platform.
 
 Inputs (MQTT, one persistent session ``jt809.client_id``, manual acknowledgement):
-``{prefix}positions/v1/+/+`` (what ingest accepted, after its commit) and
+``{prefix}positions/v2/+`` (what ingest accepted, one message per committed batch) and
 ``{prefix}alarms/v1/#`` (what the rules engine raised). Each message is acknowledged only once
 its positions or alarm were written to the main link or stored in the outbox
 (``jt809_outbox``), so a crash or restart loses nothing (the broker redelivers the rest).

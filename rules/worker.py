@@ -1,7 +1,8 @@
 """The live rules service: accepted positions in (MQTT), alarms out (database + MQTT).
 
-Input: ``{prefix}positions/v1/{company_id}/{vehicle_id}``, a JSON array of
-:meth:`Position.to_dict` objects, published by ingest after its commit (QoS 1). The worker holds
+Input: ``{prefix}positions/v2/{partition}``, a JSON array of :meth:`Position.to_dict` objects
+(one committed ingest batch of that partition, many vehicles), published by ingest after its
+commit (QoS 1). The worker holds
 a persistent session and acknowledges manually (:mod:`gps_monitor.mqtt`), so nothing is lost
 while it is down or crashes:
 
@@ -43,7 +44,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 
-from gps_monitor import mqtt, topics
+from gps_monitor import fastjson, mqtt, topics
 from gps_monitor.bus.base import Delivery, FencedOut, Sink, Source, Transport
 from gps_monitor.bus.consumer import BatchConsumer, Fence, Outcome, retry_while_outage
 from gps_monitor.bus.mqtt_transport import MqttTransport
@@ -113,24 +114,6 @@ def rules_client_id(settings: Settings) -> str:
     return base.replace("ingest", "rules") if "ingest" in base else f"{base}-rules"
 
 
-def parse_accepted_topic(topic: str, prefix: str) -> tuple[int, int]:
-    """``{prefix}positions/v1/{company_id}/{vehicle_id}`` -> (company_id, vehicle_id).
-
-    Raises:
-        PayloadError(reason="bad_topic"): anything else.
-    """
-    rest = topic[len(prefix) :] if topic.startswith(prefix) else ""
-    parts = rest.split("/")
-    if len(parts) != 4 or parts[:2] != ["positions", "v1"]:
-        raise PayloadError(
-            "bad_topic", f"expected {prefix}positions/v1/COMPANY/VEHICLE, got {topic!r}"
-        )
-    try:
-        return int(parts[2]), int(parts[3])
-    except ValueError:
-        raise PayloadError("bad_topic", f"expected integer ids in {topic!r}") from None
-
-
 def parse_positions(payload: bytes | bytearray | str) -> list[Position]:
     """A JSON array of ``Position.to_dict()`` objects -> positions.
 
@@ -139,7 +122,7 @@ def parse_positions(payload: bytes | bytearray | str) -> list[Position]:
             element that is not a position.
     """
     try:
-        data = json.loads(payload)
+        data = fastjson.loads(payload)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise PayloadError("malformed_json", f"expected a JSON array ({error})") from None
     except RecursionError:
@@ -153,21 +136,45 @@ def parse_positions(payload: bytes | bytearray | str) -> list[Position]:
 
 @dataclass(frozen=True, slots=True)
 class _Readable:
-    """A message whose topic and payload could be read: the positions of one vehicle."""
+    """The positions of one vehicle in a message whose topic and payload could be read."""
 
     delivery: Delivery
     vehicle_id: int
     positions: list[Position]
 
 
-def _rejected(delivery: Delivery, error: BaseException) -> RejectedMessage:
-    """``delivery`` set aside because of ``error`` (a PayloadError keeps its reason)."""
+def _readable(delivery: Delivery, prefix: str) -> list[_Readable]:
+    """The positions of ``delivery`` per vehicle (in the order the vehicles first appear).
+
+    Raises:
+        PayloadError: a bad topic, a payload that is not positions, a position without a
+            vehicle (ingest publishes only resolved ones).
+    """
+    topics.parse_accepted(delivery.topic, prefix)
+    by_vehicle: dict[int, list[Position]] = {}
+    for position in parse_positions(delivery.payload):
+        if position.vehicle_id is None:
+            raise PayloadError("missing_field", "vehicle_id: expected an integer, got null")
+        by_vehicle.setdefault(position.vehicle_id, []).append(position)
+    return [_Readable(delivery, vid, positions) for vid, positions in by_vehicle.items()]
+
+
+def _rejected(
+    delivery: Delivery, error: BaseException, positions: list[Position] | None = None
+) -> RejectedMessage:
+    """``delivery`` set aside because of ``error`` (a PayloadError keeps its reason); with
+    ``positions``, only those (one vehicle's share of the message) are kept as its payload."""
     if isinstance(error, PayloadError):
         reason, detail = error.reason, error.detail
     else:
         reason, detail = failures.set_aside_reason(error)
     log.warning("rules: setting aside the message on %s: %s: %s", delivery.topic, reason, detail)
-    return RejectedMessage(delivery.topic, delivery.payload, datetime.now(UTC), reason, detail)
+    payload = (
+        delivery.payload
+        if positions is None
+        else json.dumps([p.to_dict() for p in positions]).encode()
+    )
+    return RejectedMessage(delivery.topic, payload, datetime.now(UTC), reason, detail)
 
 
 class RulesWorker:
@@ -327,8 +334,7 @@ class RulesWorker:
         set_aside: list[RejectedMessage] = []
         for delivery in deliveries:
             try:
-                _, vehicle_id = parse_accepted_topic(delivery.topic, self.prefix)
-                readable.append(_Readable(delivery, vehicle_id, parse_positions(delivery.payload)))
+                readable += _readable(delivery, self.prefix)
             except Exception as error:  # whatever it raised, the message caused it
                 set_aside.append(_rejected(delivery, error))
         if time.monotonic() - self._loaded_at > self.settings.rules.reload_interval_s or any(
@@ -364,8 +370,9 @@ class RulesWorker:
     async def _one_by_one(
         self, fence: Fence, readable: list[_Readable], set_aside: list[RejectedMessage]
     ) -> list[Alarm]:
-        """Commit the messages of a failed batch one per transaction, in arrival order; one
-        that fails on its own (not an outage) is set aside with its reason. Each commit is
+        """Commit a failed batch one vehicle of one message per transaction, in arrival order;
+        one that fails on its own (not an outage) is set aside with its reason (its positions
+        as the payload). Each commit is
         retried through an outage on its own (the alarms of those already committed must still
         be published with this batch)."""
         changed = await self._retry(lambda: self._evaluate_and_commit(fence, [], set_aside))
@@ -377,8 +384,11 @@ class RulesWorker:
             except Exception as error:
                 if await failures.blame(error, await self.pool()) is Blame.OUTAGE:
                     raise
-                log.error("rules: message on %s set aside: %r", item.delivery.topic, error)
-                rejected = [_rejected(item.delivery, error)]
+                log.error(
+                    "rules: vehicle %s's positions on %s set aside: %r",
+                    item.vehicle_id, item.delivery.topic, error,
+                )  # fmt: skip
+                rejected = [_rejected(item.delivery, error, item.positions)]
                 changed += await self._retry(
                     partial(self._evaluate_and_commit, fence, [], rejected)
                 )

@@ -132,7 +132,7 @@ async def test_the_rules_process_sets_aside_poison_messages_and_survives_a_resta
     aside with their reasons, raises the good overspeed alarm, and after a restart meets
     neither again."""
     company_id, vehicle_id = await _vehicle(pool)
-    topic = topics.accepted_topic(company_id, vehicle_id, settings.mqtt.topic_prefix)
+    topic = topics.accepted_topic(0, settings.mqtt.topic_prefix)
     now = datetime.now(UTC)
     track = [
         p.evolve(vehicle_id=vehicle_id, company_id=company_id, terminal_id=TERMINAL,

@@ -392,11 +392,11 @@ async def test_terminal_publishes_only_under_its_own_topic(deploy_broker: Broker
     ):
         await ingest.subscribe("gps/v1/#", qos=1)
         await other_terminal.subscribe("gps/v1/#", qos=1)  # terminals may not read anything
-        await rules.subscribe("gps/v1/#", qos=1)  # rules reads positions/v1 only
+        await rules.subscribe("gps/v1/#", qos=1)  # rules reads positions/v2 only
         async with _client(deploy_broker, "13800000001", "pw-13800000001") as terminal:
             await terminal.publish("gps/v1/13800000001/position", b"own", qos=1)
             await terminal.publish("gps/v1/13800000002/position", b"forged", qos=1)
-            await terminal.publish("positions/v1/1/1", b"internal", qos=1)
+            await terminal.publish("positions/v2/0", b"internal", qos=1)
             await terminal.publish("gps/v1/13800000001/batch", b"end", qos=1)
         got = await _collect_until(ingest, b"end")
         assert got == [
@@ -424,10 +424,10 @@ async def test_service_users_reach_their_topics_and_strangers_are_refused(
     ):
         await web.subscribe("alarms/v1/#", qos=1)
         await notify.subscribe("alarms/v1/#", qos=1)
-        await rules.subscribe("positions/v1/#", qos=1)
+        await rules.subscribe("positions/v2/#", qos=1)
         async with _client(deploy_broker, "ingest", SERVICE_PASSWORDS["ingest"]) as ingest:
-            await ingest.publish("positions/v1/7/42", b"accepted", qos=1)
-        assert await _collect_until(rules, b"accepted") == [("positions/v1/7/42", b"accepted")]
+            await ingest.publish("positions/v2/0", b"accepted", qos=1)
+        assert await _collect_until(rules, b"accepted") == [("positions/v2/0", b"accepted")]
         await rules.publish("alarms/v1/7/42/overspeed", b"alarm", qos=1)
         assert await _collect_until(web, b"alarm") == [("alarms/v1/7/42/overspeed", b"alarm")]
         assert await _collect_until(notify, b"alarm") == [("alarms/v1/7/42/overspeed", b"alarm")]
@@ -592,7 +592,7 @@ async def test_services_work_under_the_deploy_acl_with_their_compose_environment
     deploy_broker: Broker, compose: dict[str, Any], database_url: str, tmp_path: Path
 ) -> None:
     """A terminal's SOS position goes terminal -> ingest (reads gps/v1) -> database and
-    positions/v1 -> rules -> alarms/v1, every hop under its own broker user and the deploy ACL;
+    positions/v2 -> rules -> alarms/v1, every hop under its own broker user and the deploy ACL;
     web starts in production mode and its health check passes."""
     import asyncpg
 
@@ -612,7 +612,7 @@ async def test_services_work_under_the_deploy_acl_with_their_compose_environment
     services = ("ingest", "rules", "web")
     with _services(compose, deploy_broker, database_url, tmp_path, services, web_port) as procs:
         async with _client(deploy_broker, "web", SERVICE_PASSWORDS["web"]) as watcher:
-            await watcher.subscribe("positions/v1/#", qos=1)
+            await watcher.subscribe("positions/v2/#", qos=1)
             await watcher.subscribe("alarms/v1/#", qos=1)
             await _wait_for_line(procs, "ingest", "ingest subscribed to")
             await _wait_for_line(procs, "rules", "rules worker subscribed to")
@@ -641,7 +641,7 @@ async def test_services_work_under_the_deploy_acl_with_their_compose_environment
                                     break
                     if any(t.startswith("alarms/v1/") for t in seen):
                         break
-            assert f"positions/v1/{company_id}/{vehicle_id}" in seen
+            assert "positions/v2/0" in seen
             assert any(t.startswith(f"alarms/v1/{company_id}/{vehicle_id}/") for t in seen), seen
         conn = await asyncpg.connect(database_url)
         try:

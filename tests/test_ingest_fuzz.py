@@ -280,7 +280,7 @@ async def test_the_rules_worker_sets_aside_fuzzed_accepted_messages_and_keeps_ev
             "received_at": (start + timedelta(seconds=i)).isoformat(), "quality": "ok",
         }  # fmt: skip
 
-    topic = f"positions/v1/{company.id}/{vehicle.id}"
+    topic = "positions/v2/0"
     messages: list[tuple[str, bytes]] = []
     for i in range(150):
         item = accepted(i, rng.choice(base_positions))
@@ -293,7 +293,7 @@ async def test_the_rules_worker_sets_aside_fuzzed_accepted_messages_and_keeps_ev
             payload = json.dumps(item).encode()  # not an array
         else:
             payload = json.dumps([item]).encode()
-        where = rng.choice([topic, topic, topic, f"positions/v1/{company.id}/x", topic + "/9"])
+        where = rng.choice([topic, topic, topic, "positions/v2/x", topic + "/9"])
         messages.append((where, payload))
     sentinel_time = start + timedelta(hours=1)
     sentinel = accepted(0, base_positions[0]) | {"fix_time": sentinel_time.isoformat()}

@@ -51,9 +51,7 @@ async def test_quality_verdicts_late_batch_and_live_marker(
             await c.subscribe(topics.accepted_filter(settings.mqtt.topic_prefix), qos=1)
             ready.set()
             async for message in c.messages:
-                assert message.topic.value == topics.accepted_topic(
-                    company.id, vehicle.id, settings.mqtt.topic_prefix
-                )
+                assert message.topic.value == topics.accepted_topic(0, settings.mqtt.topic_prefix)
                 accepted.extend(json.loads(bytes(message.payload)))
 
     ready = asyncio.Event()

@@ -73,7 +73,7 @@ async def _publish(
     chunks: list[list[Position]],
     rate_per_s: float = 0.0,
 ) -> None:
-    topic = topics.accepted_topic(company_id, vehicle_id, settings.mqtt.topic_prefix)
+    topic = topics.accepted_topic(0, settings.mqtt.topic_prefix)
     async with mqtt.build_client(settings.mqtt, client_id=f"{settings.mqtt.client_id}-pub") as c:
         for chunk in chunks:
             await c.publish(topic, json.dumps([p.to_dict() for p in chunk]), qos=1)

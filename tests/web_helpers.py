@@ -1,6 +1,6 @@
 """Helpers for the web tests: a two-company world with one user per role, the app on a real
 uvicorn server (websockets) or through httpx's ASGI transport (REST), and MQTT publishing in the
-documented shapes of ``positions/v1/...`` and ``alarms/v1/...``."""
+documented shapes of ``positions/v2/...`` and ``alarms/v1/...``."""
 
 from __future__ import annotations
 
@@ -206,12 +206,10 @@ def position_dict(
 
 
 async def publish_positions(settings: Settings, batches: list[list[dict[str, Any]]]) -> None:
-    """Publish each batch (one vehicle's positions) on positions/v1/{company}/{vehicle}."""
+    """Publish each batch (an ingest batch's positions) on positions/v2/0."""
     async with build_client(settings.mqtt, client_id=f"{settings.mqtt.client_id}-pub") as client:
         for batch in batches:
-            topic = topics.accepted_topic(
-                batch[0]["company_id"], batch[0]["vehicle_id"], settings.mqtt.topic_prefix
-            )
+            topic = topics.accepted_topic(0, settings.mqtt.topic_prefix)
             await client.publish(topic, json.dumps(batch), qos=1)
 
 

@@ -292,7 +292,7 @@ class LiveHub:
     async def handle(self, topic: str, payload: bytes) -> None:
         """Dispatch one MQTT message to the clients (positions, alarms or alarm status)."""
         rest = topic[len(self._prefix) :]
-        if rest.startswith("positions/v1/"):
+        if rest.startswith("positions/v2/"):
             self.handle_positions(json.loads(payload))
         elif rest.startswith("alarms/v1/"):
             await self.handle_alarm(json.loads(payload))
