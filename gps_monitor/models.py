@@ -180,8 +180,8 @@ class Position:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict: every field, datetimes as ISO 8601 UTC, enums as their value.
 
-        This is the payload shape of the internal ``positions/v1/...`` topic (a JSON array of
-        these) that ingest publishes after commit and rules and web consume.
+        This is the payload shape of the internal ``positions/v2/{partition}`` topic (a JSON
+        array of these) that ingest publishes after commit and rules and web consume.
         """
         return _json_dict(self)
 
