@@ -181,9 +181,34 @@ class Position:
         """JSON-ready dict: every field, datetimes as ISO 8601 UTC, enums as their value.
 
         This is the payload shape of the internal ``positions/v2/{partition}`` topic (a JSON
-        array of these) that ingest publishes after commit and rules and web consume.
+        array of these) that ingest publishes after commit and rules and web consume. Spelled out
+        field by field (the generic loop over the slots was a third of ingest's publish cost).
         """
-        return _json_dict(self)
+        quality = self.quality
+        received_at = self.received_at
+        return {
+            "terminal_id": self.terminal_id,
+            "fix_time": self.fix_time.isoformat(),
+            "latitude": self.latitude,
+            "longitude": self.longitude,
+            "speed_kmh": self.speed_kmh,
+            "heading_deg": self.heading_deg,
+            "altitude_m": self.altitude_m,
+            "satellites": self.satellites,
+            "fix_valid": self.fix_valid,
+            "acc_on": self.acc_on,
+            "alarm_flags": self.alarm_flags,
+            "status_flags": self.status_flags,
+            "mileage_km": self.mileage_km,
+            "extras": self.extras,
+            "vehicle_id": self.vehicle_id,
+            "company_id": self.company_id,
+            "quality": quality.value if isinstance(quality, enum.Enum) else quality,
+            "quality_reason": self.quality_reason,
+            "late": self.late,
+            "reupload": self.reupload,
+            "received_at": None if received_at is None else received_at.isoformat(),
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Position:
@@ -194,16 +219,24 @@ class Position:
         """
         try:
             values = dict(data)
-            for name in ("fix_time", "received_at"):
-                if values.get(name) is not None:
-                    values[name] = datetime.fromisoformat(values[name])
-            values["quality"] = Quality(values.get("quality", "ok"))
+            if (fix_time := values.get("fix_time")) is not None:
+                values["fix_time"] = _from_iso(fix_time)
+            if (received_at := values.get("received_at")) is not None:
+                values["received_at"] = _from_iso(received_at)
+            quality = values.get("quality", "ok")
+            values["quality"] = (
+                _QUALITY_OF[quality]
+                if type(quality) is str and quality in _QUALITY_OF
+                else Quality(quality)
+            )
             return cls(**values)
         except (TypeError, ValueError, KeyError) as error:
             raise PayloadError("wrong_type", f"position dict: {error}") from error
 
 
 _POSITION_FIELDS = tuple(f.name for f in fields(Position))
+_QUALITY_OF: dict[Any, Quality] = {q.value: q for q in Quality}
+_from_iso = datetime.fromisoformat
 # fields Position.__post_init__ does not look at: changing them cannot make a valid position invalid
 _UNCHECKED_FIELDS = frozenset(_POSITION_FIELDS) - {
     "terminal_id", "fix_time", "received_at", "speed_kmh", "alarm_flags", "status_flags",

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+import enum
+import json
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from gps_monitor.errors import PayloadError
 from gps_monitor.models import Position, Quality
+from gps_monitor.tracks import read_track
 
 FIX = datetime(2026, 1, 26, 8, 0, tzinfo=UTC)
 
@@ -80,3 +85,83 @@ def test_evolve_checks_again_the_fields_the_constructor_checks() -> None:
     assert moved.fix_time == FIX and moved.fix_time.tzinfo is UTC
     with pytest.raises(TypeError):
         p.evolve(no_such_field=1)
+
+
+def _generic_dict(p: Position) -> dict[str, object]:
+    """What to_dict gave before it was spelled out: every slot, datetimes ISO, enums' values."""
+    out: dict[str, object] = {}
+    for name in p.__slots__:  # type: ignore[attr-defined]
+        value = getattr(p, name)
+        if isinstance(value, datetime):
+            value = value.isoformat()
+        elif isinstance(value, enum.Enum):
+            value = value.value
+        out[name] = value
+    return out
+
+
+def _reference_from_dict(data: dict[str, Any]) -> Position:
+    """from_dict as it was before it was made faster (the reference for results and errors)."""
+    try:
+        values = dict(data)
+        for name in ("fix_time", "received_at"):
+            if values.get(name) is not None:
+                values[name] = datetime.fromisoformat(values[name])
+        values["quality"] = Quality(values.get("quality", "ok"))
+        return Position(**values)
+    except (TypeError, ValueError, KeyError) as error:
+        raise PayloadError("wrong_type", f"position dict: {error}") from error
+
+
+def _outcome(parse: Any, data: Any) -> object:
+    try:
+        return parse(data)
+    except PayloadError as error:
+        return (error.reason, error.detail)
+
+
+def _real_positions(shared_data: Path) -> list[Position]:
+    out = []
+    for name, fmt in (
+        ("bods_liverpool_bus_route14_outbound.csv", "bods"),
+        ("tdrive_beijing_taxi_1.txt", "tdrive"),
+    ):
+        for positions in read_track(shared_data / name, fmt).values():  # type: ignore[arg-type]
+            out += positions
+    return out
+
+
+def test_to_dict_and_from_dict_of_the_real_tracks_are_what_they_were(shared_data: Path) -> None:
+    verdicts = [
+        {}, {"quality": Quality.DRIFT, "quality_reason": "implausible_jump", "late": True},
+        {"quality": "invalid", "received_at": None}, {"vehicle_id": 3, "company_id": 1},
+    ]  # fmt: skip
+    positions = _real_positions(shared_data)
+    assert len(positions) > 2000
+    for i, p in enumerate(positions):
+        p = p.evolve(**({"received_at": FIX} | verdicts[i % len(verdicts)]))
+        d = p.to_dict()
+        assert list(d.items()) == list(_generic_dict(p).items())
+        back = json.loads(json.dumps(d))
+        assert (
+            Position.from_dict(back)
+            == _reference_from_dict(back)
+            == p.evolve(quality=Quality(p.quality))
+        )
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"fix_time": None}, {"fix_time": 12}, {"fix_time": "yesterday"}, {"quality": "bad"},
+        {"quality": ["ok"]}, {"quality": None}, {"received_at": "2026-01-26T08:00:00"},
+        {"no_such_field": 1}, {"speed_kmh": -1}, {"terminal_id": ""},
+        {"fix_time": "1999-01-01T00:00:00+00:00"}, {"quality": Quality.DRIFT},
+    ],
+)  # fmt: skip
+def test_from_dict_refuses_what_it_refused_with_the_same_message(change: dict[str, Any]) -> None:
+    data = _position(received_at=FIX).to_dict()
+    data.update(change)
+    if change == {"fix_time": None}:
+        del data["fix_time"]
+    assert _outcome(Position.from_dict, data) == _outcome(_reference_from_dict, data)
