@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections import defaultdict
@@ -42,7 +41,7 @@ from datetime import datetime
 
 import asyncpg
 
-from gps_monitor import topics
+from gps_monitor import accepted, topics
 from gps_monitor.bus.base import Delivery, FencedOut, Sink, Source, Transport
 from gps_monitor.bus.consumer import BatchConsumer, Fence, Outcome
 from gps_monitor.bus.mqtt_transport import MqttTransport
@@ -408,7 +407,7 @@ class IngestWorker:
         return [
             (
                 topics.accepted_topic(partition, self.prefix),
-                json.dumps([p.to_dict() for p in sorted(ps, key=_fix_time)]).encode(),
+                accepted.encode(sorted(ps, key=_fix_time)),
             )
             for partition, ps in sorted(by_partition.items())
         ]

@@ -44,7 +44,8 @@ from typing import Any, TypeVar
 
 import asyncpg
 
-from gps_monitor import fastjson, mqtt, topics
+from gps_monitor import mqtt, topics
+from gps_monitor.accepted import parse_positions
 from gps_monitor.bus.base import Delivery, FencedOut, Sink, Source, Transport
 from gps_monitor.bus.consumer import BatchConsumer, Fence, Outcome, retry_while_outage
 from gps_monitor.bus.mqtt_transport import MqttTransport
@@ -112,26 +113,6 @@ def rules_client_id(settings: Settings) -> str:
         return settings.rules.client_id
     base = settings.mqtt.client_id
     return base.replace("ingest", "rules") if "ingest" in base else f"{base}-rules"
-
-
-def parse_positions(payload: bytes | bytearray | str) -> list[Position]:
-    """A JSON array of ``Position.to_dict()`` objects -> positions.
-
-    Raises:
-        PayloadError: not JSON, nested too deep to parse (``too_deep``), not an array, or an
-            element that is not a position.
-    """
-    try:
-        data = fastjson.loads(payload)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise PayloadError("malformed_json", f"expected a JSON array ({error})") from None
-    except RecursionError:
-        raise PayloadError(
-            "too_deep", "expected a JSON array of positions, got nesting too deep to parse"
-        ) from None
-    if not isinstance(data, list):
-        raise PayloadError("wrong_type", f"expected a JSON array, got {type(data).__name__}")
-    return [Position.from_dict(item) for item in data]
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,6 +27,7 @@ import asyncpg
 import pytest
 from ingest_helpers import drop_session, position_json, publish_raw, wait_for
 
+from gps_monitor.accepted import parse_positions
 from gps_monitor.config import Settings
 from gps_monitor.db.registry import ensure_company, ensure_vehicle
 from gps_monitor.errors import PayloadError
@@ -34,7 +35,7 @@ from gps_monitor.payload import position_to_payload
 from gps_monitor.tracks import read_track
 from ingest.decode import decode_positions
 from ingest.worker import IngestWorker
-from rules.worker import RulesWorker, parse_positions, rules_client_id
+from rules.worker import RulesWorker, rules_client_id
 
 SEED = 14
 TERMINAL = "013800000140"
