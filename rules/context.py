@@ -437,12 +437,6 @@ def route_along(fix: Fix, ctx: RuleContext, route_id: str, *, previous: bool = F
     return float(line.project(fix.point))
 
 
-def fields_of(state: Any) -> dict[str, Any]:
-    """A flat slots dataclass as a dict (what ``dataclasses.asdict`` gives for flat states,
-    without its recursive deep copy: state JSON is written for every vehicle of every batch)."""
-    return {name: getattr(state, name) for name in state.__slots__}
-
-
 _NO_DEFAULT = object()
 _defaults_of: dict[type, tuple[tuple[str, Any], ...]] = {}
 
