@@ -13,11 +13,11 @@
 
 3. ``steps``: the rules worker's own steps per CPU-second without a broker, over the ``engine``
    world, batch by batch (``--batch`` positions, one per vehicle): ``decode`` (the accepted
-   payload, a JSON array of ``Position.to_dict()``, back to positions), ``evaluate``
+   payload, :mod:`gps_monitor.accepted`, back to positions), ``evaluate``
    (``Engine.process``), ``state`` (``rules.state``: the JSON text of each changed vehicle
    state) and, unless ``--no-db``, ``save`` (``rules.state.save_states`` into a scratch
    database: this process's CPU and the database backend's, read from /proc); ``encode`` (the
-   ingest side: ``to_dict`` and JSON of the batch) is shown apart. Best of ``--repeat`` runs.
+   ingest side: ``accepted.encode`` of the batch) is shown apart. Best of ``--repeat`` runs.
 
     .venv/bin/python benchmarks/rules.py engine --positions 200000
     .venv/bin/python benchmarks/rules.py live --rate 5000 --seconds 10
@@ -260,7 +260,7 @@ def bench_engine(args: argparse.Namespace) -> None:
 
 
 def bench_steps(args: argparse.Namespace) -> None:
-    from gps_monitor import fastjson
+    from gps_monitor import accepted
     from rules.state import state_text
 
     per_vehicle = max(2, args.positions // args.vehicles)
@@ -289,9 +289,9 @@ def bench_steps(args: argparse.Namespace) -> None:
         gc.collect()
         for batch in batches:
             c0 = time.process_time()
-            payload = json.dumps([p.to_dict() for p in batch]).encode()
+            payload = accepted.encode(batch)
             c1 = time.process_time()
-            positions = [Position.from_dict(d) for d in fastjson.loads(payload)]
+            positions = accepted.parse_positions(payload)
             c2 = time.process_time()
             changed: dict[int, VehicleState] = {}
             for p in positions:

@@ -5,7 +5,9 @@ One :func:`write_batch` call is one transaction:
 
 1. positions are COPYed into a temporary table, then ``INSERT ... ON CONFLICT (vehicle_id,
    fix_time) DO NOTHING``: a redelivered or duplicate fix is stored once; each references its
-   message by ``raw_message_id`` (ids drawn from ``raw_messages_id_seq``);
+   message by ``raw_message_id`` (ids drawn from ``raw_messages_id_seq``). A batch whose keys
+   are distinct (the usual one) is inserted unsorted and reads nothing back unless some of
+   its fixes were stored before;
 2. every accepted MQTT message goes to ``raw_messages`` exactly as received, **once**: a message
    that stored no new position and is identical (same topic, payload bytes and MQTT packet
    identifier) to one stored within ``redelivery_window_s`` or earlier in the batch is a
@@ -152,6 +154,37 @@ ON CONFLICT (vehicle_id) DO UPDATE SET
 """
 
 
+_INSERT_DISTINCT_FROM_STAGING = f"""
+INSERT INTO positions ({", ".join(POSITION_COLUMNS)})
+SELECT {", ".join("extras::jsonb" if c == "extras" else c for c in POSITION_COLUMNS)}
+FROM positions_staging
+ON CONFLICT (vehicle_id, fix_time) DO NOTHING
+"""
+# the staged rows this transaction stored: their raw message ids were drawn by it
+_STORED_FROM_STAGING = """
+SELECT s.vehicle_id, s.fix_time FROM positions_staging s JOIN positions p
+ON p.vehicle_id = s.vehicle_id AND p.fix_time = s.fix_time AND p.raw_message_id = s.raw_message_id
+"""
+
+
+async def _insert_from_staging(
+    conn: asyncpg.Connection, rows: Sequence[PositionRow]
+) -> set[tuple[int, datetime]]:
+    """INSERT the staged rows not stored yet; returns their (vehicle, fix time) keys.
+
+    Keys distinct in the batch (the usual case): no sort for ``DISTINCT ON`` and no row sent
+    back when the statement's count says every row went in; only when some were stored already
+    (a redelivery) are the stored ones read back, by the raw message ids this batch drew.
+    """
+    keys = {(row.position.vehicle_id, row.position.fix_time) for row in rows}
+    if len(keys) < len(rows):
+        return {(r["vehicle_id"], r["fix_time"]) for r in await conn.fetch(_INSERT_FROM_STAGING)}
+    status = await conn.execute(_INSERT_DISTINCT_FROM_STAGING)
+    if status.rpartition(" ")[2] == str(len(rows)):
+        return keys  # type: ignore[return-value]
+    return {(r["vehicle_id"], r["fix_time"]) for r in await conn.fetch(_STORED_FROM_STAGING)}
+
+
 async def write_batch(
     conn: asyncpg.Connection, batch: WriteBatch, *, redelivery_window_s: float = 7 * 24 * 3600.0
 ) -> WriteResult:
@@ -191,9 +224,7 @@ async def write_batch(
                 ],
                 columns=(*POSITION_COLUMNS, "ord"),
             )
-            keys |= {
-                (r["vehicle_id"], r["fix_time"]) for r in await conn.fetch(_INSERT_FROM_STAGING)
-            }
+            keys |= await _insert_from_staging(conn, batch.positions)
             seen: set[tuple[int, datetime]] = set()
             missing: list[PositionRow] = []
             for row in batch.positions:

@@ -1,0 +1,100 @@
+"""gps_monitor.db.positions.write_batch on the real PostgreSQL: a batch with nothing stored yet
+(inserted without reading anything back), one meeting stored fixes (the stored ones read back by
+raw message id) and one repeating a fix (DISTINCT ON) store the same rows (extras as JSON
+objects, verdicts, distances, raw message references, the KPI table the trigger keeps)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+
+from gps_monitor.db.positions import PositionRow, RawMessage, WriteBatch, write_batch
+from gps_monitor.db.registry import ensure_company, ensure_vehicle
+from gps_monitor.models import Position, Quality
+
+START = datetime(2026, 1, 26, 8, 0, tzinfo=UTC)
+COLUMNS = (
+    "fix_time, received_at, latitude, longitude, speed_kmh, heading_deg, altitude_m, "
+    "satellites, fix_valid, acc_on, alarm_flags, status_flags, mileage_km, extras, quality, "
+    "quality_reason, late, reupload, distance_m, interval_s"
+)
+
+
+def _batch(vehicle_id: int, company_id: int, fixes: range, tag: str) -> WriteBatch:
+    """One message per fix, every kind of value: extras nested and empty, verdicts, flags."""
+    batch = WriteBatch()
+    for i in fixes:
+        at = START + timedelta(seconds=10 * i)
+        batch.raw.append(RawMessage(f"gps/v1/{tag}/position", f"{tag}{i}".encode(), at, i + 1))
+        p = Position(
+            terminal_id=tag, fix_time=at, latitude=29.5 + i * 1e-4, longitude=106.5,
+            speed_kmh=40.0 + i, heading_deg=None if i % 3 else 90.0, satellites=i % 12,
+            acc_on=None if i % 2 else True, alarm_flags=i, mileage_km=100.0 + i,
+            extras={"io": [1, {"a": "渝"}], "n": i} if i % 2 else {},
+            vehicle_id=vehicle_id, company_id=company_id,
+            quality=Quality.DRIFT if i == 3 else Quality.OK,
+            quality_reason="implausible_jump" if i == 3 else None, late=i == 5,
+            reupload=i == 5, received_at=at + timedelta(seconds=1),
+        )  # fmt: skip
+        batch.positions.append(
+            PositionRow(p, len(batch.raw) - 1, distance_m=None if i == 3 else 12.5, interval_s=10)
+        )
+    return batch
+
+
+async def _rows(pool: asyncpg.Pool, vehicle_id: int) -> list[tuple[object, ...]]:
+    rows = await pool.fetch(
+        f"SELECT {COLUMNS}, (SELECT payload FROM raw_messages r WHERE r.id = p.raw_message_id) "
+        "AS payload FROM positions p WHERE vehicle_id = $1 ORDER BY fix_time",
+        vehicle_id,
+    )
+    return [tuple(r) for r in rows]
+
+
+async def test_a_new_batch_and_one_meeting_stored_fixes_store_the_same_rows(
+    pool: asyncpg.Pool,
+) -> None:
+    company = await ensure_company(pool, "Write Co")
+    a = await ensure_vehicle(pool, company_id=company.id, plate_number="渝A1", terminal_id="A")
+    b = await ensure_vehicle(pool, company_id=company.id, plate_number="渝B1", terminal_id="B")
+    async with pool.acquire() as conn:
+        # vehicle a: nothing stored, keys distinct: every row goes in, nothing read back
+        straight = await write_batch(conn, _batch(a.id, company.id, range(8), "A"))
+        # vehicle b: fix 0 stored first: the batch meets a stored key, the others read back
+        await write_batch(conn, _batch(b.id, company.id, range(1), "B"))
+        conflict = await write_batch(conn, _batch(b.id, company.id, range(8), "B"))
+    assert straight.inserted == [
+        r.position for r in _batch(a.id, company.id, range(8), "A").positions
+    ]
+    assert [p.fix_time for p in conflict.inserted] == [START + timedelta(seconds=10 * i)
+                                                       for i in range(1, 8)]  # fmt: skip
+    assert [p.fix_time for p in conflict.already_stored] == [START]
+    rows_a, rows_b = await _rows(pool, a.id), await _rows(pool, b.id)
+    assert len(rows_a) == 8
+    assert [r[:-1] for r in rows_a] == [r[:-1] for r in rows_b]
+    assert [r[-1] for r in rows_a] == [f"A{i}".encode() for i in range(8)]
+    assert rows_a[1][13] == {"io": [1, {"a": "渝"}], "n": 1} and rows_a[0][13] is None
+    kpi = "SELECT positions, ok_positions, drift_positions, distance_m FROM vehicle_day_kpi "
+    assert tuple(await pool.fetchrow(kpi + "WHERE vehicle_id = $1", a.id)) == tuple(
+        await pool.fetchrow(kpi + "WHERE vehicle_id = $1", b.id)
+    )
+
+
+async def test_a_batch_repeating_a_fix_stores_the_first_and_all_of_it_once(
+    pool: asyncpg.Pool,
+) -> None:
+    company = await ensure_company(pool, "Write Co")
+    a = await ensure_vehicle(pool, company_id=company.id, plate_number="渝A2", terminal_id="A2")
+    batch = _batch(a.id, company.id, range(4), "A2")
+    first = batch.positions[2]
+    again = PositionRow(first.position.evolve(speed_kmh=99.0), first.raw_index)
+    batch.positions.append(again)
+    async with pool.acquire() as conn:
+        result = await write_batch(conn, batch)
+        redelivered = await write_batch(conn, _batch(a.id, company.id, range(4), "A2"))
+    assert len(result.inserted) == 4 and result.inserted[2].speed_kmh == first.position.speed_kmh
+    assert redelivered.inserted == [] and len(redelivered.already_stored) == 4
+    assert await pool.fetchval("SELECT count(*) FROM positions") == 4
+    assert await pool.fetchval("SELECT speed_kmh FROM positions ORDER BY fix_time OFFSET 2") == 42
+    assert await pool.fetchval("SELECT count(*) FROM raw_messages") == 4  # redelivery: no row
