@@ -41,11 +41,15 @@ def implied_speed_kmh(
 
     Returns ``inf`` for two different places at the same instant and 0 for the same place.
     """
-    dist = distance_m(lat1, lon1, lat2, lon2)
+    return speed_over_kmh(distance_m(lat1, lon1, lat2, lon2), t1, t2)
+
+
+def speed_over_kmh(dist_m: float, t1: datetime, t2: datetime) -> float:
+    """:func:`implied_speed_kmh` of a distance already measured (metres) between two times."""
     dt_s = abs((t2 - t1).total_seconds())
     if dt_s == 0:
-        return 0.0 if dist == 0 else float("inf")
-    return dist / dt_s * 3.6
+        return 0.0 if dist_m == 0 else float("inf")
+    return dist_m / dt_s * 3.6
 
 
 # --- local projected CRS --------------------------------------------------------------------

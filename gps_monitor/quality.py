@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from gps_monitor.config import QualitySettings
-from gps_monitor.geo import distance_m, implied_speed_kmh
+from gps_monitor.geo import distance_m, speed_over_kmh
 from gps_monitor.models import Position, Quality, VehicleClass
 
 # invalid verdicts whose fix time is not the report's time either (a +/-8 h zone mistake): every
@@ -42,7 +42,8 @@ def max_plausible_speed_kmh(vehicle_class: VehicleClass | str, settings: Quality
     judged implausible. A class missing from the mapping gets the highest bound configured.
     """
     bounds = settings.max_plausible_speed_kmh
-    return bounds.get(str(vehicle_class), max(bounds.values()))
+    found = bounds.get(str(vehicle_class))
+    return found if found is not None else max(bounds.values())
 
 
 def invalid_reason(
@@ -83,15 +84,15 @@ def is_jump(a: Position, b: Position, settings: QualitySettings) -> bool:
 
     Implausible = implied speed above ``drift_speed_kmh`` over more than ``drift_min_distance_m``.
     """
-    if (
-        distance_m(a.latitude, a.longitude, b.latitude, b.longitude)
-        <= settings.drift_min_distance_m
-    ):
-        return False
-    speed = implied_speed_kmh(
-        a.latitude, a.longitude, a.fix_time, b.latitude, b.longitude, b.fix_time
-    )
-    return speed > settings.drift_speed_kmh
+    return _jump(a, b, settings)[0]
+
+
+def _jump(a: Position, b: Position, settings: QualitySettings) -> tuple[bool, float]:
+    """:func:`is_jump` and the geodesic distance (metres) it measured, measured once."""
+    dist_m = distance_m(a.latitude, a.longitude, b.latitude, b.longitude)
+    if dist_m <= settings.drift_min_distance_m:
+        return False, dist_m
+    return speed_over_kmh(dist_m, a.fix_time, b.fix_time) > settings.drift_speed_kmh, dist_m
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,11 +114,15 @@ class DriftVerdict:
     quality: verdict for the new fix (ok or drift).
     cleared: a previously flagged suspect that turns out to be good (re-flag it ok), or None.
     state: the vehicle's next drift state.
+    distance_m: for an ok fix that moved past the anchor, the geodesic distance (metres) from
+        the fix it was judged against (the anchor, or the cleared suspect), as measured for the
+        verdict; None otherwise.
     """
 
     quality: Quality
     cleared: Position | None
     state: DriftState
+    distance_m: float | None = None
 
 
 def judge_drift(state: DriftState, position: Position, settings: QualitySettings) -> DriftVerdict:
@@ -137,10 +142,15 @@ def judge_drift(state: DriftState, position: Position, settings: QualitySettings
     if newest is not None and position.fix_time <= newest.fix_time:
         repeats_suspect = suspect is not None and position.fix_time == suspect.fix_time
         return DriftVerdict(Quality.DRIFT if repeats_suspect else Quality.OK, None, state)
-    if anchor is None or not is_jump(anchor, position, settings):
+    if anchor is None:
         return DriftVerdict(Quality.OK, None, DriftState(anchor=position))
-    if suspect is not None and not is_jump(suspect, position, settings):
-        return DriftVerdict(Quality.OK, suspect, DriftState(anchor=position))
+    jump, from_anchor_m = _jump(anchor, position, settings)
+    if not jump:
+        return DriftVerdict(Quality.OK, None, DriftState(anchor=position), from_anchor_m)
+    if suspect is not None:
+        jump, from_suspect_m = _jump(suspect, position, settings)
+        if not jump:
+            return DriftVerdict(Quality.OK, suspect, DriftState(anchor=position), from_suspect_m)
     return DriftVerdict(Quality.DRIFT, None, DriftState(anchor=anchor, suspect=position))
 
 

@@ -67,8 +67,12 @@ def decode_positions(
         ) from None
     if b"\\u0000" in payload:  # the only way JSON can carry a NUL; PostgreSQL text refuses it
         _refuse_nul(data, "")
+    # n brackets hold at most n - 1 containers inside a position, so no deeper nesting: the
+    # walk is skipped for the usual flat position (counting bytes is far cheaper than it)
+    shallow = payload.count(b"{") + payload.count(b"[") <= settings.max_extras_depth + 1
     if kind == "position":
-        check_depth(data, settings.max_extras_depth, "")
+        if not shallow:
+            check_depth(data, settings.max_extras_depth, "")
         return [parse_position(data, terminal_id, received_at)]
     if not isinstance(data, list):
         raise PayloadError(
@@ -82,8 +86,9 @@ def decode_positions(
             f"batch payload: expected at most {settings.max_batch_positions} positions, "
             f"got {len(data)}",
         )
-    for i, item in enumerate(data):
-        check_depth(item, settings.max_extras_depth, f"[{i}]")
+    if not shallow:
+        for i, item in enumerate(data):
+            check_depth(item, settings.max_extras_depth, f"[{i}]")
     return [
         parse_position(item, terminal_id, received_at, where=f"[{i}].")
         for i, item in enumerate(data)

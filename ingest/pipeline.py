@@ -175,21 +175,32 @@ class Pipeline:
             p.evolve(quality=verdict.quality, quality_reason=_drift_reason(verdict.quality)),
             raw_index,
             previous_ok,
+            verdict.distance_m,
         )
 
-    def _row(self, p: Position, raw_index: int, previous_ok: Position | None) -> PositionRow:
+    def _row(
+        self,
+        p: Position,
+        raw_index: int,
+        previous_ok: Position | None,
+        measured_m: float | None = None,
+    ) -> PositionRow:
+        """The row of ``p``; ``measured_m``: the distance from ``previous_ok`` when the
+        verdict measured it already."""
         if p.quality == Quality.DRIFT:
             self.stats.drift += 1
         else:
             self.stats.ok += 1
         if p.quality != Quality.OK or previous_ok is None:
             return PositionRow(p, raw_index)
+        if measured_m is None:
+            measured_m = distance_m(
+                previous_ok.latitude, previous_ok.longitude, p.latitude, p.longitude
+            )
         return PositionRow(
             p,
             raw_index,
-            distance_m=distance_m(
-                previous_ok.latitude, previous_ok.longitude, p.latitude, p.longitude
-            ),
+            distance_m=measured_m,
             interval_s=(p.fix_time - previous_ok.fix_time).total_seconds(),
         )
 

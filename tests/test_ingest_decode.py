@@ -113,3 +113,30 @@ def test_a_nul_character_is_refused_with_where_it_is() -> None:
     assert in_value.value.detail.startswith("[1].extras.io[1]: expected text without NUL")
     assert in_key.value.detail.startswith("extras: expected keys without NUL characters")
     assert _decode({**base, "extras": {"note": "a\\u0000"}})[0].extras == {"note": "a\\u0000"}
+
+
+@pytest.mark.parametrize("kind", ["position", "batch"])
+def test_nesting_up_to_the_limit_is_accepted_and_one_level_more_is_too_deep(kind: str) -> None:
+    base = {"fix_time": "2026-01-26T08:00:00+08:00", "latitude": 29.5, "longitude": 106.5,
+            "speed_kmh": 0}  # fmt: skip
+    depth = SETTINGS.max_extras_depth
+
+    def nested(levels: int) -> object:
+        """``levels`` containers, objects and arrays in turn, the outermost an object."""
+        value: object = 1
+        for i in range(levels):
+            value = {"k": value} if (levels - 1 - i) % 2 == 0 else [value]
+        return value
+
+    def message(levels: int) -> object:
+        position = {**base, "extras": nested(levels)}
+        return [base, position] if kind == "batch" else position
+
+    (*_, deepest) = _decode(message(depth), kind)
+    assert deepest.extras == nested(depth)
+    with pytest.raises(PayloadError) as caught:
+        _decode(message(depth + 1), kind)
+    assert caught.value.reason == "too_deep"
+    where = "[1]." if kind == "batch" else ""
+    assert caught.value.detail.startswith(f"{where}extras")
+    assert caught.value.detail.endswith(f"got level {depth + 1}")

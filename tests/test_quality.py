@@ -8,6 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from gps_monitor.config import QualitySettings
+from gps_monitor.geo import distance_m
 from gps_monitor.models import Position, Quality, VehicleClass
 from gps_monitor.quality import (
     DriftState,
@@ -147,3 +148,17 @@ def test_plausible_speed_bounds_are_settings_with_checked_values() -> None:
         QualitySettings(max_plausible_speed_kmh={"taxi": 150.0})
     with pytest.raises(ValidationError, match="expected a finite speed above 0"):
         QualitySettings(max_plausible_speed_kmh={"coach": 0.0})
+
+
+def test_an_ok_verdict_carries_the_distance_from_the_fix_it_was_judged_against() -> None:
+    first = judge_drift(DriftState(), fix(0), SETTINGS)
+    assert first.distance_m is None  # nothing to measure from
+    step = judge_drift(first.state, fix(10, 29.5601), SETTINGS)
+    assert step.distance_m == distance_m(29.56, 106.55, 29.5601, 106.55)
+    moved = judge_drift(step.state, fix(60, 30.2), SETTINGS)
+    assert moved.quality == Quality.DRIFT and moved.distance_m is None
+    confirmed = judge_drift(moved.state, fix(70, 30.2001), SETTINGS)
+    assert confirmed.cleared is not None
+    assert confirmed.distance_m == distance_m(30.2, 106.55, 30.2001, 106.55)  # from the suspect
+    again = judge_drift(confirmed.state, fix(70, 30.2001), SETTINGS)
+    assert again.distance_m is None  # the same fix again: nothing measured
