@@ -20,7 +20,14 @@ from shapely import Point
 
 from gps_monitor.alarm_levels import level_for
 from gps_monitor.config import AlarmsSettings, QualitySettings, RulesSettings
-from gps_monitor.geo import ZonedIndex, ZoneKey, ZoneShapes, projection_of_zone, zone_key
+from gps_monitor.geo import (
+    ZonedIndex,
+    ZoneKey,
+    ZoneShapes,
+    fast_distance_m,
+    projection_of_zone,
+    zone_key,
+)
 from gps_monitor.geofences import Geofence, Route, TimeWindow
 from gps_monitor.models import Alarm, Position
 from rules.driver_days import DriverDays
@@ -125,7 +132,8 @@ class Fix:
         position: the position.
         t: fix time, epoch seconds.
         minute_of_day: local minute after midnight (settings.timezone).
-        zone, x, y: local projected zone and metres.
+        zone, x, y: local projected zone and metres (projected on first use: a vehicle with
+            no geofence or route near it never needs them).
         prev_t, prev_lat, prev_lon, prev_speed_kmh: the previous evaluated fix (None at first).
         dt_s: seconds since the previous fix (0 at first).
         step_m: distance from the previous fix, metres.
@@ -136,8 +144,6 @@ class Fix:
     t: float
     minute_of_day: int
     zone: ZoneKey
-    x: float
-    y: float
     prev_t: float | None = None
     prev_lat: float | None = None
     prev_lon: float | None = None
@@ -148,6 +154,20 @@ class Fix:
     _fence_hits: list[tuple[Geofence, int, bool]] | None = None
     _point: Any = None
     _routes: dict[tuple[str, float], bool] | None = None
+    _xy: tuple[float, float] | None = None
+
+    @property
+    def x(self) -> float:
+        return (self._xy or self._project())[0]
+
+    @property
+    def y(self) -> float:
+        return (self._xy or self._project())[1]
+
+    def _project(self) -> tuple[float, float]:
+        p = self.position
+        self._xy = projection_of_zone(self.zone).xy(p.longitude, p.latitude)
+        return self._xy
 
     def prev_xy(self) -> tuple[float, float] | None:
         """The previous fix projected into this fix's zone (None at the first fix or when it
@@ -347,13 +367,9 @@ def make_fix(
     local: LocalClock,
 ) -> Fix:
     """Build the :class:`Fix` of a position given the previous fix ``(t, lat, lon, speed)``."""
-    from gps_monitor.geo import fast_distance_m
-
     t = position.fix_time.timestamp()
     lon, lat = position.longitude, position.latitude
-    key = zone_key(lon, lat)
-    x, y = projection_of_zone(key).xy(lon, lat)
-    fix = Fix(position=position, t=t, minute_of_day=local.minute_of_day(t), zone=key, x=x, y=y)
+    fix = Fix(position=position, t=t, minute_of_day=local.minute_of_day(t), zone=zone_key(lon, lat))
     if prev is not None:
         pt, plat, plon, pspeed = prev
         fix.prev_t, fix.prev_lat, fix.prev_lon, fix.prev_speed_kmh = pt, plat, plon, pspeed
