@@ -45,6 +45,7 @@ from gps_monitor import accepted, topics
 from gps_monitor.bus.base import Delivery, FencedOut, Sink, Source, Transport
 from gps_monitor.bus.consumer import BatchConsumer, Fence, Outcome
 from gps_monitor.bus.mqtt_transport import MqttTransport
+from gps_monitor.bus.nats_transport import NatsTransport
 from gps_monitor.config import Settings
 from gps_monitor.db import failures
 from gps_monitor.db import positions as positions_db
@@ -98,6 +99,8 @@ class IngestWorker:
         self._conn: asyncpg.Connection | None = None
         self._terminals: TerminalCache | None = None
         self.ready = asyncio.Event()
+        if transport is None and settings.bus.transport == "nats":
+            transport = NatsTransport(settings, "ingest")
         self.transport: Transport = transport or MqttTransport(
             settings.mqtt,
             client_id=None,
@@ -119,6 +122,7 @@ class IngestWorker:
         self._redelivery_window_s = float(settings.mqtt.session_expiry_s)
         # terminal id -> monotonic time its last heartbeat was taken (written or rejected)
         self._contact_taken: dict[str, float] = {}
+        self._states_stale = False
 
     async def _db(self) -> asyncpg.Connection:
         if self._conn is None or self._conn.is_closed():
@@ -139,9 +143,15 @@ class IngestWorker:
             await self.close()
 
     async def _session(self, source: Source, sink: Sink) -> None:
+        source.on_ownership_change(self._ownership_changed)
         log.info("ingest subscribed to %s", topics.inbound_filter(self.prefix))
         self.ready.set()
         await self.consumer.run(source, sink)
+
+    async def _ownership_changed(self, gained: frozenset[int], lost: frozenset[int]) -> None:
+        """Partitions moved (NATS): the quality states held may be older than what another
+        owner committed since, so all are reloaded from the database by the next batch."""
+        self._states_stale = True
 
     async def reset(self) -> None:
         """Forget what an uncommitted batch left in memory (quality states, heartbeats taken);
@@ -165,6 +175,9 @@ class IngestWorker:
             an outage (:func:`gps_monitor.db.failures.is_outage`): nothing is stored.
             FencedOut: this process lost a partition of the batch; nothing is stored.
         """
+        if self._states_stale:  # partitions moved since the last batch (NATS)
+            self._states_stale = False
+            self.pipeline.reset()
         try:
             t0 = time.perf_counter()
             write = await self._prepare(deliveries)

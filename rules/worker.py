@@ -21,6 +21,13 @@ database is back) and the interval stats are the shared batch consumer's
 (:mod:`gps_monitor.bus.consumer`); this module keeps its own steps: evaluate -> save
 (:meth:`RulesWorker.__call__`). The transport (:mod:`gps_monitor.bus`) is MQTT by default.
 
+Partitions (``GPS_MONITOR_BUS_TRANSPORT=nats``): the process holds state and runs the offline
+timer only for the vehicles of the partitions it owns (:attr:`RulesWorker.owned`; a vehicle's
+partition is its terminal's, :func:`~gps_monitor.bus.partition.partition_of`). A gained
+partition's states are loaded as last committed (after the lease is taken, which waits for the
+previous owner's commit under way), a lost one's are forgotten; every commit, the offline
+timer's too, passes the source's fence. On MQTT the one partition is always owned.
+
 A crash before 3 loses nothing (the broker redelivers); after 3, redelivered fixes are older
 than the committed state and skipped, so a restarted worker gives the same alarms as one that ran
 through. The offline timer runs every ``rules.offline_check_interval_s`` on the wall clock over
@@ -49,6 +56,8 @@ from gps_monitor.accepted import parse_positions
 from gps_monitor.bus.base import Delivery, FencedOut, Sink, Source, Transport
 from gps_monitor.bus.consumer import BatchConsumer, Fence, Outcome, retry_while_outage
 from gps_monitor.bus.mqtt_transport import MqttTransport
+from gps_monitor.bus.nats_transport import NatsTransport
+from gps_monitor.bus.partition import partition_of
 from gps_monitor.config import Settings
 from gps_monitor.db import failures, registry
 from gps_monitor.db.alarms import (
@@ -184,6 +193,13 @@ class RulesWorker:
         self._geo_fingerprint: tuple[Any, ...] | None = None
         self._max_lag_s = 0.0
         self._sink: Sink | None = None
+        if transport is None and settings.bus.transport == "nats":
+            transport = NatsTransport(settings, "rules")
+        # partitions this process owns (MQTT: the only one); rules keeps state and runs the
+        # offline timer only for their vehicles
+        nats = settings.bus.transport == "nats"  # owns nothing until the source says so
+        self.owned: frozenset[int] = frozenset() if nats else frozenset({0})
+        self._source: Source | None = None
         self.transport: Transport = transport or MqttTransport(
             settings.mqtt,
             client_id=rules_client_id(settings),
@@ -242,17 +258,51 @@ class RulesWorker:
         }
         self._loaded_at = time.monotonic()
 
-    async def restore(self) -> None:
-        """Vehicle states as last committed."""
+    def partition_of_vehicle(self, vehicle_id: int) -> int | None:
+        """The bus partition of a registered vehicle (its terminal's), None if unknown."""
+        profile = self.profiles.get(vehicle_id)
+        if profile is None:
+            return None
+        return partition_of(profile.terminal_id, self.settings.bus.partition_count)
+
+    def owns(self, vehicle_id: int) -> bool:
+        return self.partition_of_vehicle(vehicle_id) in self.owned
+
+    async def restore(self, partitions: frozenset[int]) -> None:
+        """Vehicle states as last committed, of the vehicles of ``partitions`` (added to what
+        is held)."""
         stored = await load_states(await self.pool())
-        self.states = {vid: state for vid, (state, _) in stored.items()}
-        self.written = {vid: text for vid, (_, text) in stored.items()}
+        mine = {
+            vid: pair
+            for vid, pair in stored.items()
+            if self.partition_of_vehicle(vid) in partitions
+        }
+        self.states.update((vid, state) for vid, (state, _) in mine.items())
+        self.written.update((vid, text) for vid, (_, text) in mine.items())
         self.driver_days.restore(
             (vid, state.rules[fatigue.NAME].driver_days)
-            for vid, state in self.states.items()
+            for vid, (state, _) in mine.items()
             if fatigue.NAME in state.rules
         )
-        log.info("rules worker restored the state of %d vehicle(s)", len(self.states))
+        log.info(
+            "rules worker restored the state of %d vehicle(s) of %d partition(s)",
+            len(mine),
+            len(partitions),
+        )
+
+    async def _ownership_changed(self, gained: frozenset[int], lost: frozenset[int]) -> None:
+        """The source gained or lost partitions (NATS): forget the lost vehicles' states, load
+        the gained ones' as last committed (the lease taken before this call waited for the
+        previous owner's last commit)."""
+        async with self.lock:
+            if lost:
+                for vehicle_id in [v for v in self.states if self.partition_of_vehicle(v) in lost]:
+                    self.states.pop(vehicle_id, None)
+                    self.written.pop(vehicle_id, None)
+            self.owned = (self.owned - lost) | gained
+            if gained:
+                await self._retry(self.reload)
+                await self._retry(partial(self.restore, gained))
 
     def context(self, profile: VehicleProfile, *, late: bool = False) -> RuleContext:
         return RuleContext(
@@ -273,7 +323,7 @@ class RulesWorker:
         """Run until cancelled (connect, consume, reconnect with backoff)."""
         try:
             await self.reload()
-            await self.restore()
+            await self.restore(self.owned)
             await self.transport.serve(self._session)
         finally:
             await self.close()
@@ -282,6 +332,9 @@ class RulesWorker:
         """Consume on one connection (returns only by an exception): the alarm outbox first,
         then batches, with the offline timer beside them."""
         self._sink = sink
+        self._source = source
+        if self.settings.bus.transport == "nats":
+            source.on_ownership_change(self._ownership_changed)
         log.info("rules worker subscribed to %s", topics.accepted_filter(self.prefix))
         await self._publish_all(await self._retry(self._pending_publications))
         self.ready.set()
@@ -505,7 +558,11 @@ class RulesWorker:
         interval = self.settings.rules.offline_check_interval_s
         while True:
             await asyncio.sleep(interval)
-            changed = await self._retry(self._tick)
+            try:
+                changed = await self._retry(self._tick)
+            except FencedOut as error:  # a partition moved meanwhile: its new owner ticks it
+                log.info("rules: offline check not committed: %s", error)
+                continue
             await self._publish_all(changed)
 
     async def _tick(self) -> list[Alarm]:
@@ -524,7 +581,7 @@ class RulesWorker:
             stored = {r["vehicle_id"]: r for r in rows}
             for vehicle_id in self.states.keys() | stored.keys():
                 profile = self.profiles.get(vehicle_id)
-                if profile is None:
+                if profile is None or not self.owns(vehicle_id):
                     continue
                 state = self.states.get(vehicle_id) or VehicleState()
                 ctx = self.context(profile)
@@ -538,9 +595,14 @@ class RulesWorker:
                     new_states[vehicle_id] = new
             if not events:
                 return []
+            partitions = frozenset(
+                p for p in map(self.partition_of_vehicle, new_states) if p is not None
+            )
             async with pool.acquire() as conn, conn.transaction():
                 changed = await save_alarm_events(conn, events)
                 written = await save_states(conn, new_states, self.written)
+                if self._source is not None:
+                    await self._source.fence(conn, partitions)
             self.states.update(new_states)
             self.written.update(written)
             return changed
