@@ -316,10 +316,13 @@ class NatsSource:
         try:
             await self.fencer.check(conn, partitions)
         except FencedOut:
+            # taken over while we were not looking (e.g. stopped). The batch is dropped
+            # unacknowledged, with deliveries of partitions still ours too: those are given up
+            # as well (unpinned, their deliveries returned), so they come again in order
             for p in partitions:
-                if p not in self.fencer.epochs and self.partitions[p].epoch_taken:
-                    # taken over while we were not looking (e.g. stopped): forget it now
-                    self._background(self._lost(self.partitions[p], "fenced out"))
+                if self.partitions[p].epoch_taken:
+                    still_ours = p in self.fencer.epochs  # never unpin the new owner
+                    self._background(self._lost(self.partitions[p], "fenced out", unpin=still_ours))
             raise
 
     def _background(self, coroutine: Coroutine[Any, Any, None]) -> None:
@@ -502,8 +505,9 @@ class NatsSource:
             for listener in self._listeners:
                 await listener(frozenset({part.number}), frozenset())
 
-    async def _lost(self, part: _Partition, why: str) -> None:
-        """Forget ``part``: what it had not acknowledged comes to the new owner."""
+    async def _lost(self, part: _Partition, why: str, *, unpin: bool = False) -> None:
+        """Forget ``part``: what it had not acknowledged is returned (NAK: redelivered at
+        once, before newer messages) to whoever owns it next; ``unpin``: give up the pin."""
         async with self._lock:
             if part.pin is None and not part.epoch_taken:
                 return
@@ -511,9 +515,14 @@ class NatsSource:
             part.releasing = False
             part.request_open = False
             part.handed_out = 0
-            for sequence in [q for q, (p, _) in self._in_flight.items() if p == part.number]:
-                del self._in_flight[sequence]  # unacknowledged: the new owner receives them
             self._queue = deque(d for d in self._queue if d.partition != part.number)
+            returned = [q for q, (p, _) in self._in_flight.items() if p == part.number]
+            with contextlib.suppress(nats.errors.Error):
+                for sequence in returned:
+                    for subject in self._in_flight.pop(sequence)[1]:
+                        await self.nc.publish(subject, b"-NAK")
+                if unpin:
+                    await self._unpin(part)
             was_owned = part.epoch_taken
             part.epoch_taken = False
             self.fencer.forget(frozenset({part.number}))
@@ -546,6 +555,9 @@ class NatsSource:
                 kept.append(delivery)
         self._queue = kept
         await self._until(lambda: part.handed_out == 0, give_up)
+        await self._lost(part, "released to its preferred member", unpin=True)
+
+    async def _unpin(self, part: _Partition) -> None:
         consumer = self.names.consumer(self.stage, part.number)
         with contextlib.suppress(TransportError):
             await _api(
@@ -553,7 +565,6 @@ class NatsSource:
                 f"$JS.API.CONSUMER.UNPIN.{self.stream}.{consumer}",
                 {"group": PRIORITY_GROUP},
             )
-        await self._lost(part, "released to its preferred member")
 
 
 class NatsSink:
