@@ -28,15 +28,17 @@ This source pulls in the background, so the pin is kept while the worker is busy
 Preference spreads partitions: processes of a stage announce themselves every second on
 ``gpsm.members.<stage>`` (core NATS) and each partition is preferred by the live member with the
 highest FNV-1a score of (name, partition) (rendezvous hashing). An owner that is not the
-preferred member of a partition whose preferred member is live releases it: it stops pulling,
-returns what it had not handed out (NAK), waits for what it handed out to be acknowledged, then
-unpins it (``$JS.API.CONSUMER.UNPIN``).
+preferred member of a partition whose preferred member is live releases it: it stops pulling
+and handing out, waits for what it handed out to be acknowledged, returns the rest (NAK, in
+stream order: the next owner receives it first, in order), then unpins it
+(``$JS.API.CONSUMER.UNPIN``).
 
 On gaining a partition the source takes its lease (:mod:`gps_monitor.bus.fencing`: the epoch is
 bumped) and tells the worker (``on_ownership_change``) before handing out any of its messages;
 :meth:`NatsSource.fence` checks the epochs inside each commit. Ack wait is half the owner timeout,
-so what a dead owner had received is redelivered before its partition moves (the new owner then
-sees it before newer messages); a batch slower than that is kept alive with progress acks.
+so what a dead owner had received is redelivered before its partition moves; the new owner holds
+a gained partition's deliveries for one ack wait and hands them out in stream order (the
+redeliveries come in the order their ack waits ran out, not necessarily the stream's).
 """
 
 from __future__ import annotations
@@ -185,6 +187,8 @@ class _Partition:
     request_open: bool = False
     request_batch: int = 0  # messages asked for by the current request
     request_served: int = 0  # messages it brought so far
+    held: list[Delivery] | None = None  # just gained: deliveries sorted before handing out
+    gains: int = 0  # times gained (a settle belongs to one gain)
     open_since: float = 0.0
     last_data: float = 0.0  # monotonic time of the last message received (or claim sent)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
@@ -458,7 +462,7 @@ class NatsSource:
             if self.names.is_claim(msg.subject):
                 await self.nc.publish(msg.reply, b"+ACK")
                 return
-            if part.releasing or not part.epoch_taken:
+            if not part.epoch_taken:
                 await self.nc.publish(msg.reply, b"-NAK")
                 return
             sequence = metadata.sequence.stream
@@ -467,17 +471,21 @@ class NatsSource:
                 seen[1].append(msg.reply)  # acknowledged with the first one
                 return
             self._in_flight[sequence] = (part.number, [msg.reply])
+            if part.releasing:  # held, returned in order with the rest by the release
+                return
             topic, partition = self.names.to_topic(msg.subject)
-            self._queue.append(
-                Delivery(
-                    topic,
-                    msg.data,
-                    datetime.now(UTC),
-                    part.number if partition is None else partition,
-                    sequence,
-                    (msg.reply, metadata.num_delivered),
-                )
+            delivery = Delivery(
+                topic,
+                msg.data,
+                datetime.now(UTC),
+                part.number if partition is None else partition,
+                sequence,
+                (msg.reply, metadata.num_delivered),
             )
+            if part.held is not None:
+                part.held.append(delivery)
+                return
+            self._queue.append(delivery)
             self._arrived.set()
         except Exception as error:  # a failure here must reach the worker, not vanish
             log.exception("%s: handling a pull reply failed", self.stage)
@@ -501,9 +509,24 @@ class NatsSource:
             await self.fencer.take(frozenset({part.number}))
             part.pin = pin
             part.epoch_taken = True
+            part.held = []
+            part.gains += 1
+            self._background(self._settle(part, part.gains))
             log.info("%s: %s owns partition %d", self.stage, self.me, part.number)
             for listener in self._listeners:
                 await listener(frozenset({part.number}), frozenset())
+
+    async def _settle(self, part: _Partition, gain: int) -> None:
+        """A gained partition's first deliveries are the previous owner's unacknowledged ones,
+        redelivered as their ack waits ran out (not necessarily in order), then newer ones:
+        they are held for one ack wait and handed out in stream order."""
+        await asyncio.sleep(self.timeout_s / 2)
+        if part.gains != gain or part.held is None:
+            return  # lost (and perhaps gained again) meanwhile
+        held, part.held = part.held, None
+        if part.epoch_taken:
+            self._queue.extend(sorted(held, key=lambda d: d.message_id or 0))
+            self._arrived.set()
 
     async def _lost(self, part: _Partition, why: str, *, unpin: bool = False) -> None:
         """Forget ``part``: what it had not acknowledged is returned (NAK: redelivered at
@@ -515,14 +538,20 @@ class NatsSource:
             part.releasing = False
             part.request_open = False
             part.handed_out = 0
+            part.held = None
             self._queue = deque(d for d in self._queue if d.partition != part.number)
-            returned = [q for q, (p, _) in self._in_flight.items() if p == part.number]
-            with contextlib.suppress(nats.errors.Error):
-                for sequence in returned:
-                    for subject in self._in_flight.pop(sequence)[1]:
-                        await self.nc.publish(subject, b"-NAK")
-                if unpin:
-                    await self._unpin(part)
+            # in stream order: the next owner receives them in the order they were published
+            returned = sorted(q for q, (p, _) in self._in_flight.items() if p == part.number)
+            subjects = [subject for q in returned for subject in self._in_flight.pop(q)[1]]
+            with contextlib.suppress(nats.errors.Error, TimeoutError):
+                # acknowledged NAKs (sent in order, processed in order): all are back in the
+                # consumer's redelivery queue before the pin is given up, so the next owner's
+                # first messages are these and not newer ones
+                await asyncio.gather(
+                    *(self.nc.request(subject, b"-NAK", timeout=5.0) for subject in subjects)
+                )
+            if unpin:
+                await self._unpin(part)
             was_owned = part.epoch_taken
             part.epoch_taken = False
             self.fencer.forget(frozenset({part.number}))
@@ -542,18 +571,13 @@ class NatsSource:
             await asyncio.sleep(min(remaining, 0.05))
 
     async def _release(self, part: _Partition) -> None:
-        """Hand a partition to its preferred member (see the module docstring)."""
+        """Hand a partition to its preferred member (see the module docstring): no more
+        pulls and nothing more handed out; once our last pull request is done and what was
+        handed out is acknowledged, the rest is returned in stream order and the pin given
+        up."""
         give_up = time.monotonic() + self.timeout_s
+        self._queue = deque(d for d in self._queue if d.partition != part.number)  # held
         await self._until(lambda: not part.request_open, give_up)
-        kept: deque[Delivery] = deque()
-        for delivery in self._queue:
-            if delivery.partition == part.number:
-                _, replies = self._in_flight.pop(delivery.message_id or -1, (0, []))
-                for subject in replies:
-                    await self.nc.publish(subject, b"-NAK")
-            else:
-                kept.append(delivery)
-        self._queue = kept
         await self._until(lambda: part.handed_out == 0, give_up)
         await self._lost(part, "released to its preferred member", unpin=True)
 
