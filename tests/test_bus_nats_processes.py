@@ -1,0 +1,213 @@
+"""Real ``gps-monitor ingest`` and ``gps-monitor rules`` processes on NATS JetStream (a private
+nats-server) and the real PostgreSQL, two of each: the partitions split between them; one of
+each is killed (SIGKILL) or stopped (SIGSTOP, its partitions move, SIGCONT) while terminals
+publish; every position is stored once and every device alarm episode is raised once, with the
+right start and end (a stale owner committing would duplicate or bend them)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import asyncpg
+import nats
+import pytest
+from ingest_helpers import wait_for, worker_env
+from nats_helpers import PrivateNats, nats_server  # noqa: F401  (fixture)
+
+from gps_monitor.bus.nats_names import NatsNames
+from gps_monitor.bus.partition import partition_of
+from gps_monitor.config import Settings
+from ingest.replay import register_terminals
+
+P = 8
+OWNER_TIMEOUT_S = 2.0
+TERMINALS = [f"1390000{i:04d}" for i in range(16)]
+ALARM_EVERY = 5  # SOS (alarm bit 0) toggles every 5 fixes: on for i // 5 odd
+T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
+
+
+def _fix_time(i: int) -> datetime:
+    return T0 + timedelta(seconds=i)
+
+
+def _sos(i: int) -> int:
+    return (i // ALARM_EVERY) % 2
+
+
+def _expected_episodes(fixes: int) -> set[tuple[datetime, datetime | None]]:
+    """(started_at, ended_at) of the SOS episodes of one terminal that sent ``fixes`` fixes."""
+    episodes = set()
+    for start in range(ALARM_EVERY, fixes, 2 * ALARM_EVERY):
+        end = start + ALARM_EVERY
+        episodes.add((_fix_time(start), _fix_time(end) if end < fixes else None))
+    return episodes
+
+
+class Processes:
+    """The worker subprocesses of one test, their logs in ``folder``."""
+
+    def __init__(self, settings: Settings, server: PrivateNats, folder: Path) -> None:
+        self.settings = settings
+        self.server = server
+        self.folder = folder
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, stage: str, name: str) -> None:
+        env = worker_env(self.settings)
+        env.update(
+            GPS_MONITOR_BUS_TRANSPORT="nats",
+            GPS_MONITOR_BUS_NATS_URL=self.server.url,
+            GPS_MONITOR_BUS_PARTITIONS=str(P),
+            GPS_MONITOR_BUS_OWNER_TIMEOUT_S=str(OWNER_TIMEOUT_S),
+            GPS_MONITOR_BUS_CLIENT_NAME=name,
+            # the downlink command dispatcher beside ingest stays on MQTT: its own session
+            GPS_MONITOR_MQTT_CLIENT_ID=f"{self.settings.mqtt.client_id}-{name}",
+            GPS_MONITOR_RULES_OFFLINE_CHECK_INTERVAL_S="1",
+        )
+        args = [stage, "--no-upgrade"] if stage == "ingest" else [stage]
+        with (self.folder / f"{name}.log").open("ab") as log:
+            self.procs[name] = subprocess.Popen(
+                [sys.executable, "-m", "gps_monitor.cli", *args], env=env, stdout=log, stderr=log
+            )
+
+    def signal(self, name: str, sig: signal.Signals) -> None:
+        self.procs[name].send_signal(sig)
+        if sig == signal.SIGKILL:
+            self.procs[name].wait(10)
+
+    def logs(self) -> str:
+        return "\n".join(
+            f"--- {p.name}\n{p.read_text(errors='replace')[-2500:]}"
+            for p in sorted(self.folder.glob("*.log"))
+        )
+
+    def stop_all(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.send_signal(signal.SIGCONT)
+                    proc.send_signal(signal.SIGTERM)
+        for proc in self.procs.values():
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+async def _owners(pool: asyncpg.Pool, stage: str) -> dict[int, str]:
+    rows = await pool.fetch("SELECT partition, owner FROM partition_leases WHERE stage = $1", stage)
+    return {r["partition"]: r["owner"] for r in rows}
+
+
+async def _publish(nc: nats.NATS, prefix: str, fixes: range) -> None:
+    """One fix per terminal per round, ~10 rounds a second, each acknowledged by the stream."""
+    js = nc.jetstream()
+    for i in fixes:
+        for terminal in TERMINALS:
+            payload = {
+                "fix_time": _fix_time(i).isoformat(),
+                "latitude": 30.5 + i * 1e-5,
+                "longitude": 104.0 + i * 1e-5,
+                "speed_kmh": 40.0,
+                "alarm_flags": _sos(i),
+            }
+            subject = NatsNames.to_subject(f"{prefix}gps/v1/{terminal}/position")
+            await js.publish(subject, json.dumps(payload).encode())
+        await asyncio.sleep(0.1)
+
+
+async def _check_everything_once(pool: asyncpg.Pool, fixes: int, logs: str) -> None:
+    count = await wait_for(
+        lambda: pool.fetchval("SELECT count(*) FROM positions"),
+        lambda n: n >= fixes * len(TERMINALS),
+        timeout_s=60,
+    )
+    assert count == fixes * len(TERMINALS), logs
+    expected = _expected_episodes(fixes)
+
+    async def episodes() -> dict[str, set[tuple[datetime, datetime | None]]]:
+        rows = await pool.fetch(
+            "SELECT v.terminal_id, a.started_at, a.ended_at FROM alarms a "
+            "JOIN vehicles v ON v.id = a.vehicle_id WHERE a.alarm_type = 'device_alarm'"
+        )
+        found: dict[str, set[tuple[datetime, datetime | None]]] = {t: set() for t in TERMINALS}
+        for r in rows:
+            found[r["terminal_id"]].add((r["started_at"], r["ended_at"]))
+        return found
+
+    found = await wait_for(episodes, lambda f: all(s == expected for s in f.values()), timeout_s=60)
+    rows = await pool.fetchval("SELECT count(*) FROM alarms WHERE alarm_type = 'device_alarm'")
+    wrong = {t: (sorted(s - expected, key=str), sorted(expected - s, key=str))
+             for t, s in found.items() if s != expected}  # fmt: skip
+    late = await pool.fetch(
+        "SELECT v.terminal_id, p.fix_time, p.received_at FROM positions p "
+        "JOIN vehicles v ON v.id = p.vehicle_id WHERE p.late ORDER BY 1, 2"
+    )
+    assert wrong == {}, f"(extra, missing) per terminal: {wrong}\nlate: {late}\n{logs}"
+    assert rows == len(TERMINALS) * len(expected)  # nothing beside the expected episodes
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("failure", ["sigkill", "sigstop"])
+async def test_two_processes_per_stage_share_partitions_and_survive_an_owner_failure(
+    settings: Settings,
+    pool: asyncpg.Pool,
+    nats_server: PrivateNats,  # noqa: F811
+    tmp_path: Path,
+    failure: str,
+) -> None:
+    await register_terminals(pool, TERMINALS)
+    assert len({partition_of(t, P) for t in TERMINALS}) >= 6  # the terminals spread
+    procs = Processes(settings, nats_server, tmp_path)
+    nc = await nats.connect(nats_server.url)
+    try:
+        for name in ("ingest-a", "ingest-b"):
+            procs.start("ingest", name)
+        for name in ("rules-a", "rules-b"):
+            procs.start("rules", name)
+        for stage in ("ingest", "rules"):
+            owners = await wait_for(
+                lambda stage=stage: _owners(pool, stage),
+                lambda o: len(o) == P and len(set(o.values())) == 2,
+                timeout_s=60,
+            )
+            assert len(owners) == P and len(set(owners.values())) == 2, procs.logs()
+        await _publish(nc, settings.mqtt.topic_prefix, range(0, 30))
+        victims = ("ingest-b", "rules-b")
+        before = {s: await _owners(pool, s) for s in ("ingest", "rules")}
+        if failure == "sigkill":
+            for name in victims:
+                procs.signal(name, signal.SIGKILL)
+        else:
+            for name in victims:
+                procs.signal(name, signal.SIGSTOP)
+        publishing = asyncio.create_task(_publish(nc, settings.mqtt.topic_prefix, range(30, 80)))
+        # the victims' partitions move to the survivors
+        for stage, victim in zip(("ingest", "rules"), victims, strict=True):
+            moved = await wait_for(
+                lambda stage=stage: _owners(pool, stage),
+                lambda o, victim=victim: victim not in o.values(),
+                timeout_s=60,
+            )
+            assert victim not in moved.values(), procs.logs()
+            assert victim in before[stage].values()
+        if failure == "sigstop":
+            await asyncio.sleep(1.0)
+            for name in victims:
+                procs.signal(name, signal.SIGCONT)  # wakes with stale batches and pins
+        await publishing
+        await _publish(nc, settings.mqtt.topic_prefix, range(80, 100))
+        started = time.monotonic()
+        await _check_everything_once(pool, 100, procs.logs())
+        assert time.monotonic() - started < 60
+    finally:
+        await nc.close()
+        procs.stop_all()
