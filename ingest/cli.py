@@ -8,7 +8,12 @@ import asyncio
 
 from gps_monitor.config import Settings
 from gps_monitor.mqtt import require_host
-from gps_monitor.service import relay_ready, run_until_signal, upgrade_schema
+from gps_monitor.service import (
+    pace_gc_for_throughput,
+    relay_ready,
+    run_until_signal,
+    upgrade_schema,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -63,4 +68,5 @@ async def serve(
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    pace_gc_for_throughput()
     return run_until_signal(serve(settings, upgrade=not args.no_upgrade))

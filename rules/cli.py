@@ -7,7 +7,7 @@ import argparse
 
 from gps_monitor.config import Settings
 from gps_monitor.mqtt import require_host
-from gps_monitor.service import run_until_signal, upgrade_schema
+from gps_monitor.service import pace_gc_for_throughput, run_until_signal, upgrade_schema
 from rules.worker import serve
 
 
@@ -27,4 +27,5 @@ async def _main(settings: Settings, upgrade: bool) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    pace_gc_for_throughput()
     return run_until_signal(_main(settings, upgrade=not args.no_upgrade))
