@@ -10,6 +10,9 @@ Receiving bypasses aiomqtt's per-message path: paho's ``on_message`` is pointed 
 builds a ``Message`` per message and its iterator creates a task and an ``asyncio.wait`` per
 ``anext``, which cost more than judging the position). Messages that arrived between the
 CONNACK and the session (a persistent session's queue) are taken over from aiomqtt's queue.
+paho reads a packet with three or four ``recv`` calls (command byte, each length byte, body)
+and one packet per readable event; :func:`_buffer_reads` gives it 256 KiB per ``recv`` and
+handles every complete packet of that read in the same turn of the event loop.
 
 Broker settings that bound throughput with manual acks (Mosquitto): ``max_inflight_messages``
 (v3.1.1; the client's Receive Maximum on v5) caps the unacknowledged QoS 1 messages sent to one
@@ -36,6 +39,48 @@ from gps_monitor.config import MqttSettings
 log = logging.getLogger(__name__)
 
 _ONLY_PARTITION = frozenset({0})
+_READ_BYTES = 256 * 1024
+
+
+def _buffer_reads(paho: Any) -> None:
+    """Make the paho client ``paho`` read its socket in large chunks.
+
+    paho's ``_packet_read`` asks ``_sock_recv`` for 1 byte (command), 1 byte per length byte,
+    then the body; and ``loop_read`` (called by aiomqtt when the socket is readable) handles
+    one packet while nothing is in flight outward. Here ``_sock_recv`` serves those requests
+    from one ``recv`` of up to 256 KiB (raising ``BlockingIOError`` as the socket does once the
+    chunk is used up, which paho takes as "come back later", keeping a partial packet), and
+    ``loop_read`` goes on while the chunk holds unread bytes. TLS sockets work the same way
+    (aiomqtt still drains the SSL layer's pending bytes after ``loop_read``).
+    """
+    import paho.mqtt.client as paho_mqtt
+
+    recv = paho._sock_recv
+    read = paho.loop_read
+    chunk: list[Any] = [b"", 0]  # the bytes of the last recv, position of the next unread
+
+    def sock_recv(bufsize: int) -> bytes:
+        data, pos = chunk
+        if pos >= len(data):
+            data = recv(_READ_BYTES)  # raises BlockingIOError when nothing is there
+            pos = 0
+            if not data:
+                chunk[0], chunk[1] = b"", 0
+                return data  # connection closed
+        end = pos + bufsize
+        chunk[0], chunk[1] = data, end
+        return data[pos:end]
+
+    def loop_read(max_packets: int = 1) -> Any:
+        rc = read(max_packets)
+        while (
+            rc == paho_mqtt.MQTT_ERR_SUCCESS and chunk[1] < len(chunk[0]) and paho._sock is not None
+        ):
+            rc = read(1)
+        return rc
+
+    paho._sock_recv = sock_recv
+    paho.loop_read = loop_read
 
 
 class MqttSource:
@@ -60,6 +105,7 @@ class MqttSource:
                 )
             )
         self._paho.on_message = self._on_message
+        _buffer_reads(self._paho)
         if self._queue:
             self._arrived.set()
 
