@@ -1060,3 +1060,138 @@ def test_worker_healthcheck_on_nats_needs_one_reachable_server(
     )
     problem = healthcheck.check_nats()
     assert problem is not None and str(closed_a) in problem and str(closed_b) in problem
+
+
+def _start_cli(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """``gps-monitor COMMAND`` in a subprocess, its output in ``log``."""
+    with open(log, "wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "gps_monitor.cli", *command],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+@pytest.mark.slow
+async def test_cluster_layout_two_ingest_and_two_rules_on_the_deploy_cluster(
+    deploy_cluster: list[_ClusterNode], compose: dict[str, Any], database_url: str, tmp_path: Path
+) -> None:
+    """The cluster layout for real, short of Docker: two ingest and two rules processes with
+    their compose environment plus deploy/cluster.env (nats transport, MQTT side on a node's
+    listener, the 3-node URL list under each service's own user, streams with 3 replicas) on
+    three nats-servers of deploy/nats/nats.conf; a terminal's SOS position published over MQTT
+    as user terminal is stored and raises one alarm; every partition of each stage has an owner
+    and both processes of a stage own a share; the three streams have 3 replicas."""
+    import asyncpg
+    import nats
+
+    conn = await asyncpg.connect(database_url)
+    try:
+        company_id = await conn.fetchval(
+            "INSERT INTO companies (name) VALUES ('集群测试客运') RETURNING id"
+        )
+        vehicle_id = await conn.fetchval(
+            "INSERT INTO vehicles (company_id, plate_number, vehicle_class, terminal_id) "
+            "VALUES ($1, '粤A54321', 'coach', '13800000009') RETURNING id",
+            company_id,
+        )
+    finally:
+        await conn.close()
+    for _ in range(150):
+        healthy = [await asyncio.to_thread(_healthz, n, compose) for n in deploy_cluster]
+        if all(healthy):
+            break
+        await asyncio.sleep(0.2)
+    cluster = _env_file(REPO / "deploy" / "cluster.env")
+    first = deploy_cluster[0]
+    broker = Broker(first.mqtt_port, tmp_path / "unused-passwd", tmp_path / "unused-log")
+    procs: list[tuple[subprocess.Popen[bytes], Path]] = []
+    try:
+        for name in ("ingest", "ingest", "rules", "rules"):
+            env = _service_env(compose, name, broker, database_url)
+            env.update({k: v for k, v in cluster.items() if k.startswith("GPS_MONITOR_")})
+            env["GPS_MONITOR_MQTT_HOST"] = "127.0.0.1"  # nats-1's MQTT listener, on loopback
+            url = env["GPS_MONITOR_BUS_NATS_URL"]
+            for node in deploy_cluster:
+                url = url.replace(f"@{node.name}:4222", f"@127.0.0.1:{node.port}")
+            assert "nats-" not in url and url.count("127.0.0.1") == 3
+            env["GPS_MONITOR_BUS_NATS_URL"] = url
+            command = [str(a) for a in compose["services"][name]["command"]]
+            log = tmp_path / f"{name}-{len(procs)}.log"
+            procs.append((_start_cli(command, env, log), log))
+        stored = alarms = 0
+        conn = await asyncpg.connect(database_url)
+        try:
+            for attempt in range(40):
+                async with aiomqtt.Client(
+                    "127.0.0.1",
+                    first.mqtt_port,
+                    username="terminal",
+                    password=NODE_SECRETS["NATS_TERMINAL_PASSWORD"],
+                    identifier=f"13800000009-{attempt}",
+                ) as terminal:
+                    position = {
+                        "fix_time": (
+                            datetime.now(UTC) - timedelta(seconds=60 - attempt)
+                        ).isoformat(),
+                        "latitude": 23.1291,
+                        "longitude": 113.2644,
+                        "speed_kmh": 0.0,
+                        "fix_valid": True,
+                        "acc_on": True,
+                        "alarm_flags": 1,  # JT/T 808 bit 0: SOS, a device alarm
+                        "status_flags": 3,
+                    }
+                    await terminal.publish(
+                        "gps/v1/13800000009/position", json.dumps(position), qos=1
+                    )
+                await asyncio.sleep(1.5)
+                stored = await conn.fetchval(
+                    "SELECT count(*) FROM positions WHERE vehicle_id = $1", vehicle_id
+                )
+                alarms = await conn.fetchval(
+                    "SELECT count(*) FROM alarms WHERE vehicle_id = $1", vehicle_id
+                )
+                if stored and alarms:
+                    break
+                for proc, log in procs:
+                    assert proc.poll() is None, log.read_text()[-3000:]
+            assert stored >= 1 and alarms == 1, [log.read_text()[-2000:] for _, log in procs]
+        finally:
+            await conn.close()
+        # every partition of each stage has an owner, and both processes of a stage own some
+        conn = await asyncpg.connect(database_url)
+        try:
+            spread: list[Any] = []
+            for _ in range(60):
+                spread = await conn.fetch(
+                    "SELECT stage, count(*) AS partitions, count(DISTINCT owner) AS owners "
+                    "FROM partition_leases GROUP BY stage ORDER BY stage"
+                )
+                if [tuple(r) for r in spread] == [("ingest", 32, 2), ("rules", 32, 2)]:
+                    break
+                await asyncio.sleep(1)
+            assert [tuple(r) for r in spread] == [("ingest", 32, 2), ("rules", 32, 2)], spread
+        finally:
+            await conn.close()
+        password = SERVICE_PASSWORDS["ingest"]
+        nc = await nats.connect([f"nats://ingest:{password}@127.0.0.1:{first.port}"])
+        try:
+            for stream_name in ("GPS_INBOUND", "GPS_POSITIONS", "GPS_ALARMS"):
+                reply = await nc.request(f"$JS.API.STREAM.INFO.{stream_name}", b"", timeout=5)
+                config = json.loads(reply.data).get("config", {})
+                assert config.get("num_replicas") == 3, (stream_name, reply.data[:300])
+        finally:
+            await nc.close()
+        for proc, log in procs:
+            assert proc.poll() is None, log.read_text()[-3000:]
+    finally:
+        for proc, _ in procs:
+            proc.terminate()
+        for proc, _ in procs:
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
