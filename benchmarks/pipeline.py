@@ -55,6 +55,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import asyncpg  # noqa: E402
+import psutil  # noqa: E402
 
 from gps_monitor import mqtt, topics  # noqa: E402
 from gps_monitor.bus.nats_names import STAGES  # noqa: E402
@@ -334,7 +335,9 @@ async def pipeline_run(
             said = b"ingest subscribed" if name.startswith("ingest") else b"rules worker subscribed"
             await _wait_log(workers[name], logs[name], said)
         if args.transport == "nats":
-            await _wait_owned(settings, args.partitions)
+            await _wait_owned(
+                settings, args.partitions, {"ingest": args.ingest, "rules": args.rules}
+            )
         ready, alarms_q = ctx.Event(), ctx.Queue()
         listener = ctx.Process(
             target=_listen_main,
@@ -344,6 +347,7 @@ async def pipeline_run(
         if not await asyncio.to_thread(ready.wait, 30):
             raise SystemExit("alarm listener did not subscribe")
         start_at = time.time() + 2.0
+        cpu0 = {name: _cpu_s(proc) for name, proc in workers.items()}
         out = ctx.Queue()
         procs = []
         for k in range(args.publishers):
@@ -377,6 +381,8 @@ async def pipeline_run(
             steady = steady + 1 if now[0] >= published and now == last else 0
             last = now
             await asyncio.sleep(0.5)
+        # CPU seconds each worker spent from the first publish to the end of the tail
+        cpu_s = {name: _cpu_s(proc) - cpu0[name] for name, proc in workers.items()}
         last_commit = await conn.fetchval("SELECT max(received_at) FROM positions")
         stored = await conn.fetchval("SELECT count(*) FROM positions")
         await asyncio.sleep(1.0)  # the last alarm messages on their way
@@ -399,6 +405,7 @@ async def pipeline_run(
             if latencies
             else float("nan"),
             "max_ms": 1000 * latencies[-1] if latencies else float("nan"),
+            "cpu_s": cpu_s,
         }
     finally:
         stop.set()
@@ -412,9 +419,9 @@ async def pipeline_run(
         await conn.close()
 
 
-async def _wait_owned(settings: Settings, partitions: int) -> None:
-    """Until every partition of both stages has been taken (partition_leases) and the owners
-    have not changed for 5 s (the processes have spread the partitions between them)."""
+async def _wait_owned(settings: Settings, partitions: int, processes: dict[str, int]) -> None:
+    """Until every partition of both stages has been taken (partition_leases) by as many owners
+    as the stage has processes, unchanged for 5 s (the processes have spread the partitions)."""
     conn = await connect(settings.database)
     try:
         last, steady_since = None, time.monotonic()
@@ -424,8 +431,12 @@ async def _wait_owned(settings: Settings, partitions: int) -> None:
             now = sorted(tuple(r) for r in rows)
             if now != last:
                 last, steady_since = now, time.monotonic()
-            elif len(now) == 2 * partitions and time.monotonic() - steady_since >= 5:
-                owners = {stage: len({o for s, _, o in now if s == stage}) for stage in STAGES}
+            owners = {stage: len({o for s, _, o in now if s == stage}) for stage in STAGES}
+            if (
+                len(now) == 2 * partitions
+                and owners == processes
+                and time.monotonic() - steady_since >= 5
+            ):
                 print(f"partitions owned: {partitions} per stage, owners {owners}")
                 return
             await asyncio.sleep(0.5)
@@ -464,6 +475,12 @@ def _start_nats(folder: Path) -> tuple[subprocess.Popen[bytes], int, int]:
                     raise SystemExit(f"nats-server did not start; see {folder}") from None
                 time.sleep(0.1)
     return proc, ports[0], ports[1]
+
+
+def _cpu_s(proc: subprocess.Popen[bytes]) -> float:
+    """User + system CPU seconds a worker process has used so far."""
+    times = psutil.Process(proc.pid).cpu_times()
+    return float(times.user + times.system)
 
 
 def _load_average() -> str:
@@ -530,6 +547,14 @@ async def main() -> None:
             f"  fix -> alarm p50 {run['p50_ms']:.0f} ms, p99 {run['p99_ms']:.0f} ms, "
             f"max {run['max_ms']:.0f} ms"
         )
+        for stage in STAGES:
+            used = {n: c for n, c in run["cpu_s"].items() if n.startswith(stage)}
+            total = sum(used.values())
+            print(
+                f"  cpu {stage:<8} {total:.1f} s in {len(used)} process(es) "
+                f"({', '.join(f'{c:.1f}' for c in used.values())}): "
+                f"{run['stored'] / max(total, 1e-9):.0f} positions per CPU-s"
+            )
         print(
             f"  ceiling      bare aiomqtt QoS 1 subscriber {bare['receive_rate']:.0f} msg/s "
             f"(received {bare['received']} of {bare['published']} published at "
