@@ -413,7 +413,7 @@ async def pipeline_run(
             worker.terminate()
         for worker in workers.values():
             try:
-                worker.wait(10)
+                worker.wait(60 if args.profile_dir else 10)  # a profile takes a while to write
             except subprocess.TimeoutExpired:
                 worker.kill()
         await conn.close()

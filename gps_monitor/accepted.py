@@ -21,6 +21,29 @@ from gps_monitor import fastjson
 from gps_monitor.errors import PayloadError
 from gps_monitor.models import Position
 
+MAX_MESSAGE_BYTES = 512 * 1024
+"""Largest accepted message :func:`encode_messages` writes: half of deploy/mosquitto's
+``max_packet_size`` (1 MiB) and of NATS's default ``max_payload`` (1 MB); a broker refuses a
+larger packet (Mosquitto drops the connection), which would redeliver the batch forever."""
+
+
+def encode_messages(
+    positions: Sequence[Position], max_bytes: int = MAX_MESSAGE_BYTES
+) -> list[bytes]:
+    """``positions`` as one payload (:func:`encode`), or, when that would exceed
+    ``max_bytes``, as consecutive payloads of consecutive positions each within it (a single
+    position larger than ``max_bytes`` goes alone: ingest caps messages at 256 KiB)."""
+    payload = encode(positions)
+    if len(payload) <= max_bytes or len(positions) <= 1:
+        return [payload]
+    parts = len(payload) // max_bytes + 1
+    step = -(-len(positions) // parts)
+    return [
+        chunk
+        for i in range(0, len(positions), step)
+        for chunk in encode_messages(positions[i : i + step], max_bytes)
+    ]
+
 
 def encode(positions: Sequence[Position]) -> bytes:
     """``positions`` -> the JSON array of their ``to_dict()`` (UTF-8 bytes)."""

@@ -401,7 +401,8 @@ class IngestWorker:
         self, stored: list[Position], deliveries: list[Delivery]
     ) -> list[tuple[str, bytes]]:
         """One message per partition of the batch (one on MQTT): ``positions/v2/{partition}``,
-        a JSON array of ``Position.to_dict()`` in fix-time order."""
+        a JSON array of ``Position.to_dict()`` in fix-time order; split into consecutive
+        messages when it would exceed :data:`gps_monitor.accepted.MAX_MESSAGE_BYTES`."""
         if not stored:
             return []
         partitions = {d.partition for d in deliveries}
@@ -418,11 +419,9 @@ class IngestWorker:
             for p in stored:
                 by_partition[of_terminal[p.terminal_id]].append(p)
         return [
-            (
-                topics.accepted_topic(partition, self.prefix),
-                accepted.encode(sorted(ps, key=_fix_time)),
-            )
+            (topics.accepted_topic(partition, self.prefix), payload)
             for partition, ps in sorted(by_partition.items())
+            for payload in accepted.encode_messages(sorted(ps, key=_fix_time))
         ]
 
     def _report(self, d: dict[str, float], elapsed_s: float) -> None:

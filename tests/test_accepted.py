@@ -47,3 +47,14 @@ def test_an_integer_orjson_refuses_goes_through_json() -> None:
 def test_parse_positions_reads_back_what_encode_wrote() -> None:
     positions = _positions()
     assert accepted.parse_positions(accepted.encode(positions)) == positions
+
+
+def test_a_batch_too_large_for_one_message_is_split_in_order_within_the_limit() -> None:
+    positions = _positions() * 40
+    whole = accepted.encode(positions)
+    parts = accepted.encode_messages(positions, max_bytes=len(whole) // 5)
+    assert len(parts) > 1
+    assert all(len(part) <= len(whole) // 5 for part in parts)
+    assert [p for part in parts for p in accepted.parse_positions(part)] == positions
+    small = _positions()
+    assert accepted.encode_messages(small) == [accepted.encode(small)]  # within 512 KiB: one
