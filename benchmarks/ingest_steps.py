@@ -2,7 +2,8 @@
 
 Prints figures, asserts nothing. The CPU time of this process (``time.process_time``) is the
 measure, the best of ``--repeat`` runs of decode and judge (as ``timeit`` does: other load on a
-shared machine only ever adds time, through caches and the sibling hyperthread):
+shared machine only ever adds time, through caches and the sibling hyperthread), with the
+garbage collector paced as ``gps-monitor ingest`` paces it (``--gc default``: CPython's pace):
 
 1. ``decode``: ``ingest.decode.decode_positions`` over inbound payloads (bytes) of ``--vehicles``
    vehicles, ``--rounds`` fixes each, as the JT/T 808 gateway publishes them (every contract
@@ -44,6 +45,7 @@ from gps_monitor.db import positions as positions_db
 from gps_monitor.db.pool import connect
 from gps_monitor.db.positions import RawMessage, WriteBatch
 from gps_monitor.models import PlateColor, Position, Vehicle, VehicleClass
+from gps_monitor.service import pace_gc_for_throughput
 from ingest.decode import decode_positions
 from ingest.pipeline import Pipeline, VehicleState
 
@@ -207,15 +209,23 @@ async def main() -> None:
     p.add_argument("--repeat", type=int, default=5, help="runs of decode and judge (best)")
     p.add_argument("--no-write", action="store_true", help="skip the database part")
     p.add_argument(
+        "--gc",
+        choices=["worker", "default"],
+        default="worker",
+        help="garbage collector pace: the ingest worker's (default) or CPython's",
+    )
+    p.add_argument(
         "--admin-url",
         default=os.environ.get(
             "GPS_MONITOR_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
         ),
     )
     args = p.parse_args()
+    if args.gc == "worker":
+        pace_gc_for_throughput()
     settings = IngestSettings()
     vehicles = fleet(args.vehicles)
-    print(f"load average {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} at start")
+    print(f"load average {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} at start; gc {args.gc}")
     results: dict[str, Any] = {}
     for kind in ("gateway", "minimal"):
         msgs = messages(args.vehicles, args.rounds, kind)

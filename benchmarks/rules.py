@@ -17,7 +17,8 @@
    (``Engine.process``), ``state`` (``rules.state``: the JSON text of each changed vehicle
    state) and, unless ``--no-db``, ``save`` (``rules.state.save_states`` into a scratch
    database: this process's CPU and the database backend's, read from /proc); ``encode`` (the
-   ingest side: ``accepted.encode`` of the batch) is shown apart. Best of ``--repeat`` runs.
+   ingest side: ``accepted.encode`` of the batch) is shown apart. Best of ``--repeat`` runs,
+   the garbage collector paced as ``gps-monitor rules`` paces it (``--gc default``: CPython's).
 
     .venv/bin/python benchmarks/rules.py engine --positions 200000
     .venv/bin/python benchmarks/rules.py live --rate 5000 --seconds 10
@@ -261,7 +262,11 @@ def bench_engine(args: argparse.Namespace) -> None:
 
 def bench_steps(args: argparse.Namespace) -> None:
     from gps_monitor import accepted
+    from gps_monitor.service import pace_gc_for_throughput
     from rules.state import state_text
+
+    if args.gc == "worker":
+        pace_gc_for_throughput()
 
     per_vehicle = max(2, args.positions // args.vehicles)
     args.positions = per_vehicle * args.vehicles
@@ -274,7 +279,7 @@ def bench_steps(args: argparse.Namespace) -> None:
     feed = [tracks[v][i] for i in range(per_vehicle) for v in range(args.vehicles)]
     warm, feed = feed[: args.vehicles], feed[args.vehicles :]
     batches = [feed[i : i + args.batch] for i in range(0, len(feed), args.batch)]
-    print(f"load average {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} at start")
+    print(f"load average {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} at start; gc {args.gc}")
     best: dict[str, float] = {}
     saved: list[list[tuple[int, VehicleState]]] = []
     for _ in range(args.repeat):
@@ -612,6 +617,12 @@ def main() -> None:
     st.add_argument("--batch", type=int, default=1_000, help="positions per batch")
     st.add_argument("--repeat", type=int, default=3, help="runs (best)")
     st.add_argument("--no-db", action="store_true", help="skip the save_states part")
+    st.add_argument(
+        "--gc",
+        choices=["worker", "default"],
+        default="worker",
+        help="garbage collector pace: the rules worker's (default) or CPython's",
+    )
     live = sub.add_parser("live")
     live.add_argument("--vehicles", type=int, default=500)
     live.add_argument("--rate", type=int, default=5_000, help="positions per second")
