@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -159,7 +160,7 @@ async def test_partitions_split_between_two_processes_and_move_when_one_dies(
         b_owned = b.source.owned_partitions
         assert b.task is not None
         b.task.cancel()
-        await b.source.stop()
+        await b.source.stop(leave=False)
         await b.nc.close()
         for n in range(4, 8):
             await _publish_round(publisher, a.source.names.prefix, n)
@@ -226,3 +227,32 @@ async def test_terminals_publish_mqtt_to_the_nats_listener_and_rules_receive_sin
     assert [(d.topic, d.partition) for d in rules.received] == [
         (f"{prefix}positions/v2/{delivery.partition}", delivery.partition)
     ]
+
+
+async def test_a_process_that_leaves_gives_up_its_partitions_at_once(
+    start: Callable[..., object],
+    nats_server: PrivateNats,  # noqa: F811
+) -> None:
+    a: Process = await start("proc-a")  # type: ignore[misc]
+    b: Process = await start("proc-b")  # type: ignore[misc]
+    await _eventually(
+        lambda: (
+            a.source.owned_partitions | b.source.owned_partitions == frozenset(range(P))
+            and bool(b.source.owned_partitions)
+        )
+    )
+    b_owned = b.source.owned_partitions
+    assert b.task is not None
+    b.task.cancel()
+    await b.source.stop()  # leave: unpinned now, not after the owner timeout
+    names = a.source.names
+    for p in b_owned:
+        reply = await a.nc.request(
+            f"$JS.API.CONSUMER.INFO.{names.inbound_stream}.{names.consumer('ingest', p)}",
+            b"",
+            timeout=5,
+        )
+        groups = json.loads(reply.data)["priority_groups"]
+        pinned = [g.get("pinned_client_id") for g in groups]
+        assert pinned in ([None], [""]) or p in a.source.owned_partitions, (p, pinned)
+    await _eventually(lambda: b_owned <= a.source.owned_partitions)

@@ -241,12 +241,13 @@ class NatsSource:
         self._inbox = nc.new_inbox()
         self._failed: BaseException | None = None
         self._lock = asyncio.Lock()  # gains and losses one at a time, in order
+        self._members_subject = f"{self.names.subject_prefix}gpsm.members.{stage}"
 
     # --- lifecycle -----------------------------------------------------------------------
 
     async def start(self) -> None:
         """Subscribe and start pulling (call once)."""
-        members = f"{self.names.subject_prefix}gpsm.members.{self.stage}"
+        members = self._members_subject
         self._subs.append(await self.nc.subscribe(members, cb=self._on_member))
         self._subs.append(
             await self.nc.subscribe(
@@ -257,13 +258,23 @@ class NatsSource:
         for part in self.partitions.values():
             self._tasks.append(asyncio.create_task(self._pull_loop(part)))
 
-    async def stop(self) -> None:
-        """Stop pulling and unsubscribe (owned partitions move after the owner timeout)."""
+    async def stop(self, *, leave: bool = True) -> None:
+        """Stop pulling and unsubscribe. ``leave``: say goodbye to the other members and give
+        up the owned partitions (what they had not acknowledged returned in order, unpinned),
+        so they move at once instead of after the owner timeout."""
+        if leave:
+            with contextlib.suppress(nats.errors.Error):
+                await self.nc.publish(self._members_subject, b"-" + self.me.encode())
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        if leave:
+            for part in self.partitions.values():
+                if part.epoch_taken:
+                    with contextlib.suppress(Exception):
+                        await self._lost(part, "leaving", unpin=True)
         for sub in self._subs:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
@@ -349,6 +360,10 @@ class NatsSource:
 
     async def _on_member(self, msg: Msg) -> None:
         name = msg.data.decode(errors="replace")
+        if name.startswith("-"):  # a member leaving
+            self._members.pop(name[1:], None)
+            self._rebalance()
+            return
         now = time.monotonic()
         if name not in self._members or now - self._members[name] > self.timeout_s:
             self._member_since[name] = now
