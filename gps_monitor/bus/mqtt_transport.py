@@ -5,11 +5,14 @@ QoS 1 messages while the worker is away), **manual acknowledgement** in arrival 
 commit, publishes through :class:`~gps_monitor.mqtt.PubackTracker` (return once every PUBACK is
 in), the explicit reconnect loop with backoff.
 
-Receiving bypasses aiomqtt's per-message path: paho's ``on_message`` is pointed at
-:meth:`MqttSource._on_message`, which appends a :class:`Delivery` to a plain deque (aiomqtt
-builds a ``Message`` per message and its iterator creates a task and an ``asyncio.wait`` per
-``anext``, which cost more than judging the position). Messages that arrived between the
-CONNACK and the session (a persistent session's queue) are taken over from aiomqtt's queue.
+Receiving bypasses aiomqtt's per-message path: paho's ``_handle_on_message`` (which takes a
+lock and matches the topic against the per-filter callbacks, none here, then calls
+``on_message``) is replaced by :meth:`MqttSource._on_message`, which appends a
+:class:`Delivery` to a plain deque (aiomqtt builds a ``Message`` per message and its iterator
+creates a task and an ``asyncio.wait`` per ``anext``, which cost more than judging the
+position); paho's DEBUG lines (two per message) are skipped unless DEBUG logging is on.
+Messages that arrived between the CONNACK and the session (a persistent session's queue) are
+taken over from aiomqtt's queue.
 paho reads a packet with three or four ``recv`` calls (command byte, each length byte, body)
 and one packet per readable event; :func:`_buffer_reads` gives it 256 KiB per ``recv`` and
 handles every complete packet of that read in the same turn of the event loop.
@@ -83,6 +86,24 @@ def _buffer_reads(paho: Any) -> None:
     paho.loop_read = loop_read
 
 
+def _skip_debug_lines(paho: Any) -> None:
+    """paho formats and logs a DEBUG line per packet in and out; keep only the others, unless
+    the paho logger's DEBUG is on."""
+    import paho.mqtt.client as paho_mqtt
+
+    logger = paho._logger
+    if logger is None or logger.isEnabledFor(logging.DEBUG):
+        return
+    easy_log = paho._easy_log
+    debug = paho_mqtt.MQTT_LOG_DEBUG
+
+    def quiet_log(level: Any, fmt: str, *args: Any) -> None:
+        if level != debug:
+            easy_log(level, fmt, *args)
+
+    paho._easy_log = quiet_log
+
+
 class MqttSource:
     """The subscription of one connected client as a :class:`~gps_monitor.bus.base.Source`."""
 
@@ -104,16 +125,18 @@ class MqttSource:
                     (message.mid, message.qos),
                 )
             )
-        self._paho.on_message = self._on_message
+        self._paho._handle_on_message = self._on_message  # type: ignore[method-assign]
         _buffer_reads(self._paho)
+        _skip_debug_lines(self._paho)
         if self._queue:
             self._arrived.set()
 
-    def _on_message(self, _client: Any, _userdata: Any, message: Any) -> None:
+    def _on_message(self, message: Any) -> None:
+        """paho's ``_handle_on_message(message)`` for this client."""
         qos = message.qos
         self._queue.append(
             Delivery(
-                message.topic,
+                message._topic.decode("utf-8", "replace"),  # the broker checked it is UTF-8
                 message.payload,
                 datetime.now(UTC),
                 0,
