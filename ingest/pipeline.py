@@ -115,36 +115,37 @@ class Pipeline:
         Returns:
             how many positions were appended.
         """
-        state = await self._state(conn, vehicle.id)
+        state = self.states.get(vehicle.id) or await self._state(conn, vehicle.id)
         max_speed_kmh = max_plausible_speed_kmh(vehicle.vehicle_class, self.settings)
         appended = 0
-        ordered = sorted(positions, key=lambda p: p.fix_time)
+        ordered = sorted(positions, key=_fix_time) if len(positions) > 1 else positions
         for i, position in enumerate(ordered):
             p = position.evolve(vehicle_id=vehicle.id, company_id=vehicle.company_id)
             key = (vehicle.id, p.fix_time)
             if key in pending_keys:
                 self.stats.duplicate_in_batch += 1
                 continue
-            following = ordered[i + 1 :]
-            row = await self._judge_one(
-                conn, state, p, raw_index, batch, pending_keys, following, max_speed_kmh
-            )
+            row = self._judge_now(state, p, raw_index, batch, pending_keys, max_speed_kmh)
+            if row is None:  # late: judged with its stored neighbours
+                row = await self._judge_late(
+                    conn, p, raw_index, batch, pending_keys, ordered[i + 1 :], max_speed_kmh
+                )
             pending_keys[key] = len(batch.positions)
             batch.positions.append(row)
             appended += 1
         return appended
 
-    async def _judge_one(
+    def _judge_now(
         self,
-        conn: asyncpg.Connection | asyncpg.Pool,
         state: VehicleState,
         p: Position,
         raw_index: int,
         batch: WriteBatch,
         pending_keys: dict[tuple[int, datetime], int],
-        following: list[Position],
         max_speed_kmh: float,
-    ) -> PositionRow:
+    ) -> PositionRow | None:
+        """The row of an invalid or in-order fix (no query: the usual case, not awaited);
+        None for a valid late fix, which :meth:`_judge_late` judges."""
         assert p.received_at is not None and p.vehicle_id is not None
         reason = invalid_reason(p, p.received_at, self.settings, max_speed_kmh=max_speed_kmh)
         late = state.newest_fix_time is not None and p.fix_time < state.newest_fix_time
@@ -154,16 +155,7 @@ class Pipeline:
                 p.evolve(quality=Quality.INVALID, quality_reason=reason, late=late), raw_index
             )
         if late:
-            self.stats.late += 1
-            before, after = await self._neighbours(
-                conn, p, batch, pending_keys, following, max_speed_kmh
-            )
-            quality = judge_late_drift(before, p, after, self.settings)
-            return self._row(
-                p.evolve(quality=quality, quality_reason=_drift_reason(quality), late=True),
-                raw_index,
-                before,
-            )
+            return None
         verdict = judge_drift(state.drift, p, self.settings)
         previous_ok = state.drift.anchor
         if verdict.cleared is not None:
@@ -176,6 +168,29 @@ class Pipeline:
             raw_index,
             previous_ok,
             verdict.distance_m,
+        )
+
+    async def _judge_late(
+        self,
+        conn: asyncpg.Connection | asyncpg.Pool,
+        p: Position,
+        raw_index: int,
+        batch: WriteBatch,
+        pending_keys: dict[tuple[int, datetime], int],
+        following: list[Position],
+        max_speed_kmh: float,
+    ) -> PositionRow:
+        """The row of a valid fix older than the vehicle's newest: drift judged against its
+        stored and pending neighbours."""
+        self.stats.late += 1
+        before, after = await self._neighbours(
+            conn, p, batch, pending_keys, following, max_speed_kmh
+        )
+        quality = judge_late_drift(before, p, after, self.settings)
+        return self._row(
+            p.evolve(quality=quality, quality_reason=_drift_reason(quality), late=True),
+            raw_index,
+            before,
         )
 
     def _row(
@@ -254,6 +269,10 @@ class Pipeline:
                 after = candidate
             break
         return before, after
+
+
+def _fix_time(position: Position) -> datetime:
+    return position.fix_time
 
 
 def _drift_reason(quality: Quality) -> str | None:
