@@ -204,6 +204,8 @@ def test_cluster_profile_is_three_jetstream_nodes_with_health_checks(
     assert len(stores) == 3 and stores <= set(compose["volumes"])
     routes = re.findall(r"nats-route://([\w-]+):6222", NATS_CONF.read_text(encoding="utf-8"))
     assert sorted(routes) == list(NATS_NODES)
+    # clients keep to their URL list with its credentials (advertised servers come without)
+    assert "no_advertise: true" in NATS_CONF.read_text(encoding="utf-8")
 
 
 def test_ingest_and_rules_scale_on_the_cluster(compose: dict[str, Any]) -> None:
@@ -921,15 +923,33 @@ def deploy_cluster(tmp_path: Path) -> Iterator[list[_ClusterNode]]:
                 node.proc.wait(timeout=20)
 
 
-def _healthz(node: _ClusterNode, compose: dict[str, Any]) -> bool:
-    """The compose health check's URL, on this node's monitoring port."""
-    (url,) = [a for a in compose["services"][node.name]["healthcheck"]["test"] if "://" in a]
+def _healthz(node: _ClusterNode, compose: dict[str, Any], url: str = "") -> bool:
+    """The compose health check's URL (or ``url``), on this node's monitoring port."""
+    if not url:
+        (url,) = [a for a in compose["services"][node.name]["healthcheck"]["test"] if "://" in a]
     url = url.replace("127.0.0.1:8222", f"127.0.0.1:{node.http_port}")
     try:
         with urllib.request.urlopen(url, timeout=2) as response:
             return response.status == 200 and json.loads(response.read()) == {"status": "ok"}
     except OSError:
         return False
+
+
+async def _wait_cluster(nodes: list[_ClusterNode], compose: dict[str, Any]) -> list[bool]:
+    """Until every node passes the compose health check and JetStream as a whole is ready (the
+    full ``/healthz``: a meta leader elected, which NATS's MQTT listener needs for its session
+    streams), 60 s at most. Returns the compose checks' last answers."""
+    healthy = [False] * len(nodes)
+    for _ in range(300):
+        healthy = [await asyncio.to_thread(_healthz, n, compose) for n in nodes]
+        full = [
+            await asyncio.to_thread(_healthz, n, compose, "http://127.0.0.1:8222/healthz")
+            for n in nodes
+        ]
+        if all(healthy) and all(full):
+            break
+        await asyncio.sleep(0.2)
+    return healthy
 
 
 @pytest.mark.slow
@@ -944,11 +964,7 @@ async def test_deploy_cluster_replicates_the_inbound_stream_and_refuses_stranger
 
     from gps_monitor.bus.partition import partition_of
 
-    for _ in range(150):
-        healthy = [await asyncio.to_thread(_healthz, n, compose) for n in deploy_cluster]
-        if all(healthy):
-            break
-        await asyncio.sleep(0.2)
+    healthy = await _wait_cluster(deploy_cluster, compose)
     assert all(healthy), healthy
     replicas = int(compose["services"]["ingest"]["environment"]["GPS_MONITOR_BUS_STREAM_REPLICAS"])
     urls = [
@@ -993,14 +1009,20 @@ async def test_deploy_cluster_replicates_the_inbound_stream_and_refuses_stranger
                 )
                 await terminal.publish("positions/v2/0", b"[]", qos=1)  # not a terminal's
 
-        await publish(deploy_cluster[0], 1)
+        for attempt in range(5):  # a connect may time out on a loaded machine: again
+            try:
+                await publish(deploy_cluster[0], 1)
+                break
+            except aiomqtt.MqttError:
+                if attempt == 4:
+                    raise
         subject = f"in.{partition_of('13800000001', 32)}.gps.v1.13800000001.position"
         for _ in range(50):
             info = await js.stream_info("DEPLOY_IN")
             if info.state.messages >= 1:
                 break
             await asyncio.sleep(0.1)
-        assert info.state.messages == 1, info.state
+        assert info.state.messages >= 1, info.state
         assert (await js.get_last_msg("DEPLOY_IN", subject)).data == b'{"fix": 1}'
         assert info.cluster is not None and len(info.cluster.replicas or []) == 2, info.cluster
         # one node down: the replicated stream goes on taking positions
@@ -1073,6 +1095,29 @@ def _start_cli(command: list[str], env: dict[str, str], log: Path) -> subprocess
         )
 
 
+async def _publish_sos(mqtt_port: int, attempt: int) -> None:
+    """Terminal 13800000009's SOS position (fix time ``60 - attempt`` s ago) over MQTT QoS 1 as
+    the cluster's user ``terminal``."""
+    async with aiomqtt.Client(
+        "127.0.0.1",
+        mqtt_port,
+        username="terminal",
+        password=NODE_SECRETS["NATS_TERMINAL_PASSWORD"],
+        identifier=f"13800000009-{attempt}",
+    ) as terminal:
+        position = {
+            "fix_time": (datetime.now(UTC) - timedelta(seconds=60 - attempt)).isoformat(),
+            "latitude": 23.1291,
+            "longitude": 113.2644,
+            "speed_kmh": 0.0,
+            "fix_valid": True,
+            "acc_on": True,
+            "alarm_flags": 1,  # JT/T 808 bit 0: SOS, a device alarm
+            "status_flags": 3,
+        }
+        await terminal.publish("gps/v1/13800000009/position", json.dumps(position), qos=1)
+
+
 @pytest.mark.slow
 async def test_cluster_layout_two_ingest_and_two_rules_on_the_deploy_cluster(
     deploy_cluster: list[_ClusterNode], compose: dict[str, Any], database_url: str, tmp_path: Path
@@ -1098,11 +1143,8 @@ async def test_cluster_layout_two_ingest_and_two_rules_on_the_deploy_cluster(
         )
     finally:
         await conn.close()
-    for _ in range(150):
-        healthy = [await asyncio.to_thread(_healthz, n, compose) for n in deploy_cluster]
-        if all(healthy):
-            break
-        await asyncio.sleep(0.2)
+    healthy = await _wait_cluster(deploy_cluster, compose)
+    assert all(healthy), healthy
     cluster = _env_file(REPO / "deploy" / "cluster.env")
     first = deploy_cluster[0]
     broker = Broker(first.mqtt_port, tmp_path / "unused-passwd", tmp_path / "unused-log")
@@ -1124,28 +1166,11 @@ async def test_cluster_layout_two_ingest_and_two_rules_on_the_deploy_cluster(
         conn = await asyncpg.connect(database_url)
         try:
             for attempt in range(40):
-                async with aiomqtt.Client(
-                    "127.0.0.1",
-                    first.mqtt_port,
-                    username="terminal",
-                    password=NODE_SECRETS["NATS_TERMINAL_PASSWORD"],
-                    identifier=f"13800000009-{attempt}",
-                ) as terminal:
-                    position = {
-                        "fix_time": (
-                            datetime.now(UTC) - timedelta(seconds=60 - attempt)
-                        ).isoformat(),
-                        "latitude": 23.1291,
-                        "longitude": 113.2644,
-                        "speed_kmh": 0.0,
-                        "fix_valid": True,
-                        "acc_on": True,
-                        "alarm_flags": 1,  # JT/T 808 bit 0: SOS, a device alarm
-                        "status_flags": 3,
-                    }
-                    await terminal.publish(
-                        "gps/v1/13800000009/position", json.dumps(position), qos=1
-                    )
+                try:
+                    await _publish_sos(first.mqtt_port, attempt)
+                except aiomqtt.MqttError:  # the listener not ready yet under load: again
+                    await asyncio.sleep(1)
+                    continue
                 await asyncio.sleep(1.5)
                 stored = await conn.fetchval(
                     "SELECT count(*) FROM positions WHERE vehicle_id = $1", vehicle_id
