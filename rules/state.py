@@ -9,6 +9,7 @@ leaves out what a fresh state holds (:meth:`VehicleState.to_json`).
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import asyncpg
@@ -35,11 +36,11 @@ def state_text(state: VehicleState) -> str:
 
 
 async def load_states(
-    conn: asyncpg.Connection | asyncpg.Pool,
+    conn: asyncpg.Connection | asyncpg.Pool, vehicle_ids: Sequence[int] | None = None
 ) -> dict[int, tuple[VehicleState, str]]:
-    """Every stored vehicle state with its canonical text."""
+    """Every stored vehicle state (of ``vehicle_ids`` when given) with its canonical text."""
     out: dict[int, tuple[VehicleState, str]] = {}
-    for vehicle_id, stored in await rule_state.load(conn):
+    for vehicle_id, stored in await rule_state.load(conn, vehicle_ids):
         state = VehicleState.from_json(stored)
         out[vehicle_id] = (state, state_text(state))
     return out

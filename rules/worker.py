@@ -200,6 +200,7 @@ class RulesWorker:
         nats = settings.bus.transport == "nats"  # owns nothing until the source says so
         self.owned: frozenset[int] = frozenset() if nats else frozenset({0})
         self._source: Source | None = None
+        self._partitions: dict[str, int] = {}  # terminal id -> partition (FNV-1a, cached)
         self.transport: Transport = transport or MqttTransport(
             settings.mqtt,
             client_id=rules_client_id(settings),
@@ -263,7 +264,11 @@ class RulesWorker:
         profile = self.profiles.get(vehicle_id)
         if profile is None:
             return None
-        return partition_of(profile.terminal_id, self.settings.bus.partition_count)
+        cached = self._partitions.get(profile.terminal_id)
+        if cached is None:
+            cached = partition_of(profile.terminal_id, self.settings.bus.partition_count)
+            self._partitions[profile.terminal_id] = cached
+        return cached
 
     def owns(self, vehicle_id: int) -> bool:
         return self.partition_of_vehicle(vehicle_id) in self.owned
@@ -271,12 +276,9 @@ class RulesWorker:
     async def restore(self, partitions: frozenset[int]) -> None:
         """Vehicle states as last committed, of the vehicles of ``partitions`` (added to what
         is held)."""
-        stored = await load_states(await self.pool())
-        mine = {
-            vid: pair
-            for vid, pair in stored.items()
-            if self.partition_of_vehicle(vid) in partitions
-        }
+        wanted = [v for v in self.profiles if self.partition_of_vehicle(v) in partitions]
+        everything = partitions >= frozenset(range(self.settings.bus.partition_count))
+        mine = await load_states(await self.pool(), None if everything else wanted)
         self.states.update((vid, state) for vid, (state, _) in mine.items())
         self.written.update((vid, text) for vid, (_, text) in mine.items())
         self.driver_days.restore(
@@ -301,7 +303,8 @@ class RulesWorker:
                     self.written.pop(vehicle_id, None)
             self.owned = (self.owned - lost) | gained
             if gained:
-                await self._retry(self.reload)
+                if time.monotonic() - self._loaded_at > 1.0:  # many gains come together
+                    await self._retry(self.reload)
                 await self._retry(partial(self.restore, gained))
 
     def context(self, profile: VehicleProfile, *, late: bool = False) -> RuleContext:

@@ -100,6 +100,7 @@ class Processes:
                 proc.wait(15)
             except subprocess.TimeoutExpired:
                 proc.kill()
+                proc.wait(10)
 
 
 async def _owners(pool: asyncpg.Pool, stage: str) -> dict[int, str]:

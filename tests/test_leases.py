@@ -6,7 +6,10 @@ from __future__ import annotations
 import asyncio
 
 import asyncpg
+import pytest
 
+from gps_monitor.bus.fencing import PartitionFence
+from gps_monitor.config import Settings
 from gps_monitor.db import leases
 
 
@@ -43,3 +46,24 @@ async def test_a_takeover_waits_for_the_old_owners_commit_under_way(pool: asyncp
     assert await pool.fetchval("SELECT count(*) FROM fenced_writes") == 1
     async with pool.acquire() as old, old.transaction():
         assert await leases.changed(old, "rules", mine) == frozenset({5})
+
+
+async def test_a_takeover_ends_the_session_of_an_owner_stalled_inside_its_commit(
+    pool: asyncpg.Pool, settings: Settings
+) -> None:
+    mine = await leases.take(pool, "rules", [6], "old")
+    old = await asyncpg.connect(settings.database.url)
+    try:
+        tx = old.transaction()
+        await tx.start()
+        assert await leases.changed(old, "rules", mine) == frozenset()  # rows share-locked
+        # ... and the old owner stops here (SIGSTOP) with its transaction open
+        fence = PartitionFence(settings.database, "rules", "new", stall_s=0.5)
+        try:
+            assert await asyncio.wait_for(fence.take(frozenset({6})), 30) == {6: 2}
+        finally:
+            await fence.close()
+        with pytest.raises((asyncpg.PostgresError, asyncpg.InterfaceError, OSError)):
+            await tx.commit()  # its session was ended: nothing of it commits
+    finally:
+        old.terminate()

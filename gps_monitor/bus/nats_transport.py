@@ -271,13 +271,16 @@ class NatsSource:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         if leave:
-            for part in self.partitions.values():
-                if part.epoch_taken:
-                    with contextlib.suppress(Exception):
-                        await self._lost(part, "leaving", unpin=True)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._leave(), self.timeout_s)
         for sub in self._subs:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
+
+    async def _leave(self) -> None:
+        for part in self.partitions.values():
+            if part.epoch_taken:
+                await self._lost(part, "leaving", unpin=True)
 
     # --- Source --------------------------------------------------------------------------
 
@@ -646,7 +649,12 @@ class NatsTransport:
     async def serve(self, session: Session) -> None:
         """See :meth:`~gps_monitor.bus.base.Transport.serve`."""
         delay = 1.0
-        fence = PartitionFence(self.settings.database, self.stage, self.settings.bus.client_name)
+        fence = PartitionFence(
+            self.settings.database,
+            self.stage,
+            self.settings.bus.client_name,
+            stall_s=self.settings.bus.owner_timeout_s,
+        )
         try:
             while True:
                 try:

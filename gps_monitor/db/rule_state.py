@@ -14,13 +14,19 @@ from typing import Any
 import asyncpg
 
 
-async def load(conn: asyncpg.Connection | asyncpg.Pool) -> list[tuple[int, Any]]:
-    """``(vehicle_id, state)`` of every stored state, ``state`` as the driver decodes the jsonb
-    column (JSON text unless a codec is set)."""
-    return [
-        (r["vehicle_id"], r["state"])
-        for r in await conn.fetch("SELECT vehicle_id, state FROM rule_state")
-    ]
+async def load(
+    conn: asyncpg.Connection | asyncpg.Pool, vehicle_ids: Sequence[int] | None = None
+) -> list[tuple[int, Any]]:
+    """``(vehicle_id, state)`` of every stored state (only of ``vehicle_ids`` when given),
+    ``state`` as the driver decodes the jsonb column (JSON text unless a codec is set)."""
+    if vehicle_ids is None:
+        rows = await conn.fetch("SELECT vehicle_id, state FROM rule_state")
+    else:
+        rows = await conn.fetch(
+            "SELECT vehicle_id, state FROM rule_state WHERE vehicle_id = ANY($1::bigint[])",
+            list(vehicle_ids),
+        )
+    return [(r["vehicle_id"], r["state"]) for r in rows]
 
 
 async def save(conn: asyncpg.Connection, rows: Sequence[tuple[int, str, datetime | None]]) -> None:
