@@ -4,6 +4,7 @@ deliveries are gone for good and unacknowledged ones come again on the next sess
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import random
 from collections.abc import Sequence
@@ -38,6 +39,9 @@ async def _receive(settings: Settings, count: int, *, ack: bool) -> list[Deliver
             got.extend(batch)
             if ack:
                 await source.ack(batch)
+        # let the broker read the last PUBACKs before the next session with this client id
+        # takes the session over (Mosquitto drops what it has not read from the old socket)
+        await asyncio.sleep(0.3)
         raise _Done
 
     with contextlib.suppress(_Done):

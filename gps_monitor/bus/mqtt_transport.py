@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import struct
 from collections import deque
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -42,6 +43,8 @@ from gps_monitor.config import MqttSettings
 log = logging.getLogger(__name__)
 
 _ONLY_PARTITION = frozenset({0})
+_PUBACK = struct.Struct("!BBH")
+_PUBACK_COMMAND = 0x40
 _READ_BYTES = 256 * 1024
 
 
@@ -192,12 +195,29 @@ class MqttSource:
         return batch
 
     async def ack(self, deliveries: Sequence[Delivery]) -> None:
-        """PUBACK each QoS 1 delivery (in the order given: arrival order)."""
-        ack = self._paho.ack
+        """PUBACK each QoS 1 delivery (in the order given: arrival order).
+
+        The PUBACKs of a batch go to paho's outgoing queue as one buffer, written with one
+        ``send`` (paho's ``ack`` queues and writes each 4-byte PUBACK on its own: a syscall and a
+        writer registration per message). A QoS 2 delivery (PUBCOMP) goes through paho's
+        ``ack`` in its place in the order."""
+        paho = self._paho
+        pubacks = bytearray()
         for delivery in deliveries:
             mid, qos = delivery.token
-            if qos > 0:
-                ack(mid, qos)
+            if qos == 1:
+                pubacks += _PUBACK.pack(_PUBACK_COMMAND, 2, mid)
+            elif qos > 1:
+                self._queue_pubacks(pubacks)
+                pubacks = bytearray()
+                paho.ack(mid, qos)
+        self._queue_pubacks(pubacks)
+
+    def _queue_pubacks(self, pubacks: bytearray) -> None:
+        if pubacks:
+            # one "packet" of many PUBACKs (MQTT 3.1.1 and 5: 0x40, length 2, packet id);
+            # paho writes it in order with its other outgoing packets
+            self._paho._packet_queue(_PUBACK_COMMAND, bytes(pubacks), 0, 0)
 
     async def fence(self, conn: asyncpg.Connection, partitions: frozenset[int]) -> None:
         """Nothing to check: MQTT has one partition and one consumer per stage."""
