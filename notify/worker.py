@@ -1,8 +1,10 @@
-"""The notify service: alarm events in (MQTT), pushes out (robots, webhooks, e-mail, SMS).
+"""The notify service: alarm events in (the bus), pushes out (robots, webhooks, e-mail, SMS).
 
 Input: ``{prefix}alarms/v1/{company_id}/{vehicle_id}/{alarm_type}``, one
 :meth:`Alarm.to_dict` per message, published by the rules worker after its commit (QoS 1). The
-worker holds a persistent session and acknowledges manually (:mod:`gps_monitor.mqtt`):
+worker reads them through a bus transport (:func:`alarm_transport`): on MQTT a persistent
+session, on NATS the durable JetStream consumer ``notify`` on the alarms stream
+(:mod:`gps_monitor.bus.nats_durable`); either way it acknowledges manually, after its commit:
 
 1. read the messages already queued (up to ``notify.batch_max_messages``);
 2. per message: ``opened`` and ``closed`` events are routed by the subscriptions
@@ -48,12 +50,14 @@ from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import aiohttp
-import aiomqtt
 import asyncpg
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 from gps_monitor import mqtt, topics
+from gps_monitor.bus.base import Delivery as BusDelivery
+from gps_monitor.bus.base import Sink, Source, Transport
+from gps_monitor.bus.mqtt_transport import MqttTransport
+from gps_monitor.bus.nats_durable import NatsDurableTransport
+from gps_monitor.bus.nats_names import NatsNames
 from gps_monitor.config import Settings
 from gps_monitor.db import notify as store
 from gps_monitor.db import registry
@@ -89,6 +93,27 @@ def notify_client_id(settings: Settings) -> str:
         return settings.notify.client_id
     base = settings.mqtt.client_id
     return base.replace("ingest", "notify") if "ingest" in base else f"{base}-notify"
+
+
+def alarm_transport(settings: Settings) -> Transport:
+    """Where notify reads the alarm events: ``alarms/v1/#`` of the MQTT broker (persistent
+    session under :func:`notify_client_id`), or with ``bus.transport = nats`` the durable
+    JetStream consumer ``notify`` on the alarms stream (one notify deployment)."""
+    if settings.bus.transport == "nats":
+        names = NatsNames(settings.mqtt.topic_prefix)
+        return NatsDurableTransport(
+            settings,
+            durable="notify",
+            stream=names.alarms_stream,
+            filter_subjects=[f"{names.subject_prefix}alarms.v1.>"],
+            max_ack_pending=max(1000, settings.notify.batch_max_messages),
+        )
+    return MqttTransport(
+        settings.mqtt,
+        client_id=notify_client_id(settings),
+        subscriptions=[topics.alarm_filter(settings.mqtt.topic_prefix)],
+        receive_maximum=1000,
+    )
 
 
 def check_settings(settings: Settings) -> None:
@@ -436,7 +461,7 @@ class NotifyWorker:
     """The notify service. :meth:`run` reconnects forever; :meth:`session` serves one
     connection. ``ready`` is set once subscribed."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, transport: Transport | None = None) -> None:
         self.settings = settings
         self.prefix = settings.mqtt.topic_prefix
         self.zone = ZoneInfo(settings.notify.timezone)
@@ -453,6 +478,7 @@ class NotifyWorker:
         self._loaded_at = 0.0
         self._vehicles_at = 0.0
         self._tasks: list[asyncio.Task[None]] = []
+        self.transport = transport or alarm_transport(settings)
 
     # --- setup ---------------------------------------------------------------------------
 
@@ -574,34 +600,18 @@ class NotifyWorker:
         """Run until cancelled (connect, consume, reconnect with backoff)."""
         try:
             await self.start()
-            await mqtt.run_with_reconnect(
-                self.settings.mqtt,
-                self.session,
-                client_id=notify_client_id(self.settings),
-                persistent=True,
-                manual_ack=True,
-                **self._connect_options(),
-            )
+            await self.transport.serve(self.session)
         finally:
             await self.close()
 
-    def _connect_options(self) -> dict[str, Any]:
-        if self.settings.mqtt.protocol_version != "5":
-            return {}
-        properties = Properties(PacketTypes.CONNECT)
-        properties.SessionExpiryInterval = self.settings.mqtt.session_expiry_s
-        properties.ReceiveMaximum = 1000
-        return {"properties": properties}
-
-    async def session(self, client: aiomqtt.Client) -> None:
-        """Subscribe and consume on one connection (returns only by an exception)."""
-        await client.subscribe(topics.alarm_filter(self.prefix), qos=1)
+    async def session(self, source: Source, sink: Sink) -> None:
+        """Consume on one connection (returns only by an exception)."""
         log.info("notify worker subscribed to %s", topics.alarm_filter(self.prefix))
         self.ready.set()
         limit = self.settings.notify.batch_max_messages
         wait_s = self.settings.notify.batch_wait_s
         while True:
-            await self.handle_batch(client, await mqtt.next_batch(client.messages, limit, wait_s))
+            await self.handle_batch(source, await source.next_batch(limit, wait_s))
 
     def plan(self, data: dict[str, Any], local_now: Any) -> list[NewDelivery]:
         """The deliveries of one checked alarm message (none for updates and late alarms)."""
@@ -633,25 +643,20 @@ class NotifyWorker:
             for channel_id, send in sorted(routed.items())
         ]
 
-    async def handle_batch(self, client: aiomqtt.Client, batch: list[aiomqtt.Message]) -> None:
+    async def handle_batch(self, source: Source, batch: list[BusDelivery]) -> None:
         """Route, record, acknowledge, hand over to the senders (module docstring)."""
         checked: list[dict[str, Any]] = []
         rejects: list[RejectedMessage] = []
         for message in batch:
-            payload = (
-                message.payload
-                if isinstance(message.payload, bytes | bytearray)
-                else str(message.payload).encode()
-            )
             try:
-                checked.append(parse_alarm_message(payload))
+                checked.append(parse_alarm_message(message.payload))
             except PayloadError as error:
                 log.warning("notify: message on %s set aside: %s", message.topic, error)
                 rejects.append(
                     RejectedMessage(
-                        topic=str(message.topic),
-                        payload=bytes(payload),
-                        received_at=datetime.now(UTC),
+                        topic=message.topic,
+                        payload=bytes(message.payload),
+                        received_at=message.received_at,
                         reason=error.reason,
                         detail=error.detail,
                     )
@@ -664,8 +669,7 @@ class NotifyWorker:
         local_now = datetime.now(self.zone).time()
         planned = [d for data in checked for d in self.plan(data, local_now)]
         new = await self.retry(lambda: self._record(planned, rejects))
-        for message in batch:
-            mqtt.ack(client, message)
+        await source.ack(batch)
         self.recorded_messages += len(batch)
         for delivery in new:
             sender = self.senders.get(delivery.channel_id)
@@ -695,7 +699,8 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
     """Run the notify worker until cancelled; ``ready`` is set once it is subscribed."""
     from gps_monitor.service import relay_ready
 
-    mqtt.require_host(settings.mqtt)
+    if settings.bus.transport == "mqtt":
+        mqtt.require_host(settings.mqtt)
     worker = NotifyWorker(settings)
     async with relay_ready(worker.ready, ready):
         await worker.run()

@@ -14,7 +14,7 @@ stream                        subjects (captured -> stored)                     
                               ``in.<partition>.gps.v1.<terminal>.<kind>``
                               (``partition(P,1)`` transform); ``claim.ingest.<p>``
 ``GPS_POSITIONS``             ``positions.v2.<partition>``; ``claim.rules.<p>``      ``rules-pNN``
-``GPS_ALARMS``                ``alarms.v1.<company>.<vehicle>.<type>``               (web, notify)
+``GPS_ALARMS``                ``alarms.v1.<company>.<vehicle>.<type>``               ``notify``
 ============================  =====================================================  ===========
 
 ``claim.<stage>.<p>`` carries no data: a process publishes one to take an idle partition (a
