@@ -1,8 +1,14 @@
-"""The live feed hub: one MQTT subscription per web process fans positions and alarms out to the
+"""The live feed hub: one subscription per web process fans positions and alarms out to the
 websocket clients of that process.
 
 Because every web process subscribes to the broker itself (clean session, no persistent state),
-the feed works the same with several web processes behind a load balancer.
+the feed works the same with several web processes behind a load balancer. On MQTT (the default
+transport) it subscribes ``positions/v2/#`` at QoS 0 and alarms and the web processes' own
+topics at QoS 1; with ``bus.transport = nats`` it holds core NATS subscriptions on the same
+subjects (``positions.v2.*``, ``alarms.v1.>``, ``web.v1.…``): the JetStream publishes of ingest
+and rules reach them as they are stored, nothing is kept per web process on the server, and a
+hub that falls behind by more than nats-py's pending limit loses messages (logged as a slow
+consumer), as an MQTT QoS 0 subscriber would.
 
 Per client:
     * positions are **coalesced**: a dict ``vehicle_id -> newest position`` that the client's
@@ -46,8 +52,12 @@ from typing import Any
 
 import aiomqtt
 import asyncpg
+import nats
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
 
 from gps_monitor import topics
+from gps_monitor.bus.nats_names import NatsNames
 from gps_monitor.config import Settings
 from gps_monitor.db import alarms as alarms_db
 from gps_monitor.db import registry
@@ -57,6 +67,7 @@ from web.live_query import LiveFilter
 from web.units import rounded
 
 log = logging.getLogger(__name__)
+_PUBLISH_ERRORS = (aiomqtt.MqttError, nats.errors.Error)
 
 Sender = Callable[[str], Awaitable[None]]
 
@@ -212,7 +223,8 @@ class LiveHub:
         self.clients: set[LiveClient] = set()
         self.newest_fix: dict[int, str] = {}
         self._task: asyncio.Task[None] | None = None
-        self._client: aiomqtt.Client | None = None
+        # publishes (topic in MQTT form, payload) to every web process; None while disconnected
+        self._publish: Callable[[str, bytes], Awaitable[None]] | None = None
         self.connected = asyncio.Event()
         self.received_messages = 0
         self._names: dict[int, tuple[float, dict[str, Any]]] = {}
@@ -238,16 +250,19 @@ class LiveHub:
     async def announce_revocation(self, token_digest: str) -> None:
         """End the websockets of a revoked token here and, through MQTT, in every web process."""
         self.end_sessions(token_digest)
-        if self._client is not None:
+        if self._publish is not None:
             try:
-                await self._client.publish(self.revoked_topic(), token_digest, qos=1)
-            except aiomqtt.MqttError:
+                await self._publish(self.revoked_topic(), token_digest.encode())
+            except _PUBLISH_ERRORS:
                 log.warning(
                     "could not announce a revoked token; other web processes close "
                     "its websockets at their next session check"
                 )
 
     def start(self) -> None:
+        if self.settings.bus.transport == "nats":
+            self._task = asyncio.create_task(self._run_nats(), name="live-hub")
+            return
         if not self.settings.mqtt.host:
             log.warning("no MQTT broker configured: the live feed carries no updates")
             return
@@ -276,7 +291,11 @@ class LiveHub:
         await client.subscribe(topics.alarm_filter(self._prefix), qos=1)
         await client.subscribe(self.status_topic_filter(), qos=1)
         await client.subscribe(self.revoked_topic(), qos=1)
-        self._client = client
+
+        async def publish(topic: str, payload: bytes) -> None:
+            await client.publish(topic, payload, qos=1)
+
+        self._publish = publish
         self.connected.set()
         try:
             async for message in client.messages:
@@ -287,7 +306,69 @@ class LiveHub:
                     log.exception("live feed: could not handle a message on %s", message.topic)
         finally:
             self.connected.clear()
-            self._client = None
+            self._publish = None
+
+    def nats_subjects(self) -> list[str]:
+        """The core NATS subjects of the feed (``bus.transport = nats``)."""
+        sp = NatsNames(self._prefix).subject_prefix
+        return [
+            f"{sp}positions.v2.*",
+            f"{sp}alarms.v1.>",
+            f"{sp}web.v1.alarm-status.>",
+            f"{sp}web.v1.revoked",
+        ]
+
+    async def _run_nats(self) -> None:
+        """Core NATS subscriptions on the feed's subjects; nats-py reconnects by itself (the
+        subscriptions are renewed), the first connection is retried with backoff."""
+        names = NatsNames(self._prefix)
+        servers = [s.strip() for s in self.settings.bus.nats_url.split(",") if s.strip()]
+        delay = 1.0
+
+        async def disconnected() -> None:
+            self.connected.clear()
+
+        async def reconnected() -> None:
+            self.connected.set()
+
+        async def on_message(msg: Msg) -> None:
+            self.received_messages += 1
+            topic = names.to_topic(msg.subject)[0]
+            try:
+                await self.handle(topic, msg.data)
+            except Exception:
+                log.exception("live feed: could not handle a message on %s", msg.subject)
+
+        while True:
+            try:
+                nc: NatsClient = await nats.connect(
+                    servers=servers,
+                    name=f"gps-monitor-web-{os.getpid()}",
+                    max_reconnect_attempts=-1,
+                    reconnect_time_wait=1,
+                    disconnected_cb=disconnected,
+                    reconnected_cb=reconnected,
+                )
+                break
+            except (nats.errors.Error, OSError, TimeoutError) as error:
+                log.error("live feed: NATS connect failed (%r); again in %.0f s", error, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+        try:
+            for subject in self.nats_subjects():
+                await nc.subscribe(subject, cb=on_message, pending_msgs_limit=200_000)
+
+            async def publish(topic: str, payload: bytes) -> None:
+                await nc.publish(NatsNames.to_subject(topic), payload)
+
+            self._publish = publish
+            self.connected.set()
+            await asyncio.Event().wait()  # until cancelled
+        finally:
+            self.connected.clear()
+            self._publish = None
+            with contextlib.suppress(Exception):
+                await nc.close()
 
     async def handle(self, topic: str, payload: bytes) -> None:
         """Dispatch one MQTT message to the clients (positions, alarms or alarm status)."""
@@ -387,12 +468,12 @@ class LiveHub:
                 "supervision_answered_at",
             )
         }
-        if self._client is not None:
+        if self._publish is not None:
             topic = f"{self._prefix}web/v1/alarm-status/{alarm['company_id']}/{alarm['vehicle_id']}"
             try:
-                await self._client.publish(topic, dumps(slim), qos=1)
+                await self._publish(topic, dumps(slim).encode())
                 return
-            except aiomqtt.MqttError:
+            except _PUBLISH_ERRORS:
                 log.warning("could not publish alarm status; telling local clients only")
         message = {"type": "alarm_status", "alarm": json.loads(dumps(slim))}
         for client in list(self.clients):
