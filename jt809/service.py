@@ -1,6 +1,7 @@
 """``gps-monitor jt809``: forwards accepted positions and alarms to the superior platform.
 
-Inputs (MQTT, one persistent session ``jt809.client_id``, manual acknowledgement):
+Inputs (:func:`input_transports`: on MQTT one persistent session ``jt809.client_id``, on NATS
+a durable consumer ``jt809`` on each stream; manual acknowledgement):
 ``{prefix}positions/v2/+`` (what ingest accepted, one message per committed batch) and
 ``{prefix}alarms/v1/#`` (what the rules engine raised). Each message is acknowledged only once
 its positions or alarm were written to the main link or stored in the outbox
@@ -33,10 +34,13 @@ from collections import deque
 from datetime import datetime, timedelta
 from typing import Any
 
-import aiomqtt
 import asyncpg
 
 from gps_monitor import mqtt, topics
+from gps_monitor.bus.base import Delivery, Sink, Source, Transport, TransportError
+from gps_monitor.bus.mqtt_transport import MqttTransport
+from gps_monitor.bus.nats_durable import NatsDurableTransport
+from gps_monitor.bus.nats_names import NatsNames
 from gps_monitor.config import Settings
 from gps_monitor.db import jt809 as outbox
 from gps_monitor.db.jt809 import OutboxEntry
@@ -75,8 +79,39 @@ def check_settings(settings: Settings) -> None:
     mqtt.require_host(settings.mqtt)
 
 
+def input_transports(settings: Settings) -> list[Transport]:
+    """Where the service reads accepted positions and alarms: one MQTT persistent session
+    (``jt809.client_id``) subscribed to both, or with ``bus.transport = nats`` a durable
+    JetStream consumer ``jt809`` on each of the two streams (one jt809 deployment)."""
+    prefix = settings.mqtt.topic_prefix
+    if settings.bus.transport == "nats":
+        names = NatsNames(prefix)
+        sp = names.subject_prefix
+        return [
+            NatsDurableTransport(
+                settings,
+                durable="jt809",
+                stream=names.positions_stream,
+                filter_subjects=[f"{sp}positions.v2.*"],
+            ),
+            NatsDurableTransport(
+                settings,
+                durable="jt809",
+                stream=names.alarms_stream,
+                filter_subjects=[f"{sp}alarms.v1.>"],
+            ),
+        ]
+    return [
+        MqttTransport(
+            settings.mqtt,
+            client_id=settings.jt809.client_id,
+            subscriptions=[topics.accepted_filter(prefix), topics.alarm_filter(prefix)],
+        )
+    ]
+
+
 class Jt809Service:
-    """The lower-platform service: both links, the MQTT consumer and the outbox replay."""
+    """The lower-platform service: both links, the bus consumer and the outbox replay."""
 
     def __init__(self, settings: Settings, pool: asyncpg.Pool) -> None:
         self.settings = settings
@@ -101,6 +136,9 @@ class Jt809Service:
         }  # fmt: skip
         self._session_id: int | None = None
         self._send_lock = asyncio.Lock()
+        self._consume_lock = asyncio.Lock()
+        self._sessions = 0
+        self.transports = input_transports(settings)
 
     # ------------------------------------------------------------------ links
 
@@ -436,39 +474,39 @@ class Jt809Service:
             await outbox.set_link_status(self.pool, "main", self.main.status, counters)
             await outbox.set_link_status(self.pool, "slave", self.slave.status, {})
 
-    # ------------------------------------------------------------------ MQTT
+    # ------------------------------------------------------------------ bus
 
-    async def _consume(self, client: aiomqtt.Client) -> None:
+    async def _consume(self, source: Source, sink: Sink) -> None:
+        """Forward each delivery, then acknowledge it (one session of a transport)."""
         prefix = self.settings.mqtt.topic_prefix
-        await client.subscribe(topics.accepted_filter(prefix), qos=1)
-        await client.subscribe(topics.alarm_filter(prefix), qos=1)
-        self.ready.set()
-        async for message in client.messages:
-            topic = str(message.topic)
-            try:
-                data = json.loads(message.payload)
-                if topic.startswith(prefix + "positions/"):
-                    if not isinstance(data, list):
-                        raise PayloadError("wrong_type", "expected a JSON array of positions")
-                    await self.handle_positions([Position.from_dict(item) for item in data])
-                else:
-                    await self.handle_alarm(data)
-            except (PayloadError, ValueError, KeyError, TypeError) as error:
-                self.counts["bad_messages"] += 1
-                log.warning("jt809: message on %s not forwarded: %s", topic, error)
-            except DATABASE_DOWN as error:
-                # Not acknowledged: reconnecting resumes the session and the broker redelivers.
-                raise aiomqtt.MqttError(f"outbox unavailable ({error})") from error
-            mqtt.ack(client, message)
+        self._sessions += 1
+        if self._sessions >= len(self.transports):
+            self.ready.set()
+        while True:
+            for delivery in await source.next_batch(100, 0.0):
+                async with self._consume_lock:  # one message at a time across transports
+                    await self._forward(prefix, delivery)
+                await source.ack([delivery])
+
+    async def _forward(self, prefix: str, delivery: Delivery) -> None:
+        topic = delivery.topic
+        try:
+            data = json.loads(delivery.payload)
+            if topic.startswith(prefix + "positions/"):
+                if not isinstance(data, list):
+                    raise PayloadError("wrong_type", "expected a JSON array of positions")
+                await self.handle_positions([Position.from_dict(item) for item in data])
+            else:
+                await self.handle_alarm(data)
+        except (PayloadError, ValueError, KeyError, TypeError) as error:
+            self.counts["bad_messages"] += 1
+            log.warning("jt809: message on %s not forwarded: %s", topic, error)
+        except DATABASE_DOWN as error:
+            # Not acknowledged: the transport reconnects and the broker redelivers.
+            raise TransportError(f"outbox unavailable ({error})") from error
 
     async def consume_forever(self) -> None:
-        await mqtt.run_with_reconnect(
-            self.settings.mqtt,
-            self._consume,
-            client_id=self.jt.client_id,
-            persistent=True,
-            manual_ack=True,
-        )
+        await asyncio.gather(*(transport.serve(self._consume) for transport in self.transports))
 
     async def status_forever(self) -> None:
         """Write the link status for the bureau page every second while it changes."""

@@ -14,8 +14,12 @@ stream                        subjects (captured -> stored)                     
                               ``in.<partition>.gps.v1.<terminal>.<kind>``
                               (``partition(P,1)`` transform); ``claim.ingest.<p>``
 ``GPS_POSITIONS``             ``positions.v2.<partition>``; ``claim.rules.<p>``      ``rules-pNN``
-``GPS_ALARMS``                ``alarms.v1.<company>.<vehicle>.<type>``               ``notify``
+``GPS_ALARMS``                ``alarms.v1.<company>.<vehicle>.<type>``               (see below)
 ============================  =====================================================  ===========
+
+notify (alarms) and jt809 (positions and alarms) read whole streams through one durable consumer
+each, named after the service (:mod:`gps_monitor.bus.nats_durable`); the web hub subscribes to
+the subjects with core NATS.
 
 ``claim.<stage>.<p>`` carries no data: a process publishes one to take an idle partition (a
 pinned-client consumer pins the process that receives a message, so a partition without
