@@ -574,10 +574,13 @@ class RulesWorker:
         is checked, also one this worker has not seen since it (re)started; its last message
         is the later of what the worker evaluated and what ingest stored, heartbeats included
         (which also close an open episode). A vehicle that never
-        sent anything is not connected (入网率), not offline: no alarm."""
+        sent anything is not connected (入网率), not offline: no alarm. Only the vehicles of
+        the owned partitions are read and checked."""
         async with self.lock:
             pool = await self.pool()
-            rows = await last_messages(pool)
+            everything = self.owned >= frozenset(range(self.settings.bus.partition_count))
+            owned = None if everything else [v for v in self.profiles if self.owns(v)]
+            rows = await last_messages(pool, owned)  # only the owned vehicles' rows
             now = time.time()
             events: list[Alarm] = []
             new_states: dict[int, VehicleState] = {}

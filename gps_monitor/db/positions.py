@@ -573,15 +573,21 @@ async def raw_digests(
     return {r["id"]: bytes(r["digest"]).hex() for r in rows}
 
 
-async def last_messages(conn: asyncpg.Connection | asyncpg.Pool) -> list[asyncpg.Record]:
-    """Every vehicle that has sent something (``latest_positions``): ``vehicle_id``,
-    ``last_message_t`` (arrival of its last message of any kind, epoch s), ``fix_t`` (its last
-    ok fix, epoch s, None without one), ``latitude``, ``longitude``."""
-    return await conn.fetch(
+async def last_messages(
+    conn: asyncpg.Connection | asyncpg.Pool, vehicle_ids: Sequence[int] | None = None
+) -> list[asyncpg.Record]:
+    """Every vehicle that has sent something (``latest_positions``), or only those of
+    ``vehicle_ids``: ``vehicle_id``, ``last_message_t`` (arrival of its last message of any
+    kind, epoch s), ``fix_t`` (its last ok fix, epoch s, None without one), ``latitude``,
+    ``longitude``."""
+    columns = (
         "SELECT vehicle_id, extract(epoch FROM last_message_at)::float8 AS last_message_t, "
         "extract(epoch FROM fix_time)::float8 AS fix_t, latitude, longitude "
         "FROM latest_positions"
     )
+    if vehicle_ids is None:
+        return await conn.fetch(columns)
+    return await conn.fetch(columns + " WHERE vehicle_id = ANY($1::bigint[])", list(vehicle_ids))
 
 
 async def count_positions(conn: asyncpg.Connection | asyncpg.Pool) -> dict[str, int]:
