@@ -36,11 +36,13 @@ async def serve(
     service entry point ``gps-monitor demo`` starts).
 
     Raises:
-        ConfigurationError: no database URL or broker host, or an unusable setting or channel.
+        ConfigurationError: no database URL or (on the MQTT transport) broker host, or an
+            unusable setting or channel.
     """
     from notify.worker import NotifyWorker
 
-    require_host(settings.mqtt)
+    if settings.bus.transport == "mqtt":  # on nats it reads JetStream (bus.nats_url)
+        require_host(settings.mqtt)
     if upgrade:
         await upgrade_schema(settings.database)
     worker = NotifyWorker(settings)

@@ -132,3 +132,17 @@ async def test_alarms_become_deliveries_exactly_once_across_restarts_and_a_crash
     )
     assert len(receiver.of("wh")) == 3
     assert await consumer_counts(settings) == (0, 0)
+
+
+async def test_the_notify_service_runs_on_nats_without_an_mqtt_broker(settings: Settings) -> None:
+    from notify.cli import serve
+
+    no_broker = settings.model_copy(update={"mqtt": settings.mqtt.model_copy(update={"host": ""})})
+    ready = asyncio.Event()
+    task = asyncio.create_task(serve(no_broker, ready))
+    try:
+        await asyncio.wait_for(ready.wait(), 15)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
