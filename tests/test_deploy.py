@@ -214,7 +214,9 @@ def test_ingest_and_rules_scale_on_the_cluster(compose: dict[str, Any]) -> None:
     for name, variable in (("ingest", "INGEST_REPLICAS"), ("rules", "RULES_REPLICAS")):
         service = services[name]
         assert service["deploy"]["replicas"] == f"${{{variable}:-1}}", name
-        env = service["environment"]
+    # every service that reads from the bus on the cluster layout gets its NATS login there
+    for name in ("ingest", "rules", "notify", "web"):
+        env = services[name]["environment"]
         assert "GPS_MONITOR_BUS_CLIENT_NAME" not in env  # hostname-pid: one per replica
         assert env["GPS_MONITOR_BUS_TRANSPORT"] == "${GPS_MONITOR_BUS_TRANSPORT:-mqtt}"
         assert env["GPS_MONITOR_BUS_STREAM_REPLICAS"] == "3"
