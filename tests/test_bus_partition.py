@@ -76,3 +76,53 @@ async def test_partition_of_agrees_with_a_real_nats_server(
     }
     assert disagreements == {}
     assert len(set(by_server.values())) == partitions  # every partition met: not a constant
+
+
+async def test_dotted_terminal_ids_through_the_mqtt_listener_keep_their_id_and_partition(
+    nats_server: PrivateNats,  # noqa: F811
+) -> None:
+    """A registered terminal id may hold '.' (``check_terminal_id``); NATS's MQTT listener writes
+    it as ``//`` in the subject and its partition() hashes that token. The app must read the
+    terminal id back unchanged, compute the server's partition, and publish natively (the
+    gateway, tests) on the very subject the listener uses, or the id is refused as a bad topic
+    and rules owns the vehicle in another partition than ingest."""
+    import paho.mqtt.client as mqtt
+
+    from gps_monitor.bus.nats_names import NatsNames
+
+    partitions = 32
+    terminals = ["T.1", ".T", "T..1", "a.b.c.d", "粤B.12345", "T1"]
+    names = NatsNames("county-a/")
+    source, destination = names.inbound_transform(partitions)
+    nc = await nats.connect(nats_server.url)
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="dotted")
+    try:
+        js = nc.jetstream()
+        await js.add_stream(
+            StreamConfig(
+                name=names.inbound_stream,
+                subjects=[source],
+                subject_transform=SubjectTransform(src=source, dest=destination),
+            )
+        )
+        assert nats_server.mqtt_port is not None
+        client.connect("127.0.0.1", nats_server.mqtt_port)
+        client.loop_start()
+        for terminal in terminals:  # as a terminal publishes
+            client.publish(f"county-a/gps/v1/{terminal}/position", b"{}", qos=1).wait_for_publish(5)
+        for terminal in terminals:  # as the app publishes natively
+            await js.publish(names.to_subject(f"county-a/gps/v1/{terminal}/batch"), b"[]")
+        stored = [
+            (await js.get_msg(names.inbound_stream, sequence)).subject
+            for sequence in range(1, 2 * len(terminals) + 1)
+        ]
+    finally:
+        client.loop_stop()
+        client.disconnect()
+        await nc.close()
+    read_back = [names.to_topic(subject) for subject in stored]
+    assert read_back == [
+        (f"county-a/gps/v1/{t}/{kind}", partition_of(t, partitions))
+        for kind in ("position", "batch")
+        for t in terminals
+    ]

@@ -42,6 +42,18 @@ def _stream_suffix(prefix: str) -> str:
     return f"_{cleaned}" if cleaned else ""
 
 
+def level_to_token(level: str) -> str:
+    """One MQTT topic level -> its NATS subject token, as nats-server's MQTT listener writes it
+    (``server/mqtt.go``): a ``.`` becomes ``//`` (``T.1`` -> ``T//1``), an empty level ``/``.
+    The terminal id's token is what the inbound stream's ``partition()`` transform hashes."""
+    return level.replace(".", "//") if level else "/"
+
+
+def token_to_level(token: str) -> str:
+    """Inverse of :func:`level_to_token`: ``T//1`` -> ``T.1``, ``/`` -> an empty level."""
+    return "" if token == "/" else token.replace("//", ".")
+
+
 @dataclass(frozen=True, slots=True)
 class NatsNames:
     """Every NATS name of one deployment (``prefix``: the MQTT topic prefix, e.g. ``""`` or
@@ -51,7 +63,10 @@ class NatsNames:
 
     @property
     def subject_prefix(self) -> str:
-        return self.to_subject(self.prefix)
+        """``county-a/`` -> ``county-a.`` (the topic prefix's closing ``/`` is a separator)."""
+        if self.prefix.endswith("/"):
+            return self.to_subject(self.prefix[:-1]) + "."
+        return self.to_subject(self.prefix) if self.prefix else ""
 
     def stream(self, base: str) -> str:
         """``GPS_INBOUND`` etc. with the deployment's suffix."""
@@ -99,8 +114,10 @@ class NatsNames:
 
     @staticmethod
     def to_subject(topic: str) -> str:
-        """A logical topic (MQTT form) -> its NATS subject."""
-        return topic.replace("/", ".")
+        """A logical topic (MQTT form) -> its NATS subject, as NATS's MQTT listener maps it: each
+        level one token, a ``.`` inside a level ``//``, an empty level ``/``
+        (``gps/v1/T.1/position`` -> ``gps.v1.T//1.position``)."""
+        return ".".join(map(level_to_token, topic.split("/")))
 
     def to_topic(self, subject: str) -> tuple[str, int | None]:
         """A subject as delivered -> (logical topic in MQTT form, partition or None).
@@ -116,4 +133,6 @@ class NatsNames:
             partition = int(number)
         elif rest.startswith("positions.v2."):
             partition = int(rest.rsplit(".", 1)[1])
+        if "/" in rest:  # a level with a '.' or an empty level (see level_to_token)
+            return self.prefix + "/".join(map(token_to_level, rest.split("."))), partition
         return self.prefix + rest.replace(".", "/"), partition

@@ -10,6 +10,8 @@ modulo P). Rules computes the same function in Python to know which vehicles a p
 
 from __future__ import annotations
 
+from gps_monitor.bus.nats_names import level_to_token
+
 _FNV32_OFFSET_BASIS = 0x811C9DC5
 _FNV32_PRIME = 0x01000193
 _MASK32 = 0xFFFFFFFF
@@ -24,8 +26,11 @@ def fnv1a_32(data: bytes) -> int:
 
 
 def partition_of(terminal_id: str, partitions: int) -> int:
-    """The partition ``0 .. partitions-1`` of ``terminal_id`` (its UTF-8 bytes, FNV-1a mod P),
-    equal to what nats-server's ``partition(P, <terminal wildcard>)`` puts in the subject.
+    """The partition ``0 .. partitions-1`` of ``terminal_id`` (the UTF-8 bytes of its subject
+    token, FNV-1a mod P), equal to what nats-server's ``partition(P, <terminal wildcard>)`` puts
+    in the subject. The token is the id as the server's MQTT listener writes it: a ``.`` in the
+    id is ``//`` there (:func:`~gps_monitor.bus.nats_names.level_to_token`), and the server
+    hashes that.
 
     Raises:
         ValueError: ``partitions`` < 1.
@@ -34,4 +39,4 @@ def partition_of(terminal_id: str, partitions: int) -> int:
         raise ValueError(f"expected at least 1 partition, got {partitions}")
     if partitions == 1:
         return 0
-    return fnv1a_32(terminal_id.encode()) % partitions
+    return fnv1a_32(level_to_token(terminal_id).encode()) % partitions
