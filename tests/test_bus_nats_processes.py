@@ -212,3 +212,86 @@ async def test_two_processes_per_stage_share_partitions_and_survive_an_owner_fai
     finally:
         await nc.close()
         procs.stop_all()
+
+
+@pytest.mark.slow
+async def test_odd_terminal_ids_through_the_mqtt_listener_are_stored_or_rejected_with_a_reason(
+    settings: Settings,
+    pool: asyncpg.Pool,
+    nats_server: PrivateNats,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """Terminals publish MQTT to the NATS server's listener with ids legal in an MQTT topic but
+    special in a NATS subject: a registered dotted id is stored and raises its alarm (rules owns
+    it in the partition the server put it in); the unregistered 'T*1', 'T>1', non-ASCII and
+    over-long ids are kept in rejected_messages as unknown_terminal, an empty level as
+    bad_topic, a malformed payload as malformed_json; nothing crashes a worker. (A level that is
+    exactly '*' or '>' never reaches the stream: nats-server acknowledges and drops it; README.)"""
+    import paho.mqtt.client as mqtt
+
+    dotted = "T.1"
+    await register_terminals(pool, [dotted])
+    procs = Processes(settings, nats_server, tmp_path)
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="odd-terminals")
+    prefix = settings.mqtt.topic_prefix
+    try:
+        procs.start("ingest", "ingest-a")
+        procs.start("rules", "rules-a")
+        for stage in ("ingest", "rules"):
+            owners = await wait_for(
+                lambda stage=stage: _owners(pool, stage), lambda o: len(o) == P, timeout_s=60
+            )
+            assert len(owners) == P, procs.logs()
+        assert nats_server.mqtt_port is not None
+        client.connect("127.0.0.1", nats_server.mqtt_port)
+        client.loop_start()
+
+        def publish(terminal: str, payload: bytes, kind: str = "position") -> None:
+            topic = f"{prefix}gps/v1/{terminal}/{kind}"
+            client.publish(topic, payload, qos=1).wait_for_publish(10)
+
+        for i in range(12):  # SOS on from fix 5 to fix 10
+            fix = {
+                "fix_time": _fix_time(i).isoformat(),
+                "latitude": 30.5 + i * 1e-5,
+                "longitude": 104.0 + i * 1e-5,
+                "speed_kmh": 40.0,
+                "alarm_flags": _sos(i),
+            }
+            publish(dotted, json.dumps(fix).encode())
+        unknown = ["T*1", "T>1", "粤B12345", "X" * 200]
+        for terminal in unknown:
+            publish(terminal, json.dumps({"fix_time": _fix_time(0).isoformat()}).encode())
+        publish(dotted, b"{not json")
+        client.publish(f"{prefix}gps/v1//position", b"{}", qos=1).wait_for_publish(10)
+
+        stored = await wait_for(
+            lambda: pool.fetchval("SELECT count(*) FROM positions"), lambda n: n >= 12
+        )
+        assert stored == 12, procs.logs()
+        episodes = await wait_for(
+            lambda: pool.fetch(
+                "SELECT a.started_at, a.ended_at FROM alarms a JOIN vehicles v "
+                "ON v.id = a.vehicle_id WHERE v.terminal_id = $1 "
+                "AND a.alarm_type = 'device_alarm'",
+                dotted,
+            ),
+            lambda rows: len(rows) == 1 and rows[0]["ended_at"] is not None,
+        )
+        assert [(r["started_at"], r["ended_at"]) for r in episodes] == [
+            (_fix_time(5), _fix_time(10))
+        ], procs.logs()
+        expected = {(t, "unknown_terminal") for t in unknown} | {
+            (dotted, "malformed_json"),
+            (None, "bad_topic"),
+        }
+        rejected = await wait_for(
+            lambda: pool.fetch("SELECT terminal_id, reason FROM rejected_messages"),
+            lambda rows: len(rows) >= len(expected),
+        )
+        assert {(r["terminal_id"], r["reason"]) for r in rejected} == expected, procs.logs()
+        assert all(p.poll() is None for p in procs.procs.values()), procs.logs()
+    finally:
+        client.loop_stop()
+        client.disconnect()
+        procs.stop_all()
