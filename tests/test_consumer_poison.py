@@ -182,3 +182,55 @@ async def test_the_rules_process_sets_aside_poison_messages_and_survives_a_resta
     assert sorted(r["reason"] for r in rejected) == ["too_deep", "unstorable"]
     assert all(r["topic"] == topic for r in rejected)
     assert rejected_after == 2  # acknowledged: not met again after the restart
+
+
+async def test_an_accepted_message_mixing_a_poisoned_vehicle_with_a_good_one_keeps_the_good_one(
+    settings: Settings, pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    """positions/v2 carries one message per ingest batch, so one message holds many vehicles:
+    a vehicle whose state cannot be stored (NaN latitude) is set aside alone, with only its
+    positions as the payload; the other vehicle of the same message raises its overspeed alarm."""
+    company_id, poisoned_id = await _vehicle(pool)
+    good = await ensure_vehicle(
+        pool,
+        company_id=company_id,
+        plate_number="渝A00142",
+        terminal_id="013800000142",
+        vehicle_class=VehicleClass.FREIGHT,
+        speed_limit_kmh=60,
+    )
+    topic = topics.accepted_topic(0, settings.mqtt.topic_prefix)
+    now = datetime.now(UTC)
+    track = drive("2024-01-10 10:00:00", [(20, 50), (30, 75), (20, 50)])
+    poisoned = [
+        p.evolve(vehicle_id=poisoned_id, company_id=company_id, terminal_id=TERMINAL,
+                 received_at=now, latitude=float("nan"))
+        for p in track[:5]
+    ]  # fmt: skip
+    speeding = [
+        p.evolve(vehicle_id=good.id, company_id=company_id, terminal_id="013800000142",
+                 received_at=now)
+        for p in track
+    ]  # fmt: skip
+    mixed = json.dumps([p.to_dict() for p in [*poisoned, *speeding]])
+    log = tmp_path / "rules.log"
+    proc = _spawn_rules(settings, log)
+    try:
+        await _until_subscribed(proc, log, 1)
+        await publish_raw(settings, [(topic.removeprefix(settings.mqtt.topic_prefix), mixed)])
+        alarms = await wait_for(
+            lambda: pool.fetch("SELECT vehicle_id, alarm_type FROM alarms"),
+            lambda rows: len(rows) >= 1,
+        )
+        rejected = await wait_for(
+            lambda: pool.fetch("SELECT reason, payload FROM rejected_messages"),
+            lambda rows: len(rows) >= 1,
+        )
+        assert proc.poll() is None, log.read_text()[-3000:]
+    finally:
+        _stop(proc)
+        await drop_session(settings, rules_client_id(settings))
+    assert [(a["vehicle_id"], a["alarm_type"]) for a in alarms] == [(good.id, "overspeed")]
+    assert [r["reason"] for r in rejected] == ["unstorable"]
+    kept = json.loads(rejected[0]["payload"])
+    assert {p["vehicle_id"] for p in kept} == {poisoned_id} and len(kept) == len(poisoned)
