@@ -185,7 +185,7 @@ async def _terminals(
                 lag = time.monotonic() - due
                 if flat_out:
                     pass
-                elif lag < 0:
+                elif lag < -0.005:  # ahead of schedule: sleep in steps of >= 5 ms, not per fix
                     await asyncio.sleep(-lag)
                 else:
                     worst_lag_s = max(worst_lag_s, lag)
