@@ -295,3 +295,67 @@ async def test_odd_terminal_ids_through_the_mqtt_listener_are_stored_or_rejected
         client.loop_stop()
         client.disconnect()
         procs.stop_all()
+
+
+@pytest.mark.slow
+async def test_a_database_outage_during_nats_consumption_loses_and_doubles_nothing(
+    settings: Settings,
+    database_url: str,
+    nats_server: PrivateNats,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """The database refuses every connection (ALLOW_CONNECTIONS false, sessions terminated) while
+    terminals publish to one ingest process on NATS, for several ack waits (the server
+    redelivers what the process holds): once the database is back every position is stored
+    once, nothing was set aside, every message is acknowledged and the process still runs."""
+    from conftest import ADMIN_URL
+
+    name = database_url.rpartition("/")[2].partition("?")[0]
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=2)
+    assert pool is not None
+    await register_terminals(pool, TERMINALS)
+    await pool.close()
+    procs = Processes(settings, nats_server, tmp_path)
+    nc = await nats.connect(nats_server.url)
+    admin = await asyncpg.connect(ADMIN_URL)
+    try:
+        procs.start("ingest", "ingest-a")
+        pool = await asyncpg.create_pool(database_url, min_size=1, max_size=2)
+        assert pool is not None
+        owners = await wait_for(lambda: _owners(pool, "ingest"), lambda o: len(o) == P, 60)
+        assert len(owners) == P, procs.logs()
+        await pool.close()
+        await _publish(nc, settings.mqtt.topic_prefix, range(0, 5))
+        await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+        await admin.fetch(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name
+        )
+        await _publish(nc, settings.mqtt.topic_prefix, range(5, 20))
+        await asyncio.sleep(4 * OWNER_TIMEOUT_S)  # ack wait is half of it: redeliveries
+        await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        pool = await asyncpg.create_pool(database_url, min_size=1, max_size=2)
+        assert pool is not None
+        count = await wait_for(
+            lambda: pool.fetchval("SELECT count(*) FROM positions"),
+            lambda n: n >= 20 * len(TERMINALS),
+            timeout_s=90,
+        )
+        await asyncio.sleep(2 * OWNER_TIMEOUT_S)
+        count = await pool.fetchval("SELECT count(*) FROM positions")
+        rejected = await pool.fetchval("SELECT count(*) FROM rejected_messages")
+        await pool.close()
+        assert (count, rejected) == (20 * len(TERMINALS), 0), procs.logs()
+        js = nc.jetstream()
+        names = NatsNames(settings.mqtt.topic_prefix)
+        pending = {}
+        for p in range(P):
+            info = await js.consumer_info(names.inbound_stream, names.consumer("ingest", p))
+            pending[p] = (info.num_ack_pending, info.num_pending)
+        assert all(v == (0, 0) for v in pending.values()), (pending, procs.logs())
+        assert all(p.poll() is None for p in procs.procs.values()), procs.logs()
+    finally:
+        with contextlib.suppress(Exception):
+            await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        await admin.close()
+        await nc.close()
+        procs.stop_all()
