@@ -150,7 +150,12 @@ class IngestSettings(BaseModel):
 
     batch_size: int = Field(default=2000, ge=1, description="Positions per COPY batch.")
     flush_interval_s: float = Field(
-        default=0.2, gt=0, description="Longest time a received position waits for its batch."
+        default=0.0,
+        ge=0,
+        description="Longest wait to fill a batch once one message is in (seconds); 0: a batch "
+        "is what has arrived when the previous one is committed, which keeps batches small "
+        "while the worker keeps up (a wait made the batches settle at batch_size under load, "
+        "and fix -> alarm slower: benchmarks/pipeline.py).",
     )
     max_payload_bytes: int = Field(
         default=256 * 1024, ge=256, description="Larger MQTT payloads are rejected."

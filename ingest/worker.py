@@ -112,7 +112,7 @@ class IngestWorker:
             "ingest",
             self,
             batch_limit=min(ingest.batch_size, ingest.max_in_flight_messages),
-            batch_wait_s=0.0,
+            batch_wait_s=ingest.flush_interval_s,
             pipeline_depth=self.PIPELINE_DEPTH,
             report=self._report,
             report_interval_s=self.REPORT_INTERVAL_S,
