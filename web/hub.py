@@ -53,11 +53,11 @@ from typing import Any
 import aiomqtt
 import asyncpg
 import nats
-from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 
 from gps_monitor import topics
 from gps_monitor.bus.nats_names import NatsNames
+from gps_monitor.bus.nats_transport import connect
 from gps_monitor.config import Settings
 from gps_monitor.db import alarms as alarms_db
 from gps_monitor.db import registry
@@ -322,8 +322,6 @@ class LiveHub:
         """Core NATS subscriptions on the feed's subjects; nats-py reconnects by itself (the
         subscriptions are renewed), the first connection is retried with backoff."""
         names = NatsNames(self._prefix)
-        servers = [s.strip() for s in self.settings.bus.nats_url.split(",") if s.strip()]
-        delay = 1.0
 
         async def disconnected() -> None:
             self.connected.clear()
@@ -339,21 +337,9 @@ class LiveHub:
             except Exception:
                 log.exception("live feed: could not handle a message on %s", msg.subject)
 
-        while True:
-            try:
-                nc: NatsClient = await nats.connect(
-                    servers=servers,
-                    name=f"gps-monitor-web-{os.getpid()}",
-                    max_reconnect_attempts=-1,
-                    reconnect_time_wait=1,
-                    disconnected_cb=disconnected,
-                    reconnected_cb=reconnected,
-                )
-                break
-            except (nats.errors.Error, OSError, TimeoutError) as error:
-                log.error("live feed: NATS connect failed (%r); again in %.0f s", error, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 30.0)
+        nc = await connect(
+            self.settings, "web", disconnected_cb=disconnected, reconnected_cb=reconnected
+        )
         try:
             for subject in self.nats_subjects():
                 await nc.subscribe(subject, cb=on_message, pending_msgs_limit=200_000)

@@ -31,7 +31,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from gps_monitor.bus.base import Delivery, OwnershipListener, Session, TransportError
 from gps_monitor.bus.nats_names import NatsNames
-from gps_monitor.bus.nats_transport import NatsSink, provision
+from gps_monitor.bus.nats_transport import NatsSink, connect, provision
 from gps_monitor.config import Settings
 
 log = logging.getLogger(__name__)
@@ -137,15 +137,6 @@ class NatsDurableTransport:
             filter_subjects=list(filter_subjects),
         )
 
-    async def connect(self) -> NatsClient:
-        servers = [s.strip() for s in self.settings.bus.nats_url.split(",") if s.strip()]
-        return await nats.connect(
-            servers=servers,
-            name=f"gps-monitor-{self.durable}-{self.settings.bus.client_name}",
-            max_reconnect_attempts=-1,
-            reconnect_time_wait=1,
-        )
-
     async def _subscribe(self, nc: NatsClient) -> JetStreamContext.PullSubscription:
         """Create the consumer, or update it to this configuration (its position is kept)."""
         js = nc.jetstream()
@@ -154,16 +145,8 @@ class NatsDurableTransport:
 
     async def serve(self, session: Session) -> None:
         """See :meth:`~gps_monitor.bus.base.Transport.serve`."""
-        delay = 1.0
         while True:
-            try:
-                nc = await self.connect()
-            except (nats.errors.Error, OSError, TimeoutError) as error:
-                log.error("NATS connect failed (%r); again in %.0f s", error, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 30.0)
-                continue
-            delay = 1.0
+            nc = await connect(self.settings, self.durable)
             try:
                 await provision(nc, self.settings)
                 subscription = await self._subscribe(nc)
@@ -176,4 +159,4 @@ class NatsDurableTransport:
             finally:
                 with contextlib.suppress(Exception):
                     await nc.close()
-            await asyncio.sleep(delay)
+            await asyncio.sleep(1.0)

@@ -142,6 +142,28 @@ def consumer_config(settings: Settings, stage: Stage, partition: int) -> dict[st
     }
 
 
+async def connect(settings: Settings, role: str, **options: Any) -> NatsClient:
+    """A connection to the configured NATS servers (``bus.nats_url``, comma-separated), named
+    ``gps-monitor-{role}-{client_name}``; tries again with backoff (1 s doubling to 30 s) until
+    one answers. Once connected, nats-py reconnects by itself (without limit). ``options`` go
+    to ``nats.connect`` (e.g. ``disconnected_cb``)."""
+    servers = [s.strip() for s in settings.bus.nats_url.split(",") if s.strip()]
+    delay = 1.0
+    while True:
+        try:
+            return await nats.connect(
+                servers=servers,
+                name=f"gps-monitor-{role}-{settings.bus.client_name}",
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=1,
+                **options,
+            )
+        except (nats.errors.Error, OSError, TimeoutError) as error:
+            log.error("NATS connect failed (%r); again in %.0f s", error, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
+
+
 async def provision(nc: NatsClient, settings: Settings) -> None:
     """Create or update the streams and every stage's partition consumers (idempotent: run by
     every process at start). Raises :class:`NatsApiError` when the server refuses (e.g. it is
@@ -637,18 +659,8 @@ class NatsTransport:
         self.settings = settings
         self.stage = stage
 
-    async def connect(self) -> NatsClient:
-        servers = [s.strip() for s in self.settings.bus.nats_url.split(",") if s.strip()]
-        return await nats.connect(
-            servers=servers,
-            name=f"gps-monitor-{self.stage}-{self.settings.bus.client_name}",
-            max_reconnect_attempts=-1,
-            reconnect_time_wait=1,
-        )
-
     async def serve(self, session: Session) -> None:
         """See :meth:`~gps_monitor.bus.base.Transport.serve`."""
-        delay = 1.0
         fence = PartitionFence(
             self.settings.database,
             self.stage,
@@ -657,14 +669,7 @@ class NatsTransport:
         )
         try:
             while True:
-                try:
-                    nc = await self.connect()
-                except (nats.errors.Error, OSError, TimeoutError) as error:
-                    log.error("NATS connect failed (%r); again in %.0f s", error, delay)
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 30.0)
-                    continue
-                delay = 1.0
+                nc = await connect(self.settings, self.stage)
                 source = NatsSource(nc, self.settings, self.stage, fence)
                 try:
                     await provision(nc, self.settings)
@@ -677,6 +682,6 @@ class NatsTransport:
                     fence.forget(source.owned_partitions)
                     with contextlib.suppress(Exception):
                         await nc.close()
-                await asyncio.sleep(delay)
+                await asyncio.sleep(1.0)
         finally:
             await fence.close()
