@@ -242,6 +242,31 @@ def _listen_main(
 # ---------------------------------------------------------------- the run
 
 
+async def _run_terminals(
+    args: argparse.Namespace, settings: MqttSettings, terminals: list[str], rounds: float,
+    prefix: str, *, flat_out: bool = False,
+) -> tuple[list[tuple[int, int, float, float]], float]:  # fmt: skip
+    """``--publishers`` terminal processes (:func:`_terminals`) sharing ``terminals``, starting
+    together 2 s from now; returns each one's (published, toggles, seconds, worst lag) once all
+    are done, and the wall-clock start."""
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    start_at = time.time() + 2.0
+    procs = []
+    for k in range(args.publishers):
+        proc = ctx.Process(
+            target=_terminal_main,
+            args=(settings.model_dump(), terminals[k :: args.publishers], rounds,
+                  args.alarm_every, prefix, start_at, out, flat_out),
+        )  # fmt: skip
+        proc.start()
+        procs.append(proc)
+    results = [await asyncio.to_thread(out.get) for _ in procs]
+    for proc in procs:
+        proc.join()
+    return results, start_at
+
+
 async def bare_subscriber_ceiling(
     args: argparse.Namespace, settings: MqttSettings, terminals: list[str]
 ) -> dict[str, Any]:
@@ -250,8 +275,6 @@ async def bare_subscriber_ceiling(
     prefix = f"{settings.topic_prefix}bare/"
     received = 0
     first = last = 0.0
-    ctx = mp.get_context("spawn")
-    out = ctx.Queue()
     async with mqtt.build_client(settings, client_id=f"bench-bare-{uuid.uuid4().hex[:8]}") as c:
         await c.subscribe(topics.inbound_filter(prefix), qos=1)
 
@@ -265,19 +288,7 @@ async def bare_subscriber_ceiling(
 
         consumer = asyncio.create_task(consume())
         rounds = max(1, args.ceiling_messages // len(terminals))
-        start_at = time.time() + 2.0
-        procs = []
-        for k in range(args.publishers):
-            proc = ctx.Process(
-                target=_terminal_main,
-                args=(settings.model_dump(), terminals[k :: args.publishers], rounds,
-                      args.alarm_every, prefix, start_at, out, True),
-            )  # fmt: skip
-            proc.start()
-            procs.append(proc)
-        results = [await asyncio.to_thread(out.get) for _ in procs]
-        for proc in procs:
-            proc.join()
+        results, _ = await _run_terminals(args, settings, terminals, rounds, prefix, flat_out=True)
         published = sum(r[0] for r in results)
         deadline = time.monotonic() + 30
         while received < published and time.monotonic() < deadline:  # noqa: ASYNC110 (a count, polled)
@@ -367,21 +378,10 @@ async def pipeline_run(
         listener.start()
         if not await asyncio.to_thread(ready.wait, 30):
             raise SystemExit("alarm listener did not subscribe")
-        start_at = time.time() + 2.0
         cpu0 = {name: _cpu_s(proc) for name, proc in workers.items()}
-        out = ctx.Queue()
-        procs = []
-        for k in range(args.publishers):
-            proc = ctx.Process(
-                target=_terminal_main,
-                args=(settings.mqtt.model_dump(), terminals[k :: args.publishers], args.seconds,
-                      args.alarm_every, settings.mqtt.topic_prefix, start_at, out),
-            )  # fmt: skip
-            proc.start()
-            procs.append(proc)
-        results = [await asyncio.to_thread(out.get) for _ in procs]
-        for proc in procs:
-            proc.join()
+        results, start_at = await _run_terminals(
+            args, settings.mqtt, terminals, args.seconds, settings.mqtt.topic_prefix
+        )
         published = sum(r[0] for r in results)
         expected_alarms = sum(r[1] for r in results)
         publish_s = max(r[2] for r in results)
@@ -454,22 +454,10 @@ async def _ingest_flat_out(
     for worker in paused:
         worker.send_signal(signal.SIGSTOP)
     try:
-        ctx = mp.get_context("spawn")
-        out = ctx.Queue()
         rounds = max(1, args.ceiling_messages // len(terminals))
-        start_at = time.time() + 2.0
-        procs = []
-        for k in range(args.publishers):
-            proc = ctx.Process(
-                target=_terminal_main,
-                args=(settings.mqtt.model_dump(), terminals[k :: args.publishers], rounds,
-                      args.alarm_every, settings.mqtt.topic_prefix, start_at, out, True),
-            )  # fmt: skip
-            proc.start()
-            procs.append(proc)
-        results = [await asyncio.to_thread(out.get) for _ in procs]
-        for proc in procs:
-            proc.join()
+        results, start_at = await _run_terminals(
+            args, settings.mqtt, terminals, rounds, settings.mqtt.topic_prefix, flat_out=True
+        )
         published = sum(r[0] for r in results)
         # committed = counted by this connection (polled every 50 ms): the end of the span is the
         # first poll that sees the last commit (received_at would be the receipt, not the commit)
