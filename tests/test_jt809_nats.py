@@ -78,17 +78,22 @@ async def test_positions_and_alarms_reach_the_superior_also_after_a_restart(
     js = nc.jetstream()
     try:
         async with running_service(settings, pool) as service:
-            await wait_for(lambda: _value(service.main.status), lambda s: s == "up", 10)
+            status = await wait_for(lambda: _value(service.main.status), lambda s: s == "up", 10)
+            assert status == "up"
             await _publish(js, settings, fixes(0, 10))
             await _publish(js, settings, [alarm_item])
-            await wait_for(lambda: _value(len(sim.record.positions)), lambda n: n >= 10, 30)
-            await wait_for(lambda: _value(len(sim.record.alarms)), lambda n: n >= 1, 10)
+            sent = await wait_for(lambda: _value(len(sim.record.positions)), lambda n: n >= 10, 30)
+            assert sent == 10
+            alarms = await wait_for(lambda: _value(len(sim.record.alarms)), lambda n: n >= 1, 10)
+            assert alarms == 1
         # positions accepted while the service is away wait in its durable consumer
         await _publish(js, settings, fixes(10, 5))
         stored = "SELECT count(*) FROM positions"
-        await wait_for(lambda: pool.fetchval(stored), lambda n: n >= 15, 30)
+        assert await wait_for(lambda: pool.fetchval(stored), lambda n: n >= 15, 30) == 15
+        assert len(sim.record.positions) == 10  # nothing reached the superior while away
         async with running_service(settings, pool) as service:
-            await wait_for(lambda: _value(len(sim.record.positions)), lambda n: n >= 15, 30)
+            sent = await wait_for(lambda: _value(len(sim.record.positions)), lambda n: n >= 15, 30)
+            assert sent == 15
             await asyncio.sleep(0.5)
     finally:
         await nc.close()
