@@ -8,13 +8,16 @@ figures for every vehicle, so the fatigue rule of one vehicle can add what the s
 on the others. Entries are *set* (never added to), so re-evaluating a fix gives the same
 figures: a retried batch or a redelivered message counts nothing twice.
 
-One ledger per rules worker (shared by the contexts of all vehicles; rebuilt from the stored
-states at start, :meth:`DriverDays.restore`); ``evaluate`` over one vehicle has its own.
+One ledger per rules worker (shared by the contexts of all vehicles; filled from the stored
+states of the vehicles it owns, :meth:`DriverDays.restore`, and emptied of those whose partition
+moves away, :meth:`DriverDays.forget`); ``evaluate`` over one vehicle has its own. On a
+partitioned transport a driver's vehicles may be owned by different processes: each then adds
+only what that driver drove on its own vehicles.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 
 
 def key(certificate_no: str, day: int) -> str:
@@ -40,10 +43,24 @@ class DriverDays:
         return dict(self._days.get((certificate_no, day), {}))
 
     def restore(self, states: Iterable[tuple[int, dict[str, float]]]) -> None:
-        """Rebuild from ``(vehicle_id, fatigue.State.driver_days)`` of every stored state."""
-        self._days.clear()
+        """Take the figures of ``(vehicle_id, fatigue.State.driver_days)`` stored states: each
+        named vehicle's entries are replaced, the other vehicles' kept (a rules process on a
+        partitioned transport restores the partitions it gains one batch at a time)."""
+        states = list(states)
+        self.forget({vehicle_id for vehicle_id, _ in states})
         for vehicle_id, days in states:
             for name, seconds in days.items():
                 certificate_no, _, day = name.rpartition("|")
                 if certificate_no and day.lstrip("-").isdigit():
                     self.record(certificate_no, int(day), vehicle_id, seconds)
+
+    def forget(self, vehicle_ids: Collection[int]) -> None:
+        """Drop what the ledger holds of ``vehicle_ids`` (their partitions moved to another
+        process, or their stored figures are about to replace these)."""
+        wanted = set(vehicle_ids)
+        for name in list(self._days):
+            per_vehicle = self._days[name]
+            for vehicle_id in wanted & per_vehicle.keys():
+                del per_vehicle[vehicle_id]
+            if not per_vehicle:
+                del self._days[name]

@@ -298,9 +298,11 @@ class RulesWorker:
         previous owner's last commit)."""
         async with self.lock:
             if lost:
-                for vehicle_id in [v for v in self.states if self.partition_of_vehicle(v) in lost]:
+                gone = [v for v in self.states if self.partition_of_vehicle(v) in lost]
+                for vehicle_id in gone:
                     self.states.pop(vehicle_id, None)
                     self.written.pop(vehicle_id, None)
+                self.driver_days.forget(gone)
             self.owned = (self.owned - lost) | gained
             if gained:
                 if time.monotonic() - self._loaded_at > 1.0:  # many gains come together

@@ -11,7 +11,7 @@ from typing import Any
 from rules_factory import Runner, context, drive, no_offline, position
 
 from gps_monitor.models import Position
-from rules.driver_days import DriverDays
+from rules.driver_days import DriverDays, key
 from rules.engine import VehicleState
 
 A = "500101198001011234"
@@ -116,7 +116,15 @@ def test_the_ledger_is_rebuilt_from_stored_states_and_set_not_added() -> None:
     assert list(days.values()) == [3600.0]
     rebuilt = DriverDays()
     rebuilt.restore([(7, days), (7, days)])
-    assert rebuilt.others(A, run.state.rules["fatigue"].day, 8) == 3600.0
+    day = run.state.rules["fatigue"].day
+    assert rebuilt.others(A, day, 8) == 3600.0
+    # restoring another vehicle (a partition gained later) keeps vehicle 7's figures
+    rebuilt.restore([(9, {key(A, day): 1800.0})])
+    assert rebuilt.vehicles(A, day) == {7: 3600.0, 9: 1800.0}
+    rebuilt.restore([(7, {key(A, day): 600.0})])  # a vehicle's stored figures replace its own
+    assert rebuilt.vehicles(A, day) == {7: 600.0, 9: 1800.0}
+    rebuilt.forget([7])  # its partition moved to another process
+    assert rebuilt.vehicles(A, day) == {9: 1800.0}
 
 
 def test_other_alarms_raised_at_a_position_with_a_card_name_its_driver() -> None:
