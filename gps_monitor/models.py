@@ -180,35 +180,11 @@ class Position:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict: every field, datetimes as ISO 8601 UTC, enums as their value.
 
-        This is the payload shape of the internal ``positions/v2/{partition}`` topic (a JSON
-        array of these) that ingest publishes after commit and rules and web consume. Spelled out
-        field by field (the generic loop over the slots was a third of ingest's publish cost).
+        The shape of each element of the internal ``positions/v2/{partition}`` topic (ingest
+        writes it with orjson straight from the dataclass, :mod:`gps_monitor.accepted`, which
+        falls back to this).
         """
-        quality = self.quality
-        received_at = self.received_at
-        return {
-            "terminal_id": self.terminal_id,
-            "fix_time": self.fix_time.isoformat(),
-            "latitude": self.latitude,
-            "longitude": self.longitude,
-            "speed_kmh": self.speed_kmh,
-            "heading_deg": self.heading_deg,
-            "altitude_m": self.altitude_m,
-            "satellites": self.satellites,
-            "fix_valid": self.fix_valid,
-            "acc_on": self.acc_on,
-            "alarm_flags": self.alarm_flags,
-            "status_flags": self.status_flags,
-            "mileage_km": self.mileage_km,
-            "extras": self.extras,
-            "vehicle_id": self.vehicle_id,
-            "company_id": self.company_id,
-            "quality": quality.value if isinstance(quality, enum.Enum) else quality,
-            "quality_reason": self.quality_reason,
-            "late": self.late,
-            "reupload": self.reupload,
-            "received_at": None if received_at is None else received_at.isoformat(),
-        }
+        return _json_dict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Position:

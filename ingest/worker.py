@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import operator
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -61,8 +62,7 @@ from ingest.terminals import TerminalCache
 log = logging.getLogger(__name__)
 
 
-def _fix_time(position: Position) -> datetime:
-    return position.fix_time
+_fix_time = operator.attrgetter("fix_time")
 
 
 class _PoisonMessage(Exception):

@@ -51,7 +51,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 
-from gps_monitor import mqtt, topics
+from gps_monitor import accepted, mqtt, topics
 from gps_monitor.accepted import parse_positions
 from gps_monitor.bus.base import Delivery, FencedOut, Sink, Source, Transport
 from gps_monitor.bus.consumer import BatchConsumer, Fence, Outcome, retry_while_outage
@@ -159,11 +159,7 @@ def _rejected(
     else:
         reason, detail = failures.set_aside_reason(error)
     log.warning("rules: setting aside the message on %s: %s: %s", delivery.topic, reason, detail)
-    payload = (
-        delivery.payload
-        if positions is None
-        else json.dumps([p.to_dict() for p in positions]).encode()
-    )
+    payload = delivery.payload if positions is None else accepted.encode(positions)
     return RejectedMessage(delivery.topic, payload, datetime.now(UTC), reason, detail)
 
 
