@@ -25,6 +25,7 @@ from nats_helpers import PrivateNats, nats_server  # noqa: F401  (fixture)
 from gps_monitor.bus.nats_names import NatsNames
 from gps_monitor.bus.partition import partition_of
 from gps_monitor.config import Settings
+from gps_monitor.db import leases
 from ingest.replay import register_terminals
 
 P = 8
@@ -103,11 +104,6 @@ class Processes:
                 proc.wait(10)
 
 
-async def _owners(pool: asyncpg.Pool, stage: str) -> dict[int, str]:
-    rows = await pool.fetch("SELECT partition, owner FROM partition_leases WHERE stage = $1", stage)
-    return {r["partition"]: r["owner"] for r in rows}
-
-
 async def _publish(nc: nats.NATS, prefix: str, fixes: range) -> None:
     """One fix per terminal per round, ~10 rounds a second, each acknowledged by the stream."""
     js = nc.jetstream()
@@ -176,14 +172,14 @@ async def test_two_processes_per_stage_share_partitions_and_survive_an_owner_fai
             procs.start("rules", name)
         for stage in ("ingest", "rules"):
             owners = await wait_for(
-                lambda stage=stage: _owners(pool, stage),
+                lambda stage=stage: leases.owners(pool, stage),
                 lambda o: len(o) == P and len(set(o.values())) == 2,
                 timeout_s=60,
             )
             assert len(owners) == P and len(set(owners.values())) == 2, procs.logs()
         await _publish(nc, settings.mqtt.topic_prefix, range(0, 30))
         victims = ("ingest-b", "rules-b")
-        before = {s: await _owners(pool, s) for s in ("ingest", "rules")}
+        before = {s: await leases.owners(pool, s) for s in ("ingest", "rules")}
         if failure == "sigkill":
             for name in victims:
                 procs.signal(name, signal.SIGKILL)
@@ -194,7 +190,7 @@ async def test_two_processes_per_stage_share_partitions_and_survive_an_owner_fai
         # the victims' partitions move to the survivors
         for stage, victim in zip(("ingest", "rules"), victims, strict=True):
             moved = await wait_for(
-                lambda stage=stage: _owners(pool, stage),
+                lambda stage=stage: leases.owners(pool, stage),
                 lambda o, victim=victim: victim not in o.values(),
                 timeout_s=60,
             )
@@ -239,7 +235,7 @@ async def test_odd_terminal_ids_through_the_mqtt_listener_are_stored_or_rejected
         procs.start("rules", "rules-a")
         for stage in ("ingest", "rules"):
             owners = await wait_for(
-                lambda stage=stage: _owners(pool, stage), lambda o: len(o) == P, timeout_s=60
+                lambda stage=stage: leases.owners(pool, stage), lambda o: len(o) == P, timeout_s=60
             )
             assert len(owners) == P, procs.logs()
         assert nats_server.mqtt_port is not None
@@ -322,7 +318,7 @@ async def test_a_database_outage_during_nats_consumption_loses_and_doubles_nothi
         procs.start("ingest", "ingest-a")
         pool = await asyncpg.create_pool(database_url, min_size=1, max_size=2)
         assert pool is not None
-        owners = await wait_for(lambda: _owners(pool, "ingest"), lambda o: len(o) == P, 60)
+        owners = await wait_for(lambda: leases.owners(pool, "ingest"), lambda o: len(o) == P, 60)
         assert len(owners) == P, procs.logs()
         await pool.close()
         await _publish(nc, settings.mqtt.topic_prefix, range(0, 5))
