@@ -228,8 +228,7 @@ def with_driver(alarms: list[Alarm], position: Position) -> list[Alarm]:
     (unchanged when it names none or the rule already said whose alarm it is)."""
     if not alarms or not position.extras:
         return alarms
-    driver = position.extras.get("driver")
-    certificate = driver.get("certificate_no") if isinstance(driver, dict) else None
+    certificate = fatigue.driver_certificate_no(position)
     if not certificate:
         return alarms
     return [

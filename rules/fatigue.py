@@ -73,7 +73,7 @@ import operator
 from dataclasses import dataclass, field
 from typing import Any
 
-from gps_monitor.models import Alarm
+from gps_monitor.models import Alarm, Position
 from rules import driver_days
 from rules.context import (
     Fix,
@@ -128,13 +128,19 @@ def _copy(state: State) -> State:
     return copied
 
 
-def driver_of(fix: Fix) -> str | None:
-    """The certificate number of the driver a position names (``extras.driver``), or None."""
-    found = (fix.position.extras or {}).get("driver")
+def driver_certificate_no(position: Position) -> str | None:
+    """The certificate number (从业资格证号) of the driver a position names
+    (``extras.driver.certificate_no``, as text), or None."""
+    found = (position.extras or {}).get("driver")
     if isinstance(found, dict):
         certificate = found.get("certificate_no")
         return str(certificate) if certificate else None
     return None
+
+
+def driver_of(fix: Fix) -> str | None:
+    """:func:`driver_certificate_no` of the fix's position."""
+    return driver_certificate_no(fix.position)
 
 
 def replace(state: State, **changes: Any) -> State:

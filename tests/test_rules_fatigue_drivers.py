@@ -134,3 +134,11 @@ def test_other_alarms_raised_at_a_position_with_a_card_name_its_driver() -> None
     with_card, without = run.of("overspeed", "opened")
     assert with_card.details["driver_certificate_no"] == A
     assert "driver_certificate_no" not in without.details
+
+
+def test_an_alarm_names_a_numeric_certificate_as_text_as_the_fatigue_rule_does() -> None:
+    run = Runner(context(rules=no_offline(), speed_limit_kmh=50))
+    numeric = {"extras": {"driver": {"certificate_no": 510000198001011234, "name": "x"}}}
+    run.feed(drive("2024-01-10 06:00:00", [(600, 90)], interval_s=10, **numeric))
+    (alarm,) = run.of("overspeed", "opened")
+    assert alarm.details["driver_certificate_no"] == "510000198001011234"
