@@ -359,7 +359,7 @@ def _start_own_broker(args: argparse.Namespace, folder: Path) -> subprocess.Pope
     conf = folder / "mosquitto.conf"
     conf.write_text(
         f"listener {args.mqtt_port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-        "max_queued_messages 500000\nmax_inflight_messages 1000\n"
+        "max_queued_messages 500000\nmax_inflight_messages 1000\nset_tcp_nodelay true\n"
     )
     broker = subprocess.Popen(["mosquitto", "-c", str(conf)], stderr=subprocess.DEVNULL)
     time.sleep(0.5)

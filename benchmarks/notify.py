@@ -347,7 +347,7 @@ async def main() -> None:
         conf = Path(f"/tmp/bench-notify-broker-{os.getpid()}.conf")
         conf.write_text(  # noqa: ASYNC240
             f"listener {args.mqtt_port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-            "max_queued_messages 500000\nmax_inflight_messages 1000\n"
+            "max_queued_messages 500000\nmax_inflight_messages 1000\nset_tcp_nodelay true\n"
         )
         broker = subprocess.Popen(  # noqa: ASYNC220
             ["mosquitto", "-c", str(conf)], stderr=subprocess.DEVNULL

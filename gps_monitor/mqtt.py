@@ -41,13 +41,15 @@ import asyncio
 import logging
 import ssl
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import aiomqtt
+import paho.mqtt.client as paho_mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from gps_monitor import paho_speed
 from gps_monitor.config import MqttSettings
 from gps_monitor.errors import ConfigurationError
 
@@ -137,6 +139,7 @@ def build_client(
         options["clean_session"] = not persistent
     options.update(kwargs)
     client = aiomqtt.Client(host, settings.port, **options)
+    paho_speed.no_delay(client._client)
     if manual_ack:
         # aiomqtt issue #345 / PR #346: not exposed yet, use paho's own switch.
         client._client.manual_ack_set(True)
@@ -279,21 +282,26 @@ class PubackTracker:
 
     def __init__(self, client: aiomqtt.Client) -> None:
         self._paho = client._client
-        self._acks: dict[int, asyncio.Future[None]] = {}
+        # message id -> what waits for its PUBACK: one publish's future, or a group's
+        self._acks: dict[int, asyncio.Future[None] | _PubackGroup] = {}
         chained = self._paho.on_publish
 
         def on_publish(c: Any, userdata: Any, mid: int, reason: Any, props: Any) -> None:
-            future = self._acks.pop(mid, None)
-            if future is None:
+            waiter = self._acks.pop(mid, None)
+            if waiter is None:
                 if chained is not None:
                     chained(c, userdata, mid, reason, props)  # type: ignore[call-arg]
                 return
-            if future.done():
-                return
             if getattr(reason, "is_failure", False):
-                future.set_exception(PublishError(f"broker refused the message: {reason}"))
-            else:
-                future.set_result(None)
+                error = PublishError(f"broker refused the message: {reason}")
+                if isinstance(waiter, _PubackGroup):
+                    waiter.fail(error)
+                elif not waiter.done():
+                    waiter.set_exception(error)
+            elif isinstance(waiter, _PubackGroup):
+                waiter.acked()
+            elif not waiter.done():
+                waiter.set_result(None)
 
         self._paho.on_publish = on_publish
 
@@ -302,6 +310,19 @@ class PubackTracker:
         """Publishes waiting for their PUBACK."""
         return len(self._acks)
 
+    def _send(self, topic: str, payload: bytes | str) -> int:
+        """paho's QoS 1 publish; returns the message id.
+
+        Raises:
+            PublishError: paho refused it (e.g. not connected).
+        """
+        info = self._paho.publish(topic, payload, qos=1)
+        if info.rc != paho_mqtt.MQTT_ERR_SUCCESS:
+            raise PublishError(
+                f"publish to {topic} refused by paho: {paho_mqtt.error_string(info.rc)}"
+            )
+        return int(info.mid)
+
     async def publish(self, topic: str, payload: bytes | str, timeout_s: float) -> None:
         """Publish at QoS 1 and return once the PUBACK is in.
 
@@ -309,25 +330,69 @@ class PubackTracker:
             PublishError: refused by paho (e.g. not connected) or by the broker (MQTT 5 reason
                 code), connection lost (:meth:`fail_all`), or no PUBACK within ``timeout_s``.
         """
-        import paho.mqtt.client as paho_mqtt
-
-        info = self._paho.publish(topic, payload, qos=1)
-        if info.rc != paho_mqtt.MQTT_ERR_SUCCESS:
-            raise PublishError(
-                f"publish to {topic} refused by paho: {paho_mqtt.error_string(info.rc)}"
-            )
+        mid = self._send(topic, payload)
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._acks[info.mid] = future
+        self._acks[mid] = future
         try:
             async with asyncio.timeout(timeout_s):
                 await future
         except TimeoutError:
-            self._acks.pop(info.mid, None)
+            self._acks.pop(mid, None)
             raise PublishError(f"publish to {topic}: no PUBACK within {timeout_s} s") from None
+
+    async def publish_all(
+        self, messages: Sequence[tuple[str, bytes | str]], timeout_s: float
+    ) -> None:
+        """Publish ``(topic, payload)`` messages at QoS 1 in order and return once every PUBACK
+        is in: one future for all of them, not one per message (a burst of thousands of
+        alarms). Same errors as :meth:`publish` (the first failure fails the whole call; a
+        message already sent stays sent)."""
+        if not messages:
+            return
+        group = _PubackGroup(asyncio.get_running_loop().create_future(), len(messages))
+        mids: list[int] = []
+        try:
+            for topic, payload in messages:
+                mid = self._send(topic, payload)
+                mids.append(mid)
+                self._acks[mid] = group
+            async with asyncio.timeout(timeout_s):
+                await group.future
+        except TimeoutError:
+            raise PublishError(
+                f"{group.waiting} of {len(messages)} publish(es) without PUBACK after {timeout_s} s"
+            ) from None
+        finally:
+            if not group.future.done() or group.future.exception() is not None:
+                for mid in mids:
+                    if self._acks.get(mid) is group:
+                        del self._acks[mid]
 
     def fail_all(self, reason: str) -> None:
         """Fail every publish still waiting (the connection is gone)."""
         acks, self._acks = self._acks, {}
-        for future in acks.values():
-            if not future.done():
-                future.set_exception(PublishError(reason))
+        for waiter in acks.values():
+            if isinstance(waiter, _PubackGroup):
+                waiter.fail(PublishError(reason))
+            elif not waiter.done():
+                waiter.set_exception(PublishError(reason))
+
+
+class _PubackGroup:
+    """What :meth:`PubackTracker.publish_all` waits on: ``future`` resolves when ``waiting``
+    PUBACKs have come, or fails with the first failure."""
+
+    __slots__ = ("future", "waiting")
+
+    def __init__(self, future: asyncio.Future[None], waiting: int) -> None:
+        self.future = future
+        self.waiting = waiting
+
+    def acked(self) -> None:
+        self.waiting -= 1
+        if self.waiting == 0 and not self.future.done():
+            self.future.set_result(None)
+
+    def fail(self, error: PublishError) -> None:
+        if not self.future.done():
+            self.future.set_exception(error)

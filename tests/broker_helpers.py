@@ -17,7 +17,8 @@ import pytest
 
 MOSQUITTO_BIN = "/usr/sbin/mosquitto"
 DEPLOY_CONF = Path(__file__).resolve().parent.parent / "deploy" / "mosquitto" / "mosquitto.conf"
-# the deploy config's keys that decide what survives a broker crash and what is queued
+# the deploy config's keys that decide what survives a broker crash, what is queued and how
+# fast a PUBACK goes out
 DURABILITY_KEYS = (
     "persistence",
     "autosave_interval",
@@ -26,6 +27,7 @@ DURABILITY_KEYS = (
     "max_queued_messages",
     "max_queued_bytes",
     "max_inflight_messages",
+    "set_tcp_nodelay",
 )
 
 

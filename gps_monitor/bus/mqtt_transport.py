@@ -13,9 +13,8 @@ creates a task and an ``asyncio.wait`` per ``anext``, which cost more than judgi
 position); paho's DEBUG lines (two per message) are skipped unless DEBUG logging is on.
 Messages that arrived between the CONNACK and the session (a persistent session's queue) are
 taken over from aiomqtt's queue.
-paho reads a packet with three or four ``recv`` calls (command byte, each length byte, body)
-and one packet per readable event; :func:`_buffer_reads` gives it 256 KiB per ``recv`` and
-handles every complete packet of that read in the same turn of the event loop.
+paho's socket reads and writes go through :func:`gps_monitor.paho_speed.speed_up` (256 KiB per
+``recv``, the queued packets in one ``send``).
 
 Broker settings that bound throughput with manual acks (Mosquitto): ``max_inflight_messages``
 (v3.1.1; the client's Receive Maximum on v5) caps the unacknowledged QoS 1 messages sent to one
@@ -36,7 +35,7 @@ from typing import Any
 import aiomqtt
 import asyncpg
 
-from gps_monitor import mqtt
+from gps_monitor import mqtt, paho_speed
 from gps_monitor.bus.base import Delivery, OwnershipListener, Session, TransportError
 from gps_monitor.config import MqttSettings
 
@@ -45,66 +44,6 @@ log = logging.getLogger(__name__)
 _ONLY_PARTITION = frozenset({0})
 _PUBACK = struct.Struct("!BBH")
 _PUBACK_COMMAND = 0x40
-_READ_BYTES = 256 * 1024
-
-
-def _buffer_reads(paho: Any) -> None:
-    """Make the paho client ``paho`` read its socket in large chunks.
-
-    paho's ``_packet_read`` asks ``_sock_recv`` for 1 byte (command), 1 byte per length byte,
-    then the body; and ``loop_read`` (called by aiomqtt when the socket is readable) handles
-    one packet while nothing is in flight outward. Here ``_sock_recv`` serves those requests
-    from one ``recv`` of up to 256 KiB (raising ``BlockingIOError`` as the socket does once the
-    chunk is used up, which paho takes as "come back later", keeping a partial packet), and
-    ``loop_read`` goes on while the chunk holds unread bytes. TLS sockets work the same way
-    (aiomqtt still drains the SSL layer's pending bytes after ``loop_read``).
-    """
-    import paho.mqtt.client as paho_mqtt
-
-    recv = paho._sock_recv
-    read = paho.loop_read
-    chunk: list[Any] = [b"", 0]  # the bytes of the last recv, position of the next unread
-
-    def sock_recv(bufsize: int) -> bytes:
-        data, pos = chunk
-        if pos >= len(data):
-            data = recv(_READ_BYTES)  # raises BlockingIOError when nothing is there
-            pos = 0
-            if not data:
-                chunk[0], chunk[1] = b"", 0
-                return data  # connection closed
-        end = pos + bufsize
-        chunk[0], chunk[1] = data, end
-        return data[pos:end]
-
-    def loop_read(max_packets: int = 1) -> Any:
-        rc = read(max_packets)
-        while (
-            rc == paho_mqtt.MQTT_ERR_SUCCESS and chunk[1] < len(chunk[0]) and paho._sock is not None
-        ):
-            rc = read(1)
-        return rc
-
-    paho._sock_recv = sock_recv
-    paho.loop_read = loop_read
-
-
-def _skip_debug_lines(paho: Any) -> None:
-    """paho formats and logs a DEBUG line per packet in and out; keep only the others, unless
-    the paho logger's DEBUG is on."""
-    import paho.mqtt.client as paho_mqtt
-
-    logger = paho._logger
-    if logger is None or logger.isEnabledFor(logging.DEBUG):
-        return
-    easy_log = paho._easy_log
-    debug = paho_mqtt.MQTT_LOG_DEBUG
-
-    def quiet_log(level: Any, fmt: str, *args: Any) -> None:
-        if level != debug:
-            easy_log(level, fmt, *args)
-
-    paho._easy_log = quiet_log
 
 
 class MqttSource:
@@ -129,8 +68,7 @@ class MqttSource:
                 )
             )
         self._paho._handle_on_message = self._on_message  # type: ignore[method-assign]
-        _buffer_reads(self._paho)
-        _skip_debug_lines(self._paho)
+        paho_speed.speed_up(self._paho)
         if self._queue:
             self._arrived.set()
 
@@ -239,11 +177,7 @@ class MqttSink:
         Raises:
             gps_monitor.mqtt.PublishError: refused, no PUBACK within ``timeout_s``, or lost.
         """
-        if len(messages) == 1:
-            topic, payload = messages[0]
-            await self._tracker.publish(topic, payload, self.timeout_s)
-            return
-        await asyncio.gather(*(self._tracker.publish(t, p, self.timeout_s) for t, p in messages))
+        await self._tracker.publish_all(messages, self.timeout_s)
 
     def fail_all(self, reason: str) -> None:
         self._tracker.fail_all(reason)

@@ -1,0 +1,81 @@
+"""The paho speed-ups and the grouped QoS 1 publish on the real broker: a burst larger than the
+socket buffers (joined writes, partial sends) arrives whole and in order, ``publish_all``
+returns only once every PUBACK is in and fails as a whole when the connection is gone, and
+every client's socket has Nagle off."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import aiomqtt
+import pytest
+
+from gps_monitor import mqtt, paho_speed
+from gps_monitor.config import Settings
+
+
+async def test_a_burst_beyond_the_socket_buffers_arrives_whole_in_order_and_all_acknowledged(
+    settings: Settings,
+) -> None:
+    topic = f"{settings.mqtt.topic_prefix}burst"
+    # 900 x 8 KiB = 7 MiB: far beyond one send, so joined packets are written in parts (fewer
+    # than a stock Mosquitto's 1,000 queued messages per subscriber, beyond which it drops)
+    payloads = [i.to_bytes(4, "big") + bytes([i % 251]) * 8192 for i in range(900)]
+    got: list[bytes] = []
+    async with mqtt.build_client(settings.mqtt, client_id=f"{settings.mqtt.client_id}-sub") as sub:
+        await sub.subscribe(topic, qos=1)
+
+        async def receive() -> None:
+            async for message in sub.messages:
+                assert isinstance(message.payload, bytes)
+                got.append(message.payload)
+                if len(got) == len(payloads):
+                    return
+
+        receiving = asyncio.create_task(receive())
+        async with mqtt.build_client(
+            settings.mqtt, client_id=f"{settings.mqtt.client_id}-pub", max_inflight_messages=0
+        ) as pub:
+            paho_speed.speed_up(pub._client)
+            tracker = mqtt.PubackTracker(pub)
+            await tracker.publish_all([(topic, p) for p in payloads], timeout_s=60)
+            assert tracker.in_flight == 0  # returned only once every PUBACK was in
+            await asyncio.wait_for(receiving, 60)
+    assert len(got) == len(payloads)
+    assert got == payloads
+
+
+async def test_publish_all_fails_as_a_whole_when_the_connection_is_lost(
+    settings: Settings,
+) -> None:
+    topic = f"{settings.mqtt.topic_prefix}lost"
+    async with mqtt.build_client(
+        settings.mqtt, client_id=f"{settings.mqtt.client_id}-pub", max_inflight_messages=0
+    ) as pub:
+        tracker = mqtt.PubackTracker(pub)
+        publishing = asyncio.get_running_loop().create_task(
+            tracker.publish_all([(topic, b"x" * 1000) for _ in range(2000)], timeout_s=60)
+        )
+        await asyncio.sleep(0)  # queued, PUBACKs not in yet
+        assert tracker.in_flight > 0
+        tracker.fail_all("connection to the MQTT broker lost")
+        with pytest.raises(mqtt.PublishError, match="connection to the MQTT broker lost"):
+            await publishing
+        assert tracker.in_flight == 0
+    # on a client that is not connected paho refuses at once, and nothing stays waiting
+    idle = mqtt.build_client(settings.mqtt, client_id=f"{settings.mqtt.client_id}-idle")
+    tracker = mqtt.PubackTracker(idle)
+    with pytest.raises(mqtt.PublishError, match="refused by paho"):
+        await tracker.publish_all([(topic, b"a"), (topic, b"b")], timeout_s=5)
+    assert tracker.in_flight == 0
+
+
+async def test_every_client_built_here_has_nagle_off(settings: Settings) -> None:
+    client: aiomqtt.Client = mqtt.build_client(
+        settings.mqtt, client_id=f"{settings.mqtt.client_id}-nd"
+    )
+    async with client:
+        sock = client._client.socket()
+        assert sock is not None
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
