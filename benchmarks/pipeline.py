@@ -62,7 +62,9 @@ sys.path.insert(0, str(ROOT))
 import asyncpg  # noqa: E402
 import psutil  # noqa: E402
 
-from gps_monitor import mqtt, topics  # noqa: E402
+from gps_monitor import mqtt, paho_speed, topics  # noqa: E402
+from gps_monitor.bus.base import Delivery  # noqa: E402
+from gps_monitor.bus.mqtt_transport import MqttSource  # noqa: E402
 from gps_monitor.bus.nats_names import STAGES  # noqa: E402
 from gps_monitor.config import DatabaseSettings, MqttSettings, Settings  # noqa: E402
 from gps_monitor.db import migrate  # noqa: E402
@@ -151,7 +153,9 @@ async def _terminals(
     )
     # Terminals are cheap here so that the machine's CPU goes to the pipeline under test: paho's
     # own publish with a window of PUBACKs counted in its on_publish hook, not one aiomqtt
-    # publish call (a future, a task, a scan of the pending calls) per message.
+    # publish call (a future, a task, a scan of the pending calls) per message; and paho's
+    # socket sped up as the workers' is (the queued publishes in one send, the PUBACKs read
+    # 256 KiB at a time).
     window_max = 1000
     in_flight = 0
     room = asyncio.Event()
@@ -173,6 +177,7 @@ async def _terminals(
     async with client:
         paho = client._client
         paho.on_publish = on_publish
+        paho_speed.speed_up(paho)
         while time.time() < start_at:  # noqa: ASYNC110 (wall-clock start shared by processes)
             await asyncio.sleep(0.001)
         t0 = time.monotonic()
@@ -214,26 +219,42 @@ async def _terminals(
 def _listen_main(
     mqtt_settings: dict[str, Any], prefix: str, ready: Any, stop: Any, out: Any
 ) -> None:
-    """Arrival wall time minus the fix time of each alarm event on ``alarms/v1``, until
-    ``stop``; the list goes to ``out``."""
+    """Each alarm event on ``alarms/v1`` until ``stop``, as (arrival wall time minus its fix
+    time, alarm id, event, vehicle id, fix time ISO, arrival wall time); the list goes to
+    ``out``. The arrival time is taken as paho reads the message off the socket (the workers'
+    :class:`~gps_monitor.bus.mqtt_transport.MqttSource`), not after this listener has parsed
+    the ones before it: a burst of thousands of alarms must not measure the listener's own
+    queue."""
 
-    async def run() -> list[float]:
-        latencies: list[float] = []
+    async def run() -> list[tuple[float, int, str, int, str, float]]:
+        latencies: list[tuple[float, int, str, int, str, float]] = []
         settings = MqttSettings(**mqtt_settings)
         async with mqtt.build_client(settings, client_id=f"bench-l-{uuid.uuid4().hex[:8]}") as c:
             await c.subscribe(topics.alarm_filter(prefix), qos=1)
+            source = MqttSource(c)
             ready.set()
 
+            def record(delivery: Delivery) -> None:
+                now = delivery.received_at.timestamp()
+                alarm = json.loads(delivery.payload)
+                event = alarm["event"]
+                at = alarm["started_at"] if event == "opened" else alarm["ended_at"]
+                latencies.append(
+                    (now - datetime.fromisoformat(at).timestamp(), alarm["id"], event,
+                     alarm["vehicle_id"], at, now)
+                )  # fmt: skip
+
             async def consume() -> None:
-                async for message in c.messages:
-                    now = time.time()
-                    alarm = json.loads(message.payload)
-                    at = alarm["started_at"] if alarm["event"] == "opened" else alarm["ended_at"]
-                    latencies.append(now - datetime.fromisoformat(at).timestamp())
+                while True:
+                    for delivery in await source.next_batch(1_000_000, 0.0):
+                        record(delivery)
 
             task = asyncio.create_task(consume())
             await asyncio.to_thread(stop.wait)
             task.cancel()
+            while source.queued:  # read off the socket before the stop, not yet recorded
+                for delivery in await source.next_batch(1_000_000, 0.0):
+                    record(delivery)
         return latencies
 
     out.put(asyncio.run(run()))
@@ -408,8 +429,10 @@ async def pipeline_run(
         stored = await conn.fetchval("SELECT count(*) FROM positions")
         await asyncio.sleep(1.0)  # the last alarm messages on their way
         stop.set()
-        latencies: list[float] = sorted(await asyncio.to_thread(alarms_q.get, True, 60))
+        events = await asyncio.to_thread(alarms_q.get, True, 60)
         listener.join(10)
+        latencies = sorted(e[0] for e in events)
+        stages = await _stages(conn, events)
         first = datetime.fromtimestamp(start_at, tz=UTC)
         span_s = max((last_commit - first).total_seconds(), publish_s) if last_commit else publish_s
         flat = await _ingest_flat_out(args, settings, conn, terminals, workers, stored)
@@ -429,6 +452,7 @@ async def pipeline_run(
             else float("nan"),
             "max_ms": 1000 * latencies[-1] if latencies else float("nan"),
             "cpu_s": cpu_s,
+            "stages": stages,
         }
     finally:
         stop.set()
@@ -440,6 +464,45 @@ async def pipeline_run(
             except subprocess.TimeoutExpired:
                 worker.kill()
         await conn.close()
+
+
+def _percentiles_ms(values: list[float]) -> str:
+    if not values:
+        return "none"
+    values = sorted(values)
+    return (
+        f"p50 {1000 * statistics.median(values):.0f} ms, "
+        f"p99 {1000 * values[int(0.99 * (len(values) - 1))]:.0f} ms"
+    )
+
+
+async def _stages(
+    conn: asyncpg.Connection, events: list[tuple[float, int, str, int, str, float]]
+) -> dict[str, str]:
+    """Where an alarm's time goes, from the stored rows of the fixes behind the received
+    events: fix -> ingest's receipt (``positions.received_at``), fix -> the rules transaction
+    that wrote the event (``alarms.created_at`` for an opening, ``updated_at`` for a closing:
+    the transaction's start, after the batch was evaluated), and that transaction -> the alarm
+    message's arrival at the listener (commit, publish, broker, listener)."""
+    rows = await conn.fetch(
+        "SELECT e.i, extract(epoch FROM p.received_at - e.fix) AS ingest_s, "
+        "extract(epoch FROM (CASE WHEN e.event = 'opened' THEN a.created_at ELSE a.updated_at "
+        "END) - e.fix) AS rules_s, "
+        "e.arrival - extract(epoch FROM (CASE WHEN e.event = 'opened' THEN a.created_at "
+        "ELSE a.updated_at END)) AS out_s "
+        "FROM unnest($1::int[], $2::bigint[], $3::text[], $4::bigint[], $5::timestamptz[], "
+        "$6::float8[]) AS e(i, id, event, vehicle_id, fix, arrival) "
+        "JOIN alarms a ON a.id = e.id "
+        "JOIN positions p ON p.vehicle_id = e.vehicle_id AND p.fix_time = e.fix",
+        list(range(len(events))), [e[1] for e in events], [e[2] for e in events],
+        [e[3] for e in events], [datetime.fromisoformat(e[4]) for e in events],
+        [e[5] for e in events],
+    )  # fmt: skip
+    return {
+        "fix -> ingest receipt": _percentiles_ms([float(r["ingest_s"]) for r in rows]),
+        "fix -> rules transaction": _percentiles_ms([float(r["rules_s"]) for r in rows]),
+        "rules transaction -> listener": _percentiles_ms([float(r["out_s"]) for r in rows]),
+    }
 
 
 async def _ingest_flat_out(
@@ -607,6 +670,8 @@ async def main() -> None:
             f"  fix -> alarm p50 {run['p50_ms']:.0f} ms, p99 {run['p99_ms']:.0f} ms, "
             f"max {run['max_ms']:.0f} ms"
         )
+        for stage, figures in run["stages"].items():
+            print(f"    {stage:<30} {figures}")
         for stage in STAGES:
             used = {n: c for n, c in run["cpu_s"].items() if n.startswith(stage)}
             total = sum(used.values())
