@@ -1,7 +1,7 @@
 """The paho speed-ups and the grouped QoS 1 publish on the real broker: a burst larger than the
 socket buffers (joined writes, partial sends) arrives whole and in order, ``publish_all``
-returns only once every PUBACK is in and fails as a whole when the connection is gone, and
-every client's socket has Nagle off."""
+returns only once every PUBACK is in (read by the PUBACK fast path, MQTT 5 and 3.1.1) and
+fails as a whole when the connection is gone, and every client's socket has Nagle off."""
 
 from __future__ import annotations
 
@@ -15,9 +15,13 @@ from gps_monitor import mqtt, paho_speed
 from gps_monitor.config import Settings
 
 
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
 async def test_a_burst_beyond_the_socket_buffers_arrives_whole_in_order_and_all_acknowledged(
-    settings: Settings,
+    settings: Settings, protocol: str
 ) -> None:
+    settings = settings.model_copy(
+        update={"mqtt": settings.mqtt.model_copy(update={"protocol_version": protocol})}
+    )
     topic = f"{settings.mqtt.topic_prefix}burst"
     # 900 x 8 KiB = 7 MiB: far beyond one send, so joined packets are written in parts (fewer
     # than a stock Mosquitto's 1,000 queued messages per subscriber, beyond which it drops)
