@@ -4,7 +4,9 @@
 One fix per vehicle per second (``--rate`` vehicles, so ``--rate`` positions/s offered), each
 fix's ``fix_time`` = the publisher's wall clock when it builds the message; every vehicle's SOS
 bit (JT/T 808 alarm flag bit 0) toggles every ``--alarm-every`` fixes, so device alarms open and
-close all along. The terminals are ``--publishers`` processes publishing QoS 1 on
+close all along: on the same fixes for the whole fleet (``--alarm-phase together``, the default and
+the worst case: every vehicle's alarm event within one second), or vehicle k's k fixes ahead
+(``spread``: as many events, evenly over the seconds). The terminals are ``--publishers`` processes publishing QoS 1 on
 ``gps/v1/{terminal}/position``; ingest and rules are real subprocesses on a scratch database.
 
 Prints:
@@ -14,7 +16,9 @@ Prints:
 - alarm events expected (one per toggle the terminals published) vs received on ``alarms/v1``
   (by a listener in its own process);
 - p50 / p99 fix -> alarm: the alarm message's arrival minus the fix time of the fix that opened
-  or closed it (the fix time is the publish wall clock, so this is end to end);
+  or closed it (the fix time is the publish wall clock, so this is end to end), then where that
+  time goes (fix -> ingest's receipt -> the rules transaction -> the listener, from the stored
+  rows) and the same figures per 5 s of fix time (start-up, bursts, the machine's own hiccups);
 - in the same run, after the paced part: ingest flat out (the rules processes paused with
   SIGSTOP, their broker session or stream keeping what ingest publishes meanwhile, while the same
   terminal processes publish ``--ceiling-messages`` fixes as fast as the broker takes them: stored
@@ -90,6 +94,14 @@ def _parse() -> argparse.Namespace:
     p.add_argument("--rate", type=int, default=1000, help="vehicles = positions/s (default 1000)")
     p.add_argument("--seconds", type=float, default=20, help="seconds of publishing (default 20)")
     p.add_argument("--alarm-every", type=int, default=5, help="toggle SOS every N fixes")
+    p.add_argument(
+        "--alarm-phase",
+        default="together",
+        choices=["together", "spread"],
+        help="together: every vehicle's SOS toggles on the same fixes (the whole fleet's alarm "
+        "events within one second, every N seconds: the worst case); spread: vehicle k's runs "
+        "k fixes ahead (the same number of events, 1/N of the fleet each second)",
+    )
     p.add_argument("--publishers", type=int, default=2, help="publisher processes (default 2)")
     p.add_argument(
         "--drain-s", type=float, default=15, help="end the tail after this long without progress"
@@ -130,24 +142,26 @@ def _parse() -> argparse.Namespace:
 
 def _terminal_main(
     mqtt_settings: dict[str, Any], terminals: list[str], seconds: float, alarm_every: int,
-    prefix: str, start_at: float, out: Any, flat_out: bool = False,
+    prefix: str, start_at: float, out: Any, flat_out: bool = False, spread: bool = False,
 ) -> None:  # fmt: skip
     out.put(
         asyncio.run(
             _terminals(MqttSettings(**mqtt_settings), terminals, seconds, alarm_every, prefix,
-                       start_at, flat_out)
+                       start_at, flat_out, spread)
         )
     )  # fmt: skip
 
 
 async def _terminals(
     settings: MqttSettings, terminals: list[str], seconds: float, alarm_every: int, prefix: str,
-    start_at: float, flat_out: bool,
+    start_at: float, flat_out: bool, spread: bool = False,
 ) -> tuple[int, int, float, float]:  # fmt: skip
     """Each terminal sends one fix per second (spread evenly over the second; ``flat_out``: as
     fast as the broker takes them), fix time = now; SOS set on fixes where
-    ``(i // alarm_every) % 2 == 1``. Returns (published, toggles
-    published, seconds spent publishing, worst lag behind schedule in seconds)."""
+    ``(i // alarm_every) % 2 == 1`` (``spread``: ``((i + k) // alarm_every) % 2 == 1`` for the
+    k-th terminal, so that a fifth of the fleet toggles each second instead of all of it every
+    fifth second). Returns (published, toggles published, seconds spent publishing, worst lag
+    behind schedule in seconds)."""
     client = mqtt.build_client(
         settings, client_id=f"bench-term-{uuid.uuid4().hex[:8]}", max_inflight_messages=0
     )
@@ -186,6 +200,9 @@ async def _terminals(
             sos = (i // alarm_every) % 2
             toggled = i > 0 and i % alarm_every == 0
             for k in range(n):
+                if spread:  # terminal k's SOS runs k fixes ahead: toggles spread evenly
+                    sos = ((i + k) // alarm_every) % 2
+                    toggled = (i == 0 and sos == 1) or (i > 0 and (i + k) % alarm_every == 0)
                 due = t0 + i + k / n
                 lag = time.monotonic() - due
                 if flat_out:
@@ -278,7 +295,8 @@ async def _run_terminals(
         proc = ctx.Process(
             target=_terminal_main,
             args=(settings.model_dump(), terminals[k :: args.publishers], rounds,
-                  args.alarm_every, prefix, start_at, out, flat_out),
+                  args.alarm_every, prefix, start_at, out, flat_out,
+                  args.alarm_phase == "spread"),
         )  # fmt: skip
         proc.start()
         procs.append(proc)
@@ -433,6 +451,10 @@ async def pipeline_run(
         listener.join(10)
         latencies = sorted(e[0] for e in events)
         stages = await _stages(conn, events)
+        windows: dict[int, list[float]] = {}
+        for e in events:
+            fixed = datetime.fromisoformat(e[4]).timestamp()
+            windows.setdefault(int((fixed - start_at) // 5), []).append(e[0])
         first = datetime.fromtimestamp(start_at, tz=UTC)
         span_s = max((last_commit - first).total_seconds(), publish_s) if last_commit else publish_s
         flat = await _ingest_flat_out(args, settings, conn, terminals, workers, stored)
@@ -453,6 +475,7 @@ async def pipeline_run(
             "max_ms": 1000 * latencies[-1] if latencies else float("nan"),
             "cpu_s": cpu_s,
             "stages": stages,
+            "windows": {k: _percentiles_ms(v) for k, v in sorted(windows.items())},
         }
     finally:
         stop.set()
@@ -645,7 +668,8 @@ async def main() -> None:
         bare = await bare_subscriber_ceiling(args, settings.mqtt, run["terminals"])
         print(
             f"pipeline, transport {args.transport}: {args.rate} vehicles at 1 fix/s for "
-            f"{args.seconds:.0f} s, SOS toggled every {args.alarm_every} fixes, "
+            f"{args.seconds:.0f} s, SOS toggled every {args.alarm_every} fixes "
+            f"({args.alarm_phase}), "
             f"{args.publishers} terminal processes, MQTT {args.protocol}; partitions "
             f"{args.partitions}, {args.ingest} ingest and {args.rules} rules process(es)"
         )
@@ -672,6 +696,8 @@ async def main() -> None:
         )
         for stage, figures in run["stages"].items():
             print(f"    {stage:<30} {figures}")
+        for window, figures in run["windows"].items():
+            print(f"    fixes of seconds {5 * window:>3}-{5 * window + 5:<3}       {figures}")
         for stage in STAGES:
             used = {n: c for n, c in run["cpu_s"].items() if n.startswith(stage)}
             total = sum(used.values())
