@@ -4,10 +4,11 @@
 One fix per vehicle per second (``--rate`` vehicles, so ``--rate`` positions/s offered), each
 fix's ``fix_time`` = the publisher's wall clock when it builds the message; every vehicle's SOS
 bit (JT/T 808 alarm flag bit 0) toggles every ``--alarm-every`` fixes, so device alarms open and
-close all along: on the same fixes for the whole fleet (``--alarm-phase together``, the default and
-the worst case: every vehicle's alarm event within one second), or vehicle k's k fixes ahead
-(``spread``: as many events, evenly over the seconds). The terminals are ``--publishers`` processes publishing QoS 1 on
-``gps/v1/{terminal}/position``; ingest and rules are real subprocesses on a scratch database.
+close all along: on the same fixes for the whole fleet (``--alarm-phase together``, the default
+and the worst case: every vehicle's alarm event within one second), or vehicle k's k fixes
+ahead (``spread``: as many events, evenly over the seconds). The terminals are
+``--publishers`` processes publishing QoS 1 on ``gps/v1/{terminal}/position``; ingest and
+rules are real subprocesses on a scratch database.
 
 Prints:
 - offered and sustained rate: positions published per second, and positions stored per second

@@ -46,3 +46,44 @@ def test_every_migration_file_is_named_by_the_scheme() -> None:
     timescale = [m.key for m in migrations if m.mode == "timescale"]
     # each mode-specific migration has its counterpart in the other mode
     assert [k.rsplit(".", 1)[0] for k in plain] == [k.rsplit(".", 1)[0] for k in timescale]
+
+
+async def test_0151_moves_the_pending_alarms_of_the_flag_into_the_outbox_table(
+    database_url: str,
+) -> None:
+    """An alarm flagged ``publish_pending`` by the schema before 0151 is still published after
+    it: the flag becomes a row of ``alarm_outbox`` and the column goes."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        # the database as 0022-0150 left it: the flag and its index
+        await conn.execute(
+            "ALTER TABLE alarms ADD COLUMN publish_pending boolean NOT NULL DEFAULT false;"
+            "CREATE INDEX alarms_publish_pending_idx ON alarms (id) WHERE publish_pending"
+        )
+        company = await conn.fetchval("INSERT INTO companies (name) VALUES ('m') RETURNING id")
+        vehicle = await conn.fetchval(
+            "INSERT INTO vehicles (company_id, plate_number, vehicle_class, terminal_id)"
+            " VALUES ($1, '京A0151', 'coach', 'T0151') RETURNING id",
+            company,
+        )
+        ids = [
+            await conn.fetchval(
+                "INSERT INTO alarms (vehicle_id, company_id, alarm_type, dedup_key, started_at,"
+                " publish_pending) VALUES ($1, $2, 'sos', $3, now(), $4) RETURNING id",
+                vehicle,
+                company,
+                f"k{pending}",
+                pending,
+            )
+            for pending in (True, False)
+        ]
+        migration = next(m for m in migrate.load_migrations() if m.version == 151)
+        await conn.execute(migration.sql)
+        assert [r[0] for r in await conn.fetch("SELECT alarm_id FROM alarm_outbox")] == ids[:1]
+        assert not await conn.fetchval(
+            "SELECT count(*) FROM information_schema.columns "
+            "WHERE table_name = 'alarms' AND column_name = 'publish_pending'"
+        )
+        await conn.execute(migration.sql)  # idempotent
+    finally:
+        await conn.close()

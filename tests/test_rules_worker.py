@@ -170,13 +170,14 @@ async def test_an_alarm_stored_but_never_published_is_published_when_the_worker_
     settings: Settings, pool: asyncpg.Pool
 ) -> None:
     """The outbox (migration 0022): a worker that committed an alarm and then lost the broker or
-    died before the PUBACK leaves it publish_pending; the next session publishes it, once."""
+    died before the PUBACK leaves it in alarm_outbox; the next session publishes it, once."""
     settings = _quiet(settings)
     company_id, vehicle_id = await _vehicle(pool)
     started = datetime(2024, 1, 10, 2, 0, tzinfo=UTC)
     await pool.execute(
-        "INSERT INTO alarms (vehicle_id, company_id, alarm_type, dedup_key, started_at, ended_at,"
-        " details, publish_pending) VALUES ($1, $2, 'overspeed', 'outbox-probe', $3, $4, $5, true)",
+        "WITH a AS (INSERT INTO alarms (vehicle_id, company_id, alarm_type, dedup_key, started_at,"
+        " ended_at, details) VALUES ($1, $2, 'overspeed', 'outbox-probe', $3, $4, $5)"
+        " RETURNING id) INSERT INTO alarm_outbox (alarm_id) SELECT id FROM a",
         vehicle_id, company_id, started, started + timedelta(minutes=2), {"max_speed_kmh": 75.0},
     )  # fmt: skip
     received: list[dict[str, object]] = []
@@ -195,7 +196,7 @@ async def test_an_alarm_stored_but_never_published_is_published_when_the_worker_
         async with _running(settings):
             await wait_for(lambda: asyncio.sleep(0, len(received)), lambda n: n >= 1)
             pending = await wait_for(
-                lambda: pool.fetchval("SELECT publish_pending FROM alarms"), lambda v: v is False
+                lambda: pool.fetchval("SELECT count(*) FROM alarm_outbox"), lambda v: v == 0
             )
         async with _running(settings):  # a second session has nothing left to send
             await asyncio.sleep(0.5)
@@ -203,7 +204,7 @@ async def test_an_alarm_stored_but_never_published_is_published_when_the_worker_
         listener.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await listener
-    assert pending is False
+    assert pending == 0
     assert [(m["dedup_key"], m["event"], m["terminal_id"]) for m in received] == [
         ("outbox-probe", "closed", "013800000001")
     ]

@@ -115,8 +115,9 @@ async def test_publishing_many_alarms_at_once_logs_no_pending_publish_warnings(
     company_id, vehicle_id = await _vehicle(pool)
     started = datetime(2024, 1, 10, 2, 0, tzinfo=UTC)
     await pool.executemany(
-        "INSERT INTO alarms (vehicle_id, company_id, alarm_type, dedup_key, started_at, ended_at,"
-        " details, publish_pending) VALUES ($1, $2, 'overspeed', $3, $4, $5, $6, true)",
+        "WITH a AS (INSERT INTO alarms (vehicle_id, company_id, alarm_type, dedup_key,"
+        " started_at, ended_at, details) VALUES ($1, $2, 'overspeed', $3, $4, $5, $6)"
+        " RETURNING id) INSERT INTO alarm_outbox (alarm_id) SELECT id FROM a",
         [
             (vehicle_id, company_id, f"probe-{i}", started + timedelta(minutes=3 * i),
              started + timedelta(minutes=3 * i + 1), {"max_speed_kmh": 75.0})
@@ -140,7 +141,7 @@ async def test_publishing_many_alarms_at_once_logs_no_pending_publish_warnings(
         async with _running(RulesWorker(settings)):
             await wait_for(lambda: asyncio.sleep(0, len(received)), lambda n: n >= 40)
             pending = await wait_for(
-                lambda: pool.fetchval("SELECT count(*) FROM alarms WHERE publish_pending"),
+                lambda: pool.fetchval("SELECT count(*) FROM alarm_outbox"),
                 lambda n: n == 0,
             )
     finally:

@@ -20,9 +20,10 @@ import asyncpg
 from gps_monitor.models import Alarm, AlarmStatus
 
 _UPSERT = """
+WITH changed AS (
 INSERT INTO alarms AS a (vehicle_id, company_id, alarm_type, dedup_key, started_at, ended_at,
-                         late, details, first_fix_time, last_fix_time, level, publish_pending)
-SELECT v, c, t, k, s, e, l, d::jsonb, f, x, lv, true
+                         late, details, first_fix_time, last_fix_time, level)
+SELECT v, c, t, k, s, e, l, d::jsonb, f, x, lv
 FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::timestamptz[],
             $6::timestamptz[], $7::boolean[], $8::text[], $9::timestamptz[], $10::timestamptz[],
             $11::smallint[])
@@ -32,11 +33,14 @@ ON CONFLICT (dedup_key) DO UPDATE SET
     details = EXCLUDED.details,
     first_fix_time = COALESCE(a.first_fix_time, EXCLUDED.first_fix_time),
     last_fix_time = COALESCE(EXCLUDED.last_fix_time, a.last_fix_time),
-    publish_pending = true,
     updated_at = now()
 WHERE a.ended_at IS DISTINCT FROM COALESCE(EXCLUDED.ended_at, a.ended_at)
    OR a.details IS DISTINCT FROM EXCLUDED.details
 RETURNING a.id, a.status, a.dedup_key, a.level
+), queued AS (
+INSERT INTO alarm_outbox (alarm_id) SELECT id FROM changed ON CONFLICT DO NOTHING
+)
+SELECT * FROM changed
 """
 
 
@@ -48,8 +52,8 @@ async def save_alarm_events(conn: asyncpg.Connection, events: list[Alarm]) -> li
     Returns, in their original order, the events whose episode changed the table (new, now
     closed, or new details), with the row ``id``, ``status`` and ``level`` (the level stored when
     the episode opened: a later event never relevels it); an episode stored exactly as it
-    is (reprocessing) returns nothing, so it is not published twice. The changed rows are marked
-    ``publish_pending`` (the outbox, migration 0022) until :func:`mark_published`.
+    is (reprocessing) returns nothing, so it is not published twice. The changed rows are queued
+    in ``alarm_outbox`` (migrations 0022, 0151) until :func:`mark_published`.
     """
     if not events:
         return []
@@ -87,19 +91,17 @@ async def save_alarm_events(conn: asyncpg.Connection, events: list[Alarm]) -> li
 
 
 async def mark_published(conn: asyncpg.Connection | asyncpg.Pool, alarm_ids: list[int]) -> None:
-    """Clear the outbox flag of alarms whose MQTT message the broker has acknowledged."""
+    """Take alarms whose MQTT message the broker has acknowledged out of the outbox."""
     if alarm_ids:
-        await conn.execute(
-            "UPDATE alarms SET publish_pending = false WHERE id = ANY($1::bigint[])", alarm_ids
-        )
+        await conn.execute("DELETE FROM alarm_outbox WHERE alarm_id = ANY($1::bigint[])", alarm_ids)
 
 
 async def pending_publications(conn: asyncpg.Connection | asyncpg.Pool) -> list[Alarm]:
     """Alarms stored but not yet acknowledged by the broker, oldest change first (event
     ``closed`` when ended, else ``opened``)."""
     rows = await conn.fetch(
-        "SELECT a.*, v.terminal_id FROM alarms a JOIN vehicles v ON v.id = a.vehicle_id "
-        "WHERE a.publish_pending ORDER BY a.updated_at, a.id"
+        "SELECT a.*, v.terminal_id FROM alarm_outbox o JOIN alarms a ON a.id = o.alarm_id "
+        "JOIN vehicles v ON v.id = a.vehicle_id ORDER BY a.updated_at, a.id"
     )
     return [alarm_from_row(r) for r in rows]
 

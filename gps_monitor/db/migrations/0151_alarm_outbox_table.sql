@@ -1,0 +1,20 @@
+-- The alarm outbox (migration 0022) as its own narrow table (issue 13). A flag on alarms made
+-- every published change write the alarm row a second time: a new version of a wide row and an
+-- entry in each of its eight indexes (the flag is in a partial index's predicate, so the update
+-- is never HOT), for each of the thousands of events a burst of alarms brings. A row here is
+-- inserted in the transaction that changes the alarm and deleted once its MQTT message has the
+-- broker's PUBACK; pending_publications reads it joined with alarms.
+-- No foreign key: its per-row check would cost a trigger per event; an alarm deleted while its
+-- row is here is simply not published (the join finds nothing).
+CREATE TABLE IF NOT EXISTS alarm_outbox (alarm_id bigint PRIMARY KEY);
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM information_schema.columns
+               WHERE table_name = 'alarms' AND column_name = 'publish_pending') THEN
+        INSERT INTO alarm_outbox (alarm_id)
+        SELECT id FROM alarms WHERE publish_pending ON CONFLICT DO NOTHING;
+        DROP INDEX IF EXISTS alarms_publish_pending_idx;
+        ALTER TABLE alarms DROP COLUMN publish_pending;
+    END IF;
+END
+$$;
