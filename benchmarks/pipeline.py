@@ -208,14 +208,17 @@ async def _terminals(
                 lag = time.monotonic() - due
                 if flat_out:
                     pass
-                elif lag < -0.005:  # ahead of schedule: sleep in steps of >= 5 ms, not per fix
+                elif lag < -0.02:  # ahead of schedule: sleep in steps of >= 20 ms, not per fix
                     await asyncio.sleep(-lag)
                 else:
                     worst_lag_s = max(worst_lag_s, lag)
-                payload = json.dumps(
-                    {"fix_time": datetime.now(UTC).isoformat(), "latitude": 30.0 + k * 1e-4,
-                     "longitude": 104.0 + i * 1e-5, "speed_kmh": 40.0, "alarm_flags": sos}
-                )  # fmt: skip
+                # the JSON of {"fix_time": now, "latitude", "longitude", "speed_kmh",
+                # "alarm_flags"}, written out directly (a fifth of json.dumps's CPU)
+                payload = (
+                    f'{{"fix_time":"{datetime.now(UTC).isoformat()}",'
+                    f'"latitude":{30.0 + k * 1e-4!r},"longitude":{104.0 + i * 1e-5!r},'
+                    f'"speed_kmh":40.0,"alarm_flags":{sos}}}'
+                )
                 while in_flight >= window_max:
                     room.clear()
                     await room.wait()
