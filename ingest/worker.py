@@ -127,6 +127,7 @@ class IngestWorker:
     async def _db(self) -> asyncpg.Connection:
         if self._conn is None or self._conn.is_closed():
             self._conn = await connect(self.settings.database)
+            await positions_db.prepare_connection(self._conn)
             self._terminals = TerminalCache(self._conn, self.settings.ingest)
             self.pipeline.reset()
         return self._conn

@@ -30,8 +30,10 @@ The caller acknowledges the source MQTT messages only after this returns.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -167,6 +169,18 @@ ON p.vehicle_id = s.vehicle_id AND p.fix_time = s.fix_time AND p.raw_message_id 
 """
 
 
+# connections whose staging table was created outside a transaction (it lasts as long as they
+# do): write_batch skips its CREATE ... IF NOT EXISTS, one round trip per batch
+_STAGING_READY: weakref.WeakSet[asyncpg.Connection] = weakref.WeakSet()
+
+
+async def prepare_connection(conn: asyncpg.Connection) -> None:
+    """Create the session's staging table once, outside any transaction, on a connection that
+    will call :func:`write_batch` many times (the ingest worker's own)."""
+    await conn.execute(_CREATE_STAGING)
+    _STAGING_READY.add(conn)
+
+
 async def _insert_from_staging(
     conn: asyncpg.Connection, rows: Sequence[PositionRow]
 ) -> set[tuple[int, datetime]]:
@@ -188,7 +202,8 @@ async def _insert_from_staging(
 async def write_batch(
     conn: asyncpg.Connection, batch: WriteBatch, *, redelivery_window_s: float = 7 * 24 * 3600.0
 ) -> WriteResult:
-    """Store one batch in one transaction (see the module docstring); returns what was new.
+    """Store one batch in one transaction (see the module docstring; the caller's when ``conn``
+    is in one); returns what was new.
 
     Positions with the same (vehicle, fix time) inside the batch: the first one is kept.
     ``redelivery_window_s``: how far back (by ``received_at``) an identical stored message makes
@@ -201,7 +216,11 @@ async def write_batch(
             When :func:`gps_monitor.db.failures.blame` says the data caused it, retrying the
             same batch fails again: the caller isolates the offending message instead.
     """
-    async with conn.transaction():
+    # one transaction: the caller's when it has one (the ingest worker's, fenced), not a
+    # savepoint inside it (two more round trips per batch that would change nothing: a failure
+    # ends the caller's transaction all the same)
+    within = contextlib.nullcontext() if conn.is_in_transaction() else conn.transaction()
+    async with within:
         raw_ids: list[int] = []
         if batch.raw:
             raw_ids = [
@@ -215,7 +234,8 @@ async def write_batch(
         already: list[Position] = []
         keys: set[tuple[int, datetime]] = set()  # (vehicle, fix time) stored by this call
         if batch.positions:
-            await conn.execute(_CREATE_STAGING)
+            if conn not in _STAGING_READY:
+                await conn.execute(_CREATE_STAGING)
             await conn.copy_records_to_table(
                 "positions_staging",
                 records=[
