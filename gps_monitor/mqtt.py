@@ -363,7 +363,10 @@ class PubackTracker:
                 f"{group.waiting} of {len(messages)} publish(es) without PUBACK after {timeout_s} s"
             ) from None
         finally:
-            if not group.future.done() or group.future.exception() is not None:
+            # not all acknowledged: forget the ids still waiting (a timeout or a cancellation
+            # cancels the group's future, whose exception() would raise CancelledError)
+            future = group.future
+            if not future.done() or future.cancelled() or future.exception() is not None:
                 for mid in mids:
                     if self._acks.get(mid) is group:
                         del self._acks[mid]

@@ -83,3 +83,20 @@ async def test_every_client_built_here_has_nagle_off(settings: Settings) -> None
         sock = client._client.socket()
         assert sock is not None
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+
+
+async def test_publish_all_without_pubacks_in_time_raises_publish_error_and_forgets_them(
+    settings: Settings,
+) -> None:
+    # a timeout cancels the awaited group future: the call must still raise PublishError (the
+    # consumer retries on it), not CancelledError, and leave no message id waiting
+    topic = f"{settings.mqtt.topic_prefix}slow"
+    async with mqtt.build_client(
+        settings.mqtt, client_id=f"{settings.mqtt.client_id}-pub", max_inflight_messages=0
+    ) as pub:
+        tracker = mqtt.PubackTracker(pub)
+        with pytest.raises(mqtt.PublishError, match="without PUBACK after 0 s"):
+            await tracker.publish_all([(topic, b"a"), (topic, b"b")], timeout_s=0)
+        assert tracker.in_flight == 0
+        await tracker.publish_all([(topic, b"c")], timeout_s=10)  # the client still works
+        assert tracker.in_flight == 0
