@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from pathlib import Path
 
 import aiomqtt
 import pytest
+from broker_helpers import PrivateBroker
 
 from gps_monitor import mqtt, paho_speed
 from gps_monitor.config import Settings
@@ -100,3 +102,30 @@ async def test_publish_all_without_pubacks_in_time_raises_publish_error_and_forg
         assert tracker.in_flight == 0
         await tracker.publish_all([(topic, b"c")], timeout_s=10)  # the client still works
         assert tracker.in_flight == 0
+
+
+async def test_a_puback_with_a_failure_reason_code_fails_publish_all(
+    settings: Settings, tmp_path: Path
+) -> None:
+    # MQTT 5: Mosquitto answers a publish its ACL refuses with PUBACK 0x87 (not authorised);
+    # that PUBACK is not a plain one, so it goes through paho's decoder and fails the batch
+    acl = tmp_path / "acl"
+    acl.write_text("topic readwrite ok/#\n", encoding="utf-8")
+    broker = PrivateBroker(tmp_path, {"acl_file": str(acl)})
+    broker.start()
+    try:
+        private = settings.mqtt.model_copy(
+            update={"host": "127.0.0.1", "port": broker.port, "protocol_version": "5"}
+        )
+        async with mqtt.build_client(private, client_id=f"{private.client_id}-pub") as pub:
+            paho_speed.speed_up(pub._client)
+            tracker = mqtt.PubackTracker(pub)
+            await tracker.publish_all([("ok/a", b"1"), ("ok/b", b"2")], timeout_s=10)
+            with pytest.raises(mqtt.PublishError, match="refused the message"):
+                await tracker.publish_all(
+                    [("ok/c", b"3"), ("denied/d", b"4"), ("ok/e", b"5")], timeout_s=10
+                )
+            assert tracker.in_flight == 0
+            await tracker.publish_all([("ok/f", b"6")], timeout_s=10)
+    finally:
+        broker.stop()
