@@ -8,8 +8,17 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
+import pytest
 
-from gps_monitor.db.positions import PositionRow, RawMessage, WriteBatch, write_batch
+from gps_monitor.config import Settings
+from gps_monitor.db.pool import connect
+from gps_monitor.db.positions import (
+    PositionRow,
+    RawMessage,
+    WriteBatch,
+    prepare_connection,
+    write_batch,
+)
 from gps_monitor.db.registry import ensure_company, ensure_vehicle
 from gps_monitor.models import Position, Quality
 
@@ -98,3 +107,31 @@ async def test_a_batch_repeating_a_fix_stores_the_first_and_all_of_it_once(
     assert await pool.fetchval("SELECT count(*) FROM positions") == 4
     assert await pool.fetchval("SELECT speed_kmh FROM positions ORDER BY fix_time OFFSET 2") == 42
     assert await pool.fetchval("SELECT count(*) FROM raw_messages") == 4  # redelivery: no row
+
+
+async def test_the_prepared_staging_table_outlives_a_failed_caller_transaction(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    company = await ensure_company(pool, "Write Co")
+    a = await ensure_vehicle(pool, company_id=company.id, plate_number="渝A3", terminal_id="A3")
+    async with pool.acquire() as pooled:
+        await prepare_connection(pooled)  # a pool's connection: prepared, not remembered
+        await write_batch(pooled, _batch(a.id, company.id, range(1), "P3"))
+    conn = await connect(settings.database)  # the ingest worker's kind: its own connection
+    try:
+        await prepare_connection(conn)
+        # a batch in the caller's transaction that fails after the staging COPY: rolled back
+        # whole (no savepoint), the staging table created outside it stays
+        with pytest.raises(asyncpg.DivisionByZeroError):
+            async with conn.transaction():
+                await write_batch(conn, _batch(a.id, company.id, range(2), "A3"))
+                await conn.execute("SELECT 1 / 0")
+        assert await pool.fetchval("SELECT count(*) FROM positions") == 1
+        async with conn.transaction():
+            result = await write_batch(conn, _batch(a.id, company.id, range(4), "A3"))
+    finally:
+        await conn.close()
+    assert [p.fix_time for p in result.inserted] == [
+        START + timedelta(seconds=10 * i) for i in range(1, 4)
+    ]
+    assert await pool.fetchval("SELECT count(*) FROM positions") == 4

@@ -176,9 +176,12 @@ _STAGING_READY: weakref.WeakSet[asyncpg.Connection] = weakref.WeakSet()
 
 async def prepare_connection(conn: asyncpg.Connection) -> None:
     """Create the session's staging table once, outside any transaction, on a connection that
-    will call :func:`write_batch` many times (the ingest worker's own)."""
+    will call :func:`write_batch` many times (the ingest worker's own). A pool's connection
+    (a new proxy per acquire, which cannot be weakly referenced) gets the table but is not
+    remembered: its batches still send the CREATE ... IF NOT EXISTS."""
     await conn.execute(_CREATE_STAGING)
-    _STAGING_READY.add(conn)
+    with contextlib.suppress(TypeError):
+        _STAGING_READY.add(conn)
 
 
 async def _insert_from_staging(
