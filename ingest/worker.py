@@ -126,8 +126,15 @@ class IngestWorker:
 
     async def _db(self) -> asyncpg.Connection:
         if self._conn is None or self._conn.is_closed():
-            self._conn = await connect(self.settings.database)
-            await positions_db.prepare_connection(self._conn)
+            conn = await connect(self.settings.database)
+            try:
+                await positions_db.prepare_connection(conn)
+            except BaseException:
+                # not kept half set up (no staging table, no terminal cache on it): the next
+                # batch connects again
+                conn.terminate()
+                raise
+            self._conn = conn
             self._terminals = TerminalCache(self._conn, self.settings.ingest)
             self.pipeline.reset()
         return self._conn

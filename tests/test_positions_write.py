@@ -21,6 +21,7 @@ from gps_monitor.db.positions import (
 )
 from gps_monitor.db.registry import ensure_company, ensure_vehicle
 from gps_monitor.models import Position, Quality
+from ingest.worker import IngestWorker
 
 START = datetime(2026, 1, 26, 8, 0, tzinfo=UTC)
 COLUMNS = (
@@ -135,3 +136,26 @@ async def test_the_prepared_staging_table_outlives_a_failed_caller_transaction(
         START + timedelta(seconds=10 * i) for i in range(1, 4)
     ]
     assert await pool.fetchval("SELECT count(*) FROM positions") == 4
+
+
+async def test_the_ingest_worker_keeps_no_connection_it_could_not_prepare(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    # a server that refuses the staging table (here read-only sessions, as a standby reached
+    # after a failover would): the worker must not keep that connection without its staging
+    # table and terminal cache, it connects again for the next batch
+    url = settings.database.url
+    url += ("&" if "?" in url else "?") + "default_transaction_read_only=on"
+    read_only = settings.model_copy(
+        update={"database": settings.database.model_copy(update={"url": url})}
+    )
+    worker = IngestWorker(read_only)
+    for _ in range(2):
+        with pytest.raises(asyncpg.ReadOnlySQLTransactionError):
+            await worker._db()
+        assert worker._conn is None and worker._terminals is None
+    worker.settings = settings
+    conn = await worker._db()
+    assert worker._terminals is not None
+    assert await conn.fetchval("SELECT to_regclass('pg_temp.positions_staging') IS NOT NULL")
+    await worker.close()
