@@ -353,7 +353,7 @@ class RulesWorker:
 
     async def __call__(self, deliveries: list[Delivery], fence: Fence) -> Outcome:
         """The step: evaluate and save ``deliveries`` (module docstring, 1-3); returns the
-        changed alarms to publish and the outbox flags to clear once they are acknowledged.
+        changed alarms to publish and their outbox rows to delete once they are acknowledged.
 
         A message that cannot be read (not JSON, too deep, not positions, a bad topic) or whose
         evaluation fails on its own for any reason other than a database outage is set aside
@@ -534,8 +534,9 @@ class RulesWorker:
         return await pending_publications(await self.pool())
 
     async def _publish_all(self, alarms: list[Alarm]) -> None:
-        """Publish alarm events (sent in order; the PUBACKs are awaited together), then clear
-        their outbox flag. A failure leaves the flag set: the next session republishes them."""
+        """Publish alarm events (sent in order; the PUBACKs are awaited together), then take
+        them out of ``alarm_outbox``. A failure leaves them there: the next session republishes
+        them."""
         if not alarms:
             return
         assert self._sink is not None
