@@ -160,9 +160,6 @@ class BatchConsumer:
                         self._publish_then_ack(source, sink, deliveries, outcome, previous)
                     )
                 )
-                # let the publish start (its messages queued and written) before the next
-                # batch's work, which may not yield for tens of milliseconds
-                await asyncio.sleep(0)
                 while len(pending) > self.pipeline_depth:
                     await pending.popleft()
         finally:
