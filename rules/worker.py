@@ -61,6 +61,7 @@ from gps_monitor.bus.partition import partition_of
 from gps_monitor.config import Settings
 from gps_monitor.db import failures, registry
 from gps_monitor.db.alarms import (
+    QueuedAlarms,
     mark_published,
     overlapping_alarm_exists,
     pending_publications,
@@ -398,13 +399,13 @@ class RulesWorker:
         self.consumer.counts["positions"] += sum(len(r.positions) for r in readable)
         self.consumer.counts["evaluate_s"] += time.perf_counter() - started
         return Outcome(
-            [self._alarm_message(alarm) for alarm in changed],
-            (lambda: self._mark_published(changed)) if changed else None,
+            [self._alarm_message(alarm) for alarm in changed.alarms],
+            (lambda: self._mark_published(changed)) if changed.alarms else None,
         )
 
     async def _one_by_one(
         self, fence: Fence, readable: list[_Readable], set_aside: list[RejectedMessage]
-    ) -> list[Alarm]:
+    ) -> QueuedAlarms:
         """Commit a failed batch one vehicle of one message per transaction, in arrival order;
         one that fails on its own (not an outage) is set aside with its reason (its positions
         as the payload). Each commit is
@@ -448,11 +449,12 @@ class RulesWorker:
 
     async def _evaluate_and_commit(
         self, fence: Fence, readable: list[_Readable], set_aside: Sequence[RejectedMessage] = ()
-    ) -> list[Alarm]:
+    ) -> QueuedAlarms:
         """One transaction (fenced before its commit): the alarms of the positions of
         ``readable`` (per vehicle, in fix-time order), the changed vehicle states and the
         ``set_aside`` messages. States are replaced
-        in memory only after the commit. Returns the changed alarms (to publish)."""
+        in memory only after the commit. Returns the changed alarms (to publish) with their
+        outbox change ids."""
         by_vehicle: dict[int, list[Position]] = {}
         for item in readable:
             by_vehicle.setdefault(item.vehicle_id, []).extend(item.positions)
@@ -530,24 +532,24 @@ class RulesWorker:
             log.info("rules: %d late alarm(s) for vehicle %s", len(kept), profile.vehicle_id)
         return kept
 
-    async def _pending_publications(self) -> list[Alarm]:
+    async def _pending_publications(self) -> QueuedAlarms:
         return await pending_publications(await self.pool())
 
-    async def _publish_all(self, alarms: list[Alarm]) -> None:
-        """Publish alarm events (sent in order; the PUBACKs are awaited together), then take
-        them out of ``alarm_outbox``. A failure leaves them there: the next session republishes
-        them."""
-        if not alarms:
+    async def _publish_all(self, queued: QueuedAlarms) -> None:
+        """Publish queued alarm events (sent in order; the PUBACKs are awaited together), then
+        take them out of ``alarm_outbox`` (unless queued again since). A failure leaves them
+        there: the next session republishes them."""
+        if not queued.alarms:
             return
         assert self._sink is not None
-        await self._sink.publish([self._alarm_message(alarm) for alarm in alarms])
-        await self._mark_published(alarms)
+        await self._sink.publish([self._alarm_message(alarm) for alarm in queued.alarms])
+        await self._mark_published(queued)
 
-    async def _mark_published(self, alarms: list[Alarm]) -> None:
+    async def _mark_published(self, queued: QueuedAlarms) -> None:
+        """Delete the outbox rows of acknowledged ``queued`` alarms whose change id is not
+        newer than the one published (:func:`mark_published`), through database outages."""
         pool = await self.pool()
-        await self._retry(
-            lambda: mark_published(pool, sorted({a.id for a in alarms if a.id is not None}))
-        )
+        await self._retry(lambda: mark_published(pool, queued.change_ids))
 
     def _alarm_message(self, alarm: Alarm) -> tuple[str, bytes]:
         """``(topic, payload)`` of one alarm event: ``alarms/v1/...``, :meth:`Alarm.to_dict`."""
@@ -567,14 +569,15 @@ class RulesWorker:
                 continue
             await self._publish_all(changed)
 
-    async def _tick(self) -> list[Alarm]:
+    async def _tick(self) -> QueuedAlarms:
         """The offline timer (DOMAIN.md, Online / offline): every registered vehicle that has
         sent at least one message (``latest_positions.last_message_at``, written by ingest)
         is checked, also one this worker has not seen since it (re)started; its last message
         is the later of what the worker evaluated and what ingest stored, heartbeats included
         (which also close an open episode). A vehicle that never
         sent anything is not connected (入网率), not offline: no alarm. Only the vehicles of
-        the owned partitions are read and checked."""
+        the owned partitions are read and checked. Returns the changed alarms (to publish)
+        with their outbox change ids."""
         async with self.lock:
             pool = await self.pool()
             everything = self.owned >= frozenset(range(self.settings.bus.partition_count))
@@ -599,7 +602,7 @@ class RulesWorker:
                     events += closed + out
                     new_states[vehicle_id] = new
             if not events:
-                return []
+                return QueuedAlarms()
             partitions = frozenset(
                 p for p in map(self.partition_of_vehicle, new_states) if p is not None
             )

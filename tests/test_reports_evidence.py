@@ -66,11 +66,12 @@ async def taxi(pool: asyncpg.Pool, settings: Settings, shared_data: Path) -> dic
                  quality=p.quality) for p in judged]  # fmt: skip
     await store_fixes(pool, vehicle.id, company.id, vehicle.terminal_id, fixes)
     async with pool.acquire() as conn, conn.transaction():
-        stored = await save_alarm_events(
+        queued = await save_alarm_events(
             conn,
             [replace(a, vehicle_id=vehicle.id, company_id=company.id,
                      dedup_key=f"{vehicle.id}:{a.dedup_key}") for a in alarms],
         )  # fmt: skip
+    stored = queued.alarms
     first = stored[0]
     run = [f for f in fixes if first.started_at <= f.fix_time <= first.last_fix_time]
     back = next(f for f in fixes if f.fix_time == first.ended_at)

@@ -47,9 +47,9 @@ async def test_offline_timer_reads_and_checks_only_owned_vehicles(
         await worker.reload()
         worker.owned = frozenset({partition_of(mine, P)})
         changed = await worker._tick()
-        assert [(a.vehicle_id, a.alarm_type) for a in changed] == [(ids[mine], "offline")]
+        assert [(a.vehicle_id, a.alarm_type) for a in changed.alarms] == [(ids[mine], "offline")]
         worker.owned = frozenset(range(P))  # everything: no filter, the other one goes too
         changed = await worker._tick()
-        assert [(a.vehicle_id, a.alarm_type) for a in changed] == [(ids[other], "offline")]
+        assert [(a.vehicle_id, a.alarm_type) for a in changed.alarms] == [(ids[other], "offline")]
     finally:
         await worker.close()

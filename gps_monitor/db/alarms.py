@@ -11,7 +11,8 @@ transaction).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -38,25 +39,47 @@ WHERE a.ended_at IS DISTINCT FROM COALESCE(EXCLUDED.ended_at, a.ended_at)
    OR a.details IS DISTINCT FROM EXCLUDED.details
 RETURNING a.id, a.status, a.dedup_key, a.level
 ), queued AS (
-INSERT INTO alarm_outbox (alarm_id) SELECT id FROM changed ON CONFLICT DO NOTHING
+INSERT INTO alarm_outbox AS o (alarm_id) SELECT id FROM changed
+ON CONFLICT (alarm_id) DO UPDATE SET change_id = EXCLUDED.change_id
+RETURNING o.alarm_id, o.change_id
 )
-SELECT * FROM changed
+SELECT c.*, q.change_id FROM changed c JOIN queued q ON q.alarm_id = c.id
 """
 
 
-async def save_alarm_events(conn: asyncpg.Connection, events: list[Alarm]) -> list[Alarm]:
+@dataclass(frozen=True, slots=True)
+class QueuedAlarms:
+    """Alarm events queued in ``alarm_outbox`` (migration 0151), as the rules worker publishes
+    them: ``alarms`` in publishing order (several events of one alarm possible) and
+    ``change_ids``, alarm id -> the outbox ``change_id`` those events stand for, which
+    :func:`mark_published` takes once the broker has acknowledged them."""
+
+    alarms: list[Alarm] = field(default_factory=list)
+    change_ids: dict[int, int] = field(default_factory=dict)
+
+    def __add__(self, later: QueuedAlarms) -> QueuedAlarms:
+        """Both, ``later``'s events after these; an alarm queued in both keeps the newer
+        change id."""
+        change_ids = dict(self.change_ids)
+        for alarm_id, change_id in later.change_ids.items():
+            change_ids[alarm_id] = max(change_id, change_ids.get(alarm_id, change_id))
+        return QueuedAlarms(self.alarms + later.alarms, change_ids)
+
+
+async def save_alarm_events(conn: asyncpg.Connection, events: list[Alarm]) -> QueuedAlarms:
     """Insert or update alarm events by dedup key, in one statement (call inside the caller's
     transaction). Several events of one episode in the list (opened then closed) are written
     as the last one (keeping the first ``first_fix_time``).
 
-    Returns, in their original order, the events whose episode changed the table (new, now
-    closed, or new details), with the row ``id``, ``status`` and ``level`` (the level stored when
-    the episode opened: a later event never relevels it); an episode stored exactly as it
-    is (reprocessing) returns nothing, so it is not published twice. The changed rows are queued
-    in ``alarm_outbox`` (migrations 0022, 0151) until :func:`mark_published`.
+    Returns as ``alarms``, in their original order, the events whose episode changed the table
+    (new, now closed, or new details), with the row ``id``, ``status`` and ``level`` (the level
+    stored when the episode opened: a later event never relevels it); an episode stored exactly
+    as it is (reprocessing) returns nothing, so it is not published twice. The changed rows are
+    queued in ``alarm_outbox`` (migrations 0022, 0151) with a new ``change_id`` each (also when
+    the alarm was already queued), returned as ``change_ids``, until :func:`mark_published`.
     """
     if not events:
-        return []
+        return QueuedAlarms()
     last: dict[str, Alarm] = {}
     first_fix: dict[str, Any] = {}
     for alarm in events:
@@ -78,7 +101,7 @@ async def save_alarm_events(conn: asyncpg.Connection, events: list[Alarm]) -> li
         [a.level for a in rows],
     )
     changed = {r["dedup_key"]: r for r in found}
-    return [
+    alarms = [
         replace(
             alarm,
             id=changed[alarm.dedup_key]["id"],
@@ -88,22 +111,35 @@ async def save_alarm_events(conn: asyncpg.Connection, events: list[Alarm]) -> li
         for alarm in events
         if alarm.dedup_key in changed
     ]
+    return QueuedAlarms(alarms, {r["id"]: r["change_id"] for r in found})
 
 
-async def mark_published(conn: asyncpg.Connection | asyncpg.Pool, alarm_ids: list[int]) -> None:
-    """Take alarms whose MQTT message the broker has acknowledged out of the outbox."""
-    if alarm_ids:
-        await conn.execute("DELETE FROM alarm_outbox WHERE alarm_id = ANY($1::bigint[])", alarm_ids)
+async def mark_published(
+    conn: asyncpg.Connection | asyncpg.Pool, change_ids: Mapping[int, int]
+) -> None:
+    """Take alarms whose MQTT messages the broker has acknowledged out of the outbox:
+    ``change_ids`` maps alarm id -> the outbox change id that was published
+    (:attr:`QueuedAlarms.change_ids`). An alarm queued again since (a newer change id) stays
+    queued: its newer change is still to be published."""
+    if change_ids:
+        pairs = sorted(change_ids.items())  # ascending alarm ids, as before
+        await conn.execute(
+            "DELETE FROM alarm_outbox o USING unnest($1::bigint[], $2::bigint[]) AS p(a, c) "
+            "WHERE o.alarm_id = p.a AND o.change_id <= p.c",
+            [a for a, _ in pairs],
+            [c for _, c in pairs],
+        )
 
 
-async def pending_publications(conn: asyncpg.Connection | asyncpg.Pool) -> list[Alarm]:
-    """Alarms stored but not yet acknowledged by the broker, oldest change first (event
-    ``closed`` when ended, else ``opened``)."""
+async def pending_publications(conn: asyncpg.Connection | asyncpg.Pool) -> QueuedAlarms:
+    """Alarms stored but not yet acknowledged by the broker, in the order they were queued
+    (event ``closed`` when ended, else ``opened``), with their outbox change ids."""
     rows = await conn.fetch(
-        "SELECT a.*, v.terminal_id FROM alarm_outbox o JOIN alarms a ON a.id = o.alarm_id "
-        "JOIN vehicles v ON v.id = a.vehicle_id ORDER BY a.updated_at, a.id"
+        "SELECT a.*, v.terminal_id, o.change_id FROM alarm_outbox o "
+        "JOIN alarms a ON a.id = o.alarm_id JOIN vehicles v ON v.id = a.vehicle_id "
+        "ORDER BY o.change_id"
     )
-    return [alarm_from_row(r) for r in rows]
+    return QueuedAlarms([alarm_from_row(r) for r in rows], {r["id"]: r["change_id"] for r in rows})
 
 
 async def overlapping_alarm_exists(conn: asyncpg.Connection | asyncpg.Pool, alarm: Alarm) -> bool:
