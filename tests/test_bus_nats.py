@@ -16,24 +16,17 @@ import nats
 import paho.mqtt.client as paho
 import pytest
 from nats.aio.client import Client as NatsClient
-from nats_helpers import PrivateNats, nats_server  # noqa: F401  (fixture)
+from nats_helpers import PrivateNats, bus_settings, nats_server  # noqa: F401  (fixture)
 
 from gps_monitor.bus.base import Delivery, FencedOut
 from gps_monitor.bus.fencing import PartitionFence
 from gps_monitor.bus.nats_names import NatsNames, Stage
 from gps_monitor.bus.nats_transport import NatsSink, NatsSource, provision
 from gps_monitor.bus.partition import partition_of
-from gps_monitor.config import BusSettings, Settings
+from gps_monitor.config import Settings
 
 P = 8
 TERMINALS = [f"T{i:03d}" for i in range(40)]
-
-
-def bus_settings(settings: Settings, server: PrivateNats, name: str) -> Settings:
-    bus = BusSettings(
-        transport="nats", nats_url=server.url, partitions=P, owner_timeout_s=2.0, client_name=name
-    )
-    return settings.model_copy(update={"bus": bus})
 
 
 @dataclass
@@ -70,7 +63,7 @@ async def start(
     started: list[Process] = []
 
     async def start_process(name: str, stage: Stage = "ingest", consume: bool = True) -> Process:
-        s = bus_settings(settings, nats_server, name)
+        s = bus_settings(settings, nats_server, name, partitions=P)
         nc = await nats.connect(nats_server.url)
         source = NatsSource(nc, s, stage, PartitionFence(s.database, stage, name))
         await source.start()
@@ -81,8 +74,9 @@ async def start(
         return process
 
     nc = await nats.connect(nats_server.url)
-    await provision(nc, bus_settings(settings, nats_server, "provisioner"))
-    await provision(nc, bus_settings(settings, nats_server, "provisioner"))  # idempotent
+    provisioner = bus_settings(settings, nats_server, "provisioner", partitions=P)
+    await provision(nc, provisioner)
+    await provision(nc, provisioner)  # idempotent
     await nc.close()
     yield start_process
     for process in started:

@@ -104,20 +104,25 @@ class Processes:
                 proc.wait(10)
 
 
+def _fix(i: int) -> bytes:
+    """The payload of a terminal's i-th fix (SOS as :func:`_sos` says)."""
+    payload = {
+        "fix_time": _fix_time(i).isoformat(),
+        "latitude": 30.5 + i * 1e-5,
+        "longitude": 104.0 + i * 1e-5,
+        "speed_kmh": 40.0,
+        "alarm_flags": _sos(i),
+    }
+    return json.dumps(payload).encode()
+
+
 async def _publish(nc: nats.NATS, prefix: str, fixes: range) -> None:
     """One fix per terminal per round, ~10 rounds a second, each acknowledged by the stream."""
     js = nc.jetstream()
     for i in fixes:
         for terminal in TERMINALS:
-            payload = {
-                "fix_time": _fix_time(i).isoformat(),
-                "latitude": 30.5 + i * 1e-5,
-                "longitude": 104.0 + i * 1e-5,
-                "speed_kmh": 40.0,
-                "alarm_flags": _sos(i),
-            }
             subject = NatsNames.to_subject(f"{prefix}gps/v1/{terminal}/position")
-            await js.publish(subject, json.dumps(payload).encode())
+            await js.publish(subject, _fix(i))
         await asyncio.sleep(0.1)
 
 
@@ -247,14 +252,7 @@ async def test_odd_terminal_ids_through_the_mqtt_listener_are_stored_or_rejected
             client.publish(topic, payload, qos=1).wait_for_publish(10)
 
         for i in range(12):  # SOS on from fix 5 to fix 10
-            fix = {
-                "fix_time": _fix_time(i).isoformat(),
-                "latitude": 30.5 + i * 1e-5,
-                "longitude": 104.0 + i * 1e-5,
-                "speed_kmh": 40.0,
-                "alarm_flags": _sos(i),
-            }
-            publish(dotted, json.dumps(fix).encode())
+            publish(dotted, _fix(i))
         unknown = ["T*1", "T>1", "粤B12345", "X" * 200]
         for terminal in unknown:
             publish(terminal, json.dumps({"fix_time": _fix_time(0).isoformat()}).encode())

@@ -14,7 +14,7 @@ import nats
 import pytest
 from ingest_helpers import wait_for
 from nats.js import JetStreamContext
-from nats_helpers import PrivateNats, nats_server  # noqa: F401  (fixture)
+from nats_helpers import PrivateNats, bus_settings, nats_server  # noqa: F401  (fixture)
 from test_jt809_service import (
     START,
     TERMINAL,
@@ -28,7 +28,7 @@ from test_jt809_service import (
 )
 
 from gps_monitor.bus.nats_names import NatsNames
-from gps_monitor.config import BusSettings, Settings
+from gps_monitor.config import Settings
 from gps_monitor.models import Alarm
 from ingest.worker import IngestWorker
 from jt809 import messages as m
@@ -37,14 +37,7 @@ from jt809.sim import SuperiorSimulator
 
 @pytest.fixture
 def settings(settings: Settings, nats_server: PrivateNats) -> Settings:  # noqa: F811
-    bus = BusSettings(
-        transport="nats",
-        nats_url=nats_server.url,
-        partitions=4,
-        owner_timeout_s=2.0,
-        client_name="jt809-test",
-    )
-    return settings.model_copy(update={"bus": bus})
+    return bus_settings(settings, nats_server, "jt809-test")
 
 
 async def _publish(js: JetStreamContext, settings: Settings, items: list[tuple[str, str]]) -> None:

@@ -13,27 +13,20 @@ from datetime import UTC, datetime
 import asyncpg
 import nats
 import pytest
-from nats_helpers import PrivateNats, nats_server  # noqa: F401  (fixture)
+from nats_helpers import PrivateNats, bus_settings, nats_server  # noqa: F401  (fixture)
 from test_web_ws import receive_until, ws_connect
 from web_helpers import make_world, served_app
 
 from gps_monitor import topics
 from gps_monitor.bus.nats_names import NatsNames
-from gps_monitor.config import BusSettings, Settings
+from gps_monitor.config import Settings
 from gps_monitor.models import Alarm
 from ingest.worker import IngestWorker
 
 
 @pytest.fixture
 def settings(settings: Settings, nats_server: PrivateNats) -> Settings:  # noqa: F811
-    bus = BusSettings(
-        transport="nats",
-        nats_url=nats_server.url,
-        partitions=4,
-        owner_timeout_s=2.0,
-        client_name="web-live-test",
-    )
-    return settings.model_copy(update={"bus": bus})
+    return bus_settings(settings, nats_server, "web-live-test")
 
 
 async def test_a_position_accepted_by_ingest_on_nats_and_an_alarm_reach_the_websocket(
