@@ -11,7 +11,8 @@ from pathlib import Path
 
 import aiomqtt
 import pytest
-from broker_helpers import PrivateBroker
+from broker_helpers import PrivateBroker, deploy_settings
+from ingest_helpers import wait_for
 
 from gps_monitor import mqtt, paho_speed
 from gps_monitor.config import Settings
@@ -129,3 +130,41 @@ async def test_a_puback_with_a_failure_reason_code_fails_publish_all(
             await tracker.publish_all([("ok/f", b"6")], timeout_s=10)
     finally:
         broker.stop()
+
+
+async def test_joined_writes_keep_qos_0_and_qos_2_publishes_whole_beside_qos_1(
+    settings: Settings, tmp_path: Path
+) -> None:
+    # coalesce_writes joins QoS 1 publishes and PUBACKs, leaves QoS 0 (completed on write) and
+    # goes through QoS 2's PUBREC/PUBREL exchange: a mixed burst arrives whole, each message
+    # once. A private broker with the deploy limits: a stock Mosquitto (20 in flight) drops
+    # QoS 1 messages for a subscriber this far behind, with paho's own writes just the same
+    broker = PrivateBroker(tmp_path, deploy_settings())
+    broker.start()
+    private = settings.mqtt.model_copy(update={"host": "127.0.0.1", "port": broker.port})
+    topic = f"{private.topic_prefix}mixed"
+    sent = [(i % 3, i.to_bytes(4, "big") + b"m" * 2000) for i in range(300)]
+    got: list[bytes] = []
+    try:
+        async with mqtt.build_client(private, client_id=f"{private.client_id}-sub") as sub:
+            await sub.subscribe(topic, qos=2)
+
+            async def receive() -> None:
+                async for message in sub.messages:
+                    assert isinstance(message.payload, bytes)
+                    got.append(message.payload)
+                    if len(got) == len(sent):
+                        return
+
+            receiving = asyncio.create_task(receive())
+            async with mqtt.build_client(
+                private, client_id=f"{private.client_id}-pub", max_inflight_messages=0
+            ) as pub:
+                paho_speed.speed_up(pub._client)
+                infos = [pub._client.publish(topic, payload, qos=qos) for qos, payload in sent]
+                await asyncio.wait_for(receiving, 30)
+                # QoS 1 and 2 complete on the PUBACK / PUBCOMP: all of them come
+                await wait_for(lambda: asyncio.sleep(0, all(i.is_published() for i in infos)), bool)
+    finally:
+        broker.stop()
+    assert sorted(got) == sorted(payload for _, payload in sent)
