@@ -87,3 +87,24 @@ async def test_0151_moves_the_pending_alarms_of_the_flag_into_the_outbox_table(
         await conn.execute(migration.sql)  # idempotent
     finally:
         await conn.close()
+
+
+async def test_0152_leaves_room_for_hot_updates_of_the_rows_rewritten_all_the_time(
+    database_url: str,
+) -> None:
+    conn = await asyncpg.connect(database_url)
+    try:
+        options = {
+            r["relname"]: r["reloptions"]
+            for r in await conn.fetch(
+                "SELECT relname, reloptions FROM pg_class WHERE relname = ANY($1::text[])",
+                ["rule_state", "alarms", "latest_positions"],
+            )
+        }
+        assert options == {
+            "rule_state": ["fillfactor=50"],
+            "alarms": ["fillfactor=70"],
+            "latest_positions": ["fillfactor=70"],
+        }
+    finally:
+        await conn.close()
