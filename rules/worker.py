@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -552,11 +551,11 @@ class RulesWorker:
         await self._retry(lambda: mark_published(pool, queued.change_ids))
 
     def _alarm_message(self, alarm: Alarm) -> tuple[str, bytes]:
-        """``(topic, payload)`` of one alarm event: ``alarms/v1/...``, :meth:`Alarm.to_dict`."""
+        """``(topic, payload)`` of one alarm event: ``alarms/v1/...``, :meth:`Alarm.to_json`."""
         topic = topics.alarm_topic(
             alarm.company_id, alarm.vehicle_id, alarm.alarm_type, self.prefix
         )
-        return topic, json.dumps(alarm.to_dict(), ensure_ascii=False).encode()
+        return topic, alarm.to_json()
 
     async def _offline_timer(self) -> None:
         interval = self.settings.rules.offline_check_interval_s

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from gps_monitor.errors import PayloadError
-from gps_monitor.models import Position, Quality
+from gps_monitor.models import Alarm, AlarmStatus, Position, Quality
 from gps_monitor.tracks import read_track
 
 FIX = datetime(2026, 1, 26, 8, 0, tzinfo=UTC)
@@ -150,3 +150,40 @@ def test_from_dict_refuses_what_it_refused_with_the_same_message(change: dict[st
     if change == {"fix_time": None}:
         del data["fix_time"]
     assert _outcome(Position.from_dict, data) == _outcome(_reference_from_dict, data)
+
+
+def _alarm(**changes: Any) -> Alarm:
+    alarm = Alarm(
+        alarm_type="overspeed",
+        dedup_key="7|overspeed|1704852000.25",
+        vehicle_id=7,
+        company_id=3,
+        terminal_id="013800000007",
+        started_at=datetime(2024, 1, 10, 2, 0, 0, 250000, tzinfo=UTC),
+        ended_at=datetime(2024, 1, 10, 2, 1, tzinfo=UTC),
+        details={
+            "limit_kmh": 80.0,
+            "source": "道路限速",
+            "max_speed_kmh": 97.5,
+            "fixes": [1, None],
+        },
+        first_fix_time=datetime(2024, 1, 10, 10, 0, tzinfo=timezone(timedelta(hours=8))),
+        last_fix_time=None,
+        status=AlarmStatus.ACKNOWLEDGED,
+        id=41,
+        event="closed",
+        level=2,
+    )
+    return dataclasses.replace(alarm, **changes)
+
+
+def test_alarm_to_json_is_the_document_of_to_dict_in_utf_8() -> None:
+    alarm = _alarm()
+    payload = alarm.to_json()
+    assert json.loads(payload) == alarm.to_dict()
+    assert "道路限速".encode() in payload  # UTF-8, not \\u escapes (as ensure_ascii=False)
+
+
+def test_alarm_to_json_of_an_integer_orjson_refuses_goes_through_json() -> None:
+    alarm = _alarm(details={"big": 2**70, "名": "x"})
+    assert json.loads(alarm.to_json()) == alarm.to_dict()
