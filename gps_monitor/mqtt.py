@@ -278,16 +278,29 @@ class PubackTracker:
 
     Use one tracker per connected client (inside the ``run_with_reconnect`` session) and call
     :meth:`fail_all` when the connection is gone.
+
+    At most :attr:`MAX_IN_FLIGHT` publishes wait for their PUBACK at once; more wait for room
+    before they are sent. MQTT's packet identifiers are 16 bits and paho hands them out in turn,
+    so in a burst of more than 65,535 publishes (the alarm outbox after a long broker outage)
+    the next identifier is one still in flight: paho refuses that publish ("Message queue
+    full"), which failed the whole call, and the same again at every retry.
     """
+
+    MAX_IN_FLIGHT = 20_000
+    """Publishes in flight at most, far below the 65,535 packet identifiers."""
 
     def __init__(self, client: aiomqtt.Client) -> None:
         self._paho = client._client
         # message id -> what waits for its PUBACK: one publish's future, or a group's
         self._acks: dict[int, asyncio.Future[None] | _PubackGroup] = {}
+        self._room = asyncio.Event()  # set while fewer than MAX_IN_FLIGHT are in flight
+        self._room.set()
         chained = self._paho.on_publish
 
         def on_publish(c: Any, userdata: Any, mid: int, reason: Any, props: Any) -> None:
             waiter = self._acks.pop(mid, None)
+            if len(self._acks) < self.MAX_IN_FLIGHT:
+                self._room.set()
             if waiter is None:
                 if chained is not None:
                     chained(c, userdata, mid, reason, props)  # type: ignore[call-arg]
@@ -323,6 +336,12 @@ class PubackTracker:
             )
         return int(info.mid)
 
+    async def _wait_for_room(self) -> None:
+        """Until fewer than :attr:`MAX_IN_FLIGHT` publishes wait for their PUBACK."""
+        while len(self._acks) >= self.MAX_IN_FLIGHT:
+            self._room.clear()
+            await self._room.wait()
+
     async def publish(self, topic: str, payload: bytes | str, timeout_s: float) -> None:
         """Publish at QoS 1 and return once the PUBACK is in.
 
@@ -330,14 +349,18 @@ class PubackTracker:
             PublishError: refused by paho (e.g. not connected) or by the broker (MQTT 5 reason
                 code), connection lost (:meth:`fail_all`), or no PUBACK within ``timeout_s``.
         """
-        mid = self._send(topic, payload)
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._acks[mid] = future
+        mid: int | None = None
         try:
             async with asyncio.timeout(timeout_s):
+                if len(self._acks) >= self.MAX_IN_FLIGHT:
+                    await self._wait_for_room()
+                mid = self._send(topic, payload)
+                self._acks[mid] = future
                 await future
         except TimeoutError:
-            self._acks.pop(mid, None)
+            if mid is not None:
+                self._acks.pop(mid, None)
             raise PublishError(f"publish to {topic}: no PUBACK within {timeout_s} s") from None
 
     async def publish_all(
@@ -345,18 +368,23 @@ class PubackTracker:
     ) -> None:
         """Publish ``(topic, payload)`` messages at QoS 1 in order and return once every PUBACK
         is in: one future for all of them, not one per message (a burst of thousands of
-        alarms). Same errors as :meth:`publish` (the first failure fails the whole call; a
-        message already sent stays sent)."""
+        alarms). Beyond :attr:`MAX_IN_FLIGHT` in flight, the rest are sent as PUBACKs come in;
+        ``timeout_s`` is for the whole call. Same errors as :meth:`publish` (the first failure
+        fails the whole call; a message already sent stays sent)."""
         if not messages:
             return
         group = _PubackGroup(asyncio.get_running_loop().create_future(), len(messages))
         mids: list[int] = []
         try:
-            for topic, payload in messages:
-                mid = self._send(topic, payload)
-                mids.append(mid)
-                self._acks[mid] = group
             async with asyncio.timeout(timeout_s):
+                for topic, payload in messages:
+                    if len(self._acks) >= self.MAX_IN_FLIGHT:
+                        await self._wait_for_room()
+                        if group.future.done():
+                            break  # failed meanwhile (a refusal, the connection lost)
+                    mid = self._send(topic, payload)
+                    mids.append(mid)
+                    self._acks[mid] = group
                 await group.future
         except TimeoutError:
             raise PublishError(
@@ -374,6 +402,7 @@ class PubackTracker:
     def fail_all(self, reason: str) -> None:
         """Fail every publish still waiting (the connection is gone)."""
         acks, self._acks = self._acks, {}
+        self._room.set()
         for waiter in acks.values():
             if isinstance(waiter, _PubackGroup):
                 waiter.fail(PublishError(reason))

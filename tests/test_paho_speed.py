@@ -168,3 +168,38 @@ async def test_joined_writes_keep_qos_0_and_qos_2_publishes_whole_beside_qos_1(
     finally:
         broker.stop()
     assert sorted(got) == sorted(payload for _, payload in sent)
+
+
+async def test_publish_all_beyond_the_65535_packet_identifiers_completes(
+    settings: Settings, tmp_path: Path
+) -> None:
+    # MQTT 3.1.1 sets no limit on publishes in flight, and packet identifiers are 16 bits:
+    # before the window, the 65,536th publish at once met an identifier still in flight and
+    # paho refused it ("Message queue full"), failing the whole call, again at every retry (the
+    # rules worker republishes its whole outbox at start: a crash loop after a long outage)
+    broker = PrivateBroker(tmp_path, deploy_settings())
+    broker.start()
+    try:
+        private = settings.mqtt.model_copy(
+            update={"host": "127.0.0.1", "port": broker.port, "protocol_version": "3.1.1"}
+        )
+        topic = f"{private.topic_prefix}many"
+        async with mqtt.build_client(
+            private, client_id=f"{private.client_id}-pub", max_inflight_messages=0
+        ) as pub:
+            paho_speed.speed_up(pub._client)
+            tracker = mqtt.PubackTracker(pub)
+            messages = [(topic, i.to_bytes(4, "big")) for i in range(70_000)]
+            publishing = asyncio.gather(
+                tracker.publish_all(messages, timeout_s=120),
+                tracker.publish(topic, b"single", timeout_s=120),
+            )
+            most = 0
+            while not publishing.done():
+                most = max(most, tracker.in_flight)
+                await asyncio.sleep(0.001)
+            await publishing  # raises PublishError on a timeout
+            assert tracker.in_flight == 0
+            assert mqtt.PubackTracker.MAX_IN_FLIGHT / 2 < most <= mqtt.PubackTracker.MAX_IN_FLIGHT
+    finally:
+        broker.stop()
