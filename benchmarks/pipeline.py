@@ -248,34 +248,34 @@ def _listen_main(
     queue."""
 
     async def run() -> list[tuple[float, int, str, int, str, float]]:
-        latencies: list[tuple[float, int, str, int, str, float]] = []
+        # the deliveries are only kept while the run lasts and read after it: parsing them
+        # meanwhile would take the CPU from the pipeline in the very second of a burst
+        received: list[Delivery] = []
         settings = MqttSettings(**mqtt_settings)
         async with mqtt.build_client(settings, client_id=f"bench-l-{uuid.uuid4().hex[:8]}") as c:
             await c.subscribe(topics.alarm_filter(prefix), qos=1)
             source = MqttSource(c)
             ready.set()
 
-            def record(delivery: Delivery) -> None:
-                now = delivery.received_at.timestamp()
-                alarm = json.loads(delivery.payload)
-                event = alarm["event"]
-                at = alarm["started_at"] if event == "opened" else alarm["ended_at"]
-                latencies.append(
-                    (now - datetime.fromisoformat(at).timestamp(), alarm["id"], event,
-                     alarm["vehicle_id"], at, now)
-                )  # fmt: skip
-
             async def consume() -> None:
                 while True:
-                    for delivery in await source.next_batch(1_000_000, 0.0):
-                        record(delivery)
+                    received.extend(await source.next_batch(1_000_000, 0.0))
 
             task = asyncio.create_task(consume())
             await asyncio.to_thread(stop.wait)
             task.cancel()
             while source.queued:  # read off the socket before the stop, not yet recorded
-                for delivery in await source.next_batch(1_000_000, 0.0):
-                    record(delivery)
+                received.extend(await source.next_batch(1_000_000, 0.0))
+        latencies: list[tuple[float, int, str, int, str, float]] = []
+        for delivery in received:
+            now = delivery.received_at.timestamp()
+            alarm = json.loads(delivery.payload)
+            event = alarm["event"]
+            at = alarm["started_at"] if event == "opened" else alarm["ended_at"]
+            latencies.append(
+                (now - datetime.fromisoformat(at).timestamp(), alarm["id"], event,
+                 alarm["vehicle_id"], at, now)
+            )  # fmt: skip
         return latencies
 
     out.put(asyncio.run(run()))
