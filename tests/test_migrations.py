@@ -103,7 +103,7 @@ async def test_0152_leaves_room_for_hot_updates_of_the_rows_rewritten_all_the_ti
         }
         assert options == {
             "rule_state": ["fillfactor=50"],
-            "alarms": ["fillfactor=70"],
+            "alarms": ["fillfactor=50"],
             "latest_positions": ["fillfactor=70"],
         }
     finally:
