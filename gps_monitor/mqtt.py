@@ -295,6 +295,9 @@ class PubackTracker:
         self._acks: dict[int, asyncio.Future[None] | _PubackGroup] = {}
         self._room = asyncio.Event()  # set while fewer than MAX_IN_FLIGHT are in flight
         self._room.set()
+        # fail_all so far and its last reason: what fails the calls still waiting for room
+        self._failures = 0
+        self._failure = ""
         chained = self._paho.on_publish
 
         def on_publish(c: Any, userdata: Any, mid: int, reason: Any, props: Any) -> None:
@@ -337,10 +340,26 @@ class PubackTracker:
         return int(info.mid)
 
     async def _wait_for_room(self) -> None:
-        """Until fewer than :attr:`MAX_IN_FLIGHT` publishes wait for their PUBACK."""
+        """Until fewer than :attr:`MAX_IN_FLIGHT` publishes wait for their PUBACK.
+
+        Raises:
+            PublishError: :meth:`fail_all` meanwhile (the connection is gone).
+        """
+        failures = self._failures
         while len(self._acks) >= self.MAX_IN_FLIGHT:
             self._room.clear()
             await self._room.wait()
+            if self._failures != failures:
+                raise PublishError(self._failure)
+
+    def _forget(self, mids: Sequence[int], waiter: asyncio.Future[None] | _PubackGroup) -> None:
+        """Stop waiting for the PUBACKs of ``mids`` still waited for by ``waiter`` (a timeout,
+        a cancellation, a failure): their room goes to the calls waiting for it."""
+        for mid in mids:
+            if self._acks.get(mid) is waiter:
+                del self._acks[mid]
+        if len(self._acks) < self.MAX_IN_FLIGHT:
+            self._room.set()
 
     async def publish(self, topic: str, payload: bytes | str, timeout_s: float) -> None:
         """Publish at QoS 1 and return once the PUBACK is in.
@@ -359,9 +378,10 @@ class PubackTracker:
                 self._acks[mid] = future
                 await future
         except TimeoutError:
-            if mid is not None:
-                self._acks.pop(mid, None)
             raise PublishError(f"publish to {topic}: no PUBACK within {timeout_s} s") from None
+        finally:
+            if mid is not None and (not future.done() or future.cancelled()):
+                self._forget([mid], future)  # a timeout, a cancellation
 
     async def publish_all(
         self, messages: Sequence[tuple[str, bytes | str]], timeout_s: float
@@ -379,7 +399,7 @@ class PubackTracker:
             async with asyncio.timeout(timeout_s):
                 for topic, payload in messages:
                     if len(self._acks) >= self.MAX_IN_FLIGHT:
-                        await self._wait_for_room()
+                        await self._wait_for_room()  # PublishError after a fail_all
                         if group.future.done():
                             break  # failed meanwhile (a refusal, the connection lost)
                     mid = self._send(topic, payload)
@@ -395,14 +415,14 @@ class PubackTracker:
             # cancels the group's future, whose exception() would raise CancelledError)
             future = group.future
             if not future.done() or future.cancelled() or future.exception() is not None:
-                for mid in mids:
-                    if self._acks.get(mid) is group:
-                        del self._acks[mid]
+                self._forget(mids, group)
 
     def fail_all(self, reason: str) -> None:
         """Fail every publish still waiting (the connection is gone)."""
         acks, self._acks = self._acks, {}
-        self._room.set()
+        self._failures += 1
+        self._failure = reason
+        self._room.set()  # the calls waiting for room fail too (_wait_for_room)
         for waiter in acks.values():
             if isinstance(waiter, _PubackGroup):
                 waiter.fail(PublishError(reason))

@@ -6,13 +6,19 @@ fails as a whole when the connection is gone, and every client's socket has Nagl
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
 import socket
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiomqtt
 import pytest
 from broker_helpers import PrivateBroker, deploy_settings
 from ingest_helpers import wait_for
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from gps_monitor import mqtt, paho_speed
 from gps_monitor.config import Settings
@@ -203,3 +209,123 @@ async def test_publish_all_beyond_the_65535_packet_identifiers_completes(
             assert mqtt.PubackTracker.MAX_IN_FLIGHT / 2 < most <= mqtt.PubackTracker.MAX_IN_FLIGHT
     finally:
         broker.stop()
+
+
+@contextlib.asynccontextmanager
+async def _tracker_on_a_private_broker(
+    settings: Settings, tmp_path: Path, max_in_flight: int
+) -> AsyncIterator[tuple[mqtt.PubackTracker, PrivateBroker, str]]:
+    """A tracker with a window of ``max_in_flight`` on a connected client of a private broker
+    (the test may freeze it with SIGSTOP: no PUBACK comes while it is stopped)."""
+    broker = PrivateBroker(tmp_path, deploy_settings())
+    broker.start()
+    try:
+        private = settings.mqtt.model_copy(
+            update={"host": "127.0.0.1", "port": broker.port, "protocol_version": "5"}
+        )
+        async with mqtt.build_client(
+            private, client_id=f"{private.client_id}-win", max_inflight_messages=0
+        ) as pub:
+            tracker = mqtt.PubackTracker(pub)
+            tracker.MAX_IN_FLIGHT = max_in_flight  # type: ignore[misc]
+            try:
+                yield tracker, broker, f"{private.topic_prefix}window"
+            finally:
+                if broker.proc is not None:
+                    broker.proc.send_signal(signal.SIGCONT)
+    finally:
+        broker.stop()
+
+
+def _messages(topic: str, n: int) -> list[tuple[str, bytes]]:
+    return [(topic, i.to_bytes(4, "big")) for i in range(n)]
+
+
+async def test_the_window_fails_whole_when_the_connection_is_lost_while_calls_wait_for_room(
+    settings: Settings, tmp_path: Path
+) -> None:
+    async with _tracker_on_a_private_broker(settings, tmp_path, 3) as (tracker, broker, topic):
+        assert broker.proc is not None
+        broker.proc.send_signal(signal.SIGSTOP)  # no PUBACK comes
+        waiting = [
+            asyncio.create_task(tracker.publish_all(_messages(topic, 10), timeout_s=30)),
+            asyncio.create_task(tracker.publish_all(_messages(topic, 10), timeout_s=30)),
+            asyncio.create_task(tracker.publish(topic, b"one", timeout_s=30)),
+        ]
+        await asyncio.sleep(0.05)
+        assert tracker.in_flight == 3  # the first three sent, the rest wait for room
+        tracker.fail_all("connection to the MQTT broker lost")
+        for task in waiting:
+            with pytest.raises(mqtt.PublishError, match="connection to the MQTT broker lost"):
+                await asyncio.wait_for(task, 5)
+        assert tracker.in_flight == 0
+
+
+async def test_a_call_waiting_for_room_times_out_and_a_cancelled_one_leaves_nothing_in_flight(
+    settings: Settings, tmp_path: Path
+) -> None:
+    async with _tracker_on_a_private_broker(settings, tmp_path, 3) as (tracker, broker, topic):
+        assert broker.proc is not None
+        broker.proc.send_signal(signal.SIGSTOP)
+        with pytest.raises(mqtt.PublishError, match=r"without PUBACK after 0\.3 s"):
+            await tracker.publish_all(_messages(topic, 10), timeout_s=0.3)
+        assert tracker.in_flight == 0
+        single = asyncio.create_task(tracker.publish(topic, b"one", timeout_s=30))
+        many = asyncio.create_task(tracker.publish_all(_messages(topic, 10), timeout_s=30))
+        await asyncio.sleep(0.05)
+        assert tracker.in_flight == 3
+        with pytest.raises(mqtt.PublishError, match=r"no PUBACK within 0\.2 s"):
+            await tracker.publish(topic, b"no room", timeout_s=0.2)
+        assert tracker.in_flight == 3
+        for task in (single, many):  # the one waiting for its PUBACK, the one for room
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        assert tracker.in_flight == 0
+        with pytest.raises(mqtt.PublishError, match=r"no PUBACK within 0\.2 s"):
+            await tracker.publish(topic, b"two", timeout_s=0.2)
+        assert tracker.in_flight == 0
+
+
+async def test_calls_that_exceed_the_window_together_all_complete_within_it(
+    settings: Settings, tmp_path: Path
+) -> None:
+    async with _tracker_on_a_private_broker(settings, tmp_path, 5) as (tracker, _, topic):
+        calls = asyncio.gather(
+            *(tracker.publish_all(_messages(topic, 40), timeout_s=30) for _ in range(3)),
+            *(tracker.publish(topic, b"single", timeout_s=30) for _ in range(4)),
+        )
+        most = 0
+        while not calls.done():
+            most = max(most, tracker.in_flight)
+            await asyncio.sleep(0)
+        await calls
+        assert 0 < most <= 5
+        assert tracker.in_flight == 0
+
+
+async def test_a_refused_publish_fails_its_call_while_others_wait_for_room(
+    settings: Settings, tmp_path: Path
+) -> None:
+    async with _tracker_on_a_private_broker(settings, tmp_path, 3) as (tracker, broker, topic):
+        assert broker.proc is not None
+        broker.proc.send_signal(signal.SIGSTOP)
+        first = asyncio.create_task(tracker.publish_all(_messages(topic, 10), timeout_s=30))
+        await asyncio.sleep(0.05)
+        second = asyncio.create_task(tracker.publish_all(_messages(topic, 4), timeout_s=30))
+        await asyncio.sleep(0.05)
+        assert tracker.in_flight == 3
+        # an MQTT 5 failure reason code for the first call's first message, as paho reports it
+        paho = tracker._paho
+        refused = ReasonCode(PacketTypes.PUBACK, "Not authorized")
+        paho.on_publish(paho, None, min(tracker._acks), refused, Properties(PacketTypes.PUBACK))
+        with pytest.raises(mqtt.PublishError, match="broker refused the message"):
+            await asyncio.wait_for(first, 5)
+        assert tracker.in_flight <= 3
+        broker.proc.send_signal(signal.SIGCONT)  # the rest are acknowledged: the second ends
+        await asyncio.wait_for(second, 10)
+        for _ in range(100):  # the PUBACKs of the first call's other messages, forgotten
+            if tracker.in_flight == 0:
+                break
+            await asyncio.sleep(0.05)
+        assert tracker.in_flight == 0
