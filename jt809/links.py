@@ -139,9 +139,22 @@ class FrameConnection:
         return frame
 
     async def close(self) -> None:
+        """Close the socket and wait until it is closed. A cancellation while waiting is the
+        caller's and goes on (swallowing it kept a cancelled main link running)."""
         self.writer.close()
-        with contextlib.suppress(OSError, asyncio.CancelledError):
+        with contextlib.suppress(OSError):
             await self.writer.wait_closed()
+
+
+def _raise_if_cancelled() -> None:
+    """Raise CancelledError when the current task has a cancellation pending that an await
+    swallowed: ``asyncio.wait_for`` of Python 3.11 returns the inner result and drops the
+    cancellation when both come at once (CPython gh-86296, fixed in 3.12), e.g. a frame from the
+    superior arriving as the service stops; a child's cleanup can swallow one too. A loop that
+    went on after that never stopped, and the service's shutdown waited for it forever."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 class LoginRefused(Exception):
@@ -191,6 +204,7 @@ class MainLink:
         host, port = self.settings.superior_host, self.settings.superior_port
         self.status = "connecting"
         while True:
+            _raise_if_cancelled()
             # the status keeps the last outcome (a refusal and its code) until the next one
             try:
                 reader, writer = await asyncio.wait_for(
@@ -216,6 +230,7 @@ class MainLink:
                 log.info("jt809: main link to %s:%s up (verify code %s)", host, port,
                          self.verify_code)  # fmt: skip
                 await self.on_up(connection)
+                _raise_if_cancelled()
                 reason = await self._serve(connection)
             except LoginRefused as refused:
                 self.stats.login_refusals[refused.result] += 1
@@ -229,6 +244,7 @@ class MainLink:
                 was_up = self.connection is connection
                 self.connection = None
                 await connection.close()
+            _raise_if_cancelled()
             if was_up:
                 self.status = f"down: {reason}"
                 await self.on_down(reason)
@@ -274,6 +290,7 @@ class MainLink:
                     )
                 except TimeoutError:
                     return f"nothing received for {self.settings.link_timeout_s:.0f} s"
+                _raise_if_cancelled()
                 if frame is None:
                     return "closed by the superior"
                 if frame.msg_id in (m.MSG_HEARTBEAT_ANSWER, m.MSG_LOGOUT_ANSWER):

@@ -20,7 +20,7 @@ from gps_monitor.models import Alarm, Position
 from jt809 import exchange as x
 from jt809 import messages as m
 from jt809.codec import FrameCodec, FrameSplitter
-from jt809.links import build_codec
+from jt809.links import LinkStats, MainLink, build_codec
 from jt809.service import Jt809Service, check_settings
 from jt809.sim import SuperiorSimulator
 
@@ -420,3 +420,34 @@ async def test_a_superior_that_never_answers_the_login_is_named_in_the_status_an
     assert status == "down: TimeoutError: no 0x1002 login answer within 0.5 s"
     assert stored == status  # what the bureau page shows
     assert "no 0x1002 login answer within 0.5 s" in caplog.text
+
+
+async def test_a_main_link_stops_when_its_cancellation_was_swallowed_inside_it(
+    settings: Settings, superior: tuple[SuperiorSimulator, int]
+) -> None:
+    # asyncio.wait_for of Python 3.11 drops a cancellation that comes with a frame (CPython
+    # gh-86296): the link went on serving, and the service's shutdown waited for it forever (a
+    # CI run hung 300 s in test_outage_and_restart_... above). Here on_up swallows it, at once.
+    _, port = superior
+    jt = jt809_settings(settings, port).jt809
+    up = asyncio.Event()
+
+    async def on_up(_connection: object) -> None:
+        up.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(30)
+
+    async def on_down(_reason: str) -> None:
+        return None
+
+    link = MainLink(jt, build_codec(jt), LinkStats(), on_up, on_down)
+    task = asyncio.create_task(link.run())
+    try:
+        await asyncio.wait_for(up.wait(), 10)
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=5)
+        assert done == {task}, "the link kept running after its cancellation"
+        assert task.cancelled()
+        assert link.connection is None  # the connection was closed on the way out
+    finally:
+        task.cancel()
