@@ -493,8 +493,9 @@ async def run_demo(settings: Settings, *, speedup: float, exit_after_replay: boo
         print("demo: services running; Ctrl-C to stop")
         while not stop.is_set():
             demo.check_services()
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(stop.wait(), 1.0)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1.0):  # keeps a cancellation (not wait_for)
+                    await stop.wait()
         return 0
     finally:
         await demo.stop()

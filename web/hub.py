@@ -186,7 +186,8 @@ class LiveClient:
             timeout = max(0.0, min(deadlines) - now)
             if not self.alarms and not self.overflowed:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.wake.wait(), timeout)
+                    async with asyncio.timeout(timeout):  # keeps a cancellation (not wait_for)
+                        await self.wake.wait()
             self.wake.clear()
             if self.overflowed:
                 raise ClientOverflow(

@@ -429,7 +429,8 @@ class NatsSource:
             owned = part.pin is not None
             if not owned and not self.prefers(part.number):
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(part.wake.wait(), self.HEARTBEAT_S)
+                    async with asyncio.timeout(self.HEARTBEAT_S):  # keeps a cancellation
+                        await part.wake.wait()
                 continue
             room = self.max_buffered - len(self._queue)
             batch = max(1, min(room, 1000))
@@ -468,7 +469,8 @@ class NatsSource:
             deadline = part.open_since + expires_s + 1.0
             while part.request_open and time.monotonic() < deadline:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(part.wake.wait(), deadline - time.monotonic())
+                    async with asyncio.timeout(deadline - time.monotonic()):
+                        await part.wake.wait()
                 part.wake.clear()
                 if part.releasing:
                     break

@@ -162,7 +162,8 @@ async def _watch_session(hub: LiveHub, client: LiveClient, token: str) -> None:
     interval_s = hub.settings.web.heartbeat_interval_s
     while True:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(client.revoked.wait(), interval_s)
+            async with asyncio.timeout(interval_s):  # keeps a cancellation (not wait_for)
+                await client.revoked.wait()
         if client.revoked.is_set():
             return
         user = await users.user_for_token(hub.pool, token, hub.settings.web.secret_key)
