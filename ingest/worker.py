@@ -222,7 +222,7 @@ class IngestWorker:
         async with conn.transaction():
             await fence(conn)
             return await positions_db.write_batch(
-                conn, write, redelivery_window_s=self._redelivery_window_s
+                conn, write, redelivery_window_s=self._redelivery_window_s, staging_ready=True
             )
 
     def _take_contact(self, terminal_id: str) -> bool:

@@ -115,8 +115,7 @@ async def test_the_prepared_staging_table_outlives_a_failed_caller_transaction(
 ) -> None:
     company = await ensure_company(pool, "Write Co")
     a = await ensure_vehicle(pool, company_id=company.id, plate_number="渝A3", terminal_id="A3")
-    async with pool.acquire() as pooled:
-        await prepare_connection(pooled)  # a pool's connection: prepared, not remembered
+    async with pool.acquire() as pooled:  # not prepared: write_batch makes the table itself
         await write_batch(pooled, _batch(a.id, company.id, range(1), "P3"))
     conn = await connect(settings.database)  # the ingest worker's kind: its own connection
     try:
@@ -125,11 +124,15 @@ async def test_the_prepared_staging_table_outlives_a_failed_caller_transaction(
         # whole (no savepoint), the staging table created outside it stays
         with pytest.raises(asyncpg.DivisionByZeroError):
             async with conn.transaction():
-                await write_batch(conn, _batch(a.id, company.id, range(2), "A3"))
+                await write_batch(
+                    conn, _batch(a.id, company.id, range(2), "A3"), staging_ready=True
+                )
                 await conn.execute("SELECT 1 / 0")
         assert await pool.fetchval("SELECT count(*) FROM positions") == 1
         async with conn.transaction():
-            result = await write_batch(conn, _batch(a.id, company.id, range(4), "A3"))
+            result = await write_batch(
+                conn, _batch(a.id, company.id, range(4), "A3"), staging_ready=True
+            )
     finally:
         await conn.close()
     assert [p.fix_time for p in result.inserted] == [

@@ -33,7 +33,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -169,19 +168,11 @@ ON p.vehicle_id = s.vehicle_id AND p.fix_time = s.fix_time AND p.raw_message_id 
 """
 
 
-# connections whose staging table was created outside a transaction (it lasts as long as they
-# do): write_batch skips its CREATE ... IF NOT EXISTS, one round trip per batch
-_STAGING_READY: weakref.WeakSet[asyncpg.Connection] = weakref.WeakSet()
-
-
 async def prepare_connection(conn: asyncpg.Connection) -> None:
     """Create the session's staging table once, outside any transaction, on a connection that
-    will call :func:`write_batch` many times (the ingest worker's own). A pool's connection
-    (a new proxy per acquire, which cannot be weakly referenced) gets the table but is not
-    remembered: its batches still send the CREATE ... IF NOT EXISTS."""
+    will call :func:`write_batch` many times (the ingest worker's own), which then passes
+    ``staging_ready=True`` and saves the ``CREATE ... IF NOT EXISTS`` round trip per batch."""
     await conn.execute(_CREATE_STAGING)
-    with contextlib.suppress(TypeError):
-        _STAGING_READY.add(conn)
 
 
 async def _insert_from_staging(
@@ -203,7 +194,11 @@ async def _insert_from_staging(
 
 
 async def write_batch(
-    conn: asyncpg.Connection, batch: WriteBatch, *, redelivery_window_s: float = 7 * 24 * 3600.0
+    conn: asyncpg.Connection,
+    batch: WriteBatch,
+    *,
+    redelivery_window_s: float = 7 * 24 * 3600.0,
+    staging_ready: bool = False,
 ) -> WriteResult:
     """Store one batch in one transaction (see the module docstring; the caller's when ``conn``
     is in one); returns what was new.
@@ -211,7 +206,8 @@ async def write_batch(
     Positions with the same (vehicle, fix time) inside the batch: the first one is kept.
     ``redelivery_window_s``: how far back (by ``received_at``) an identical stored message makes
     a message a redelivery; the broker can redeliver for as long as it keeps the session, so the
-    ingest worker passes ``mqtt.session_expiry_s``.
+    ingest worker passes ``mqtt.session_expiry_s``. ``staging_ready``: :func:`prepare_connection`
+    made the staging table on ``conn`` (else each call creates it if it is not there).
 
     Raises:
         asyncpg.PostgresError / OSError: the transaction failed and was rolled back; nothing
@@ -237,7 +233,7 @@ async def write_batch(
         already: list[Position] = []
         keys: set[tuple[int, datetime]] = set()  # (vehicle, fix time) stored by this call
         if batch.positions:
-            if conn not in _STAGING_READY:
+            if not staging_ready:
                 await conn.execute(_CREATE_STAGING)
             await conn.copy_records_to_table(
                 "positions_staging",
