@@ -148,10 +148,10 @@ class FrameConnection:
 
 def _raise_if_cancelled() -> None:
     """Raise CancelledError when the current task has a cancellation pending that an await
-    swallowed: ``asyncio.wait_for`` of Python 3.11 returns the inner result and drops the
-    cancellation when both come at once (CPython gh-86296, fixed in 3.12), e.g. a frame from the
-    superior arriving as the service stops; a child's cleanup can swallow one too. A loop that
-    went on after that never stopped, and the service's shutdown waited for it forever."""
+    swallowed: a callback (``on_up``) or a child's cleanup (the heartbeat's) can. A loop that
+    went on after that never stopped, and the service's shutdown waited for it forever. The
+    links wait under ``asyncio.timeout``: ``asyncio.wait_for`` of Python 3.11 drops a
+    cancellation that comes as the awaited frame does (CPython gh-86296, fixed in 3.12)."""
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         raise asyncio.CancelledError
@@ -207,9 +207,8 @@ class MainLink:
             _raise_if_cancelled()
             # the status keeps the last outcome (a refusal and its code) until the next one
             try:
-                reader, writer = await asyncio.wait_for(
-                    asyncio.open_connection(host, port), self.settings.login_timeout_s
-                )
+                async with asyncio.timeout(self.settings.login_timeout_s):
+                    reader, writer = await asyncio.open_connection(host, port)
             except (OSError, TimeoutError) as error:
                 self.status = f"down: {error or 'connect timed out'}"
                 delay = backoff.next_delay_s()
@@ -264,7 +263,8 @@ class MainLink:
         while True:
             left = deadline - time.monotonic()
             try:
-                frame = await asyncio.wait_for(connection.receive(), max(left, 0.001))
+                async with asyncio.timeout(max(left, 0.001)):
+                    frame = await connection.receive()
             except TimeoutError:
                 raise TimeoutError(
                     f"no 0x1002 login answer within {self.settings.login_timeout_s:g} s"
@@ -285,12 +285,10 @@ class MainLink:
         try:
             while True:
                 try:
-                    frame = await asyncio.wait_for(
-                        connection.receive(), self.settings.link_timeout_s
-                    )
+                    async with asyncio.timeout(self.settings.link_timeout_s):
+                        frame = await connection.receive()
                 except TimeoutError:
                     return f"nothing received for {self.settings.link_timeout_s:.0f} s"
-                _raise_if_cancelled()
                 if frame is None:
                     return "closed by the superior"
                 if frame.msg_id in (m.MSG_HEARTBEAT_ANSWER, m.MSG_LOGOUT_ANSWER):
@@ -373,7 +371,8 @@ class SlaveLinkServer:
         log.info("jt809: slave link from %s", connection.peer)
         try:
             while True:
-                frame = await asyncio.wait_for(connection.receive(), self.settings.link_timeout_s)
+                async with asyncio.timeout(self.settings.link_timeout_s):
+                    frame = await connection.receive()
                 if frame is None:
                     return
                 await self._answer(connection, frame)
