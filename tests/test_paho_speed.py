@@ -24,6 +24,15 @@ from gps_monitor import mqtt, paho_speed
 from gps_monitor.config import Settings
 
 
+async def _receive(sub: aiomqtt.Client, got: list[bytes], count: int) -> None:
+    """Append the payloads ``sub`` receives to ``got`` until it holds ``count``."""
+    async for message in sub.messages:
+        assert isinstance(message.payload, bytes)
+        got.append(message.payload)
+        if len(got) == count:
+            return
+
+
 @pytest.mark.parametrize("protocol", ["5", "3.1.1"])
 async def test_a_burst_beyond_the_socket_buffers_arrives_whole_in_order_and_all_acknowledged(
     settings: Settings, protocol: str
@@ -39,14 +48,7 @@ async def test_a_burst_beyond_the_socket_buffers_arrives_whole_in_order_and_all_
     async with mqtt.build_client(settings.mqtt, client_id=f"{settings.mqtt.client_id}-sub") as sub:
         await sub.subscribe(topic, qos=1)
 
-        async def receive() -> None:
-            async for message in sub.messages:
-                assert isinstance(message.payload, bytes)
-                got.append(message.payload)
-                if len(got) == len(payloads):
-                    return
-
-        receiving = asyncio.create_task(receive())
+        receiving = asyncio.create_task(_receive(sub, got, len(payloads)))
         async with mqtt.build_client(
             settings.mqtt, client_id=f"{settings.mqtt.client_id}-pub", max_inflight_messages=0
         ) as pub:
@@ -155,14 +157,7 @@ async def test_joined_writes_keep_qos_0_and_qos_2_publishes_whole_beside_qos_1(
         async with mqtt.build_client(private, client_id=f"{private.client_id}-sub") as sub:
             await sub.subscribe(topic, qos=2)
 
-            async def receive() -> None:
-                async for message in sub.messages:
-                    assert isinstance(message.payload, bytes)
-                    got.append(message.payload)
-                    if len(got) == len(sent):
-                        return
-
-            receiving = asyncio.create_task(receive())
+            receiving = asyncio.create_task(_receive(sub, got, len(sent)))
             async with mqtt.build_client(
                 private, client_id=f"{private.client_id}-pub", max_inflight_messages=0
             ) as pub:
@@ -176,58 +171,26 @@ async def test_joined_writes_keep_qos_0_and_qos_2_publishes_whole_beside_qos_1(
     assert sorted(got) == sorted(payload for _, payload in sent)
 
 
-async def test_publish_all_beyond_the_65535_packet_identifiers_completes(
-    settings: Settings, tmp_path: Path
-) -> None:
-    # MQTT 3.1.1 sets no limit on publishes in flight, and packet identifiers are 16 bits:
-    # before the window, the 65,536th publish at once met an identifier still in flight and
-    # paho refused it ("Message queue full"), failing the whole call, again at every retry (the
-    # rules worker republishes its whole outbox at start: a crash loop after a long outage)
-    broker = PrivateBroker(tmp_path, deploy_settings())
-    broker.start()
-    try:
-        private = settings.mqtt.model_copy(
-            update={"host": "127.0.0.1", "port": broker.port, "protocol_version": "3.1.1"}
-        )
-        topic = f"{private.topic_prefix}many"
-        async with mqtt.build_client(
-            private, client_id=f"{private.client_id}-pub", max_inflight_messages=0
-        ) as pub:
-            paho_speed.speed_up(pub._client)
-            tracker = mqtt.PubackTracker(pub)
-            messages = [(topic, i.to_bytes(4, "big")) for i in range(70_000)]
-            publishing = asyncio.gather(
-                tracker.publish_all(messages, timeout_s=120),
-                tracker.publish(topic, b"single", timeout_s=120),
-            )
-            most = 0
-            while not publishing.done():
-                most = max(most, tracker.in_flight)
-                await asyncio.sleep(0.001)
-            await publishing  # raises PublishError on a timeout
-            assert tracker.in_flight == 0
-            assert mqtt.PubackTracker.MAX_IN_FLIGHT / 2 < most <= mqtt.PubackTracker.MAX_IN_FLIGHT
-    finally:
-        broker.stop()
-
-
 @contextlib.asynccontextmanager
 async def _tracker_on_a_private_broker(
-    settings: Settings, tmp_path: Path, max_in_flight: int
+    settings: Settings, tmp_path: Path, max_in_flight: int | None = None, protocol: str = "5"
 ) -> AsyncIterator[tuple[mqtt.PubackTracker, PrivateBroker, str]]:
-    """A tracker with a window of ``max_in_flight`` on a connected client of a private broker
-    (the test may freeze it with SIGSTOP: no PUBACK comes while it is stopped)."""
+    """A tracker (with a window of ``max_in_flight``, else the default) on a connected client
+    of a private broker with the deploy limits (the test may freeze it with SIGSTOP: no PUBACK
+    comes while it is stopped)."""
     broker = PrivateBroker(tmp_path, deploy_settings())
     broker.start()
     try:
         private = settings.mqtt.model_copy(
-            update={"host": "127.0.0.1", "port": broker.port, "protocol_version": "5"}
+            update={"host": "127.0.0.1", "port": broker.port, "protocol_version": protocol}
         )
         async with mqtt.build_client(
             private, client_id=f"{private.client_id}-win", max_inflight_messages=0
         ) as pub:
+            paho_speed.speed_up(pub._client)
             tracker = mqtt.PubackTracker(pub)
-            tracker.MAX_IN_FLIGHT = max_in_flight  # type: ignore[misc]
+            if max_in_flight is not None:
+                tracker.MAX_IN_FLIGHT = max_in_flight  # type: ignore[misc]
             try:
                 yield tracker, broker, f"{private.topic_prefix}window"
             finally:
@@ -239,6 +202,29 @@ async def _tracker_on_a_private_broker(
 
 def _messages(topic: str, n: int) -> list[tuple[str, bytes]]:
     return [(topic, i.to_bytes(4, "big")) for i in range(n)]
+
+
+async def test_publish_all_beyond_the_65535_packet_identifiers_completes(
+    settings: Settings, tmp_path: Path
+) -> None:
+    # MQTT 3.1.1 sets no limit on publishes in flight, and packet identifiers are 16 bits:
+    # before the window, the 65,536th publish at once met an identifier still in flight and
+    # paho refused it ("Message queue full"), failing the whole call, again at every retry (the
+    # rules worker republishes its whole outbox at start: a crash loop after a long outage)
+    async with _tracker_on_a_private_broker(settings, tmp_path, protocol="3.1.1") as (
+        tracker, _, topic,
+    ):  # fmt: skip
+        publishing = asyncio.gather(
+            tracker.publish_all(_messages(topic, 70_000), timeout_s=120),
+            tracker.publish(topic, b"single", timeout_s=120),
+        )
+        most = 0
+        while not publishing.done():
+            most = max(most, tracker.in_flight)
+            await asyncio.sleep(0.001)
+        await publishing  # raises PublishError on a timeout
+        assert tracker.in_flight == 0
+        assert mqtt.PubackTracker.MAX_IN_FLIGHT / 2 < most <= mqtt.PubackTracker.MAX_IN_FLIGHT
 
 
 async def test_the_window_fails_whole_when_the_connection_is_lost_while_calls_wait_for_room(
