@@ -116,6 +116,18 @@ def _with_last_message(
     return VehicleState(last=state.last, rules={**state.rules, offline.NAME: off}), []
 
 
+def _offline_watch(state: VehicleState, silent_since_t: float) -> bool:
+    """Whether the offline timer must look at a vehicle whatever its stored last message: this
+    worker last heard from it at or before ``silent_since_t`` (epoch s), or it has an open
+    offline episode (which a stored heartbeat closes)."""
+    off = state.rules.get(offline.NAME)
+    if off is None:
+        return False
+    return off.open_t is not None or (
+        off.last_seen_t is not None and off.last_seen_t <= silent_since_t
+    )
+
+
 def rules_client_id(settings: Settings) -> str:
     """The rules worker's MQTT client id (stable: the broker keeps its session under it)."""
     if settings.rules.client_id:
@@ -576,17 +588,29 @@ class RulesWorker:
         (which also close an open episode). A vehicle that never
         sent anything is not connected (入网率), not offline: no alarm. Only the vehicles of
         the owned partitions are read and checked. Returns the changed alarms (to publish)
-        with their outbox change ids."""
+        with their outbox change ids.
+
+        Only the candidates are read and evaluated (:func:`_offline_watch`): the vehicles
+        silent for ``rules.offline_after_s`` by the stored last message or by this worker's
+        state, and those with an open episode (a stored heartbeat closes it). Any other
+        vehicle was heard from within ``offline_after_s``: it can neither open nor close an
+        episode, so a province's tick costs its silent vehicles, not its fleet. The read is
+        made before the batch lock is taken (a batch committed meanwhile only makes a clock
+        newer, which the evaluation under the lock sees)."""
+        now = time.time()
+        silent_since_t = now - self.settings.rules.offline_after_s
+        watched = [v for v, s in self.states.items() if _offline_watch(s, silent_since_t)]
+        pool = await self.pool()
+        everything = self.owned >= frozenset(range(self.settings.bus.partition_count))
+        owned = None if everything else [v for v in self.profiles if self.owns(v)]
+        rows = await last_messages(  # only the owned vehicles' rows
+            pool, owned, silent_since_t=silent_since_t, including=watched
+        )
         async with self.lock:
-            pool = await self.pool()
-            everything = self.owned >= frozenset(range(self.settings.bus.partition_count))
-            owned = None if everything else [v for v in self.profiles if self.owns(v)]
-            rows = await last_messages(pool, owned)  # only the owned vehicles' rows
-            now = time.time()
             events: list[Alarm] = []
             new_states: dict[int, VehicleState] = {}
             stored = {r["vehicle_id"]: r for r in rows}
-            for vehicle_id in self.states.keys() | stored.keys():
+            for vehicle_id in stored.keys() | watched:
                 profile = self.profiles.get(vehicle_id)
                 if profile is None or not self.owns(vehicle_id):
                     continue

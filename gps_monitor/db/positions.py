@@ -593,20 +593,29 @@ async def raw_digests(
 
 
 async def last_messages(
-    conn: asyncpg.Connection | asyncpg.Pool, vehicle_ids: Sequence[int] | None = None
+    conn: asyncpg.Connection | asyncpg.Pool,
+    vehicle_ids: Sequence[int] | None = None,
+    *,
+    silent_since_t: float | None = None,
+    including: Sequence[int] = (),
 ) -> list[asyncpg.Record]:
     """Every vehicle that has sent something (``latest_positions``), or only those of
     ``vehicle_ids``: ``vehicle_id``, ``last_message_t`` (arrival of its last message of any
     kind, epoch s), ``fix_t`` (its last ok fix, epoch s, None without one), ``latitude``,
-    ``longitude``."""
-    columns = (
+    ``longitude``.
+
+    With ``silent_since_t`` (epoch s), only the vehicles whose last message arrived at or
+    before it, and those of ``including`` whatever their last message (the offline timer's
+    candidates: the rest were heard from since)."""
+    sql = (
         "SELECT vehicle_id, extract(epoch FROM last_message_at)::float8 AS last_message_t, "
         "extract(epoch FROM fix_time)::float8 AS fix_t, latitude, longitude "
-        "FROM latest_positions"
+        "FROM latest_positions WHERE ($1::bigint[] IS NULL OR vehicle_id = ANY($1::bigint[])) "
+        "AND ($2::float8 IS NULL OR last_message_at <= to_timestamp($2::float8) "
+        "OR vehicle_id = ANY($3::bigint[]))"
     )
-    if vehicle_ids is None:
-        return await conn.fetch(columns)
-    return await conn.fetch(columns + " WHERE vehicle_id = ANY($1::bigint[])", list(vehicle_ids))
+    ids = None if vehicle_ids is None else list(vehicle_ids)
+    return await conn.fetch(sql, ids, silent_since_t, list(including))
 
 
 async def count_positions(conn: asyncpg.Connection | asyncpg.Pool) -> dict[str, int]:
