@@ -20,11 +20,18 @@
    ingest side: ``accepted.encode`` of the batch) is shown apart. Best of ``--repeat`` runs,
    the garbage collector paced as ``gps-monitor rules`` paces it (``--gc default``: CPython's).
 
+4. ``tick``: the live worker's offline timer (``RulesWorker._tick``, every 5 s, under the lock
+   that the batches take) over ``--vehicles`` registered vehicles (default 10,000) of which
+   ``--silent`` (default 1 %) went quiet 10 min ago and the rest were heard 2 s ago, in a scratch
+   database: wall ms per tick, first (opens the silent ones' offline alarms) and then the median
+   of ``--repeat`` ticks (nothing new), with this process's and the database backend's CPU.
+
     .venv/bin/python benchmarks/rules.py engine --positions 200000
     .venv/bin/python benchmarks/rules.py live --rate 5000 --seconds 10
     .venv/bin/python benchmarks/rules.py steps --vehicles 2000 --positions 40000
+    .venv/bin/python benchmarks/rules.py tick --vehicles 10000
 
-``live`` needs PostgreSQL (GPS_MONITOR_TEST_DATABASE_URL, default
+``live`` and ``tick`` need PostgreSQL (GPS_MONITOR_TEST_DATABASE_URL, default
 postgresql://postgres@127.0.0.1:5432/postgres) and Mosquitto (127.0.0.1:1883).
 """
 
@@ -383,6 +390,98 @@ async def _bench_save(saved: list[list[tuple[int, VehicleState]]], positions: in
     print(f"    wall         {positions / wall:>10,.0f} positions/s")
 
 
+# --- tick -----------------------------------------------------------------------------------
+
+
+async def bench_tick(args: argparse.Namespace) -> None:
+    """The offline timer of a live worker over a scratch database (module docstring, 4)."""
+    import asyncpg
+    import psutil
+
+    from gps_monitor.config import DatabaseSettings, Settings
+    from gps_monitor.db import migrate
+    from gps_monitor.db.pool import connect
+    from rules import offline
+    from rules.worker import RulesWorker
+
+    admin_url = os.environ.get(
+        "GPS_MONITOR_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+    )
+    name = f"gpsm_bench_{uuid.uuid4().hex[:8]}"
+    url = admin_url.rpartition("/")[0] + "/" + name
+    admin = await asyncpg.connect(admin_url)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    await admin.close()
+    worker = None
+    try:
+        db = DatabaseSettings(url=url, timescale="off")
+        conn = await connect(db)
+        await migrate.upgrade(conn, db)
+        company = await conn.fetchval("INSERT INTO companies (name) VALUES ('bench') RETURNING id")
+        ids = range(1, args.vehicles + 1)
+        await conn.copy_records_to_table(
+            "vehicles",
+            records=[(v, company, f"B{v:07d}", "freight", f"T{v}") for v in ids],
+            columns=("id", "company_id", "plate_number", "vehicle_class", "terminal_id"),
+        )
+        now = datetime.now(UTC)
+        silent = set(random.Random(7).sample(list(ids), round(args.vehicles * args.silent)))
+        heard_at = {v: now - timedelta(minutes=10 if v in silent else 0, seconds=2) for v in ids}
+        await conn.copy_records_to_table(
+            "latest_positions",
+            records=[(v, heard_at[v], heard_at[v], heard_at[v], 39.9, 116.4) for v in ids],
+            columns=("vehicle_id", "last_message_at", "fix_time", "received_at", "latitude",
+                     "longitude"),
+        )  # fmt: skip
+        await conn.close()
+        settings = Settings(database=db)
+        worker = RulesWorker(settings)
+        await worker.reload()
+        for v in ids:  # as a worker that evaluated every vehicle's last fix holds them
+            t = heard_at[v].timestamp()
+            worker.states[v] = VehicleState(
+                last=(t, 39.9, 116.4, 0.0),
+                rules={offline.NAME: offline.State(t, t, 39.9, 116.4, None)},
+            )
+        pool = await worker.pool()
+        backend_pids = [r["pid"] for r in await pool.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE datname = $1", name
+        )]  # fmt: skip
+        backends = [psutil.Process(pid) for pid in backend_pids]
+
+        def server_cpu() -> float:
+            return sum(sum(b.cpu_times()[:2]) for b in backends)
+
+        async def one() -> tuple[float, float, float, int]:
+            s0, c0, w0 = server_cpu(), time.process_time(), time.perf_counter()
+            changed = await worker._tick()
+            wall = time.perf_counter() - w0
+            return wall, time.process_time() - c0, server_cpu() - s0, len(changed.alarms)
+
+        first = await one()
+        rest = [await one() for _ in range(args.repeat)]
+    finally:
+        if worker is not None:
+            await worker.close()
+        admin = await asyncpg.connect(admin_url)
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+    print(
+        f"offline timer: {args.vehicles} vehicles, {len(silent)} silent for 10 min, the rest "
+        "heard 2 s ago (one tick = the time the batch lock is held at most; database CPU in 10 ms "
+        "clock ticks)"
+    )
+    print(
+        f"  first tick   {first[0] * 1000:8.1f} ms wall, {first[1] * 1000:7.1f} ms CPU here, "
+        f"{first[2] * 1000:6.1f} ms CPU in the database ({first[3]} alarms opened)"
+    )
+    med = [statistics.median(x[i] for x in rest) * 1000 for i in range(3)]
+    print(
+        f"  later ticks  {med[0]:8.1f} ms wall, {med[1]:7.1f} ms CPU here, {med[2]:6.1f} ms CPU "
+        f"in the database (median of {args.repeat}; {sum(x[3] for x in rest)} alarms)"
+    )
+
+
 # --- live -----------------------------------------------------------------------------------
 
 
@@ -632,11 +731,17 @@ def main() -> None:
     live.add_argument("--drain-s", type=float, default=5.0, help="wait for the last alarms")
     live.add_argument("--mqtt-host", default="127.0.0.1")
     live.add_argument("--mqtt-port", type=int, default=1883)
+    tk = sub.add_parser("tick")
+    tk.add_argument("--vehicles", type=int, default=10_000)
+    tk.add_argument("--silent", type=float, default=0.01, help="share silent for 10 min")
+    tk.add_argument("--repeat", type=int, default=10, help="ticks after the first (median)")
     args = parser.parse_args()
     if args.which == "engine":
         bench_engine(args)
     elif args.which == "steps":
         bench_steps(args)
+    elif args.which == "tick":
+        asyncio.run(bench_tick(args))
     else:
         asyncio.run(bench_live(args))
 
