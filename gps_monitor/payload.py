@@ -33,12 +33,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_core import PydanticCustomError
 
 from gps_monitor.errors import PayloadError
-from gps_monitor.models import Position, fix_time_range_error
+from gps_monitor.models import FIX_TIME_MAX, FIX_TIME_MIN, Position, fix_time_range_error
 
 _U32 = 2**32 - 1
-# 2000-01-01 .. 2100-01-01 in epoch ms: outside this an integer is not an epoch-ms fix time.
-_EPOCH_MS_MIN = 946_684_800_000
-_EPOCH_MS_MAX = 4_102_444_800_000
+# the supported fix times (2000-01-01 .. 2100-01-01) in epoch ms, the end excluded
+_EPOCH_MS_MIN = int(FIX_TIME_MIN.timestamp()) * 1000
+_EPOCH_MS_MAX = int(FIX_TIME_MAX.timestamp()) * 1000
 
 
 class PositionPayload(BaseModel):
@@ -65,26 +65,31 @@ class PositionPayload(BaseModel):
     @field_validator("fix_time", mode="before")
     @classmethod
     def _fix_time(cls, value: Any) -> datetime:
+        """ISO 8601 with a UTC offset, or epoch milliseconds, within the supported fix times
+        (``out_of_range`` outside them). The messages say what was expected; what came is
+        added by :func:`payload_error`."""
         if isinstance(value, bool):
-            raise ValueError(f"expected ISO 8601 with offset or epoch ms, got {value!r}")
+            raise ValueError("expected ISO 8601 with offset or epoch ms")
         if isinstance(value, int):
-            if not _EPOCH_MS_MIN <= value <= _EPOCH_MS_MAX:
-                raise ValueError(f"expected epoch milliseconds between 2000 and 2100, got {value}")
+            if not _EPOCH_MS_MIN <= value < _EPOCH_MS_MAX:
+                raise PydanticCustomError(
+                    "out_of_range",
+                    f"expected epoch milliseconds {_EPOCH_MS_MIN} .. {_EPOCH_MS_MAX} "
+                    f"({FIX_TIME_MIN.date()} .. {FIX_TIME_MAX.date()} UTC), got {value}",
+                )
             return datetime.fromtimestamp(value / 1000, tz=UTC)
         if isinstance(value, str):
             try:
                 parsed = datetime.fromisoformat(value)
             except ValueError:
-                raise ValueError(f"expected ISO 8601 with offset, got {value!r}") from None
+                raise ValueError("expected ISO 8601 with offset") from None
             if parsed.tzinfo is None:
-                raise ValueError(f"expected ISO 8601 with a UTC offset, got {value!r} (no offset)")
+                raise ValueError("expected ISO 8601 with a UTC offset (this one has none)")
             # checked before converting: year 1 or 9999 with an offset overflows astimezone()
             if (range_error := fix_time_range_error(parsed)) is not None:
                 raise PydanticCustomError("out_of_range", range_error.removeprefix("fix_time: "))
             return parsed.astimezone(UTC)
-        raise ValueError(
-            f"expected ISO 8601 string or epoch ms integer, got {type(value).__name__}"
-        )
+        raise ValueError("expected ISO 8601 string or epoch ms integer")
 
     def to_position(self, terminal_id: str, received_at: datetime | None = None) -> Position:
         """The :class:`Position` of this payload for the topic's terminal.

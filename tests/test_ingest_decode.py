@@ -64,7 +64,14 @@ def test_a_blind_area_batch_keeps_every_position_and_its_reupload_flag() -> None
         ({"fix_time": "2026-01-26T08:00:00+08:00", "latitude": 29.5, "longitude": 106.5,
           "speed_kmh": 3, "alarm_flags": 2**32}, "wrong_type", "alarm_flags"),
         ({"fix_time": 12, "latitude": 29.5, "longitude": 106.5, "speed_kmh": 3},
-         "wrong_type", "epoch milliseconds"),
+         "out_of_range", "expected epoch milliseconds 946684800000 .. 4102444800000 "
+         "(2000-01-01 .. 2100-01-01 UTC), got 12"),
+        ({"fix_time": 4102444800000, "latitude": 29.5, "longitude": 106.5, "speed_kmh": 3},
+         "out_of_range", "got 4102444800000"),
+        ({"fix_time": "2026-01-26 08:00", "latitude": 29.5, "longitude": 106.5, "speed_kmh": 3},
+         "wrong_type", "with a UTC offset (this one has none); got '2026-01-26 08:00'"),
+        ({"fix_time": "yesterday", "latitude": 29.5, "longitude": 106.5, "speed_kmh": 3},
+         "wrong_type", "expected ISO 8601 with offset; got 'yesterday'"),
         ({"fix_time": "2026-01-26T08:00:00+08:00", "latitude": 29.5, "longitude": 106.5,
           "speed_kmh": 3, "terminal_id": "013899999999"}, "wrong_type", "the topic's"),
         ({"fix_time": "2026-01-26T08:00:00+08:00", "latitude": True, "longitude": 106.5,
@@ -80,6 +87,7 @@ def test_bad_values_are_rejected_with_the_field_named(
         _decode(payload)
     assert caught.value.reason == reason
     assert detail in caught.value.detail
+    assert caught.value.detail.count("got") <= 1  # what came is said once
 
 
 def test_out_of_range_coordinates_are_not_a_decoding_error() -> None:
