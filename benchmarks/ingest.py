@@ -24,6 +24,7 @@ import asyncio
 import json
 import multiprocessing as mp
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -366,11 +367,23 @@ def _start_own_broker(args: argparse.Namespace, folder: Path) -> subprocess.Pope
     return broker
 
 
+def _stop_own_broker(broker: subprocess.Popen[bytes], folder: Path) -> None:
+    """Stop a private broker and remove its folder (configuration, store, log)."""
+    broker.terminate()
+    try:
+        broker.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        broker.kill()
+        broker.wait()
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 async def main() -> None:
     args = _parse()
     broker = None
+    folder = Path(f"/tmp/gpsm-bench-broker-{os.getpid()}")
     if args.own_broker:
-        broker = _start_own_broker(args, Path(f"/tmp/gpsm-bench-broker-{os.getpid()}"))
+        broker = _start_own_broker(args, folder)
     tag = uuid.uuid4().hex[:8]
     database = f"gpsm_bench_{tag}"
     admin = await asyncpg.connect(args.admin_url)
@@ -415,7 +428,7 @@ async def main() -> None:
         await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
         await admin.close()
         if broker is not None:
-            broker.terminate()
+            _stop_own_broker(broker, folder)
 
 
 if __name__ == "__main__":

@@ -643,13 +643,13 @@ async def main() -> None:
     bench = _bench_ingest()
     broker = None
     if args.transport == "nats":
-        broker, nats_port, args.mqtt_port = _start_nats(
-            Path(f"/tmp/gpsm-pipeline-nats-{os.getpid()}")
-        )
+        folder = Path(f"/tmp/gpsm-pipeline-nats-{os.getpid()}")
+        broker, nats_port, args.mqtt_port = _start_nats(folder)
         args.nats_url = f"nats://127.0.0.1:{nats_port}"
         args.protocol = "3.1.1"  # NATS's MQTT listener speaks 3.1.1
     elif not args.mqtt_port:
-        broker = bench._start_own_broker(args, Path(f"/tmp/gpsm-pipeline-broker-{os.getpid()}"))
+        folder = Path(f"/tmp/gpsm-pipeline-broker-{os.getpid()}")
+        broker = bench._start_own_broker(args, folder)
     tag = uuid.uuid4().hex[:8]
     database = f"gpsm_bench_{tag}"
     admin = await asyncpg.connect(args.admin_url)
@@ -726,7 +726,7 @@ async def main() -> None:
         await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
         await admin.close()
         if broker is not None:
-            broker.terminate()
+            bench._stop_own_broker(broker, folder)
 
 
 if __name__ == "__main__":
