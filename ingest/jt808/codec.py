@@ -116,6 +116,16 @@ def phone_field(phone: str, size: int) -> bytes:
     )
 
 
+def gbk_fixed(value: str | None, size: int) -> bytes:
+    """A fixed-width JT/T 808 STRING field: ``value`` (None: empty) in GBK, cut to ``size`` bytes
+    or padded with NUL bytes to them.
+
+    Raises:
+        UnicodeEncodeError: ``value`` has a character GBK cannot encode.
+    """
+    return (value or "").encode("gbk")[:size].ljust(size, b"\x00")
+
+
 def digits_to_bcd(digits: str, size: int) -> bytes:
     """Decimal digit string -> ``size`` BCD bytes, left-padded with zeros.
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from ingest.jt808.codec import FrameError, bcd_to_digits, digits_to_bcd
+from ingest.jt808.codec import FrameError, bcd_to_digits, digits_to_bcd, gbk_fixed
 
 MSG_DRIVER_IDENTITY = 0x0702
 MSG_QUERY_DRIVER = 0x8702
@@ -192,11 +192,6 @@ def decode_driver_identity(body: bytes) -> DriverIdentity:
     )  # fmt: skip
 
 
-def _fixed(value: str | None, size: int) -> bytes:
-    raw = (value or "").encode("gbk")[:size]
-    return raw.ljust(size, b"\x00")
-
-
 def _prefixed(value: str | None) -> bytes:
     raw = (value or "").encode("gbk")[:255]
     return bytes([len(raw)]) + raw
@@ -211,8 +206,8 @@ def encode_driver_identity(identity: DriverIdentity) -> bytes:
     """
     if identity.layout == "2011":
         return (
-            _prefixed(identity.name) + _fixed(identity.id_card_no, 20)
-            + _fixed(identity.certificate_no, 40) + _prefixed(identity.issuing_authority)
+            _prefixed(identity.name) + gbk_fixed(identity.id_card_no, 20)
+            + gbk_fixed(identity.certificate_no, 40) + _prefixed(identity.issuing_authority)
         )  # fmt: skip
     inserted = identity.status == "inserted"
     when = identity.card_time_local or datetime(2000, 1, 1)
@@ -226,10 +221,10 @@ def encode_driver_identity(identity: DriverIdentity) -> bytes:
     out += bytes([code])
     if code != 0:
         return out
-    out += _prefixed(identity.name) + _fixed(identity.certificate_no, 20)
+    out += _prefixed(identity.name) + gbk_fixed(identity.certificate_no, 20)
     out += _prefixed(identity.issuing_authority)
     valid = identity.valid_until
     out += digits_to_bcd(valid.strftime("%Y%m%d"), 4) if valid else b"\x00" * 4
     if identity.layout == "2019":
-        out += _fixed(identity.id_card_no, 20)
+        out += gbk_fixed(identity.id_card_no, 20)
     return out

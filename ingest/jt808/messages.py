@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from gps_monitor.active_safety import ITEM_SOURCES
-from ingest.jt808.codec import Frame, FrameError, bcd_to_digits, digits_to_bcd
+from ingest.jt808.codec import Frame, FrameError, bcd_to_digits, digits_to_bcd, gbk_fixed
 
 # Terminal -> platform
 MSG_TERMINAL_REPLY = 0x0001
@@ -68,11 +68,6 @@ BATCH_TYPE_REUPLOAD = 1  # 补报: positions buffered while out of coverage
 def _text(raw: bytes) -> str:
     """GBK text field with its NUL padding removed (JT/T 808 STRING is GBK)."""
     return raw.rstrip(b"\x00").decode("gbk", errors="replace")
-
-
-def _fixed_text(value: str, size: int) -> bytes:
-    raw = value.encode("gbk")[:size]
-    return raw.ljust(size, b"\x00")
 
 
 # --------------------------------------------------------------------------------- register
@@ -135,9 +130,9 @@ def encode_register(request: RegisterRequest, *, is_2019: bool) -> bytes:
     maker_n, model_n, device_n = _REGISTER_LAYOUTS["2019" if is_2019 else "2013"]
     return (
         struct.pack(">HH", request.province_id, request.city_id)
-        + _fixed_text(request.maker_id, maker_n)
-        + _fixed_text(request.model, model_n)
-        + _fixed_text(request.device_id, device_n)
+        + gbk_fixed(request.maker_id, maker_n)
+        + gbk_fixed(request.model, model_n)
+        + gbk_fixed(request.device_id, device_n)
         + bytes([request.plate_color])
         + request.plate_number.encode("gbk")
     )
@@ -198,8 +193,8 @@ def encode_auth(request: AuthRequest, *, is_2019: bool) -> bytes:
     return (
         bytes([len(code)])
         + code
-        + _fixed_text(request.imei or "", 15)
-        + _fixed_text(request.software_version or "", 20)
+        + gbk_fixed(request.imei, 15)
+        + gbk_fixed(request.software_version, 20)
     )
 
 
