@@ -36,6 +36,8 @@ from gps_monitor.errors import PayloadError
 from gps_monitor.models import FIX_TIME_MAX, FIX_TIME_MIN, Position, fix_time_range_error
 
 _U32 = 2**32 - 1
+# a fix time of the wrong form: reported as wrong_type (payload_error), the message as written
+_BAD_FIX_TIME = "fix_time_format"
 # the supported fix times (2000-01-01 .. 2100-01-01) in epoch ms, the end excluded
 _EPOCH_MS_MIN = int(FIX_TIME_MIN.timestamp()) * 1000
 _EPOCH_MS_MAX = int(FIX_TIME_MAX.timestamp()) * 1000
@@ -69,27 +71,29 @@ class PositionPayload(BaseModel):
         (``out_of_range`` outside them). The messages say what was expected; what came is
         added by :func:`payload_error`."""
         if isinstance(value, bool):
-            raise ValueError("expected ISO 8601 with offset or epoch ms")
+            raise PydanticCustomError(_BAD_FIX_TIME, "expected ISO 8601 with offset or epoch ms")
         if isinstance(value, int):
             if not _EPOCH_MS_MIN <= value < _EPOCH_MS_MAX:
                 raise PydanticCustomError(
                     "out_of_range",
                     f"expected epoch milliseconds {_EPOCH_MS_MIN} .. {_EPOCH_MS_MAX} "
-                    f"({FIX_TIME_MIN.date()} .. {FIX_TIME_MAX.date()} UTC), got {value}",
+                    f"({FIX_TIME_MIN.date()} .. {FIX_TIME_MAX.date()} UTC), got {shown(value)}",
                 )
             return datetime.fromtimestamp(value / 1000, tz=UTC)
         if isinstance(value, str):
             try:
                 parsed = datetime.fromisoformat(value)
             except ValueError:
-                raise ValueError("expected ISO 8601 with offset") from None
+                raise PydanticCustomError(_BAD_FIX_TIME, "expected ISO 8601 with offset") from None
             if parsed.tzinfo is None:
-                raise ValueError("expected ISO 8601 with a UTC offset (this one has none)")
+                raise PydanticCustomError(
+                    _BAD_FIX_TIME, "expected ISO 8601 with a UTC offset (this one has none)"
+                )
             # checked before converting: year 1 or 9999 with an offset overflows astimezone()
             if (range_error := fix_time_range_error(parsed)) is not None:
                 raise PydanticCustomError("out_of_range", range_error.removeprefix("fix_time: "))
             return parsed.astimezone(UTC)
-        raise ValueError("expected ISO 8601 string or epoch ms integer")
+        raise PydanticCustomError(_BAD_FIX_TIME, "expected ISO 8601 string or epoch ms integer")
 
     def to_position(self, terminal_id: str, received_at: datetime | None = None) -> Position:
         """The :class:`Position` of this payload for the topic's terminal.
@@ -122,6 +126,15 @@ class PositionPayload(BaseModel):
         )
 
 
+def shown(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` for an error detail, cut to ``limit`` characters ("..." at the end)."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int too long to print (sys.get_int_max_str_digits)
+        return f"an integer of {value.bit_length()} bits"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def payload_error(error: ValidationError, where: str = "") -> PayloadError:
     """A :class:`PayloadError` naming the first bad field, what was expected and what came.
 
@@ -135,9 +148,7 @@ def payload_error(error: ValidationError, where: str = "") -> PayloadError:
         return PayloadError("missing_field", f"{prefix}: required field is missing")
     if first["type"] == "out_of_range":
         return PayloadError("out_of_range", f"{prefix}: {first['msg']}")
-    got = first.get("input")
-    got_text = repr(got) if len(repr(got)) <= 80 else repr(got)[:77] + "..."
-    return PayloadError("wrong_type", f"{prefix}: {first['msg']}; got {got_text}")
+    return PayloadError("wrong_type", f"{prefix}: {first['msg']}; got {shown(first.get('input'))}")
 
 
 def parse_position(

@@ -88,6 +88,7 @@ def test_bad_values_are_rejected_with_the_field_named(
     assert caught.value.reason == reason
     assert detail in caught.value.detail
     assert caught.value.detail.count("got") <= 1  # what came is said once
+    assert "Value error" not in caught.value.detail  # pydantic's wrapper, not ours
 
 
 def test_out_of_range_coordinates_are_not_a_decoding_error() -> None:
@@ -148,3 +149,17 @@ def test_nesting_up_to_the_limit_is_accepted_and_one_level_more_is_too_deep(kind
     where = "[1]." if kind == "batch" else ""
     assert caught.value.detail.startswith(f"{where}extras")
     assert caught.value.detail.endswith(f"got level {depth + 1}")
+
+
+def test_a_huge_integer_is_reported_short_and_an_unreadable_one_as_malformed_json() -> None:
+    base = '"latitude": 29.5, "longitude": 106.5, "speed_kmh": 3'
+    with pytest.raises(PayloadError) as caught:
+        _decode(f'{{"fix_time": {"9" * 4000}, {base}}}'.encode())
+    assert caught.value.reason == "out_of_range"
+    assert len(caught.value.detail) < 200 and caught.value.detail.endswith("...")
+    # json.loads refuses integers of more than 4,300 digits with a plain ValueError: the
+    # message is not JSON we take, not a decoder failure (it was internal_error)
+    with pytest.raises(PayloadError) as caught:
+        _decode(f'{{"fix_time": {"9" * 5000}, {base}}}'.encode())
+    assert caught.value.reason == "malformed_json"
+    assert "4300" in caught.value.detail
