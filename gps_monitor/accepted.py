@@ -62,7 +62,7 @@ def parse_positions(payload: bytes | bytearray | str) -> list[Position]:
     """
     try:
         data = fastjson.loads(payload)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+    except ValueError as error:  # JSONDecodeError, UnicodeDecodeError, an over-long integer
         raise PayloadError("malformed_json", f"expected a JSON array ({error})") from None
     except RecursionError:
         raise PayloadError(

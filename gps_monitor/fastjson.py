@@ -21,7 +21,9 @@ def loads(data: bytes | bytearray | str) -> Any:
     """Parse a JSON document exactly as ``json.loads(data)`` does.
 
     Raises:
-        json.JSONDecodeError, UnicodeDecodeError, RecursionError: as ``json.loads``.
+        json.JSONDecodeError, UnicodeDecodeError, RecursionError: as ``json.loads``; also a plain
+            ValueError, as ``json.loads`` for an integer of more than 4,300 digits
+            (``sys.get_int_max_str_digits``): catch ValueError for "not JSON we take".
     """
     try:
         return from_json(data, cache_strings="keys")

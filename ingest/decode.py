@@ -65,6 +65,8 @@ def decode_positions(
             "malformed_json",
             f"payload: expected JSON, got {error.msg} at line {error.lineno} column {error.colno}",
         ) from None
+    except ValueError as error:  # json.loads refuses an integer of more than 4,300 digits
+        raise PayloadError("malformed_json", f"payload: expected JSON, got {error}") from None
     if b"\\u0000" in payload:  # the only way JSON can carry a NUL; PostgreSQL text refuses it
         _refuse_nul(data, "")
     # n brackets hold at most n - 1 containers inside a position, so no deeper nesting: the
@@ -110,7 +112,7 @@ def decode_contact(payload: bytes, settings: IngestSettings) -> None:
         data: Any = fastjson.loads(payload)
     except RecursionError:
         raise PayloadError("too_deep", "heartbeat payload: nested too deep to parse") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+    except ValueError as error:  # JSONDecodeError, UnicodeDecodeError, an over-long integer
         raise PayloadError(
             "malformed_json", f"heartbeat payload: expected empty or a JSON object, got {error}"
         ) from None
