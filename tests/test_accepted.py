@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta, timezone
 
+import pytest
 from rules_factory import drive
 
 from gps_monitor import accepted
+from gps_monitor.errors import PayloadError
 from gps_monitor.models import Quality
 
 
@@ -58,3 +60,9 @@ def test_a_batch_too_large_for_one_message_is_split_in_order_within_the_limit() 
     assert [p for part in parts for p in accepted.parse_positions(part)] == positions
     small = _positions()
     assert accepted.encode_messages(small) == [accepted.encode(small)]  # within 512 KiB: one
+
+
+def test_an_integer_json_loads_refuses_is_malformed_json() -> None:
+    with pytest.raises(PayloadError) as caught:
+        accepted.parse_positions(b"[" + b"9" * 5000 + b"]")
+    assert caught.value.reason == "malformed_json"
