@@ -607,15 +607,25 @@ async def last_messages(
     With ``silent_since_t`` (epoch s), only the vehicles whose last message arrived at or
     before it, and those of ``including`` whatever their last message (the offline timer's
     candidates: the rest were heard from since)."""
-    sql = (
+    # one statement per case, no "$n IS NULL OR": a generic plan of that form can use no index
+    args: list[object] = []
+    where: list[str] = []
+    if vehicle_ids is not None:
+        args.append(list(vehicle_ids))
+        where.append(f"vehicle_id = ANY(${len(args)}::bigint[])")
+    if silent_since_t is not None:
+        args.append(silent_since_t)
+        silent = f"last_message_at <= to_timestamp(${len(args)}::float8)"
+        if including:
+            args.append(list(including))
+            silent = f"({silent} OR vehicle_id = ANY(${len(args)}::bigint[]))"
+        where.append(silent)
+    return await conn.fetch(
         "SELECT vehicle_id, extract(epoch FROM last_message_at)::float8 AS last_message_t, "
         "extract(epoch FROM fix_time)::float8 AS fix_t, latitude, longitude "
-        "FROM latest_positions WHERE ($1::bigint[] IS NULL OR vehicle_id = ANY($1::bigint[])) "
-        "AND ($2::float8 IS NULL OR last_message_at <= to_timestamp($2::float8) "
-        "OR vehicle_id = ANY($3::bigint[]))"
+        "FROM latest_positions" + (" WHERE " + " AND ".join(where) if where else ""),
+        *args,
     )
-    ids = None if vehicle_ids is None else list(vehicle_ids)
-    return await conn.fetch(sql, ids, silent_since_t, list(including))
 
 
 async def count_positions(conn: asyncpg.Connection | asyncpg.Pool) -> dict[str, int]:
