@@ -384,6 +384,15 @@ async def main() -> None:
     folder = Path(f"/tmp/gpsm-bench-broker-{os.getpid()}")
     if args.own_broker:
         broker = _start_own_broker(args, folder)
+    try:
+        await _measure(args)
+    finally:  # whatever failed, the private broker goes
+        if broker is not None:
+            _stop_own_broker(broker, folder)
+
+
+async def _measure(args: argparse.Namespace) -> None:
+    """Scratch database, the ingest run, the ceilings, the printed figures."""
     tag = uuid.uuid4().hex[:8]
     database = f"gpsm_bench_{tag}"
     admin = await asyncpg.connect(args.admin_url)
@@ -427,8 +436,6 @@ async def main() -> None:
         admin = await asyncpg.connect(args.admin_url)
         await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
         await admin.close()
-        if broker is not None:
-            _stop_own_broker(broker, folder)
 
 
 if __name__ == "__main__":

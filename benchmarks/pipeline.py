@@ -650,6 +650,15 @@ async def main() -> None:
     elif not args.mqtt_port:
         folder = Path(f"/tmp/gpsm-pipeline-broker-{os.getpid()}")
         broker = bench._start_own_broker(args, folder)
+    try:
+        await _measure(args, bench)
+    finally:  # whatever failed, the private broker goes
+        if broker is not None:
+            bench._stop_own_broker(broker, folder)
+
+
+async def _measure(args: argparse.Namespace, bench: Any) -> None:
+    """Scratch database, the pipeline run, the ceilings, the printed figures."""
     tag = uuid.uuid4().hex[:8]
     database = f"gpsm_bench_{tag}"
     admin = await asyncpg.connect(args.admin_url)
@@ -725,8 +734,6 @@ async def main() -> None:
         admin = await asyncpg.connect(args.admin_url)
         await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
         await admin.close()
-        if broker is not None:
-            bench._stop_own_broker(broker, folder)
 
 
 if __name__ == "__main__":
