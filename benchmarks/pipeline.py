@@ -622,6 +622,8 @@ def _start_nats(folder: Path) -> tuple[subprocess.Popen[bytes], int, int]:
                 break
             except OSError:
                 if time.monotonic() > deadline or proc.poll() is not None:
+                    proc.kill()  # the folder (its log) stays for the reader
+                    proc.wait()
                     raise SystemExit(f"nats-server did not start; see {folder}") from None
                 time.sleep(0.1)
     return proc, ports[0], ports[1]
