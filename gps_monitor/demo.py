@@ -193,7 +193,7 @@ class Demo:
             pg = await embedded.start_postgres(fresh=True)
             self._stops.append(lambda: asyncio.to_thread(pg.stop))
             url = pg.url
-            self.embedded.append(f"PostgreSQL ({pg.url}, demo database recreated empty)")
+            self.embedded.append(f"PostgreSQL, demo database recreated empty: {pg.url}")
         else:
             assert settings.database.url is not None
             url = await fresh_demo_database(settings.database.url)
