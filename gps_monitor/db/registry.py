@@ -131,20 +131,6 @@ async def ensure_vehicle(
     return vehicle_from_row(row)
 
 
-async def vehicle_by_terminal(conn: asyncpg.Connection | asyncpg.Pool, terminal_id: str) -> Vehicle:
-    """The vehicle carrying that terminal.
-
-    Raises:
-        NotFoundError: no vehicle is registered with that terminal id.
-    """
-    row = await conn.fetchrow(
-        f"SELECT {_VEHICLE_COLUMNS} FROM vehicles WHERE terminal_id = $1", terminal_id
-    )
-    if row is None:
-        raise NotFoundError(f"terminal {terminal_id!r}: expected a registered vehicle, found none")
-    return vehicle_from_row(row)
-
-
 # ---------------------------------------------------- the registry as the web edits it
 
 
