@@ -637,7 +637,25 @@ def _cpu_s(proc: subprocess.Popen[bytes]) -> float:
 
 def _load_average() -> str:
     one, five, _ = os.getloadavg()
-    return f"load average {one:.1f} (1 min) {five:.1f} (5 min) on {os.cpu_count()} cores"
+    return (
+        f"load average {one:.1f} (1 min) {five:.1f} (5 min) on {os.cpu_count()} cores; "
+        f"{_cpu_probe()}"
+    )
+
+
+def _cpu_probe(repeat: int = 5) -> str:
+    """How fast the CPU runs Python now: a fixed loop (2 M additions), ``repeat`` times, its CPU
+    milliseconds min-max. A virtual machine's vCPUs can run slower for a while without any
+    steal time to show it (2026-12-07, one idle VM: 66-103 ms within one probe), and then every
+    figure of the run is slower with them: compare runs only when their probes agree."""
+    spent = []
+    for _ in range(repeat):
+        started = time.process_time()
+        total = 0
+        for i in range(2_000_000):
+            total += i
+        spent.append((time.process_time() - started) * 1000)
+    return f"CPU probe {min(spent):.0f}-{max(spent):.0f} ms (2 M additions, {repeat} times)"
 
 
 async def main() -> None:
