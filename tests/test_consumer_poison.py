@@ -10,8 +10,9 @@ import json
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -122,13 +123,23 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
             proc.kill()
 
 
+# SOS on, and a driver certificate number with a NUL: the device alarm's details name the
+# driver, and jsonb refuses \u0000 (SQLSTATE 22P05). Ingest refuses a NUL in any string
+# (wrong_type), so only a message on the internal topic can carry one: the poison of these tests.
+_UNSTORABLE: dict[str, Any] = {
+    "alarm_flags": 1,
+    "extras": {"driver": {"certificate_no": "A\x00B"}},
+}
+
+
 async def test_the_rules_process_sets_aside_poison_messages_and_survives_a_restart(
     settings: Settings, pool: asyncpg.Pool, tmp_path: Path
 ) -> None:
     """The audit's message (976 levels of extras inside an accepted-positions array: json.loads
-    raises RecursionError) and fixes whose latitude is NaN (the vehicle state that remembers
-    it is refused by jsonb, SQLSTATE 22P02; the old worker retried that forever) arrive before
-    good fixes. The real process sets both
+    raises RecursionError) and SOS fixes naming a driver whose certificate number holds a NUL
+    (the alarm's details are refused by jsonb, SQLSTATE 22P05; until migration 0153 a NaN
+    latitude in the vehicle state was the example, and the old worker retried such a batch
+    forever) arrive before good fixes. The real process sets both
     aside with their reasons, raises the good overspeed alarm, and after a restart meets
     neither again."""
     company_id, vehicle_id = await _vehicle(pool)
@@ -144,11 +155,14 @@ async def test_the_rules_process_sets_aside_poison_messages_and_survives_a_resta
         f'"latitude": 29.5, "longitude": 106.5, "speed_kmh": 30, "vehicle_id": {vehicle_id}, '
         f'"company_id": {company_id}, "extras": {_nested(3000)}}}]'
     )
-    nan_latitude = json.dumps(
-        [p.evolve(fix_time=p.fix_time - timedelta(hours=1), latitude=float("nan")).to_dict()
+    other = await ensure_vehicle(  # its own vehicle: the good fixes would close its SOS alarm
+        pool, company_id=company_id, plate_number="渝A00143", terminal_id="013800000143"
+    )
+    nul_driver = json.dumps(
+        [p.evolve(vehicle_id=other.id, terminal_id="013800000143", **_UNSTORABLE).to_dict()
          for p in track[:5]]
     )  # fmt: skip
-    assert "NaN" in nan_latitude
+    assert "\\u0000" in nul_driver
     good = [json.dumps([p.to_dict() for p in track[i : i + 10]]) for i in range(0, len(track), 10)]
     log = tmp_path / "rules.log"
     proc = _spawn_rules(settings, log)
@@ -157,7 +171,7 @@ async def test_the_rules_process_sets_aside_poison_messages_and_survives_a_resta
         await publish_raw(
             settings,
             [(topic.removeprefix(settings.mqtt.topic_prefix), payload)
-             for payload in [deep, nan_latitude, *good]],
+             for payload in [deep, nul_driver, *good]],
         )  # fmt: skip
         alarms = await wait_for(
             lambda: pool.fetch("SELECT alarm_type FROM alarms"),
@@ -188,8 +202,9 @@ async def test_an_accepted_message_mixing_a_poisoned_vehicle_with_a_good_one_kee
     settings: Settings, pool: asyncpg.Pool, tmp_path: Path
 ) -> None:
     """positions/v2 carries one message per ingest batch, so one message holds many vehicles:
-    a vehicle whose state cannot be stored (NaN latitude) is set aside alone, with only its
-    positions as the payload; the other vehicle of the same message raises its overspeed alarm."""
+    a vehicle whose alarm cannot be stored (an SOS naming a driver whose certificate number
+    holds a NUL, which jsonb refuses) is set aside alone, with only its positions as the
+    payload; the other vehicle of the same message raises its overspeed alarm."""
     company_id, poisoned_id = await _vehicle(pool)
     good = await ensure_vehicle(
         pool,
@@ -204,7 +219,7 @@ async def test_an_accepted_message_mixing_a_poisoned_vehicle_with_a_good_one_kee
     track = drive("2024-01-10 10:00:00", [(20, 50), (30, 75), (20, 50)])
     poisoned = [
         p.evolve(vehicle_id=poisoned_id, company_id=company_id, terminal_id=TERMINAL,
-                 received_at=now, latitude=float("nan"))
+                 received_at=now, **_UNSTORABLE)
         for p in track[:5]
     ]  # fmt: skip
     speeding = [
@@ -223,7 +238,7 @@ async def test_an_accepted_message_mixing_a_poisoned_vehicle_with_a_good_one_kee
             lambda rows: len(rows) >= 1,
         )
         rejected = await wait_for(
-            lambda: pool.fetch("SELECT reason, payload FROM rejected_messages"),
+            lambda: pool.fetch("SELECT reason, payload, detail FROM rejected_messages"),
             lambda rows: len(rows) >= 1,
         )
         assert proc.poll() is None, log.read_text()[-3000:]
@@ -232,5 +247,6 @@ async def test_an_accepted_message_mixing_a_poisoned_vehicle_with_a_good_one_kee
         await drop_session(settings, rules_client_id(settings))
     assert [(a["vehicle_id"], a["alarm_type"]) for a in alarms] == [(good.id, "overspeed")]
     assert [r["reason"] for r in rejected] == ["unstorable"]
+    assert "\\u0000" in rejected[0]["detail"]  # jsonb's refusal of the alarm's details
     kept = json.loads(rejected[0]["payload"])
     assert {p["vehicle_id"] for p in kept} == {poisoned_id} and len(kept) == len(poisoned)

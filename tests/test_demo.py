@@ -109,8 +109,9 @@ def test_demo_rerun_starts_from_a_fresh_database_and_shows_what_the_first_run_sh
     # the first run's rule state as it stands an hour later (its last message 1 h ago)
     _in_embedded_database(
         tmp_path,
-        "UPDATE rule_state SET state = jsonb_set(state, '{rules,offline,last_seen_t}', "
-        "to_jsonb((state #>> '{rules,offline,last_seen_t}')::float8 - 3600)) RETURNING 1",
+        "UPDATE rule_state SET state = jsonb_set(state::jsonb, '{rules,offline,last_seen_t}', "
+        "to_jsonb((state::jsonb #>> '{rules,offline,last_seen_t}')::float8 - 3600))::text "
+        "RETURNING 1",
     )
     second = _run_demo(tmp_path, **fast_timer)
     assert second.returncode == 0, (second.stdout + second.stderr)[-4000:]

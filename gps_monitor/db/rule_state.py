@@ -1,5 +1,6 @@
-"""The ``rule_state`` table (migration 0021): the rules engine's state of each vehicle as one
-JSON document, written in the same transaction as the alarms it produced.
+"""The ``rule_state`` table (migration 0021; ``state`` is text since 0153): the rules engine's
+state of each vehicle as one JSON document, written in the same transaction as the alarms it
+produced.
 
 The JSON's shape belongs to :class:`rules.engine.VehicleState` (``rules.state`` converts); this
 module only stores and loads it.
@@ -13,12 +14,17 @@ from typing import Any
 
 import asyncpg
 
+from gps_monitor import fastjson
+
 
 async def load(
     conn: asyncpg.Connection | asyncpg.Pool, vehicle_ids: Sequence[int] | None = None
 ) -> list[tuple[int, Any]]:
     """``(vehicle_id, state)`` of every stored state (only of ``vehicle_ids`` when given),
-    ``state`` as the driver decodes the jsonb column (JSON text unless a codec is set)."""
+    ``state`` the parsed JSON document.
+
+    Raises:
+        ValueError: a stored state is not JSON (only a hand edit can make one)."""
     if vehicle_ids is None:
         rows = await conn.fetch("SELECT vehicle_id, state FROM rule_state")
     else:
@@ -26,18 +32,19 @@ async def load(
             "SELECT vehicle_id, state FROM rule_state WHERE vehicle_id = ANY($1::bigint[])",
             list(vehicle_ids),
         )
-    return [(r["vehicle_id"], r["state"]) for r in rows]
+    return [(r["vehicle_id"], fastjson.loads(r["state"])) for r in rows]
 
 
 async def save(conn: asyncpg.Connection, rows: Sequence[tuple[int, str, datetime | None]]) -> None:
     """Insert or replace states: ``(vehicle_id, state JSON text, last fix time or None)``, each
     vehicle once. One statement over arrays, rows in vehicle order (measured against one
-    statement per row: a quarter more rows per second)."""
+    statement per row: a quarter more rows per second). The text is stored as given (a text
+    column: PostgreSQL does not parse it, migration 0153)."""
     if rows:
         ordered = sorted(rows, key=lambda row: row[0])
         await conn.execute(
             "INSERT INTO rule_state (vehicle_id, state, last_fix_time) "
-            "SELECT v, s::jsonb, t FROM unnest($1::bigint[], $2::text[], $3::timestamptz[]) "
+            "SELECT v, s, t FROM unnest($1::bigint[], $2::text[], $3::timestamptz[]) "
             "AS k(v, s, t) "
             "ON CONFLICT (vehicle_id) DO UPDATE SET state = EXCLUDED.state, "
             "last_fix_time = EXCLUDED.last_fix_time, updated_at = now()",
