@@ -4,6 +4,9 @@ import asyncpg
 
 from gps_monitor.config import DatabaseSettings
 from gps_monitor.db import migrate
+from rules import offline
+from rules.engine import VehicleState
+from rules.state import load_states, state_text
 
 
 async def test_upgrade_is_idempotent_and_records_plain_mode(database_url: str) -> None:
@@ -106,5 +109,50 @@ async def test_0152_leaves_room_for_hot_updates_of_the_rows_rewritten_all_the_ti
             "alarms": ["fillfactor=50"],
             "latest_positions": ["fillfactor=70"],
         }
+    finally:
+        await conn.close()
+
+
+async def test_0153_keeps_every_stored_rule_state_as_text_the_worker_loads_back(
+    database_url: str,
+) -> None:
+    """A state stored as jsonb before 0153 loads back as the same vehicle state after it, and
+    the column keeps its room for HOT updates (0152)."""
+    state = VehicleState(
+        last=(1704844800.0, 29.5, 106.5, 40.0),
+        rules={offline.NAME: offline.State(1704844800.5, 1704844800.0, 29.5, 106.5, None)},
+    )
+    conn = await asyncpg.connect(database_url)
+    try:
+        # the column as 0021-0152 left it, and a state the worker wrote then
+        await conn.execute(
+            "ALTER TABLE rule_state ALTER COLUMN state TYPE jsonb USING state::jsonb"
+        )
+        company = await conn.fetchval("INSERT INTO companies (name) VALUES ('m') RETURNING id")
+        vehicle = await conn.fetchval(
+            "INSERT INTO vehicles (company_id, plate_number, vehicle_class, terminal_id)"
+            " VALUES ($1, '京A0153', 'coach', 'T0153') RETURNING id",
+            company,
+        )
+        await conn.execute(
+            "INSERT INTO rule_state (vehicle_id, state) VALUES ($1, $2::jsonb)",
+            vehicle,
+            state_text(state),
+        )
+        migration = next(m for m in migrate.load_migrations() if m.version == 153)
+        await conn.execute(migration.sql)
+        await conn.execute(migration.sql)  # idempotent
+        assert (
+            await conn.fetchval(
+                "SELECT data_type FROM information_schema.columns "
+                "WHERE table_name = 'rule_state' AND column_name = 'state'"
+            )
+            == "text"
+        )
+        loaded, text = (await load_states(conn))[vehicle]
+        assert loaded == state and text == state_text(state)
+        assert await conn.fetchval(
+            "SELECT reloptions FROM pg_class WHERE relname = 'rule_state'"
+        ) == ["fillfactor=50"]
     finally:
         await conn.close()
