@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import json
 import math
@@ -50,6 +51,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import AsyncIterator, Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -337,35 +339,55 @@ def bench_steps(args: argparse.Namespace) -> None:
     print(f"load average {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} at end")
 
 
-async def _bench_save(saved: list[list[tuple[int, VehicleState]]], positions: int) -> None:
-    """``save_states`` of every batch's changed states into a scratch database."""
+@contextlib.asynccontextmanager
+async def _scratch_database(vehicle_ids: Iterable[int]) -> AsyncIterator[tuple[str, Any]]:
+    """A fresh migrated database (plain PostgreSQL mode) on GPS_MONITOR_TEST_DATABASE_URL's
+    server with ``vehicle_ids`` registered as freight vehicles of one company (terminal
+    ``T{id}``): yields its name and :class:`DatabaseSettings`; dropped afterwards."""
     import asyncpg
-    import psutil
 
     from gps_monitor.config import DatabaseSettings
     from gps_monitor.db import migrate
     from gps_monitor.db.pool import connect
-    from rules.state import save_states
 
     admin_url = os.environ.get(
         "GPS_MONITOR_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
     )
     name = f"gpsm_bench_{uuid.uuid4().hex[:8]}"
-    url = admin_url.rpartition("/")[0] + "/" + name
     admin = await asyncpg.connect(admin_url)
     await admin.execute(f'CREATE DATABASE "{name}"')
     await admin.close()
     try:
-        settings = DatabaseSettings(url=url, timescale="off")
+        settings = DatabaseSettings(url=admin_url.rpartition("/")[0] + "/" + name, timescale="off")
         conn = await connect(settings)
-        await migrate.upgrade(conn, settings)
-        company = await conn.fetchval("INSERT INTO companies (name) VALUES ('bench') RETURNING id")
-        vehicles = {v for batch in saved for v, _ in batch}
-        await conn.copy_records_to_table(
-            "vehicles",
-            records=[(v, company, f"B{v:07d}", "freight", f"T{v}") for v in vehicles],
-            columns=("id", "company_id", "plate_number", "vehicle_class", "terminal_id"),
-        )
+        try:
+            await migrate.upgrade(conn, settings)
+            company = await conn.fetchval(
+                "INSERT INTO companies (name) VALUES ('bench') RETURNING id"
+            )
+            await conn.copy_records_to_table(
+                "vehicles",
+                records=[(v, company, f"B{v:07d}", "freight", f"T{v}") for v in vehicle_ids],
+                columns=("id", "company_id", "plate_number", "vehicle_class", "terminal_id"),
+            )
+        finally:
+            await conn.close()
+        yield name, settings
+    finally:
+        admin = await asyncpg.connect(admin_url)
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+async def _bench_save(saved: list[list[tuple[int, VehicleState]]], positions: int) -> None:
+    """``save_states`` of every batch's changed states into a scratch database."""
+    import psutil
+
+    from gps_monitor.db.pool import connect
+    from rules.state import save_states
+
+    async with _scratch_database({v for batch in saved for v, _ in batch}) as (_, settings):
+        conn = await connect(settings)
         backend = psutil.Process(await conn.fetchval("SELECT pg_backend_pid()"))
         written: dict[int, str] = {}
         rows = 0
@@ -380,10 +402,6 @@ async def _bench_save(saved: list[list[tuple[int, VehicleState]]], positions: in
         wall = time.perf_counter() - wall0
         server = sum(backend.cpu_times()[:2]) - server0
         await conn.close()
-    finally:
-        admin = await asyncpg.connect(admin_url)
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
     print(f"  save_states: {rows} rows written for {positions} positions (one run)")
     print(f"    this process {positions / cpu:>10,.0f} positions/CPU-s (text included)")
     print(f"    db backend   {positions / server:>10,.0f} positions/CPU-s")
@@ -395,38 +413,19 @@ async def _bench_save(saved: list[list[tuple[int, VehicleState]]], positions: in
 
 async def bench_tick(args: argparse.Namespace) -> None:
     """The offline timer of a live worker over a scratch database (module docstring, 4)."""
-    import asyncpg
     import psutil
 
-    from gps_monitor.config import DatabaseSettings, Settings
-    from gps_monitor.db import migrate
+    from gps_monitor.config import Settings
     from gps_monitor.db.pool import connect
     from rules import offline
     from rules.worker import RulesWorker
 
-    admin_url = os.environ.get(
-        "GPS_MONITOR_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-    )
-    name = f"gpsm_bench_{uuid.uuid4().hex[:8]}"
-    url = admin_url.rpartition("/")[0] + "/" + name
-    admin = await asyncpg.connect(admin_url)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    await admin.close()
-    worker = None
-    try:
-        db = DatabaseSettings(url=url, timescale="off")
+    ids = range(1, args.vehicles + 1)
+    now = datetime.now(UTC)
+    silent = set(random.Random(7).sample(list(ids), round(args.vehicles * args.silent)))
+    heard_at = {v: now - timedelta(minutes=10 if v in silent else 0, seconds=2) for v in ids}
+    async with _scratch_database(ids) as (name, db):
         conn = await connect(db)
-        await migrate.upgrade(conn, db)
-        company = await conn.fetchval("INSERT INTO companies (name) VALUES ('bench') RETURNING id")
-        ids = range(1, args.vehicles + 1)
-        await conn.copy_records_to_table(
-            "vehicles",
-            records=[(v, company, f"B{v:07d}", "freight", f"T{v}") for v in ids],
-            columns=("id", "company_id", "plate_number", "vehicle_class", "terminal_id"),
-        )
-        now = datetime.now(UTC)
-        silent = set(random.Random(7).sample(list(ids), round(args.vehicles * args.silent)))
-        heard_at = {v: now - timedelta(minutes=10 if v in silent else 0, seconds=2) for v in ids}
         await conn.copy_records_to_table(
             "latest_positions",
             records=[(v, heard_at[v], heard_at[v], heard_at[v], 39.9, 116.4) for v in ids],
@@ -434,41 +433,36 @@ async def bench_tick(args: argparse.Namespace) -> None:
                      "longitude"),
         )  # fmt: skip
         await conn.close()
-        settings = Settings(database=db)
-        worker = RulesWorker(settings)
-        await worker.reload()
-        for v in ids:  # as a worker that evaluated every vehicle's last fix holds them
-            t = heard_at[v].timestamp()
-            worker.states[v] = VehicleState(
-                last=(t, 39.9, 116.4, 0.0),
-                rules={offline.NAME: offline.State(t, t, 39.9, 116.4, None)},
-            )
-        pool = await worker.pool()
-        backend_pids = [r["pid"] for r in await pool.fetch(
-            "SELECT pid FROM pg_stat_activity WHERE datname = $1", name
-        )]  # fmt: skip
-        backends = [psutil.Process(pid) for pid in backend_pids]
+        worker = RulesWorker(Settings(database=db))
+        try:
+            await worker.reload()
+            for v in ids:  # as a worker that evaluated every vehicle's last fix holds them
+                t = heard_at[v].timestamp()
+                worker.states[v] = VehicleState(
+                    last=(t, 39.9, 116.4, 0.0),
+                    rules={offline.NAME: offline.State(t, t, 39.9, 116.4, None)},
+                )
+            pool = await worker.pool()
+            backends = [psutil.Process(r["pid"]) for r in await pool.fetch(
+                "SELECT pid FROM pg_stat_activity WHERE datname = $1", name
+            )]  # fmt: skip
 
-        def server_cpu() -> float:
-            return sum(sum(b.cpu_times()[:2]) for b in backends)
+            def server_cpu() -> float:
+                return sum(sum(b.cpu_times()[:2]) for b in backends)
 
-        async def one() -> tuple[float, float, float, int]:
-            s0, c0, w0 = server_cpu(), time.process_time(), time.perf_counter()
-            changed = await worker._tick()
-            wall = time.perf_counter() - w0
-            return wall, time.process_time() - c0, server_cpu() - s0, len(changed.alarms)
+            async def one() -> tuple[float, float, float, int]:
+                s0, c0, w0 = server_cpu(), time.process_time(), time.perf_counter()
+                changed = await worker._tick()
+                wall = time.perf_counter() - w0
+                return wall, time.process_time() - c0, server_cpu() - s0, len(changed.alarms)
 
-        first = await one()
-        rest = [await one() for _ in range(args.repeat)]
-    finally:
-        if worker is not None:
+            first = await one()
+            rest = [await one() for _ in range(args.repeat)]
+        finally:
             await worker.close()
-        admin = await asyncpg.connect(admin_url)
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
     print(
         f"offline timer: {args.vehicles} vehicles, {len(silent)} silent for 10 min, the rest "
-        "heard 2 s ago (one tick = the time the batch lock is held at most; database CPU in 10 ms "
+        "heard 2 s ago (the batch lock is held for part of a tick; database CPU in 10 ms "
         "clock ticks)"
     )
     print(
