@@ -66,7 +66,7 @@ from gps_monitor.db.pool import connect
 from gps_monitor.errors import ConfigurationError
 from gps_monitor.geofences import Geofence, Route, parse_geojson
 from gps_monitor.models import Position, VehicleClass
-from gps_monitor.service import upgrade_schema
+from gps_monitor.service import upgrade_schema, wait_until_set
 
 log = logging.getLogger(__name__)
 
@@ -493,9 +493,7 @@ async def run_demo(settings: Settings, *, speedup: float, exit_after_replay: boo
         print("demo: services running; Ctrl-C to stop")
         while not stop.is_set():
             demo.check_services()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(1.0):  # keeps a cancellation (not wait_for)
-                    await stop.wait()
+            await wait_until_set(stop, 1.0)
         return 0
     finally:
         await demo.stop()

@@ -1,6 +1,6 @@
 """What every long-running gps-monitor service shares: the schema upgrade at start, the
-"ready" hand-off to ``gps-monitor demo``, running until SIGTERM/SIGINT, and the garbage
-collector's pace for the per-message workers."""
+"ready" hand-off to ``gps-monitor demo``, running until SIGTERM/SIGINT, waiting on an event with
+a timeout, and the garbage collector's pace for the per-message workers."""
 
 from __future__ import annotations
 
@@ -14,6 +14,19 @@ from typing import Any
 from gps_monitor.config import DatabaseSettings
 from gps_monitor.db import migrate
 from gps_monitor.db.pool import connect
+
+
+async def wait_until_set(event: asyncio.Event, timeout_s: float) -> bool:
+    """Wait until ``event`` is set, at most ``timeout_s`` seconds; returns whether it is set.
+
+    Under ``asyncio.timeout``, not ``asyncio.wait_for``: on Python 3.11 ``wait_for`` drops a
+    cancellation that comes as the event is set (CPython gh-86296, fixed in 3.12), and a loop
+    waiting that way then never stops at shutdown.
+    """
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timeout_s):
+            await event.wait()
+    return event.is_set()
 
 
 async def upgrade_schema(settings: DatabaseSettings) -> list[str]:

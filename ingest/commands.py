@@ -58,6 +58,7 @@ from gps_monitor.config import Settings
 from gps_monitor.db import commands as commands_db
 from gps_monitor.db.pool import connect, create_pool
 from gps_monitor.errors import PayloadError
+from gps_monitor.service import wait_until_set
 from ingest import auto_photo
 
 log = logging.getLogger(__name__)
@@ -262,9 +263,7 @@ class CommandDispatcher:
         loop = asyncio.get_running_loop()
         scanned_at = float("-inf")
         while True:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(max(0.0, scanned_at + interval_s - loop.time())):
-                    await self._wake.wait()
+            await wait_until_set(self._wake, max(0.0, scanned_at + interval_s - loop.time()))
             self._wake.clear()
             wake_all = self._wake_all or loop.time() - scanned_at >= interval_s
             self._wake_all = False

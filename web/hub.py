@@ -63,6 +63,7 @@ from gps_monitor.db import alarms as alarms_db
 from gps_monitor.db import registry
 from gps_monitor.db.users import User
 from gps_monitor.mqtt import run_with_reconnect
+from gps_monitor.service import wait_until_set
 from web.live_query import LiveFilter
 from web.units import rounded
 
@@ -185,9 +186,7 @@ class LiveClient:
                 deadlines.append(self.last_positions_sent + interval)
             timeout = max(0.0, min(deadlines) - now)
             if not self.alarms and not self.overflowed:
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(timeout):  # keeps a cancellation (not wait_for)
-                        await self.wake.wait()
+                await wait_until_set(self.wake, timeout)
             self.wake.clear()
             if self.overflowed:
                 raise ClientOverflow(

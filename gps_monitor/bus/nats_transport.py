@@ -71,6 +71,7 @@ from gps_monitor.bus.base import (
 from gps_monitor.bus.fencing import PartitionFence
 from gps_monitor.bus.nats_names import PRIORITY_GROUP, STAGES, NatsNames, Stage
 from gps_monitor.config import Settings
+from gps_monitor.service import wait_until_set
 
 log = logging.getLogger(__name__)
 
@@ -428,9 +429,7 @@ class NatsSource:
                 continue
             owned = part.pin is not None
             if not owned and not self.prefers(part.number):
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self.HEARTBEAT_S):  # keeps a cancellation
-                        await part.wake.wait()
+                await wait_until_set(part.wake, self.HEARTBEAT_S)
                 continue
             room = self.max_buffered - len(self._queue)
             batch = max(1, min(room, 1000))
@@ -468,9 +467,7 @@ class NatsSource:
             # until the request is done (answered, served, expired), at most its expiry
             deadline = part.open_since + expires_s + 1.0
             while part.request_open and time.monotonic() < deadline:
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(deadline - time.monotonic()):
-                        await part.wake.wait()
+                await wait_until_set(part.wake, deadline - time.monotonic())
                 part.wake.clear()
                 if part.releasing:
                     break

@@ -22,6 +22,7 @@ import aiomqtt
 
 from gps_monitor.config import Settings
 from gps_monitor.mqtt import PubackTracker, PublishError, run_with_reconnect
+from gps_monitor.service import wait_until_set
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +46,7 @@ class MqttPublisher:
 
     async def __aenter__(self) -> MqttPublisher:
         self._task = asyncio.create_task(self._run(), name="jt808-mqtt")
-        try:
-            await asyncio.wait_for(self._connected.wait(), self.connect_timeout_s)
-        except TimeoutError:
+        if not await wait_until_set(self._connected, self.connect_timeout_s):
             log.warning(
                 "MQTT broker %s:%s not reachable yet; positions get failure replies until it is",
                 self.settings.mqtt.host,

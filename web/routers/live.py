@@ -24,6 +24,7 @@ from typing import Any
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from gps_monitor.db import users
+from gps_monitor.service import wait_until_set
 from web.deps import is_db_id
 from web.hub import ClientOverflow, LiveClient, LiveHub, dumps
 from web.live_query import LiveFilter, latest_positions, parse_bbox
@@ -161,10 +162,7 @@ async def _watch_session(hub: LiveHub, client: LiveClient, token: str) -> None:
     password changed, user deactivated)."""
     interval_s = hub.settings.web.heartbeat_interval_s
     while True:
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(interval_s):  # keeps a cancellation (not wait_for)
-                await client.revoked.wait()
-        if client.revoked.is_set():
+        if await wait_until_set(client.revoked, interval_s):
             return
         user = await users.user_for_token(hub.pool, token, hub.settings.web.secret_key)
         if user is None:
