@@ -20,8 +20,9 @@
    ingest side: ``accepted.encode`` of the batch) is shown apart. Best of ``--repeat`` runs,
    the garbage collector paced as ``gps-monitor rules`` paces it (``--gc default``: CPython's).
 
-4. ``tick``: the live worker's offline timer (``RulesWorker._tick``, every 5 s, under the lock
-   that the batches take) over ``--vehicles`` registered vehicles (default 10,000) of which
+4. ``tick``: the live worker's offline timer (``RulesWorker._tick``, every 5 s; it judges its
+   candidates under the lock that the batches take) over ``--vehicles`` registered vehicles
+   (default 10,000) of which
    ``--silent`` (default 1 %) went quiet 10 min ago and the rest were heard 2 s ago, in a scratch
    database: wall ms per tick, first (opens the silent ones' offline alarms) and then the median
    of ``--repeat`` ticks (nothing new), with this process's and the database backend's CPU.
