@@ -109,7 +109,12 @@ async def test_heartbeats_keep_a_terminal_online_and_silence_takes_it_offline(
         for name, args, ready in (
             ("ingest", ["ingest", "--no-upgrade"], b"ingest subscribed"),
             ("rules", ["rules", "--no-upgrade"], b"rules worker subscribed"),
-            ("jt808", ["jt808", "--host", "127.0.0.1", "--port", str(port)], b"listening"),
+            # not "listening" alone: the attachment server says it first, before the gateway binds
+            (
+                "jt808",
+                ["jt808", "--host", "127.0.0.1", "--port", str(port)],
+                b"jt808 gateway listening",
+            ),
         ):
             log = tmp_path / f"{name}.log"
             procs.append(_spawn(args, env, log))
