@@ -465,7 +465,7 @@ class RulesWorker:
         ``readable`` (per vehicle, in fix-time order), the changed vehicle states and the
         ``set_aside`` messages. States are replaced
         in memory only after the commit. Returns the changed alarms (to publish) with their
-        outbox change ids."""
+        outbox rows."""
         by_vehicle: dict[int, list[Position]] = {}
         for item in readable:
             by_vehicle.setdefault(item.vehicle_id, []).extend(item.positions)
@@ -557,10 +557,10 @@ class RulesWorker:
         await self._mark_published(queued)
 
     async def _mark_published(self, queued: QueuedAlarms) -> None:
-        """Delete the outbox rows of acknowledged ``queued`` alarms whose change id is not
-        newer than the one published (:func:`mark_published`), through database outages."""
+        """Delete the outbox rows of acknowledged ``queued`` alarms (:func:`mark_published`:
+        a later change of one of them, queued since, stays), through database outages."""
         pool = await self.pool()
-        await self._retry(lambda: mark_published(pool, queued.change_ids))
+        await self._retry(lambda: mark_published(pool, queued.batch_ids))
 
     def _alarm_message(self, alarm: Alarm) -> tuple[str, bytes]:
         """``(topic, payload)`` of one alarm event: ``alarms/v1/...``, :meth:`Alarm.to_json`."""
@@ -588,7 +588,7 @@ class RulesWorker:
         (which also close an open episode). A vehicle that never
         sent anything is not connected (入网率), not offline: no alarm. Only the vehicles of
         the owned partitions are read and checked. Returns the changed alarms (to publish)
-        with their outbox change ids.
+        with their outbox row.
 
         Only the candidates are read and evaluated (:func:`_offline_watch`): the vehicles
         silent for ``rules.offline_after_s`` by the stored last message or by this worker's

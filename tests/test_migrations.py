@@ -58,8 +58,9 @@ async def test_0151_moves_the_pending_alarms_of_the_flag_into_the_outbox_table(
     it: the flag becomes a row of ``alarm_outbox`` and the column goes."""
     conn = await asyncpg.connect(database_url)
     try:
-        # the database as 0022-0150 left it: the flag and its index
+        # the database as 0022-0150 left it: the flag and its index, no outbox table
         await conn.execute(
+            "DROP TABLE alarm_outbox;"
             "ALTER TABLE alarms ADD COLUMN publish_pending boolean NOT NULL DEFAULT false;"
             "CREATE INDEX alarms_publish_pending_idx ON alarms (id) WHERE publish_pending"
         )
@@ -83,11 +84,57 @@ async def test_0151_moves_the_pending_alarms_of_the_flag_into_the_outbox_table(
         migration = next(m for m in migrate.load_migrations() if m.version == 151)
         await conn.execute(migration.sql)
         assert [r[0] for r in await conn.fetch("SELECT alarm_id FROM alarm_outbox")] == ids[:1]
+        batches = next(m for m in migrate.load_migrations() if m.version == 154)
+        await conn.execute(batches.sql)  # and on through 0154: one batch of that alarm
+        assert [r[0] for r in await conn.fetch("SELECT alarm_ids FROM alarm_outbox")] == [ids[:1]]
         assert not await conn.fetchval(
             "SELECT count(*) FROM information_schema.columns "
             "WHERE table_name = 'alarms' AND column_name = 'publish_pending'"
         )
         await conn.execute(migration.sql)  # idempotent
+    finally:
+        await conn.close()
+
+
+async def test_0154_turns_the_outbox_rows_of_0151_into_one_batch_in_their_order(
+    database_url: str,
+) -> None:
+    """Alarms pending in the outbox of 0151 (a row per alarm, ordered by ``change_id``) are
+    still published after 0154 (a row per batch), in the same order."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        company = await conn.fetchval("INSERT INTO companies (name) VALUES ('m') RETURNING id")
+        vehicle = await conn.fetchval(
+            "INSERT INTO vehicles (company_id, plate_number, vehicle_class, terminal_id)"
+            " VALUES ($1, '京A0154', 'coach', 'T0154') RETURNING id",
+            company,
+        )
+        ids = [
+            await conn.fetchval(
+                "INSERT INTO alarms (vehicle_id, company_id, alarm_type, dedup_key, started_at)"
+                " VALUES ($1, $2, 'sos', $3, now()) RETURNING id",
+                vehicle,
+                company,
+                f"k{i}",
+            )
+            for i in range(3)
+        ]
+        # the outbox as 0151 left it, the second alarm queued first
+        await conn.execute(
+            "DROP TABLE alarm_outbox;"
+            "CREATE TABLE alarm_outbox (alarm_id bigint PRIMARY KEY, change_id bigserial)"
+        )
+        for alarm_id in (ids[1], ids[0]):
+            await conn.execute("INSERT INTO alarm_outbox (alarm_id) VALUES ($1)", alarm_id)
+        migration = next(m for m in migrate.load_migrations() if m.version == 154)
+        await conn.execute(migration.sql)
+        rows = await conn.fetch("SELECT alarm_ids FROM alarm_outbox")
+        assert [r["alarm_ids"] for r in rows] == [[ids[1], ids[0]]]
+        await conn.execute(migration.sql)  # idempotent
+        assert await conn.fetchval("SELECT count(*) FROM alarm_outbox") == 1
+        await conn.execute("DELETE FROM alarm_outbox")
+        await conn.execute(migration.sql)  # an empty outbox of 0151 becomes an empty one
+        assert await conn.fetchval("SELECT count(*) FROM alarm_outbox") == 0
     finally:
         await conn.close()
 

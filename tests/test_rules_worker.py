@@ -177,7 +177,7 @@ async def test_an_alarm_stored_but_never_published_is_published_when_the_worker_
     await pool.execute(
         "WITH a AS (INSERT INTO alarms (vehicle_id, company_id, alarm_type, dedup_key, started_at,"
         " ended_at, details) VALUES ($1, $2, 'overspeed', 'outbox-probe', $3, $4, $5)"
-        " RETURNING id) INSERT INTO alarm_outbox (alarm_id) SELECT id FROM a",
+        " RETURNING id) INSERT INTO alarm_outbox (alarm_ids) SELECT array_agg(id) FROM a",
         vehicle_id, company_id, started, started + timedelta(minutes=2), {"max_speed_kmh": 75.0},
     )  # fmt: skip
     received: list[dict[str, object]] = []

@@ -117,7 +117,7 @@ async def test_publishing_many_alarms_at_once_logs_no_pending_publish_warnings(
     await pool.executemany(
         "WITH a AS (INSERT INTO alarms (vehicle_id, company_id, alarm_type, dedup_key,"
         " started_at, ended_at, details) VALUES ($1, $2, 'overspeed', $3, $4, $5, $6)"
-        " RETURNING id) INSERT INTO alarm_outbox (alarm_id) SELECT id FROM a",
+        " RETURNING id) INSERT INTO alarm_outbox (alarm_ids) SELECT array_agg(id) FROM a",
         [
             (vehicle_id, company_id, f"probe-{i}", started + timedelta(minutes=3 * i),
              started + timedelta(minutes=3 * i + 1), {"max_speed_kmh": 75.0})

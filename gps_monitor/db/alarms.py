@@ -11,7 +11,7 @@ transaction).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -39,31 +39,27 @@ WHERE a.ended_at IS DISTINCT FROM COALESCE(EXCLUDED.ended_at, a.ended_at)
    OR a.details IS DISTINCT FROM EXCLUDED.details
 RETURNING a.id, a.status, a.dedup_key, a.level
 ), queued AS (
-INSERT INTO alarm_outbox AS o (alarm_id) SELECT id FROM changed
-ON CONFLICT (alarm_id) DO UPDATE SET change_id = EXCLUDED.change_id
-RETURNING o.alarm_id, o.change_id
+INSERT INTO alarm_outbox (alarm_ids) SELECT array_agg(id ORDER BY id) FROM changed
+HAVING count(*) > 0
+RETURNING batch_id
 )
-SELECT c.*, q.change_id FROM changed c JOIN queued q ON q.alarm_id = c.id
+SELECT c.*, (SELECT batch_id FROM queued) AS batch_id FROM changed c
 """
 
 
 @dataclass(frozen=True, slots=True)
 class QueuedAlarms:
-    """Alarm events queued in ``alarm_outbox`` (migration 0151), as the rules worker publishes
+    """Alarm events queued in ``alarm_outbox`` (migration 0154), as the rules worker publishes
     them: ``alarms`` in publishing order (several events of one alarm possible) and
-    ``change_ids``, alarm id -> the outbox ``change_id`` those events stand for, which
-    :func:`mark_published` takes once the broker has acknowledged them."""
+    ``batch_ids``, the outbox rows (one per committed batch that changed alarms) those events
+    stand for, which :func:`mark_published` deletes once the broker has acknowledged them."""
 
     alarms: list[Alarm] = field(default_factory=list)
-    change_ids: dict[int, int] = field(default_factory=dict)
+    batch_ids: frozenset[int] = frozenset()
 
     def __add__(self, later: QueuedAlarms) -> QueuedAlarms:
-        """Both, ``later``'s events after these; an alarm queued in both keeps the newer
-        change id."""
-        change_ids = dict(self.change_ids)
-        for alarm_id, change_id in later.change_ids.items():
-            change_ids[alarm_id] = max(change_id, change_ids.get(alarm_id, change_id))
-        return QueuedAlarms(self.alarms + later.alarms, change_ids)
+        """Both, ``later``'s events after these."""
+        return QueuedAlarms(self.alarms + later.alarms, self.batch_ids | later.batch_ids)
 
 
 async def save_alarm_events(conn: asyncpg.Connection, events: list[Alarm]) -> QueuedAlarms:
@@ -74,9 +70,9 @@ async def save_alarm_events(conn: asyncpg.Connection, events: list[Alarm]) -> Qu
     Returns as ``alarms``, in their original order, the events whose episode changed the table
     (new, now closed, or new details), with the row ``id``, ``status`` and ``level`` (the level
     stored when the episode opened: a later event never relevels it); an episode stored exactly
-    as it is (reprocessing) returns nothing, so it is not published twice. The changed rows are
-    queued in ``alarm_outbox`` (migrations 0022, 0151) with a new ``change_id`` each (also when
-    the alarm was already queued), returned as ``change_ids``, until :func:`mark_published`.
+    as it is (reprocessing) returns nothing, so it is not published twice. The ids of the
+    changed rows are queued in ``alarm_outbox`` (migrations 0022, 0151, 0154) as one row, whose
+    ``batch_id`` is returned in ``batch_ids``, until :func:`mark_published`.
     """
     if not events:
         return QueuedAlarms()
@@ -111,35 +107,41 @@ async def save_alarm_events(conn: asyncpg.Connection, events: list[Alarm]) -> Qu
         for alarm in events
         if alarm.dedup_key in changed
     ]
-    return QueuedAlarms(alarms, {r["id"]: r["change_id"] for r in found})
+    batch_ids = frozenset([found[0]["batch_id"]]) if found else frozenset()
+    return QueuedAlarms(alarms, batch_ids)
 
 
 async def mark_published(
-    conn: asyncpg.Connection | asyncpg.Pool, change_ids: Mapping[int, int]
+    conn: asyncpg.Connection | asyncpg.Pool, batch_ids: Collection[int]
 ) -> None:
-    """Take alarms whose MQTT messages the broker has acknowledged out of the outbox:
-    ``change_ids`` maps alarm id -> the outbox change id that was published
-    (:attr:`QueuedAlarms.change_ids`). An alarm queued again since (a newer change id) stays
-    queued: its newer change is still to be published."""
-    if change_ids:
-        pairs = sorted(change_ids.items())  # ascending alarm ids, as before
+    """Take the outbox rows ``batch_ids`` (:attr:`QueuedAlarms.batch_ids`), whose alarms'
+    MQTT messages the broker has acknowledged, out of ``alarm_outbox``. A later change of one
+    of their alarms is in a later row, which stays queued: it is still to be published."""
+    if batch_ids:
         await conn.execute(
-            "DELETE FROM alarm_outbox o USING unnest($1::bigint[], $2::bigint[]) AS p(a, c) "
-            "WHERE o.alarm_id = p.a AND o.change_id <= p.c",
-            [a for a, _ in pairs],
-            [c for _, c in pairs],
+            "DELETE FROM alarm_outbox WHERE batch_id = ANY($1::bigint[])", sorted(batch_ids)
         )
 
 
 async def pending_publications(conn: asyncpg.Connection | asyncpg.Pool) -> QueuedAlarms:
-    """Alarms stored but not yet acknowledged by the broker, in the order they were queued
-    (event ``closed`` when ended, else ``opened``), with their outbox change ids."""
+    """Alarms stored but not yet acknowledged by the broker, each once, as stored now (event
+    ``closed`` when ended, else ``opened``), in the order of the batch that queued it last,
+    with the outbox rows read (``batch_ids``; one whose alarms were deleted meanwhile is read
+    too, so that it goes with them)."""
+    latest: dict[int, int] = {}  # alarm id -> the last batch that queued it
+    batches = await conn.fetch("SELECT batch_id, alarm_ids FROM alarm_outbox ORDER BY batch_id")
+    for batch in batches:
+        for alarm_id in batch["alarm_ids"]:
+            latest[alarm_id] = batch["batch_id"]
     rows = await conn.fetch(
-        "SELECT a.*, v.terminal_id, o.change_id FROM alarm_outbox o "
-        "JOIN alarms a ON a.id = o.alarm_id JOIN vehicles v ON v.id = a.vehicle_id "
-        "ORDER BY o.change_id"
+        "SELECT a.*, v.terminal_id FROM alarms a JOIN vehicles v ON v.id = a.vehicle_id "
+        "WHERE a.id = ANY($1::bigint[])",
+        list(latest),
     )
-    return QueuedAlarms([alarm_from_row(r) for r in rows], {r["id"]: r["change_id"] for r in rows})
+    rows = sorted(rows, key=lambda r: (latest[r["id"]], r["id"]))
+    return QueuedAlarms(
+        [alarm_from_row(r) for r in rows], frozenset(b["batch_id"] for b in batches)
+    )
 
 
 async def overlapping_alarm_exists(conn: asyncpg.Connection | asyncpg.Pool, alarm: Alarm) -> bool:
