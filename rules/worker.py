@@ -106,14 +106,14 @@ def _with_last_message(
         if last_t <= off.open_t + _SAME_INSTANT_S:
             return state, []
         off, closed = offline.seen(off, last_t, ctx)
-        return VehicleState(last=state.last, rules={**state.rules, offline.NAME: off}), closed
+        return VehicleState(state.last, {**state.rules, offline.NAME: off}, state.dumps), closed
     if off.last_seen_t is not None and off.last_seen_t >= last_t:
         return state, []
     if off.last_fix_t is None and row["fix_t"] is not None:
         off = offline.State(last_t, row["fix_t"], row["latitude"], row["longitude"], None)
     else:
         off = offline.State(last_t, off.last_fix_t, off.last_lat, off.last_lon, None)
-    return VehicleState(last=state.last, rules={**state.rules, offline.NAME: off}), []
+    return VehicleState(state.last, {**state.rules, offline.NAME: off}, state.dumps), []
 
 
 def _offline_watch(state: VehicleState, silent_since_t: float) -> bool:

@@ -91,6 +91,33 @@ async def test_a_vehicle_resumed_from_the_database_every_few_fixes_raises_the_sa
     assert stored == written[vehicle.id]
 
 
+def test_the_text_of_each_state_along_a_trip_is_that_of_the_same_state_without_the_cache(
+    shared_data: Path,
+) -> None:
+    """``VehicleState.dumps`` (the dumps of rule states carried from one state to the next)
+    never gives the text of an earlier rule state: each state along the trip, every rule kind
+    changing at some fix, writes what the same rules written afresh write."""
+    trip, route, fences = _trip(shared_data)
+    ctx = context(
+        "coach",
+        rules=no_offline(fatigue_day_limit_s=1200, fatigue_night_limit_s=1200),
+        speed_limit_kmh=25,
+        geofences=fences,
+        routes=[route],
+    )
+    engine = Engine()
+    state, texts, cached = VehicleState(), set(), 0
+    for p in trip:
+        previous = dict(state.rules)
+        state, _ = engine.process(state, p, ctx)
+        cached += sum(previous.get(name) is rule for name, rule in state.rules.items())
+        text = state_text(state)
+        assert text == state_text(VehicleState(state.last, dict(state.rules)))
+        texts.add(text)
+    assert len(texts) == len(trip)  # every fix changed the state
+    assert cached > len(trip)  # and most rules' states were carried over unchanged
+
+
 def test_fresh_rule_states_and_fields_at_their_defaults_are_not_stored() -> None:
     assert state_text(VehicleState()) == '{"last":null,"rules":{}}'
     state = VehicleState(
