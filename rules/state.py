@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import UTC, datetime
 
 import asyncpg
 from pydantic_core import PydanticSerializationError, to_json
@@ -58,7 +57,6 @@ async def save_states(
         if written.get(vehicle_id) == text:
             continue
         changed[vehicle_id] = text
-        last = datetime.fromtimestamp(state.last[0], UTC) if state.last else None
-        rows.append((vehicle_id, text, last))
+        rows.append((vehicle_id, text, state.last[0] if state.last else None))
     await rule_state.save(conn, rows)
     return changed

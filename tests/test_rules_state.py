@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
@@ -116,6 +117,29 @@ def test_the_text_of_each_state_along_a_trip_is_that_of_the_same_state_without_t
         texts.add(text)
     assert len(texts) == len(trip)  # every fix changed the state
     assert cached > len(trip)  # and most rules' states were carried over unchanged
+
+
+async def test_the_last_fix_time_stored_with_a_state_is_the_fix_time_to_the_microsecond(
+    pool: asyncpg.Pool,
+) -> None:
+    """``rule_state.last_fix_time`` (compared with ``positions.fix_time`` to find vehicles the
+    engine has not caught up with) goes to PostgreSQL as epoch seconds in a float: it must come
+    back as the fix time it was, microseconds included."""
+    company = await ensure_company(pool, "State Co")
+    base = datetime(2024, 1, 10, 2, 0, tzinfo=UTC)
+    fix_times = [base + timedelta(microseconds=us) for us in (0, 1, 499_999, 500_000, 999_999)]
+    fix_times.append(datetime(2038, 1, 19, 3, 14, 7, 999_999, tzinfo=UTC))
+    states: dict[int, VehicleState] = {}
+    for i, fix_time in enumerate([*fix_times, None]):
+        vehicle = await ensure_vehicle(
+            pool, company_id=company.id, plate_number=f"渝A1{i:04d}", terminal_id=f"0138001{i:05d}"
+        )
+        last = (fix_time.timestamp(), 29.5, 106.5, 40.0) if fix_time else None  # None: no fix yet
+        states[vehicle.id] = VehicleState(last=last)
+    async with pool.acquire() as conn, conn.transaction():
+        await save_states(conn, states, {})
+    stored = dict(await pool.fetch("SELECT vehicle_id, last_fix_time FROM rule_state"))
+    assert [stored[v] for v in sorted(states)] == [*fix_times, None]
 
 
 def test_fresh_rule_states_and_fields_at_their_defaults_are_not_stored() -> None:
