@@ -152,6 +152,16 @@ def test_from_dict_refuses_what_it_refused_with_the_same_message(change: dict[st
     assert _outcome(Position.from_dict, data) == _outcome(_reference_from_dict, data)
 
 
+def test_from_dict_of_a_null_fix_time_says_so_rather_than_failing_on_it() -> None:
+    """Before, a null fix time went into the constructor and failed there with an
+    AttributeError, which no caller expects of a bad message."""
+    data = _position(received_at=FIX).to_dict() | {"fix_time": None}
+    with pytest.raises(PayloadError) as raised:
+        Position.from_dict(data)
+    assert raised.value.reason == "wrong_type"
+    assert raised.value.detail == "position dict: fromisoformat: argument must be str"
+
+
 def _alarm(**changes: Any) -> Alarm:
     alarm = Alarm(
         alarm_type="overspeed",
