@@ -95,6 +95,12 @@ def _step(
     active = state.active or {}
     if not flags and not active:
         return state, []
+    configured = _mask(ctx.settings.device_alarm_bits)
+    active_bits = 0
+    for key in active:
+        active_bits |= 1 << int(key)
+    if flags & configured == active_bits & configured:
+        return state, []  # every configured bit as it was: the usual fix of a vehicle in alarm
     alarms: list[Alarm] = []
     new = dict(active)
     opened_without = dict(state.without_fix or {})
@@ -136,6 +142,18 @@ def _step(
     if new == active:
         return state, alarms
     return replace(state, active=new or None, without_fix=opened_without or None), alarms
+
+
+_MASKS: dict[tuple[int, ...], int] = {}
+
+
+def _mask(bits: list[int]) -> int:
+    """The alarm flags mask of the configured ``bits`` (remembered per distinct list)."""
+    key = tuple(bits)
+    mask = _MASKS.get(key)
+    if mask is None:
+        mask = _MASKS[key] = sum(1 << bit for bit in set(key))
+    return mask
 
 
 def dump(state: State) -> dict[str, Any]:

@@ -152,6 +152,22 @@ def test_sos_bit_opens_and_closes_a_device_alarm() -> None:
     assert names == [("opened", "sos"), ("closed", "sos"), ("opened", "illegal_movement")]
 
 
+def test_device_alarm_bits_held_or_not_configured_change_nothing() -> None:
+    """Fixes whose configured bits are as they were (SOS held; bit 3, not configured, coming
+    and going) leave the rule's state the very object it was: no alarm, nothing to store."""
+    run = Runner(context(rules=no_offline()))
+    start = datetime.fromisoformat("2024-01-10T10:00:00+08:00")
+    flags = [1, 1, 1 | 1 << 3, 1 << 3 | 1, 1, 1 << 3, 0, 1 << 3]
+    states = []
+    for i, f in enumerate(flags):
+        run.feed([position(start + timedelta(seconds=10 * i), alarm_flags=f)])
+        states.append(run.state.rules["device_alarm"])
+    names = [(a.event, a.details["name"]) for a in run.of("device_alarm")]
+    assert names == [("opened", "sos"), ("closed", "sos")]
+    assert all(states[i] is states[0] for i in range(1, 5))  # SOS held through bit 3's changes
+    assert states[5] is not states[4] and states[7] is states[6] == states[5]
+
+
 # --- engine ----------------------------------------------------------------------------------
 
 
