@@ -95,8 +95,15 @@ class PositionPayload(BaseModel):
             return parsed.astimezone(UTC)
         raise PydanticCustomError(_BAD_FIX_TIME, "expected ISO 8601 string or epoch ms integer")
 
-    def to_position(self, terminal_id: str, received_at: datetime | None = None) -> Position:
-        """The :class:`Position` of this payload for the topic's terminal.
+    def to_position(
+        self,
+        terminal_id: str,
+        received_at: datetime | None = None,
+        vehicle_id: int | None = None,
+        company_id: int | None = None,
+    ) -> Position:
+        """The :class:`Position` of this payload for the topic's terminal (and, when the caller
+        knows it, the terminal's vehicle and company: ingest, which has looked them up).
 
         Raises:
             PayloadError(reason="wrong_type"): the payload names another terminal than the topic.
@@ -123,6 +130,8 @@ class PositionPayload(BaseModel):
             extras=dict(self.extras),
             reupload=self.reupload,
             received_at=received_at,
+            vehicle_id=vehicle_id,
+            company_id=company_id,
         )
 
 
@@ -152,9 +161,15 @@ def payload_error(error: ValidationError, where: str = "") -> PayloadError:
 
 
 def parse_position(
-    data: Any, terminal_id: str, received_at: datetime | None = None, where: str = ""
+    data: Any,
+    terminal_id: str,
+    received_at: datetime | None = None,
+    where: str = "",
+    vehicle_id: int | None = None,
+    company_id: int | None = None,
 ) -> Position:
-    """Validate one decoded JSON value as a position object of ``terminal_id``.
+    """Validate one decoded JSON value as a position object of ``terminal_id`` (of
+    ``vehicle_id`` and ``company_id`` when given).
 
     Raises:
         PayloadError: ``wrong_type`` (not an object, bad value), ``missing_field``.
@@ -167,7 +182,7 @@ def parse_position(
         payload = PositionPayload.model_validate(data)
     except ValidationError as error:
         raise payload_error(error, where) from None
-    return payload.to_position(terminal_id, received_at)
+    return payload.to_position(terminal_id, received_at, vehicle_id, company_id)
 
 
 def position_to_payload(position: Position) -> dict[str, Any]:

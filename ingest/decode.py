@@ -33,6 +33,8 @@ def decode_positions(
     terminal_id: str,
     received_at: datetime,
     settings: IngestSettings,
+    vehicle_id: int | None = None,
+    company_id: int | None = None,
 ) -> list[Position]:
     """Decode one inbound message into its positions (in message order).
 
@@ -41,6 +43,8 @@ def decode_positions(
         kind: ``position`` (one JSON object) or ``batch`` (a non-empty JSON array of them).
         terminal_id: the topic's terminal.
         received_at: arrival time (UTC), stamped on every position.
+        vehicle_id, company_id: the terminal's vehicle and its company, set on every position
+            when given (ingest has looked them up: no copy of each position to set them).
 
     Raises:
         PayloadError: ``oversize`` (bytes, or more than ``max_batch_positions`` elements),
@@ -75,7 +79,7 @@ def decode_positions(
     if kind == "position":
         if not shallow:
             check_depth(data, settings.max_extras_depth, "")
-        return [parse_position(data, terminal_id, received_at)]
+        return [parse_position(data, terminal_id, received_at, "", vehicle_id, company_id)]
     if not isinstance(data, list):
         raise PayloadError(
             "wrong_type", f"batch payload: expected a JSON array, got {type(data).__name__}"
@@ -92,7 +96,7 @@ def decode_positions(
         for i, item in enumerate(data):
             check_depth(item, settings.max_extras_depth, f"[{i}]")
     return [
-        parse_position(item, terminal_id, received_at, where=f"[{i}].")
+        parse_position(item, terminal_id, received_at, f"[{i}].", vehicle_id, company_id)
         for i, item in enumerate(data)
     ]
 

@@ -120,6 +120,7 @@ class Pipeline:
         appended = 0
         ordered = sorted(positions, key=_fix_time) if len(positions) > 1 else positions
         for i, position in enumerate(ordered):
+            # the worker's decoder set them already (then this is the position itself)
             p = position.evolve(vehicle_id=vehicle.id, company_id=vehicle.company_id)
             key = (vehicle.id, p.fix_time)
             if key in pending_keys:

@@ -305,7 +305,7 @@ class IngestWorker:
                     continue
                 positions = decode_positions(
                     item.payload, item.kind, item.terminal_id, item.received_at,
-                    self.settings.ingest,
+                    self.settings.ingest, vehicle.id, vehicle.company_id,
                 )  # fmt: skip
             except PayloadError as error:
                 self._reject(

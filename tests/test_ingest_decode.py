@@ -31,6 +31,14 @@ def test_epoch_ms_and_iso_offset_give_the_same_utc_fix_time() -> None:
     assert a[0].received_at == NOW and a[0].terminal_id == "013800000001"
 
 
+def test_the_vehicle_and_company_given_are_on_every_position_of_a_batch() -> None:
+    fix = {"fix_time": 1769385600000, "latitude": 29.5, "longitude": 106.5, "speed_kmh": 0}
+    raw = json.dumps([fix, {**fix, "fix_time": 1769385601000}]).encode()
+    positions = decode_positions(raw, "batch", "013800000001", NOW, SETTINGS, 7, 3)
+    assert [(p.vehicle_id, p.company_id) for p in positions] == [(7, 3), (7, 3)]
+    assert _decode(fix)[0].vehicle_id is None  # not given: not known
+
+
 def test_all_contract_fields_are_carried() -> None:
     payload = {
         "fix_time": "2026-01-26T08:00:00+08:00", "latitude": 29.5, "longitude": 106.5,
