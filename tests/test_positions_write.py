@@ -162,3 +162,95 @@ async def test_the_ingest_worker_keeps_no_connection_it_could_not_prepare(
     assert worker._terminals is not None
     assert await conn.fetchval("SELECT to_regclass('pg_temp.positions_staging') IS NOT NULL")
     await worker.close()
+
+
+_LATEST = (
+    "fix_time, received_at, latitude, longitude, speed_kmh, heading_deg, acc_on, alarm_flags, "
+    "status_flags, mileage_km"
+)
+
+
+def _expected_latest(
+    batches: list[WriteBatch], before: dict[int, tuple[object, ...]]
+) -> dict[int, tuple[object, ...]]:
+    """latest_positions as the writer kept it before PostgreSQL computed it from the staging
+    table (the reference): per vehicle the newest arrival of a position or contact, and the
+    newest ok fix (the first of equal fix times) unless the stored one is newer."""
+    out = dict(before)
+    for batch in batches:
+        last: dict[int, datetime] = dict(batch.contacts)
+        newest: dict[int, Position] = {}
+        for row in batch.positions:
+            p = row.position
+            assert p.vehicle_id is not None and p.received_at is not None
+            if p.vehicle_id not in last or p.received_at > last[p.vehicle_id]:
+                last[p.vehicle_id] = p.received_at
+            current = newest.get(p.vehicle_id)
+            if p.quality == Quality.OK and (current is None or p.fix_time > current.fix_time):
+                newest[p.vehicle_id] = p
+        for v, at in last.items():
+            stored = out.get(v)
+            fix: tuple[object, ...] = stored[1:] if stored else (None,) * 10
+            p = newest.get(v)
+            if p is not None and (fix[0] is None or p.fix_time > fix[0]):  # type: ignore[operator]
+                fix = tuple(getattr(p, c.strip()) for c in _LATEST.split(","))
+            out[v] = (max(at, stored[0]) if stored else at, *fix)  # type: ignore[type-var]
+    return out
+
+
+async def test_latest_positions_keep_the_newest_ok_fix_and_the_newest_arrival(
+    pool: asyncpg.Pool,
+) -> None:
+    """Mixed batches: verdicts ok/drift/invalid, equal fix times, fixes out of order, a contact
+    newer than a vehicle's positions, a vehicle heard only by contact, a later batch of older
+    fixes (which must not move the newest back) and a batch of contacts only."""
+    company = await ensure_company(pool, "Latest Co")
+    vids = [
+        (await ensure_vehicle(pool, company_id=company.id, plate_number=f"渝L{i}",
+                              terminal_id=f"L{i}")).id
+        for i in range(4)
+    ]  # fmt: skip
+
+    def fix(v: int, s: int, quality: Quality = Quality.OK, speed_kmh: float = 40.0) -> PositionRow:
+        at = START + timedelta(seconds=s)
+        p = Position(
+            terminal_id="L", fix_time=at, latitude=29.5 + s * 1e-4, longitude=106.5,
+            speed_kmh=speed_kmh, acc_on=s % 2 == 0, alarm_flags=s, mileage_km=float(s),
+            vehicle_id=v, company_id=company.id, quality=quality,
+            received_at=START + timedelta(seconds=100 + s),
+        )  # fmt: skip
+        return PositionRow(p, 0)
+
+    first = WriteBatch(
+        raw=[RawMessage("gps/v1/L/batch", b"first", START, 1)],
+        positions=[
+            fix(vids[0], 20),
+            fix(vids[0], 30, Quality.INVALID),
+            fix(vids[0], 10),
+            fix(vids[1], 5, Quality.DRIFT),
+            fix(vids[2], 7),
+            fix(vids[2], 7, speed_kmh=99.0),
+        ],
+        contacts={vids[2]: START + timedelta(seconds=500), vids[3]: START + timedelta(seconds=50)},
+    )
+    later = WriteBatch(
+        raw=[RawMessage("gps/v1/L/batch", b"later", START, 2)],
+        positions=[fix(vids[0], 15), fix(vids[1], 6), fix(vids[3], 1, Quality.DRIFT)],
+    )
+    contacts = WriteBatch(contacts={vids[0]: START + timedelta(seconds=900)})
+
+    async def latest() -> dict[int, tuple[object, ...]]:
+        rows = await pool.fetch(
+            f"SELECT vehicle_id, last_message_at, {_LATEST} FROM latest_positions"
+        )
+        return {r[0]: tuple(r[1:]) for r in rows}
+
+    expected: dict[int, tuple[object, ...]] = {}
+    async with pool.acquire() as conn:
+        for batch in (first, later, contacts):
+            await write_batch(conn, batch)
+            expected = _expected_latest([batch], expected)
+            assert await latest() == expected
+    assert expected[vids[0]][1] == START + timedelta(seconds=20)  # not the invalid 30, not 15
+    assert expected[vids[2]][5] == 40.0  # the first of two fixes at the same time
+    assert expected[vids[3]][1] is None  # heard, never an ok fix
