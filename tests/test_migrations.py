@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import asyncio
+
 import asyncpg
 
 from gps_monitor.config import DatabaseSettings
 from gps_monitor.db import migrate
+from gps_monitor.db.alarms import pending_publications
 from rules import offline
 from rules.engine import VehicleState
 from rules.state import load_states, state_text
@@ -130,6 +133,8 @@ async def test_0154_turns_the_outbox_rows_of_0151_into_one_batch_in_their_order(
         await conn.execute(migration.sql)
         rows = await conn.fetch("SELECT alarm_ids FROM alarm_outbox")
         assert [r["alarm_ids"] for r in rows] == [[ids[1], ids[0]]]
+        pending = await pending_publications(conn)  # republished in the order they changed
+        assert [a.id for a in pending.alarms] == [ids[1], ids[0]]
         await conn.execute(migration.sql)  # idempotent
         assert await conn.fetchval("SELECT count(*) FROM alarm_outbox") == 1
         await conn.execute("DELETE FROM alarm_outbox")
@@ -137,6 +142,45 @@ async def test_0154_turns_the_outbox_rows_of_0151_into_one_batch_in_their_order(
         assert await conn.fetchval("SELECT count(*) FROM alarm_outbox") == 0
     finally:
         await conn.close()
+
+
+async def test_0154_waits_for_an_outbox_row_an_older_worker_is_committing(
+    database_url: str,
+) -> None:
+    """A rules worker older than 0154, still running during the upgrade, queues an alarm in
+    the outbox of 0151 while the migration runs: the migration waits for that commit and
+    carries the row over instead of dropping it with the old table."""
+    worker = await asyncpg.connect(database_url)
+    upgrade = await asyncpg.connect(database_url)
+    try:
+        await worker.execute(
+            "DROP TABLE alarm_outbox;"
+            "CREATE TABLE alarm_outbox (alarm_id bigint PRIMARY KEY, change_id bigserial);"
+            "INSERT INTO alarm_outbox (alarm_id) VALUES (1)"
+        )
+        batch = worker.transaction()
+        await batch.start()  # the old worker's batch: alarm 2 queued, not committed yet
+        await worker.execute("INSERT INTO alarm_outbox (alarm_id) VALUES (2)")
+        migration = next(m for m in migrate.load_migrations() if m.version == 154)
+
+        async def migrate_0154() -> None:  # in a transaction, as migrate.upgrade runs it
+            async with upgrade.transaction():
+                await upgrade.execute(migration.sql)
+
+        running = asyncio.create_task(migrate_0154())
+        waited = "SELECT wait_event_type FROM pg_stat_activity WHERE pid = $1"
+        for _ in range(100):
+            if await worker.fetchval(waited, upgrade.get_server_pid()) == "Lock":
+                break
+            await asyncio.sleep(0.05)
+        assert await worker.fetchval(waited, upgrade.get_server_pid()) == "Lock"
+        await batch.commit()
+        await running
+        rows = await worker.fetch("SELECT alarm_ids FROM alarm_outbox")
+        assert [r["alarm_ids"] for r in rows] == [[1, 2]]
+    finally:
+        await worker.close()
+        await upgrade.close()
 
 
 async def test_0152_leaves_room_for_hot_updates_of_the_rows_rewritten_all_the_time(

@@ -125,20 +125,22 @@ async def mark_published(
 
 async def pending_publications(conn: asyncpg.Connection | asyncpg.Pool) -> QueuedAlarms:
     """Alarms stored but not yet acknowledged by the broker, each once, as stored now (event
-    ``closed`` when ended, else ``opened``), in the order of the batch that queued it last,
-    with the outbox rows read (``batch_ids``; one whose alarms were deleted meanwhile is read
-    too, so that it goes with them)."""
-    latest: dict[int, int] = {}  # alarm id -> the last batch that queued it
+    ``closed`` when ended, else ``opened``), in the order of the batch that queued it last
+    (within a batch, the order of its list: ascending ids, or the order of their changes for
+    the alarms pending at migration 0154), with the outbox rows read (``batch_ids``; one whose
+    alarms were deleted meanwhile is read too, so that it goes with them)."""
+    # alarm id -> (the last batch that queued it, its place in that batch's list)
+    latest: dict[int, tuple[int, int]] = {}
     batches = await conn.fetch("SELECT batch_id, alarm_ids FROM alarm_outbox ORDER BY batch_id")
     for batch in batches:
-        for alarm_id in batch["alarm_ids"]:
-            latest[alarm_id] = batch["batch_id"]
+        for place, alarm_id in enumerate(batch["alarm_ids"]):
+            latest[alarm_id] = (batch["batch_id"], place)
     rows = await conn.fetch(
         "SELECT a.*, v.terminal_id FROM alarms a JOIN vehicles v ON v.id = a.vehicle_id "
         "WHERE a.id = ANY($1::bigint[])",
         list(latest),
     )
-    rows = sorted(rows, key=lambda r: (latest[r["id"]], r["id"]))
+    rows = sorted(rows, key=lambda r: latest[r["id"]])
     return QueuedAlarms(
         [alarm_from_row(r) for r in rows], frozenset(b["batch_id"] for b in batches)
     )

@@ -17,6 +17,8 @@ DECLARE
 BEGIN
     IF EXISTS (SELECT 1 FROM information_schema.columns
                WHERE table_name = 'alarm_outbox' AND column_name = 'alarm_id') THEN
+        -- no old worker's outbox row may commit between the read and the DROP
+        LOCK TABLE alarm_outbox IN ACCESS EXCLUSIVE MODE;
         SELECT array_agg(alarm_id ORDER BY change_id) INTO pending FROM alarm_outbox;
         DROP TABLE alarm_outbox;
         CREATE TABLE alarm_outbox (batch_id bigserial PRIMARY KEY, alarm_ids bigint[] NOT NULL);
