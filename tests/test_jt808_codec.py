@@ -20,6 +20,7 @@ from ingest.jt808.codec import (
     decode_frame,
     encode_frame,
     escape,
+    gbk_fixed,
     terminal_id_from_phone,
     unescape,
 )
@@ -230,3 +231,23 @@ def test_incomplete_subpackage_expires():
     with pytest.raises(FrameError):
         bad = encode_frame(0x0704, "13567777777", 9, b"", subpackage=(2, 3))
         assembler.add(decode_frame(bad[1:-1]), 11.0)
+
+
+@pytest.mark.parametrize(
+    ("value", "size", "expected"),
+    [
+        ("京A12345", 8, "京A12345".encode("gbk")),  # exactly full
+        ("京A12345", 4, "京A1".encode("gbk")),  # cut between characters
+        ("A京B", 2, b"A\x00"),  # 京 does not fit whole: left out, not halved
+        ("张三丰", 5, "张三".encode("gbk") + b"\x00"),
+        (None, 3, b"\x00\x00\x00"),
+        ("ab", 4, b"ab\x00\x00"),
+    ],
+)
+def test_a_fixed_width_string_is_cut_between_gbk_characters(
+    value: str | None, size: int, expected: bytes
+) -> None:
+    field = gbk_fixed(value, size)
+    assert field == expected and len(field) == size
+    text = field.rstrip(b"\x00").decode("gbk")  # whole characters only: decodes strictly
+    assert (value or "").startswith(text)

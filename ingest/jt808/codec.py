@@ -118,12 +118,23 @@ def phone_field(phone: str, size: int) -> bytes:
 
 def gbk_fixed(value: str | None, size: int) -> bytes:
     """A fixed-width JT/T 808 STRING field: ``value`` (None: empty) in GBK, cut to ``size`` bytes
-    or padded with NUL bytes to them.
+    or padded with NUL bytes to them. A cut falls between characters: a two-byte character
+    that does not fit whole is left out, not halved (half of one reads as another character
+    or as garbage on the other side).
 
     Raises:
         UnicodeEncodeError: ``value`` has a character GBK cannot encode.
     """
-    return (value or "").encode("gbk")[:size].ljust(size, b"\x00")
+    encoded = (value or "").encode("gbk")
+    if len(encoded) > size:
+        fitted = bytearray()
+        for character in value or "":
+            code = character.encode("gbk")
+            if len(fitted) + len(code) > size:
+                break
+            fitted += code
+        encoded = bytes(fitted)
+    return encoded.ljust(size, b"\x00")
 
 
 def digits_to_bcd(digits: str, size: int) -> bytes:
