@@ -26,6 +26,7 @@ an out-of-range fix is stored and flagged ``invalid`` by :mod:`gps_monitor.quali
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -136,8 +137,12 @@ class PositionPayload(BaseModel):
 
 
 def shown(value: Any, limit: int = 80) -> str:
-    """``repr(value)`` for an error detail, cut to ``limit`` characters ("..." at the end)."""
+    """What came, for an error detail, spelled as the message's JSON spells it (``null``,
+    ``true``, ``"text"``, ``NaN``; ``repr`` for what JSON cannot hold), cut to ``limit``
+    characters ("..." at the end). An integer too long to print is given by its size."""
     try:
+        text = json.dumps(value, ensure_ascii=False)
+    except TypeError:  # not a JSON value (a caller's own object)
         text = repr(value)
     except ValueError:  # an int too long to print (sys.get_int_max_str_digits)
         return f"an integer of {value.bit_length()} bits"

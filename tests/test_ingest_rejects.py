@@ -65,7 +65,7 @@ async def test_each_kind_of_bad_input_is_rejected_and_the_next_good_message_is_s
         assert bytes(row["payload"]) == payload  # raw bytes kept as received
         assert row["detail"]  # what was expected and what came
     details = {r["reason"] + ":" + r["detail"] for r in rejected}
-    assert any("latitude" in d and "'29.5'" in d for d in details)
+    assert any("latitude" in d and '"29.5"' in d for d in details)
     assert any("missing_field:latitude" in d for d in details)
     assert any("expected a registered vehicle" in d for d in details)
     assert worker.stats["rejected"] == len(cases)
