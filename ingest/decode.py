@@ -14,7 +14,7 @@ from gps_monitor import fastjson
 from gps_monitor.config import IngestSettings
 from gps_monitor.errors import PayloadError
 from gps_monitor.models import Position
-from gps_monitor.payload import parse_position
+from gps_monitor.payload import parse_position, shown
 from gps_monitor.topics import InboundKind
 
 
@@ -50,7 +50,8 @@ def decode_positions(
         PayloadError: ``oversize`` (bytes, or more than ``max_batch_positions`` elements),
             ``too_deep`` (values nested deeper than ``max_extras_depth`` levels),
             ``malformed_json`` (not UTF-8 JSON), ``wrong_type`` (not an object / array, a value
-            of the wrong type or range, a NUL character in any string or key),
+            of the wrong type or range, a NUL character in any string or key, NaN or an
+            infinite number in ``extras``),
             ``missing_field``, ``out_of_range`` (a fix time outside the supported years).
     """
     check_size(payload, settings)
@@ -73,6 +74,10 @@ def decode_positions(
         raise PayloadError("malformed_json", f"payload: expected JSON, got {error}") from None
     if b"\\u0000" in payload:  # the only way JSON can carry a NUL; PostgreSQL text refuses it
         _refuse_nul(data, "")
+    if b"NaN" in payload or b"Infinity" in payload:  # not JSON; PostgreSQL's jsonb refuses them
+        for where, item in [("", data)] if kind == "position" else _items(data):
+            if isinstance(item, dict) and "extras" in item:
+                _refuse_non_finite(item["extras"], f"{where}extras")
     # n brackets hold at most n - 1 containers inside a position, so no deeper nesting: the
     # walk is skipped for the usual flat position (counting bytes is far cheaper than it)
     shallow = payload.count(b"{") + payload.count(b"[") <= settings.max_extras_depth + 1
@@ -159,6 +164,33 @@ def check_depth(position: Any, max_extras_depth: int, where: str) -> None:
         else:
             stack.extend((v, f"{path}[{i}]", depth + 1) for i, v in enumerate(value)
                          if isinstance(v, containers))  # fmt: skip
+
+
+def _items(data: Any) -> list[tuple[str, Any]]:
+    """``("[i].", element)`` of a batch payload's array (nothing when it is not one: the
+    checks after say what is wrong with it)."""
+    return [(f"[{i}].", item) for i, item in enumerate(data)] if isinstance(data, list) else []
+
+
+def _refuse_non_finite(value: Any, where: str) -> None:
+    """Raises PayloadError(reason="wrong_type") at the first NaN or infinite number in
+    ``value`` (a position's ``extras``, at ``where``), which the parser takes but JSON has
+    none of, and which ``extras``, stored as jsonb, cannot hold (before, such a message failed
+    its batch's transaction and was set aside only when stored alone). The position's own
+    fields say so themselves. Walks iteratively, objects and arrays only."""
+    stack: list[tuple[Any, str]] = [(value, where)]
+    while stack:
+        item, where = stack.pop()
+        if isinstance(item, float):
+            if item != item or item in (float("inf"), float("-inf")):
+                raise PayloadError(
+                    "wrong_type",
+                    f"{where or 'payload'}: expected a finite number, got {shown(item)}"[:200],
+                )
+        elif isinstance(item, dict):
+            stack.extend((v, f"{where}.{k}" if where else str(k)) for k, v in item.items())
+        elif isinstance(item, list):
+            stack.extend((v, f"{where}[{i}]") for i, v in enumerate(item))
 
 
 def _refuse_nul(value: Any, where: str) -> None:

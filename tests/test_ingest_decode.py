@@ -39,6 +39,15 @@ def test_the_vehicle_and_company_given_are_on_every_position_of_a_batch() -> Non
     assert _decode(fix)[0].vehicle_id is None  # not given: not known
 
 
+def test_nan_in_a_batch_element_s_extras_is_refused_with_its_place_and_words_are_kept() -> None:
+    fix = {"fix_time": 1769385600000, "latitude": 29.5, "longitude": 106.5, "speed_kmh": 0}
+    with pytest.raises(PayloadError) as caught:
+        _decode([fix, {**fix, "extras": {"x": float("inf")}}], "batch")
+    assert caught.value.detail == "[1].extras.x: expected a finite number, got Infinity"
+    (p,) = _decode({**fix, "extras": {"name": "NaNa", "note": "Infinity"}})
+    assert p.extras == {"name": "NaNa", "note": "Infinity"}  # only numbers are refused
+
+
 def test_all_contract_fields_are_carried() -> None:
     payload = {
         "fix_time": "2026-01-26T08:00:00+08:00", "latitude": 29.5, "longitude": 106.5,
@@ -94,6 +103,12 @@ def test_a_blind_area_batch_keeps_every_position_and_its_reupload_flag() -> None
           "speed_kmh": 3}, "wrong_type", "latitude: Input should be a valid number; got true"),
         ({"fix_time": "2026-01-26T08:00:00+08:00", "latitude": float("nan"), "longitude": 106.5,
           "speed_kmh": 3}, "wrong_type", "finite number; got NaN"),
+        ({"fix_time": "2026-01-26T08:00:00+08:00", "latitude": 29.5, "longitude": 106.5,
+          "speed_kmh": 3, "extras": {"can": [1, {"fuel_l": float("nan")}]}},
+         "wrong_type", "extras.can[1].fuel_l: expected a finite number, got NaN"),
+        ({"fix_time": "2026-01-26T08:00:00+08:00", "latitude": 29.5, "longitude": 106.5,
+          "speed_kmh": 3, "extras": {"t": float("-inf")}},
+         "wrong_type", "extras.t: expected a finite number, got -Infinity"),
     ],
 )  # fmt: skip
 def test_bad_values_are_rejected_with_the_field_named(

@@ -73,16 +73,17 @@ async def test_a_nul_character_anywhere_is_rejected_and_later_positions_are_stor
 async def test_a_message_the_database_refuses_is_rejected_and_its_batch_is_stored(
     settings: Settings, pool: asyncpg.Pool
 ) -> None:
-    """NaN in extras passes decoding (Python's json reads it) but PostgreSQL's jsonb refuses it
-    (SQLSTATE 22P02); an altitude beyond float32 fails in asyncpg's encoder. Both are published
-    between good messages so they land in one batch with them."""
+    """A lone surrogate in extras passes decoding (JSON's \\ud800 escape, which Python's json
+    reads) but PostgreSQL's jsonb refuses it (SQLSTATE 22P02); an altitude beyond float32 fails
+    in asyncpg's encoder. Both are published between good messages so they land in one batch
+    with them. (NaN in extras, the first example here, is now refused when decoded.)"""
     await _register(pool)
     t = "2026-01-26T08:00:{:02d}+08:00"
-    nan_extras = position_json(t.format(5), 29.5605, 106.5505, extras={"fuel": float("nan")})
+    bad_extras = position_json(t.format(5), 29.5605, 106.5505, extras={"note": "\ud800"})
     huge_altitude = position_json(t.format(10), 29.561, 106.551, altitude_m=1e300)
     items = [(TOPIC, position_json(t.format(s), 29.56 + s / 1e5, 106.55 + s / 1e5))
              for s in (0, 15, 20)]  # fmt: skip
-    items[1:1] = [(TOPIC, nan_extras), (TOPIC, huge_altitude)]
+    items[1:1] = [(TOPIC, bad_extras), (TOPIC, huge_altitude)]
     async with running_worker(settings) as worker:
         await publish_raw(settings, items)
         stored = await wait_for(
@@ -97,7 +98,7 @@ async def test_a_message_the_database_refuses_is_rejected_and_its_batch_is_store
     assert stored_after == 4
     assert sorted(r["reason"] for r in rejected) == ["unstorable", "unstorable"]
     by_payload = {bytes(r["payload"]): r["detail"] for r in rejected}
-    assert "NaN" in by_payload[nan_extras.encode()]  # PostgreSQL's own message
+    assert "surrogate" in by_payload[bad_extras.encode()]  # PostgreSQL's own message
     assert "float32" in by_payload[huge_altitude.encode()]
     assert worker.stats["rejected:unstorable"] == 2
     assert await pool.fetchval("SELECT count(*) FROM raw_messages") == 4
