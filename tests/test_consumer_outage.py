@@ -74,7 +74,7 @@ async def test_an_outage_rejects_no_valid_message_and_loses_no_alarm(
         json.dumps([position_to_payload(p) for p in track[i : i + 5]])
         for i in range(0, len(track), 5)
     ]
-    bad = position_json("2024-01-10T01:00:00+00:00", 29.56, 106.55, extras={"f": float("nan")})
+    bad = position_json("2024-01-10T01:00:00+00:00", 29.56, 106.55, extras={"f": "\ud800"})
     try:
         async with (
             _running(RulesWorker(settings)) as rules_task,
