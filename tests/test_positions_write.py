@@ -201,9 +201,10 @@ def _expected_latest(
 async def test_latest_positions_keep_the_newest_ok_fix_and_the_newest_arrival(
     pool: asyncpg.Pool,
 ) -> None:
-    """Mixed batches: verdicts ok/drift/invalid, equal fix times, fixes out of order, a contact
-    newer than a vehicle's positions, a vehicle heard only by contact, a later batch of older
-    fixes (which must not move the newest back) and a batch of contacts only."""
+    """Mixed batches: a batch of contacts only first (the staging table made for it), verdicts
+    ok/drift/invalid, equal fix times, fixes out of order, a contact newer than a vehicle's
+    positions, a vehicle heard only by contact, a later batch of older fixes (which must not
+    move the newest back) and a batch of contacts only."""
     company = await ensure_company(pool, "Latest Co")
     vids = [
         (await ensure_vehicle(pool, company_id=company.id, plate_number=f"渝L{i}",
@@ -238,6 +239,7 @@ async def test_latest_positions_keep_the_newest_ok_fix_and_the_newest_arrival(
         positions=[fix(vids[0], 15), fix(vids[1], 6), fix(vids[3], 1, Quality.DRIFT)],
     )
     contacts = WriteBatch(contacts={vids[0]: START + timedelta(seconds=900)})
+    heard_first = WriteBatch(contacts={vids[1]: START})  # on a connection with no staging yet
 
     async def latest() -> dict[int, tuple[object, ...]]:
         rows = await pool.fetch(
@@ -247,7 +249,7 @@ async def test_latest_positions_keep_the_newest_ok_fix_and_the_newest_arrival(
 
     expected: dict[int, tuple[object, ...]] = {}
     async with pool.acquire() as conn:
-        for batch in (first, later, contacts):
+        for batch in (heard_first, first, later, contacts):
             await write_batch(conn, batch)
             expected = _expected_latest([batch], expected)
             assert await latest() == expected

@@ -166,13 +166,6 @@ ORDER BY m.vehicle_id
 ON CONFLICT (vehicle_id) DO UPDATE SET
     last_message_at = greatest(l.last_message_at, EXCLUDED.last_message_at), {_LATEST_SET}
 """
-# a batch of contacts only (no positions staged)
-_UPSERT_CONTACTS = """
-INSERT INTO latest_positions AS l (vehicle_id, last_message_at)
-SELECT v, t FROM unnest($1::bigint[], $2::timestamptz[]) AS c(v, t) ORDER BY v
-ON CONFLICT (vehicle_id) DO UPDATE SET
-    last_message_at = greatest(l.last_message_at, EXCLUDED.last_message_at)
-"""
 
 
 _INSERT_DISTINCT_FROM_STAGING = f"""
@@ -252,9 +245,9 @@ async def write_batch(
         inserted: list[Position] = []
         already: list[Position] = []
         keys: set[tuple[int, datetime]] = set()  # (vehicle, fix time) stored by this call
+        if not staging_ready and (batch.positions or batch.contacts):
+            await conn.execute(_CREATE_STAGING)  # latest_positions are read from it too
         if batch.positions:
-            if not staging_ready:
-                await conn.execute(_CREATE_STAGING)
             await conn.copy_records_to_table(
                 "positions_staging",
                 records=[
@@ -399,13 +392,11 @@ def _staging_record(row: PositionRow, raw_id: int, order: int) -> tuple[object, 
 async def _upsert_latest(conn: asyncpg.Connection, batch: WriteBatch) -> None:
     """Per vehicle of the batch: its newest ok fix (if any) and its newest arrival time (of a
     position or a contact). The positions are read from ``positions_staging``, where the
-    caller has staged ``batch.positions`` (every one, in order) in this transaction."""
-    contacts = sorted(batch.contacts.items())
-    vids, times = [v for v, _ in contacts], [t for _, t in contacts]
-    if batch.positions:
-        await conn.execute(_UPSERT_LATEST, vids, times)
-    elif contacts:
-        await conn.execute(_UPSERT_CONTACTS, vids, times)
+    caller has staged ``batch.positions`` (every one, in order) in this transaction (the table
+    must exist, empty for a batch of contacts only)."""
+    if batch.positions or batch.contacts:
+        contacts = sorted(batch.contacts.items())
+        await conn.execute(_UPSERT_LATEST, [v for v, _ in contacts], [t for _, t in contacts])
 
 
 _SELECT_POSITION = (
