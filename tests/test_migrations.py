@@ -12,6 +12,19 @@ from rules.engine import VehicleState
 from rules.state import load_states, state_text
 
 
+async def _coach(conn: asyncpg.Connection, number: str) -> tuple[int, int]:
+    """A company and its coach (plate 京A``number``, terminal T``number``): their ids."""
+    company = await conn.fetchval("INSERT INTO companies (name) VALUES ('m') RETURNING id")
+    vehicle = await conn.fetchval(
+        "INSERT INTO vehicles (company_id, plate_number, vehicle_class, terminal_id)"
+        " VALUES ($1, $2, 'coach', $3) RETURNING id",
+        company,
+        f"京A{number}",
+        f"T{number}",
+    )
+    return company, vehicle
+
+
 async def test_upgrade_is_idempotent_and_records_plain_mode(database_url: str) -> None:
     conn = await asyncpg.connect(database_url)
     try:
@@ -67,12 +80,7 @@ async def test_0151_moves_the_pending_alarms_of_the_flag_into_the_outbox_table(
             "ALTER TABLE alarms ADD COLUMN publish_pending boolean NOT NULL DEFAULT false;"
             "CREATE INDEX alarms_publish_pending_idx ON alarms (id) WHERE publish_pending"
         )
-        company = await conn.fetchval("INSERT INTO companies (name) VALUES ('m') RETURNING id")
-        vehicle = await conn.fetchval(
-            "INSERT INTO vehicles (company_id, plate_number, vehicle_class, terminal_id)"
-            " VALUES ($1, '京A0151', 'coach', 'T0151') RETURNING id",
-            company,
-        )
+        company, vehicle = await _coach(conn, "0151")
         ids = [
             await conn.fetchval(
                 "INSERT INTO alarms (vehicle_id, company_id, alarm_type, dedup_key, started_at,"
@@ -106,12 +114,7 @@ async def test_0154_turns_the_outbox_rows_of_0151_into_one_batch_in_their_order(
     still published after 0154 (a row per batch), in the same order."""
     conn = await asyncpg.connect(database_url)
     try:
-        company = await conn.fetchval("INSERT INTO companies (name) VALUES ('m') RETURNING id")
-        vehicle = await conn.fetchval(
-            "INSERT INTO vehicles (company_id, plate_number, vehicle_class, terminal_id)"
-            " VALUES ($1, '京A0154', 'coach', 'T0154') RETURNING id",
-            company,
-        )
+        company, vehicle = await _coach(conn, "0154")
         ids = [
             await conn.fetchval(
                 "INSERT INTO alarms (vehicle_id, company_id, alarm_type, dedup_key, started_at)"
@@ -219,12 +222,7 @@ async def test_0153_keeps_every_stored_rule_state_as_text_the_worker_loads_back(
         await conn.execute(
             "ALTER TABLE rule_state ALTER COLUMN state TYPE jsonb USING state::jsonb"
         )
-        company = await conn.fetchval("INSERT INTO companies (name) VALUES ('m') RETURNING id")
-        vehicle = await conn.fetchval(
-            "INSERT INTO vehicles (company_id, plate_number, vehicle_class, terminal_id)"
-            " VALUES ($1, '京A0153', 'coach', 'T0153') RETURNING id",
-            company,
-        )
+        _, vehicle = await _coach(conn, "0153")
         await conn.execute(
             "INSERT INTO rule_state (vehicle_id, state) VALUES ($1, $2::jsonb)",
             vehicle,

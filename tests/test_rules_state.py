@@ -18,13 +18,15 @@ from gps_monitor.geofences import Geofence, GeofenceKind, Route
 from gps_monitor.models import Position
 from gps_monitor.tracks import read_track
 from rules import fatigue, overspeed
+from rules.context import RuleContext
 from rules.engine import Engine, VehicleState
 from rules.state import load_states, save_states, state_text
 
 
-def _trip(shared_data: Path) -> tuple[list[Position], Route, list[Geofence]]:
-    """Liverpool bus trip 1101 with a 4-minute detour, route 14 (trip 1097), a watch circle and
-    a forbidden circle on the way (every rule state kind: tracks per route and per fence)."""
+def _trip(shared_data: Path, vehicle_id: int = 1) -> tuple[list[Position], RuleContext]:
+    """Liverpool bus trip 1101 with a 4-minute detour, and the context of a coach on it:
+    route 14 (trip 1097), a watch circle and a forbidden circle on the way (every rule state
+    kind: tracks per route and per fence), a 25 km/h limit, 20-minute fatigue limits."""
     trips: dict[str, list[Position]] = defaultdict(list)
     track = read_track(shared_data / "bods_liverpool_bus_route14_outbound.csv", "bods")
     for positions in track.values():
@@ -50,25 +52,25 @@ def _trip(shared_data: Path) -> tuple[list[Position], Route, list[Geofence]]:
         )
         for kind, i in ((GeofenceKind.WATCH, 30), (GeofenceKind.FORBIDDEN, 110))
     ]
-    return trip, route, fences
-
-
-async def test_a_vehicle_resumed_from_the_database_every_few_fixes_raises_the_same_alarms(
-    shared_data: Path, pool: asyncpg.Pool
-) -> None:
-    trip, route, fences = _trip(shared_data)
-    company = await ensure_company(pool, "State Co")
-    vehicle = await ensure_vehicle(
-        pool, company_id=company.id, plate_number="渝A00001", terminal_id="013800000001"
-    )
     ctx = context(
         "coach",
         rules=no_offline(fatigue_day_limit_s=1200, fatigue_night_limit_s=1200),
         speed_limit_kmh=25,
         geofences=fences,
         routes=[route],
-        vehicle_id=vehicle.id,
+        vehicle_id=vehicle_id,
     )
+    return trip, ctx
+
+
+async def test_a_vehicle_resumed_from_the_database_every_few_fixes_raises_the_same_alarms(
+    shared_data: Path, pool: asyncpg.Pool
+) -> None:
+    company = await ensure_company(pool, "State Co")
+    vehicle = await ensure_vehicle(
+        pool, company_id=company.id, plate_number="渝A00001", terminal_id="013800000001"
+    )
+    trip, ctx = _trip(shared_data, vehicle.id)
     engine = Engine()
     through, through_alarms = VehicleState(), []
     for p in trip:
@@ -98,14 +100,7 @@ def test_the_text_of_each_state_along_a_trip_is_that_of_the_same_state_without_t
     """``VehicleState.dumps`` (the dumps of rule states carried from one state to the next)
     never gives the text of an earlier rule state: each state along the trip, every rule kind
     changing at some fix, writes what the same rules written afresh write."""
-    trip, route, fences = _trip(shared_data)
-    ctx = context(
-        "coach",
-        rules=no_offline(fatigue_day_limit_s=1200, fatigue_night_limit_s=1200),
-        speed_limit_kmh=25,
-        geofences=fences,
-        routes=[route],
-    )
+    trip, ctx = _trip(shared_data)
     engine = Engine()
     state, texts, cached = VehicleState(), set(), 0
     for p in trip:
