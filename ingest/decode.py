@@ -7,6 +7,8 @@ bytes are kept in ``rejected_messages`` with the index and field of the first ba
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
@@ -172,45 +174,54 @@ def _items(data: Any) -> list[tuple[str, Any]]:
     return [(f"[{i}].", item) for i, item in enumerate(data)] if isinstance(data, list) else []
 
 
+def _values(value: Any, where: str) -> Iterator[tuple[str, Any]]:
+    """``value`` and every value inside it, each with its path (``where`` for ``value``;
+    ``.key`` and ``[i]`` below), in document order. Iterative: any depth the parser produced
+    is walked without recursion."""
+    stack: list[tuple[str, Any]] = [(where, value)]
+    while stack:
+        path, item = stack.pop()
+        yield path, item
+        if isinstance(item, dict):
+            stack.extend((f"{path}.{k}" if path else str(k), v) for k, v in reversed(item.items()))
+        elif isinstance(item, list):
+            stack.extend((f"{path}[{i}]", v) for i, v in reversed(list(enumerate(item))))
+
+
 def _refuse_non_finite(value: Any, where: str) -> None:
     """Raises PayloadError(reason="wrong_type") at the first NaN or infinite number in
     ``value`` (a position's ``extras``, at ``where``), which the parser takes but JSON has
     none of, and which ``extras``, stored as jsonb, cannot hold (before, such a message failed
     its batch's transaction and was set aside only when stored alone). The position's own
-    fields say so themselves. Walks iteratively, objects and arrays only."""
-    stack: list[tuple[Any, str]] = [(value, where)]
-    while stack:
-        item, where = stack.pop()
-        if isinstance(item, float):
-            if item != item or item in (float("inf"), float("-inf")):
-                raise PayloadError(
-                    "wrong_type",
-                    f"{where or 'payload'}: expected a finite number, got {shown(item)}"[:200],
-                )
-        elif isinstance(item, dict):
-            stack.extend((v, f"{where}.{k}" if where else str(k)) for k, v in item.items())
-        elif isinstance(item, list):
-            stack.extend((v, f"{where}[{i}]") for i, v in enumerate(item))
+    fields say so themselves."""
+    for path, item in _values(value, where):
+        if isinstance(item, float) and not math.isfinite(item):
+            raise PayloadError(
+                "wrong_type", f"{_place(path)}: expected a finite number, got {shown(item)}"
+            )
 
 
 def _refuse_nul(value: Any, where: str) -> None:
     """Raises PayloadError(reason="wrong_type") at the first string or key holding U+0000."""
-    if isinstance(value, str):
-        if "\x00" in value:
+    for path, item in _values(value, where):
+        if isinstance(item, str) and "\x00" in item:
             raise PayloadError(
                 "wrong_type",
-                f"{where or 'payload'}: expected text without NUL characters, got \\u0000 in "
-                f"{value!r}"[:200],
+                f"{_place(path)}: expected text without NUL characters, got {shown(item)}",
             )
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            if "\x00" in key:
-                raise PayloadError(
-                    "wrong_type",
-                    f"{where or 'payload'}: expected keys without NUL characters, got \\u0000 "
-                    f"in key {key!r}"[:200],
-                )
-            _refuse_nul(item, f"{where}.{key}" if where else key)
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            _refuse_nul(item, f"{where}[{i}]")
+        if isinstance(item, dict):
+            for key in item:
+                if "\x00" in key:
+                    raise PayloadError(
+                        "wrong_type",
+                        f"{_place(path)}: expected keys without NUL characters, got key "
+                        f"{shown(key)}",
+                    )
+
+
+def _place(path: str, limit: int = 100) -> str:
+    """A value's path for an error detail, its middle cut when long (a value nested deep), so
+    that what was expected and what came still follow it."""
+    if not path:
+        return "payload"
+    return path if len(path) <= limit else f"{path[: limit // 2]}...{path[-(limit // 2) :]}"

@@ -48,6 +48,26 @@ def test_nan_in_a_batch_element_s_extras_is_refused_with_its_place_and_words_are
     assert p.extras == {"name": "NaNa", "note": "Infinity"}  # only numbers are refused
 
 
+def test_nul_and_nan_nested_deep_are_refused_with_their_place_in_document_order() -> None:
+    """The walk is iterative (a NUL 300 levels down used to be a recursion per level), reports
+    the first offender as the document has it, and a deep place does not crowd out the rest
+    of the detail (it used to be cut at 200 characters, place included)."""
+    fix = {"fix_time": 1769385600000, "latitude": 29.5, "longitude": 106.5, "speed_kmh": 0}
+    deep: object = "a\x00"
+    for _ in range(300):
+        deep = [deep]
+    with pytest.raises(PayloadError) as caught:
+        _decode({**fix, "extras": {"ok": "b", "deep": deep, "later": "c\x00"}})
+    place = "extras.deep" + "[0]" * 300
+    assert caught.value.detail == (
+        f'{place[:50]}...{place[-50:]}: expected text without NUL characters, got "a\\u0000"'
+    )  # the middle of a long place is cut, what was expected and what came are kept
+    raw = json.dumps({**fix, "extras": {"a": [1, float("nan")], "b": float("inf")}}).encode()
+    with pytest.raises(PayloadError) as caught:
+        _decode(raw)
+    assert caught.value.detail == "extras.a[1]: expected a finite number, got NaN"
+
+
 def test_all_contract_fields_are_carried() -> None:
     payload = {
         "fix_time": "2026-01-26T08:00:00+08:00", "latitude": 29.5, "longitude": 106.5,
