@@ -10,6 +10,7 @@ import json
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import asyncpg
 import nats
@@ -62,10 +63,13 @@ async def start(
 ) -> AsyncIterator[Callable[..., object]]:
     started: list[Process] = []
 
-    async def start_process(name: str, stage: Stage = "ingest", consume: bool = True) -> Process:
+    async def start_process(
+        name: str, stage: Stage = "ingest", consume: bool = True, max_buffered: int = 10_000
+    ) -> Process:
         s = bus_settings(settings, nats_server, name, partitions=P)
         nc = await nats.connect(nats_server.url)
-        source = NatsSource(nc, s, stage, PartitionFence(s.database, stage, name))
+        fence = PartitionFence(s.database, stage, name)
+        source = NatsSource(nc, s, stage, fence, max_buffered=max_buffered)
         await source.start()
         process = Process(name, nc, source)
         if consume:
@@ -250,3 +254,76 @@ async def test_a_process_that_leaves_gives_up_its_partitions_at_once(
         pinned = [g.get("pinned_client_id") for g in groups]
         assert pinned in ([None], [""]) or p in a.source.owned_partitions, (p, pinned)
     await _eventually(lambda: b_owned <= a.source.owned_partitions)
+
+
+async def test_a_process_that_falls_behind_receives_no_more_than_its_buffer(
+    start: Callable[..., object],
+    nats_server: PrivateNats,  # noqa: F811
+) -> None:
+    """Flow control: while the worker takes nothing, the source holds at most ``max_buffered``
+    deliveries and keeps its partitions (pulls that bring nothing renew the pins); once the
+    worker takes again the rest comes, each message once."""
+    a: Process = await start("proc-a", consume=False, max_buffered=5 * P)  # type: ignore[misc]
+    publisher = await nats.connect(nats_server.url)
+    try:
+        await _eventually(lambda: a.source.owned_partitions == frozenset(range(P)))
+        prefix = a.source.names.prefix
+        for n in range(10):
+            await _publish_round(publisher, prefix, n)
+        await asyncio.sleep(3 * a.source.timeout_s)  # pins last only one timeout unrenewed
+        assert a.source.owned_partitions == frozenset(range(P))
+        assert 0 < len(a.source._in_flight) <= 5 * P
+        a.task = asyncio.create_task(a.consume())
+        await _eventually(lambda: len(a.received) >= 10 * len(TERMINALS), timeout_s=30)
+        await asyncio.sleep(2 * a.source.ack_wait_s)  # a copy handed out again would come now
+        got = sorted((d.topic, int(d.payload)) for d in a.received)
+        expected = sorted((f"{prefix}gps/v1/{t}/position", n) for t in TERMINALS for n in range(10))
+        assert got == expected
+    finally:
+        await publisher.close()
+
+
+async def test_a_copy_redelivered_as_the_first_is_acknowledged_is_not_handed_out(
+    settings: Settings,
+    nats_server: PrivateNats,  # noqa: F811
+) -> None:
+    """A copy the server sent just before our acknowledgement reached it arrives after the
+    acknowledgement: it is acknowledged again, not handed out a second time. The copy is
+    scheduled by a delayed NAK (as an ack wait running out would schedule it) and made to wait
+    in the socket by blocking the event loop (as a busy worker does) until the delivery has been
+    acknowledged."""
+    s = bus_settings(settings, nats_server, "proc-a", partitions=1)
+    # a long owner timeout: the pull request stays open (10 s) across the blocked loop
+    s = s.model_copy(update={"bus": s.bus.model_copy(update={"owner_timeout_s": 30.0})})
+    nc = await nats.connect(nats_server.url)
+    await provision(nc, s)
+    source = NatsSource(nc, s, "ingest", PartitionFence(s.database, "ingest", "proc-a"))
+    await source.start()
+    try:
+        await _eventually(lambda: source.owned_partitions == frozenset({0}))
+        names = source.names
+        info_subject = f"$JS.API.CONSUMER.INFO.{names.inbound_stream}.{names.consumer('ingest', 0)}"
+
+        async def consumer_info() -> dict[str, Any]:
+            reply = await nc.request(info_subject, b"", timeout=5)
+            return json.loads(reply.data)  # type: ignore[no-any-return]
+
+        topic = f"{names.prefix}gps/v1/T001/position"
+        await nc.jetstream().publish(NatsNames.to_subject(topic), b"1")
+        (delivery,) = await source.next_batch(10, 0.05)
+        # (nats-server 2.15 may deliver a new message twice at once: counted from here)
+        delivered_before = (await consumer_info())["delivered"]["consumer_seq"]
+        await nc.publish(delivery.token[0], b'-NAK {"delay": 300000000}')  # a copy in 0.3 s
+        await nc.flush()
+        time.sleep(1.3)  # noqa: ASYNC251  (the blocked loop is the point: the copy waits)
+        await source.ack([delivery])
+        await asyncio.sleep(1.0)  # the copy is read now
+        assert not source._queue and not source._in_flight
+        info = await consumer_info()
+        # the copy did come, and was acknowledged
+        assert info["delivered"]["consumer_seq"] - delivered_before == 1, info["delivered"]
+        assert info["num_ack_pending"] == 0, info
+    finally:
+        await source.stop()
+        await source.fencer.close()
+        await nc.close()

@@ -25,6 +25,13 @@ This source pulls in the background, so the pin is kept while the worker is busy
   message (``claim.<stage>.<p>``) so an idle partition gets an owner too;
 - the rest: nothing (they belong to other live processes).
 
+Flow control: an owned partition asks for at most its share of ``max_buffered`` less what it
+has received and not acknowledged, and for nothing (a pull for at most 1 byte, which renews the
+pin and brings no message) while the oldest delivery not yet handed out has waited half the ack
+wait: a message that waits here past the ack wait is redelivered, and a copy can come after the
+first was acknowledged. Sequences acknowledged in the last two ack waits are remembered, and
+such a late copy is acknowledged again instead of being handed out twice.
+
 Preference spreads partitions: processes of a stage announce themselves every second on
 ``gpsm.members.<stage>`` (core NATS) and each partition is preferred by the live member with the
 highest FNV-1a score of (name, partition) (rendezvous hashing). An owner that is not the
@@ -206,6 +213,8 @@ class _Partition:
     epoch_taken: bool = False
     releasing: bool = False
     handed_out: int = 0  # deliveries handed to the worker, not yet acknowledged
+    unacked: int = 0  # received, neither acknowledged nor returned (queued, held, handed out)
+    room_wanted: bool = False  # its pull loop waits for acknowledgements to ask for more
     request: int = 0  # sequence of our current pull request
     request_open: bool = False
     request_batch: int = 0  # messages asked for by the current request
@@ -225,8 +234,8 @@ class NatsSource:
         settings: bus, mqtt (topic prefix) and database (the fence) settings.
         stage: ``ingest`` or ``rules``.
         fence: the lease table access; one per process and stage.
-        max_buffered: deliveries received and not handed out before pulling pauses (the pin
-            is still kept alive by small pulls).
+        max_buffered: deliveries received and not yet acknowledged, at most; each partition
+            pulls for its share (``max_buffered // P``, flow control in :meth:`_room`).
     """
 
     HEARTBEAT_S = 1.0
@@ -250,6 +259,12 @@ class NatsSource:
         self.fencer = fence
         self.max_buffered = max_buffered
         self.partitions = {p: _Partition(p) for p in range(settings.bus.partitions)}
+        self.ack_wait_s = self.timeout_s / 2  # as consumer_config sets it
+        self._share = max(1, max_buffered // len(self.partitions))
+        # stream sequences acknowledged lately (and when): a copy the server redelivered before
+        # our acknowledgement reached it is acknowledged again, not handed out a second time
+        self._acked: set[int] = set()
+        self._acked_at: deque[tuple[float, int]] = deque()
         self._queue: deque[Delivery] = deque()
         # stream sequence -> (partition, ack subjects) of deliveries received and not yet
         # acknowledged: a message that comes again meanwhile is not handed out twice (nats-server
@@ -341,15 +356,32 @@ class NatsSource:
                 return batch
 
     async def ack(self, deliveries: Sequence[Delivery]) -> None:
-        """``+ACK`` each delivery (in the order given)."""
+        """``+ACK`` each delivery (in the order given); partitions waiting for room pull again."""
         publish = self.nc.publish
+        now = time.monotonic()
         for delivery in deliveries:
             reply, _ = delivery.token
-            _, replies = self._in_flight.pop(delivery.message_id or -1, (0, [reply]))
+            sequence = delivery.message_id or -1
+            entry = self._in_flight.pop(sequence, None)
+            if entry is None:
+                replies = [reply]
+            else:
+                replies = entry[1]
+                owner = self.partitions[entry[0]]
+                owner.unacked = max(0, owner.unacked - 1)
             for subject in replies:
                 await publish(subject, b"+ACK")
+            if sequence not in self._acked:
+                self._acked.add(sequence)
+                self._acked_at.append((now, sequence))
             part = self.partitions[delivery.partition]
             part.handed_out = max(0, part.handed_out - 1)
+        horizon = now - 2 * self.ack_wait_s
+        while self._acked_at and self._acked_at[0][0] < horizon:
+            self._acked.discard(self._acked_at.popleft()[1])
+        for part in self.partitions.values():
+            if part.room_wanted:
+                part.wake.set()
 
     async def fence(self, conn: asyncpg.Connection, partitions: frozenset[int]) -> None:
         """Raises :class:`FencedOut` unless every one of ``partitions`` is still ours in the
@@ -431,8 +463,17 @@ class NatsSource:
             if not owned and not self.prefers(part.number):
                 await wait_until_set(part.wake, self.HEARTBEAT_S)
                 continue
-            room = self.max_buffered - len(self._queue)
-            batch = max(1, min(room, 1000))
+            room = min(self._room(part), 1000)
+            if owned and room < max(1, self._share // 4):
+                # the worker is behind: wait for acknowledgements (ack wakes us) until the pin
+                # needs renewing, which the last request would have done when it expired
+                keepalive_at = part.open_since + expires_s
+                if time.monotonic() < keepalive_at:
+                    part.room_wanted = True
+                    await wait_until_set(part.wake, keepalive_at - time.monotonic())
+                    part.room_wanted = False
+                    continue
+            batch = max(1, room)
             part.request += 1
             part.request_open = True
             part.request_batch, part.request_served = batch, 0
@@ -444,6 +485,10 @@ class NatsSource:
             }
             if part.pin is not None:
                 body["id"] = part.pin
+                if room <= 0:
+                    # renews the pin and brings no message: the server ends a request with a
+                    # 409 rather than deliver more bytes than it asked for
+                    body["max_bytes"] = 1
             try:
                 await self.nc.publish(
                     f"$JS.API.CONSUMER.MSG.NEXT.{self.stream}."
@@ -471,8 +516,18 @@ class NatsSource:
                 part.wake.clear()
                 if part.releasing:
                     break
-            if len(self._queue) >= self.max_buffered:
-                await asyncio.sleep(min(expires_s, 1.0))  # the worker catches up; pin kept
+
+    def _room(self, part: _Partition) -> int:
+        """How many messages ``part``'s next pull may ask for: its share of ``max_buffered``
+        less what it has received and not acknowledged; none while the oldest delivery waiting
+        to be handed out has waited half the ack wait (the worker is behind, and more would
+        wait past the ack wait and be redelivered: measured, 15-75 % of what a flat-out ingest
+        handled were such copies when 32 partitions pulled 1,000 each)."""
+        if self._queue:
+            waited = datetime.now(UTC) - self._queue[0].received_at
+            if waited.total_seconds() > self.ack_wait_s / 2:
+                return 0
+        return self._share - part.unacked
 
     async def _on_reply(self, msg: Msg) -> None:
         """A message or a status for one of our pull requests."""
@@ -509,7 +564,11 @@ class NatsSource:
             if seen is not None:
                 seen[1].append(msg.reply)  # acknowledged with the first one
                 return
+            if sequence in self._acked:  # redelivered before our acknowledgement arrived
+                await self.nc.publish(msg.reply, b"+ACK")
+                return
             self._in_flight[sequence] = (part.number, [msg.reply])
+            part.unacked += 1
             if part.releasing:  # held, returned in order with the rest by the release
                 return
             topic, partition = self.names.to_topic(msg.subject)
@@ -582,6 +641,7 @@ class NatsSource:
             # in stream order: the next owner receives them in the order they were published
             returned = sorted(q for q, (p, _) in self._in_flight.items() if p == part.number)
             subjects = [subject for q in returned for subject in self._in_flight.pop(q)[1]]
+            part.unacked = 0
             with contextlib.suppress(nats.errors.Error, TimeoutError):
                 # acknowledged NAKs (sent in order, processed in order): all are back in the
                 # consumer's redelivery queue before the pin is given up, so the next owner's
