@@ -29,8 +29,9 @@ Flow control: an owned partition asks for at most its share of ``max_buffered`` 
 has received and not acknowledged, and for nothing (a pull for at most 1 byte, which renews the
 pin and brings no message) while the oldest delivery not yet handed out has waited half the ack
 wait: a message that waits here past the ack wait is redelivered, and a copy can come after the
-first was acknowledged. Sequences acknowledged in the last two ack waits are remembered, and
-such a late copy is acknowledged again instead of being handed out twice.
+first was acknowledged. Sequences acknowledged in the last six ack waits are remembered, and
+such a late copy is acknowledged again instead of being handed out twice (under a flood of
+terminals' messages, nats-server redelivered some messages 10-21 s after they were acknowledged).
 
 Preference spreads partitions: processes of a stage announce themselves every second on
 ``gpsm.members.<stage>`` (core NATS) and each partition is preferred by the live member with the
@@ -239,6 +240,9 @@ class NatsSource:
     """
 
     HEARTBEAT_S = 1.0
+    # measured: under a flood of terminals' messages on a 2-core box, nats-server redelivered
+    # some messages 10-21 s after they were acknowledged (ack wait 5 s)
+    ACKED_MEMORY_WAITS = 6
 
     def __init__(
         self,
@@ -261,10 +265,11 @@ class NatsSource:
         self.partitions = {p: _Partition(p) for p in range(settings.bus.partitions)}
         self.ack_wait_s = self.timeout_s / 2  # as consumer_config sets it
         self._share = max(1, max_buffered // len(self.partitions))
-        # stream sequences acknowledged lately (and when): a copy the server redelivered before
-        # our acknowledgement reached it is acknowledged again, not handed out a second time
+        # stream sequences acknowledged in the last ACKED_MEMORY_WAITS ack waits (by ack call):
+        # a copy the server redelivered before it applied our acknowledgement is acknowledged
+        # again, not handed out a second time
         self._acked: set[int] = set()
-        self._acked_at: deque[tuple[float, int]] = deque()
+        self._acked_at: deque[tuple[float, list[int]]] = deque()
         self._queue: deque[Delivery] = deque()
         # stream sequence -> (partition, ack subjects) of deliveries received and not yet
         # acknowledged: a message that comes again meanwhile is not handed out twice (nats-server
@@ -359,6 +364,7 @@ class NatsSource:
         """``+ACK`` each delivery (in the order given); partitions waiting for room pull again."""
         publish = self.nc.publish
         now = time.monotonic()
+        acked: list[int] = []
         for delivery in deliveries:
             reply, _ = delivery.token
             sequence = delivery.message_id or -1
@@ -373,12 +379,14 @@ class NatsSource:
                 await publish(subject, b"+ACK")
             if sequence not in self._acked:
                 self._acked.add(sequence)
-                self._acked_at.append((now, sequence))
+                acked.append(sequence)
             part = self.partitions[delivery.partition]
             part.handed_out = max(0, part.handed_out - 1)
-        horizon = now - 2 * self.ack_wait_s
+        if acked:
+            self._acked_at.append((now, acked))
+        horizon = now - self.ACKED_MEMORY_WAITS * self.ack_wait_s
         while self._acked_at and self._acked_at[0][0] < horizon:
-            self._acked.discard(self._acked_at.popleft()[1])
+            self._acked.difference_update(self._acked_at.popleft()[1])
         for part in self.partitions.values():
             if part.room_wanted:
                 part.wake.set()
