@@ -19,7 +19,8 @@ import pytest
 from nats.aio.client import Client as NatsClient
 from nats_helpers import PrivateNats, bus_settings, nats_server  # noqa: F401  (fixture)
 
-from gps_monitor.bus.base import Delivery, FencedOut
+from gps_monitor.bus.base import Delivery, FencedOut, TransportError
+from gps_monitor.bus.consumer import BatchConsumer, Outcome
 from gps_monitor.bus.fencing import PartitionFence
 from gps_monitor.bus.nats_names import NatsNames, Stage
 from gps_monitor.bus.nats_transport import NatsSink, NatsSource, provision
@@ -270,9 +271,13 @@ async def test_a_process_that_falls_behind_receives_no_more_than_its_buffer(
         prefix = a.source.names.prefix
         for n in range(10):
             await _publish_round(publisher, prefix, n)
+        gains = [p.gains for p in a.source.partitions.values()]
         await asyncio.sleep(3 * a.source.timeout_s)  # pins last only one timeout unrenewed
         assert a.source.owned_partitions == frozenset(range(P))
+        # kept, not lost and gained again (a regain would pass the line above too)
+        assert [p.gains for p in a.source.partitions.values()] == gains
         assert 0 < len(a.source._in_flight) <= 5 * P
+        assert sum(p.unacked for p in a.source.partitions.values()) == len(a.source._in_flight)
         a.task = asyncio.create_task(a.consume())
         await _eventually(lambda: len(a.received) >= 10 * len(TERMINALS), timeout_s=30)
         await asyncio.sleep(2 * a.source.ack_wait_s)  # a copy handed out again would come now
@@ -301,6 +306,9 @@ async def test_a_copy_redelivered_as_the_first_is_acknowledged_is_not_handed_out
     await source.start()
     try:
         await _eventually(lambda: source.owned_partitions == frozenset({0}))
+        # settled (a gained partition's deliveries are held for one ack wait): the message is
+        # handed out at once, far from its own ack wait, whose copy would race the NAK below
+        await _eventually(lambda: source.partitions[0].held is None, timeout_s=20)
         names = source.names
         info_subject = f"$JS.API.CONSUMER.INFO.{names.inbound_stream}.{names.consumer('ingest', 0)}"
 
@@ -327,3 +335,36 @@ async def test_a_copy_redelivered_as_the_first_is_acknowledged_is_not_handed_out
         await source.stop()
         await source.fencer.close()
         await nc.close()
+
+
+class _PublishesNowhere:
+    """A step whose outcome goes to a subject no stream captures: its publish fails."""
+
+    async def __call__(self, deliveries: list[Delivery], fence: object) -> Outcome:
+        return Outcome(publish=[("nowhere/at/all", b"x")])
+
+    async def reset(self) -> None:
+        pass
+
+
+async def test_a_failed_publish_ends_the_consumer_when_nothing_more_comes(
+    start: Callable[..., object],
+    nats_server: PrivateNats,  # noqa: F811
+) -> None:
+    """A batch whose publish failed stays unacknowledged; once such batches fill the source's
+    buffer it pulls nothing more, so the consumer raises the publish's error at once instead of
+    waiting for a next batch that never comes (holding its partitions, doing nothing)."""
+    a: Process = await start("proc-a", consume=False, max_buffered=P)  # type: ignore[misc]
+    publisher = await nats.connect(nats_server.url)
+    try:
+        await _eventually(lambda: a.source.owned_partitions == frozenset(range(P)))
+        await _eventually(lambda: all(p.held is None for p in a.source.partitions.values()))
+        await _publish_round(publisher, a.source.names.prefix, 0)
+        # one delivery per partition (its share), all in before the consumer starts
+        await _eventually(lambda: len(a.source._queue) == P)
+        consumer = BatchConsumer("test", _PublishesNowhere(), batch_limit=500, batch_wait_s=0.02)
+        with pytest.raises(TransportError, match="JetStream publish failed"):
+            await asyncio.wait_for(consumer.run(a.source, NatsSink(a.nc)), 20)
+        assert all(p.unacked == 1 for p in a.source.partitions.values())  # none acknowledged
+    finally:
+        await publisher.close()

@@ -15,8 +15,9 @@ Per connection (:meth:`BatchConsumer.run`, given the transport's :class:`Source`
 
 Steps 3-4 of up to ``pipeline_depth`` committed batches run in the background while the next
 batch is read and committed; each waits for the previous one before it acknowledges, so
-acknowledgements stay in arrival order, and a failed publish ends the connection (nothing after
-it is acknowledged: the broker redelivers).
+acknowledgements stay in arrival order, and a failed publish ends the connection at once, not
+at the next batch, which may never come (nothing after it is acknowledged: the broker
+redelivers).
 
 Database-outage policy (:func:`gps_monitor.db.failures.is_outage`: the database is away, not the
 data's fault): the step is retried on the same deliveries with exponential backoff (0.5 s
@@ -148,9 +149,7 @@ class BatchConsumer:
         reporter = asyncio.create_task(self._report_periodically())
         try:
             while True:
-                deliveries = await source.next_batch(self.batch_limit, self.batch_wait_s)
-                while pending and pending[0].done():
-                    pending.popleft().result()  # raises when publishing failed
+                deliveries = await self._next_batch(source, pending)
                 outcome = await self._commit(source, deliveries)
                 if outcome is None:
                     continue
@@ -167,6 +166,24 @@ class BatchConsumer:
             for task in pending:
                 task.cancel()
             self.report()
+
+    async def _next_batch(
+        self, source: Source, pending: deque[asyncio.Task[None]]
+    ) -> list[Delivery]:
+        """The source's next batch, or the error of an earlier batch's publishing, whichever
+        comes first (raised as it is). A failed batch stays unacknowledged, and a source that
+        bounds what it holds unacknowledged (the NATS flow control) may bring nothing more."""
+        fetch = asyncio.ensure_future(source.next_batch(self.batch_limit, self.batch_wait_s))
+        try:
+            while True:
+                while pending and pending[0].done():
+                    pending.popleft().result()  # raises when publishing failed
+                if not pending or fetch.done():
+                    return await fetch
+                await asyncio.wait((fetch, pending[0]), return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:
+            fetch.cancel()
+            raise
 
     async def _commit(self, source: Source, deliveries: list[Delivery]) -> Outcome | None:
         """The step on ``deliveries`` under the outage policy; None when fenced out."""

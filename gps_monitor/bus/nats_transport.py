@@ -25,13 +25,14 @@ This source pulls in the background, so the pin is kept while the worker is busy
   message (``claim.<stage>.<p>``) so an idle partition gets an owner too;
 - the rest: nothing (they belong to other live processes).
 
-Flow control: an owned partition asks for at most its share of ``max_buffered`` less what it
-has received and not acknowledged, and for nothing (a pull for at most 1 byte, which renews the
-pin and brings no message) while the oldest delivery not yet handed out has waited half the ack
-wait: a message that waits here past the ack wait is redelivered, and a copy can come after the
-first was acknowledged. Sequences acknowledged in the last six ack waits are remembered, and
-such a late copy is acknowledged again instead of being handed out twice (under a flood of
-terminals' messages, nats-server redelivered some messages 10-21 s after they were acknowledged).
+Flow control: an owned partition asks for at most its share of ``max_buffered`` (split over
+the partitions this process prefers) less what it has received and not acknowledged, and for
+nothing (a pull for at most 1 byte, which renews the pin and brings no message) while the
+oldest delivery not yet handed out has waited half the ack wait: a message that waits here past
+the ack wait is redelivered, and a copy can come after the first was acknowledged. Sequences
+acknowledged in the last six ack waits are remembered, and such a late copy is acknowledged
+again instead of being handed out twice (under a flood of terminals' messages, nats-server
+redelivered some messages 10-21 s after they were acknowledged).
 
 Preference spreads partitions: processes of a stage announce themselves every second on
 ``gpsm.members.<stage>`` (core NATS) and each partition is preferred by the live member with the
@@ -235,8 +236,9 @@ class NatsSource:
         settings: bus, mqtt (topic prefix) and database (the fence) settings.
         stage: ``ingest`` or ``rules``.
         fence: the lease table access; one per process and stage.
-        max_buffered: deliveries received and not yet acknowledged, at most; each partition
-            pulls for its share (``max_buffered // P``, flow control in :meth:`_room`).
+        max_buffered: deliveries received and not yet acknowledged, at most (while ownership
+            is settled); each partition pulls for its share, ``max_buffered`` over the
+            partitions this process prefers (flow control, :meth:`_room`).
     """
 
     HEARTBEAT_S = 1.0
@@ -264,6 +266,8 @@ class NatsSource:
         self.max_buffered = max_buffered
         self.partitions = {p: _Partition(p) for p in range(settings.bus.partitions)}
         self.ack_wait_s = self.timeout_s / 2  # as consumer_config sets it
+        # each partition's pull budget: max_buffered over the partitions this process prefers
+        # (all of them until the first heartbeat; see _rebalance)
         self._share = max(1, max_buffered // len(self.partitions))
         # stream sequences acknowledged in the last ACKED_MEMORY_WAITS ack waits (by ack call):
         # a copy the server redelivered before it applied our acknowledgement is acknowledged
@@ -375,11 +379,11 @@ class NatsSource:
                 replies = entry[1]
                 owner = self.partitions[entry[0]]
                 owner.unacked = max(0, owner.unacked - 1)
-            for subject in replies:
-                await publish(subject, b"+ACK")
-            if sequence not in self._acked:
+            if sequence not in self._acked:  # before publishing: a publish may yield
                 self._acked.add(sequence)
                 acked.append(sequence)
+            for subject in replies:
+                await publish(subject, b"+ACK")
             part = self.partitions[delivery.partition]
             part.handed_out = max(0, part.handed_out - 1)
         if acked:
@@ -444,11 +448,14 @@ class NatsSource:
         return preferred_member(self.live_members(), partition) == self.me
 
     def _rebalance(self) -> None:
-        """Release owned partitions whose preferred member is live for a few heartbeats."""
+        """Release owned partitions whose preferred member is live for a few heartbeats, and
+        share ``max_buffered`` over the partitions this process prefers."""
         members = self.live_members()
         now = time.monotonic()
+        preferred = 0
         for part in self.partitions.values():
             wanted_by = preferred_member(members, part.number)
+            preferred += wanted_by == self.me
             settled = wanted_by is not None and (
                 now - self._member_since.get(wanted_by, now) >= 3 * self.HEARTBEAT_S
             )
@@ -456,6 +463,7 @@ class NatsSource:
                 log.info("%s: releasing partition %d to %s", self.stage, part.number, wanted_by)
                 part.releasing = True
             part.wake.set()
+        self._share = max(1, self.max_buffered // max(1, preferred))
 
     # --- pulling -------------------------------------------------------------------------
 
@@ -485,7 +493,7 @@ class NatsSource:
             part.request += 1
             part.request_open = True
             part.request_batch, part.request_served = batch, 0
-            part.open_since = time.monotonic()
+            renewed_at, part.open_since = part.open_since, time.monotonic()
             body: dict[str, Any] = {
                 "batch": batch,
                 "expires": int(expires_s * _NS),
@@ -506,6 +514,8 @@ class NatsSource:
                 )
             except nats.errors.Error as error:
                 log.warning("%s: pull for partition %d failed: %r", self.stage, part.number, error)
+                part.request_open = False
+                part.open_since = renewed_at  # renewed nothing: try again after 1 s, not T/3
                 await asyncio.sleep(self.HEARTBEAT_S)
                 continue
             if not owned and time.monotonic() >= next_claim:
