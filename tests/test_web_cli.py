@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import sys
 
 import asyncpg
@@ -13,7 +14,7 @@ from gps_monitor.cli import main
 from gps_monitor.config import Settings
 from gps_monitor.db import users
 from gps_monitor.db.registry import ensure_company
-from web.service import ensure_demo_users, serve
+from web.service import _port_free, ensure_demo_users, serve
 
 
 async def test_user_create_command_hashes_and_scopes(
@@ -169,3 +170,20 @@ async def test_web_command_believes_forwarded_for_only_from_the_configured_proxi
     finally:
         proc.terminate()
         await asyncio.to_thread(proc.wait, 10)
+
+
+def test_a_port_left_in_time_wait_is_free_and_a_listening_one_is_not() -> None:
+    """The demo's web port check binds as uvicorn does: a port whose last server closed its
+    connections first (TIME_WAIT) is free again at once; a port with a listener is taken."""
+    with socket.socket() as server:
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn's server
+        server.bind(("127.0.0.1", 0))
+        port = server.getsockname()[1]
+        server.listen()
+        assert not _port_free("127.0.0.1", port)
+        client = socket.create_connection(("127.0.0.1", port))
+        accepted, _ = server.accept()
+        accepted.close()  # the server's side closes first: its end stays in TIME_WAIT
+        client.recv(1)
+        client.close()
+    assert _port_free("127.0.0.1", port)

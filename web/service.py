@@ -41,7 +41,12 @@ class _EmbeddedServer(uvicorn.Server):
 
 
 def _port_free(host: str, port: int) -> bool:
+    """Whether a server could listen on ``host:port`` now. Bound as uvicorn binds, with
+    SO_REUSEADDR: the connections a stopped server (uvicorn, which sets it too) left in
+    TIME_WAIT do not take the port (without it a demo restarted within a minute moved to a
+    random port)."""
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:
