@@ -234,7 +234,7 @@ async def ingest_run(args: argparse.Namespace, settings: Settings, log: Path) ->
         )  # fmt: skip
     try:
         deadline = time.monotonic() + 30
-        while b"ingest subscribed" not in log.read_bytes():  # noqa: ASYNC240
+        while b"ingest consuming" not in log.read_bytes():  # noqa: ASYNC240
             if worker.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"worker did not start:\n{log.read_text()[-2000:]}")  # noqa: ASYNC240
             await asyncio.sleep(0.05)

@@ -407,7 +407,7 @@ async def pipeline_run(
     stop = ctx.Event()
     try:
         for name in names:
-            said = b"ingest subscribed" if name.startswith("ingest") else b"rules worker subscribed"
+            said = b"ingest consuming" if name.startswith("ingest") else b"rules worker consuming"
             await _wait_log(workers[name], logs[name], said)
         if args.transport == "nats":
             await _wait_owned(

@@ -524,7 +524,7 @@ async def bench_live(args: argparse.Namespace) -> None:
         )
         proc = _spawn_worker(env, log_path)
         deadline = time.monotonic() + 30
-        while not _log_has(log_path, b"rules worker subscribed"):
+        while not _log_has(log_path, b"rules worker consuming"):
             if time.monotonic() > deadline or proc.poll() is not None:
                 raise SystemExit(f"rules worker did not start:\n{_log_tail(log_path)}")
             await asyncio.sleep(0.1)

@@ -144,6 +144,13 @@ class BusSettings(BaseModel):
         """P as in force: ``partitions`` on nats, 1 on mqtt."""
         return self.partitions if self.transport == "nats" else 1
 
+    @property
+    def described(self) -> str:
+        """The transport in a log line, e.g. ``"NATS JetStream, 32 partitions"``."""
+        if self.transport == "nats":
+            return f"NATS JetStream, {self.partitions} partitions (owned ones logged as they move)"
+        return "the MQTT broker"
+
 
 class IngestSettings(BaseModel):
     """Ingest worker batching and input limits."""

@@ -152,7 +152,11 @@ class IngestWorker:
 
     async def _session(self, source: Source, sink: Sink) -> None:
         source.on_ownership_change(self._ownership_changed)
-        log.info("ingest subscribed to %s", topics.inbound_filter(self.prefix))
+        log.info(
+            "ingest consuming %s through %s",
+            topics.inbound_filter(self.prefix),
+            self.settings.bus.described,
+        )
         self.ready.set()
         await self.consumer.run(source, sink)
 

@@ -348,7 +348,11 @@ class RulesWorker:
         self._source = source
         if self.settings.bus.transport == "nats":
             source.on_ownership_change(self._ownership_changed)
-        log.info("rules worker subscribed to %s", topics.accepted_filter(self.prefix))
+        log.info(
+            "rules worker consuming %s through %s",
+            topics.accepted_filter(self.prefix),
+            self.settings.bus.described,
+        )
         await self._publish_all(await self._retry(self._pending_publications))
         self.ready.set()
         timer = asyncio.create_task(self._offline_timer())

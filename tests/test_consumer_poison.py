@@ -106,7 +106,7 @@ def _spawn_rules(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
 
 async def _until_subscribed(proc: subprocess.Popen[bytes], log: Path, count: int) -> None:
     deadline = time.monotonic() + 30
-    while log.read_bytes().count(b"rules worker subscribed") < count:  # noqa: ASYNC240
+    while log.read_bytes().count(b"rules worker consuming") < count:  # noqa: ASYNC240
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
             tail = log.read_text()[-3000:]  # noqa: ASYNC240

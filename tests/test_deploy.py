@@ -695,8 +695,8 @@ async def test_services_work_under_the_deploy_acl_with_their_compose_environment
         async with _client(deploy_broker, "web", SERVICE_PASSWORDS["web"]) as watcher:
             await watcher.subscribe("positions/v2/#", qos=1)
             await watcher.subscribe("alarms/v1/#", qos=1)
-            await _wait_for_line(procs, "ingest", "ingest subscribed to")
-            await _wait_for_line(procs, "rules", "rules worker subscribed to")
+            await _wait_for_line(procs, "ingest", "ingest consuming")
+            await _wait_for_line(procs, "rules", "rules worker consuming")
             seen: list[str] = []
             async with _client(deploy_broker, "13800000001", "pw-13800000001") as terminal:
                 for attempt in range(10):
@@ -779,7 +779,7 @@ async def test_jt808_gateway_publishes_for_terminals_under_its_broker_user(
     with _services(
         compose, deploy_broker, database_url, tmp_path, ("ingest", "jt808"), port
     ) as procs:
-        await _wait_for_line(procs, "ingest", "ingest subscribed to")
+        await _wait_for_line(procs, "ingest", "ingest consuming")
         health: subprocess.CompletedProcess[str] | None = None
         for _ in range(100):
             health = await asyncio.to_thread(_healthcheck, "tcp", "127.0.0.1", str(port))

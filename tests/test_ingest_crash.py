@@ -31,7 +31,7 @@ async def _start_worker(settings: Settings, log: Path) -> subprocess.Popen[bytes
     with log.open("ab") as out:
         proc = start_cli(["ingest", "--no-upgrade"], settings, stdout=out, stderr=out)
     deadline = time.monotonic() + 30
-    while not _log_has(log, b"ingest subscribed"):
+    while not _log_has(log, b"ingest consuming"):
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
             pytest.fail(f"ingest worker did not subscribe:\n{_log_tail(log)}")

@@ -107,8 +107,8 @@ async def test_heartbeats_keep_a_terminal_online_and_silence_takes_it_offline(
     procs: list[subprocess.Popen[bytes]] = []
     try:
         for name, args, ready in (
-            ("ingest", ["ingest", "--no-upgrade"], b"ingest subscribed"),
-            ("rules", ["rules", "--no-upgrade"], b"rules worker subscribed"),
+            ("ingest", ["ingest", "--no-upgrade"], b"ingest consuming"),
+            ("rules", ["rules", "--no-upgrade"], b"rules worker consuming"),
             # not "listening" alone: the attachment server says it first, before the gateway binds
             (
                 "jt808",

@@ -297,7 +297,7 @@ async def test_sigkill_and_restart_gives_the_same_alarms_as_running_through(
         with log.open("ab") as out:
             proc = _spawn(env, out)
         deadline = time.monotonic() + 30
-        while log.read_bytes().count(b"rules worker subscribed") < starts + 1:
+        while log.read_bytes().count(b"rules worker consuming") < starts + 1:
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
                 pytest.fail(f"rules worker did not subscribe:\n{log.read_text()[-3000:]}")
