@@ -52,7 +52,7 @@ from web.routers import (
 from web.routers import reports as reports_router
 from web.routers.pages import STATIC_DIR
 from web.security import OriginCheckMiddleware, SecurityHeadersMiddleware, secret_key_problem
-from web.validation import EdgeCheckMiddleware, install_error_handlers
+from web.validation import EdgeCheckMiddleware, SafeJSONResponse, install_error_handlers
 
 ROUTERS: tuple[APIRouter, ...] = (
     auth.router,
@@ -103,7 +103,7 @@ def _field_error(field: str, kind: str | None, message: str, status_code: int) -
     """A refusal tied to one input field, in the shape of pydantic's 422 list (``loc``, ``type``
     prefixed ``registry_``, ``msg``), so a form shows it next to the field."""
     detail = [{"loc": ["body", field], "type": f"registry_{kind}", "msg": message}]
-    return JSONResponse({"detail": detail}, status_code=status_code)
+    return SafeJSONResponse({"detail": detail}, status_code=status_code)
 
 
 def create_app(
@@ -154,21 +154,21 @@ def create_app(
 
     @app.exception_handler(NotFoundError)
     async def _not_found(_: Request, error: NotFoundError) -> JSONResponse:
-        return JSONResponse({"detail": str(error)}, status_code=404)
+        return SafeJSONResponse({"detail": str(error)}, status_code=404)
 
     @app.exception_handler(StateError)
     async def _state(_: Request, error: StateError) -> JSONResponse:
-        return JSONResponse({"detail": str(error)}, status_code=409)
+        return SafeJSONResponse({"detail": str(error)}, status_code=409)
 
     @app.exception_handler(GeometryError)
     async def _geometry(_: Request, error: GeometryError) -> JSONResponse:
-        return JSONResponse({"detail": str(error)}, status_code=422)
+        return SafeJSONResponse({"detail": str(error)}, status_code=422)
 
     @app.exception_handler(UserError)
     async def _user(_: Request, error: UserError) -> JSONResponse:
         if error.field is not None:
             return _field_error(error.field, error.kind, str(error), 422)
-        return JSONResponse({"detail": str(error)}, status_code=422)
+        return SafeJSONResponse({"detail": str(error)}, status_code=422)
 
     @app.exception_handler(RegistryError)
     async def _registry(_: Request, error: RegistryError) -> JSONResponse:

@@ -1,11 +1,15 @@
 """Input checks at the edge of the web app, for every route at once.
 
 PostgreSQL text cannot hold the NUL character: a ``\\u0000`` in a JSON body, or ``%00`` in a path
-or query, would reach asyncpg and fail as a server error; nor can JSON columns hold the infinity
-Python reads ``1e400`` as. :class:`EdgeCheckMiddleware` answers 422 before any route runs.
+or query, would reach asyncpg and fail as a server error; nor can it hold a lone surrogate (a
+``\\ud800`` escape in JSON without its other half: not Unicode text, and not encodable as UTF-8,
+so not even an error answer could carry it back); nor can JSON columns hold the infinity Python
+reads ``1e400`` as. :class:`EdgeCheckMiddleware` answers 422 before any route runs.
 :func:`install_error_handlers` maps what still slips through (``asyncpg.DataError``: characters
-the database cannot store, values out of a column's range) to 422, and keeps validation answers
-JSON-safe should their input hold ``inf``, which plain JSON cannot carry.
+the database cannot store, values out of a column's range) to 422. Every error answer is a
+:class:`SafeJSONResponse`: input echoed in it that plain JSON or UTF-8 cannot carry (``inf``, a
+lone surrogate) is sent as text (``"inf"``, ``"\\ud800"``), never a failed answer (a 500 and a
+dropped connection).
 """
 
 from __future__ import annotations
@@ -18,8 +22,10 @@ from urllib.parse import parse_qsl
 import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from fastapi.utils import is_body_allowed_for_status_code
 from starlette.exceptions import HTTPException
 from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -28,11 +34,31 @@ NUL = "\x00"
 
 
 NUL_EXPECTED = "expected text without the NUL character (\\u0000), got one"
+SURROGATE_EXPECTED = (
+    "expected Unicode text, got a lone surrogate {code} (half of a UTF-16 pair without its other "
+    "half)"
+)
 FINITE_EXPECTED = "expected a finite number, got {value} (out of range or not a number)"
 
 
 DEFAULT_MAX_JSON_DEPTH = 32
 DEPTH_EXPECTED = "expected JSON nested at most {limit} levels deep, got deeper"
+
+
+def _is_surrogate(char: str) -> bool:
+    return "\ud800" <= char <= "\udfff"
+
+
+def text_problem(text: str) -> str | None:
+    """What in ``text`` the database cannot store and UTF-8 cannot encode (``expected ..., got
+    ...``), or None: the NUL character, or a lone surrogate (U+D800-U+DFFF, which JSON's
+    ``\\uXXXX`` escapes can produce)."""
+    if NUL in text:
+        return NUL_EXPECTED
+    for char in text:
+        if _is_surrogate(char):
+            return SURROGATE_EXPECTED.format(code=f"\\u{ord(char):04x}")
+    return None
 
 
 def _json_problem(
@@ -42,15 +68,15 @@ def _json_problem(
     holding NUL, a number JSON parsing made infinite (``1e400``) or NaN, or arrays/objects
     nested more than ``max_depth`` levels."""
     if isinstance(value, str):
-        return f"{where}: {NUL_EXPECTED}" if NUL in value else None
+        return f"{where}: {found}" if (found := text_problem(value)) else None
     if isinstance(value, float) and not math.isfinite(value):
         return f"{where}: {FINITE_EXPECTED.format(value=value)}"
     if isinstance(value, dict | list) and depth > max_depth:
         return f"{where}: {DEPTH_EXPECTED.format(limit=max_depth)}"
     if isinstance(value, dict):
         for key, item in value.items():
-            if NUL in key:
-                return f"{where} (a key): {NUL_EXPECTED}"
+            if found := text_problem(key):
+                return f"{where} (a key): {found}"
             if found := _json_problem(item, f"{where}.{key}", max_depth, depth + 1):
                 return found
     elif isinstance(value, list):
@@ -68,6 +94,14 @@ def is_json(content_type: str) -> bool:
 
 def _shown(name: str) -> str:
     return name.replace(NUL, "\\0")
+
+
+def safe_text(text: str) -> str:
+    """``text`` with each lone surrogate written as its escape (``\\ud800``, six characters),
+    so UTF-8 can encode it."""
+    if not any(_is_surrogate(char) for char in text):
+        return text
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def problem_in_request(
@@ -140,11 +174,11 @@ class EdgeCheckMiddleware:
                         break
             except HTTPException as error:  # 413 from the body-size limit
                 limit = scope.get(MAX_BODY_SIZE_SCOPE_KEY)
-                response = JSONResponse({"detail": body_limit_detail(limit)}, error.status_code)
+                response = SafeJSONResponse({"detail": body_limit_detail(limit)}, error.status_code)
                 await response(scope, receive, send)
                 return
         if problem := problem_in_request(path, query, content_type, body, self.max_json_depth):
-            response = JSONResponse({"detail": problem}, status_code=422)
+            response = SafeJSONResponse({"detail": problem}, status_code=422)
             await response(scope, receive, send)
             return
 
@@ -162,30 +196,53 @@ def body_limit_detail(limit: int | None) -> str:
 
 
 def json_safe(value: Any) -> Any:
-    """``value`` with non-finite floats (``inf``, ``nan``) as strings, so JSON can carry it."""
+    """``value`` with non-finite floats (``inf``, ``nan``) as strings, lone surrogates in strings
+    (keys too) as their escapes (:func:`safe_text`) and bytes as text (what is not UTF-8 as
+    ``\\xff`` escapes), so JSON and UTF-8 can carry it."""
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
+    if isinstance(value, str):
+        return safe_text(value)
+    if isinstance(value, bytes):
+        return safe_text(value.decode("utf-8", "backslashreplace"))
     if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
+        return {json_safe(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [json_safe(v) for v in value]
     return value
 
 
+class SafeJSONResponse(JSONResponse):
+    """A JSON answer whose content goes through :func:`json_safe` first: the class of every
+    error answer, which may echo input back."""
+
+    def render(self, content: Any) -> bytes:
+        return super().render(json_safe(content))
+
+
 def install_error_handlers(app: FastAPI) -> None:
-    """422 for request validation errors (JSON-safe) and for asyncpg data errors."""
+    """422 for request validation errors and for asyncpg data errors; every ``HTTPException``
+    answered as FastAPI does, but through :class:`SafeJSONResponse` like the others."""
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, error: RequestValidationError) -> JSONResponse:
-        return JSONResponse({"detail": json_safe(jsonable_encoder(error.errors()))}, 422)
+        # the input may be bytes (a body not sent as JSON), which jsonable_encoder decodes
+        # as UTF-8 or fails: made text first
+        return SafeJSONResponse({"detail": jsonable_encoder(json_safe(error.errors()))}, 422)
+
+    @app.exception_handler(HTTPException)
+    async def _http(request: Request, error: HTTPException) -> Response:
+        if not is_body_allowed_for_status_code(error.status_code):
+            return await http_exception_handler(request, error)
+        return SafeJSONResponse({"detail": error.detail}, error.status_code, error.headers)
 
     @app.exception_handler(413)  # the body-size limit, met inside a route
     async def _too_large(request: Request, _: Exception) -> JSONResponse:
         limit = request.scope.get(MAX_BODY_SIZE_SCOPE_KEY)
-        return JSONResponse({"detail": body_limit_detail(limit)}, 413)
+        return SafeJSONResponse({"detail": body_limit_detail(limit)}, 413)
 
     @app.exception_handler(asyncpg.DataError)  # and its subclasses: CharacterNotInRepertoire...
     async def _data(_: Request, error: asyncpg.DataError) -> JSONResponse:
-        return JSONResponse(
+        return SafeJSONResponse(
             {"detail": f"expected values the database can store, got: {error}"}, 422
         )
