@@ -262,10 +262,72 @@ def _opt_float(props: dict[str, Any], name: str, what: str) -> float | None:
     return float(value)
 
 
-def _feature_geometry(feature: dict[str, Any], what: str) -> BaseGeometry:
-    raw = feature.get("geometry")
+def _shown(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+# How deep each geometry type nests its positions in ``coordinates`` (RFC 7946, 3.1).
+_POSITION_DEPTH = {
+    "Point": 0,
+    "MultiPoint": 1,
+    "LineString": 1,
+    "MultiLineString": 2,
+    "Polygon": 2,
+    "MultiPolygon": 3,
+}
+
+
+def _check_positions(coords: Any, depth: int, what: str) -> None:
+    """``coords`` are positions ``[lon, lat]`` (or ``[lon, lat, alt]``) nested ``depth`` arrays
+    deep; else GeometryError."""
+    if depth == 0:
+        if not (
+            isinstance(coords, list) and 2 <= len(coords) <= 3 and all(map(_is_number, coords))
+        ):
+            raise GeometryError(
+                f"{what}: expected a position [lon, lat] (2 or 3 numbers), got {_shown(coords)}"
+            )
+        return
+    if not isinstance(coords, list):
+        nested = "an array of " + "arrays of " * (depth - 1)
+        raise GeometryError(f"{what}: expected {nested}positions [lon, lat], got {_shown(coords)}")
+    for item in coords:
+        _check_positions(item, depth - 1, what)
+
+
+def _geometry_object(raw: Any, what: str) -> dict[str, Any]:
+    """``raw`` when it is a GeoJSON geometry object of a known type whose coordinates (or member
+    geometries) have the shape the type needs; else GeometryError saying what came."""
     if not isinstance(raw, dict):
-        raise GeometryError(f"{what}: expected a GeoJSON geometry object, got {raw!r}")
+        raise GeometryError(f"{what}: expected a GeoJSON geometry object, got {_shown(raw)}")
+    kind = raw.get("type")
+    if kind == "GeometryCollection":
+        members = raw.get("geometries")
+        if not isinstance(members, list):
+            raise GeometryError(
+                f"{what}: GeometryCollection: expected geometries as an array, got "
+                f"{_shown(members)}"
+            )
+        for i, member in enumerate(members):
+            _geometry_object(member, f"{what}: geometries[{i}]")
+        return raw
+    depth = _POSITION_DEPTH.get(kind) if isinstance(kind, str) else None
+    if depth is None:
+        raise GeometryError(
+            f"{what}: geometry type: expected one of {', '.join(_POSITION_DEPTH)} or "
+            f"GeometryCollection, got {_shown(kind)}"
+        )
+    _check_positions(raw.get("coordinates"), depth, f"{what}: {kind} coordinates")
+    return raw
+
+
+def _feature_geometry(feature: dict[str, Any], what: str) -> BaseGeometry:
+    raw = _geometry_object(feature.get("geometry"), what)
     coords = raw.get("coordinates")
     if raw.get("type") == "LineString" and isinstance(coords, list) and len(coords) < 2:
         raise GeometryError(
@@ -279,15 +341,42 @@ def _feature_geometry(feature: dict[str, Any], what: str) -> BaseGeometry:
     return geom
 
 
+def _vehicle_ids(value: Any, what: str) -> frozenset[int]:
+    """The ``vehicle_ids`` property: null/absent or an array of ids (integers, or their
+    decimal text); else GeometryError."""
+    if value is None:
+        return frozenset()
+
+    def is_id(v: Any) -> bool:
+        return (isinstance(v, int) and not isinstance(v, bool)) or (
+            isinstance(v, str) and v.isascii() and v.isdigit()
+        )
+
+    if not isinstance(value, list) or not all(map(is_id, value)):
+        raise GeometryError(
+            f"{what}: vehicle_ids: expected an array of vehicle ids (integers), got {_shown(value)}"
+        )
+    return frozenset(int(v) for v in value)
+
+
 def from_feature(feature: dict[str, Any], index: int = 0) -> Geofence | Route:
     """One GeoJSON Feature -> :class:`Geofence` or :class:`Route` (``kind: route``).
 
     Raises:
-        GeometryError: missing/unknown kind, bad property types, invalid geometry.
+        GeometryError: properties not an object, missing/unknown kind, bad property types
+            (``vehicle_ids`` not an array of integers, ``active_hours`` not text...), a geometry
+            of an unknown type or whose coordinates are not positions nested as its type needs,
+            invalid geometry; each says what was expected and what came.
     """
     if not isinstance(feature, dict) or feature.get("type") != "Feature":
         raise GeometryError(f"feature #{index}: expected a GeoJSON Feature object")
-    props = feature.get("properties") or {}
+    props = feature.get("properties")
+    if props is None:
+        props = {}
+    elif not isinstance(props, dict):
+        raise GeometryError(
+            f"feature #{index}: properties: expected an object (or null), got {_shown(props)}"
+        )
     raw_id = props.get("id", feature.get("id"))
     name = str(props.get("name") or raw_id or f"feature-{index}")
     fid = str(raw_id) if raw_id is not None else name
@@ -295,8 +384,12 @@ def from_feature(feature: dict[str, Any], index: int = 0) -> Geofence | Route:
     kind = props.get("kind")
     geom = _feature_geometry(feature, what)
     hours = props.get("active_hours")
+    if hours is not None and not isinstance(hours, str):
+        raise GeometryError(
+            f"{what}: active_hours: expected text 'HH:MM-HH:MM' (or null), got {_shown(hours)}"
+        )
     window = TimeWindow.parse(hours) if hours else None
-    vehicle_ids = frozenset(int(v) for v in props.get("vehicle_ids") or ())
+    vehicle_ids = _vehicle_ids(props.get("vehicle_ids"), what)
     if kind == "route":
         corridor = _opt_float(props, "corridor_m", what)
         return Route(
@@ -318,6 +411,11 @@ def from_feature(feature: dict[str, Any], index: int = 0) -> Geofence | Route:
     classes = props.get("vehicle_classes") or ()
     if isinstance(classes, str):
         classes = [c.strip() for c in classes.split(",") if c.strip()]
+    if not isinstance(classes, list | tuple) or not all(isinstance(c, str) for c in classes):
+        raise GeometryError(
+            f"{what}: vehicle_classes: expected an array of vehicle classes (text) or a "
+            f"comma-separated text, got {_shown(classes)}"
+        )
     return Geofence(
         id=fid,
         name=name,

@@ -82,6 +82,93 @@ async def test_geofence_crud_validation_and_audit(settings: Settings, pool: asyn
     assert actions == ["geofence.create", "geofence.rename", "geofence.assign", "geofence.delete"]
 
 
+LINE = [[106.50, 29.50], [106.60, 29.60]]
+# (what to change in a valid feature, the body's coordinates_crs, what the 422 says); found by a
+# new-user walkthrough: each of these was a 500 (TypeError, KeyError: 0 from shapely)
+WRONG_TYPES = [
+    ({"properties": 1}, "wgs84", "Input should be a valid dictionary"),
+    ({"properties": [1]}, "wgs84", "Input should be a valid dictionary"),
+    ({"geometry": 1}, "wgs84", "Input should be a valid dictionary"),
+    ({"coordinates": {}}, "wgs84", "coordinates: expected an array of {arrays}positions"),
+    ({"coordinates": {}}, "gcj02", "coordinates: expected an array of {arrays}positions"),
+    ({"coordinates": "abc"}, "gcj02", "coordinates: expected an array of {arrays}positions"),
+    ({"coordinates": [[[[1]]]]}, "wgs84", "expected a position [lon, lat] (2 or 3 numbers), got"),
+    ({"geometry_type": "Ring"}, "wgs84", "geometry type: expected one of Point"),
+    (
+        {"vehicle_ids": 1},
+        "wgs84",
+        "vehicle_ids: expected an array of vehicle ids (integers), got 1",
+    ),
+    ({"vehicle_ids": [[1]]}, "wgs84", "vehicle_ids: expected an array of vehicle ids"),
+    ({"vehicle_ids": [True]}, "wgs84", "vehicle_ids: expected an array of vehicle ids"),
+    (
+        {"active_hours": True},
+        "wgs84",
+        "active_hours: expected text 'HH:MM-HH:MM' (or null), got True",
+    ),
+    ({"active_hours": 8}, "wgs84", "active_hours: expected text 'HH:MM-HH:MM' (or null), got 8"),
+    ({"vehicle_classes": 1}, "wgs84", "vehicle_classes: expected an array of vehicle classes"),
+]
+
+
+def _wrong(plural: str, change: dict, crs: str) -> dict:
+    """A valid geofence (polygon) or route (line) with ``change`` made to it."""
+    if plural == "geofences":
+        body = polygon(SQUARE)
+    else:
+        body = polygon(LINE, kind="route", corridor_m=100)
+        body["feature"]["geometry"] = {"type": "LineString", "coordinates": LINE}
+    feature = body["feature"]
+    for key, value in change.items():
+        if key in ("properties", "geometry"):
+            feature[key] = value
+        elif key == "coordinates":
+            feature["geometry"]["coordinates"] = value
+        elif key == "geometry_type":
+            feature["geometry"]["type"] = value
+        else:
+            feature["properties"][key] = value
+    return {**body, "coordinates_crs": crs}
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT"])
+@pytest.mark.parametrize(
+    ("plural", "change", "crs", "message"),
+    [
+        (plural, *case)
+        for plural in ("geofences", "routes")
+        for case in WRONG_TYPES
+        if not (plural == "routes" and "vehicle_classes" in case[0])  # a route has none
+    ],
+)
+async def test_a_value_of_the_wrong_type_is_a_422_saying_what_came(
+    settings: Settings,
+    pool: asyncpg.Pool,
+    method: str,
+    plural: str,
+    change: dict,
+    crs: str,
+    message: str,
+) -> None:
+    w = await make_world(pool, settings)
+    bureau = w.auth("bureau")
+    async with rest_client(settings) as client:
+        good = _wrong(plural, {}, "wgs84")
+        r = await client.post(f"/api/{plural}", json=good, headers=bureau)
+        assert r.status_code == 201, r.text
+        item_id = r.json()["id"]
+        before = (await client.get(f"/api/{plural}/{item_id}", headers=bureau)).json()
+        url = f"/api/{plural}" if method == "POST" else f"/api/{plural}/{item_id}"
+        r = await client.request(method, url, json=_wrong(plural, change, crs), headers=bureau)
+        assert r.status_code == 422, r.text
+        arrays = "arrays of " if plural == "geofences" else ""
+        assert message.format(arrays=arrays) in r.text, r.text
+        after = (await client.get(f"/api/{plural}/{item_id}", headers=bureau)).json()
+    assert after == before
+    kind = "geofence" if plural == "geofences" else "route"
+    assert len(await store.load(pool, kind)) == 1
+
+
 async def test_geometry_drawn_on_gcj02_tiles_is_saved_in_wgs84(
     settings: Settings, pool: asyncpg.Pool
 ) -> None:

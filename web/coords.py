@@ -70,12 +70,19 @@ def gcj02_to_wgs84(lat: float, lon: float, tolerance_deg: float = 1e-9) -> tuple
     return w_lat, w_lon
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def geojson_gcj02_to_wgs84(geometry: dict[str, Any]) -> dict[str, Any]:
     """A GeoJSON geometry (coordinates ``[lon, lat]`` in GCJ-02) with every position converted to
-    WGS-84; other members are kept."""
+    WGS-84; other members, and coordinates that are not nested arrays of positions, are kept
+    as they came (the geometry check refuses them)."""
 
     def convert(coords: Any) -> Any:
-        if coords and isinstance(coords[0], int | float):
+        if not isinstance(coords, list):
+            return coords  # not GeoJSON coordinates: left for the geometry check to refuse
+        if len(coords) >= 2 and all(_is_number(c) for c in coords[:2]):
             lat, lon = gcj02_to_wgs84(float(coords[1]), float(coords[0]))
             return [lon, lat, *coords[2:]]
         return [convert(c) for c in coords]

@@ -22,7 +22,7 @@ from typing import Annotated, Any, Literal
 
 import asyncpg
 from fastapi import APIRouter, HTTPException, Path
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from gps_monitor.db import audit
 from gps_monitor.db import geofences as store
@@ -36,8 +36,21 @@ Kind = Literal["geofence", "route"]
 ItemId = Annotated[str, Path(min_length=1, max_length=100)]
 
 
+class GeoJsonFeature(BaseModel):
+    """A GeoJSON Feature's envelope: ``properties`` and ``geometry`` objects (their members are
+    checked by :func:`gps_monitor.geofences.from_feature`); other members are kept."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: Literal["Feature"]
+    properties: dict[str, Any] | None = Field(
+        default=None, description="see gps_monitor.geofences (kind, name, corridor_m...)"
+    )
+    geometry: dict[str, Any] = Field(description="GeoJSON geometry, coordinates [lon, lat]")
+
+
 class FeatureIn(BaseModel):
-    feature: dict[str, Any] = Field(description="GeoJSON Feature (properties: see module doc)")
+    feature: GeoJsonFeature = Field(description="GeoJSON Feature (properties: see module doc)")
     coordinates_crs: Literal["wgs84", "gcj02"] = "wgs84"
 
 
@@ -84,9 +97,15 @@ async def _one(pool: asyncpg.Pool, kind: Kind, item_id: str, user: User) -> Geof
 
 
 def _parse(body: FeatureIn, kind: Kind, item_id: str | None) -> Geofence | Route:
-    feature = dict(body.feature)
-    if feature.get("type") != "Feature" or not isinstance(feature.get("geometry"), dict):
-        raise HTTPException(422, "feature: expected a GeoJSON Feature with a geometry object")
+    """The item the body describes (id ``item_id`` when given).
+
+    Raises:
+        GeometryError (422): what in the geometry or properties is not as expected
+            (:func:`gps_monitor.geofences.from_feature`); HTTPException 422: a route kind on
+            /api/geofences. The envelope (a Feature, properties and geometry objects) is
+            checked by :class:`GeoJsonFeature` first.
+    """
+    feature = body.feature.model_dump()
     if body.coordinates_crs == "gcj02":
         feature["geometry"] = geojson_gcj02_to_wgs84(feature["geometry"])
     props = dict(feature.get("properties") or {})
