@@ -108,6 +108,56 @@ async def test_enforcement_records_and_corrects_a_penalty_audited_with_before_an
     assert await pool.fetchval("SELECT count(*) FROM alarm_penalties") == 2
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"decision": "foo"},
+        {"decision": "fine", "decision_number": "N3"},  # was recorded, a 罚款-like without amount
+        {"decision": "fine", "fine_yuan": 100},
+        {"decision": "罚款 200元", "fine_yuan": 200},
+    ],
+)
+async def test_a_decision_other_than_the_three_kinds_is_a_422_listing_them(
+    settings: Settings, pool: asyncpg.Pool, world, body: dict
+) -> None:  # type: ignore[no-untyped-def]
+    """Found by a new-user walkthrough: the decision was free text (``foo`` was recorded)."""
+    alarm = world.alarms["A"]
+    law = world.auth("enforcement")
+    async with rest_client(settings) as client:
+        r = await client.post(f"/api/alarms/{alarm}/penalty", json=body, headers=law)
+        assert r.status_code == 422, r.text
+        expected = f"decision: expected one of 罚款, 警告, 不予处罚, got {body['decision']!r}"
+        assert expected in r.text, r.text
+        recorded = await client.post(
+            f"/api/alarms/{alarm}/penalty", json={"decision": "警告"}, headers=law
+        )
+        assert recorded.status_code == 201, recorded.text
+        r = await client.put(f"/api/penalties/{recorded.json()['id']}", json=body, headers=law)
+        assert r.status_code == 422 and expected in r.text, r.text
+    assert await pool.fetchval("SELECT array_agg(decision) FROM alarm_penalties") == ["警告"]
+
+
+async def test_each_of_the_three_kinds_is_recorded(
+    settings: Settings, pool: asyncpg.Pool, world
+) -> None:  # type: ignore[no-untyped-def]
+    alarm = world.alarms["A"]
+    law = world.auth("enforcement")
+    async with rest_client(settings) as client:
+        for body in (
+            {"decision": " 罚款 ", "fine_yuan": 100},
+            {"decision": "警告"},
+            {"decision": "不予处罚", "note": "首违不罚"},
+        ):
+            r = await client.post(f"/api/alarms/{alarm}/penalty", json=body, headers=law)
+            assert r.status_code == 201, r.text
+    stored = await pool.fetch("SELECT decision, fine_yuan FROM alarm_penalties ORDER BY id")
+    assert [(row["decision"], row["fine_yuan"]) for row in stored] == [
+        ("罚款", 100),
+        ("警告", None),
+        ("不予处罚", None),
+    ]
+
+
 async def test_a_decision_is_recorded_once_a_repeat_or_double_submit_is_409(
     settings: Settings, pool: asyncpg.Pool, world
 ) -> None:  # type: ignore[no-untyped-def]

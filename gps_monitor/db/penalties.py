@@ -1,10 +1,12 @@
 """Penalty decisions on alarms (table ``alarm_penalties``, migrations 0051 and 0123).
 
 An enforcement officer records, per alarm, the administrative penalty decided on it: the kind of
-decision (罚款 / 警告 / 不予处罚, free text), the number of the decision document (处罚决定书编号),
-the fine in yuan (罚款金额, 2 decimals, none for a warning), the date of the decision and a note.
-A recorded decision can be corrected; ``updated_at`` / ``updated_by`` say who did it last, and
-the audit trail (written by the caller in the same transaction) keeps every version.
+decision (one of :data:`DECISIONS`: 罚款 / 警告 / 不予处罚; checked by the API, the column is
+text and rows recorded before the check may hold other text), the number of the decision
+document (处罚决定书编号), the fine in yuan (罚款金额, 2 decimals, none for a warning), the date of
+the decision and a note. A recorded decision can be corrected; ``updated_at`` / ``updated_by``
+say who did it last, and the audit trail (written by the caller in the same transaction) keeps
+every version.
 
 The KPI report counts an alarm with a penalty decision as handled (处理率, web.reports.kpi); the
 evidence report of the alarm shows its decisions.
@@ -27,6 +29,10 @@ _FROM = (
     "FROM alarm_penalties p JOIN users ru ON ru.id = p.recorded_by "
     "LEFT JOIN users uu ON uu.id = p.updated_by"
 )
+
+
+DECISIONS: tuple[str, ...] = ("罚款", "警告", "不予处罚")  # fine, warning, no penalty
+FINE = "罚款"  # the decision that carries an amount (fine_yuan)
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from gps_monitor.config import Settings
 from gps_monitor.db import audit, penalties
-from gps_monitor.db.penalties import PenaltyFields
+from gps_monitor.db.penalties import DECISIONS, FINE, PenaltyFields
 from web.deps import DbId, EnforcementUser, PoolDep, SettingsDep, not_found
 from web.routers.alarms import fetch_scoped
 
@@ -30,7 +30,9 @@ router = APIRouter(tags=["alarms"])
 class PenaltyIn(BaseModel):
     """A penalty decision as the enforcement officer enters it (:mod:`gps_monitor.db.penalties`).
 
-    ``decision``: the kind (罚款 / 警告 / 不予处罚, free text); ``decision_number``: 处罚决定书编号;
+    ``decision``: the kind, one of 罚款 / 警告 / 不予处罚
+    (:data:`~gps_monitor.db.penalties.DECISIONS`, surrounding blanks ignored; 422 otherwise,
+    listing them); ``decision_number``: 处罚决定书编号;
     ``fine_yuan``: 罚款金额 in yuan, at most 2 decimals, required when the decision is 罚款;
     ``decided_on``: the date of the decision (local calendar date, not in the future; default
     today); ``note``.
@@ -38,7 +40,12 @@ class PenaltyIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    decision: str = Field(min_length=1, max_length=200, examples=["罚款", "警告", "不予处罚"])
+    decision: str = Field(
+        min_length=1,
+        max_length=200,
+        examples=list(DECISIONS),
+        json_schema_extra={"enum": list(DECISIONS)},
+    )
     decision_number: str | None = Field(
         default=None, max_length=100, examples=["渝交执罚〔2026〕第0123号"]
     )
@@ -51,10 +58,13 @@ class PenaltyIn(BaseModel):
     @model_validator(mode="after")
     def _fine_for_a_fine(self) -> PenaltyIn:
         self.decision = self.decision.strip()
+        expected = f"decision: expected one of {', '.join(DECISIONS)}"
         if not self.decision:
-            raise ValueError("decision: expected the kind of decision (罚款, 警告...), got blanks")
+            raise ValueError(f"{expected}, got blanks")
+        if self.decision not in DECISIONS:
+            raise ValueError(f"{expected}, got {self.decision!r}")
         self.decision_number = (self.decision_number or "").strip() or None
-        if self.decision == "罚款" and self.fine_yuan is None:
+        if self.decision == FINE and self.fine_yuan is None:
             raise ValueError("decision 罚款: expected fine_yuan (罚款金额, yuan), got none")
         return self
 
@@ -87,7 +97,8 @@ async def record_penalty(
     alarm_id: DbId, body: PenaltyIn, user: EnforcementUser, pool: PoolDep, settings: SettingsDep
 ) -> dict[str, Any]:
     """Record a penalty decision on an alarm (enforcement only); audited as ``alarm.penalty``.
-    422 for a 罚款 without its amount or a decision date in the future; 409 (nothing written)
+    422 for a decision other than 罚款 / 警告 / 不予处罚 (the answer lists them), a 罚款 without
+    its amount or a decision date in the future; 409 (nothing written)
     when the alarm already has a decision of that number, or without a number the very same
     decision (a double submit: :func:`gps_monitor.db.penalties.find_same`)."""
     fields = body.fields(_local_today(settings))
@@ -122,7 +133,9 @@ async def edit_penalty(
     settings: SettingsDep,
 ) -> dict[str, Any]:
     """Correct a recorded penalty decision (enforcement only); audited as
-    ``alarm.penalty_edit`` with the values before and after. 404 for an unknown decision."""
+    ``alarm.penalty_edit`` with the values before and after. 404 for an unknown decision; 422
+    as for recording (a decision recorded before the kinds were checked is corrected to one of
+    them)."""
     fields = body.fields(_local_today(settings))
     async with pool.acquire() as conn, conn.transaction():
         before = await penalties.get(conn, penalty_id)
