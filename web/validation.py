@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -45,8 +46,7 @@ DEFAULT_MAX_JSON_DEPTH = 32
 DEPTH_EXPECTED = "expected JSON nested at most {limit} levels deep, got deeper"
 
 
-def _is_surrogate(char: str) -> bool:
-    return "\ud800" <= char <= "\udfff"
+SURROGATE = re.compile("[\ud800-\udfff]")  # found in C: a JSON body may hold much text
 
 
 def text_problem(text: str) -> str | None:
@@ -55,9 +55,8 @@ def text_problem(text: str) -> str | None:
     ``\\uXXXX`` escapes can produce)."""
     if NUL in text:
         return NUL_EXPECTED
-    for char in text:
-        if _is_surrogate(char):
-            return SURROGATE_EXPECTED.format(code=f"\\u{ord(char):04x}")
+    if found := SURROGATE.search(text):
+        return SURROGATE_EXPECTED.format(code=f"\\u{ord(found.group()):04x}")
     return None
 
 
@@ -99,7 +98,7 @@ def _shown(name: str) -> str:
 def safe_text(text: str) -> str:
     """``text`` with each lone surrogate written as its escape (``\\ud800``, six characters),
     so UTF-8 can encode it."""
-    if not any(_is_surrogate(char) for char in text):
+    if not SURROGATE.search(text):
         return text
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
