@@ -39,6 +39,7 @@ from shapely.geometry.base import BaseGeometry
 from gps_monitor.errors import GeometryError
 from gps_monitor.geo import check_geometry
 from gps_monitor.models import VehicleClass
+from gps_monitor.payload import shown
 
 # Road classes a speed zone may carry: expressway / other decide the hazardous-goods limit
 # (80 / 60 km/h); the unsigned ones carry their statutory limit (DOMAIN.md: 30/40, 50/70 km/h).
@@ -262,12 +263,8 @@ def _opt_float(props: dict[str, Any], name: str, what: str) -> float | None:
     return float(value)
 
 
-def _shown(value: Any, limit: int = 80) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else f"{text[: limit - 3]}..."
-
-
-def _is_number(value: Any) -> bool:
+def is_number(value: Any) -> bool:
+    """Whether a parsed JSON value is a number (``true`` and ``false`` are not)."""
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
@@ -286,16 +283,14 @@ def _check_positions(coords: Any, depth: int, what: str) -> None:
     """``coords`` are positions ``[lon, lat]`` (or ``[lon, lat, alt]``) nested ``depth`` arrays
     deep; else GeometryError."""
     if depth == 0:
-        if not (
-            isinstance(coords, list) and 2 <= len(coords) <= 3 and all(map(_is_number, coords))
-        ):
+        if not (isinstance(coords, list) and 2 <= len(coords) <= 3 and all(map(is_number, coords))):
             raise GeometryError(
-                f"{what}: expected a position [lon, lat] (2 or 3 numbers), got {_shown(coords)}"
+                f"{what}: expected a position [lon, lat] (2 or 3 numbers), got {shown(coords)}"
             )
         return
     if not isinstance(coords, list):
         nested = "an array of " + "arrays of " * (depth - 1)
-        raise GeometryError(f"{what}: expected {nested}positions [lon, lat], got {_shown(coords)}")
+        raise GeometryError(f"{what}: expected {nested}positions [lon, lat], got {shown(coords)}")
     for item in coords:
         _check_positions(item, depth - 1, what)
 
@@ -304,14 +299,13 @@ def _geometry_object(raw: Any, what: str) -> dict[str, Any]:
     """``raw`` when it is a GeoJSON geometry object of a known type whose coordinates (or member
     geometries) have the shape the type needs; else GeometryError saying what came."""
     if not isinstance(raw, dict):
-        raise GeometryError(f"{what}: expected a GeoJSON geometry object, got {_shown(raw)}")
+        raise GeometryError(f"{what}: expected a GeoJSON geometry object, got {shown(raw)}")
     kind = raw.get("type")
     if kind == "GeometryCollection":
         members = raw.get("geometries")
         if not isinstance(members, list):
             raise GeometryError(
-                f"{what}: GeometryCollection: expected geometries as an array, got "
-                f"{_shown(members)}"
+                f"{what}: GeometryCollection: expected geometries as an array, got {shown(members)}"
             )
         for i, member in enumerate(members):
             _geometry_object(member, f"{what}: geometries[{i}]")
@@ -320,7 +314,7 @@ def _geometry_object(raw: Any, what: str) -> dict[str, Any]:
     if depth is None:
         raise GeometryError(
             f"{what}: geometry type: expected one of {', '.join(_POSITION_DEPTH)} or "
-            f"GeometryCollection, got {_shown(kind)}"
+            f"GeometryCollection, got {shown(kind)}"
         )
     _check_positions(raw.get("coordinates"), depth, f"{what}: {kind} coordinates")
     return raw
@@ -354,7 +348,7 @@ def _vehicle_ids(value: Any, what: str) -> frozenset[int]:
 
     if not isinstance(value, list) or not all(map(is_id, value)):
         raise GeometryError(
-            f"{what}: vehicle_ids: expected an array of vehicle ids (integers), got {_shown(value)}"
+            f"{what}: vehicle_ids: expected an array of vehicle ids (integers), got {shown(value)}"
         )
     return frozenset(int(v) for v in value)
 
@@ -375,7 +369,7 @@ def from_feature(feature: dict[str, Any], index: int = 0) -> Geofence | Route:
         props = {}
     elif not isinstance(props, dict):
         raise GeometryError(
-            f"feature #{index}: properties: expected an object (or null), got {_shown(props)}"
+            f"feature #{index}: properties: expected an object (or null), got {shown(props)}"
         )
     raw_id = props.get("id", feature.get("id"))
     name = str(props.get("name") or raw_id or f"feature-{index}")
@@ -386,7 +380,7 @@ def from_feature(feature: dict[str, Any], index: int = 0) -> Geofence | Route:
     hours = props.get("active_hours")
     if hours is not None and not isinstance(hours, str):
         raise GeometryError(
-            f"{what}: active_hours: expected text 'HH:MM-HH:MM' (or null), got {_shown(hours)}"
+            f"{what}: active_hours: expected text 'HH:MM-HH:MM' (or null), got {shown(hours)}"
         )
     window = TimeWindow.parse(hours) if hours else None
     vehicle_ids = _vehicle_ids(props.get("vehicle_ids"), what)
@@ -414,7 +408,7 @@ def from_feature(feature: dict[str, Any], index: int = 0) -> Geofence | Route:
     if not isinstance(classes, list | tuple) or not all(isinstance(c, str) for c in classes):
         raise GeometryError(
             f"{what}: vehicle_classes: expected an array of vehicle classes (text) or a "
-            f"comma-separated text, got {_shown(classes)}"
+            f"comma-separated text, got {shown(classes)}"
         )
     return Geofence(
         id=fid,

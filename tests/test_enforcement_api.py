@@ -126,7 +126,7 @@ async def test_a_decision_other_than_the_three_kinds_is_a_422_listing_them(
     async with rest_client(settings) as client:
         r = await client.post(f"/api/alarms/{alarm}/penalty", json=body, headers=law)
         assert r.status_code == 422, r.text
-        expected = f"decision: expected one of 罚款, 警告, 不予处罚, got {body['decision']!r}"
+        expected = f'decision: expected one of 罚款, 警告, 不予处罚, got \\"{body["decision"]}\\"'
         assert expected in r.text, r.text
         recorded = await client.post(
             f"/api/alarms/{alarm}/penalty", json={"decision": "警告"}, headers=law

@@ -104,7 +104,7 @@ WRONG_TYPES = [
     (
         {"active_hours": True},
         "wgs84",
-        "active_hours: expected text 'HH:MM-HH:MM' (or null), got True",
+        "active_hours: expected text 'HH:MM-HH:MM' (or null), got true",
     ),
     ({"active_hours": 8}, "wgs84", "active_hours: expected text 'HH:MM-HH:MM' (or null), got 8"),
     ({"vehicle_classes": 1}, "wgs84", "vehicle_classes: expected an array of vehicle classes"),

@@ -16,6 +16,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from gps_monitor.geofences import is_number
+
 _A = 6378245.0  # Krasovsky 1940 semi-major axis, m
 _EE = 0.00669342162296594323  # its first eccentricity squared
 
@@ -70,10 +72,6 @@ def gcj02_to_wgs84(lat: float, lon: float, tolerance_deg: float = 1e-9) -> tuple
     return w_lat, w_lon
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
 def geojson_gcj02_to_wgs84(geometry: dict[str, Any]) -> dict[str, Any]:
     """A GeoJSON geometry (coordinates ``[lon, lat]`` in GCJ-02) with every position converted to
     WGS-84; other members, and coordinates that are not nested arrays of positions, are kept
@@ -82,7 +80,7 @@ def geojson_gcj02_to_wgs84(geometry: dict[str, Any]) -> dict[str, Any]:
     def convert(coords: Any) -> Any:
         if not isinstance(coords, list):
             return coords  # not GeoJSON coordinates: left for the geometry check to refuse
-        if len(coords) >= 2 and all(_is_number(c) for c in coords[:2]):
+        if len(coords) >= 2 and all(is_number(c) for c in coords[:2]):
             lat, lon = gcj02_to_wgs84(float(coords[1]), float(coords[0]))
             return [lon, lat, *coords[2:]]
         return [convert(c) for c in coords]

@@ -133,6 +133,12 @@ def stream_configs(settings: Settings) -> list[dict[str, Any]]:
     ]
 
 
+def ack_wait_s(settings: Settings) -> float:
+    """The partition consumers' ack wait: half the owner timeout, so what a dead owner had
+    received is redelivered before its partitions move (module docstring)."""
+    return settings.bus.owner_timeout_s / 2
+
+
 def consumer_config(settings: Settings, stage: Stage, partition: int) -> dict[str, Any]:
     """One stage-and-partition consumer (pinned-client priority group)."""
     names = NatsNames(settings.mqtt.topic_prefix)
@@ -142,7 +148,7 @@ def consumer_config(settings: Settings, stage: Stage, partition: int) -> dict[st
         "filter_subjects": names.partition_filter(stage, partition),
         "deliver_policy": "all",
         "ack_policy": "explicit",
-        "ack_wait": timeout_ns // 2,
+        "ack_wait": int(ack_wait_s(settings) * _NS),
         "max_deliver": -1,
         "max_ack_pending": 50_000,
         "max_waiting": 512,
@@ -265,13 +271,12 @@ class NatsSource:
         self.fencer = fence
         self.max_buffered = max_buffered
         self.partitions = {p: _Partition(p) for p in range(settings.bus.partitions)}
-        self.ack_wait_s = self.timeout_s / 2  # as consumer_config sets it
+        self.ack_wait_s = ack_wait_s(settings)
         # each partition's pull budget: max_buffered over the partitions this process prefers
         # (all of them until the first heartbeat; see _rebalance)
         self._share = max(1, max_buffered // len(self.partitions))
-        # stream sequences acknowledged in the last ACKED_MEMORY_WAITS ack waits (by ack call):
-        # a copy the server redelivered before it applied our acknowledgement is acknowledged
-        # again, not handed out a second time
+        # stream sequences acknowledged in the last ACKED_MEMORY_WAITS ack waits, one list per
+        # ack call (flow control, module docstring)
         self._acked: set[int] = set()
         self._acked_at: deque[tuple[float, list[int]]] = deque()
         self._queue: deque[Delivery] = deque()

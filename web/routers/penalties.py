@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from gps_monitor.config import Settings
 from gps_monitor.db import audit, penalties
 from gps_monitor.db.penalties import DECISIONS, FINE, PenaltyFields
+from gps_monitor.payload import shown
 from web.deps import DbId, EnforcementUser, PoolDep, SettingsDep, not_found
 from web.routers.alarms import fetch_scoped
 
@@ -62,7 +63,7 @@ class PenaltyIn(BaseModel):
         if not self.decision:
             raise ValueError(f"{expected}, got blanks")
         if self.decision not in DECISIONS:
-            raise ValueError(f"{expected}, got {self.decision!r}")
+            raise ValueError(f"{expected}, got {shown(self.decision)}")
         self.decision_number = (self.decision_number or "").strip() or None
         if self.decision == FINE and self.fine_yuan is None:
             raise ValueError("decision 罚款: expected fine_yuan (罚款金额, yuan), got none")
