@@ -93,6 +93,9 @@ async def test_enforcement_records_and_corrects_a_penalty_audited_with_before_an
             ({**DECISION, "fine_yuan": None}, "expected fine_yuan"),
             ({**DECISION, "fine_yuan": 1.005}, "decimal places"),
             ({**DECISION, "fine_yuan": -1}, "greater than or equal to 0"),
+            ({**DECISION, "fine_yuan": 0}, "expected fine_yuan above 0"),
+            ({"decision": "警告", "fine_yuan": 200}, "decision 警告: expected no fine_yuan"),
+            ({"decision": "不予处罚", "fine_yuan": 0}, "decision 不予处罚: expected no fine_yuan"),
             ({**DECISION, "decided_on": "2999-01-01"}, "expected a date up to today"),
             ({**DECISION, "decision": "  "}, "got blanks"),
         ]

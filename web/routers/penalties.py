@@ -34,7 +34,8 @@ class PenaltyIn(BaseModel):
     ``decision``: the kind, one of 罚款 / 警告 / 不予处罚
     (:data:`~gps_monitor.db.penalties.DECISIONS`, surrounding blanks ignored; 422 otherwise,
     listing them); ``decision_number``: 处罚决定书编号;
-    ``fine_yuan``: 罚款金额 in yuan, at most 2 decimals, required when the decision is 罚款;
+    ``fine_yuan``: 罚款金额 in yuan, at most 2 decimals, above 0, required when the decision is
+    罚款 and refused (422) with 警告 or 不予处罚, which carry no amount;
     ``decided_on``: the date of the decision (local calendar date, not in the future; default
     today); ``note``.
     """
@@ -67,6 +68,13 @@ class PenaltyIn(BaseModel):
         self.decision_number = (self.decision_number or "").strip() or None
         if self.decision == FINE and self.fine_yuan is None:
             raise ValueError("decision 罚款: expected fine_yuan (罚款金额, yuan), got none")
+        if self.decision == FINE and self.fine_yuan == 0:
+            raise ValueError("decision 罚款: expected fine_yuan above 0, got 0")
+        if self.decision != FINE and self.fine_yuan is not None:
+            raise ValueError(
+                f"decision {self.decision}: expected no fine_yuan (only 罚款 carries an amount), "
+                f"got {self.fine_yuan}"
+            )
         return self
 
     def fields(self, today: date) -> PenaltyFields:
