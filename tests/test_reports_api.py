@@ -110,7 +110,7 @@ async def test_evidence_formats_and_operator_scope(settings: Settings, world) ->
         assert (await client.get("/api/reports/log", headers=op_a)).status_code == 403
 
 
-async def test_kpi_api_scope_and_holds_roles(settings: Settings, world) -> None:  # type: ignore[no-untyped-def]
+async def test_kpi_api_scope_and_holds_roles(settings: Settings, pool: asyncpg.Pool, world) -> None:  # type: ignore[no-untyped-def]
     period = {"from": "2026-03-02", "to": "2026-03-04"}
     async with rest_client(settings) as client:
         body = (
@@ -143,6 +143,17 @@ async def test_kpi_api_scope_and_holds_roles(settings: Settings, world) -> None:
         assert (
             await client.post("/api/holds", json=seal, headers=world.auth("op_a"))
         ).status_code == 403
+        # found by a walkthrough: a hold from year 1000 to 9999 was sealed
+        for window, message in (
+            (("1000-01-01T00:00:00Z", "9999-12-31T00:00:00Z"), "window_end: expected a time up to"),
+            (("2026-03-02T09:00:00+08:00", "2999-01-01T00:00:00Z"), "a hold copies the data"),
+            (("2024-03-01T00:00:00Z", "2026-03-02T12:00:00+08:00"), "expected at most 366 days"),
+            (("2026-03-02T12:00:00+08:00", "2026-03-02T09:00:00+08:00"), "end after start"),
+        ):
+            bad = {**seal, "window_start": window[0], "window_end": window[1]}
+            r = await client.post("/api/holds", json=bad, headers=world.auth("enforcement"))
+            assert r.status_code == 422 and message in r.text, (window, r.text)
+        assert await pool.fetchval("SELECT count(*) FROM legal_holds") == 0
         r = await client.post("/api/holds", json=seal, headers=world.auth("enforcement"))
         assert r.status_code == 201 and r.json()["positions_held"] == 8
         hold_id = r.json()["id"]

@@ -13,7 +13,7 @@ from test_reports_support import BEIJING, Fix, read_tdrive, store_fixes
 
 from gps_monitor.config import Settings
 from gps_monitor.db import holds, holds_cli, registry, retention
-from gps_monitor.errors import StateError
+from gps_monitor.errors import ConfigurationError, StateError
 from web.reports import cli as report_cli
 from web.reports import evidence, export
 
@@ -136,6 +136,11 @@ async def test_hold_and_report_commands(
             "cli",
         ],
     )
+    too_late = _parse(holds_cli, ["seal", "--plate", "京B12345", "--from",
+                                  SEAL_START.isoformat(), "--to", "9999-01-01T00:00:00+08:00",
+                                  "--reason", "事故"])  # fmt: skip
+    with pytest.raises(ConfigurationError, match="window_end: expected a time up to now"):
+        await _in_thread(holds_cli, too_late, settings)
     assert await _in_thread(holds_cli, seal, settings) == 0
     sealed = json.loads(capsys.readouterr().out)
     assert sealed["positions_held"] > 0 and sealed["active"]

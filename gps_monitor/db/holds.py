@@ -15,7 +15,7 @@ sealed (legal hold): no retention job may delete it."
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -68,6 +68,34 @@ _HOLD_COLUMNS = (
 )
 
 
+# A hold seals an accident's or a case's stretch of one vehicle's data, copied when sealed: its
+# window ends by now (data not yet stored is not copied, and TimescaleDB's retention would drop it
+# with its chunk) and spans at most this long; a longer keep is a retention setting, not a hold.
+MAX_WINDOW_DAYS = 366
+CLOCK_TOLERANCE = timedelta(minutes=5)  # an end a few minutes ahead: the sealing clock's skew
+
+
+def check_window(window_start: datetime, window_end: datetime, now: datetime) -> None:
+    """Raise ValueError unless [window_start, window_end] is a window a hold can seal at ``now``:
+    aware datetimes, end after start, end not after ``now`` (give or take
+    :data:`CLOCK_TOLERANCE`), at most :data:`MAX_WINDOW_DAYS` days long."""
+    if window_start.tzinfo is None or window_end.tzinfo is None:
+        raise ValueError("window_start/window_end: expected timezone-aware datetimes, got naive")
+    shown = f"{window_start.isoformat()} .. {window_end.isoformat()}"
+    if window_end <= window_start:
+        raise ValueError(f"window: expected end after start, got {shown}")
+    if window_end > now + CLOCK_TOLERANCE:
+        raise ValueError(
+            f"window_end: expected a time up to now ({now.isoformat(timespec='seconds')}; a hold "
+            f"copies the data stored when it is sealed), got {window_end.isoformat()}"
+        )
+    if window_end - window_start > timedelta(days=MAX_WINDOW_DAYS):
+        raise ValueError(
+            f"window: expected at most {MAX_WINDOW_DAYS} days (an accident's or a case's "
+            f"stretch; keeping more is a retention setting), got {shown}"
+        )
+
+
 def _hold(row: asyncpg.Record) -> LegalHold:
     return LegalHold(**dict(row))
 
@@ -87,15 +115,10 @@ async def seal(
 
     Raises:
         NotFoundError: no such vehicle.
-        ValueError: window_end is not after window_start, a datetime is naive, or reason is empty.
+        ValueError: a window :func:`check_window` refuses (naive, end not after start, end
+            after now, longer than :data:`MAX_WINDOW_DAYS`), or reason is empty.
     """
-    if window_start.tzinfo is None or window_end.tzinfo is None:
-        raise ValueError("window_start/window_end: expected timezone-aware datetimes, got naive")
-    if window_end <= window_start:
-        raise ValueError(
-            f"window: expected end after start, got {window_start.isoformat()} .. "
-            f"{window_end.isoformat()}"
-        )
+    check_window(window_start, window_end, datetime.now(UTC))
     if not reason.strip():
         raise ValueError("reason: expected a non-empty text (e.g. the accident or case)")
     async with conn.transaction():

@@ -12,7 +12,7 @@ from datetime import date, datetime
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, HTTPException, Query, status
+from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.responses import FileResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
 
@@ -71,7 +71,7 @@ async def evidence_report(
         what = f"vehicle {vehicle_id}"
     else:
         raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_ENTITY,
+            422,
             "expected alarm_id, or vehicle_id with start and end; got neither",
         )
     if owner is None or (not user.sees_all and owner != user.company_id):
@@ -84,7 +84,7 @@ async def evidence_report(
             media_store=MediaStore(settings.media.directory),
         )  # fmt: skip
     except ValueError as error:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(error)) from error
+        raise HTTPException(422, str(error)) from error
     response = _attachment(data, format, report.report_number)
     response.headers["X-Report-Number"] = report.report_number
     response.headers["X-Report-Digest-SHA256"] = report.digest_sha256
@@ -105,7 +105,7 @@ async def kpi_report(
     scope = company_scope(user, company_id)
     if (to_day - from_day).days > 366:
         raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_ENTITY,
+            422,
             f"period: expected at most 366 days, got {(to_day - from_day).days + 1}",
         )
     try:
@@ -114,7 +114,7 @@ async def kpi_report(
             generated_by=_who(user), company_id=scope, user_id=user.id,
         )  # fmt: skip
     except ValueError as error:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(error)) from error
+        raise HTTPException(422, str(error)) from error
     if format == "json":
         return JSONResponse(body)
     return _attachment(data, format, body["report_number"])
@@ -156,7 +156,7 @@ async def seal_hold(body: SealIn, user: LawUser, pool: PoolDep) -> dict[str, Any
                 case_number=body.case_number,
             )  # fmt: skip
         except ValueError as error:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(error)) from error
+            raise HTTPException(422, str(error)) from error
     return hold.to_dict()
 
 
