@@ -23,8 +23,8 @@ class LoginIn(BaseModel):
 async def login(
     body: LoginIn, request: Request, response: Response, pool: PoolDep, settings: SettingsDep
 ) -> dict[str, Any]:
-    """Check the password (argon2, in a worker thread); answer ``{token, expires_at, user}`` and
-    set the cookie.
+    """Check the password (argon2, in a worker thread); answer
+    ``{token, token_type, expires_at, user}`` and set the cookie.
 
     401 when the name or the password is wrong (the answer, and the work done, do not say
     which); 429 with ``Retry-After`` (seconds) when the name or the client address made too many
