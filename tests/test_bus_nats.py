@@ -288,6 +288,27 @@ async def test_a_process_that_falls_behind_receives_no_more_than_its_buffer(
         await publisher.close()
 
 
+async def test_shares_add_up_to_the_buffer_while_partitions_move(
+    start: Callable[..., object],
+) -> None:
+    """While another member has joined and the partitions it prefers have not moved yet, the
+    process still pulls for all it owns: the buffer is shared over those too, so the shares add
+    up to at most ``max_buffered`` (they were split over the preferred ones only: up to twice
+    ``max_buffered`` with two members)."""
+    a: Process = await start("proc-a", max_buffered=10 * P)  # type: ignore[misc]
+    await _eventually(lambda: a.source.owned_partitions == frozenset(range(P)))
+    source = a.source
+    assert source._share == 10
+    source._members["proc-b"] = time.monotonic()  # joined this instant: nothing released yet
+    source._rebalance()
+    preferred = [p for p in range(P) if source.prefers(p)]
+    assert 0 < len(preferred) < P  # proc-b prefers some: a's moves are pending
+    pulling = set(preferred) | source.owned_partitions
+    assert pulling == set(range(P)) and not any(p.releasing for p in source.partitions.values())
+    assert source._share * len(pulling) <= source.max_buffered
+    assert source._share == 10
+
+
 async def test_a_copy_redelivered_as_the_first_is_acknowledged_is_not_handed_out(
     settings: Settings,
     nats_server: PrivateNats,  # noqa: F811

@@ -26,8 +26,8 @@ This source pulls in the background, so the pin is kept while the worker is busy
 - the rest: nothing (they belong to other live processes).
 
 Flow control: an owned partition asks for at most its share of ``max_buffered`` (split over
-the partitions this process prefers) less what it has received and not acknowledged, and for
-nothing (a pull for at most 1 byte, which renews the pin and brings no message) while the
+the partitions this process prefers or owns) less what it has received and not acknowledged, and
+for nothing (a pull for at most 1 byte, which renews the pin and brings no message) while the
 oldest delivery not yet handed out has waited half the ack wait: a message that waits here past
 the ack wait is redelivered, and a copy can come after the first was acknowledged. Sequences
 acknowledged in the last six ack waits are remembered, and such a late copy is acknowledged
@@ -244,7 +244,7 @@ class NatsSource:
         fence: the lease table access; one per process and stage.
         max_buffered: deliveries received and not yet acknowledged, at most (while ownership
             is settled); each partition pulls for its share, ``max_buffered`` over the
-            partitions this process prefers (flow control, :meth:`_room`).
+            partitions this process prefers or owns (flow control, :meth:`_room`).
     """
 
     HEARTBEAT_S = 1.0
@@ -273,7 +273,7 @@ class NatsSource:
         self.partitions = {p: _Partition(p) for p in range(settings.bus.partitions)}
         self.ack_wait_s = ack_wait_s(settings)
         # each partition's pull budget: max_buffered over the partitions this process prefers
-        # (all of them until the first heartbeat; see _rebalance)
+        # or owns (all of them until the first heartbeat; see _rebalance)
         self._share = max(1, max_buffered // len(self.partitions))
         # stream sequences acknowledged in the last ACKED_MEMORY_WAITS ack waits, one list per
         # ack call (flow control, module docstring)
@@ -454,13 +454,14 @@ class NatsSource:
 
     def _rebalance(self) -> None:
         """Release owned partitions whose preferred member is live for a few heartbeats, and
-        share ``max_buffered`` over the partitions this process prefers."""
+        share ``max_buffered`` over the partitions this process prefers or still owns (so the
+        shares add up to at most ``max_buffered`` while ownership moves, too)."""
         members = self.live_members()
         now = time.monotonic()
-        preferred = 0
+        pulling = 0  # preferred (pulls to claim or keep) or still owned (pulls until released)
         for part in self.partitions.values():
             wanted_by = preferred_member(members, part.number)
-            preferred += wanted_by == self.me
+            pulling += wanted_by == self.me or part.pin is not None
             settled = wanted_by is not None and (
                 now - self._member_since.get(wanted_by, now) >= 3 * self.HEARTBEAT_S
             )
@@ -468,7 +469,7 @@ class NatsSource:
                 log.info("%s: releasing partition %d to %s", self.stage, part.number, wanted_by)
                 part.releasing = True
             part.wake.set()
-        self._share = max(1, self.max_buffered // max(1, preferred))
+        self._share = max(1, self.max_buffered // max(1, pulling))
 
     # --- pulling -------------------------------------------------------------------------
 
