@@ -69,7 +69,7 @@ class PenaltyIn(BaseModel):
         if self.decision == FINE and self.fine_yuan is None:
             raise ValueError("decision 罚款: expected fine_yuan (罚款金额, yuan), got none")
         if self.decision == FINE and self.fine_yuan == 0:
-            raise ValueError("decision 罚款: expected fine_yuan above 0, got 0")
+            raise ValueError(f"decision 罚款: expected fine_yuan above 0, got {self.fine_yuan}")
         if self.decision != FINE and self.fine_yuan is not None:
             raise ValueError(
                 f"decision {self.decision}: expected no fine_yuan (only 罚款 carries an amount), "
