@@ -76,11 +76,14 @@ CLOCK_TOLERANCE = timedelta(minutes=5)  # an end a few minutes ahead: the sealin
 
 
 def check_window(window_start: datetime, window_end: datetime, now: datetime) -> None:
-    """Raise ValueError unless [window_start, window_end] is a window a hold can seal at ``now``:
-    aware datetimes, end after start, end not after ``now`` (give or take
+    """Raise ValueError unless [window_start, window_end] is a window a hold can seal at ``now``
+    (timezone-aware): aware datetimes, end after start, end not after ``now`` (give or take
     :data:`CLOCK_TOLERANCE`), at most :data:`MAX_WINDOW_DAYS` days long."""
-    if window_start.tzinfo is None or window_end.tzinfo is None:
-        raise ValueError("window_start/window_end: expected timezone-aware datetimes, got naive")
+    for name, value in (("window_start", window_start), ("window_end", window_end)):
+        if value.tzinfo is None:
+            raise ValueError(
+                f"{name}: expected a time with its UTC offset, got {value.isoformat()} (naive)"
+            )
     shown = f"{window_start.isoformat()} .. {window_end.isoformat()}"
     if window_end <= window_start:
         raise ValueError(f"window: expected end after start, got {shown}")
