@@ -86,7 +86,10 @@ async def test_a_dead_channel_opens_its_breaker_and_its_backlog_goes_out_after_a
     settings = fast(
         settings,
         breaker_failures=3,
-        breaker_probe_interval_s=2.0,
+        # well above what the checks between two probes take on a loaded machine (publishing
+        # and delivering 10 alarms to the live channel plus the 0.3 s and 1.0 s waits): with
+        # 2 s a probe could come in the middle of them and add an attempt they say is not made
+        breaker_probe_interval_s=5.0,
         max_attempts=20,
         retry_initial_delay_s=0.1,
         retry_max_delay_s=0.2,
@@ -127,7 +130,7 @@ async def test_a_dead_channel_opens_its_breaker_and_its_backlog_goes_out_after_a
         assert await attempts_of(pool, dead) == stopped_at + 1
         # the receiver comes back: the next probe closes the breaker, the backlog goes out
         receiver.mode["dead"] = "ok"
-        sent = await wait_status(pool, dead, "sent", 20, timeout_s=15)
+        sent = await wait_status(pool, dead, "sent", 20, timeout_s=30)
         live_sent = await wait_status(pool, live, "sent", 20)
     assert len(sent) == 20
     assert {r.body["alarm"]["dedup_key"] for r in receiver.of("dead")} == {
