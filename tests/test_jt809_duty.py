@@ -428,11 +428,23 @@ async def test_2019_0x1412_quotes_the_serial_of_the_0x1402_that_reported_the_ala
     async with superior_and_service(settings, pool, version=2019) as (sim, _service, settings):
         await wait_for(lambda: _value(len(sim.record.registrations)), lambda n: n >= 4, 10)
         topic = f"alarms/v1/{world.company_a}/{vehicle_id}/overspeed"
+        reports = "SELECT count(*) FROM jt809_alarm_reports"
+
+        async def reported() -> tuple[int, int]:
+            return len(sim.record.alarm_serials), await pool.fetchval(reports)
+
+        async def answered() -> tuple[int, int]:
+            return len(sim.record.alarm_results), await pool.fetchval(reports)
+
         await publish_raw(settings, [(topic, json.dumps(alarm.to_dict()))])
-        await wait_for(lambda: _value(len(sim.record.alarm_serials)), lambda n: n >= 1, 10)
+        # the service sends the 0x1402, then records its serial: wait for the record too (a
+        # 0x1412 taken before it would quote serial 0)
+        await wait_for(reported, lambda got: got[0] >= 1 and got[1] == 1, 10)
         async with rest_client(settings) as client:
             await _handle(client, world, alarm.id or 0)
-            await wait_for(lambda: _value(len(sim.record.alarm_results)), lambda n: n >= 1, 10)
+            # the service sends the 0x1412, then forgets the report: wait for both before it
+            # stops (a stop between the two leaves the row)
+            await wait_for(answered, lambda got: got[0] >= 1 and got[1] == 0, 10)
     (serial,) = sim.record.alarm_serials
     assert serial > 1
     assert sim.record.alarm_results == [("", serial, x.ALARM_RESULT_DONE)]  # 2019 0x1400: no plate
