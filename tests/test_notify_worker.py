@@ -544,7 +544,11 @@ async def test_pending_deliveries_resume_after_a_restart(
     async with running_worker(slow_retry):
         await publish(settings, alarm_message(world))
         await receiver.wait_for("wh", 1)
-        await asyncio.sleep(0.3)  # the attempt is recorded
+        # the attempt is recorded once the worker has the answer: wait for it, not a fixed time
+        deadline = time.monotonic() + 15
+        while not any(d["attempts"] for d in await deliveries(pool, hook)):
+            assert time.monotonic() < deadline, await deliveries(pool, hook)
+            await asyncio.sleep(0.05)
     (row,) = await deliveries(pool, hook)
     assert (row["status"], row["attempts"]) == ("pending", 1)
     receiver.mode["wh"] = "ok"
