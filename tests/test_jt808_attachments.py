@@ -18,7 +18,7 @@ import os
 import random
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -164,13 +164,25 @@ async def _open(c: Chain) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     return await asyncio.open_connection("127.0.0.1", c.attachments.port)
 
 
-async def _frames(reader: asyncio.StreamReader, timeout_s: float = 5) -> list[Any]:
+async def _frames(
+    reader: asyncio.StreamReader,
+    timeout_s: float = 5,
+    until: Callable[[list[Any]], bool] | None = None,
+) -> list[Any]:
+    """The frames the server sends until it closes the connection, ``until(frames)`` holds
+    (the answer to the last frame sent is in) or ``timeout_s`` passes."""
     splitter, out = FrameSplitter(8192), []
     with contextlib.suppress(TimeoutError, ConnectionError):
         async with asyncio.timeout(timeout_s):
             while data := await reader.read(4096):
                 out += [decode_frame(content, wire) for content, wire in splitter.feed(data)]
+                if until is not None and until(out):
+                    break
     return out
+
+
+def _replies(frames: list[Any], msg_id: int) -> int:
+    return sum(f.header.msg_id == msg_id for f in frames)
 
 
 async def test_an_alarm_number_never_issued_is_refused_and_the_connection_closed(
@@ -214,7 +226,11 @@ async def test_only_the_files_0x1210_announced_are_accepted_each_once(
         writer.write(jsatl.encode_data_frame(b"a.jpg", 0, b"abc"))
         send(jsatl.MSG_FILE_DONE, jsatl.encode_file_info(b"a.jpg", 0, 3))
         send(jsatl.MSG_FILE_INFO, jsatl.encode_file_info(b"a.jpg", 0, 3))  # again: refused
-        frames = await _frames(reader, timeout_s=3)
+        # the answer to the last frame is the fourth 0x8001 (each file and the DB behind it
+        # takes its time on a loaded machine: a fixed 3 s window could close before it)
+        frames = await _frames(
+            reader, timeout_s=15, until=lambda fs: _replies(fs, m.MSG_PLATFORM_REPLY) >= 4
+        )
         writer.close()
         await terminal.close()
     results = [m.decode_general_reply(f.body)[2] for f in frames if f.header.msg_id == 0x8001]
@@ -238,7 +254,10 @@ async def _upload_one(
     send(jsatl.MSG_FILE_INFO, jsatl.encode_file_info(b"a.jpg", 0, len(data)))
     writer.write(jsatl.encode_data_frame(b"a.jpg", 0, data))
     send(jsatl.MSG_FILE_DONE, jsatl.encode_file_info(b"a.jpg", 0, len(data)))
-    frames = await _frames(reader, timeout_s=3)
+    # the 0x9212 answers the last frame sent (a refused 0x1210 closes the connection instead)
+    frames = await _frames(
+        reader, timeout_s=15, until=lambda fs: _replies(fs, jsatl.MSG_FILE_DONE_REPLY) >= 1
+    )
     writer.close()
     replies = [m.decode_general_reply(f.body)[2] for f in frames if f.header.msg_id == 0x8001]
     done = [jsatl.decode_file_done_reply(f.body)[1] for f in frames if f.header.msg_id == 0x9212]
