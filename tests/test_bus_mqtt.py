@@ -4,7 +4,6 @@ deliveries are gone for good and unacknowledged ones come again on the next sess
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import random
 from collections.abc import Sequence
@@ -39,9 +38,11 @@ async def _receive(settings: Settings, count: int, *, ack: bool) -> list[Deliver
             got.extend(batch)
             if ack:
                 await source.ack(batch)
-        # let the broker read the last PUBACKs before the next session with this client id
-        # takes the session over (Mosquitto drops what it has not read from the old socket)
-        await asyncio.sleep(0.3)
+        # the broker must have read the last PUBACKs before the next session with this client
+        # id takes the session over (Mosquitto drops what it has not read from the old
+        # socket): a QoS 1 publish behind them on the same connection is acknowledged only
+        # once they are read (a fixed 0.3 s pause was a guess a loaded machine can miss)
+        await sink.publish([(settings.mqtt.topic_prefix + "barrier", b"")])
         raise _Done
 
     with contextlib.suppress(_Done):
