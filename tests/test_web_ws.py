@@ -190,7 +190,7 @@ async def test_alarms_open_and_close_reach_the_right_clients_with_ids(
         got = [
             m
             for m in await receive_until(
-                op_a, 5, lambda m: sum(x["type"] == "alarm" for x in m) >= 3
+                op_a, 15, lambda m: sum(x["type"] == "alarm" for x in m) >= 3
             )
             if m["type"] == "alarm"
         ]
@@ -214,7 +214,7 @@ async def test_alarms_open_and_close_reach_the_right_clients_with_ids(
         status = [
             m
             for m in await receive_until(
-                op_a, 5, lambda m: any(x["type"] == "alarm_status" for x in m)
+                op_a, 15, lambda m: any(x["type"] == "alarm_status" for x in m)
             )
             if m["type"] == "alarm_status"
         ]
@@ -430,7 +430,7 @@ async def test_two_web_processes_serve_the_same_feed_and_share_alarm_handling(
             settings, [[position_dict(a0, w.company_a, w.terminals[a0], fix, 29.7, 106.7)]]
         )
         for ws in (ws1, ws2):
-            got = positions_of(await receive_until(ws, 5, lambda m: bool(positions_of(m))))
+            got = positions_of(await receive_until(ws, 15, lambda m: bool(positions_of(m))))
             assert [(p["vehicle_id"], p["latitude"]) for p in got] == [(a0, 29.7)]
         async with httpx.AsyncClient(base_url=f"http://{base1}") as http:
             r = await http.post(f"/api/alarms/{alarm_id}/acknowledge", headers=w.auth("op_a"))
@@ -438,7 +438,7 @@ async def test_two_web_processes_serve_the_same_feed_and_share_alarm_handling(
         status = [
             m
             for m in await receive_until(
-                ws2, 5, lambda m: any(x["type"] == "alarm_status" for x in m)
+                ws2, 15, lambda m: any(x["type"] == "alarm_status" for x in m)
             )
             if m["type"] == "alarm_status"
         ]
