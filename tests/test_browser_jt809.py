@@ -57,7 +57,7 @@ async def test_bureau_sees_the_query_count_down_and_answers_it_in_chinese(
             done = f".jt809-query[data-info-id='{info_id}'] .jt809-done"
             await wait_for_js(page, f'!!document.querySelector("{done}")')
             assert await item.locator(".jt809-countdown").inner_text() == "已应答"
-            await wait_for(lambda: _value(len(sim.record.query_answers)), lambda n: n >= 1, 10)
+            await wait_for(lambda: _value(len(sim.record.query_answers)), lambda n: n >= 1, 30)
             assert errors == []
         finally:
             await browser.close()

@@ -90,7 +90,7 @@ async def test_quality_verdicts_late_batch_and_live_marker(
         await publish_raw(settings, [(f"gps/v1/{TERMINAL}/batch", late_batch)])
         assert await wait_for(positions, lambda n: n >= 14) == 14
         after_late = await latest_position(pool, vehicle.id)
-        await wait_for(lambda: asyncio.sleep(0, len(accepted)), lambda n: n >= 15, 10)
+        await wait_for(lambda: asyncio.sleep(0, len(accepted)), lambda n: n >= 15, 30)
     listener.cancel()
 
     stored = await _stored(pool)
@@ -184,7 +184,7 @@ async def test_a_redelivered_position_is_stored_once_and_published_again_as_stor
         assert await wait_for(positions, lambda n: n >= 2) == 2
         # the same message again, as the broker redelivers it after a crash before the ack
         await publish_raw(settings, [(topic, first)])
-        await wait_for(lambda: asyncio.sleep(0, len(accepted)), lambda n: n >= 3, 10)
+        await wait_for(lambda: asyncio.sleep(0, len(accepted)), lambda n: n >= 3, 30)
     listener.cancel()
     assert await pool.fetchval("SELECT count(*) FROM positions") == 2
     assert worker.stats["already_stored"] == 1
@@ -220,7 +220,7 @@ async def test_a_spike_sent_twice_stays_drift_and_adds_no_mileage(
         assert await wait_for(positions, lambda n: n >= 3) == 3
         await publish_raw(settings, [(topic, spike)])  # the device sends the row again
         stats = partial(asyncio.sleep, 0, worker.stats)
-        await wait_for(stats, lambda s: s["already_stored"] >= 1, 10)
+        await wait_for(stats, lambda s: s["already_stored"] >= 1, 30)
         assert worker.stats["already_stored"] == 1
         await publish_raw(settings, [(topic, position_json(at(30), 29.5603, 106.55))])
         assert await wait_for(positions, lambda n: n >= 4) == 4

@@ -46,9 +46,9 @@ async def superior_and_service(
     settings = jt809_settings(settings, port, version=version, platform_id="50000000001", **fields)
     try:
         async with running_service(settings, pool) as service:
-            await wait_for(lambda: _value(service.main.status), lambda s: s == "up", 10)
-            await wait_for(lambda: _value(len(sim.slave_links)), lambda n: n == 1, 10)
-            await wait_for(lambda: _value(service.slave.status), lambda s: s == "up", 10)
+            await wait_for(lambda: _value(service.main.status), lambda s: s == "up", 30)
+            await wait_for(lambda: _value(len(sim.slave_links)), lambda n: n == 1, 30)
+            await wait_for(lambda: _value(service.slave.status), lambda s: s == "up", 30)
             yield sim, service, settings
     finally:
         await sim.stop()
@@ -103,7 +103,7 @@ async def test_query_is_listed_with_a_countdown_answered_and_0x1301_quotes_the_i
                 headers=world.auth("op_a"),
             )
             assert ok.status_code == 200, ok.text
-            await wait_for(lambda: _value(len(sim.record.query_answers)), lambda n: n >= 2, 10)
+            await wait_for(lambda: _value(len(sim.record.query_answers)), lambda n: n >= 2, 30)
             status = await _json(client, "/api/jt809/status", world.auth("bureau"))
     answers = {a.info_id: a for a in sim.record.query_answers}
     assert answers[platform_info].answer == "值班员张三在岗"
@@ -137,7 +137,7 @@ async def test_2019_query_answer_quotes_the_request_serial_and_unanswered_ones_c
                 json={"answer": "在岗"},
                 headers=world.auth("bureau"),
             )
-            await wait_for(lambda: _value(len(sim.record.query_answers)), lambda n: n >= 1, 10)
+            await wait_for(lambda: _value(len(sim.record.query_answers)), lambda n: n >= 1, 30)
             status = await _json(client, "/api/jt809/status", world.auth("bureau"))
     answer = sim.record.query_answers[0]
     sent_serial = dict(sim.sent_queries)[five_min["info_id"]]
@@ -232,7 +232,7 @@ async def test_superior_warnings_become_alarms_and_a_handled_alarm_goes_up_as_0x
                 headers=world.auth("op_a"),
             )
             assert handled.status_code == 200, handled.text
-            await wait_for(lambda: _value(len(sim.record.alarm_results)), lambda n: n >= 1, 10)
+            await wait_for(lambda: _value(len(sim.record.alarm_results)), lambda n: n >= 1, 30)
     assert sim.record.alarm_results == [("渝A10000", alarm_id, x.ALARM_RESULT_DONE)]
 
 
@@ -241,7 +241,7 @@ async def test_registrations_go_up_at_login_as_0x1201(
 ) -> None:
     await make_world(pool, settings)
     async with superior_and_service(settings, pool) as (sim, _service, _settings):
-        await wait_for(lambda: _value(len(sim.record.registrations)), lambda n: n >= 4, 10)
+        await wait_for(lambda: _value(len(sim.record.registrations)), lambda n: n >= 4, 30)
     plates = sorted(plate for plate, _ in sim.record.registrations)
     assert plates == ["渝A10000", "渝A10001", "渝B10000", "渝B10001"]
     reg = dict(sim.record.registrations)["渝A10000"]
@@ -253,7 +253,7 @@ async def test_a_vehicle_registered_or_changed_later_goes_up_as_0x1201(
 ) -> None:
     world = await make_world(pool, settings)
     async with superior_and_service(settings, pool) as (sim, _service, settings):
-        await wait_for(lambda: _value(len(sim.record.registrations)), lambda n: n >= 4, 10)
+        await wait_for(lambda: _value(len(sim.record.registrations)), lambda n: n >= 4, 30)
         async with rest_client(settings) as client:
             created = await client.post(
                 "/api/vehicles",
@@ -268,7 +268,7 @@ async def test_a_vehicle_registered_or_changed_later_goes_up_as_0x1201(
                 headers=world.auth("bureau"),
             )
             assert changed.status_code == 200, changed.text
-            await wait_for(lambda: _value(len(sim.record.registrations)), lambda n: n >= 6, 10)
+            await wait_for(lambda: _value(len(sim.record.registrations)), lambda n: n >= 6, 30)
     later = [plate for plate, _ in sim.record.registrations[4:]]
     assert sorted(later) == ["渝A20000", "渝B19999"]
 
@@ -289,7 +289,7 @@ async def test_upward_traffic_uses_the_slave_link_while_the_main_link_is_down(
     ):
         sim.stop_listening()
         await sim.drop_main_links()
-        await wait_for(lambda: _value(service.main.status), lambda s: s != "up", 10)
+        await wait_for(lambda: _value(service.main.status), lambda s: s != "up", 30)
         await publish_raw(settings, fixes(0, 6))
         await wait_for(lambda: _value(len(sim.record.positions)), lambda n: n >= 6, 20)
     assert sim.record.on_slave_link[m.MSG_VEHICLE_DYNAMIC] >= 6
@@ -310,7 +310,7 @@ async def test_2019_alarm_reaches_the_superior_in_the_2019_layout_field_by_field
     async with superior_and_service(settings, pool, version=2019) as (sim, _service, settings):
         topic = f"alarms/v1/{world.company_a}/{vehicle_id}/overspeed"
         await publish_raw(settings, [(topic, json.dumps(alarm.to_dict()))])
-        await wait_for(lambda: _value(len(sim.record.alarms_2019)), lambda n: n >= 1, 10)
+        await wait_for(lambda: _value(len(sim.record.alarms_2019)), lambda n: n >= 1, 30)
     got = sim.record.alarms_2019[0]
     assert sim.record.alarms == []  # no 2011 body on a 2019 link
     assert got.source_platform_id == "50000000001"
@@ -333,8 +333,8 @@ async def test_unserved_and_unknown_requests_are_answered_or_counted_and_the_lin
         await sim.send_raw(0x9300, x.encode_envelope(0x9300, unknown_sub, 2011))
         lying = x.encode_envelope(0x9300, x.Envelope(x.MSG_QUERY, b"\x01" * 30), 2011)
         await sim.send_raw(0x9300, lying[:-5])  # data_length says 30, 25 bytes follow
-        await wait_for(lambda: _value(len(sim.record.other_answers)), lambda n: n >= 1, 10)
-        await wait_for(lambda: _value(service.downward.counts["bad_requests"]), bool, 10)
+        await wait_for(lambda: _value(len(sim.record.other_answers)), lambda n: n >= 1, 30)
+        await wait_for(lambda: _value(service.downward.counts["bad_requests"]), bool, 30)
         info_id = await sim.send_query("链路仍在？")
         rows = await wait_for(
             lambda: pool.fetch("SELECT info_id FROM jt809_platform_queries"), lambda r: len(r) == 1
@@ -426,7 +426,7 @@ async def test_2019_0x1412_quotes_the_serial_of_the_0x1402_that_reported_the_ala
     vehicle_id = world.vehicles_a[0]
     alarm = await _stored_alarm(pool, world, vehicle_id, "review-1412")
     async with superior_and_service(settings, pool, version=2019) as (sim, _service, settings):
-        await wait_for(lambda: _value(len(sim.record.registrations)), lambda n: n >= 4, 10)
+        await wait_for(lambda: _value(len(sim.record.registrations)), lambda n: n >= 4, 30)
         topic = f"alarms/v1/{world.company_a}/{vehicle_id}/overspeed"
         reports = "SELECT count(*) FROM jt809_alarm_reports"
 
@@ -439,12 +439,12 @@ async def test_2019_0x1412_quotes_the_serial_of_the_0x1402_that_reported_the_ala
         await publish_raw(settings, [(topic, json.dumps(alarm.to_dict()))])
         # the service sends the 0x1402, then records its serial: wait for the record too (a
         # 0x1412 taken before it would quote serial 0)
-        await wait_for(reported, lambda got: got[0] >= 1 and got[1] == 1, 10)
+        await wait_for(reported, lambda got: got[0] >= 1 and got[1] == 1, 30)
         async with rest_client(settings) as client:
             await _handle(client, world, alarm.id or 0)
             # the service sends the 0x1412, then forgets the report: wait for both before it
             # stops (a stop between the two leaves the row)
-            await wait_for(answered, lambda got: got[0] >= 1 and got[1] == 0, 10)
+            await wait_for(answered, lambda got: got[0] >= 1 and got[1] == 0, 30)
     (serial,) = sim.record.alarm_serials
     assert serial > 1
     assert sim.record.alarm_results == [("", serial, x.ALARM_RESULT_DONE)]  # 2019 0x1400: no plate
@@ -486,6 +486,6 @@ async def test_2019_0x1412_of_a_superior_alarm_quotes_the_0x9403_frame(
                 lambda rows: len(rows) == 1,
             )
             await _handle(client, world, alarms[0]["id"])
-            await wait_for(lambda: _value(len(sim.record.alarm_results)), lambda n: n >= 1, 10)
+            await wait_for(lambda: _value(len(sim.record.alarm_results)), lambda n: n >= 1, 30)
     assert sim.record.alarm_results == [("", serial, x.ALARM_RESULT_DONE)]  # 2019 0x1400: no plate
     assert sim.record.alarm_result_types == [x.MSG_EXCHANGE_ALARM]

@@ -71,13 +71,13 @@ async def test_positions_and_alarms_reach_the_superior_also_after_a_restart(
     js = nc.jetstream()
     try:
         async with running_service(settings, pool) as service:
-            status = await wait_for(lambda: _value(service.main.status), lambda s: s == "up", 10)
+            status = await wait_for(lambda: _value(service.main.status), lambda s: s == "up", 30)
             assert status == "up"
             await _publish(js, settings, fixes(0, 10))
             await _publish(js, settings, [alarm_item])
             sent = await wait_for(lambda: _value(len(sim.record.positions)), lambda n: n >= 10, 30)
             assert sent == 10
-            alarms = await wait_for(lambda: _value(len(sim.record.alarms)), lambda n: n >= 1, 10)
+            alarms = await wait_for(lambda: _value(len(sim.record.alarms)), lambda n: n >= 1, 30)
             assert alarms == 1
         # positions accepted while the service is away wait in its durable consumer
         await _publish(js, settings, fixes(10, 5))

@@ -116,7 +116,7 @@ async def test_live_positions_reach_the_superior_as_0x1202_with_plate_and_coordi
     settings = jt809_settings(settings, port)
     await register_vehicle(pool)
     async with running_worker(settings), running_service(settings, pool) as service:
-        await wait_for(lambda: _value(service.main.status), lambda s: s == "up", 10)
+        await wait_for(lambda: _value(service.main.status), lambda s: s == "up", 30)
         await publish_raw(settings, fixes(0, 20))
         await wait_for(lambda: _value(len(sim.record.positions)), lambda n: n >= 20, 20)
         await wait_for(lambda: _value(sim.record.heartbeats), lambda n: n >= 1, 5)
@@ -146,13 +146,13 @@ async def test_outage_and_restart_buffer_in_the_database_and_replay_as_0x1203(
     await register_vehicle(pool)
     async with running_worker(settings):
         async with running_service(settings, pool) as service:
-            await wait_for(lambda: _value(service.main.status), lambda s: s == "up", 10)
+            await wait_for(lambda: _value(service.main.status), lambda s: s == "up", 30)
             await publish_raw(settings, fixes(0, 10))
             await wait_for(lambda: _value(len(sim.record.positions)), lambda n: n >= 10, 20)
             # the superior goes away: the link is cut and new connections are refused
             sim.stop_listening()
             await sim.drop_main_links()
-            await wait_for(lambda: _value(service.main.status), lambda s: s != "up", 10)
+            await wait_for(lambda: _value(service.main.status), lambda s: s != "up", 30)
             await publish_raw(settings, fixes(10, 17))
             buffered = await wait_for(lambda: pool.fetchval(BUFFERED), lambda n: n >= 17)
             assert buffered == 17
@@ -190,7 +190,7 @@ async def test_2019_link_carries_0x1202_as_jt808_location_bodies(
     await register_vehicle(pool)
     try:
         async with running_worker(settings), running_service(settings, pool) as service:
-            await wait_for(lambda: _value(service.main.status), lambda s: s == "up", 10)
+            await wait_for(lambda: _value(service.main.status), lambda s: s == "up", 30)
             await publish_raw(settings, fixes(0, 5))
             await wait_for(lambda: _value(len(sim.record.positions)), lambda n: n >= 5, 20)
     finally:
@@ -216,7 +216,7 @@ async def test_refused_login_is_logged_with_its_code_and_positions_wait_in_the_b
     settings = jt809_settings(settings, port)
     await register_vehicle(pool)
     async with running_worker(settings), running_service(settings, pool) as service:
-        await wait_for(lambda: _value(len(sim.record.login_results)), lambda n: n >= 2, 10)
+        await wait_for(lambda: _value(len(sim.record.login_results)), lambda n: n >= 2, 30)
         assert service.main.status.startswith("refused: login refused by the superior: result 2")
         await publish_raw(settings, fixes(0, 4))
         buffered = await wait_for(lambda: pool.fetchval(BUFFERED), lambda n: n >= 4)
@@ -252,7 +252,7 @@ async def test_alarms_go_up_as_0x1402_with_the_809_warn_type(
         return topic, __import__("json").dumps(value.to_dict())
 
     async with running_service(settings, pool) as service:
-        await wait_for(lambda: _value(service.main.status), lambda s: s == "up", 10)
+        await wait_for(lambda: _value(service.main.status), lambda s: s == "up", 30)
         await publish_raw(
             settings,
             [
@@ -263,7 +263,7 @@ async def test_alarms_go_up_as_0x1402_with_the_809_warn_type(
                 alarm("offline"),
             ],
         )
-        await wait_for(lambda: _value(len(sim.record.alarms)), lambda n: n >= 4, 10)
+        await wait_for(lambda: _value(len(sim.record.alarms)), lambda n: n >= 4, 30)
         await asyncio.sleep(0.3)
     await drop_session(settings, settings.jt809.client_id)
     got = [(plate, a.warn_type, a.info_id, a.warn_time) for plate, a in sim.record.alarms]
@@ -282,7 +282,7 @@ async def test_slave_link_survives_garbage_and_bad_frames_and_checks_the_verify_
     settings = jt809_settings(settings, port)
     codec = FrameCodec(2011, access_code=20180920)
     async with running_service(settings, pool) as service:
-        await wait_for(lambda: _value(service.main.status), lambda s: s == "up", 10)
+        await wait_for(lambda: _value(service.main.status), lambda s: s == "up", 30)
         reader, writer = await asyncio.open_connection("127.0.0.1", settings.jt809.slave_port)
         good_heartbeat = codec.encode(m.MSG_SLAVE_HEARTBEAT, b"", 1)
         bad_crc = good_heartbeat[:-3] + bytes([good_heartbeat[-3] ^ 0xFF]) + good_heartbeat[-2:]
@@ -318,7 +318,7 @@ async def test_slave_link_requests_before_the_0x9001_login_are_dropped_not_acted
     )
     stored = "SELECT count(*) FROM jt809_platform_queries WHERE info_id = 777"
     async with running_service(settings, pool) as service:
-        await wait_for(lambda: _value(service.main.status), lambda s: s == "up", 10)
+        await wait_for(lambda: _value(service.main.status), lambda s: s == "up", 30)
         _reader, writer = await asyncio.open_connection("127.0.0.1", settings.jt809.slave_port)
         writer.write(codec.encode(x.MSG_PLATFORM_DOWN, request, 1))
         await writer.drain()
@@ -332,7 +332,7 @@ async def test_slave_link_requests_before_the_0x9001_login_are_dropped_not_acted
         )
         writer.write(codec.encode(x.MSG_PLATFORM_DOWN, request, 3))
         await writer.drain()
-        count = await wait_for(lambda: pool.fetchval(stored), lambda n: n == 1, 10)
+        count = await wait_for(lambda: pool.fetchval(stored), lambda n: n == 1, 30)
         writer.close()
     await drop_session(settings, settings.jt809.client_id)
     assert count == 1
@@ -407,7 +407,7 @@ async def test_a_superior_that_never_answers_the_login_is_named_in_the_status_an
     settings = settings.model_copy(update={"jt809": slow})
     try:
         async with running_service(settings, pool) as service:
-            await wait_for(lambda: _value(len(connections)), lambda n: n >= 2, 10)
+            await wait_for(lambda: _value(len(connections)), lambda n: n >= 2, 30)
             status = service.main.status
             stored = await wait_for(
                 lambda: pool.fetchval("SELECT status FROM jt809_link_status WHERE link = 'main'"),
