@@ -260,3 +260,37 @@ async def test_kpi_report_json_and_xlsx_are_logged(
     assert county_row[1] == round(100 * 4 / 7, 2)
     logged = await pool.fetch("SELECT kind, format FROM report_log ORDER BY id")
     assert [(r["kind"], r["format"]) for r in logged] == [("kpi", "json"), ("kpi", "xlsx")]
+
+
+async def test_a_period_running_past_today_is_assessed_up_to_today(
+    pool: asyncpg.Pool, settings: Settings
+) -> None:
+    """Found by a walkthrough: "this month" on the dashboard counted the days still to come as
+    days offline (上线率 4 % for a fleet online every day so far, 0 % for a future period)."""
+    company = await registry.ensure_company(pool, "丙运输公司")
+    vehicle = await registry.ensure_vehicle(
+        pool, company_id=company.id, plate_number="渝C00001", terminal_id="013900000031"
+    )
+    now = datetime.now(BEIJING)
+    today = now.date()
+    fix_time = max(
+        now - timedelta(minutes=1), datetime.combine(today, datetime.min.time(), BEIJING)
+    )
+    await store_fixes(
+        pool, vehicle.id, company.id, vehicle.terminal_id, [Fix(fix_time, 29.5, 106.5, 30.0)]
+    )
+    report = await kpi.compute_kpis(
+        pool, today - timedelta(days=1), today + timedelta(days=9), settings.reports
+    )
+    county = report.county.period
+    # connected today, online today: 1 vehicle-day of 1 (the 9 days to come are not counted)
+    assert (county.connected_vehicle_days, county.online_vehicle_days) == (1, 1)
+    assert county.kpis()["online_rate"] == 100.0
+    trend = {d: c.kpis()["online_rate"] for d, c in report.county.days.items()}
+    assert trend[today] == 100.0
+    assert all(trend[today + timedelta(days=k)] is None for k in range(1, 10)), trend
+    # wholly in the future: no figure rather than 0 %
+    later = await kpi.compute_kpis(
+        pool, today + timedelta(days=20), today + timedelta(days=30), settings.reports
+    )
+    assert later.county.period.kpis()["online_rate"] is None

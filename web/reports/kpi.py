@@ -9,7 +9,9 @@ denominator is 0; rates in percent, 2 decimals):
   before the period end / must-connect vehicles.
 - 上线率 online_rate = sum over the period's days of connected vehicles with at least one record
   that day / sum over the days of vehicles connected by the end of that day (vehicle-days, the
-  usual daily-average method: a vehicle offline half the period counts half).
+  usual daily-average method: a vehicle offline half the period counts half). Days after today
+  are not counted (a period running past today, e.g. this month, is assessed up to today; those
+  days' trend points have no 上线率).
 - 轨迹完整率 track_completeness = mileage covered by a complete track / total mileage. Mileage is
   the sum of ``positions.distance_m`` of ok fixes (geodesic from the previous ok fix) in the
   period; a stretch whose ``interval_s`` > ``reports.kpi_gap_s`` (300 s) AND ``distance_m`` >
@@ -226,6 +228,25 @@ def _overlap_by_day(
     return out
 
 
+# the days a period may name: from before any JT/T 808 terminal reported to a year ahead (a
+# period may run past today, as "this year" does); beyond, a date's day bounds do not exist
+EARLIEST_DAY = date(2000, 1, 1)
+MAX_DAYS_AHEAD = 366
+
+
+def check_period(first_day: date, last_day: date, timezone: str) -> None:
+    """Raise ValueError unless first_day..last_day is a period a KPI report can cover: in order,
+    from :data:`EARLIEST_DAY` to :data:`MAX_DAYS_AHEAD` days after today in ``timezone``."""
+    if last_day < first_day:
+        raise ValueError(f"period: expected to >= from, got {first_day} .. {last_day}")
+    latest = datetime.now(ZoneInfo(timezone)).date() + timedelta(days=MAX_DAYS_AHEAD)
+    if first_day < EARLIEST_DAY or last_day > latest:
+        raise ValueError(
+            f"period: expected days from {EARLIEST_DAY} to {latest} (a year ahead at most), "
+            f"got {first_day} .. {last_day}"
+        )
+
+
 async def compute_kpis(
     conn: asyncpg.Connection | asyncpg.Pool,
     first_day: date,
@@ -244,10 +265,10 @@ async def compute_kpis(
     figures, slower: benchmarks and consistency tests).
 
     Raises:
-        ValueError: last_day before first_day.
+        ValueError: last_day before first_day, or a day before :data:`EARLIEST_DAY` or more than
+            :data:`MAX_DAYS_AHEAD` days after today.
     """
-    if last_day < first_day:
-        raise ValueError(f"period: expected to >= from, got {first_day} .. {last_day}")
+    check_period(first_day, last_day, settings.display_timezone)
     tz = ZoneInfo(settings.display_timezone)
     days = [first_day + timedelta(days=i) for i in range((last_day - first_day).days + 1)]
     period_start, _ = local_day_bounds(first_day, tz)
@@ -292,6 +313,9 @@ async def compute_kpis(
                 index = bisect.bisect_right(day_ends, first_ok[vid])
                 if index < len(days):
                     first_connected[key][index] += 1
+    # a day after today (local) has not happened: its vehicles cannot have been online, so it
+    # is no vehicle-day of 上线率 (counted, every future day read as a day offline)
+    today = datetime.now(tz).date()
     for unit in (county, *units.values()):
         unit.period.must_connect = must_connect[unit.id]
         unit.period.connected = connected[unit.id]
@@ -300,8 +324,10 @@ async def compute_kpis(
             running += newly
             counts = day_counts(unit, day)
             counts.must_connect = must_connect[unit.id]
-            counts.connected = counts.connected_vehicle_days = running
-            unit.period.connected_vehicle_days += running
+            counts.connected = running
+            if day <= today:
+                counts.connected_vehicle_days = running
+                unit.period.connected_vehicle_days += running
 
     rows = await _company_days(
         conn,

@@ -121,6 +121,7 @@ async def kpi_report(
     """
     if fmt not in KPI_FORMATS:
         raise ValueError(f"format: expected one of {', '.join(KPI_FORMATS)}, got {fmt!r}")
+    kpi.check_period(first_day, last_day, settings.display_timezone)  # before a number is taken
     if company_id is not None and await registry.company_name(pool, company_id) is None:
         raise NotFoundError(f"company {company_id}: expected an existing company, found none")
     number = await report_log.next_report_number(pool, "kpi", settings.display_timezone)
