@@ -157,10 +157,15 @@ async def test_kpi_api_scope_and_holds_roles(settings: Settings, pool: asyncpg.P
         ).status_code == 403
         # found by a walkthrough: a hold from year 1000 to 9999 was sealed
         for window, message in (
-            (("1000-01-01T00:00:00Z", "9999-12-31T00:00:00Z"), "window_end: expected a time up to"),
+            (("1000-01-01T00:00:00Z", "9999-12-31T00:00:00Z"), "expected a time from 2000-01-01"),
+            (
+                ("2026-03-02T09:00:00+08:00", "9999-12-31T00:00:00Z"),
+                "window_end: expected a time up",
+            ),
             (("2026-03-02T09:00:00+08:00", "2999-01-01T00:00:00Z"), "a hold copies the data"),
             (("2024-03-01T00:00:00Z", "2026-03-02T12:00:00+08:00"), "expected at most 366 days"),
             (("2026-03-02T12:00:00+08:00", "2026-03-02T09:00:00+08:00"), "end after start"),
+            (("0001-01-01T00:00:00Z", "0001-01-02T00:00:00Z"), "expected a time from 2000-01-01"),
         ):
             bad = {**seal, "window_start": window[0], "window_end": window[1]}
             r = await client.post("/api/holds", json=bad, headers=world.auth("enforcement"))

@@ -73,12 +73,14 @@ _HOLD_COLUMNS = (
 # with its chunk) and spans at most this long; a longer keep is a retention setting, not a hold.
 MAX_WINDOW_DAYS = 366
 CLOCK_TOLERANCE = timedelta(minutes=5)  # an end a few minutes ahead: the sealing clock's skew
+EARLIEST_START = datetime(2000, 1, 1, tzinfo=UTC)  # before any JT/T 808 terminal reported
 
 
 def check_window(window_start: datetime, window_end: datetime, now: datetime) -> None:
     """Raise ValueError unless [window_start, window_end] is a window a hold can seal at ``now``
-    (timezone-aware): aware datetimes, end after start, end not after ``now`` (give or take
-    :data:`CLOCK_TOLERANCE`), at most :data:`MAX_WINDOW_DAYS` days long."""
+    (timezone-aware): aware datetimes, end after start, start from :data:`EARLIEST_START` on,
+    end not after ``now`` (give or take :data:`CLOCK_TOLERANCE`), at most
+    :data:`MAX_WINDOW_DAYS` days long."""
     for name, value in (("window_start", window_start), ("window_end", window_end)):
         if value.tzinfo is None:
             raise ValueError(
@@ -87,10 +89,16 @@ def check_window(window_start: datetime, window_end: datetime, now: datetime) ->
     shown = f"{window_start.isoformat()} .. {window_end.isoformat()}"
     if window_end <= window_start:
         raise ValueError(f"window: expected end after start, got {shown}")
+    if window_start < EARLIEST_START:
+        raise ValueError(
+            f"window_start: expected a time from {EARLIEST_START.date()} on, got "
+            f"{window_start.isoformat()}"
+        )
     if window_end > now + CLOCK_TOLERANCE:
         raise ValueError(
-            f"window_end: expected a time up to now ({now.isoformat(timespec='seconds')}; a hold "
-            f"copies the data stored when it is sealed), got {window_end.isoformat()}"
+            f"window_end: expected a time up to now ({now.isoformat(timespec='seconds')}, 5 min "
+            f"of clock skew allowed; a hold copies the data stored when it is sealed), got "
+            f"{window_end.isoformat()}"
         )
     if window_end - window_start > timedelta(days=MAX_WINDOW_DAYS):
         raise ValueError(
