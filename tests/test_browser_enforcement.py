@@ -67,6 +67,7 @@ READERS = {"pdf": _number_in_pdf, "xlsx": _number_in_xlsx, "csv": _number_in_csv
 TEXT = {
     "zh-CN": {
         "need_number": "请填写处罚决定书编号",
+        "early_date": "决定日期不能早于报警当天",
         "edit": "修改",
         "list": "证据报告列表",
         "saved": "已保存",
@@ -74,6 +75,7 @@ TEXT = {
     },
     "en": {
         "need_number": "Enter the decision number",
+        "early_date": "The decision date cannot be before the alarm's day",
         "edit": "Edit",
         "list": "Evidence reports",
         "saved": "Saved",
@@ -150,6 +152,11 @@ async def test_enforcement_records_a_penalty_and_downloads_one_report_number_in_
         await page.click("#penalty-dialog .btn-submit")
         assert await page.text_content("#penalty-dialog .error") == text["need_number"]
         await page.fill("#penalty-dialog [name=decision_number]", "渝交执罚〔2026〕第0007号")
+        # a decision dated before the alarm's day: refused in the page's language
+        await page.fill("#penalty-dialog [name=decided_on]", "1900-01-01")
+        await page.click("#penalty-dialog .btn-submit")
+        assert await page.text_content("#penalty-dialog .error") == text["early_date"]
+        await page.fill("#penalty-dialog [name=decided_on]", "")
         await page.fill("#penalty-dialog [name=note]", "驾驶员当场承认超速")
         await page.screenshot(path=f"/tmp/console-enforce-penalty-form-{lang}-{size}.png")
         # a double click (an impatient officer) records one decision and shows no error

@@ -76,6 +76,9 @@ async def test_enforcement_records_and_corrects_a_penalty_audited_with_before_an
         assert created["recorded_by"] == "enforcement" and created["updated_at"] is None
         # a correction: another amount and date
         fixed = {**DECISION, "fine_yuan": 150, "decided_on": "2026-03-06", "note": "复核减为150元"}
+        early = {**fixed, "decided_on": "1900-01-01"}
+        r = await client.put(f"/api/penalties/{created['id']}", json=early, headers=law)
+        assert r.status_code == 422 and "expected a date from the alarm's day" in r.text, r.text
         r = await client.put(f"/api/penalties/{created['id']}", json=fixed, headers=law)
         assert r.status_code == 200, r.text
         assert r.json()["fine_yuan"] == 150 and r.json()["updated_by"] == "enforcement"
@@ -99,6 +102,9 @@ async def test_enforcement_records_and_corrects_a_penalty_audited_with_before_an
             ({"decision": "警告", "fine_yuan": 200}, "decision 警告: expected no fine_yuan"),
             ({"decision": "不予处罚", "fine_yuan": 0}, "decision 不予处罚: expected no fine_yuan"),
             ({**DECISION, "decided_on": "2999-01-01"}, "expected a date up to today"),
+            # the alarm started 2026-03-02 (Beijing): a decision cannot come before it
+            ({**DECISION, "decided_on": "1900-01-01"}, "expected a date from the alarm's day"),
+            ({**DECISION, "decided_on": "2026-03-01"}, "(2026-03-02) to today, got 2026-03-01"),
             ({**DECISION, "decision": "  "}, "got blanks"),
         ]
         for body, message in bad:

@@ -101,18 +101,31 @@ def _local_today(settings: Settings) -> date:
     return datetime.now(ZoneInfo(settings.rules.timezone)).date()
 
 
+def _check_decided_on(fields: PenaltyFields, alarm: dict[str, Any], settings: Settings) -> None:
+    """422 for a decision dated before the local day its alarm started (a penalty cannot come
+    before the violation; a walkthrough recorded one dated 1900-01-01)."""
+    started_on = alarm["started_at"].astimezone(ZoneInfo(settings.rules.timezone)).date()
+    if fields.decided_on is not None and fields.decided_on < started_on:
+        raise HTTPException(
+            422,
+            f"decided_on: expected a date from the alarm's day ({started_on}) to today, got "
+            f"{fields.decided_on}",
+        )
+
+
 @router.post("/api/alarms/{alarm_id}/penalty", status_code=201)
 async def record_penalty(
     alarm_id: DbId, body: PenaltyIn, user: EnforcementUser, pool: PoolDep, settings: SettingsDep
 ) -> dict[str, Any]:
     """Record a penalty decision on an alarm (enforcement only); audited as ``alarm.penalty``.
     422 for a decision other than 罚款 / 警告 / 不予处罚 (the answer lists them), a 罚款 without
-    its amount or a decision date in the future; 409 (nothing written)
+    its amount or a decision date in the future or before the alarm's day; 409 (nothing written)
     when the alarm already has a decision of that number, or without a number the very same
     decision (a double submit: :func:`gps_monitor.db.penalties.find_same`)."""
     fields = body.fields(_local_today(settings))
     async with pool.acquire() as conn, conn.transaction():
         alarm = await fetch_scoped(conn, user, alarm_id, lock=True)
+        _check_decided_on(fields, alarm, settings)
         same = await penalties.find_same(conn, alarm_id, fields)
         if same is not None:
             what = (
@@ -151,6 +164,7 @@ async def edit_penalty(
         if before is None:
             raise not_found(f"penalty {penalty_id}")
         alarm = await fetch_scoped(conn, user, before.alarm_id, lock=True)
+        _check_decided_on(fields, alarm, settings)
         after = await penalties.update(conn, before, fields, user.id)
         await audit.record(
             conn, user, "alarm.penalty_edit", "alarm", before.alarm_id,

@@ -20,7 +20,7 @@
       downloads: "下载证据报告", report_list: "证据报告列表", report_no: "报告编号", alarm: "报警",
       plate: "车牌", generated_at: "生成时间", generated_by: "生成人", formats: "已生成格式",
       no_reports: "尚无证据报告", need_fine: "罚款须填写罚款金额", need_number: "请填写处罚决定书编号",
-      future_date: "决定日期不能晚于今天", bad_fine: "罚款金额须为大于0、最多两位小数的数字",
+      future_date: "决定日期不能晚于今天", early_date: "决定日期不能早于报警当天", bad_fine: "罚款金额须为大于0、最多两位小数的数字",
       saved: "已保存", yuan: "元", window: "时段",
       duplicate: "此处罚决定已录入（同一决定书编号或完全相同的决定）；如需更正请点“修改”",
     },
@@ -35,6 +35,7 @@
       generated_by: "By", formats: "Formats generated", no_reports: "No evidence report yet",
       need_fine: "A fine needs its amount", need_number: "Enter the decision number",
       future_date: "The decision date cannot be after today",
+      early_date: "The decision date cannot be before the alarm's day",
       bad_fine: "The fine must be a number above 0 with at most 2 decimals",
       saved: "Saved", yuan: "yuan", window: "window",
       duplicate: "This decision is already recorded (same decision number, or the very same decision); use Edit to correct it",
@@ -93,12 +94,16 @@
     return parts.join(" · ");
   }
 
+  function localDay(iso) {  // the Asia/Shanghai calendar day of an instant
+    return new Date(new Date(iso).getTime() + 8 * 3600e3).toISOString().slice(0, 10);
+  }
   // client-side checks, so the common mistakes read in the page language; the API checks too
-  function formErrors(body) {
+  function formErrors(body, alarmDay) {
     if (!body.decision_number) return L("need_number");
     if (body.fine_yuan !== null && (!(body.fine_yuan > 0) || Math.round(body.fine_yuan * 100) !== body.fine_yuan * 100)) return L("bad_fine");
     if (body.decision === "罚款" && body.fine_yuan === null) return L("need_fine");
     if (body.decided_on && body.decided_on > todayLocal()) return L("future_date");
+    if (body.decided_on && alarmDay && body.decided_on < alarmDay) return L("early_date");
     return "";
   }
 
@@ -132,6 +137,7 @@
       form.reset();
       form.elements.decided_on.value = todayLocal();
       form.elements.decided_on.max = todayLocal();
+      form.elements.decided_on.min = localDay(alarm.started_at);
       dlg.querySelector(".btn-submit").textContent = L("save");
       sync();
     };
@@ -172,7 +178,7 @@
         decided_on: form.elements.decided_on.value || null,
         note: form.elements.note.value.trim() || null,
       };
-      const problem = formErrors(body);
+      const problem = formErrors(body, localDay(alarm.started_at));
       dlg.querySelector(".saved").textContent = "";
       if (problem) { error.textContent = problem; return; }
       const button = dlg.querySelector(".btn-submit");
