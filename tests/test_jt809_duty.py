@@ -13,6 +13,7 @@ import contextlib
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 import aiomqtt
 import asyncpg
@@ -383,6 +384,19 @@ async def test_kpi_report_has_query_response_rate_with_unanswered_and_main_link_
         start, start + timedelta(hours=6), start + timedelta(hours=12),
         start + timedelta(hours=18),
     )  # fmt: skip
+    # found by a walkthrough: one received just now, still inside its deadline, counted as
+    # unanswered (平台查岗响应率 0 % right after start); it is not counted until it is decided
+    now = datetime.now(UTC)
+    await pool.execute(
+        "INSERT INTO jt809_platform_queries (info_id, msg_sn, object_type, object_id, question, "
+        "received_at, deadline) VALUES (9, 1, 1, '', 'q', $1::timestamptz, "
+        "$1::timestamptz + interval '10 minutes')",
+        now,
+    )
+    today = now.astimezone(ZoneInfo("Asia/Shanghai")).date()
+    pending = (await compute_kpis(pool, today, today, settings.reports)).to_dict()["county"]
+    assert pending["counts"]["platform_queries"] == 0
+    assert pending["kpis"]["platform_query_rate"] is None
     report = (await compute_kpis(pool, day, day, settings.reports)).to_dict()
     county = report["county"]
     assert county["counts"]["platform_queries"] == 3

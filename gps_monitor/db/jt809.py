@@ -286,13 +286,16 @@ async def answer_query(
 async def query_counts_by_day(
     conn: asyncpg.Connection | asyncpg.Pool, start: datetime, end: datetime, tz_name: str
 ) -> list[asyncpg.Record]:
-    """Per local day of receipt and named company (None: platform-level): 查岗 received,
-    answered by the deadline, unanswered."""
+    """Per local day of receipt and named company (None: platform-level): 查岗 received and
+    decided (answered, or past the deadline unanswered), answered by the deadline, unanswered
+    past the deadline. One still inside its deadline without an answer is not counted yet: it
+    may still be answered in time."""
     return await conn.fetch(
         "SELECT (received_at AT TIME ZONE $3)::date AS day, company_id, count(*) AS received, "
         "count(*) FILTER (WHERE answered_at IS NOT NULL AND answered_at <= deadline) AS in_time, "
         "count(*) FILTER (WHERE answered_at IS NULL) AS unanswered "
         "FROM jt809_platform_queries WHERE received_at >= $1 AND received_at < $2 "
+        "AND (answered_at IS NOT NULL OR deadline <= now()) "
         "GROUP BY 1, 2",
         start,
         end,

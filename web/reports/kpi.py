@@ -30,9 +30,10 @@ denominator is 0; rates in percent, 2 decimals):
 - 督办处理率 supervision_rate = 督办 orders (``supervisions``, issued in the period, by the day
   they were issued) answered by their deadline / orders issued.
 - 平台查岗响应率 platform_query_rate = 查岗 of the superior platform (JT/T 809 0x9301,
-  ``jt809_platform_queries``, by local day of receipt) answered by their deadline / received;
-  unanswered ones are in the counts (``platform_queries_unanswered``). Platform-wide: in the
-  county figures (and a company's when the 查岗 named it).
+  ``jt809_platform_queries``, by local day of receipt) answered by their deadline / received
+  (one unanswered and still inside its deadline is not counted until it is answered or its
+  deadline passes); unanswered ones are in the counts (``platform_queries_unanswered``).
+  Platform-wide: in the county figures (and a company's when the 查岗 named it).
 - 平台连通率 platform_connectivity = seconds the JT/T 809 main link was up
   (``jt809_link_sessions``) / seconds of the period, counted from the first session ever (a
   platform never linked has no figure), the current day up to now. County only.
