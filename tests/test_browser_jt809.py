@@ -1,6 +1,7 @@
 """The bureau answers the superior platform's 查岗 from the map page, in real headless Chromium
 (zh): jt809-sim sends 0x9301 over the real slave link, the duty panel shows it with a ticking
-countdown, the answer typed there reaches the simulator as 0x1301 with the info id."""
+countdown, the answer typed there reaches the simulator as 0x1301 with the info id. The
+enforcement officer, whom the API does not let answer, sees the questions read-only."""
 
 from __future__ import annotations
 
@@ -63,6 +64,39 @@ async def test_bureau_sees_the_query_count_down_and_answers_it_in_chinese(
             await browser.close()
     answer = sim.record.query_answers[0]
     assert (answer.info_id, answer.answer) == (info_id, "值班员王五在岗")
+
+
+async def test_enforcement_sees_the_query_read_only_with_no_answer_form(
+    settings: Settings, pool: asyncpg.Pool, chromium: str
+) -> None:
+    from playwright.async_api import async_playwright
+
+    await users.create_user(pool, "enforcement", PASSWORD, "enforcement", None)
+    async with (
+        superior_and_service(settings, pool) as (sim, _service, settings),
+        served_app(settings) as (base, _),
+        async_playwright() as pw,
+    ):
+        browser = await pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        try:
+            page = await browser.new_page(viewport={"width": 1400, "height": 850})
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            await login(page, base, "enforcement")
+            info_id = await sim.send_query("请报告今日值班人员姓名", answer_time_min=10)
+            await page.evaluate("() => window.GpsmJt809.reload()")
+            item = page.locator(f".jt809-query[data-info-id='{info_id}']")
+            await item.wait_for(timeout=15000)
+            assert "请报告今日值班人员姓名" in await item.inner_text()
+            countdown = await item.locator(".jt809-countdown").inner_text()
+            assert re.fullmatch(r"剩余 (09:[0-5]\d|10:00)", countdown), countdown
+            # No answer box or 应答 button: POST .../answer is 403 for this role.
+            assert await item.locator("form, input, button").count() == 0
+            assert "应答" not in await item.inner_text()
+            assert errors == []
+        finally:
+            await browser.close()
+    assert sim.record.query_answers == []
 
 
 async def _value(value: object) -> object:

@@ -2,7 +2,8 @@
 // their deadline and an answer box; POST /api/jt809/queries/{id}/answer sends the answer back
 // as 0x1301 (via gps-monitor jt809). The bureau sees every question and the links' status
 // (GET /api/jt809/status: main/slave link, login refusals, bad frames); a company's operators
-// see the questions naming their company. Nothing is asked before app.js has logged in. Self-contained: a floating panel added to the page,
+// see the questions naming their company. Enforcement sees the questions read-only (no answer box:
+// the API answers 403 to any role but bureau and operator). Nothing is asked before app.js has logged in. Self-contained: a floating panel added to the page,
 // labels registered in GpsmI18n (zh/en). Polls every 5 s; the countdown ticks every second.
 (function (global) {
   "use strict";
@@ -87,7 +88,7 @@
         '<span class="jt809-who"></span> · <span class="jt809-countdown"></span></div>';
       li.querySelector(".jt809-question").textContent = q.question;
       li.querySelector(".jt809-who").textContent = who + " #" + q.info_id;
-      if (!q.answered_at) {
+      if (!q.answered_at && canAnswer()) {
         const form = document.createElement("form");
         form.innerHTML = '<input name="answer" maxlength="500" style="width:70%"> ' +
           '<button type="submit"></button><div class="jt809-error" style="color:#c62828"></div>';
@@ -95,7 +96,7 @@
         form.querySelector("button").textContent = t("jt809_answer");
         form.addEventListener("submit", (event) => { event.preventDefault(); answer(q, form); });
         li.appendChild(form);
-      } else {
+      } else if (q.answered_at) {
         const done = document.createElement("div");
         done.className = "jt809-done";
         done.textContent = "✓ " + q.answer;
@@ -154,6 +155,11 @@
 
   function user() {
     return global.gpsm && global.gpsm.user;  // set by app.js once logged in
+  }
+
+  function canAnswer() {  // as POST /api/jt809/queries/{id}/answer (HandlerUser) allows
+    const role = user() && user().role;
+    return role === "bureau" || role === "operator";
   }
 
   async function load() {
