@@ -7,21 +7,26 @@ upload, 补报). Fields and units::
     fix_time      ISO 8601 with a UTC offset ("2026-01-26T15:57:02+00:00") or epoch ms (int)
     latitude      WGS-84 degrees, north positive          required
     longitude     WGS-84 degrees, east positive           required
-    speed_kmh     km/h, >= 0                              required
+    speed_kmh     km/h, [0, 6553.5]                       required
     heading_deg   degrees clockwise from north, [0, 360]  optional
-    altitude_m    metres                                  optional
-    satellites    count, >= 0                             optional
+    altitude_m    metres, [-32768, 65535]                 optional
+    satellites    count, [0, 255]                         optional
     fix_valid     bool, JT/T 808 status bit 1             optional, default true
     acc_on        bool, JT/T 808 status bit 0             optional
     alarm_flags   JT/T 808 u32 alarm bit field            optional, default 0
     status_flags  JT/T 808 u32 status bit field           optional, default 0
-    mileage_km    odometer, km                            optional
+    mileage_km    odometer, km, [0, 429496729.5]          optional
     reupload      bool, blind-area re-upload (0x0704 type 1)  optional, default false
     extras        JSON object of other additional items   optional
 
 Unknown fields are ignored (a ``terminal_id`` field, as in JSON-lines track files, is allowed and
 must match the topic's when both are present). Latitude/longitude are *not* range-checked here:
-an out-of-range fix is stored and flagged ``invalid`` by :mod:`gps_monitor.quality`.
+an out-of-range fix is stored and flagged ``invalid`` by :mod:`gps_monitor.quality`. Nor is a
+speed judged here: one no vehicle drives is stored and flagged ``invalid`` (implausible_speed)
+there too. The upper bounds above are only what JT/T 808 can carry at all (speed a WORD in
+1/10 km/h, altitude a WORD in metres, read signed or unsigned, mileage a DWORD in 1/10 km); a
+value beyond them no terminal measured (and a 1e300 one no ``real`` column holds), so the message
+is rejected ``out_of_range``.
 """
 
 from __future__ import annotations
@@ -30,7 +35,14 @@ import json
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from gps_monitor.errors import PayloadError
@@ -42,6 +54,24 @@ _BAD_FIX_TIME = "fix_time_format"
 # the supported fix times (2000-01-01 .. 2100-01-01) in epoch ms, the end excluded
 _EPOCH_MS_MIN = int(FIX_TIME_MIN.timestamp()) * 1000
 _EPOCH_MS_MAX = int(FIX_TIME_MAX.timestamp()) * 1000
+# a number beyond what its field can hold: reported as out_of_range, with what came added
+_BEYOND_BOUNDS = "beyond_bounds"
+# what JT/T 808 can carry (0x0200 location report and its additional item 0x01)
+SPEED_KMH_MAX = 0xFFFF / 10  # WORD, 1/10 km/h
+ALTITUDE_M_MIN, ALTITUDE_M_MAX = -0x8000, 0xFFFF  # WORD, metres (the gateway reads it signed)
+MILEAGE_KM_MAX = 0xFFFFFFFF / 10  # DWORD, 1/10 km
+
+
+def _within(low: float, high: float, what: str) -> AfterValidator:
+    """A check that a number is in [``low``, ``high``], else ``out_of_range`` saying ``what``
+    the field can hold (what came is added by :func:`payload_error`)."""
+
+    def check(value: float) -> float:
+        if not low <= value <= high:
+            raise PydanticCustomError(_BEYOND_BOUNDS, f"expected {low:g} .. {high} {what}")
+        return value
+
+    return AfterValidator(check)
 
 
 class PositionPayload(BaseModel):
@@ -52,15 +82,28 @@ class PositionPayload(BaseModel):
     fix_time: datetime
     latitude: float
     longitude: float
-    speed_kmh: Annotated[float, Field(ge=0)]
+    speed_kmh: Annotated[
+        float, Field(ge=0), _within(0, SPEED_KMH_MAX, "km/h (JT/T 808: a WORD in 1/10 km/h)")
+    ]
     heading_deg: Annotated[float, Field(ge=0, le=360)] | None = None
-    altitude_m: float | None = None
+    altitude_m: (
+        Annotated[
+            float,
+            _within(ALTITUDE_M_MIN, ALTITUDE_M_MAX, "metres (JT/T 808: a WORD in metres)"),
+        ]
+        | None
+    ) = None
     satellites: Annotated[int, Field(ge=0, le=255)] | None = None
     fix_valid: bool = True
     acc_on: bool | None = None
     alarm_flags: Annotated[int, Field(ge=0, le=_U32)] = 0
     status_flags: Annotated[int, Field(ge=0, le=_U32)] = 0
-    mileage_km: Annotated[float, Field(ge=0)] | None = None
+    mileage_km: (
+        Annotated[
+            float, Field(ge=0), _within(0, MILEAGE_KM_MAX, "km (JT/T 808: a DWORD in 1/10 km)")
+        ]
+        | None
+    ) = None
     reupload: bool = False
     extras: dict[str, Any] = Field(default_factory=dict)
     terminal_id: str | None = None
@@ -153,7 +196,7 @@ def payload_error(error: ValidationError, where: str = "") -> PayloadError:
     """A :class:`PayloadError` naming the first bad field, what was expected and what came.
 
     ``missing_field`` when a required field is absent, ``out_of_range`` for a fix time outside
-    the supported years, ``wrong_type`` otherwise.
+    the supported years or a number beyond what JT/T 808 can carry, ``wrong_type`` otherwise.
     """
     first = error.errors()[0]
     field = ".".join(str(part) for part in first["loc"]) or "(object)"
@@ -162,6 +205,10 @@ def payload_error(error: ValidationError, where: str = "") -> PayloadError:
         return PayloadError("missing_field", f"{prefix}: required field is missing")
     if first["type"] == "out_of_range":
         return PayloadError("out_of_range", f"{prefix}: {first['msg']}")
+    if first["type"] == _BEYOND_BOUNDS:
+        return PayloadError(
+            "out_of_range", f"{prefix}: {first['msg']}, got {shown(first['input'])}"
+        )
     return PayloadError("wrong_type", f"{prefix}: {first['msg']}; got {shown(first.get('input'))}")
 
 

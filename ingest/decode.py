@@ -54,7 +54,8 @@ def decode_positions(
             ``malformed_json`` (not UTF-8 JSON), ``wrong_type`` (not an object / array, a value
             of the wrong type or range, a NUL character in any string or key, NaN or an
             infinite number in ``extras``),
-            ``missing_field``, ``out_of_range`` (a fix time outside the supported years).
+            ``missing_field``, ``out_of_range`` (a fix time outside the supported years, a
+            speed, altitude or mileage beyond what JT/T 808 can carry).
     """
     check_size(payload, settings)
     try:

@@ -74,9 +74,10 @@ async def test_a_message_the_database_refuses_is_rejected_and_its_batch_is_store
     settings: Settings, pool: asyncpg.Pool
 ) -> None:
     """A lone surrogate in extras passes decoding (JSON's \\ud800 escape, which Python's json
-    reads) but PostgreSQL's jsonb refuses it (SQLSTATE 22P02); an altitude beyond float32 fails
-    in asyncpg's encoder. Both are published between good messages so they land in one batch
-    with them. (NaN in extras, the first example here, is now refused when decoded.)"""
+    reads) but PostgreSQL's jsonb refuses it (SQLSTATE 22P02). It is published between good
+    messages so it lands in one batch with them. (NaN in extras, the first example here, and an
+    altitude beyond float32, the second, are now refused when decoded: the altitude as
+    ``out_of_range``, a JT/T 808 altitude being a 16-bit word.)"""
     await _register(pool)
     t = "2026-01-26T08:00:{:02d}+08:00"
     bad_extras = position_json(t.format(5), 29.5605, 106.5505, extras={"note": "\ud800"})
@@ -96,9 +97,9 @@ async def test_a_message_the_database_refuses_is_rejected_and_its_batch_is_store
         )
     assert stored == 3
     assert stored_after == 4
-    assert sorted(r["reason"] for r in rejected) == ["unstorable", "unstorable"]
+    assert sorted(r["reason"] for r in rejected) == ["out_of_range", "unstorable"]
     by_payload = {bytes(r["payload"]): r["detail"] for r in rejected}
     assert "surrogate" in by_payload[bad_extras.encode()]  # PostgreSQL's own message
-    assert "float32" in by_payload[huge_altitude.encode()]
-    assert worker.stats["rejected:unstorable"] == 2
+    assert by_payload[huge_altitude.encode()].startswith("altitude_m: expected -32768 .. 65535")
+    assert worker.stats["rejected:unstorable"] == 1
     assert await pool.fetchval("SELECT count(*) FROM raw_messages") == 4

@@ -91,3 +91,52 @@ async def test_a_terminal_registered_while_running_is_accepted_after_the_retry_d
         )
     assert rejected == 1
     assert stored == 1
+
+
+async def test_numbers_no_column_or_protocol_can_carry_are_rejected_as_out_of_range(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    """A 1e300 odometer was stored as a good fix (and printed as 301 digits in the evidence
+    CSV); a 1e300 speed or altitude failed only in the database as ``unstorable``. Each is now
+    set aside on decoding, saying what the field can hold and what came. The largest values
+    JT/T 808 can carry are stored, an implausible speed flagged invalid as before."""
+    await _register(pool, "013800000003")
+    topic = "gps/v1/013800000003/position"
+    t = "2026-01-26T08:00:{:02d}+08:00"
+    bad = {
+        "mileage_km": position_json(t.format(1), 53.4, -2.98, mileage_km=1e300),
+        "speed_kmh": position_json(t.format(2), 53.4, -2.98, speed_kmh=1e300),
+        "altitude_m": position_json(t.format(3), 53.4, -2.98, altitude_m=1e300),
+        "altitude_m ": position_json(t.format(4), 53.4, -2.98, altitude_m=-1e300),
+    }
+    largest = position_json(
+        t.format(5), 53.4, -2.98, speed_kmh=6553.5, mileage_km=429496729.5, altitude_m=65535
+    )
+    lowest = position_json(t.format(6), 53.4001, -2.9801, altitude_m=-32768, mileage_km=0)
+    async with running_worker(settings):
+        await publish_raw(settings, [(topic, p) for p in [*bad.values(), largest, lowest]])
+        stored = await wait_for(
+            count_probe(pool, "SELECT count(*) FROM positions"), lambda n: n >= 2
+        )
+        rejected = await wait_for(
+            lambda: pool.fetch("SELECT payload, reason, detail FROM rejected_messages"),
+            lambda rows: len(rows) >= len(bad),
+        )
+    assert stored == 2
+    by_payload = {bytes(r["payload"]).decode(): (r["reason"], r["detail"]) for r in rejected}
+    assert len(by_payload) == len(bad)
+    for field, payload in bad.items():
+        reason, detail = by_payload[payload]
+        assert reason == "out_of_range", (field, reason, detail)
+        assert detail.startswith(field.strip() + ": expected "), detail
+        assert detail.endswith("got 1e+300") or detail.endswith("got -1e+300"), detail
+    assert "429496729.5" in by_payload[bad["mileage_km"]][1]
+    assert "6553.5" in by_payload[bad["speed_kmh"]][1]
+    rows = await pool.fetch(
+        "SELECT speed_kmh, mileage_km, altitude_m, quality, quality_reason FROM positions"
+        " ORDER BY fix_time"
+    )
+    assert [tuple(r) for r in rows] == [
+        (6553.5, 429496729.5, 65535.0, "invalid", "implausible_speed"),
+        (30.0, 0.0, -32768.0, "ok", None),
+    ]
