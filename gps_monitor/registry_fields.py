@@ -14,16 +14,31 @@ from pydantic import AfterValidator, Field
 
 from gps_monitor.db.registry import check_terminal_id
 
-CompanyName = Annotated[str, Field(min_length=1, max_length=200, examples=["渝运危货运输公司"])]
+# Characters no registry text may hold: control and invisible format characters (zero-width
+# space, BOM, the right-to-left override that shows a name reversed) and line or paragraph
+# separators; such text is printed on evidence and sent to JT/T 809.
+_INVISIBLE = r"\p{Cc}\p{Cf}\p{Zl}\p{Zp}"
+_SHOWN = rf"[^\s{_INVISIBLE}]"  # a character that shows: not whitespace, not invisible
+CompanyName = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=200,
+        # the plate's characters, and spaces between them: not blank, nothing around the name
+        pattern=rf"^{_SHOWN}(?:[^{_INVISIBLE}]*{_SHOWN})?$",
+        description="企业名称: 1 to 200 characters, no line breaks or invisible characters, "
+        "no spaces before or after",
+        examples=["渝运危货运输公司"],
+    ),
+]
 # No whitespace (a trailing space or a line break pasted from a spreadsheet made a second
-# vehicle of one plate, as the uniqueness is on the exact text), no control or invisible
-# format characters (zero-width space, BOM): a plate is printed on evidence and sent to JT/T 809.
+# vehicle of one plate, as the uniqueness is on the exact text), nor _INVISIBLE characters.
 PlateNumber = Annotated[
     str,
     Field(
         min_length=2,
         max_length=20,
-        pattern=r"^[^\s\p{Cc}\p{Cf}]+$",
+        pattern=rf"^{_SHOWN}+$",
         description="车牌号: 2 to 20 characters, no spaces, line breaks or invisible characters",
         examples=["渝A12345"],
     ),

@@ -87,6 +87,39 @@ async def test_a_plate_with_spaces_line_breaks_or_invisible_characters_is_refuse
                       "渝A·12345", "渝A1234学", "渝A1234挂", "BODS-4716"}  # fmt: skip
 
 
+async def test_a_blank_company_name_or_one_with_invisible_characters_is_refused(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    """Found in a walkthrough: a company named "  " was registered, and names holding a
+    right-to-left override (U+202E) or a zero-width space (U+200B), which plates refuse. A
+    company name gets the plate's checks, spaces inside the name apart."""
+    w = await make_world(pool, settings)
+    bureau = w.auth("bureau")
+    before = await pool.fetchval("SELECT count(*) FROM companies")
+    name_a = await pool.fetchval("SELECT name FROM companies WHERE id = $1", w.company_a)
+    async with rest_client(settings) as client:
+        for name in ("  ", "\u3000", "\t", " 丙运输公司", "丙运输公司 ", "丙运输\n公司",
+                     "丙\u202e运输公司", "丙运\u200b输公司", "\ufeff丙运输公司",
+                     "丙\x01运输公司"):  # fmt: skip
+            r = await client.post("/api/companies", json={"name": name}, headers=bureau)
+            assert r.status_code == 422, (name, r.text)
+            assert [(d["loc"], d["type"]) for d in r.json()["detail"]] == [
+                (["body", "name"], "string_pattern_mismatch")
+            ], name
+            r = await client.patch(
+                f"/api/companies/{w.company_a}", json={"name": name}, headers=bureau
+            )
+            assert r.status_code == 422, (name, r.text)
+        r = await client.post("/api/companies", json={"name": ""}, headers=bureau)
+        assert r.status_code == 422 and r.json()["detail"][0]["type"] == "string_too_short"
+        # what company names look like stays accepted: spaces inside, brackets, a dot
+        for name in ("丙运输公司", "Reject test company", "重庆（渝北）运输·有限公司", "A"):
+            r = await client.post("/api/companies", json={"name": name}, headers=bureau)
+            assert r.status_code == 201, (name, r.text)
+    assert await pool.fetchval("SELECT count(*) FROM companies") == before + 4
+    assert await pool.fetchval("SELECT name FROM companies WHERE id = $1", w.company_a) == name_a
+
+
 async def test_deactivate_keeps_history_and_leaves_the_connection_rate(
     settings: Settings, pool: asyncpg.Pool
 ) -> None:

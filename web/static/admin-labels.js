@@ -35,6 +35,8 @@ GpsmI18n.register({
     field_password: "密码", field_role: "角色", field_display_name: "姓名", field_id: "车辆",
     msg_missing: "必填", msg_string_too_short: "至少 {min_length} 个字符",
     msg_string_too_long: "最多 {max_length} 个字符", msg_string_pattern_mismatch: "不能含空格",
+    msg_string_pattern_mismatch__name: "不能为空白，首尾不能有空格，不能含换行或不可见字符",
+    msg_string_pattern_mismatch__company: "不能为空白，首尾不能有空格，不能含换行或不可见字符",
     msg_greater_than: "须大于 {gt}", msg_less_than_equal: "不能超过 {le}",
     msg_float_parsing: "须为数字", msg_int_parsing: "须为整数", msg_enum: "可选值：{expected}",
     msg_enum__plate_color: "须为 蓝/黄/黑/白/黄绿/其他 或代码 1、2、3、4、5、9",
@@ -89,6 +91,10 @@ GpsmI18n.register({
     field_role: "Role", field_display_name: "Name", field_id: "Vehicle",
     msg_missing: "required", msg_string_too_short: "at least {min_length} characters",
     msg_string_too_long: "at most {max_length} characters", msg_string_pattern_mismatch: "no spaces",
+    msg_string_pattern_mismatch__name:
+      "not blank, no spaces before or after, no line breaks or invisible characters",
+    msg_string_pattern_mismatch__company:
+      "not blank, no spaces before or after, no line breaks or invisible characters",
     msg_greater_than: "must be more than {gt}", msg_less_than_equal: "must be at most {le}",
     msg_float_parsing: "must be a number", msg_int_parsing: "must be a whole number",
     msg_enum: "one of: {expected}",
