@@ -284,22 +284,30 @@ async def answer_query(
 
 
 async def query_counts_by_day(
-    conn: asyncpg.Connection | asyncpg.Pool, start: datetime, end: datetime, tz_name: str
+    conn: asyncpg.Connection | asyncpg.Pool,
+    start: datetime,
+    end: datetime,
+    tz_name: str,
+    *,
+    decided_only: bool = False,
 ) -> list[asyncpg.Record]:
-    """Per local day of receipt and named company (None: platform-level): 查岗 received and
-    decided (answered, or past the deadline unanswered), answered by the deadline, unanswered
-    past the deadline. One still inside its deadline without an answer is not counted yet: it
-    may still be answered in time."""
+    """Per local day of receipt and named company (None: platform-level): 查岗 received,
+    answered by the deadline, unanswered.
+
+    ``decided_only`` (the KPI): only those answered or past their deadline; one still inside
+    its deadline without an answer may yet be answered in time, so it is not counted.
+    """
     return await conn.fetch(
         "SELECT (received_at AT TIME ZONE $3)::date AS day, company_id, count(*) AS received, "
         "count(*) FILTER (WHERE answered_at IS NOT NULL AND answered_at <= deadline) AS in_time, "
         "count(*) FILTER (WHERE answered_at IS NULL) AS unanswered "
         "FROM jt809_platform_queries WHERE received_at >= $1 AND received_at < $2 "
-        "AND (answered_at IS NOT NULL OR deadline <= now()) "
+        "AND (NOT $4 OR answered_at IS NOT NULL OR deadline <= now()) "
         "GROUP BY 1, 2",
         start,
         end,
         tz_name,
+        decided_only,
     )
 
 

@@ -492,7 +492,10 @@ async def _add_platform(
 
     start, _ = local_day_bounds(days[0], tz)
     _, end = local_day_bounds(days[-1], tz)
-    for row in await jt809_db.query_counts_by_day(conn, start, end, settings.display_timezone):
+    decided = await jt809_db.query_counts_by_day(
+        conn, start, end, settings.display_timezone, decided_only=True
+    )
+    for row in decided:
         unit = units.get(row["company_id"]) if row["company_id"] is not None else None
         targets = ((unit,) if unit is not None else ()) + (() if company_id else (county,))
         for target in targets:
