@@ -294,3 +294,42 @@ async def test_a_period_running_past_today_is_assessed_up_to_today(
         pool, today + timedelta(days=20), today + timedelta(days=30), settings.reports
     )
     assert later.county.period.kpis()["online_rate"] is None
+
+
+async def test_a_record_dated_after_today_is_no_day_online(
+    pool: asyncpg.Pool, settings: Settings
+) -> None:
+    """A terminal whose clock runs 8 h ahead (local time sent as UTC, flagged future_fix_time
+    but stored) has records on tomorrow's local day from 16:00 on: tomorrow is no vehicle-day
+    of 上线率, so its record must not count as a day online either (counted, "this month"
+    read 200 % on the 1st)."""
+    company = await registry.ensure_company(pool, "丁运输公司")
+    vehicle = await registry.ensure_vehicle(
+        pool, company_id=company.id, plate_number="渝D00001", terminal_id="013900000041"
+    )
+    now = datetime.now(BEIJING)
+    today = now.date()
+    fix_time = max(
+        now - timedelta(minutes=1), datetime.combine(today, datetime.min.time(), BEIJING)
+    )
+    tomorrow = datetime.combine(today + timedelta(days=1), datetime.min.time(), BEIJING)
+    await store_fixes(
+        pool,
+        vehicle.id,
+        company.id,
+        vehicle.terminal_id,
+        [
+            Fix(fix_time, 29.5, 106.5, 30.0),
+            Fix(tomorrow + timedelta(hours=1), 29.5, 106.5, 30.0, quality=Quality.INVALID),
+        ],
+    )
+    for from_positions in (False, True):
+        report = await kpi.compute_kpis(
+            pool, today, today + timedelta(days=9), settings.reports, from_positions=from_positions
+        )
+        county = report.county.period
+        assert (county.connected_vehicle_days, county.online_vehicle_days) == (1, 1)
+        assert county.kpis()["online_rate"] == 100.0
+        day = report.county.days[today + timedelta(days=1)]
+        assert (day.connected_vehicle_days, day.online_vehicle_days) == (0, 0)
+        assert day.kpis()["online_rate"] is None

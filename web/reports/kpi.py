@@ -11,7 +11,7 @@ denominator is 0; rates in percent, 2 decimals):
   that day / sum over the days of vehicles connected by the end of that day (vehicle-days, the
   usual daily-average method: a vehicle offline half the period counts half). Days after today
   are not counted (a period running past today, e.g. this month, is assessed up to today; those
-  days' trend points have no 上线率).
+  days' trend points have no 上线率), nor are records dated on them (a terminal clock ahead).
 - 轨迹完整率 track_completeness = mileage covered by a complete track / total mileage. Mileage is
   the sum of ``positions.distance_m`` of ok fixes (geodesic from the previous ok fix) in the
   period; a stretch whose ``interval_s`` > ``reports.kpi_gap_s`` (300 s) AND ``distance_m`` >
@@ -349,7 +349,9 @@ async def compute_kpis(
             # online = a connected vehicle with a record (that day / in the period)
             counts.online_vehicles += row["online"]
             counts.drift_vehicles += row["drift"]
-            if row["day"] is not None:
+            # a record on a day after today (a terminal clock ahead: flagged future_fix_time,
+            # stored) is no day online: that day is no vehicle-day (above)
+            if row["day"] is not None and row["day"] <= today:
                 counts.online_vehicle_days += row["online"]
                 unit.period.online_vehicle_days += row["online"]
 
