@@ -190,6 +190,22 @@ async def test_a_decision_is_recorded_once_a_repeat_or_double_submit_is_409(
             f"/api/alarms/{alarm}/penalty", json={**DECISION, "fine_yuan": 100}, headers=law
         )
         assert r.status_code == 409
+        # found by a walkthrough: the number typed in full-width or another case was recorded
+        # again; it is the same document (NFKC, case-folded)
+        r = await client.post(
+            f"/api/alarms/{alarm}/penalty",
+            json={**DECISION, "decision_number": "渝交执罚〔２０２６〕第０１２３号"},
+            headers=law,
+        )
+        assert r.status_code == 409 and f"penalty {first['id']}" in r.text, r.text
+        lower = {**DECISION, "decision_number": "yj-2026-7"}
+        r = await client.post(f"/api/alarms/{alarm}/penalty", json=lower, headers=law)
+        assert r.status_code == 201, r.text
+        r = await client.post(
+            f"/api/alarms/{alarm}/penalty", json={**lower, "decision_number": "ＹＪ-2026-7"},
+            headers=law,
+        )  # fmt: skip
+        assert r.status_code == 409, r.text
         # without a number: the very same decision twice is 409, a different one is recorded
         warning = {"decision": "警告", "decided_on": "2026-03-05"}
         r = await client.post(f"/api/alarms/{alarm}/penalty", json=warning, headers=law)
@@ -205,9 +221,9 @@ async def test_a_decision_is_recorded_once_a_repeat_or_double_submit_is_409(
             f"/api/alarms/{world.alarms['B']}/penalty", json=DECISION, headers=law
         )
         assert r.status_code == 201
-    assert await pool.fetchval("SELECT count(*) FROM alarm_penalties") == 4
+    assert await pool.fetchval("SELECT count(*) FROM alarm_penalties") == 5
     actions = await pool.fetch("SELECT action FROM audit_log")
-    assert [a["action"] for a in actions] == ["alarm.penalty"] * 4
+    assert [a["action"] for a in actions] == ["alarm.penalty"] * 5
 
 
 async def test_only_enforcement_records_penalties_and_unknown_ones_are_404(

@@ -14,6 +14,7 @@ evidence report of the alarm shows its decisions.
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -114,24 +115,39 @@ async def get(conn: asyncpg.Connection | asyncpg.Pool, penalty_id: int) -> Penal
     return None if row is None else _penalty(row)
 
 
+def number_key(decision_number: str) -> str:
+    """How two 处罚决定书编号 are compared: NFKC (full-width letters and digits as half-width)
+    and case-folded, so ``A1``, ``a1`` and ``Ａ1`` are one number (typed on different keyboards,
+    they name one decision document)."""
+    return unicodedata.normalize("NFKC", decision_number).casefold()
+
+
 async def find_same(
     conn: asyncpg.Connection, alarm_id: int, fields: PenaltyFields
 ) -> Penalty | None:
     """A decision already recorded on ``alarm_id`` that ``fields`` would repeat, or None.
 
-    With a decision number (处罚决定书编号): the decision of that number on the alarm (one
-    decision document is recorded once; a correction is an update). Without one: a decision with
-    the same kind, fine, date and note and no number (a double submit). The caller holds the
-    alarm's row lock, so two concurrent requests cannot both find none.
+    With a decision number (处罚决定书编号): the decision of that number on the alarm, compared
+    by :func:`number_key` (one decision document is recorded once; a correction is an update).
+    Without one: a decision with the same kind, fine, date and note and no number (a double
+    submit). The caller holds the alarm's row lock, so two concurrent requests cannot both find
+    none.
     """
+    if fields.decision_number is not None:
+        wanted = number_key(fields.decision_number)
+        rows = await conn.fetch(
+            f"SELECT {_COLUMNS} {_FROM} WHERE p.alarm_id = $1 AND p.decision_number IS NOT NULL "
+            "ORDER BY p.id",
+            alarm_id,
+        )
+        same = next((r for r in rows if number_key(r["decision_number"]) == wanted), None)
+        return None if same is None else _penalty(same)
     row = await conn.fetchrow(
-        f"SELECT {_COLUMNS} {_FROM} WHERE p.alarm_id = $1 AND ("
-        "($2::text IS NOT NULL AND p.decision_number = $2) OR "
-        "($2::text IS NULL AND p.decision_number IS NULL AND p.decision = $3 "
-        "AND p.fine_yuan IS NOT DISTINCT FROM $4 AND p.decided_on IS NOT DISTINCT FROM $5 "
-        "AND p.note IS NOT DISTINCT FROM $6)) ORDER BY p.id LIMIT 1",
-        alarm_id, fields.decision_number, fields.decision, fields.fine_yuan, fields.decided_on,
-        fields.note,
+        f"SELECT {_COLUMNS} {_FROM} WHERE p.alarm_id = $1 AND p.decision_number IS NULL "
+        "AND p.decision = $2 AND p.fine_yuan IS NOT DISTINCT FROM $3 "
+        "AND p.decided_on IS NOT DISTINCT FROM $4 AND p.note IS NOT DISTINCT FROM $5 "
+        "ORDER BY p.id LIMIT 1",
+        alarm_id, fields.decision, fields.fine_yuan, fields.decided_on, fields.note,
     )  # fmt: skip
     return None if row is None else _penalty(row)
 
