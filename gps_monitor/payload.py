@@ -23,10 +23,10 @@ Unknown fields are ignored (a ``terminal_id`` field, as in JSON-lines track file
 must match the topic's when both are present). Latitude/longitude are *not* range-checked here:
 an out-of-range fix is stored and flagged ``invalid`` by :mod:`gps_monitor.quality`. Nor is a
 speed judged here: one no vehicle drives is stored and flagged ``invalid`` (implausible_speed)
-there too. The upper bounds above are only what JT/T 808 can carry at all (speed a WORD in
-1/10 km/h, altitude a WORD in metres, read signed or unsigned, mileage a DWORD in 1/10 km); a
-value beyond them no terminal measured (and a 1e300 one no ``real`` column holds), so the message
-is rejected ``out_of_range``.
+there too. The ranges of speed, altitude and mileage are only what JT/T 808 can carry at all
+(:data:`JT808_BOUNDS`: speed a WORD in 1/10 km/h, altitude a WORD in metres, read signed or
+unsigned, mileage a DWORD in 1/10 km); a value outside them (a negative speed, a 1e300 odometer
+no ``real`` column holds) no terminal measured, so the message is rejected ``out_of_range``.
 """
 
 from __future__ import annotations
@@ -35,14 +35,7 @@ import json
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
 
 from gps_monitor.errors import PayloadError
@@ -54,24 +47,21 @@ _BAD_FIX_TIME = "fix_time_format"
 # the supported fix times (2000-01-01 .. 2100-01-01) in epoch ms, the end excluded
 _EPOCH_MS_MIN = int(FIX_TIME_MIN.timestamp()) * 1000
 _EPOCH_MS_MAX = int(FIX_TIME_MAX.timestamp()) * 1000
-# a number beyond what its field can hold: reported as out_of_range, with what came added
-_BEYOND_BOUNDS = "beyond_bounds"
-# what JT/T 808 can carry (0x0200 location report and its additional item 0x01)
-SPEED_KMH_MAX = 0xFFFF / 10  # WORD, 1/10 km/h
-ALTITUDE_M_MIN, ALTITUDE_M_MAX = -0x8000, 0xFFFF  # WORD, metres (the gateway reads it signed)
-MILEAGE_KM_MAX = 0xFFFFFFFF / 10  # DWORD, 1/10 km
+# What JT/T 808 can carry (0x0200 location report and its additional item 0x01), per field:
+# (lowest, highest, what the field holds). Checked by pydantic-core (Field ge/le, nothing per
+# message in Python); a value outside is reported out_of_range by payload_error, saying these.
+JT808_BOUNDS: dict[str, tuple[float, float, str]] = {
+    "speed_kmh": (0, 0xFFFF / 10, "km/h (JT/T 808: a WORD in 1/10 km/h)"),
+    # WORD, metres: the protocol's field is unsigned, the gateway reads it signed
+    "altitude_m": (-0x8000, 0xFFFF, "metres (JT/T 808: a WORD in metres)"),
+    "mileage_km": (0, 0xFFFFFFFF / 10, "km (JT/T 808: a DWORD in 1/10 km)"),
+}
+_BOUND_ERRORS = frozenset({"greater_than_equal", "less_than_equal"})
 
 
-def _within(low: float, high: float, what: str) -> AfterValidator:
-    """A check that a number is in [``low``, ``high``], else ``out_of_range`` saying ``what``
-    the field can hold (what came is added by :func:`payload_error`)."""
-
-    def check(value: float) -> float:
-        if not low <= value <= high:
-            raise PydanticCustomError(_BEYOND_BOUNDS, f"expected {low:g} .. {high} {what}")
-        return value
-
-    return AfterValidator(check)
+def _jt808_range(field: str) -> Any:
+    low, high, _ = JT808_BOUNDS[field]
+    return Field(ge=low, le=high)
 
 
 class PositionPayload(BaseModel):
@@ -82,28 +72,15 @@ class PositionPayload(BaseModel):
     fix_time: datetime
     latitude: float
     longitude: float
-    speed_kmh: Annotated[
-        float, Field(ge=0), _within(0, SPEED_KMH_MAX, "km/h (JT/T 808: a WORD in 1/10 km/h)")
-    ]
+    speed_kmh: Annotated[float, _jt808_range("speed_kmh")]
     heading_deg: Annotated[float, Field(ge=0, le=360)] | None = None
-    altitude_m: (
-        Annotated[
-            float,
-            _within(ALTITUDE_M_MIN, ALTITUDE_M_MAX, "metres (JT/T 808: a WORD in metres)"),
-        ]
-        | None
-    ) = None
+    altitude_m: Annotated[float, _jt808_range("altitude_m")] | None = None
     satellites: Annotated[int, Field(ge=0, le=255)] | None = None
     fix_valid: bool = True
     acc_on: bool | None = None
     alarm_flags: Annotated[int, Field(ge=0, le=_U32)] = 0
     status_flags: Annotated[int, Field(ge=0, le=_U32)] = 0
-    mileage_km: (
-        Annotated[
-            float, Field(ge=0), _within(0, MILEAGE_KM_MAX, "km (JT/T 808: a DWORD in 1/10 km)")
-        ]
-        | None
-    ) = None
+    mileage_km: Annotated[float, _jt808_range("mileage_km")] | None = None
     reupload: bool = False
     extras: dict[str, Any] = Field(default_factory=dict)
     terminal_id: str | None = None
@@ -196,7 +173,8 @@ def payload_error(error: ValidationError, where: str = "") -> PayloadError:
     """A :class:`PayloadError` naming the first bad field, what was expected and what came.
 
     ``missing_field`` when a required field is absent, ``out_of_range`` for a fix time outside
-    the supported years or a number beyond what JT/T 808 can carry, ``wrong_type`` otherwise.
+    the supported years or a speed, altitude or mileage outside what JT/T 808 can carry
+    (:data:`JT808_BOUNDS`), ``wrong_type`` otherwise.
     """
     first = error.errors()[0]
     field = ".".join(str(part) for part in first["loc"]) or "(object)"
@@ -205,9 +183,12 @@ def payload_error(error: ValidationError, where: str = "") -> PayloadError:
         return PayloadError("missing_field", f"{prefix}: required field is missing")
     if first["type"] == "out_of_range":
         return PayloadError("out_of_range", f"{prefix}: {first['msg']}")
-    if first["type"] == _BEYOND_BOUNDS:
+    name = first["loc"][-1] if first["loc"] else None
+    if first["type"] in _BOUND_ERRORS and name in JT808_BOUNDS:
+        low, high, what = JT808_BOUNDS[str(name)]
         return PayloadError(
-            "out_of_range", f"{prefix}: {first['msg']}, got {shown(first['input'])}"
+            "out_of_range",
+            f"{prefix}: expected {low:g} .. {high} {what}, got {shown(first['input'])}",
         )
     return PayloadError("wrong_type", f"{prefix}: {first['msg']}; got {shown(first.get('input'))}")
 

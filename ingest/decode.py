@@ -55,7 +55,7 @@ def decode_positions(
             of the wrong type or range, a NUL character in any string or key, NaN or an
             infinite number in ``extras``),
             ``missing_field``, ``out_of_range`` (a fix time outside the supported years, a
-            speed, altitude or mileage beyond what JT/T 808 can carry).
+            speed, altitude or mileage outside what JT/T 808 can carry).
     """
     check_size(payload, settings)
     try:

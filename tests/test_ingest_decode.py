@@ -97,7 +97,10 @@ def test_a_blind_area_batch_keeps_every_position_and_its_reupload_flag() -> None
     ("payload", "reason", "detail"),
     [
         ({"fix_time": "2026-01-26T08:00:00+08:00", "latitude": 29.5, "longitude": 106.5,
-          "speed_kmh": -3}, "wrong_type", "speed_kmh"),
+          "speed_kmh": -3}, "out_of_range",
+         "speed_kmh: expected 0 .. 6553.5 km/h (JT/T 808: a WORD in 1/10 km/h), got -3"),
+        ({"fix_time": "2026-01-26T08:00:00+08:00", "latitude": 29.5, "longitude": 106.5,
+          "speed_kmh": 3, "mileage_km": -0.1}, "out_of_range", "mileage_km: expected 0 .. "),
         ({"fix_time": "2026-01-26T08:00:00+08:00", "latitude": 29.5, "longitude": 106.5,
           "speed_kmh": 3, "alarm_flags": 2**32}, "wrong_type", "alarm_flags"),
         ({"fix_time": 12, "latitude": 29.5, "longitude": 106.5, "speed_kmh": 3},
