@@ -136,15 +136,17 @@ async def test_kpi_api_scope_and_holds_roles(settings: Settings, pool: asyncpg.P
         assert r.status_code == 200 and "汇总" in load_workbook(io.BytesIO(r.content)).sheetnames
         # found by a walkthrough: days whose bounds do not exist were a 500
         logged = await pool.fetchval("SELECT count(*) FROM report_log")
-        for far in (("0001-01-01", "0001-01-02"), ("9999-12-30", "9999-12-31")):
+        for far, message in (
+            (("0001-01-01", "0001-01-02"), "period: expected days from 2000-01-01"),
+            (("9999-12-30", "9999-12-31"), "period: expected days from 2000-01-01"),
+            (("2025-01-01", "2026-01-02"), "period: expected at most 366 days, got 367"),
+        ):
             r = await client.get(
                 "/api/reports/kpi",
                 params={"from": far[0], "to": far[1]},
                 headers=world.auth("bureau"),
             )
-            assert r.status_code == 422 and "period: expected days from 2000-01-01" in r.text, (
-                r.text
-            )
+            assert r.status_code == 422 and message in r.text, r.text
         assert await pool.fetchval("SELECT count(*) FROM report_log") == logged
         seal = {
             "vehicle_id": world.vehicles_a[0],

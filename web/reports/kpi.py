@@ -233,13 +233,17 @@ def _overlap_by_day(
 # period may run past today, as "this year" does); beyond, a date's day bounds do not exist
 EARLIEST_DAY = date(2000, 1, 1)
 MAX_DAYS_AHEAD = 366
+MAX_PERIOD_DAYS = 366  # a leap year, both ends included
 
 
 def check_period(first_day: date, last_day: date, timezone: str) -> None:
     """Raise ValueError unless first_day..last_day is a period a KPI report can cover: in order,
-    from :data:`EARLIEST_DAY` to :data:`MAX_DAYS_AHEAD` days after today in ``timezone``."""
+    at most :data:`MAX_PERIOD_DAYS` days, from :data:`EARLIEST_DAY` to :data:`MAX_DAYS_AHEAD`
+    days after today in ``timezone``."""
     if last_day < first_day:
         raise ValueError(f"period: expected to >= from, got {first_day} .. {last_day}")
+    if (days := (last_day - first_day).days + 1) > MAX_PERIOD_DAYS:
+        raise ValueError(f"period: expected at most {MAX_PERIOD_DAYS} days, got {days}")
     latest = datetime.now(ZoneInfo(timezone)).date() + timedelta(days=MAX_DAYS_AHEAD)
     if first_day < EARLIEST_DAY or last_day > latest:
         raise ValueError(
@@ -266,8 +270,7 @@ async def compute_kpis(
     figures, slower: benchmarks and consistency tests).
 
     Raises:
-        ValueError: last_day before first_day, or a day before :data:`EARLIEST_DAY` or more than
-            :data:`MAX_DAYS_AHEAD` days after today.
+        ValueError: a period :func:`check_period` refuses.
     """
     check_period(first_day, last_day, settings.display_timezone)
     tz = ZoneInfo(settings.display_timezone)

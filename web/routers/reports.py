@@ -103,11 +103,6 @@ async def kpi_report(
 ) -> Response:
     """KPI report (county and companies, per-day trend); operators get their own company."""
     scope = company_scope(user, company_id)
-    if (to_day - from_day).days > 366:
-        raise HTTPException(
-            422,
-            f"period: expected at most 366 days, got {(to_day - from_day).days + 1}",
-        )
     try:
         body, data = await service.kpi_report(
             pool, settings.reports, format, from_day, to_day,
