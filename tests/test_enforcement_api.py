@@ -101,10 +101,10 @@ async def test_enforcement_records_and_corrects_a_penalty_audited_with_before_an
             ({**DECISION, "fine_yuan": "-0"}, "expected fine_yuan above 0, got -0"),
             ({"decision": "警告", "fine_yuan": 200}, "decision 警告: expected no fine_yuan"),
             ({"decision": "不予处罚", "fine_yuan": 0}, "decision 不予处罚: expected no fine_yuan"),
-            ({**DECISION, "decided_on": "2999-01-01"}, "expected a date up to today"),
+            ({**DECISION, "decided_on": "2999-01-01"}, "up to today ("),
             # the alarm started 2026-03-02 (Beijing): a decision cannot come before it
             ({**DECISION, "decided_on": "1900-01-01"}, "expected a date from the alarm's day"),
-            ({**DECISION, "decided_on": "2026-03-01"}, "(2026-03-02) to today, got 2026-03-01"),
+            ({**DECISION, "decided_on": "2026-03-01"}, "(2026-03-02) up to today ("),
             ({**DECISION, "decision": "  "}, "got blanks"),
         ]
         for body, message in bad:

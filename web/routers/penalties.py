@@ -36,8 +36,8 @@ class PenaltyIn(BaseModel):
     listing them); ``decision_number``: 处罚决定书编号;
     ``fine_yuan``: 罚款金额 in yuan, at most 2 decimals, above 0, required when the decision is
     罚款 and refused (422) with 警告 or 不予处罚, which carry no amount;
-    ``decided_on``: the date of the decision (local calendar date, not in the future; default
-    today); ``note``.
+    ``decided_on``: the date of the decision (local calendar date, from the alarm's day up to
+    today; default today); ``note``.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -77,16 +77,23 @@ class PenaltyIn(BaseModel):
             )
         return self
 
-    def fields(self, today: date) -> PenaltyFields:
-        """The stored fields; ``decided_on`` defaults to ``today`` (local).
+    def fields(self, alarm: dict[str, Any], settings: Settings) -> PenaltyFields:
+        """The stored fields of a decision on ``alarm``; ``decided_on`` defaults to today
+        (local, ``rules.timezone``).
 
         Raises:
-            HTTPException 422: a decision date after ``today``.
+            HTTPException 422: a decision date before the local day the alarm started (a
+                penalty cannot come before the violation) or after today.
         """
+        zone = ZoneInfo(settings.rules.timezone)
+        today = datetime.now(zone).date()
+        started_on = alarm["started_at"].astimezone(zone).date()
         decided_on = self.decided_on or today
-        if decided_on > today:
+        if not started_on <= decided_on <= today:
             raise HTTPException(
-                422, f"decided_on: expected a date up to today ({today}), got {decided_on}"
+                422,
+                f"decided_on: expected a date from the alarm's day ({started_on}) up to today "
+                f"({today}), got {decided_on}",
             )
         return PenaltyFields(
             decision=self.decision,
@@ -94,22 +101,6 @@ class PenaltyIn(BaseModel):
             fine_yuan=self.fine_yuan,
             decided_on=decided_on,
             note=(self.note or "").strip() or None,
-        )
-
-
-def _local_today(settings: Settings) -> date:
-    return datetime.now(ZoneInfo(settings.rules.timezone)).date()
-
-
-def _check_decided_on(fields: PenaltyFields, alarm: dict[str, Any], settings: Settings) -> None:
-    """422 for a decision dated before the local day its alarm started (a penalty cannot come
-    before the violation; a walkthrough recorded one dated 1900-01-01)."""
-    started_on = alarm["started_at"].astimezone(ZoneInfo(settings.rules.timezone)).date()
-    if fields.decided_on is not None and fields.decided_on < started_on:
-        raise HTTPException(
-            422,
-            f"decided_on: expected a date from the alarm's day ({started_on}) to today, got "
-            f"{fields.decided_on}",
         )
 
 
@@ -122,10 +113,9 @@ async def record_penalty(
     its amount or a decision date in the future or before the alarm's day; 409 (nothing written)
     when the alarm already has a decision of that number, or without a number the very same
     decision (a double submit: :func:`gps_monitor.db.penalties.find_same`)."""
-    fields = body.fields(_local_today(settings))
     async with pool.acquire() as conn, conn.transaction():
         alarm = await fetch_scoped(conn, user, alarm_id, lock=True)
-        _check_decided_on(fields, alarm, settings)
+        fields = body.fields(alarm, settings)
         same = await penalties.find_same(conn, alarm_id, fields)
         if same is not None:
             what = (
@@ -158,13 +148,12 @@ async def edit_penalty(
     ``alarm.penalty_edit`` with the values before and after. 404 for an unknown decision; 422
     as for recording (a decision recorded before the kinds were checked is corrected to one of
     them)."""
-    fields = body.fields(_local_today(settings))
     async with pool.acquire() as conn, conn.transaction():
         before = await penalties.get(conn, penalty_id)
         if before is None:
             raise not_found(f"penalty {penalty_id}")
         alarm = await fetch_scoped(conn, user, before.alarm_id, lock=True)
-        _check_decided_on(fields, alarm, settings)
+        fields = body.fields(alarm, settings)
         after = await penalties.update(conn, before, fields, user.id)
         await audit.record(
             conn, user, "alarm.penalty_edit", "alarm", before.alarm_id,
