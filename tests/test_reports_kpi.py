@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 from datetime import date, datetime, timedelta
@@ -262,23 +263,30 @@ async def test_kpi_report_json_and_xlsx_are_logged(
     assert [(r["kind"], r["format"]) for r in logged] == [("kpi", "json"), ("kpi", "xlsx")]
 
 
+async def _online_today(pool: asyncpg.Pool, plate: str, *later: Fix) -> date:
+    """A vehicle with one fix a minute ago (and ``later`` fixes); returns today (Beijing). Run
+    clear of local midnight, so the report computes the same today."""
+    now = datetime.now(BEIJING)
+    midnight = datetime.combine(now.date() + timedelta(days=1), datetime.min.time(), BEIJING)
+    if midnight - now < timedelta(seconds=5):
+        await asyncio.sleep((midnight - now).total_seconds() + 0.1)
+        now = datetime.now(BEIJING)
+    company = await registry.ensure_company(pool, f"{plate}运输公司")
+    vehicle = await registry.ensure_vehicle(
+        pool, company_id=company.id, plate_number=plate, terminal_id=f"0139{plate[-5:]:0>8}"
+    )
+    start_of_day = datetime.combine(now.date(), datetime.min.time(), BEIJING)
+    fixes = [Fix(max(now - timedelta(minutes=1), start_of_day), 29.5, 106.5, 30.0), *later]
+    await store_fixes(pool, vehicle.id, company.id, vehicle.terminal_id, fixes)
+    return now.date()
+
+
 async def test_a_period_running_past_today_is_assessed_up_to_today(
     pool: asyncpg.Pool, settings: Settings
 ) -> None:
     """Found by a walkthrough: "this month" on the dashboard counted the days still to come as
     days offline (上线率 4 % for a fleet online every day so far, 0 % for a future period)."""
-    company = await registry.ensure_company(pool, "丙运输公司")
-    vehicle = await registry.ensure_vehicle(
-        pool, company_id=company.id, plate_number="渝C00001", terminal_id="013900000031"
-    )
-    now = datetime.now(BEIJING)
-    today = now.date()
-    fix_time = max(
-        now - timedelta(minutes=1), datetime.combine(today, datetime.min.time(), BEIJING)
-    )
-    await store_fixes(
-        pool, vehicle.id, company.id, vehicle.terminal_id, [Fix(fix_time, 29.5, 106.5, 30.0)]
-    )
+    today = await _online_today(pool, "渝C00001")
     report = await kpi.compute_kpis(
         pool, today - timedelta(days=1), today + timedelta(days=9), settings.reports
     )
@@ -303,26 +311,11 @@ async def test_a_record_dated_after_today_is_no_day_online(
     but stored) has records on tomorrow's local day from 16:00 on: tomorrow is no vehicle-day
     of 上线率, so its record must not count as a day online either (counted, "this month"
     read 200 % on the 1st)."""
-    company = await registry.ensure_company(pool, "丁运输公司")
-    vehicle = await registry.ensure_vehicle(
-        pool, company_id=company.id, plate_number="渝D00001", terminal_id="013900000041"
+    tomorrow = datetime.combine(
+        datetime.now(BEIJING).date() + timedelta(days=1), datetime.min.time(), BEIJING
     )
-    now = datetime.now(BEIJING)
-    today = now.date()
-    fix_time = max(
-        now - timedelta(minutes=1), datetime.combine(today, datetime.min.time(), BEIJING)
-    )
-    tomorrow = datetime.combine(today + timedelta(days=1), datetime.min.time(), BEIJING)
-    await store_fixes(
-        pool,
-        vehicle.id,
-        company.id,
-        vehicle.terminal_id,
-        [
-            Fix(fix_time, 29.5, 106.5, 30.0),
-            Fix(tomorrow + timedelta(hours=1), 29.5, 106.5, 30.0, quality=Quality.INVALID),
-        ],
-    )
+    ahead = Fix(tomorrow + timedelta(hours=1), 29.5, 106.5, 30.0, quality=Quality.INVALID)
+    today = await _online_today(pool, "渝D00001", ahead)
     for from_positions in (False, True):
         report = await kpi.compute_kpis(
             pool, today, today + timedelta(days=9), settings.reports, from_positions=from_positions
